@@ -1,0 +1,108 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/**
+ * A server for AWS JSON-protocol services (awsJson1_0 / awsJson1_1): every call is a POST whose
+ * `X-Amz-Target` header names `<prefix>.<Operation>` and whose body is the input as JSON. The local
+ * emulators of SQS, Step Functions, ECS and CloudWatch Logs are built on it, so the real SDK clients
+ * talk to them unchanged.
+ */
+
+/** An error the SDK turns into a typed exception named `code`. */
+export class AwsError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly statusCode = 400,
+    /** the `x-amzn-query-error` value for services (SQS) whose SDK reads legacy codes from it */
+    readonly queryErrorCode?: string,
+  ) {
+    super(message);
+  }
+}
+
+export type OperationHandler = (input: Record<string, unknown>) => unknown | Promise<unknown>;
+
+export interface JsonProtocolOptions {
+  /** e.g. `AmazonSQS`, `AWSStepFunctions`, `Logs_20140328`, `AmazonEC2ContainerServiceV20141113` */
+  targetPrefix: string;
+  /** the error namespace the service uses in `__type`, e.g. `com.amazonaws.sqs` */
+  errorNamespace: string;
+  operations: Record<string, OperationHandler>;
+  /** non-AWS routes for the local cloud's own use (health, fault injection), by `METHOD path` */
+  extraRoutes?: Record<string, (req: IncomingMessage, body: string, res: ServerResponse) => void | Promise<void>>;
+}
+
+export interface RunningServer {
+  server: Server;
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const readBody = (req: IncomingMessage): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+
+export const sendJson = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+  const text = JSON.stringify(body ?? {});
+  res.writeHead(status, { 'content-type': 'application/x-amz-json-1.0', ...headers });
+  res.end(text);
+};
+
+const sendError = (res: ServerResponse, namespace: string, err: AwsError) => {
+  const headers: Record<string, string> = { 'x-amzn-errortype': err.code };
+  if (err.queryErrorCode) headers['x-amzn-query-error'] = `${err.queryErrorCode};Sender`;
+  sendJson(res, err.statusCode, { __type: `${namespace}#${err.code}`, message: err.message }, headers);
+};
+
+export const startJsonProtocolServer = async (
+  options: JsonProtocolOptions,
+  port = 0,
+  host = '127.0.0.1',
+): Promise<RunningServer> => {
+  const server = createServer(async (req, res) => {
+    try {
+      const body = await readBody(req);
+      const extra = options.extraRoutes?.[`${req.method} ${(req.url ?? '/').split('?')[0]}`];
+      if (extra) return await extra(req, body, res);
+      const target = req.headers['x-amz-target'];
+      if (req.method !== 'POST' || typeof target !== 'string') {
+        return sendError(res, options.errorNamespace, new AwsError('UnknownOperationException', 'expected a JSON-protocol POST'));
+      }
+      const [prefix, operation] = target.split('.');
+      const handler = prefix === options.targetPrefix && operation ? options.operations[operation] : undefined;
+      if (!handler) {
+        return sendError(res, options.errorNamespace, new AwsError('UnknownOperationException', `${target} is not emulated`));
+      }
+      const input = body ? (JSON.parse(body) as Record<string, unknown>) : {};
+      const output = await handler(input);
+      sendJson(res, 200, output ?? {});
+    } catch (err) {
+      if (err instanceof AwsError) return sendError(res, options.errorNamespace, err);
+      if (err instanceof SyntaxError) {
+        return sendError(res, options.errorNamespace, new AwsError('SerializationException', err.message));
+      }
+      sendError(res, options.errorNamespace, new AwsError('InternalFailure', String(err), 500));
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const actual = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port: actual,
+    url: `http://${host}:${actual}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+};

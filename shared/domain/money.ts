@@ -1,0 +1,18 @@
+/**
+ * Money is integer micro-USD (1 USD = 1,000,000). Rounding rule: every priced quantity is
+ * rounded half up to a whole micro-USD once, where it is priced; sums of rounded figures are exact.
+ */
+export const MICRO_PER_USD = 1_000_000;
+
+export const usdToMicro = (usd: number): number => Math.round(usd * MICRO_PER_USD);
+
+/** Price `quantity` units at `microUsdPerUnit / per` each, rounded half up to a whole micro-USD. */
+export const priceMicro = (quantity: number, microUsdPerUnit: number, per = 1): number => {
+  if (quantity <= 0 || microUsdPerUnit <= 0) return 0;
+  // Integer arithmetic where possible; BigInt keeps large token counts exact.
+  const numerator = BigInt(Math.round(quantity)) * BigInt(Math.round(microUsdPerUnit));
+  const divisor = BigInt(per);
+  return Number((numerator * 2n + divisor) / (divisor * 2n));
+};
+
+export const formatUsd = (micro: number): string => `$${(micro / MICRO_PER_USD).toFixed(6)}`;

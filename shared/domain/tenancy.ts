@@ -1,0 +1,84 @@
+/** Accounts, projects and pods: the configuration a run is checked against and frozen from. */
+
+export const PROJECT_ROLES = ['viewer', 'member', 'admin'] as const;
+export type ProjectRole = (typeof PROJECT_ROLES)[number];
+
+export const ACCOUNT_ROLES = ['member', 'admin'] as const;
+export type AccountRole = (typeof ACCOUNT_ROLES)[number];
+
+export interface Caller {
+  accountId: string;
+  userId: string;
+  email?: string;
+  accountRole: AccountRole;
+}
+
+export interface ProjectMember {
+  userId: string;
+  role: ProjectRole;
+  email?: string;
+}
+
+export interface Project {
+  accountId: string;
+  projectId: string;
+  name: string;
+  repos: string[];
+  members: ProjectMember[];
+  updatedAt: string;
+}
+
+export interface Pod {
+  accountId: string;
+  podId: string;
+  name: string;
+  image: string;
+  cpu: number;
+  memoryMiB: number;
+  model: string;
+  enabled: boolean;
+  maxDurationSeconds: number;
+  approvalWindowSeconds: number;
+  /** micro-USD; 0 = no per-run budget */
+  runBudgetMicroUsd: number;
+  updatedAt: string;
+}
+
+export interface AccountLimits {
+  /** micro-USD; 0 = no cap */
+  dailyCapMicroUsd: number;
+  monthlyCapMicroUsd: number;
+}
+
+export interface Account {
+  accountId: string;
+  name: string;
+  paymentStatus: 'active' | 'payment_required';
+  limits: AccountLimits;
+  updatedAt: string;
+}
+
+const RANK: Record<ProjectRole, number> = { viewer: 0, member: 1, admin: 2 };
+
+/** The caller's role in a project; account admins act as project admins everywhere in their account. */
+export const projectRoleOf = (project: Project, caller: Caller): ProjectRole | undefined => {
+  if (caller.accountRole === 'admin') return 'admin';
+  return project.members.find((m) => m.userId === caller.userId)?.role;
+};
+
+export const hasProjectRole = (project: Project, caller: Caller, needed: ProjectRole): boolean => {
+  const role = projectRoleOf(project, caller);
+  return role !== undefined && RANK[role] >= RANK[needed];
+};
+
+/** What the pre-flight checks decide before anything is launched. */
+export type CheckOutcome = { ok: true } | { ok: false; exitReason: 'cancelled' | 'payment_required' | 'budget_hit'; message: string };
+
+export const preflight = (pod: Pod | undefined, account: Account | undefined): CheckOutcome => {
+  if (!account) return { ok: false, exitReason: 'cancelled', message: 'the account no longer exists' };
+  if (account.paymentStatus !== 'active')
+    return { ok: false, exitReason: 'payment_required', message: 'the account has no valid payment method' };
+  if (!pod) return { ok: false, exitReason: 'cancelled', message: 'the pod no longer exists' };
+  if (!pod.enabled) return { ok: false, exitReason: 'cancelled', message: `pod ${pod.podId} is disabled` };
+  return { ok: true };
+};
