@@ -105,6 +105,10 @@ export interface RunQueue {
 export interface Orchestrator {
   /** Start the run's execution; an execution that already exists counts as started. */
   start(executionName: string, input: { runId: string }): Promise<{ executionArn: string; alreadyExisted: boolean }>;
+}
+
+/** Settling the task tokens the state machine parks. 'gone': the wait was already over. */
+export interface TaskSignals {
   succeedTask(token: string, output: unknown): Promise<'sent' | 'gone'>;
   failTask(token: string, error: string, cause: string): Promise<'sent' | 'gone'>;
   heartbeat(token: string): Promise<'sent' | 'gone'>;

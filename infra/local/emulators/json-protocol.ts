@@ -23,6 +23,8 @@ export class AwsError extends Error {
 
 export type OperationHandler = (input: Record<string, unknown>) => unknown | Promise<unknown>;
 
+export type RawRoute = (req: IncomingMessage, body: string, res: ServerResponse) => void | Promise<void>;
+
 export interface JsonProtocolOptions {
   /** e.g. `AmazonSQS`, `AWSStepFunctions`, `Logs_20140328`, `AmazonEC2ContainerServiceV20141113` */
   targetPrefix: string;
@@ -30,7 +32,9 @@ export interface JsonProtocolOptions {
   errorNamespace: string;
   operations: Record<string, OperationHandler>;
   /** non-AWS routes for the local cloud's own use (health, fault injection), by `METHOD path` */
-  extraRoutes?: Record<string, (req: IncomingMessage, body: string, res: ServerResponse) => void | Promise<void>>;
+  extraRoutes?: Record<string, RawRoute>;
+  /** requests without `X-Amz-Target` that no extra route took, e.g. the SQS query protocol older CLIs speak */
+  fallback?: RawRoute;
 }
 
 export interface RunningServer {
@@ -71,6 +75,7 @@ export const startJsonProtocolServer = async (
       const extra = options.extraRoutes?.[`${req.method} ${(req.url ?? '/').split('?')[0]}`];
       if (extra) return await extra(req, body, res);
       const target = req.headers['x-amz-target'];
+      if (typeof target !== 'string' && options.fallback) return await options.fallback(req, body, res);
       if (req.method !== 'POST' || typeof target !== 'string') {
         return sendError(res, options.errorNamespace, new AwsError('UnknownOperationException', 'expected a JSON-protocol POST'));
       }

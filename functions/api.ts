@@ -1,0 +1,86 @@
+import type { APIGatewayProxyEventV2WithJWTAuthorizer } from 'aws-lambda';
+import { readEnv } from '../shared/config.js';
+import { callerFromEvent } from '../shared/http/auth.js';
+import { header, parseJsonBody, pathParam } from '../shared/http/request.js';
+import { json } from '../shared/http/responses.js';
+import { type RouteHandler, routeHandler } from '../shared/http/router.js';
+import { systemClock } from '../shared/ports.js';
+import {
+  accountLimitsSchema,
+  dispatchRequestSchema,
+  listQuerySchema,
+  podRequestSchema,
+  projectRequestSchema,
+} from '../shared/schemas/api.js';
+import * as directoryCases from '../shared/usecases/directory.js';
+import type { DirectoryDeps } from '../shared/usecases/directory.js';
+import * as runCases from '../shared/usecases/runs.js';
+import type { RunCommandDeps } from '../shared/usecases/runs.js';
+import { directoryRepository, runQueue, runRepository, sandbox, taskSignals } from '../shared/wiring.js';
+
+/** HTTP API v1: runs, pods, projects, account. Parse → use case → answer. */
+export const makeHandler = (deps: RunCommandDeps & DirectoryDeps, claims: { tenant: string; accountRole: string }) => {
+  type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
+  const caller = (event: Event) => callerFromEvent(event, claims);
+  const query = (event: Event) => listQuerySchema.parse(event.queryStringParameters ?? {});
+  const runAction =
+    (action: (d: RunCommandDeps, c: ReturnType<typeof caller>, runId: string) => Promise<unknown>, status = 200): RouteHandler =>
+    async (event) =>
+      json(status, await action(deps, caller(event), pathParam(event, 'runId')));
+
+  return routeHandler({
+    'POST /v1/projects/{projectId}/runs': async (event) => {
+      const c = caller(event);
+      const projectId = pathParam(event, 'projectId');
+      const request = parseJsonBody(event, dispatchRequestSchema);
+      const key = header(event, 'idempotency-key');
+      const { run, created } = await runCases.dispatchRun(deps, c, projectId, request, key);
+      return json(202, run, created ? {} : { 'idempotent-replayed': 'true' });
+    },
+    'GET /v1/projects/{projectId}/runs': async (event) =>
+      json(200, await runCases.listRuns(deps, caller(event), query(event), pathParam(event, 'projectId'))),
+    'GET /v1/runs': async (event) => json(200, await runCases.listRuns(deps, caller(event), query(event))),
+    'GET /v1/runs/{runId}': runAction(runCases.getRun),
+    'POST /v1/runs/{runId}/stop': runAction(runCases.stopRun),
+    'POST /v1/runs/{runId}/done': runAction(runCases.closeRun),
+    'POST /v1/runs/{runId}/replay': runAction(runCases.replayRun, 202),
+    'POST /v1/runs/{runId}/redrive': runAction(runCases.redriveRun, 202),
+    'GET /v1/pods': async (event) => json(200, { items: await directoryCases.listPods(deps, caller(event)) }),
+    'GET /v1/pods/{podId}': async (event) =>
+      json(200, await directoryCases.getPod(deps, caller(event), pathParam(event, 'podId'))),
+    'PUT /v1/pods/{podId}': async (event) =>
+      json(
+        200,
+        await directoryCases.putPod(deps, caller(event), pathParam(event, 'podId'), parseJsonBody(event, podRequestSchema)),
+      ),
+    'GET /v1/projects': async (event) => json(200, { items: await directoryCases.listProjects(deps, caller(event)) }),
+    'GET /v1/projects/{projectId}': async (event) =>
+      json(200, await directoryCases.getProject(deps, caller(event), pathParam(event, 'projectId'))),
+    'PUT /v1/projects/{projectId}': async (event) =>
+      json(
+        200,
+        await directoryCases.putProject(
+          deps,
+          caller(event),
+          pathParam(event, 'projectId'),
+          parseJsonBody(event, projectRequestSchema),
+        ),
+      ),
+    'GET /v1/account': async (event) => json(200, await directoryCases.getAccount(deps, caller(event))),
+    'PUT /v1/account/limits': async (event) =>
+      json(200, await directoryCases.setAccountLimits(deps, caller(event), parseJsonBody(event, accountLimitsSchema))),
+  });
+};
+
+const env = readEnv('TABLE_NAME', 'QUEUE_URL', 'CLUSTER_ARN', 'TENANT_CLAIM', 'ACCOUNT_ROLE_CLAIM');
+export const handler = makeHandler(
+  {
+    runs: runRepository(env.TABLE_NAME),
+    directory: directoryRepository(env.TABLE_NAME),
+    queue: runQueue(env.QUEUE_URL),
+    signals: taskSignals(),
+    sandbox: sandbox(env.CLUSTER_ARN),
+    clock: systemClock,
+  },
+  { tenant: env.TENANT_CLAIM, accountRole: env.ACCOUNT_ROLE_CLAIM },
+);

@@ -1,0 +1,21 @@
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { readEnv } from '../shared/config.js';
+import { logger, metrics } from '../shared/observability.js';
+import { type RunRepository, systemClock, type Clock } from '../shared/ports.js';
+import { runMessageHandler } from '../shared/sqs-batch.js';
+import { markDeadLetter } from '../shared/usecases/lifecycle.js';
+import { runRepository } from '../shared/wiring.js';
+
+/** DLQ → DEAD_LETTER for runs still waiting, counted as a metric. */
+export const makeHandler = (deps: { runs: RunRepository; clock: Clock }) =>
+  runMessageHandler(async (runId, record) => {
+    const marked = await markDeadLetter(deps, runId);
+    logger.warn('run message dead-lettered', { runId, marked, receiveCount: record.attributes.ApproximateReceiveCount });
+    if (marked) {
+      metrics.addMetric('RunsDeadLettered', MetricUnit.Count, 1);
+      metrics.publishStoredMetrics();
+    }
+  });
+
+const env = readEnv('TABLE_NAME');
+export const handler = makeHandler({ runs: runRepository(env.TABLE_NAME), clock: systemClock });

@@ -1,0 +1,23 @@
+import { z } from 'zod';
+import { LAUNCH } from '../infra/definitions.js';
+import { readEnv } from '../shared/config.js';
+import { validatedHandler } from '../shared/lambda.js';
+import type { RunRepository } from '../shared/ports.js';
+import { launchFailureReason, markRetrying } from '../shared/usecases/lifecycle.js';
+import { runRepository } from '../shared/wiring.js';
+
+const inputSchema = z.looseObject({
+  runId: z.string(),
+  launch: z.looseObject({ failures: z.array(z.looseObject({ Reason: z.string().optional() })).optional() }).optional(),
+  launchError: z.looseObject({ Error: z.string().optional(), Cause: z.string().optional() }).optional(),
+});
+
+/** State machine task: a launch failed; decide whether to try again and after how long. */
+export const makeHandler = (deps: { runs: RunRepository }, policy: { maxAttempts: number; backoffSeconds: number[] }) =>
+  validatedHandler(inputSchema, (state) => markRetrying(deps, policy, state.runId, launchFailureReason(state)));
+
+const env = readEnv('TABLE_NAME', 'LAUNCH_BACKOFF_SECONDS');
+export const handler = makeHandler(
+  { runs: runRepository(env.TABLE_NAME) },
+  { maxAttempts: LAUNCH.maxAttempts, backoffSeconds: env.LAUNCH_BACKOFF_SECONDS.split(',').map(Number) },
+);

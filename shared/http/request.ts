@@ -1,0 +1,40 @@
+import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import type { z } from 'zod';
+import { DomainError, ValidationError } from '../domain/errors.js';
+
+/** Largest request body a route accepts. */
+export const MAX_BODY_BYTES = 256 * 1024;
+
+export class PayloadTooLargeError extends DomainError {
+  constructor(limit: number) {
+    super('PayloadTooLarge', `the request body is larger than ${limit} bytes`);
+  }
+}
+
+const rawBody = (event: APIGatewayProxyEventV2): string => {
+  if (!event.body) return '';
+  return event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+};
+
+/** Parse and validate a JSON body at the edge. */
+export const parseJsonBody = <T>(event: APIGatewayProxyEventV2, schema: z.ZodType<T>, limit = MAX_BODY_BYTES): T => {
+  const text = rawBody(event);
+  if (Buffer.byteLength(text, 'utf8') > limit) throw new PayloadTooLargeError(limit);
+  if (text.trim() === '') throw new ValidationError('a JSON body is required');
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new ValidationError('the body is not valid JSON');
+  }
+  return schema.parse(value);
+};
+
+export const pathParam = (event: APIGatewayProxyEventV2, name: string): string => {
+  const value = event.pathParameters?.[name];
+  if (!value) throw new ValidationError(`missing path parameter ${name}`);
+  return value;
+};
+
+export const header = (event: APIGatewayProxyEventV2, name: string): string | undefined =>
+  event.headers?.[name.toLowerCase()];

@@ -1,0 +1,26 @@
+import middy from '@middy/core';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import type { APIGatewayProxyEventV2WithJWTAuthorizer, Context } from 'aws-lambda';
+import { DomainError } from '../domain/errors.js';
+import { logger } from '../observability.js';
+import { errorBody, errorToResponse, type HttpResult, json } from './responses.js';
+
+export type RouteHandler = (event: APIGatewayProxyEventV2WithJWTAuthorizer) => Promise<HttpResult>;
+
+/**
+ * One Lambda serves a family of routes; API Gateway has already matched the route, so dispatch is a
+ * lookup on its routeKey. Errors become answers in one place.
+ */
+export const routeHandler = (routes: Record<string, RouteHandler>) =>
+  middy<APIGatewayProxyEventV2WithJWTAuthorizer, HttpResult, Error, Context>()
+    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .handler(async (event) => {
+      const route = routes[event.routeKey];
+      if (!route) return json(404, errorBody('NotFound', `no route ${event.routeKey}`));
+      try {
+        return await route(event);
+      } catch (err) {
+        if (!(err instanceof DomainError)) logger.error('request failed', { routeKey: event.routeKey, error: err as Error });
+        return errorToResponse(err);
+      }
+    });

@@ -1,0 +1,93 @@
+import { timingSafeEqual } from 'node:crypto';
+import { NotFoundError, UnauthorizedError } from '../domain/errors.js';
+import { isTerminal, type Run } from '../domain/run.js';
+import type { Clock, RunRepository, TaskSignals } from '../ports.js';
+import type { AgentEvent, Control, EventsResponse, PodRunConfig } from '../schemas/agent-events.js';
+import { hashAgentToken } from './lifecycle.js';
+
+/** The Agent API: what a pod may do with its run-scoped token, and nothing else. */
+
+export interface AgentDeps {
+  runs: RunRepository;
+  signals: TaskSignals;
+  clock: Clock;
+}
+
+export interface AgentSettings {
+  heartbeatSeconds: number;
+  controlPollMs: number;
+}
+
+/** The token is `<runId>.<secret>`; only its hash is stored, compared in constant time. */
+export const authenticateAgent = async (runs: RunRepository, runId: string, authorization?: string): Promise<Run> => {
+  const token = authorization?.startsWith('Bearer ') ? authorization.slice(7) : undefined;
+  if (!token || !token.startsWith(`${runId}.`)) throw new UnauthorizedError('a run-scoped bearer token is required');
+  const stored = await runs.getAgentTokenHash(runId);
+  const presented = Buffer.from(hashAgentToken(token), 'hex');
+  if (!stored || !timingSafeEqual(Buffer.from(stored, 'hex'), presented)) {
+    throw new UnauthorizedError('the token does not belong to this run');
+  }
+  const run = await runs.get(runId);
+  if (!run) throw new NotFoundError('run', runId);
+  return run;
+};
+
+export const controlFor = (run: Run, settings: AgentSettings): Control => {
+  if (isTerminal(run.status)) return { action: 'stop', reason: `the run is ${run.status}` };
+  if (run.status === 'AWAITING_APPROVAL') {
+    return { action: 'wait', reason: 'awaiting approval', pollAfterMs: settings.controlPollMs };
+  }
+  return { action: 'continue' };
+};
+
+export const podConfig = async (runs: RunRepository, run: Run, settings: AgentSettings): Promise<PodRunConfig> => {
+  const snapshot = await runs.getSnapshot(run.runId);
+  if (!snapshot) throw new NotFoundError('config snapshot of run', run.runId);
+  return {
+    runId: run.runId,
+    mode: run.mode,
+    prompt: snapshot.prompt,
+    repos: snapshot.repos,
+    model: snapshot.pod.model,
+    itemId: run.itemId,
+    demo: snapshot.demo,
+    heartbeatSeconds: settings.heartbeatSeconds,
+  };
+};
+
+/**
+ * Record a batch of pod events. The first event of a provisioned run makes it RUNNING; a result
+ * settles the parked wait (or waits for the token to be parked, which then settles it); heartbeats
+ * keep the state machine's heartbeat alive.
+ */
+export const ingestEvents = async (
+  deps: AgentDeps,
+  settings: AgentSettings,
+  run: Run,
+  events: AgentEvent[],
+): Promise<EventsResponse> => {
+  if (isTerminal(run.status)) return { accepted: 0, duplicates: events.length, control: controlFor(run, settings) };
+  const now = deps.clock.now().toISOString();
+  let current = run;
+  if (run.status === 'PROVISIONING') {
+    current = await deps.runs
+      .transition({ runId: run.runId, to: 'RUNNING', from: ['PROVISIONING'], patch: { startedAt: now } })
+      .catch(async () => (await deps.runs.get(run.runId)) ?? run);
+  }
+  const ordered = [...events].sort((a, b) => a.seq - b.seq);
+  const { accepted, duplicates } = await deps.runs.recordEvents(run.runId, ordered);
+  for (const event of accepted) {
+    if (event.type === 'phase') await deps.runs.advancePhase(run.runId, event.phase);
+  }
+  const result = accepted.find((e) => e.type === 'result');
+  const token = await deps.runs.getPodTaskToken(run.runId);
+  if (result) {
+    const podResult = { outcome: result.outcome, exitReason: result.exitReason, message: result.message };
+    await deps.runs.update(run.runId, { result: podResult }, ['PROVISIONING', 'RUNNING', 'AWAITING_APPROVAL']);
+    if (token) await deps.signals.succeedTask(token, podResult);
+  } else if (token && events.some((e) => e.type === 'heartbeat')) {
+    await deps.signals.heartbeat(token);
+  }
+  const latest = (await deps.runs.get(run.runId)) ?? current;
+  return { accepted: accepted.length, duplicates, control: controlFor(latest, settings) };
+};

@@ -1,0 +1,222 @@
+import { ForbiddenError, NotFoundError, ServiceUnavailableError, ValidationError } from '../domain/errors.js';
+import { newRunId } from '../domain/ids.js';
+import { ACTIVE_STATUSES, isTerminal, type Run, ZERO_COST } from '../domain/run.js';
+import { type Caller, hasProjectRole, type Project, type ProjectRole } from '../domain/tenancy.js';
+import type {
+  Clock,
+  DirectoryRepository,
+  RunConfigSnapshot,
+  RunQueue,
+  RunRepository,
+  Sandbox,
+  TaskSignals,
+} from '../ports.js';
+import type { DispatchRequest, ListQuery } from '../schemas/api.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
+
+export interface RunCommandDeps {
+  runs: RunRepository;
+  directory: DirectoryRepository;
+  queue: RunQueue;
+  signals: TaskSignals;
+  sandbox: Sandbox;
+  clock: Clock;
+}
+
+/** Runs and projects of other tenants do not exist for the caller. */
+const ownRun = async (runs: RunRepository, caller: Caller, runId: string): Promise<Run> => {
+  const run = await runs.get(runId);
+  if (!run || run.accountId !== caller.accountId) throw new NotFoundError('run', runId);
+  return run;
+};
+
+const projectWithRole = async (
+  directory: DirectoryRepository,
+  caller: Caller,
+  projectId: string,
+  role: ProjectRole,
+): Promise<Project> => {
+  const project = await directory.getProject(caller.accountId, projectId);
+  if (!project) throw new NotFoundError('project', projectId);
+  if (!hasProjectRole(project, caller, role)) {
+    throw new ForbiddenError(`this needs the ${role} role in project ${projectId}`);
+  }
+  return project;
+};
+
+const newRun = (
+  fields: Pick<Run, 'accountId' | 'projectId' | 'itemId' | 'podId' | 'mode' | 'source' | 'attribution' | 'repos'> & {
+    replayOf?: string;
+  },
+  now: Date,
+): Run => ({
+  ...fields,
+  runId: newRunId(now.getTime()),
+  status: 'QUEUED',
+  usage: {},
+  cost: { ...ZERO_COST },
+  artifacts: [],
+  attempt: 1,
+  redriveCount: 0,
+  lastSeq: 0,
+  version: 1,
+  createdAt: now.toISOString(),
+  updatedAt: now.toISOString(),
+});
+
+/**
+ * Put a queued run on the queue. If the queue is unavailable the run stays QUEUED and the sweeper
+ * enqueues it later; the caller learns it with a 503 that names the run.
+ */
+const enqueue = async (deps: RunCommandDeps, run: Run): Promise<void> => {
+  try {
+    await deps.queue.enqueue(run.runId);
+  } catch (err) {
+    throw new ServiceUnavailableError('the run was recorded but could not be queued yet; it will be retried', {
+      runId: run.runId,
+      cause: err instanceof Error ? err.name : 'unknown',
+    });
+  }
+};
+
+export const dispatchRun = async (
+  deps: RunCommandDeps,
+  caller: Caller,
+  projectId: string,
+  request: DispatchRequest,
+  idempotencyKey?: string,
+): Promise<{ run: Run; created: boolean }> => {
+  const project = await projectWithRole(deps.directory, caller, projectId, 'member');
+  const pod = await deps.directory.getPod(caller.accountId, request.podId);
+  if (!pod) throw new ValidationError(`unknown pod ${request.podId}`, { podId: request.podId });
+  const repos = [...new Set([...project.repos, ...(request.repos ?? [])])];
+  const run = newRun(
+    {
+      accountId: caller.accountId,
+      projectId,
+      itemId: request.itemId,
+      podId: pod.podId,
+      mode: request.mode,
+      source: request.source,
+      attribution: request.attribution ?? caller.userId,
+      repos,
+    },
+    deps.clock.now(),
+  );
+  const snapshot: RunConfigSnapshot = {
+    prompt: request.prompt,
+    repos,
+    pod,
+    request: { itemId: request.itemId, podId: request.podId, mode: request.mode, source: request.source },
+    demo: request.config?.demo,
+  };
+  const result = await deps.runs.create(run, snapshot, idempotencyKey);
+  // A retried dispatch of a run still waiting re-sends its message: starting a run is idempotent.
+  if (result.run.status === 'QUEUED') await enqueue(deps, result.run);
+  return result;
+};
+
+export const getRun = (deps: Pick<RunCommandDeps, 'runs'>, caller: Caller, runId: string) =>
+  ownRun(deps.runs, caller, runId);
+
+export const listRuns = async (
+  deps: Pick<RunCommandDeps, 'runs' | 'directory'>,
+  caller: Caller,
+  query: ListQuery,
+  projectId?: string,
+): Promise<{ items: Run[]; nextCursor: string | null }> => {
+  if (projectId) {
+    const project = await deps.directory.getProject(caller.accountId, projectId);
+    if (!project) throw new NotFoundError('project', projectId);
+  }
+  const scope = { a: caller.accountId, p: projectId, s: query.status, src: query.source, pod: query.podId };
+  const before = query.cursor ? decodeCursor(scope, query.cursor) : undefined;
+  const page = await deps.runs.list({
+    accountId: caller.accountId,
+    projectId,
+    statuses: query.status,
+    source: query.source,
+    podId: query.podId,
+    limit: query.limit,
+    before,
+  });
+  return { items: page.items, nextCursor: page.lastRunId ? encodeCursor(scope, page.lastRunId) : null };
+};
+
+/** Stop a run mid-flight: STOPPED first (so nothing moves it on), then release the wait and the sandbox. */
+export const stopRun = async (deps: RunCommandDeps, caller: Caller, runId: string): Promise<Run> => {
+  const run = await ownRun(deps.runs, caller, runId);
+  await projectWithRole(deps.directory, caller, run.projectId, 'admin');
+  const now = deps.clock.now();
+  const stopped = await deps.runs.transition({
+    runId,
+    to: 'STOPPED',
+    from: [...ACTIVE_STATUSES],
+    patch: {
+      exitReason: 'stopped',
+      message: `stopped by ${caller.userId}`,
+      completedAt: now.toISOString(),
+      durationMs: now.getTime() - Date.parse(run.startedAt ?? run.createdAt),
+    },
+  });
+  await releaseSandbox(deps, stopped, 'Run.Stopped', 'the run was stopped');
+  return stopped;
+};
+
+/** Settle a parked pod wait with a failure and stop the task: the state machine then finalizes. */
+export const releaseSandbox = async (
+  deps: Pick<RunCommandDeps, 'runs' | 'signals' | 'sandbox'>,
+  run: Run,
+  error: string,
+  cause: string,
+): Promise<void> => {
+  const token = await deps.runs.getPodTaskToken(run.runId);
+  if (token) await deps.signals.failTask(token, error, cause);
+  if (run.taskArn) await deps.sandbox.stop(run.taskArn, cause);
+};
+
+export const closeRun = async (deps: RunCommandDeps, caller: Caller, runId: string): Promise<Run> => {
+  const run = await ownRun(deps.runs, caller, runId);
+  await projectWithRole(deps.directory, caller, run.projectId, 'admin');
+  if (!isTerminal(run.status)) throw new ValidationError(`run ${runId} has not ended yet (${run.status})`);
+  return deps.runs.transition({ runId, to: 'DONE', patch: { message: `closed by ${caller.userId}` } });
+};
+
+/** A new run from the same frozen config snapshot. */
+export const replayRun = async (deps: RunCommandDeps, caller: Caller, runId: string): Promise<Run> => {
+  const original = await ownRun(deps.runs, caller, runId);
+  await projectWithRole(deps.directory, caller, original.projectId, 'admin');
+  const snapshot = await deps.runs.getSnapshot(runId);
+  if (!snapshot) throw new NotFoundError('config snapshot of run', runId);
+  const run = newRun(
+    {
+      accountId: original.accountId,
+      projectId: original.projectId,
+      itemId: original.itemId,
+      podId: original.podId,
+      mode: original.mode,
+      source: 'replay',
+      attribution: caller.userId,
+      repos: snapshot.repos,
+      replayOf: original.runId,
+    },
+    deps.clock.now(),
+  );
+  const { run: created } = await deps.runs.create(run, { ...snapshot, request: { ...snapshot.request, source: 'replay' } });
+  await enqueue(deps, created);
+  return created;
+};
+
+/** A dead-lettered run goes back on the queue, under a new execution name. */
+export const redriveRun = async (deps: RunCommandDeps, caller: Caller, runId: string): Promise<Run> => {
+  const run = await ownRun(deps.runs, caller, runId);
+  await projectWithRole(deps.directory, caller, run.projectId, 'admin');
+  const queued = await deps.runs.transition({
+    runId,
+    to: 'QUEUED',
+    from: ['DEAD_LETTER'],
+    patch: { redriveCount: run.redriveCount + 1, attempt: 1, message: `redriven by ${caller.userId}` },
+  });
+  await enqueue(deps, queued);
+  return queued;
+};

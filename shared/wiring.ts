@@ -1,0 +1,29 @@
+import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ECSClient } from '@aws-sdk/client-ecs';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { DynamoDirectory } from './adapters/dynamo-directory.js';
+import { DynamoRunRepository } from './adapters/dynamo-run-repository.js';
+import { EcsSandbox } from './adapters/ecs-sandbox.js';
+import { StepFunctionsOrchestrator, StepFunctionsTaskSignals } from './adapters/sfn-orchestrator.js';
+import { SqsRunQueue } from './adapters/sqs-run-queue.js';
+
+/**
+ * Builders for the adapters a handler's composition root needs. Each handler calls only the ones it
+ * uses, at module scope, so clients are created once per container. Endpoints come from the SDK's
+ * own `AWS_ENDPOINT_URL_<SERVICE>` variables, which is how the local cloud points them at emulators.
+ */
+const documentClient = () =>
+  DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
+
+export const runRepository = (tableName: string) => new DynamoRunRepository(documentClient(), tableName);
+export const directoryRepository = (tableName: string) => new DynamoDirectory(documentClient(), tableName);
+export const runQueue = (queueUrl: string) => new SqsRunQueue(new SQSClient({}), queueUrl);
+/** Throttled Step Functions calls are retried adaptively rather than failing the batch. */
+const sfnClient = () => new SFNClient({ retryMode: 'adaptive', maxAttempts: 6 });
+export const orchestrator = (stateMachineArn: string) => new StepFunctionsOrchestrator(sfnClient(), stateMachineArn);
+export const taskSignals = () => new StepFunctionsTaskSignals(sfnClient());
+export const sandbox = (clusterArn: string) => new EcsSandbox(new ECSClient({ maxAttempts: 5 }), clusterArn);
+export const logsClient = () => new CloudWatchLogsClient({ retryMode: 'adaptive', maxAttempts: 6 });
