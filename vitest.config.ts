@@ -8,6 +8,7 @@ export default defineConfig({
           name: 'unit',
           include: ['test/unit/**/*.test.ts', 'test/infra/**/*.test.ts', 'pod/**/*.test.ts'],
           environment: 'node',
+          setupFiles: ['test/support/sdk-matchers.ts'],
         },
       },
       {

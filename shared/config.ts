@@ -21,7 +21,7 @@ export type Env = z.infer<typeof envSchema>;
 /** Read the named variables, failing at cold start with a clear message when one is missing. */
 export const readEnv = <K extends keyof Env>(...keys: K[]): Pick<Env, K> => {
   const mask = Object.fromEntries(keys.map((k) => [k, true])) as Record<keyof Env, true>;
-  const parsed = envSchema.partial().pick(mask).required(mask).safeParse(process.env);
+  const parsed = envSchema.pick(mask).safeParse(process.env);
   if (!parsed.success) {
     throw new Error(`configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   }

@@ -20,7 +20,9 @@ export function renderDefinition(substitutions: Record<string, string>): string 
     return value ?? placeholder;
   });
   if (missing.size > 0) {
-    throw new Error(`${ASL_PATH}: no substitution for ${[...missing].map((name) => `\${${name}}`).join(', ')}`);
+    throw new Error(
+      `${ASL_PATH}: no substitution for ${[...missing].map((name) => `\${${name}}`).join(', ')}`,
+    );
   }
   return rendered;
 }

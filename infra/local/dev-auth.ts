@@ -91,7 +91,11 @@ export const createDevIssuer = async (options: DevIssuerOptions): Promise<DevIss
     // API Gateway's JWT authorizer: a key from the JWKS by kid, the issuer, aud (or client_id when the
     // token has no aud) among the audiences, exp and nbf around now, iat not in the future.
     verify: async (token) => {
-      const { payload } = await jwtVerify(token, localKeySet, { issuer, algorithms: [ALG], requiredClaims: ['exp'] });
+      const { payload } = await jwtVerify(token, localKeySet, {
+        issuer,
+        algorithms: [ALG],
+        requiredClaims: ['exp'],
+      });
       if (payload.aud !== undefined) {
         const audiences = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
         if (!audiences.includes(audience)) throw claimFailure('unexpected "aud" claim value', payload, 'aud');

@@ -134,7 +134,8 @@ const numericTest = (operand: unknown): LeafTest => {
   for (let i = 0; i < operand.length; i += 2) {
     const compare = NUMERIC_OPERATORS[String(operand[i])];
     const bound = operand[i + 1];
-    if (!compare || typeof bound !== 'number') return invalid(`bad numeric operand ${JSON.stringify(operand)}`);
+    if (!compare || typeof bound !== 'number')
+      return invalid(`bad numeric operand ${JSON.stringify(operand)}`);
     checks.push((value) => compare(value, bound));
   }
   return (value) => typeof value === 'number' && checks.every((check) => check(value));
@@ -240,7 +241,8 @@ const satisfies = (compiled: CompiledPattern, event: Json): boolean =>
   }) && compiled.alternatives.every((alternatives) => alternatives.some((one) => satisfies(one, event)));
 
 /** Whether an event matches an EventBridge event pattern. Throws on an invalid pattern. */
-export const matchesPattern = (pattern: EventPattern, event: unknown): boolean => satisfies(compile(pattern), event);
+export const matchesPattern = (pattern: EventPattern, event: unknown): boolean =>
+  satisfies(compile(pattern), event);
 
 /** EventBridge writes `time` to the second. */
 const eventTime = (date = new Date()) => `${date.toISOString().slice(0, 19)}Z`;
@@ -269,7 +271,10 @@ export const createEventBus = (options: EventBusOptions = {}): EventBus => {
             logError(`rule ${ruleName}: target failed on event ${event.id} after ${attempts} attempts`, err);
             return;
           }
-          logError(`rule ${ruleName}: target failed on event ${event.id} (attempt ${attempt} of ${attempts})`, err);
+          logError(
+            `rule ${ruleName}: target failed on event ${event.id} (attempt ${attempt} of ${attempts})`,
+            err,
+          );
           await sleep(delay);
         }
       }

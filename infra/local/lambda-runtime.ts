@@ -55,12 +55,14 @@ const isThenable = (value: unknown): value is PromiseLike<unknown> =>
 
 const toFunctionError = (err: unknown): LambdaFunctionError => {
   if (err instanceof LambdaFunctionError) return err;
-  if (err instanceof Error) return new LambdaFunctionError(err.name, err.message, err.stack?.split('\n') ?? []);
+  if (err instanceof Error)
+    return new LambdaFunctionError(err.name, err.message, err.stack?.split('\n') ?? []);
   return new LambdaFunctionError('Error', String(err));
 };
 
 /** What crosses Lambda's wire: JSON text, so a Date arrives as a string and `undefined` as null. */
-const throughJson = (value: unknown): unknown => (value === undefined ? null : JSON.parse(JSON.stringify(value)));
+const throughJson = (value: unknown): unknown =>
+  value === undefined ? null : JSON.parse(JSON.stringify(value));
 
 type InvocationFacts = Omit<Context, 'done' | 'fail' | 'succeed'>;
 
@@ -87,11 +89,11 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
   const { functionsDir, functions, region = 'us-east-1', accountId = '000000000000' } = options;
   const names = Object.keys(functions) as FunctionName[];
   const loaded = new Map<FunctionName, Promise<Handler>>();
+  const failedInits = new Map<FunctionName, number>();
   const streams = new Map<FunctionName, string>();
-  const counters = Object.fromEntries(names.map((fn) => [fn, { invocations: 0, errors: 0, totalMs: 0 }])) as Record<
-    FunctionName,
-    FunctionStats
-  >;
+  const counters = Object.fromEntries(
+    names.map((fn) => [fn, { invocations: 0, errors: 0, totalMs: 0 }]),
+  ) as Record<FunctionName, FunctionStats>;
 
   const nameOf = (fn: FunctionName) => `${FUNCTION_NAME_PREFIX}${fn}`;
   const arnOf = (fn: FunctionName) => `arn:aws:lambda:${region}:${accountId}:function:${nameOf(fn)}`;
@@ -99,7 +101,11 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
   const load = (fn: FunctionName, definition: FunctionDefinition): Promise<Handler> => {
     const cached = loaded.get(fn);
     if (cached) return cached;
-    const loading = import(pathToFileURL(join(functionsDir, `${definition.entry}.ts`)).href).then(
+    const url = pathToFileURL(join(functionsDir, `${definition.entry}.ts`));
+    // After a failed init Lambda starts a fresh sandbox; a new URL makes Node evaluate the module anew.
+    const failures = failedInits.get(fn) ?? 0;
+    if (failures > 0) url.search = `init=${failures}`;
+    const loading = import(url.href).then(
       (mod: { handler?: unknown }) => {
         if (typeof mod.handler !== 'function') {
           throw new LambdaFunctionError(
@@ -110,11 +116,17 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
         return mod.handler as Handler;
       },
       (err: unknown) => {
-        throw new LambdaFunctionError('Runtime.ImportModuleError', String(err));
+        // A missing module is the runtime's error; an exception thrown by module init is the function's.
+        const code = (err as NodeJS.ErrnoException | undefined)?.code;
+        if (code === 'ERR_MODULE_NOT_FOUND')
+          throw new LambdaFunctionError('Runtime.ImportModuleError', String(err));
+        throw err;
       },
     );
-    // A failed init is retried on the next invoke, as Lambda does with a fresh sandbox.
-    loading.catch(() => loaded.delete(fn));
+    loading.catch(() => {
+      loaded.delete(fn);
+      failedInits.set(fn, failures + 1);
+    });
     loaded.set(fn, loading);
     return loading;
   };

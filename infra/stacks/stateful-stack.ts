@@ -74,7 +74,8 @@ export class StatefulStack extends Stack {
     this.alarmTopic = this.createAlarmTopic(props.alarmEmail);
 
     this.deadLetterAlarm = new cloudwatch.Alarm(this, 'DeadLetterDepthAlarm', {
-      alarmDescription: 'Run messages reached the dead-letter queue: their runs are DEAD_LETTER and need a redrive.',
+      alarmDescription:
+        'Run messages reached the dead-letter queue: their runs are DEAD_LETTER and need a redrive.',
       metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
         period: Duration.minutes(1),
         statistic: cloudwatch.Stats.MAXIMUM,
@@ -100,7 +101,9 @@ export class StatefulStack extends Stack {
     const cloudwatchPrincipal = new iam.ServicePrincipal('cloudwatch.amazonaws.com');
     const fromThisAccountsAlarms = {
       StringEquals: { 'aws:SourceAccount': this.account },
-      ArnLike: { 'aws:SourceArn': this.formatArn({ service: 'cloudwatch', resource: 'alarm', resourceName: '*' }) },
+      ArnLike: {
+        'aws:SourceArn': this.formatArn({ service: 'cloudwatch', resource: 'alarm', resourceName: '*' }),
+      },
     };
 
     const key = new kms.Key(this, 'AlarmTopicKey', {

@@ -152,6 +152,11 @@ export interface PodResult {
   message?: string;
 }
 
+export interface StatusChange {
+  status: RunStatus;
+  at: string;
+}
+
 export interface Run {
   runId: string;
   accountId: string;
@@ -160,6 +165,8 @@ export interface Run {
   podId: string;
   mode: RunMode;
   status: RunStatus;
+  /** every status the run has had, oldest first */
+  history: StatusChange[];
   phase?: Phase;
   exitReason?: ExitReason;
   source: RunSource;

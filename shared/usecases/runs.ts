@@ -53,6 +53,7 @@ const newRun = (
   ...fields,
   runId: newRunId(now.getTime()),
   status: 'QUEUED',
+  history: [{ status: 'QUEUED', at: now.toISOString() }],
   usage: {},
   cost: { ...ZERO_COST },
   artifacts: [],

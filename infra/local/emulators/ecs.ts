@@ -41,7 +41,14 @@ export interface EcsTaskStateChangeDetail {
   stoppedAt?: string;
   updatedAt: string;
   version: number;
-  containers: { name: string; containerArn: string; taskArn: string; lastStatus: string; exitCode?: number; reason?: string }[];
+  containers: {
+    name: string;
+    containerArn: string;
+    taskArn: string;
+    lastStatus: string;
+    exitCode?: number;
+    reason?: string;
+  }[];
   overrides: unknown;
 }
 
@@ -79,7 +86,7 @@ export interface RunningTask {
 export interface EcsEmulator {
   url: string;
   port: number;
-  /** tasks whose process has not been reaped yet */
+  /** tasks not STOPPED yet */
   runningTasks(): RunningTask[];
   /** kills every pod still running, then stops the server */
   close(): Promise<void>;
@@ -101,7 +108,13 @@ interface Task {
   cpu: string;
   memory: string;
   overrides: unknown;
-  container: { name: string; containerArn: string; lastStatus: TaskStatus; exitCode?: number; reason?: string };
+  container: {
+    name: string;
+    containerArn: string;
+    lastStatus: 'PENDING' | 'RUNNING' | 'STOPPED';
+    exitCode?: number;
+    reason?: string;
+  };
   lastStatus: TaskStatus;
   desiredStatus: DesiredStatus;
   version: number;
@@ -112,6 +125,7 @@ interface Task {
   stopCode?: StopCode;
   stoppedReason?: string;
   child?: ChildProcess;
+  shipper?: LogShipper;
   killTimer?: NodeJS.Timeout;
   /** settles once the task is STOPPED and its event emitted */
   stopped: Promise<void>;
@@ -132,7 +146,9 @@ const LOG_BACKLOG_BYTES = 8 * 1024 * 1024;
 const keyValueSchema = z.object({ name: z.string(), value: z.string() });
 const runTaskInput = z.object({
   cluster: z.string().optional(),
-  taskDefinition: z.string({ error: 'TaskDefinition can not be blank.' }).min(1, 'TaskDefinition can not be blank.'),
+  taskDefinition: z
+    .string({ error: 'TaskDefinition can not be blank.' })
+    .min(1, 'TaskDefinition can not be blank.'),
   launchType: z.string().optional(),
   startedBy: z.string().max(128).optional(),
   group: z.string().optional(),
@@ -141,7 +157,9 @@ const runTaskInput = z.object({
   overrides: z
     .object({
       containerOverrides: z
-        .array(z.object({ name: z.string().optional(), environment: z.array(keyValueSchema).optional() }).loose())
+        .array(
+          z.object({ name: z.string().optional(), environment: z.array(keyValueSchema).optional() }).loose(),
+        )
         .optional(),
       cpu: z.string().optional(),
       memory: z.string().optional(),
@@ -149,8 +167,15 @@ const runTaskInput = z.object({
     .loose()
     .optional(),
 });
-const stopTaskInput = z.object({ cluster: z.string().optional(), task: z.string().min(1), reason: z.string().optional() });
-const describeTasksInput = z.object({ cluster: z.string().optional(), tasks: z.array(z.string()).min(1).max(100) });
+const stopTaskInput = z.object({
+  cluster: z.string().optional(),
+  task: z.string().min(1),
+  reason: z.string().optional(),
+});
+const describeTasksInput = z.object({
+  cluster: z.string().optional(),
+  tasks: z.array(z.string()).min(1).max(100),
+});
 const listTasksInput = z.object({
   cluster: z.string().optional(),
   startedBy: z.string().optional(),
@@ -205,8 +230,8 @@ class LogShipper {
   private pendingBytes = 0;
   private draining: Promise<void> | undefined;
   private readonly timer: NodeJS.Timeout;
-  private readonly streamReady: Promise<boolean>;
-  private onRelief: (() => void) | undefined;
+  private streamReady: Promise<boolean>;
+  private readonly onRelief: (() => void)[] = [];
 
   constructor(
     private readonly client: CloudWatchLogsClient,
@@ -224,7 +249,7 @@ class LogShipper {
 
   /** called once after the backlog has been sent */
   whenRelieved(resume: () => void) {
-    this.onRelief = resume;
+    this.onRelief.push(resume);
   }
 
   add(line: string) {
@@ -250,10 +275,13 @@ class LogShipper {
     while (this.pending.length > 0 || this.draining) await this.flush();
   }
 
+  /** Drops what is pending and sends nothing more; paused output flows again so the process can end. */
   discard() {
     clearInterval(this.timer);
     this.pending = [];
     this.pendingBytes = 0;
+    this.streamReady = Promise.resolve(false);
+    for (const resume of this.onRelief.splice(0)) resume();
   }
 
   private async drain() {
@@ -265,15 +293,19 @@ class LogShipper {
       const batch = this.takeBatch();
       try {
         await this.client.send(
-          new PutLogEventsCommand({ logGroupName: this.logGroupName, logStreamName: this.logStreamName, logEvents: batch }),
+          new PutLogEventsCommand({
+            logGroupName: this.logGroupName,
+            logStreamName: this.logStreamName,
+            logEvents: batch,
+          }),
         );
       } catch (err) {
-        console.warn(`ecs: PutLogEvents to ${this.logStreamName} failed, ${batch.length} lines lost: ${String(err)}`);
+        console.warn(
+          `ecs: PutLogEvents to ${this.logStreamName} failed, ${batch.length} lines lost: ${String(err)}`,
+        );
       }
     }
-    const resume = this.onRelief;
-    this.onRelief = undefined;
-    resume?.();
+    for (const resume of this.onRelief.splice(0)) resume();
   }
 
   private takeBatch() {
@@ -290,31 +322,27 @@ class LogShipper {
   }
 
   private async createStream(): Promise<boolean> {
-    const createStream = () =>
-      this.client.send(new CreateLogStreamCommand({ logGroupName: this.logGroupName, logStreamName: this.logStreamName }));
+    const stream = { logGroupName: this.logGroupName, logStreamName: this.logStreamName };
     try {
-      await createStream();
+      await this.client.send(new CreateLogStreamCommand(stream)).catch(async (err: Error) => {
+        if (err.name !== 'ResourceNotFoundException') return ignoreAlreadyExists(err);
+        // as with awslogs-create-group, a missing group is created
+        await this.client
+          .send(new CreateLogGroupCommand({ logGroupName: this.logGroupName }))
+          .catch(ignoreAlreadyExists);
+        await this.client.send(new CreateLogStreamCommand(stream)).catch(ignoreAlreadyExists);
+      });
       return true;
     } catch (err) {
-      const name = (err as Error).name;
-      if (name === 'ResourceAlreadyExistsException') return true;
-      if (name === 'ResourceNotFoundException') {
-        // awslogs-create-group: the driver creates a missing group itself
-        try {
-          await this.client.send(new CreateLogGroupCommand({ logGroupName: this.logGroupName })).catch((e: Error) => {
-            if (e.name !== 'ResourceAlreadyExistsException') throw e;
-          });
-          await createStream();
-          return true;
-        } catch (retryErr) {
-          err = retryErr;
-        }
-      }
       console.warn(`ecs: cannot create log stream ${this.logStreamName}: ${String(err)}`);
       return false;
     }
   }
 }
+
+const ignoreAlreadyExists = (err: Error) => {
+  if (err.name !== 'ResourceAlreadyExistsException') throw err;
+};
 
 const splitEvent = (message: string): string[] => {
   const bytes = Buffer.from(message);
@@ -382,12 +410,7 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
 
   /** Signals the pod's whole process group: the container's processes live and die together. */
   const signalTask = (task: Task, signal: NodeJS.Signals) => {
-    const pid = task.child?.pid;
-    if (pid === undefined || task.child?.exitCode !== null || task.child.signalCode !== null) {
-      if (pid !== undefined) killGroup(pid, signal);
-      return;
-    }
-    killGroup(pid, signal);
+    if (task.child?.pid !== undefined) killGroup(task.child.pid, signal);
   };
   const killGroup = (pid: number, signal: NodeJS.Signals) => {
     try {
@@ -472,6 +495,7 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
       opts.logs.logGroupName,
       `${opts.logs.streamPrefix}/${task.container.name}/${task.taskId}`,
     );
+    task.shipper = shipper;
     return new Promise<void>((resolve) => {
       let finished = false;
       const finish = async () => {
@@ -527,11 +551,12 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
         task.version++;
         emit(task);
       });
-      child.once('error', (err) => {
+      child.on('error', (err) => {
         if (child.pid === undefined) failToStart(err);
       });
       child.once('exit', (code, signal) => {
         task.container.exitCode = code ?? (signal ? signalExitCode(signal) : undefined);
+        task.desiredStatus = 'STOPPED';
         task.stopCode ??= 'EssentialContainerExited';
         task.stoppedReason ??= 'Essential container in task exited';
         // the essential container is gone, so is the rest of the task
@@ -551,7 +576,10 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
     }
     if (faults.failures.times > 0) {
       faults.failures.times--;
-      return { tasks: [], failures: Array.from({ length: count }, () => ({ reason: faults.failures.reason })) };
+      return {
+        tasks: [],
+        failures: Array.from({ length: count }, () => ({ reason: faults.failures.reason })),
+      };
     }
     if (launchBucket && !launchBucket.take(count)) throw new AwsError('ThrottlingException', 'Rate exceeded');
     pruneStopped();
@@ -560,7 +588,9 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
     clusterNames.add(clusterName);
     const containerOverride = input.overrides?.containerOverrides?.[0];
     const containerName = containerOverride?.name ?? POD_CONTAINER_NAME;
-    const environment = Object.fromEntries((containerOverride?.environment ?? []).map((kv) => [kv.name, kv.value]));
+    const environment = Object.fromEntries(
+      (containerOverride?.environment ?? []).map((kv) => [kv.name, kv.value]),
+    );
     const started: Task[] = [];
     for (let i = 0; i < count; i++) {
       const taskId = randomBytes(16).toString('hex');
@@ -580,7 +610,7 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
         container: {
           name: containerName,
           containerArn: `arn:aws:ecs:${region}:${accountId}:container/${clusterName}/${taskId}/${randomUUID()}`,
-          lastStatus: 'PROVISIONING',
+          lastStatus: 'PENDING',
         },
         lastStatus: 'PROVISIONING',
         desiredStatus: 'RUNNING',
@@ -666,7 +696,8 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
   };
 
   const localRoute =
-    (handle: (body: unknown) => unknown) => async (_req: IncomingMessage, body: string, res: ServerResponse) => {
+    (handle: (body: unknown) => unknown) =>
+    async (_req: IncomingMessage, body: string, res: ServerResponse) => {
       try {
         sendJson(res, 200, handle(body ? JSON.parse(body) : {}));
       } catch (err) {
@@ -711,21 +742,26 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
     for (const task of live()) if (task.child?.pid !== undefined) killGroup(task.child.pid, 'SIGKILL');
   };
   process.once('exit', killAllOnExit);
+  let closed: Promise<void> | undefined;
 
   return {
     url: server.url,
     port: server.port,
     runningTasks: () =>
-      live()
-        .filter((t) => t.child?.exitCode === null && t.child.signalCode === null)
-        .map((t) => ({ taskArn: t.taskArn, startedBy: t.startedBy, pid: t.child?.pid })),
-    close: async () => {
-      closing = true;
-      const pending = live();
-      for (const task of pending) signalTask(task, 'SIGKILL');
-      await Promise.all(pending.map((t) => t.stopped));
-      process.removeListener('exit', killAllOnExit);
-      await server.close();
+      live().map((t) => ({ taskArn: t.taskArn, startedBy: t.startedBy, pid: t.child?.pid })),
+    close: () => {
+      closed ??= (async () => {
+        closing = true;
+        const pending = live();
+        for (const task of pending) {
+          task.shipper?.discard();
+          signalTask(task, 'SIGKILL');
+        }
+        await Promise.all(pending.map((t) => t.stopped));
+        process.removeListener('exit', killAllOnExit);
+        await server.close();
+      })();
+      return closed;
     },
   };
 };

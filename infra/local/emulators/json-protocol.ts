@@ -21,7 +21,16 @@ export class AwsError extends Error {
   }
 }
 
-export type OperationHandler = (input: Record<string, unknown>) => unknown | Promise<unknown>;
+/** What a handler may know about the request besides its input. */
+export interface RequestContext {
+  /** aborted when the client goes away before it has the answer, e.g. an abandoned long poll */
+  signal: AbortSignal;
+}
+
+export type OperationHandler = (
+  input: Record<string, unknown>,
+  context?: RequestContext,
+) => unknown | Promise<unknown>;
 
 export type RawRoute = (req: IncomingMessage, body: string, res: ServerResponse) => void | Promise<void>;
 
@@ -52,7 +61,21 @@ const readBody = (req: IncomingMessage): Promise<string> =>
     req.on('error', reject);
   });
 
-export const sendJson = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+/** A signal that aborts when the connection closes before the response was sent. */
+export const clientGone = (res: ServerResponse): AbortSignal => {
+  const aborter = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) aborter.abort();
+  });
+  return aborter.signal;
+};
+
+export const sendJson = (
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+) => {
   const text = JSON.stringify(body ?? {});
   res.writeHead(status, { 'content-type': 'application/x-amz-json-1.0', ...headers });
   res.end(text);
@@ -77,15 +100,24 @@ export const startJsonProtocolServer = async (
       const target = req.headers['x-amz-target'];
       if (typeof target !== 'string' && options.fallback) return await options.fallback(req, body, res);
       if (req.method !== 'POST' || typeof target !== 'string') {
-        return sendError(res, options.errorNamespace, new AwsError('UnknownOperationException', 'expected a JSON-protocol POST'));
+        return sendError(
+          res,
+          options.errorNamespace,
+          new AwsError('UnknownOperationException', 'expected a JSON-protocol POST'),
+        );
       }
       const [prefix, operation] = target.split('.');
-      const handler = prefix === options.targetPrefix && operation ? options.operations[operation] : undefined;
+      const handler =
+        prefix === options.targetPrefix && operation ? options.operations[operation] : undefined;
       if (!handler) {
-        return sendError(res, options.errorNamespace, new AwsError('UnknownOperationException', `${target} is not emulated`));
+        return sendError(
+          res,
+          options.errorNamespace,
+          new AwsError('UnknownOperationException', `${target} is not emulated`),
+        );
       }
       const input = body ? (JSON.parse(body) as Record<string, unknown>) : {};
-      const output = await handler(input);
+      const output = await handler(input, { signal: clientGone(res) });
       sendJson(res, 200, output ?? {});
     } catch (err) {
       if (err instanceof AwsError) return sendError(res, options.errorNamespace, err);

@@ -1,0 +1,383 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CloudWatchLogsClient, CreateLogGroupCommand } from '@aws-sdk/client-cloudwatch-logs';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ECSClient } from '@aws-sdk/client-ecs';
+import { CreateStateMachineCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import sesServer from 'aws-ses-v2-local';
+import { buildPodBundle } from '../../pod/build.js';
+import { DynamoDirectory } from '../../shared/adapters/dynamo-directory.js';
+import {
+  ASL_SUBSTITUTIONS,
+  type AslSubstitution,
+  DEAD_LETTER_QUEUE,
+  EVENT_RULES,
+  FUNCTIONS,
+  POD_CONTAINER_NAME,
+  QUEUE,
+  ROUTES,
+  SWEEPER,
+} from '../definitions.js';
+import { startApiGateway } from './api-gateway.js';
+import { renderDefinition } from './asl.js';
+import { createDevIssuer } from './dev-auth.js';
+import { ensureTable, startDynamoDbLocal } from './dynamodb.js';
+import { startEcsEmulator } from './emulators/ecs.js';
+import { startLogsEmulator } from './emulators/logs.js';
+import { startSqsEmulator } from './emulators/sqs.js';
+import { ecsRunTaskResource, startStepFunctionsEmulator } from './emulators/stepfunctions.js';
+import { createEventBus } from './event-bus.js';
+import { startSqsEventSource } from './event-sources.js';
+import { createLambdaRuntime } from './lambda-runtime.js';
+import { seedDemo } from './seed.js';
+
+/**
+ * The whole system on one machine: emulators that speak the AWS wire protocols, the unchanged
+ * handlers in a local Lambda runtime, the same ASL, table, queues, routes and rules CDK deploys.
+ */
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const REGION = 'us-east-1';
+export const ACCOUNT = '000000000000';
+const NAMES = {
+  table: 'execution-runs',
+  queue: 'execution-runs',
+  dlq: 'execution-runs-dlq',
+  stateMachine: 'execution-runs',
+  cluster: 'execution-runs',
+  podLogGroup: '/execution-runs/pods',
+  taskDefinition: 'execution-runs-pod',
+};
+
+export interface LocalCloudOptions {
+  /** first of eight consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, spare); 0 = any free ports */
+  basePort: number;
+  host: string;
+  /** where endpoints.json, the pod bundle and persisted data go */
+  stateDir: string;
+  persist: boolean;
+  /** seconds between launch attempts; short locally so retries are quick to watch */
+  launchBackoffSeconds: string;
+  podHeartbeatSeconds: number;
+  /** Fargate-like launch limits in the ECS emulator */
+  launchLimits: boolean;
+  log: (line: string) => void;
+}
+
+export interface Endpoints {
+  apiUrl: string;
+  token: string;
+  inboxUrl: string;
+  accountId: string;
+  projectId: string;
+  podId: string;
+  region: string;
+  tableName: string;
+  queueUrl: string;
+  deadLetterQueueUrl: string;
+  stateMachineArn: string;
+  clusterArn: string;
+  podLogGroup: string;
+  /** the local issuer's signing key (JWK), to sign tokens for other users */
+  devIssuerKeyPath: string;
+  issuer: string;
+  audience: string;
+  services: {
+    dynamodb: string;
+    sqs: string;
+    stepfunctions: string;
+    ecs: string;
+    logs: string;
+    sesv2: string;
+  };
+}
+
+export interface LocalCloud {
+  endpoints: Endpoints;
+  stop(): Promise<void>;
+}
+
+const portFor = (options: LocalCloudOptions, offset: number) =>
+  options.basePort === 0 ? 0 : options.basePort + offset;
+
+const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+
+const startSes = async (port: number, host: string): Promise<{ url: string; close(): Promise<void> }> => {
+  const server: Server = await sesServer({ port, host });
+  const actual = (server.address() as AddressInfo).port;
+  return {
+    url: `http://${host}:${actual}`,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections?.();
+        server.close(() => resolve());
+      }),
+  };
+};
+
+export const startLocalCloud = async (options: LocalCloudOptions): Promise<LocalCloud> => {
+  const stops: (() => Promise<void> | void)[] = [];
+  const stop = async () => {
+    for (const fn of stops.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        options.log(`while stopping: ${String(err)}`);
+      }
+    }
+  };
+  try {
+    await mkdir(options.stateDir, { recursive: true });
+    const dataDir = path.join(options.stateDir, 'data');
+    if (options.persist) await mkdir(dataDir, { recursive: true });
+    const persisted = (file: string) => (options.persist ? path.join(dataDir, file) : undefined);
+    const { host } = options;
+
+    const dynamo = await startDynamoDbLocal({
+      port: portFor(options, 1),
+      dataDir: options.persist ? dataDir : undefined,
+    });
+    stops.push(() => dynamo.stop());
+    const sqs = await startSqsEmulator({
+      port: portFor(options, 2),
+      host,
+      region: REGION,
+      accountId: ACCOUNT,
+      persistPath: persisted('sqs.json'),
+    });
+    stops.push(() => sqs.close());
+    const logs = await startLogsEmulator({
+      port: portFor(options, 5),
+      host,
+      region: REGION,
+      accountId: ACCOUNT,
+      persistPath: persisted('logs.json'),
+    });
+    stops.push(() => logs.close());
+    const ses = await startSes(portFor(options, 6), host);
+    stops.push(() => ses.close());
+
+    const client = { region: REGION, credentials };
+    const dynamoClient = new DynamoDBClient({ ...client, endpoint: dynamo.endpoint });
+    await ensureTable(dynamoClient, NAMES.table);
+    const sqsClient = new SQSClient({ ...client, endpoint: sqs.url });
+    const dlq = await sqsClient.send(
+      new CreateQueueCommand({
+        QueueName: NAMES.dlq,
+        Attributes: { MessageRetentionPeriod: String(DEAD_LETTER_QUEUE.retentionDays * 86_400) },
+      }),
+    );
+    const dlqArn = (
+      await sqsClient.send(
+        new GetQueueAttributesCommand({ QueueUrl: dlq.QueueUrl, AttributeNames: ['QueueArn'] }),
+      )
+    ).Attributes?.QueueArn as string;
+    const queue = await sqsClient.send(
+      new CreateQueueCommand({
+        QueueName: NAMES.queue,
+        Attributes: {
+          VisibilityTimeout: String(QUEUE.visibilityTimeoutSeconds),
+          MessageRetentionPeriod: String(QUEUE.retentionDays * 86_400),
+          RedrivePolicy: JSON.stringify({
+            deadLetterTargetArn: dlqArn,
+            maxReceiveCount: QUEUE.maxReceiveCount,
+          }),
+        },
+      }),
+    );
+    const queueUrl = queue.QueueUrl as string;
+    const queueArn = `arn:aws:sqs:${REGION}:${ACCOUNT}:${NAMES.queue}`;
+    const logsClient = new CloudWatchLogsClient({ ...client, endpoint: logs.url });
+    await logsClient
+      .send(new CreateLogGroupCommand({ logGroupName: NAMES.podLogGroup }))
+      .catch((err: Error) => {
+        if (err.name !== 'ResourceAlreadyExistsException') throw err;
+      });
+
+    const bus = createEventBus();
+    const podBundle = path.join(options.stateDir, 'pod.mjs');
+    await buildPodBundle(podBundle);
+    const ecs = await startEcsEmulator({
+      port: portFor(options, 4),
+      host,
+      region: REGION,
+      accountId: ACCOUNT,
+      podCommand: { command: process.execPath, args: [podBundle], cwd: ROOT },
+      logs: { client: logsClient, logGroupName: NAMES.podLogGroup, streamPrefix: 'pod' },
+      onTaskStateChange: (event) => void bus.putEvents([event]),
+      launchLimits: options.launchLimits ? { burst: 100, perSecond: 20 } : false,
+    });
+    stops.push(() => ecs.close());
+
+    const runtime = createLambdaRuntime({
+      functionsDir: path.join(ROOT, 'functions'),
+      functions: FUNCTIONS,
+      region: REGION,
+      accountId: ACCOUNT,
+    });
+    const ecsClient = new ECSClient({ ...client, endpoint: ecs.url });
+    const sfn = await startStepFunctionsEmulator({
+      port: portFor(options, 3),
+      host,
+      region: REGION,
+      accountId: ACCOUNT,
+      resources: {
+        invokeLambda: (arn, payload) => {
+          const fn = runtime.functionForArn(arn);
+          if (!fn) throw new Error(`no local function for ${arn}`);
+          return runtime.invoke(fn, payload);
+        },
+        runEcsTask: ecsRunTaskResource(ecsClient),
+      },
+      onExecutionStatusChange: (event) => void bus.putEvents([event]),
+    });
+    stops.push(() => sfn.close());
+
+    const clusterArn = `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/${NAMES.cluster}`;
+    const substitutions: Record<AslSubstitution, string> = {
+      ChecksFunctionArn: runtime.arnOf('checks'),
+      MarkRetryingFunctionArn: runtime.arnOf('markRetrying'),
+      ParkPodFunctionArn: runtime.arnOf('parkPod'),
+      FinalizeFunctionArn: runtime.arnOf('finalize'),
+      ClusterArn: clusterArn,
+      TaskDefinitionArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/${NAMES.taskDefinition}:1`,
+      SubnetIds: 'subnet-local-a,subnet-local-b',
+      SecurityGroupId: 'sg-local',
+      AssignPublicIp: 'ENABLED',
+    };
+    for (const name of ASL_SUBSTITUTIONS)
+      if (!substitutions[name]) throw new Error(`no value for \${${name}}`);
+    const sfnClient = new SFNClient({ ...client, endpoint: sfn.url });
+    const machine = await sfnClient.send(
+      new CreateStateMachineCommand({
+        name: NAMES.stateMachine,
+        definition: renderDefinition(substitutions),
+        roleArn: `arn:aws:iam::${ACCOUNT}:role/execution-runs-state-machine`,
+        type: 'STANDARD',
+      }),
+    );
+
+    const issuerUrl = `http://${host}/local-issuer`;
+    // Kept on disk so tools and tests can sign tokens for other users of the local issuer.
+    const issuerKeyPath = path.join(options.persist ? dataDir : options.stateDir, 'dev-issuer-key.json');
+    const issuer = await createDevIssuer({
+      issuer: issuerUrl,
+      audience: 'execution-runs',
+      keyPath: issuerKeyPath,
+    });
+    const api = await startApiGateway({
+      port: portFor(options, 0),
+      host,
+      routes: ROUTES,
+      invoke: (fn, event) => runtime.invoke(fn, event),
+      verifyJwt: (token) => issuer.verify(token),
+    });
+    stops.push(() => api.close());
+
+    // The handlers read their configuration and endpoints from the environment, as in Lambda.
+    Object.assign(process.env, {
+      AWS_REGION: REGION,
+      AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+      AWS_ENDPOINT_URL_SQS: sqs.url,
+      AWS_ENDPOINT_URL_SFN: sfn.url,
+      AWS_ENDPOINT_URL_ECS: ecs.url,
+      AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: logs.url,
+      AWS_ENDPOINT_URL_SESV2: ses.url,
+      TABLE_NAME: NAMES.table,
+      QUEUE_URL: queueUrl,
+      STATE_MACHINE_ARN: machine.stateMachineArn,
+      CLUSTER_ARN: clusterArn,
+      AGENT_API_URL: api.url,
+      LOG_GROUP_NAME: NAMES.podLogGroup,
+      POD_CONTAINER_NAME,
+      LAUNCH_BACKOFF_SECONDS: options.launchBackoffSeconds,
+      POD_HEARTBEAT_SECONDS: String(options.podHeartbeatSeconds),
+      POWERTOOLS_METRICS_NAMESPACE: 'ExecutionRuns',
+      POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN',
+    });
+
+    for (const rule of EVENT_RULES)
+      bus.addRule(rule.name, rule.pattern, (event) => runtime.invoke(rule.fn, event));
+    const sources = [
+      await startSqsEventSource({
+        sqs: sqsClient,
+        queueUrl,
+        queueArn,
+        batchSize: QUEUE.batchSize,
+        maxBatchingWindowSeconds: QUEUE.maxBatchingWindowSeconds,
+        reportBatchItemFailures: true,
+        invoke: (event) => runtime.invoke('startRun', event),
+      }),
+      await startSqsEventSource({
+        sqs: sqsClient,
+        queueUrl: dlq.QueueUrl as string,
+        queueArn: dlqArn,
+        batchSize: DEAD_LETTER_QUEUE.batchSize,
+        maxBatchingWindowSeconds: 0,
+        reportBatchItemFailures: true,
+        invoke: (event) => runtime.invoke('deadLetter', event),
+      }),
+    ];
+    // Event sources stop before the services they read from.
+    stops.push(async () => {
+      await Promise.all(sources.map((s) => s.stop()));
+    });
+    stops.push(
+      bus.every('sweeper', SWEEPER.rateMinutes * 60_000, (event) => runtime.invoke('sweeper', event)),
+    );
+    stops.push(() => bus.close());
+
+    const doc = DynamoDBDocumentClient.from(dynamoClient, {
+      marshallOptions: { removeUndefinedValues: true },
+    });
+    const demo = await seedDemo(new DynamoDirectory(doc, NAMES.table));
+    const token = await issuer.sign(
+      {
+        sub: demo.adminUserId,
+        email: demo.adminEmail,
+        'custom:accountId': demo.accountId,
+        'custom:accountRole': 'admin',
+      },
+      30 * 86_400,
+    );
+
+    const endpoints: Endpoints = {
+      apiUrl: api.url,
+      token,
+      inboxUrl: ses.url,
+      accountId: demo.accountId,
+      projectId: demo.projectId,
+      podId: demo.podId,
+      region: REGION,
+      tableName: NAMES.table,
+      queueUrl,
+      deadLetterQueueUrl: dlq.QueueUrl as string,
+      stateMachineArn: machine.stateMachineArn as string,
+      clusterArn,
+      podLogGroup: NAMES.podLogGroup,
+      devIssuerKeyPath: issuerKeyPath,
+      issuer: issuerUrl,
+      audience: 'execution-runs',
+      services: {
+        dynamodb: dynamo.endpoint,
+        sqs: sqs.url,
+        stepfunctions: sfn.url,
+        ecs: ecs.url,
+        logs: logs.url,
+        sesv2: ses.url,
+      },
+    };
+    await writeFile(path.join(options.stateDir, 'endpoints.json'), `${JSON.stringify(endpoints, null, 2)}\n`);
+    return { endpoints, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+};

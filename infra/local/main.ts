@@ -1,0 +1,115 @@
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { type Endpoints, startLocalCloud } from './cloud.js';
+
+/** `npm start`: the local cloud in the foreground until Ctrl-C. */
+
+const { values } = parseArgs({
+  options: {
+    'base-port': { type: 'string', default: process.env.LOCAL_BASE_PORT ?? '4510' },
+    host: { type: 'string', default: '127.0.0.1' },
+    'state-dir': { type: 'string', default: '.local' },
+    persist: { type: 'boolean', default: false },
+    'no-launch-limits': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+
+if (values.help) {
+  console.log(`Usage: npm start -- [options]
+
+  --base-port N     first of 7 consecutive ports: API N, DynamoDB N+1, SQS N+2, Step Functions N+3,
+                    ECS N+4, CloudWatch Logs N+5, SES N+6 (default 4510; 0 = any free ports)
+  --host H          address to listen on (default 127.0.0.1)
+  --state-dir DIR   where endpoints.json, the pod bundle and persisted data go (default .local)
+  --persist         keep tables, queues, logs and the dev signing key between starts
+  --no-launch-limits  do not limit pod launches the way Fargate does (100 burst, 20 per second)`);
+  process.exit(0);
+}
+
+const checkJava = () => {
+  try {
+    const out = execFileSync('java', ['-version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return out;
+  } catch (err) {
+    const e = err as { code?: string; stderr?: string };
+    if (e.code === 'ENOENT') {
+      console.error('DynamoDB Local needs Java 17 or newer, and `java` was not found on the PATH.');
+      console.error(
+        'Install it (Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless) and run npm start again.',
+      );
+      process.exit(1);
+    }
+    return e.stderr ?? '';
+  }
+};
+
+const printWelcome = (e: Endpoints, stateDir: string) => {
+  console.log(`
+The local cloud is running.
+
+  API          ${e.apiUrl}
+  Inbox (SES)  ${e.inboxUrl}
+  Project      ${e.projectId}      Pod ${e.podId}
+  Endpoints    ${path.join(stateDir, 'endpoints.json')}
+
+  Services     dynamodb ${e.services.dynamodb}  sqs ${e.services.sqs}
+               stepfunctions ${e.services.stepfunctions}  ecs ${e.services.ecs}
+               logs ${e.services.logs}  sesv2 ${e.services.sesv2}
+
+A dev token for the demo project's admin, and a first run:
+
+export TOKEN=${e.token}
+curl -s -X POST ${e.apiUrl}/v1/projects/${e.projectId}/runs -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"itemId":"ITEM-1","podId":"${e.podId}","mode":"autopilot","prompt":"Add a health check endpoint"}'
+curl -s ${e.apiUrl}/v1/runs -H "authorization: Bearer $TOKEN"
+
+Ctrl-C stops everything.`);
+};
+
+const main = async () => {
+  checkJava();
+  const basePort = Number(values['base-port']);
+  if (!Number.isInteger(basePort) || basePort < 0 || basePort > 65_528) {
+    console.error(`--base-port must be a port number from 0 to 65528, not ${values['base-port']}`);
+    process.exit(2);
+  }
+  let cloud: Awaited<ReturnType<typeof startLocalCloud>>;
+  try {
+    cloud = await startLocalCloud({
+      basePort,
+      host: values.host as string,
+      stateDir: path.resolve(values['state-dir'] as string),
+      persist: values.persist as boolean,
+      launchBackoffSeconds: '1,2',
+      podHeartbeatSeconds: 30,
+      launchLimits: !values['no-launch-limits'],
+      log: (line) => console.error(line),
+    });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { port?: number };
+    if (e.code === 'EADDRINUSE') {
+      console.error(
+        `A port the local cloud needs is already in use (${e.message}). Stop whatever holds it, or choose other ports: npm start -- --base-port 4610`,
+      );
+      process.exit(1);
+    }
+    throw err;
+  }
+  printWelcome(cloud.endpoints, path.resolve(values['state-dir'] as string));
+  let stopping = false;
+  const shutdown = async () => {
+    if (stopping) return;
+    stopping = true;
+    console.log('\nStopping the local cloud...');
+    await cloud.stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
+};
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,539 @@
+import { fileURLToPath } from 'node:url';
+import { CfnOutput, Duration, Stack, type StackProps, Validations } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpJwtAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
+import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import type { Construct } from 'constructs';
+import { RunFunction } from '../constructs/run-function.js';
+import {
+  ASL_SUBSTITUTIONS,
+  type AslSubstitution,
+  DEAD_LETTER_QUEUE,
+  EVENT_RULES,
+  FUNCTIONS,
+  type FunctionName,
+  LAUNCH,
+  POD_CONTAINER_NAME,
+  QUEUE,
+  ROUTES,
+  type RouteAuth,
+  SWEEPER,
+  TABLE,
+} from '../definitions.js';
+
+const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+const aslFile = fileURLToPath(new URL('../../statemachine/run.asl.json', import.meta.url));
+
+/**
+ * Left out of the pod image's build context (the repository root). The image needs only the package
+ * files, tsconfig, shared/ and pod/; leaving the handlers and infrastructure out also keeps a change
+ * to them from rebuilding the image and revising the task definition.
+ */
+export const POD_IMAGE_EXCLUDES = [
+  'node_modules',
+  'cdk.out',
+  '.git',
+  '.local',
+  '.ci',
+  'test',
+  'bench',
+  'docs',
+  'dist',
+  'functions',
+  'infra',
+  'statemachine',
+  'cdk.json',
+  '*.md',
+  '*.log',
+];
+
+/** Item reads and writes; TransactWriteItems is authorized by these per item. */
+const RUNS_TABLE_ACTIONS = [
+  'dynamodb:GetItem',
+  'dynamodb:BatchGetItem',
+  'dynamodb:Query',
+  'dynamodb:Scan',
+  'dynamodb:ConditionCheckItem',
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:BatchWriteItem',
+];
+
+const API_THROTTLE = { rateLimit: 100, burstLimit: 200 };
+
+/** Why a route has no API Gateway authorizer, for the cdk-nag acknowledgements. */
+const UNAUTHORIZED_ROUTE_REASONS: Record<Exclude<RouteAuth, 'jwt'>, string> = {
+  agent:
+    'Agent API route: the pod holds no user JWT; the Lambda verifies the run-scoped token it carries, which expires with the run.',
+  none: 'Public route whose handler verifies a signature itself (signed approval link or webhook HMAC).',
+};
+
+const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
+
+const upperFirst = (name: string): string => `${name.charAt(0).toUpperCase()}${name.slice(1)}`;
+
+/** The ASL names a function it invokes `${ChecksFunctionArn}` after the function `checks`. */
+const aslFunctionArnName = (name: FunctionName): string => `${upperFirst(name)}FunctionArn`;
+const isAslSubstitution = (name: string): name is AslSubstitution =>
+  (ASL_SUBSTITUTIONS as readonly string[]).includes(name);
+
+/** The functions the state machine invokes, by the `${...FunctionArn}` names in the ASL. */
+const STATE_MACHINE_TARGETS = FUNCTION_NAMES.filter((name) => isAslSubstitution(aslFunctionArnName(name)));
+
+/** The AWS-supplied fields that pin an EventBridge pattern to this stack's own resources. */
+type OwnResourceFilter = Record<string, string[]>;
+
+export interface StatelessStackProps extends StackProps {
+  table: dynamodb.ITable;
+  queue: sqs.IQueue;
+  deadLetterQueue: sqs.IQueue;
+  podLogGroup: logs.ILogGroup;
+  alarmTopic: sns.ITopic;
+  jwtIssuer: string;
+  jwtAudience: string;
+}
+
+/**
+ * The code and the wiring: the Lambda handlers, the HTTP API, the run state machine, the pods'
+ * network, cluster and task definition, the EventBridge rules and schedule, and their alarms.
+ */
+export class StatelessStack extends Stack {
+  public readonly functions: Record<FunctionName, RunFunction>;
+  public readonly httpApi: apigwv2.HttpApi;
+  public readonly apiStage: apigwv2.HttpStage;
+  public readonly stateMachine: sfn.StateMachine;
+  public readonly vpc: ec2.Vpc;
+  public readonly podSecurityGroup: ec2.SecurityGroup;
+  public readonly cluster: ecs.Cluster;
+  public readonly podTaskDefinition: ecs.FargateTaskDefinition;
+  public readonly podTaskRole: iam.Role;
+  public readonly eventDeliveryDeadLetterQueue: sqs.Queue;
+
+  constructor(scope: Construct, id: string, props: StatelessStackProps) {
+    super(scope, id, props);
+
+    this.vpc = this.createPodNetwork();
+    this.podSecurityGroup = new ec2.SecurityGroup(this, 'PodSecurityGroup', {
+      vpc: this.vpc,
+      description: 'Sandbox pods: no inbound traffic; outbound to the Agent API, the model and git hosts',
+      allowAllOutbound: true,
+    });
+    this.cluster = new ecs.Cluster(this, 'PodCluster', {
+      vpc: this.vpc,
+      containerInsightsV2: ecs.ContainerInsights.ENABLED,
+    });
+    this.podTaskRole = new iam.Role(this, 'PodTaskRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: 'Sandbox pod: runs untrusted repository code, so it is granted nothing at all',
+    });
+    this.podTaskDefinition = this.createPodTaskDefinition(props.podLogGroup);
+
+    this.httpApi = new apigwv2.HttpApi(this, 'HttpApi', {
+      description: 'Execution runs: the v1 API and the Agent API',
+      createDefaultStage: false,
+    });
+    this.apiStage = this.createApiStage();
+
+    this.functions = this.createFunctions(props);
+    this.addRoutes(props);
+    this.stateMachine = this.createStateMachine();
+    this.grantFunctions(props);
+    this.connectEventSources(props);
+    this.eventDeliveryDeadLetterQueue = this.createEventRules();
+    this.createAlarms(props.alarmTopic);
+
+    new CfnOutput(this, 'ApiUrl', { value: this.apiStage.url });
+    new CfnOutput(this, 'StateMachineArn', { value: this.stateMachine.stateMachineArn });
+    new CfnOutput(this, 'ClusterArn', { value: this.cluster.clusterArn });
+  }
+
+  /** Public subnets only: each pod gets a public IP for egress, which spares the NAT gateways. */
+  private createPodNetwork(): ec2.Vpc {
+    const flowLogs = new logs.LogGroup(this, 'PodVpcFlowLogs', { retention: logs.RetentionDays.ONE_MONTH });
+    return new ec2.Vpc(this, 'PodVpc', {
+      maxAzs: 2,
+      natGateways: 0,
+      subnetConfiguration: [{ name: 'Public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 }],
+      restrictDefaultSecurityGroup: false,
+      flowLogs: {
+        all: {
+          destination: ec2.FlowLogDestination.toCloudWatchLogs(flowLogs),
+          trafficType: ec2.FlowLogTrafficType.ALL,
+        },
+      },
+    });
+  }
+
+  private createPodTaskDefinition(podLogGroup: logs.ILogGroup): ecs.FargateTaskDefinition {
+    const executionRole = new iam.Role(this, 'PodExecutionRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: 'ECS agent: pulls the pod image and ships its output to the pods log group',
+    });
+    Validations.of(executionRole).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'ecr:GetAuthorizationToken has no resource-level permissions; the image pull itself is scoped to the asset repository.',
+    });
+    const taskDefinition = new ecs.FargateTaskDefinition(this, 'PodTask', {
+      // The run's pod configuration overrides both per execution.
+      cpu: 1024,
+      memoryLimitMiB: 2048,
+      runtimePlatform: {
+        cpuArchitecture: ecs.CpuArchitecture.ARM64,
+        operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
+      },
+      taskRole: this.podTaskRole,
+      executionRole,
+    });
+    taskDefinition.addContainer(POD_CONTAINER_NAME, {
+      containerName: POD_CONTAINER_NAME,
+      image: ecs.ContainerImage.fromAsset(repoRoot, {
+        file: 'pod/Dockerfile',
+        exclude: POD_IMAGE_EXCLUDES,
+        platform: Platform.LINUX_ARM64,
+      }),
+      logging: ecs.LogDrivers.awsLogs({ logGroup: podLogGroup, streamPrefix: 'pod' }),
+    });
+    return taskDefinition;
+  }
+
+  private createApiStage(): apigwv2.HttpStage {
+    const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', { retention: logs.RetentionDays.ONE_MONTH });
+    return new apigwv2.HttpStage(this, 'ApiDefaultStage', {
+      httpApi: this.httpApi,
+      stageName: '$default',
+      autoDeploy: true,
+      throttle: API_THROTTLE,
+      accessLogSettings: {
+        destination: new apigwv2.LogGroupLogDestination(accessLogs),
+        format: apigw.AccessLogFormat.custom(
+          JSON.stringify({
+            requestId: '$context.requestId',
+            requestTime: '$context.requestTime',
+            sourceIp: '$context.identity.sourceIp',
+            routeKey: '$context.routeKey',
+            status: '$context.status',
+            responseLength: '$context.responseLength',
+            latencyMs: '$context.responseLatency',
+            integrationError: '$context.integrationErrorMessage',
+            authorizerError: '$context.authorizer.error',
+          }),
+        ),
+      },
+    });
+  }
+
+  private createFunctions(props: StatelessStackProps): Record<FunctionName, RunFunction> {
+    const common = {
+      TABLE_NAME: props.table.tableName,
+      QUEUE_URL: props.queue.queueUrl,
+      CLUSTER_ARN: this.cluster.clusterArn,
+      LOG_GROUP_NAME: props.podLogGroup.logGroupName,
+      POD_CONTAINER_NAME,
+      LAUNCH_BACKOFF_SECONDS: LAUNCH.backoffSeconds.join(','),
+      POD_HEARTBEAT_SECONDS: String(LAUNCH.heartbeatSeconds),
+    };
+    // checks hands the pod the Agent API's address.
+    const extra: Partial<Record<FunctionName, Record<string, string>>> = {
+      checks: { AGENT_API_URL: this.apiStage.url },
+    };
+    const entries = FUNCTION_NAMES.map((name) => {
+      const fn = new RunFunction(this, upperFirst(name), {
+        definition: FUNCTIONS[name],
+        environment: { ...common, ...extra[name] },
+      });
+      return [name, fn] as const;
+    });
+    return Object.fromEntries(entries) as Record<FunctionName, RunFunction>;
+  }
+
+  private addRoutes(props: StatelessStackProps): void {
+    const jwtAuthorizer = new HttpJwtAuthorizer('JwtAuthorizer', props.jwtIssuer, {
+      jwtAudience: [props.jwtAudience],
+    });
+    const integrations = new Map<FunctionName, HttpLambdaIntegration>();
+    for (const route of ROUTES) {
+      let integration = integrations.get(route.fn);
+      if (!integration) {
+        integration = new HttpLambdaIntegration(`${route.fn}Integration`, this.functions[route.fn].function);
+        integrations.set(route.fn, integration);
+      }
+      const [httpRoute] = this.httpApi.addRoutes({
+        path: route.path,
+        methods: [apigwv2.HttpMethod[route.method]],
+        integration,
+        authorizer: route.auth === 'jwt' ? jwtAuthorizer : new apigwv2.HttpNoneAuthorizer(),
+      });
+      if (route.auth !== 'jwt' && httpRoute) {
+        const reason = UNAUTHORIZED_ROUTE_REASONS[route.auth];
+        Validations.of(httpRoute).acknowledge(
+          { id: 'AwsSolutions-APIG4', reason },
+          { id: 'AwsSolutions-COG4', reason },
+        );
+      }
+    }
+  }
+
+  /**
+   * The definition comes from the ASL file, so CDK cannot derive the role's permissions: they are
+   * granted here by hand, each scoped to the one resource the definition uses.
+   */
+  private createStateMachine(): sfn.StateMachine {
+    const functionArns = new Map<string, string>(
+      STATE_MACHINE_TARGETS.map((name) => [
+        aslFunctionArnName(name),
+        this.functions[name].function.functionArn,
+      ]),
+    );
+    const infrastructure: Partial<Record<AslSubstitution, string>> = {
+      ClusterArn: this.cluster.clusterArn,
+      TaskDefinitionArn: this.podTaskDefinition.taskDefinitionArn,
+      SubnetIds: this.vpc.publicSubnets.map((subnet) => subnet.subnetId).join(','),
+      SecurityGroupId: this.podSecurityGroup.securityGroupId,
+      AssignPublicIp: 'ENABLED',
+    };
+    const definitionSubstitutions = Object.fromEntries(
+      ASL_SUBSTITUTIONS.map((name) => {
+        const value = infrastructure[name] ?? functionArns.get(name);
+        if (value === undefined) throw new Error(`no value for the state machine substitution \${${name}}`);
+        return [name, value];
+      }),
+    );
+
+    const logGroup = new logs.LogGroup(this, 'RunStateMachineLogs', {
+      logGroupName: `/aws/vendedlogs/states/${this.stackName}-runs`,
+      retention: logs.RetentionDays.ONE_MONTH,
+    });
+    const stateMachine = new sfn.StateMachine(this, 'RunStateMachine', {
+      definitionBody: sfn.DefinitionBody.fromFile(aslFile),
+      definitionSubstitutions,
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
+      tracingEnabled: true,
+    });
+
+    stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'InvokeRunSteps',
+        actions: ['lambda:InvokeFunction'],
+        resources: [...functionArns.values()],
+      }),
+    );
+    stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'LaunchPod',
+        actions: ['ecs:RunTask'],
+        resources: [
+          this.formatArn({
+            service: 'ecs',
+            resource: 'task-definition',
+            resourceName: `${this.podTaskDefinition.family}:*`,
+          }),
+        ],
+        conditions: { ArnEquals: { 'ecs:cluster': this.cluster.clusterArn } },
+      }),
+    );
+    const { executionRole } = this.podTaskDefinition;
+    stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'PassPodRoles',
+        actions: ['iam:PassRole'],
+        resources: [this.podTaskRole.roleArn, ...(executionRole ? [executionRole.roleArn] : [])],
+        conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+      }),
+    );
+    this.acknowledgeStateMachineFindings(stateMachine);
+    return stateMachine;
+  }
+
+  private grantFunctions(props: StatelessStackProps): void {
+    const fns = this.functions;
+    // The table and each of its indexes by name: grantReadWriteData would grant `index/*`.
+    const tableAndIndexes = [
+      props.table.tableArn,
+      ...TABLE.globalSecondaryIndexes.map((index) => `${props.table.tableArn}/index/${index.indexName}`),
+    ];
+    for (const name of FUNCTION_NAMES) {
+      iam.Grant.addToPrincipal({
+        grantee: fns[name].role,
+        actions: RUNS_TABLE_ACTIONS,
+        resourceArns: tableAndIndexes,
+      });
+    }
+    props.queue.grantSendMessages(fns.api.role);
+    props.queue.grantSendMessages(fns.sweeper.role);
+    // Only start-run starts executions; the functions the state machine invokes could not hold its ARN.
+    fns.startRun.function.addEnvironment('STATE_MACHINE_ARN', this.stateMachine.stateMachineArn);
+    this.stateMachine.grantStartExecution(fns.startRun.role);
+    // GET /v1/runs/{runId}/logs pages through the pods' log streams.
+    props.podLogGroup.grant(fns.api.role, 'logs:GetLogEvents', 'logs:FilterLogEvents');
+
+    // Separate policies rather than the roles' default ones: parkPod is invoked by the state machine,
+    // and a grant in its default policy would make the function depend on the state machine.
+    new iam.Policy(this, 'TaskResponsePolicy', {
+      statements: [
+        new iam.PolicyStatement({
+          actions: ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'],
+          resources: [this.stateMachine.stateMachineArn],
+        }),
+      ],
+      roles: [fns.agentApi.role, fns.api.role, fns.parkPod.role, fns.podStopped.role],
+    });
+    const podTasks = this.formatArn({
+      service: 'ecs',
+      resource: 'task',
+      resourceName: `${this.cluster.clusterName}/*`,
+    });
+    const sandboxControl = new iam.Policy(this, 'SandboxControlPolicy', {
+      statements: [
+        new iam.PolicyStatement({
+          actions: ['ecs:StopTask', 'ecs:DescribeTasks'],
+          resources: [podTasks],
+          conditions: { ArnEquals: { 'ecs:cluster': this.cluster.clusterArn } },
+        }),
+      ],
+      roles: [fns.finalize.role, fns.api.role, fns.reconcile.role, fns.podStopped.role, fns.parkPod.role],
+    });
+    Validations.of(sandboxControl).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/<${this.getLogicalId(this.cluster.node.defaultChild as ecs.CfnCluster)}>/*]`,
+      reason: 'Task ids are only known at run time: scoped to the tasks of this one cluster.',
+    });
+  }
+
+  private connectEventSources(props: StatelessStackProps): void {
+    this.functions.startRun.function.addEventSource(
+      new SqsEventSource(props.queue, {
+        batchSize: QUEUE.batchSize,
+        maxBatchingWindow: Duration.seconds(QUEUE.maxBatchingWindowSeconds),
+        reportBatchItemFailures: true,
+      }),
+    );
+    this.functions.deadLetter.function.addEventSource(
+      new SqsEventSource(props.deadLetterQueue, {
+        batchSize: DEAD_LETTER_QUEUE.batchSize,
+        reportBatchItemFailures: true,
+      }),
+    );
+  }
+
+  /** EVENT_RULES narrowed to this stack's cluster and state machine, plus the sweeper's schedule. */
+  private createEventRules(): sqs.Queue {
+    const deliveryDeadLetterQueue = new sqs.Queue(this, 'EventDeliveryDeadLetterQueue', {
+      retentionPeriod: Duration.days(14),
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+    });
+    Validations.of(deliveryDeadLetterQueue).acknowledge({
+      id: 'AwsSolutions-SQS3',
+      reason:
+        'This queue is itself a dead-letter queue: EventBridge puts the events it failed to deliver here.',
+    });
+    const targetOptions: targets.LambdaFunctionProps = {
+      deadLetterQueue: deliveryDeadLetterQueue,
+      retryAttempts: 8,
+      maxEventAge: Duration.hours(2),
+    };
+
+    const ownResources: Record<string, OwnResourceFilter> = {
+      'aws.ecs': { clusterArn: [this.cluster.clusterArn] },
+      'aws.states': { stateMachineArn: [this.stateMachine.stateMachineArn] },
+    };
+    for (const rule of EVENT_RULES) {
+      const [source] = rule.pattern.source;
+      const own = ownResources[source];
+      if (!own) throw new Error(`event rule ${rule.name}: no way to narrow ${source} events to this stack`);
+      new events.Rule(this, `${upperFirst(rule.name)}Rule`, {
+        description: `${rule.name} -> ${rule.fn}`,
+        eventPattern: {
+          source: [...rule.pattern.source],
+          detailType: [...rule.pattern['detail-type']],
+          detail: { ...rule.pattern.detail, ...own },
+        },
+        targets: [new targets.LambdaFunction(this.functions[rule.fn].function, targetOptions)],
+      });
+    }
+
+    new events.Rule(this, 'SweeperSchedule', {
+      description: 'sweeper: re-enqueues QUEUED runs whose message was lost',
+      schedule: events.Schedule.rate(Duration.minutes(SWEEPER.rateMinutes)),
+      targets: [new targets.LambdaFunction(this.functions.sweeper.function, targetOptions)],
+    });
+    return deliveryDeadLetterQueue;
+  }
+
+  private createAlarms(topic: sns.ITopic): void {
+    const action = new cloudwatchActions.SnsAction(topic);
+    const fiveMinuteSum = { period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM };
+    const anyOf = (id: string, metric: cloudwatch.IMetric, alarmDescription: string) => {
+      const alarm = new cloudwatch.Alarm(this, id, {
+        alarmDescription,
+        metric,
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+      alarm.addAlarmAction(action);
+    };
+    anyOf(
+      'ExecutionsFailedAlarm',
+      this.stateMachine.metricFailed(fiveMinuteSum),
+      'Run executions failed: reconcile marks their runs terminal; look for the cause in the execution history.',
+    );
+    anyOf(
+      'ExecutionsTimedOutAlarm',
+      this.stateMachine.metricTimedOut(fiveMinuteSum),
+      'Run executions timed out.',
+    );
+    anyOf(
+      'StartRunErrorsAlarm',
+      this.functions.startRun.function.metricErrors(fiveMinuteSum),
+      'start-run failed: queued runs are not starting and will reach the dead-letter queue.',
+    );
+    anyOf(
+      'FinalizeErrorsAlarm',
+      this.functions.finalize.function.metricErrors(fiveMinuteSum),
+      'finalize failed: sandboxes may be left running and runs left non-terminal.',
+    );
+    anyOf(
+      'EventDeliveryFailedAlarm',
+      this.eventDeliveryDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
+        period: Duration.minutes(1),
+        statistic: cloudwatch.Stats.MAXIMUM,
+      }),
+      'EventBridge could not deliver a pod-stopped, reconcile or sweeper event to its function.',
+    );
+  }
+
+  private acknowledgeStateMachineFindings(stateMachine: sfn.StateMachine): void {
+    const taskDefinitionFamily = `task-definition/${this.podTaskDefinition.family}:*`;
+    Validations.of(stateMachine).acknowledge(
+      {
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:${taskDefinitionFamily}]`,
+        reason:
+          'Every revision of the one pod task definition, and only on this cluster (ecs:cluster condition).',
+      },
+      {
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'Only the actions that have no resource-level permissions: CloudWatch Logs vended delivery for execution logging, and X-Ray trace submission.',
+      },
+    );
+  }
+}

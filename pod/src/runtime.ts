@@ -1,0 +1,161 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Control, PodRunConfig } from '../../shared/schemas/agent-events.js';
+import { type Agent, type AgentContext, AgentCrash } from './agent.js';
+import { AgentApi, backoffMs, InvalidAnswerError, RetryableError, RunGoneError } from './agent-api.js';
+import { runDemoAgent } from './demo-agent.js';
+import { Reporter, type ReporterOptions } from './reporter.js';
+
+export interface PodTiming
+  extends Pick<ReporterOptions, 'flushIntervalMs' | 'maxBatchEvents' | 'retryBaseMs' | 'retryMaxMs'> {
+  /** how long the last delivery may take once the pod has been told to end (ECS waits 30 s by default) */
+  finalFlushMs?: number;
+  /** how often to ask for control while waiting, when the backend names no interval */
+  pollMs?: number;
+}
+
+export interface PodOptions {
+  runId: string;
+  apiUrl: string;
+  token: string;
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  /** aborted when the container is asked to stop (SIGTERM) */
+  terminate?: AbortSignal;
+  agent?: Agent;
+  timing?: PodTiming;
+}
+
+/** Why the pod ended before its agent finished. */
+class PodEnd extends Error {
+  constructor(
+    readonly kind: 'stopped' | 'terminated' | 'gone',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The pod's life: fetch the run's frozen config, run the agent while reporting its events and
+ * heartbeats, obey control, and end cleanly. Resolves to the process exit code: 0 when the agent
+ * finished or was told to end, 1 when it crashed or failed unexpectedly.
+ */
+export const runPod = async (options: PodOptions): Promise<number> => {
+  const log = (line: string) => void options.stdout.write(`${line}\n`);
+  const warn = (line: string) => void options.stderr.write(`${line}\n`);
+  const timing = options.timing ?? {};
+  const finalFlushMs = timing.finalFlushMs ?? 5000;
+  const pollMs = timing.pollMs ?? 5000;
+  const retryBaseMs = timing.retryBaseMs ?? 250;
+  const retryMaxMs = timing.retryMaxMs ?? 10_000;
+  const api = new AgentApi(options.apiUrl, options.runId, options.token);
+
+  const lifetime = new AbortController();
+  const end = (reason: PodEnd) => {
+    if (!lifetime.signal.aborted) lifetime.abort(reason);
+  };
+  const onTerminate = () => end(new PodEnd('terminated', 'the container was asked to stop'));
+  if (options.terminate?.aborted) onTerminate();
+  options.terminate?.addEventListener('abort', onTerminate, { once: true });
+  const gone = (err: RunGoneError) => end(new PodEnd('gone', err.message));
+
+  let control: Control = { action: 'continue' };
+  const applyControl = (next: Control) => {
+    control = next;
+    if (next.action === 'stop') {
+      end(new PodEnd('stopped', `the backend said stop${next.reason ? `: ${next.reason}` : ''}`));
+    }
+  };
+
+  const reporter = new Reporter(api, { ...timing, onControl: applyControl, onGone: gone, warn });
+
+  const proceed = async () => {
+    let announced = false;
+    for (;;) {
+      lifetime.signal.throwIfAborted();
+      if (control.action === 'continue') return;
+      if (!announced)
+        log(`pod: waiting for the backend to continue${control.reason ? ` (${control.reason})` : ''}`);
+      announced = true;
+      await sleep(control.pollAfterMs ?? pollMs, undefined, { signal: lifetime.signal });
+      try {
+        applyControl(await api.getControl(lifetime.signal));
+      } catch (err) {
+        if (err instanceof RunGoneError) gone(err);
+        else if (err instanceof RetryableError || err instanceof InvalidAnswerError) {
+          warn(`pod: asking for control failed: ${err.message}`);
+        } else if (!lifetime.signal.aborted) throw err;
+      }
+    }
+  };
+
+  const fetchConfig = async (): Promise<PodRunConfig> => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await api.getConfig(lifetime.signal);
+      } catch (err) {
+        if (!(err instanceof RetryableError)) throw err;
+        const wait = backoffMs(attempt, retryBaseMs, retryMaxMs);
+        warn(`pod: fetching the run config failed (${err.message}); retrying in ${Math.round(wait)} ms`);
+        await sleep(wait, undefined, { signal: lifetime.signal });
+      }
+    }
+  };
+
+  try {
+    const config = await fetchConfig();
+    log(`pod: run ${config.runId} starting (${config.mode}, ${config.model})`);
+    reporter.startHeartbeats((config.heartbeatSeconds * 1000) / 3);
+    const context: AgentContext = {
+      config,
+      signal: lifetime.signal,
+      emit: (event) => reporter.emit(event),
+      flush: () => reporter.flush(),
+      proceed,
+      checkpoint: async (name, summary, details) => {
+        reporter.emit({ type: 'checkpoint', name, summary, details });
+        await reporter.flush();
+        await proceed();
+      },
+      stopHeartbeats: () => reporter.stopHeartbeats(),
+      stdout: options.stdout,
+      log,
+      warn,
+    };
+    await (options.agent ?? runDemoAgent)(context);
+    await reporter.close(finalFlushMs);
+    log('pod: agent finished');
+    return 0;
+  } catch (err) {
+    if (lifetime.signal.aborted) {
+      const reason = lifetime.signal.reason as PodEnd;
+      log(`pod: ending: ${reason.message}`);
+      if (reason.kind === 'gone') reporter.discard();
+      else await reporter.close(finalFlushMs);
+      return 0;
+    }
+    if (err instanceof RunGoneError) {
+      log(`pod: ending: ${err.message}`);
+      reporter.discard();
+      return 0;
+    }
+    if (err instanceof AgentCrash) {
+      warn(`pod: crashed: ${err.message}`);
+      reporter.discard();
+      return 1;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    warn(`pod: the agent failed: ${err instanceof Error ? (err.stack ?? message) : message}`);
+    reporter.emit({ type: 'phase', phase: 'FAILED' });
+    reporter.emit({
+      type: 'result',
+      outcome: 'failed',
+      exitReason: 'error',
+      message: message.slice(0, 4000),
+    });
+    await reporter.close(finalFlushMs);
+    return 1;
+  } finally {
+    options.terminate?.removeEventListener('abort', onTerminate);
+  }
+};

@@ -1,0 +1,101 @@
+import { type DynamoDBDocumentClient, GetCommand, PutCommand, paginateQuery, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { NotFoundError } from '../domain/errors.js';
+import type { Account, AccountLimits, Pod, Project } from '../domain/tenancy.js';
+import { type Clock, type DirectoryRepository, systemClock } from '../ports.js';
+import { compact, Expression, isConditionFailed, type Key, keys, SK_PREFIX, Update } from './dynamo-keys.js';
+
+/**
+ * Accounts, projects and pods in the runs table, one partition per account:
+ *   ACCT#<accountId>  ACCOUNT              the account
+ *   ACCT#<accountId>  PROJECT#<projectId>  a project
+ *   ACCT#<accountId>  POD#<podId>          a pod
+ * so each list is one Query with begins_with on the sort key.
+ */
+export class DynamoDirectory implements DirectoryRepository {
+  constructor(
+    private readonly db: DynamoDBDocumentClient,
+    private readonly tableName: string,
+    private readonly clock: Clock = systemClock,
+  ) {}
+
+  async getAccount(accountId: string): Promise<Account | undefined> {
+    return this.read<Account>(keys.account(accountId));
+  }
+
+  async putAccount(account: Account): Promise<void> {
+    await this.write(keys.account(account.accountId), account);
+  }
+
+  async setAccountLimits(accountId: string, limits: AccountLimits): Promise<Account> {
+    const update = new Update().set('limits', compact(limits)).set('updatedAt', this.clock.now().toISOString());
+    try {
+      const out = await this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: keys.account(accountId),
+          UpdateExpression: update.expression(),
+          ConditionExpression: `attribute_exists(${update.name('pk')})`,
+          ...update.attributes(),
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return withoutKeys<Account>(out.Attributes ?? {});
+    } catch (err) {
+      if (isConditionFailed(err)) throw new NotFoundError('account', accountId);
+      throw err;
+    }
+  }
+
+  async getProject(accountId: string, projectId: string): Promise<Project | undefined> {
+    return this.read<Project>(keys.project(accountId, projectId));
+  }
+
+  async putProject(project: Project): Promise<void> {
+    await this.write(keys.project(project.accountId, project.projectId), project);
+  }
+
+  async listProjects(accountId: string): Promise<Project[]> {
+    return this.listOf<Project>(keys.account(accountId).pk, SK_PREFIX.project);
+  }
+
+  async getPod(accountId: string, podId: string): Promise<Pod | undefined> {
+    return this.read<Pod>(keys.pod(accountId, podId));
+  }
+
+  async putPod(pod: Pod): Promise<void> {
+    await this.write(keys.pod(pod.accountId, pod.podId), pod);
+  }
+
+  async listPods(accountId: string): Promise<Pod[]> {
+    return this.listOf<Pod>(keys.account(accountId).pk, SK_PREFIX.pod);
+  }
+
+  private async read<T>(key: Key): Promise<T | undefined> {
+    const out = await this.db.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }));
+    return out.Item ? withoutKeys<T>(out.Item) : undefined;
+  }
+
+  private async write(key: Key, record: Account | Project | Pod): Promise<void> {
+    await this.db.send(new PutCommand({ TableName: this.tableName, Item: { ...compact(record), ...key } }));
+  }
+
+  private async listOf<T>(pk: string, skPrefix: string): Promise<T[]> {
+    const expr = new Expression();
+    const out: T[] = [];
+    const pages = paginateQuery(
+      { client: this.db },
+      {
+        TableName: this.tableName,
+        KeyConditionExpression: `${expr.name('pk')} = ${expr.value(pk)} AND begins_with(${expr.name('sk')}, ${expr.value(skPrefix)})`,
+        ...expr.attributes(),
+      },
+    );
+    for await (const page of pages) for (const item of page.Items ?? []) out.push(withoutKeys<T>(item));
+    return out;
+  }
+}
+
+const withoutKeys = <T>(item: Record<string, unknown>): T => {
+  const { pk: _pk, sk: _sk, ...record } = item;
+  return record as T;
+};

@@ -1,0 +1,78 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  DescribeTableCommand,
+  DescribeTimeToLiveCommand,
+  ListTablesCommand,
+} from '@aws-sdk/client-dynamodb';
+import { afterAll, describe, expect, it } from 'vitest';
+import { TABLE } from '../../infra/definitions.js';
+import { createTableInput, ensureTable, startDynamoDbLocal } from '../../infra/local/dynamodb.js';
+import { localClient } from '../support/dynamodb-local.js';
+
+describe('createTableInput', () => {
+  it('describes the table CDK deploys: keys, every index with the projected attributes, on demand', () => {
+    const input = createTableInput('runs');
+
+    expect(input.TableName).toBe('runs');
+    expect(input.BillingMode).toBe('PAY_PER_REQUEST');
+    expect(input.KeySchema).toEqual([
+      { AttributeName: 'pk', KeyType: 'HASH' },
+      { AttributeName: 'sk', KeyType: 'RANGE' },
+    ]);
+    expect(input.GlobalSecondaryIndexes?.map((i) => i.IndexName)).toEqual(
+      TABLE.globalSecondaryIndexes.map((i) => i.indexName),
+    );
+    for (const index of input.GlobalSecondaryIndexes ?? []) {
+      const definition = TABLE.globalSecondaryIndexes.find((i) => i.indexName === index.IndexName);
+      expect(index.KeySchema).toEqual([
+        { AttributeName: definition?.partitionKey, KeyType: 'HASH' },
+        { AttributeName: 'runId', KeyType: 'RANGE' },
+      ]);
+      expect(index.Projection).toEqual({ ProjectionType: 'INCLUDE', NonKeyAttributes: [...TABLE.projectedAttributes] });
+    }
+    const defined = input.AttributeDefinitions?.map((a) => a.AttributeName).sort();
+    expect(defined).toEqual(['gAcct', 'gAcctPod', 'gAcctSource', 'gAcctStatus', 'gProj', 'gProjStatus', 'gQueued', 'pk', 'runId', 'sk']);
+  });
+});
+
+describe('startDynamoDbLocal', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'dynamodb-local-'));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('keeps tables in dataDir across restarts, with TTL on, and frees its port on stop', async () => {
+    const first = await startDynamoDbLocal({ port: 0, dataDir });
+    const client = localClient(first.endpoint);
+    try {
+      expect(first.port).toBeGreaterThan(0);
+      await ensureTable(client, 'persisted');
+      // a second call finds the table and changes nothing
+      await ensureTable(client, 'persisted');
+      const ttl = await client.send(new DescribeTimeToLiveCommand({ TableName: 'persisted' }));
+      expect(ttl.TimeToLiveDescription).toMatchObject({
+        TimeToLiveStatus: 'ENABLED',
+        AttributeName: TABLE.timeToLiveAttribute,
+      });
+      const table = await client.send(new DescribeTableCommand({ TableName: 'persisted' }));
+      expect(table.Table?.TableStatus).toBe('ACTIVE');
+      expect(table.Table?.GlobalSecondaryIndexes).toHaveLength(TABLE.globalSecondaryIndexes.length);
+    } finally {
+      client.destroy();
+      await first.stop();
+    }
+    const refused = localClient(first.endpoint);
+    await expect(refused.send(new ListTablesCommand({}))).rejects.toThrow();
+    refused.destroy();
+
+    const second = await startDynamoDbLocal({ port: first.port, dataDir });
+    const again = localClient(second.endpoint);
+    try {
+      expect(second.port).toBe(first.port);
+      expect((await again.send(new ListTablesCommand({}))).TableNames).toEqual(['persisted']);
+    } finally {
+      again.destroy();
+      await second.stop();
+    }
+  });
+});

@@ -1,0 +1,510 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { CfnResource, Stack, Validations } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import type { IConstruct } from 'constructs';
+import { describe, expect, it } from 'vitest';
+import { buildApp } from '../../infra/app.js';
+import {
+  ASL_SUBSTITUTIONS,
+  DEAD_LETTER_QUEUE,
+  EVENT_RULES,
+  FUNCTIONS,
+  type FunctionName,
+  POD_CONTAINER_NAME,
+  QUEUE,
+  ROUTES,
+  SWEEPER,
+  TABLE,
+} from '../../infra/definitions.js';
+import { POD_IMAGE_EXCLUDES } from '../../infra/stacks/stateless-stack.js';
+
+// One app for the whole file, synthesized once: the same context `cdk synth` reads, minus bundling.
+const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const context = { ...cdkJson.context, 'aws:cdk:bundling-stacks': [] };
+const { app, stateful, stateless } = buildApp(context);
+const nagFindings = (): string[] =>
+  new AwsSolutionsChecks()
+    .validateScope(app)
+    .violations.flatMap((violation) =>
+      violation.violatingResources.map((resource) => `${violation.ruleName} at ${resource.constructPath}`),
+    );
+const synthesize = () => {
+  try {
+    return app.synth();
+  } catch (error) {
+    // Every template assertion below would fail the same way; say why once, with the findings.
+    throw new Error(`the app does not synthesize: ${String(error)}\n${nagFindings().join('\n')}`);
+  }
+};
+const assembly = synthesize();
+const statefulTemplate = Template.fromStack(stateful);
+const statelessTemplate = Template.fromStack(stateless);
+
+type Json = Record<string, unknown>;
+interface Statement {
+  Effect: string;
+  Action: string | string[];
+  Resource: unknown;
+  Condition?: Json;
+}
+interface PolicyStatement extends Statement {
+  policyId: string;
+  roleIds: string[];
+}
+
+const logicalId = (construct: IConstruct): string => {
+  const cfn = CfnResource.isCfnResource(construct) ? construct : construct.node.defaultChild;
+  if (!cfn || !CfnResource.isCfnResource(cfn))
+    throw new Error(`${construct.node.path} has no CloudFormation resource`);
+  return Stack.of(construct).getLogicalId(cfn);
+};
+const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
+
+/** Every statement of every AWS::IAM::Policy, with the roles it is attached to. */
+const policyStatements = (template: Template): PolicyStatement[] =>
+  Object.entries(template.findResources('AWS::IAM::Policy')).flatMap(([policyId, policy]) =>
+    (policy.Properties.PolicyDocument.Statement as Statement[]).map((statement) => ({
+      ...statement,
+      policyId,
+      roleIds: (policy.Properties.Roles as { Ref: string }[]).map((role) => role.Ref),
+    })),
+  );
+
+const functionNames = Object.keys(FUNCTIONS) as FunctionName[];
+const functionRoleIds = new Map(
+  functionNames.map((name) => [logicalId(stateless.functions[name].role), name]),
+);
+const functionIds = Object.fromEntries(
+  functionNames.map((name) => [name, logicalId(stateless.functions[name].function)]),
+) as Record<FunctionName, string>;
+const stateMachineId = logicalId(stateless.stateMachine);
+const clusterId = logicalId(stateless.cluster);
+
+/** The roles allowed `action`: functions by name, any other role by logical id. */
+const rolesAllowedTo = (action: string): string[] =>
+  [
+    ...new Set(
+      policyStatements(statelessTemplate)
+        .filter((statement) => statement.Effect === 'Allow' && asArray(statement.Action).includes(action))
+        .flatMap((statement) => statement.roleIds)
+        .map((roleId) => functionRoleIds.get(roleId) ?? roleId),
+    ),
+  ].sort();
+
+const isAcknowledged = (construct: IConstruct, ruleId: string): boolean => {
+  for (let node: IConstruct | undefined = construct; node; node = node.node.scope) {
+    for (const entry of node.node.metadata) {
+      if (entry.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY) continue;
+      if (Object.keys(entry.data as Json).some((id) => id.replace(/^annotation::/i, '') === ruleId))
+        return true;
+    }
+  }
+  return false;
+};
+
+describe('the CDK app', () => {
+  it('synthesizes with every AwsSolutions finding fixed or acknowledged', () => {
+    expect(nagFindings()).toEqual([]);
+  });
+
+  it('reports no CDK errors or warnings on either stack', () => {
+    for (const stack of [stateful, stateless]) {
+      const annotations = Annotations.fromStack(stack);
+      expect(annotations.findError('*', Match.anyValue())).toEqual([]);
+      expect(annotations.findWarning('*', Match.anyValue())).toEqual([]);
+    }
+  });
+
+  it('grants Resource "*" only for actions without resource-level permissions, each acknowledged', () => {
+    const wildcards = [stateful, stateless].flatMap((stack) =>
+      policyStatements(Template.fromStack(stack))
+        .filter((statement) => asArray(statement.Resource).includes('*'))
+        .map((statement) => ({ stack, ...statement })),
+    );
+    const executionRoleId = logicalId(stateless.podTaskDefinition.obtainExecutionRole());
+    const stateMachineRoleId = logicalId(stateless.stateMachine.role);
+    expect(
+      wildcards.map((statement) => ({ roles: statement.roleIds, actions: asArray(statement.Action).sort() })),
+    ).toEqual([
+      { roles: [executionRoleId], actions: ['ecr:GetAuthorizationToken'] },
+      {
+        roles: [stateMachineRoleId],
+        actions: [
+          'logs:CreateLogDelivery',
+          'logs:DeleteLogDelivery',
+          'logs:DescribeLogGroups',
+          'logs:DescribeResourcePolicies',
+          'logs:GetLogDelivery',
+          'logs:ListLogDeliveries',
+          'logs:PutResourcePolicy',
+          'logs:UpdateLogDelivery',
+        ],
+      },
+      {
+        roles: [stateMachineRoleId],
+        actions: [
+          'xray:GetSamplingRules',
+          'xray:GetSamplingTargets',
+          'xray:PutTelemetryRecords',
+          'xray:PutTraceSegments',
+        ],
+      },
+    ]);
+    for (const statement of wildcards) {
+      const policy = statement.stack.node
+        .findAll()
+        .find(
+          (node) =>
+            CfnResource.isCfnResource(node) && statement.stack.getLogicalId(node) === statement.policyId,
+        );
+      expect(policy && isAcknowledged(policy, 'AwsSolutions-IAM5[Resource::*]')).toBe(true);
+    }
+  });
+});
+
+describe('the stateful stack', () => {
+  it('keeps the runs table with PITR, TTL, AWS-managed encryption and every index of TABLE', () => {
+    statefulTemplate.hasResource('AWS::DynamoDB::Table', {
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+      Properties: Match.objectLike({
+        BillingMode: 'PAY_PER_REQUEST',
+        KeySchema: [
+          { AttributeName: TABLE.partitionKey, KeyType: 'HASH' },
+          { AttributeName: TABLE.sortKey, KeyType: 'RANGE' },
+        ],
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        TimeToLiveSpecification: { AttributeName: TABLE.timeToLiveAttribute, Enabled: true },
+        SSESpecification: { SSEEnabled: true },
+      }),
+    });
+    const [table] = Object.values(statefulTemplate.findResources('AWS::DynamoDB::Table'));
+    expect(table?.Properties.GlobalSecondaryIndexes).toEqual(
+      TABLE.globalSecondaryIndexes.map((index) => ({
+        IndexName: index.indexName,
+        KeySchema: [
+          { AttributeName: index.partitionKey, KeyType: 'HASH' },
+          { AttributeName: index.sortKey, KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: [...TABLE.projectedAttributes] },
+      })),
+    );
+  });
+
+  it('sends a run message to the DLQ after QUEUE.maxReceiveCount receives', () => {
+    statefulTemplate.hasResourceProperties('AWS::SQS::Queue', {
+      VisibilityTimeout: QUEUE.visibilityTimeoutSeconds,
+      SqsManagedSseEnabled: true,
+      RedrivePolicy: {
+        maxReceiveCount: QUEUE.maxReceiveCount,
+        deadLetterTargetArn: { 'Fn::GetAtt': [logicalId(stateful.deadLetterQueue), 'Arn'] },
+      },
+    });
+  });
+
+  it('alarms on the first message in the DLQ, to the encrypted alarm topic', () => {
+    const topicId = logicalId(stateful.alarmTopic);
+    statefulTemplate.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [
+        { Name: 'QueueName', Value: { 'Fn::GetAtt': [logicalId(stateful.deadLetterQueue), 'QueueName'] } },
+      ],
+      ComparisonOperator: 'GreaterThanThreshold',
+      Threshold: 0,
+      AlarmActions: [{ Ref: topicId }],
+    });
+    statefulTemplate.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
+  });
+
+  it('subscribes the alarmEmail context address to the alarm topic', () => {
+    const withEmail = buildApp({ ...context, alarmEmail: 'oncall@example.com' });
+    Template.fromStack(withEmail.stateful).hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: 'oncall@example.com',
+    });
+    statefulTemplate.resourceCountIs('AWS::SNS::Subscription', 0);
+  });
+});
+
+describe('the stateless stack', () => {
+  it('gives the pod a task role that grants nothing', () => {
+    const taskRoleId = logicalId(stateless.podTaskRole);
+    statelessTemplate.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      TaskRoleArn: { 'Fn::GetAtt': [taskRoleId, 'Arn'] },
+    });
+    const role = statelessTemplate.findResources('AWS::IAM::Role')[taskRoleId];
+    expect(role?.Properties.Policies).toBeUndefined();
+    expect(role?.Properties.ManagedPolicyArns).toBeUndefined();
+    const attached = policyStatements(statelessTemplate).filter((statement) =>
+      statement.roleIds.includes(taskRoleId),
+    );
+    expect(attached).toEqual([]);
+  });
+
+  it('runs the pod on ARM64 Linux, logging to the stateful pods log group', () => {
+    statelessTemplate.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' },
+      ContainerDefinitions: [
+        Match.objectLike({
+          LogConfiguration: {
+            LogDriver: 'awslogs',
+            Options: Match.objectLike({
+              'awslogs-group': { 'Fn::ImportValue': Match.stringLikeRegexp(logicalId(stateful.podLogGroup)) },
+              'awslogs-stream-prefix': 'pod',
+            }),
+          },
+        }),
+      ],
+    });
+  });
+
+  it('builds every function from its definition: ARM64, Node 22, own log group, its timeout and memory', () => {
+    for (const name of functionNames) {
+      statelessTemplate.hasResourceProperties('AWS::Lambda::Function', {
+        Architectures: ['arm64'],
+        Runtime: 'nodejs22.x',
+        Timeout: FUNCTIONS[name].timeoutSeconds,
+        MemorySize: FUNCTIONS[name].memoryMiB,
+        Description: FUNCTIONS[name].description,
+        LoggingConfig: Match.objectLike({ LogGroup: { Ref: logicalId(stateless.functions[name].logGroup) } }),
+      });
+    }
+  });
+
+  it('reports batch item failures from every SQS event source, with the batch settings of definitions', () => {
+    const mappings = Object.values(statelessTemplate.findResources('AWS::Lambda::EventSourceMapping'));
+    expect(mappings).toHaveLength(2);
+    for (const mapping of mappings)
+      expect(mapping.Properties.FunctionResponseTypes).toEqual(['ReportBatchItemFailures']);
+    statelessTemplate.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: functionIds.startRun },
+      EventSourceArn: { 'Fn::ImportValue': Match.stringLikeRegexp(`GetAtt${logicalId(stateful.queue)}Arn`) },
+      BatchSize: QUEUE.batchSize,
+      MaximumBatchingWindowInSeconds: QUEUE.maxBatchingWindowSeconds,
+    });
+    statelessTemplate.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: functionIds.deadLetter },
+      EventSourceArn: {
+        'Fn::ImportValue': Match.stringLikeRegexp(`GetAtt${logicalId(stateful.deadLetterQueue)}Arn`),
+      },
+      BatchSize: DEAD_LETTER_QUEUE.batchSize,
+    });
+  });
+
+  it('lets the state machine role invoke exactly the four functions of the ASL', () => {
+    const roleId = logicalId(stateless.stateMachine.role);
+    const invocable = policyStatements(statelessTemplate)
+      .filter(
+        (statement) =>
+          statement.roleIds.includes(roleId) && asArray(statement.Action).includes('lambda:InvokeFunction'),
+      )
+      .flatMap((statement) => asArray(statement.Resource));
+    const four: FunctionName[] = ['checks', 'markRetrying', 'parkPod', 'finalize'];
+    expect(invocable).toEqual(four.map((name) => ({ 'Fn::GetAtt': [functionIds[name], 'Arn'] })));
+  });
+
+  it('scopes the state machine to running this pod task definition on this cluster and passing its two roles', () => {
+    const roleId = logicalId(stateless.stateMachine.role);
+    const statements = policyStatements(statelessTemplate).filter((statement) =>
+      statement.roleIds.includes(roleId),
+    );
+    const runTask = statements.find((statement) => asArray(statement.Action).includes('ecs:RunTask'));
+    expect(JSON.stringify(runTask?.Resource)).toContain(
+      `:task-definition/${stateless.podTaskDefinition.family}:*`,
+    );
+    expect(runTask?.Condition).toEqual({
+      ArnEquals: { 'ecs:cluster': { 'Fn::GetAtt': [clusterId, 'Arn'] } },
+    });
+    const passRole = statements.find((statement) => asArray(statement.Action).includes('iam:PassRole'));
+    expect(passRole?.Resource).toEqual([
+      { 'Fn::GetAtt': [logicalId(stateless.podTaskRole), 'Arn'] },
+      { 'Fn::GetAtt': [logicalId(stateless.podTaskDefinition.obtainExecutionRole()), 'Arn'] },
+    ]);
+  });
+
+  it('substitutes a value for every placeholder in the ASL file, and nothing else', () => {
+    const asl = readFileSync(new URL('../../statemachine/run.asl.json', import.meta.url), 'utf8');
+    const placeholders = [...new Set([...asl.matchAll(/\$\{(\w+)\}/g)].map((match) => match[1]))].sort();
+    const [machine] = Object.values(statelessTemplate.findResources('AWS::StepFunctions::StateMachine'));
+    expect(Object.keys(machine?.Properties.DefinitionSubstitutions ?? {}).sort()).toEqual(placeholders);
+    expect([...ASL_SUBSTITUTIONS].sort()).toEqual(placeholders);
+    expect(machine?.Properties).toMatchObject({
+      StateMachineType: 'STANDARD',
+      TracingConfiguration: { Enabled: true },
+      LoggingConfiguration: { Level: 'ALL', IncludeExecutionData: true },
+      DefinitionSubstitutions: { AssignPublicIp: 'ENABLED' },
+    });
+  });
+
+  it('overrides the environment of the container the task definition names', () => {
+    const asl = JSON.parse(readFileSync(new URL('../../statemachine/run.asl.json', import.meta.url), 'utf8'));
+    const [override] = asl.States.Launch.Parameters.Overrides.ContainerOverrides;
+    expect(override.Name).toBe(POD_CONTAINER_NAME);
+    statelessTemplate.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [Match.objectLike({ Name: POD_CONTAINER_NAME })],
+    });
+  });
+
+  it.each([
+    ['sqs:SendMessage', ['api', 'sweeper']],
+    ['states:StartExecution', ['startRun']],
+    ['states:SendTaskSuccess', ['agentApi', 'api', 'parkPod', 'podStopped']],
+    ['states:SendTaskHeartbeat', ['agentApi', 'api', 'parkPod', 'podStopped']],
+    ['ecs:StopTask', ['api', 'finalize', 'parkPod', 'podStopped', 'reconcile']],
+    ['dynamodb:UpdateItem', [...functionNames].sort()],
+  ])('grants %s only to %j', (action, expected) => {
+    expect(rolesAllowedTo(action)).toEqual(expected);
+  });
+
+  it('scopes task control to the tasks of this cluster', () => {
+    const stopTask = policyStatements(statelessTemplate).find((statement) =>
+      asArray(statement.Action).includes('ecs:StopTask'),
+    );
+    expect(stopTask?.Condition).toEqual({
+      ArnEquals: { 'ecs:cluster': { 'Fn::GetAtt': [clusterId, 'Arn'] } },
+    });
+    expect(stopTask?.Resource).toEqual({
+      'Fn::Join': [
+        '',
+        [
+          'arn:',
+          { Ref: 'AWS::Partition' },
+          ':ecs:',
+          { Ref: 'AWS::Region' },
+          ':',
+          { Ref: 'AWS::AccountId' },
+          ':task/',
+          { Ref: clusterId },
+          '/*',
+        ],
+      ],
+    });
+  });
+
+  it('grants table access on the table and its named indexes, never index/*', () => {
+    const tableResources = policyStatements(statelessTemplate)
+      .filter((statement) => asArray(statement.Action).includes('dynamodb:Query'))
+      .map((statement) => JSON.stringify(statement.Resource));
+    expect(tableResources).toHaveLength(functionNames.length);
+    for (const resources of tableResources) {
+      expect(resources).not.toContain('index/*');
+      for (const index of TABLE.globalSecondaryIndexes)
+        expect(resources).toContain(`/index/${index.indexName}"`);
+    }
+  });
+
+  it('hands start-run the state machine ARN and checks the Agent API URL', () => {
+    statelessTemplate.hasResourceProperties('AWS::Lambda::Function', {
+      Description: FUNCTIONS.startRun.description,
+      Environment: { Variables: Match.objectLike({ STATE_MACHINE_ARN: { Ref: stateMachineId } }) },
+    });
+    statelessTemplate.hasResourceProperties('AWS::Lambda::Function', {
+      Description: FUNCTIONS.checks.description,
+      Environment: {
+        Variables: Match.objectLike({ AGENT_API_URL: { 'Fn::Join': ['', Match.arrayWith(['https://'])] } }),
+      },
+    });
+  });
+
+  it('routes every ROUTES entry to its function, JWT-authorized or left to the Lambda', () => {
+    const routes = statelessTemplate.findResources('AWS::ApiGatewayV2::Route');
+    const integrations = statelessTemplate.findResources('AWS::ApiGatewayV2::Integration');
+    expect(Object.keys(routes)).toHaveLength(ROUTES.length);
+    for (const route of ROUTES) {
+      const found = Object.values(routes).find(
+        (r) => r.Properties.RouteKey === `${route.method} ${route.path}`,
+      );
+      expect(found?.Properties.AuthorizationType, `${route.method} ${route.path}`).toBe(
+        route.auth === 'jwt' ? 'JWT' : 'NONE',
+      );
+      const integrationId = found?.Properties.Target['Fn::Join'][1][1].Ref;
+      expect(integrations[integrationId]?.Properties.IntegrationUri).toEqual({
+        'Fn::GetAtt': [functionIds[route.fn], 'Arn'],
+      });
+    }
+    statelessTemplate.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', {
+      AuthorizerType: 'JWT',
+      JwtConfiguration: { Issuer: context.jwtIssuer, Audience: [context.jwtAudience] },
+    });
+  });
+
+  it('logs and throttles the default stage', () => {
+    statelessTemplate.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+      StageName: '$default',
+      AccessLogSettings: Match.objectLike({ DestinationArn: Match.anyValue() }),
+      DefaultRouteSettings: { ThrottlingBurstLimit: Match.anyValue(), ThrottlingRateLimit: Match.anyValue() },
+    });
+  });
+
+  it('narrows each EventBridge rule to this stack and gives its target retries and a DLQ', () => {
+    const ownResource: Record<string, Json> = {
+      'aws.ecs': { clusterArn: [{ 'Fn::GetAtt': [clusterId, 'Arn'] }] },
+      'aws.states': { stateMachineArn: [{ Ref: stateMachineId }] },
+    };
+    const target = (fn: FunctionName) =>
+      Match.objectLike({
+        Arn: { 'Fn::GetAtt': [functionIds[fn], 'Arn'] },
+        DeadLetterConfig: {
+          Arn: { 'Fn::GetAtt': [logicalId(stateless.eventDeliveryDeadLetterQueue), 'Arn'] },
+        },
+        RetryPolicy: Match.objectLike({ MaximumRetryAttempts: Match.anyValue() }),
+      });
+    for (const rule of EVENT_RULES) {
+      const [source] = rule.pattern.source;
+      statelessTemplate.hasResourceProperties('AWS::Events::Rule', {
+        EventPattern: {
+          source: [...rule.pattern.source],
+          'detail-type': [...rule.pattern['detail-type']],
+          detail: { ...rule.pattern.detail, ...ownResource[source] },
+        },
+        Targets: [target(rule.fn)],
+      });
+    }
+    statelessTemplate.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: `rate(${SWEEPER.rateMinutes} minutes)`,
+      Targets: [target('sweeper')],
+    });
+  });
+
+  it('alarms on failed and timed-out executions and on start-run and finalize errors', () => {
+    const toTopic = [{ 'Fn::ImportValue': Match.stringLikeRegexp(logicalId(stateful.alarmTopic)) }];
+    for (const metric of ['ExecutionsFailed', 'ExecutionsTimedOut']) {
+      statelessTemplate.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'AWS/States',
+        MetricName: metric,
+        Dimensions: [{ Name: 'StateMachineArn', Value: { Ref: stateMachineId } }],
+        AlarmActions: toTopic,
+      });
+    }
+    for (const fn of ['startRun', 'finalize'] as const) {
+      statelessTemplate.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'AWS/Lambda',
+        MetricName: 'Errors',
+        Dimensions: [{ Name: 'FunctionName', Value: { Ref: functionIds[fn] } }],
+        AlarmActions: toTopic,
+      });
+    }
+  });
+
+  it('stages the pod image from the repository root without the excluded directories', () => {
+    const { directory } = assembly;
+    const manifest = JSON.parse(
+      readFileSync(path.join(directory, `${stateless.artifactId}.assets.json`), 'utf8'),
+    );
+    const images = Object.values(manifest.dockerImages) as {
+      source: { directory: string; dockerFile: string };
+    }[];
+    expect(images).toHaveLength(1);
+    const staged = path.join(directory, images[0]?.source.directory ?? '');
+    expect(images[0]?.source.dockerFile).toBe('pod/Dockerfile');
+    expect(existsSync(path.join(staged, 'pod/Dockerfile'))).toBe(true);
+    for (const excluded of POD_IMAGE_EXCLUDES.filter((entry) => !entry.includes('*'))) {
+      expect(existsSync(path.join(staged, excluded)), excluded).toBe(false);
+    }
+    const dockerignore = readFileSync(new URL('../../.dockerignore', import.meta.url), 'utf8').split('\n');
+    expect(dockerignore).toEqual(expect.arrayContaining(POD_IMAGE_EXCLUDES));
+  });
+});

@@ -1,0 +1,51 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { TestProject } from 'vitest/node';
+import type { Endpoints } from '../../infra/local/cloud.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    endpoints: Endpoints;
+    startupOutput: string;
+  }
+}
+
+/** Starts the local cloud exactly as `npm start` does, on free ports, for the integration tests. */
+export default async function setup(project: TestProject) {
+  const stateDir = await mkdtemp(path.join(tmpdir(), 'local-cloud-'));
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'infra/local/main.ts', '--base-port', '0', '--state-dir', stateDir],
+    { cwd: path.resolve(import.meta.dirname, '../..'), stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    output += d.toString();
+    if (process.env.LOCAL_CLOUD_VERBOSE) process.stderr.write(d);
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the local cloud did not start in 120 s:\n${output}`)), 120_000);
+    child.once('exit', (code) => reject(new Error(`the local cloud exited with ${code}:\n${output}`)));
+    child.stdout?.on('data', () => {
+      if (output.includes('The local cloud is running.')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  const endpoints = JSON.parse(await readFile(path.join(stateDir, 'endpoints.json'), 'utf8')) as Endpoints;
+  project.provide('endpoints', endpoints);
+  project.provide('startupOutput', output);
+  return async () => {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await rm(stateDir, { recursive: true, force: true });
+  };
+}

@@ -1,0 +1,59 @@
+import { DescribeTasksCommand, ECSClient } from '@aws-sdk/client-ecs';
+import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { readFile } from 'node:fs/promises';
+import { importJWK, SignJWT, type JWK } from 'jose';
+import { endpoints } from './api.js';
+
+/** SDK clients pointed at the local cloud, the way a person inspects it with --endpoint-url. */
+const config = () => ({ region: endpoints().region, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+
+export const sqs = () => new SQSClient({ ...config(), endpoint: endpoints().services.sqs });
+export const sfn = () => new SFNClient({ ...config(), endpoint: endpoints().services.stepfunctions });
+export const ecs = () => new ECSClient({ ...config(), endpoint: endpoints().services.ecs });
+
+export const executionsOf = async (runId: string) => {
+  const out = await sfn().send(new ListExecutionsCommand({ stateMachineArn: endpoints().stateMachineArn, maxResults: 1000 }));
+  return (out.executions ?? []).filter((e) => e.name?.startsWith(runId));
+};
+
+export const taskStatus = async (taskArn: string) => {
+  const out = await ecs().send(new DescribeTasksCommand({ cluster: endpoints().clusterArn, tasks: [taskArn] }));
+  return out.tasks?.[0]?.lastStatus;
+};
+
+/** Wait until the run's sandbox task has stopped (its process is gone). */
+export const waitForTaskStopped = async (taskArn: string, timeoutMs = 15_000) => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = await taskStatus(taskArn);
+    if (status === 'STOPPED') return;
+    if (Date.now() > deadline) throw new Error(`task ${taskArn} is still ${status}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+};
+
+export const ecsControl = (route: string, body: unknown) =>
+  fetch(`${endpoints().services.ecs}${route}`, { method: 'POST', body: JSON.stringify(body) });
+
+export const sfnControl = (route: string, body: unknown) =>
+  fetch(`${endpoints().services.stepfunctions}${route}`, { method: 'POST', body: JSON.stringify(body) });
+
+/** A token from the local issuer for any user of any tenant. */
+export const tokenFor = async (claims: { sub: string; accountId: string; accountRole?: 'admin' | 'member'; email?: string }) => {
+  const e = endpoints();
+  const jwk = JSON.parse(await readFile(e.devIssuerKeyPath, 'utf8')) as JWK & { privateJwk?: JWK };
+  const key = await importJWK(jwk.privateJwk ?? jwk, 'RS256');
+  return new SignJWT({
+    'custom:accountId': claims.accountId,
+    'custom:accountRole': claims.accountRole ?? 'member',
+    email: claims.email,
+  })
+    .setProtectedHeader({ alg: 'RS256', kid: (jwk.privateJwk ?? jwk).kid })
+    .setSubject(claims.sub)
+    .setIssuer(e.issuer)
+    .setAudience(e.audience)
+    .setIssuedAt()
+    .setExpirationTime('1h')
+    .sign(key);
+};

@@ -1,0 +1,380 @@
+import { readFileSync } from 'node:fs';
+import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
+import {
+  DescribeClustersCommand,
+  DescribeTasksCommand,
+  ECSClient,
+  ListTasksCommand,
+  RunTaskCommand,
+  type RunTaskCommandInput,
+  StopTaskCommand,
+} from '@aws-sdk/client-ecs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type EcsEmulator,
+  type EcsEmulatorOptions,
+  type EcsTaskStateChangeEvent,
+  startEcsEmulator,
+} from '../../infra/local/emulators/ecs.js';
+import { AwsError, startJsonProtocolServer } from '../../infra/local/emulators/json-protocol.js';
+
+const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+const region = 'eu-west-1';
+const cluster = 'runs';
+const logGroupName = '/local/pods';
+
+/** The pod stand-in: what it does is chosen by the MODE variable the task overrides set. */
+const POD_SCRIPT = `
+const { spawn } = require('node:child_process');
+const mode = process.env.MODE;
+console.log('env ' + process.env.RUN_ID + ' ' + process.env.FROM_POD_COMMAND);
+if (mode === 'exit') {
+  const lines = Number(process.env.LINES || 0);
+  let out = '';
+  for (let i = 1; i <= lines; i++) out += 'line ' + i + '\\n';
+  process.stdout.write(out);
+  process.stderr.write('to stderr\\n');
+  process.stdout.write('no newline at the end', () => process.exit(Number(process.env.EXIT_CODE)));
+} else {
+  if (mode === 'ignore-term') process.on('SIGTERM', () => console.log('ignoring SIGTERM'));
+  if (mode === 'grandchild') {
+    const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    console.log('grandchild ' + child.pid);
+  }
+  setInterval(() => {}, 1000);
+  console.log('ready');
+}
+`;
+
+/** A CloudWatch Logs stand-in: just enough for the awslogs-style shipping. */
+const startFakeLogs = async () => {
+  const streams = new Map<string, { timestamp: number; message: string }[]>();
+  const key = (input: Record<string, unknown>) => `${input.logGroupName}|${input.logStreamName}`;
+  const groups = new Set<string>();
+  const server = await startJsonProtocolServer({
+    targetPrefix: 'Logs_20140328',
+    errorNamespace: 'com.amazonaws.logs',
+    operations: {
+      CreateLogGroup: (input) => {
+        groups.add(String(input.logGroupName));
+        return {};
+      },
+      CreateLogStream: (input) => {
+        if (!groups.has(String(input.logGroupName)))
+          throw new AwsError('ResourceNotFoundException', 'no group');
+        if (streams.has(key(input))) throw new AwsError('ResourceAlreadyExistsException', 'exists');
+        streams.set(key(input), []);
+        return {};
+      },
+      PutLogEvents: (input) => {
+        const events = streams.get(key(input));
+        if (!events) throw new AwsError('ResourceNotFoundException', 'no stream');
+        const batch = input.logEvents as { timestamp: number; message: string }[];
+        if (batch.length > 10_000) throw new AwsError('InvalidParameterException', 'too many events');
+        events.push(...batch);
+        return { nextSequenceToken: String(events.length) };
+      },
+    },
+  });
+  return {
+    server,
+    messages: (stream: string) => streams.get(`${logGroupName}|${stream}`)?.map((e) => e.message),
+  };
+};
+
+const isAlive = (pid: number): boolean => {
+  try {
+    // a zombie has exited: only its process-table entry is left for its parent to reap
+    return !readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.startsWith('Z');
+  } catch {
+    return false;
+  }
+};
+
+const eventually = async (check: () => boolean, timeoutMs = 3000) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+describe('ECS emulator', () => {
+  let logs: Awaited<ReturnType<typeof startFakeLogs>>;
+  let logsClient: CloudWatchLogsClient;
+  const emulators: EcsEmulator[] = [];
+  const events: EcsTaskStateChangeEvent[] = [];
+  const stoppedWaiters = new Map<string, (event: EcsTaskStateChangeEvent) => void>();
+  const logsAtStop = new Map<string, string[]>();
+  let ecs: ECSClient;
+  let emulator: EcsEmulator;
+
+  const start = async (overrides: Partial<EcsEmulatorOptions> = {}) => {
+    const started = await startEcsEmulator({
+      region,
+      accountId: '123456789012',
+      podCommand: { command: process.execPath, args: ['-e', POD_SCRIPT], env: { FROM_POD_COMMAND: 'base' } },
+      logs: { client: logsClient, logGroupName, streamPrefix: 'pods' },
+      stopTimeoutMs: 300,
+      onTaskStateChange: (event) => {
+        events.push(event);
+        if (event.detail.lastStatus !== 'STOPPED') return;
+        const taskId = event.detail.taskArn.split('/').pop() ?? '';
+        logsAtStop.set(event.detail.taskArn, [...(logs.messages(`pods/pod/${taskId}`) ?? [])]);
+        stoppedWaiters.get(event.detail.taskArn)?.(event);
+      },
+      ...overrides,
+    });
+    emulators.push(started);
+    return started;
+  };
+  const clientFor = (target: EcsEmulator) =>
+    new ECSClient({ endpoint: target.url, region, credentials, maxAttempts: 1 });
+
+  const runInput = (
+    env: Record<string, string>,
+    extra: Partial<RunTaskCommandInput> = {},
+  ): RunTaskCommandInput => ({
+    cluster: `arn:aws:ecs:${region}:123456789012:cluster/${cluster}`,
+    taskDefinition: 'pod:7',
+    launchType: 'FARGATE',
+    startedBy: env.RUN_ID,
+    overrides: {
+      cpu: '1024',
+      memory: '2048',
+      containerOverrides: [
+        { name: 'pod', environment: Object.entries(env).map(([name, value]) => ({ name, value })) },
+      ],
+    },
+    ...extra,
+  });
+
+  /** Runs one task and returns its arn and a promise of its STOPPED event. */
+  const run = async (env: Record<string, string>, client = ecs) => {
+    const out = await client.send(new RunTaskCommand(runInput(env)));
+    const taskArn = out.tasks?.[0]?.taskArn ?? '';
+    // a task that fails fast may stop before the answer has been parsed
+    const stopped = new Promise<EcsTaskStateChangeEvent>((resolve) => {
+      const seen = events.find((e) => e.detail.taskArn === taskArn && e.detail.lastStatus === 'STOPPED');
+      if (seen) resolve(seen);
+      else stoppedWaiters.set(taskArn, resolve);
+    });
+    return { out, taskArn, stopped };
+  };
+  const streamOf = (taskArn: string) => `pods/pod/${taskArn.split('/').pop()}`;
+  const waitForLine = (taskArn: string, line: string) =>
+    eventually(() => (logs.messages(streamOf(taskArn)) ?? []).some((m) => m.startsWith(line)));
+  const post = (target: EcsEmulator, path: string, body: unknown) =>
+    fetch(`${target.url}${path}`, { method: 'POST', body: JSON.stringify(body) });
+
+  beforeAll(async () => {
+    logs = await startFakeLogs();
+    logsClient = new CloudWatchLogsClient({ endpoint: logs.server.url, region, credentials });
+    emulator = await start();
+    ecs = clientFor(emulator);
+  });
+
+  afterAll(async () => {
+    for (const started of emulators) await started.close();
+    await logs.server.close();
+  });
+
+  it('starts the pod with the overrides environment and answers like RunTask', async () => {
+    const { out, taskArn, stopped } = await run({ RUN_ID: 'run_A', MODE: 'exit', EXIT_CODE: '0' });
+
+    expect(out.failures).toEqual([]);
+    expect(taskArn).toMatch(new RegExp(`^arn:aws:ecs:${region}:123456789012:task/${cluster}/[0-9a-f]{32}$`));
+    expect(out.tasks?.[0]).toMatchObject({
+      clusterArn: `arn:aws:ecs:${region}:123456789012:cluster/${cluster}`,
+      taskDefinitionArn: `arn:aws:ecs:${region}:123456789012:task-definition/pod:7`,
+      desiredStatus: 'RUNNING',
+      startedBy: 'run_A',
+      cpu: '1024',
+      memory: '2048',
+      containers: [{ name: 'pod', taskArn }],
+    });
+    expect(out.tasks?.[0]?.createdAt).toBeInstanceOf(Date);
+    await stopped;
+    expect(logsAtStop.get(taskArn)?.[0]).toBe('env run_A base');
+  });
+
+  it('ships every output line before the STOPPED event of a task that exits by itself', async () => {
+    const { taskArn, stopped } = await run({ RUN_ID: 'run_B', MODE: 'exit', EXIT_CODE: '3', LINES: '25000' });
+
+    const event = await stopped;
+
+    expect(event).toMatchObject({
+      version: '0',
+      source: 'aws.ecs',
+      'detail-type': 'ECS Task State Change',
+      account: '123456789012',
+      region,
+      resources: [taskArn],
+      detail: {
+        taskArn,
+        startedBy: 'run_B',
+        lastStatus: 'STOPPED',
+        desiredStatus: 'STOPPED',
+        stopCode: 'EssentialContainerExited',
+        stoppedReason: 'Essential container in task exited',
+        containers: [{ name: 'pod', exitCode: 3, lastStatus: 'STOPPED' }],
+        overrides: { containerOverrides: [{ name: 'pod' }] },
+      },
+    });
+    expect(Date.parse(event.detail.stoppedAt ?? '')).toBeGreaterThanOrEqual(
+      Date.parse(event.detail.startedAt ?? ''),
+    );
+    const lines = logsAtStop.get(taskArn) ?? [];
+    expect(lines).toHaveLength(25_003);
+    expect(lines.filter((l) => l.startsWith('line '))).toEqual(
+      Array.from({ length: 25_000 }, (_, i) => `line ${i + 1}`),
+    );
+    expect(lines).toContain('to stderr');
+    expect(lines.filter((l) => l !== 'to stderr').at(-1)).toBe('no newline at the end');
+  });
+
+  it('stops a task on StopTask with UserInitiated and the reason, and the process is gone', async () => {
+    const { taskArn, stopped } = await run({ RUN_ID: 'run_C', MODE: 'sleep' });
+    await waitForLine(taskArn, 'ready');
+    const pid = emulator.runningTasks().find((t) => t.taskArn === taskArn)?.pid ?? 0;
+    expect(isAlive(pid)).toBe(true);
+
+    const out = await ecs.send(
+      new StopTaskCommand({ cluster, task: taskArn, reason: 'run stopped by user' }),
+    );
+    const event = await stopped;
+
+    expect(out.task).toMatchObject({ desiredStatus: 'STOPPED', stopCode: 'UserInitiated' });
+    expect(event.detail).toMatchObject({ stopCode: 'UserInitiated', stoppedReason: 'run stopped by user' });
+    expect(event.detail.containers[0]?.exitCode).toBe(143);
+    expect(isAlive(pid)).toBe(false);
+    expect(emulator.runningTasks().map((t) => t.taskArn)).not.toContain(taskArn);
+  });
+
+  it('kills a pod that ignores SIGTERM once the stop timeout passes', async () => {
+    const { taskArn, stopped } = await run({ RUN_ID: 'run_D', MODE: 'ignore-term' });
+    await waitForLine(taskArn, 'ready');
+
+    await ecs.send(new StopTaskCommand({ cluster, task: taskArn.split('/').pop(), reason: 'finalize' }));
+    const event = await stopped;
+
+    expect(event.detail.stopCode).toBe('UserInitiated');
+    expect(event.detail.containers[0]?.exitCode).toBe(137);
+    expect(logsAtStop.get(taskArn)).toContain('ignoring SIGTERM');
+  });
+
+  it('reports a container killed through the kill route as exited with 137', async () => {
+    const { taskArn, stopped } = await run({ RUN_ID: 'run_E', MODE: 'sleep' });
+    await waitForLine(taskArn, 'ready');
+
+    const res = await post(emulator, '/_local/kill', { taskArn });
+    const event = await stopped;
+
+    expect(res.status).toBe(200);
+    expect(event.detail).toMatchObject({
+      stopCode: 'EssentialContainerExited',
+      containers: [{ exitCode: 137, lastStatus: 'STOPPED' }],
+    });
+  });
+
+  it('describes known tasks, reports unknown ones as MISSING, and lists by startedBy and desired status', async () => {
+    const { taskArn, stopped } = await run({ RUN_ID: 'run_F', MODE: 'sleep' });
+    await waitForLine(taskArn, 'ready');
+    const missing = `arn:aws:ecs:${region}:123456789012:task/${cluster}/${'0'.repeat(32)}`;
+
+    const described = await ecs.send(new DescribeTasksCommand({ cluster, tasks: [taskArn, missing] }));
+    const running = await ecs.send(new ListTasksCommand({ cluster, startedBy: 'run_F' }));
+    const clusters = await ecs.send(new DescribeClustersCommand({ clusters: [cluster] }));
+    await ecs.send(new StopTaskCommand({ cluster, task: taskArn }));
+    await stopped;
+    const afterStop = await ecs.send(new ListTasksCommand({ cluster, startedBy: 'run_F' }));
+    const stoppedList = await ecs.send(
+      new ListTasksCommand({ cluster, startedBy: 'run_F', desiredStatus: 'STOPPED' }),
+    );
+    const describedStopped = await ecs.send(new DescribeTasksCommand({ cluster, tasks: [taskArn] }));
+
+    expect(described.tasks?.map((t) => [t.taskArn, t.lastStatus])).toEqual([[taskArn, 'RUNNING']]);
+    expect(described.failures).toEqual([{ arn: missing, reason: 'MISSING' }]);
+    expect(running.taskArns).toEqual([taskArn]);
+    expect(clusters.clusters?.[0]).toMatchObject({ clusterName: cluster, status: 'ACTIVE' });
+    expect(clusters.clusters?.[0]?.runningTasksCount).toBeGreaterThanOrEqual(1);
+    expect(afterStop.taskArns).toEqual([]);
+    expect(stoppedList.taskArns).toEqual([taskArn]);
+    expect(describedStopped.tasks?.[0]).toMatchObject({ lastStatus: 'STOPPED', stopCode: 'UserInitiated' });
+    expect(describedStopped.tasks?.[0]?.stoppedAt).toBeInstanceOf(Date);
+  });
+
+  it('answers injected capacity failures in failures with a 200, then launches again', async () => {
+    await post(emulator, '/_local/faults', { failures: { reason: 'RESOURCE:ENI', times: 2 } });
+
+    const first = await ecs.send(
+      new RunTaskCommand(runInput({ RUN_ID: 'run_G', MODE: 'exit', EXIT_CODE: '0' })),
+    );
+    const second = await ecs.send(
+      new RunTaskCommand(runInput({ RUN_ID: 'run_G', MODE: 'exit', EXIT_CODE: '0' })),
+    );
+    const third = await run({ RUN_ID: 'run_G', MODE: 'exit', EXIT_CODE: '0' });
+
+    expect(first).toMatchObject({ tasks: [], failures: [{ reason: 'RESOURCE:ENI' }] });
+    expect(second).toMatchObject({ tasks: [], failures: [{ reason: 'RESOURCE:ENI' }] });
+    expect(third.out.tasks).toHaveLength(1);
+    await third.stopped;
+  });
+
+  it('throws an injected error the given number of times', async () => {
+    await post(emulator, '/_local/faults', { throw: { code: 'ThrottlingException', times: 1 } });
+
+    const failed = ecs.send(new RunTaskCommand(runInput({ RUN_ID: 'run_H', MODE: 'exit', EXIT_CODE: '0' })));
+    await expect(failed).rejects.toMatchObject({ name: 'ThrottlingException' });
+    const next = await run({ RUN_ID: 'run_H', MODE: 'exit', EXIT_CODE: '0' });
+
+    expect(next.out.tasks).toHaveLength(1);
+    await next.stopped;
+  });
+
+  it('throttles launches beyond the burst', async () => {
+    const limited = await start({ launchLimits: { burst: 2, perSecond: 0.01 } });
+    const client = clientFor(limited);
+
+    const first = await run({ RUN_ID: 'run_I', MODE: 'exit', EXIT_CODE: '0' }, client);
+    const second = await run({ RUN_ID: 'run_I', MODE: 'exit', EXIT_CODE: '0' }, client);
+    const third = client.send(
+      new RunTaskCommand(runInput({ RUN_ID: 'run_I', MODE: 'exit', EXIT_CODE: '0' })),
+    );
+
+    await expect(third).rejects.toMatchObject({ name: 'ThrottlingException' });
+    await Promise.all([first.stopped, second.stopped]);
+  });
+
+  it('reports a pod that cannot be spawned as TaskFailedToStart', async () => {
+    const broken = await start({ podCommand: { command: '/nonexistent/pod', args: [] } });
+
+    const { stopped } = await run({ RUN_ID: 'run_J' }, clientFor(broken));
+    const event = await stopped;
+
+    expect(event.detail.stopCode).toBe('TaskFailedToStart');
+    expect(event.detail.containers[0]?.exitCode).toBeUndefined();
+  });
+
+  it('kills every pod and what it spawned on close', async () => {
+    const closing = await start();
+    const client = clientFor(closing);
+    const a = await run({ RUN_ID: 'run_K', MODE: 'grandchild' }, client);
+    const b = await run({ RUN_ID: 'run_L', MODE: 'sleep' }, client);
+    await waitForLine(a.taskArn, 'ready');
+    await waitForLine(b.taskArn, 'ready');
+    const grandchild = Number(
+      logs
+        .messages(streamOf(a.taskArn))
+        ?.find((m) => m.startsWith('grandchild '))
+        ?.split(' ')[1],
+    );
+    const pids = closing.runningTasks().map((t) => t.pid ?? 0);
+    expect(pids).toHaveLength(2);
+
+    await closing.close();
+
+    await eventually(() => ![...pids, grandchild].some(isAlive));
+    expect(closing.runningTasks()).toEqual([]);
+  });
+});

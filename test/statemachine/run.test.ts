@@ -1,0 +1,370 @@
+import {
+  CreateStateMachineCommand,
+  GetExecutionHistoryCommand,
+  SendTaskFailureCommand,
+  SendTaskSuccessCommand,
+  type SFNClient,
+  StartExecutionCommand,
+} from '@aws-sdk/client-sfn';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { renderDefinition } from '../../infra/local/asl.js';
+import {
+  type StepFunctionsEmulator,
+  startStepFunctionsEmulator,
+} from '../../infra/local/emulators/stepfunctions.js';
+import { eventually, finished, sfnClient, statesEntered } from './support/executions.js';
+
+const fn = (name: string) => `arn:aws:lambda:us-east-1:000000000000:function:${name}`;
+const substitutions = {
+  ChecksFunctionArn: fn('checks'),
+  MarkRetryingFunctionArn: fn('markRetrying'),
+  ParkPodFunctionArn: fn('parkPod'),
+  FinalizeFunctionArn: fn('finalize'),
+  ClusterArn: 'arn:aws:ecs:us-east-1:000000000000:cluster/runs',
+  TaskDefinitionArn: 'arn:aws:ecs:us-east-1:000000000000:task-definition/pod:1',
+  SubnetIds: 'subnet-a,subnet-b',
+  SecurityGroupId: 'sg-pod',
+  AssignPublicIp: 'DISABLED',
+};
+
+interface Launch {
+  cpu: string;
+  memory: string;
+  environment: { Name: string; Value: string }[];
+  maxDurationSeconds: number;
+  heartbeatSeconds: number;
+}
+
+interface ChecksResult {
+  ok: boolean;
+  exitReason: string | null;
+  message: string | null;
+  launch: Launch | null;
+}
+
+/** What one run's fakes answer: Checks, then one ECS outcome per Launch, one MarkRetrying answer per failure. */
+interface Scenario {
+  checks: ChecksResult;
+  launches: ('started' | 'noCapacity' | 'ecsException')[];
+  retries: { retry: boolean; waitSeconds: number; attempt: number }[];
+}
+
+/** What each role received for one run. */
+interface Received {
+  checks: unknown[];
+  ecs: Record<string, unknown>[];
+  markRetrying: Record<string, unknown>[];
+  parkPod: { runId: string; taskArn: string; taskToken: string }[];
+  finalize: Record<string, unknown>[];
+}
+
+const scenarios = new Map<string, Scenario>();
+const received = new Map<string, Received>();
+
+const launchFor = (runId: string, overrides: Partial<Launch> = {}): Launch => ({
+  cpu: '1024',
+  memory: '2048',
+  environment: [
+    { Name: 'RUN_ID', Value: runId },
+    { Name: 'AGENT_API_URL', Value: 'http://127.0.0.1:9/agent' },
+  ],
+  maxDurationSeconds: 3600,
+  heartbeatSeconds: 60,
+  ...overrides,
+});
+const passed = (runId: string, launch: Partial<Launch> = {}): ChecksResult => ({
+  ok: true,
+  exitReason: null,
+  message: null,
+  launch: launchFor(runId, launch),
+});
+const taskArnOf = (runId: string) => `arn:aws:ecs:us-east-1:000000000000:task/runs/${runId}`;
+
+const take = <T>(queue: T[], what: string): T => {
+  const next = queue.shift();
+  if (next === undefined) throw new Error(`the scenario has no more ${what}`);
+  return next;
+};
+
+const roleOf = (functionArn: string) =>
+  functionArn.split(':').at(-1) as 'checks' | 'markRetrying' | 'parkPod' | 'finalize';
+
+let emulator: StepFunctionsEmulator;
+let client: SFNClient;
+let stateMachineArn: string;
+
+beforeAll(async () => {
+  emulator = await startStepFunctionsEmulator({
+    port: 0,
+    resources: {
+      invokeLambda: async (functionArn, payload) => {
+        const { runId } = payload as { runId: string };
+        const scenario = scenarios.get(runId);
+        const log = received.get(runId);
+        if (!scenario || !log) throw new Error(`unknown run ${runId}`);
+        const role = roleOf(functionArn);
+        (log[role] as unknown[]).push(payload);
+        switch (role) {
+          case 'checks':
+            return scenario.checks;
+          case 'markRetrying':
+            return take(scenario.retries, 'MarkRetrying answers');
+          case 'parkPod':
+            return { parked: true };
+          case 'finalize':
+            return { status: 'FINALIZED' };
+        }
+      },
+      runEcsTask: async (parameters) => {
+        const runId = parameters.StartedBy as string;
+        const scenario = scenarios.get(runId);
+        received.get(runId)?.ecs.push(parameters);
+        switch (take(scenario?.launches ?? [], 'launches')) {
+          case 'started':
+            return { Tasks: [{ TaskArn: taskArnOf(runId), LastStatus: 'PROVISIONING' }], Failures: [] };
+          case 'noCapacity':
+            return {
+              Tasks: [],
+              Failures: [{ Arn: taskArnOf(runId), Reason: 'Capacity is unavailable at this time' }],
+            };
+          case 'ecsException':
+            throw Object.assign(new Error('Rate exceeded'), { name: 'ECS.AmazonECSException' });
+        }
+      },
+    },
+  });
+  client = sfnClient(emulator.url);
+  ({ stateMachineArn = '' } = await client.send(
+    new CreateStateMachineCommand({
+      name: 'run',
+      definition: renderDefinition(substitutions),
+      roleArn: 'arn:aws:iam::000000000000:role/run',
+    }),
+  ));
+});
+
+afterAll(async () => {
+  client.destroy();
+  await emulator.close();
+});
+
+const startRun = async (runId: string, scenario: Scenario) => {
+  scenarios.set(runId, scenario);
+  const log: Received = { checks: [], ecs: [], markRetrying: [], parkPod: [], finalize: [] };
+  received.set(runId, log);
+  const { executionArn = '' } = await client.send(
+    new StartExecutionCommand({ stateMachineArn, name: runId, input: JSON.stringify({ runId }) }),
+  );
+  return { executionArn, log };
+};
+
+/** The pod wait's parked call, once the execution has reached it. */
+const parked = (log: Received) => eventually(() => log.parkPod[0]);
+
+/** Runs to the end and returns the single payload Finalize received. */
+const finalized = async (executionArn: string, log: Received) => {
+  const execution = await finished(client, executionArn);
+  expect(execution.status).toBe('SUCCEEDED');
+  expect(JSON.parse(execution.output ?? '{}').final).toEqual({ status: 'FINALIZED' });
+  expect(log.finalize).toHaveLength(1);
+  return log.finalize[0] as Record<string, unknown>;
+};
+
+const HAPPY_PATH = ['Checks', 'ChecksPassed', 'Launch', 'Launched', 'WaitForPod', 'Finalize'];
+
+describe('run state machine', () => {
+  it('launches the pod, parks a task token and finalizes with the pod result on success', async () => {
+    const runId = 'run_success';
+    const { executionArn, log } = await startRun(runId, {
+      checks: passed(runId),
+      launches: ['started'],
+      retries: [],
+    });
+    const park = await parked(log);
+    expect(park).toEqual({ runId, taskArn: taskArnOf(runId), taskToken: expect.any(String) });
+    expect(log.checks).toEqual([{ runId }]);
+    expect(log.ecs).toEqual([
+      {
+        Cluster: substitutions.ClusterArn,
+        TaskDefinition: substitutions.TaskDefinitionArn,
+        LaunchType: 'FARGATE',
+        StartedBy: runId,
+        NetworkConfiguration: {
+          AwsvpcConfiguration: {
+            Subnets: ['subnet-a', 'subnet-b'],
+            SecurityGroups: ['sg-pod'],
+            AssignPublicIp: 'DISABLED',
+          },
+        },
+        Overrides: {
+          Cpu: '1024',
+          Memory: '2048',
+          ContainerOverrides: [{ Name: 'pod', Environment: launchFor(runId).environment }],
+        },
+      },
+    ]);
+
+    await client.send(
+      new SendTaskSuccessCommand({
+        taskToken: park.taskToken,
+        output: JSON.stringify({ outcome: 'completed' }),
+      }),
+    );
+    const finalize = await finalized(executionArn, log);
+    expect(finalize).toEqual({
+      runId,
+      checks: passed(runId),
+      launch: { tasks: [{ TaskArn: taskArnOf(runId), LastStatus: 'PROVISIONING' }], failures: [] },
+      pod: { outcome: 'completed' },
+    });
+    expect(await statesEntered(client, executionArn)).toEqual(HAPPY_PATH);
+    const { events = [] } = await client.send(new GetExecutionHistoryCommand({ executionArn }));
+    const podWait = events.find(
+      (event) =>
+        event.type === 'TaskScheduled' &&
+        event.taskScheduledEventDetails?.resource === 'invoke.waitForTaskToken',
+    );
+    expect(podWait?.taskScheduledEventDetails).toMatchObject({
+      heartbeatInSeconds: 60,
+      timeoutInSeconds: 3600,
+    });
+  });
+
+  it('hands a failed pod result with its exit reason to Finalize', async () => {
+    const runId = 'run_pod_failed';
+    const { executionArn, log } = await startRun(runId, {
+      checks: passed(runId),
+      launches: ['started'],
+      retries: [],
+    });
+    const { taskToken } = await parked(log);
+    const result = { outcome: 'failed', exitReason: 'tool_call_failed' };
+    await client.send(new SendTaskSuccessCommand({ taskToken, output: JSON.stringify(result) }));
+    const finalize = await finalized(executionArn, log);
+    expect(finalize.pod).toEqual(result);
+    expect(finalize.error).toBeUndefined();
+    expect(await statesEntered(client, executionArn)).toEqual(HAPPY_PATH);
+  });
+
+  it('finalizes with States.HeartbeatTimeout when the pod stops heartbeating', async () => {
+    const runId = 'run_silent_pod';
+    const { executionArn, log } = await startRun(runId, {
+      checks: passed(runId, { heartbeatSeconds: 1 }),
+      launches: ['started'],
+      retries: [],
+    });
+    await parked(log);
+    const finalize = await finalized(executionArn, log);
+    expect(finalize.error).toMatchObject({ Error: 'States.HeartbeatTimeout' });
+    expect(finalize.pod).toBeUndefined();
+    expect(await statesEntered(client, executionArn)).toEqual(HAPPY_PATH);
+  });
+
+  it('marks the run retrying after a capacity failure, backs off and launches again', async () => {
+    const runId = 'run_capacity_retry';
+    const { executionArn, log } = await startRun(runId, {
+      checks: passed(runId),
+      launches: ['noCapacity', 'started'],
+      retries: [{ retry: true, waitSeconds: 0, attempt: 2 }],
+    });
+    const { taskToken } = await parked(log);
+    await client.send(
+      new SendTaskSuccessCommand({ taskToken, output: JSON.stringify({ outcome: 'completed' }) }),
+    );
+    const finalize = await finalized(executionArn, log);
+
+    expect(log.markRetrying).toHaveLength(1);
+    expect(log.markRetrying[0]).toMatchObject({
+      runId,
+      launch: { tasks: [], failures: [{ Reason: 'Capacity is unavailable at this time' }] },
+    });
+    expect(log.ecs).toHaveLength(2);
+    expect(finalize).toMatchObject({
+      retry: { retry: true, waitSeconds: 0, attempt: 2 },
+      launch: { tasks: [{ TaskArn: taskArnOf(runId) }], failures: [] },
+      pod: { outcome: 'completed' },
+    });
+    expect(await statesEntered(client, executionArn)).toEqual([
+      'Checks',
+      'ChecksPassed',
+      'Launch',
+      'Launched',
+      'LaunchFailed',
+      'RetryLaunch',
+      'Backoff',
+      'Launch',
+      'Launched',
+      'WaitForPod',
+      'Finalize',
+    ]);
+  });
+
+  it('gives up and finalizes when capacity stays exhausted', async () => {
+    const runId = 'run_capacity_exhausted';
+    const { executionArn, log } = await startRun(runId, {
+      checks: passed(runId),
+      launches: ['noCapacity'],
+      retries: [{ retry: false, waitSeconds: 0, attempt: 3 }],
+    });
+    const finalize = await finalized(executionArn, log);
+    expect(finalize.retry).toEqual({ retry: false, waitSeconds: 0, attempt: 3 });
+    expect(log.parkPod).toEqual([]);
+    expect(await statesEntered(client, executionArn)).toEqual([
+      'Checks',
+      'ChecksPassed',
+      'Launch',
+      'Launched',
+      'LaunchFailed',
+      'RetryLaunch',
+      'Finalize',
+    ]);
+  });
+
+  it('sends an ECS exception to LaunchFailed with the error under $.launchError', async () => {
+    const runId = 'run_ecs_exception';
+    const { executionArn, log } = await startRun(runId, {
+      checks: passed(runId),
+      launches: ['ecsException'],
+      retries: [{ retry: false, waitSeconds: 0, attempt: 3 }],
+    });
+    const finalize = await finalized(executionArn, log);
+    const launchError = { Error: 'ECS.AmazonECSException', Cause: 'Rate exceeded' };
+    expect(log.markRetrying[0]).toMatchObject({ runId, launchError });
+    expect(finalize).toMatchObject({ launchError, retry: { retry: false } });
+    expect(await statesEntered(client, executionArn)).toEqual([
+      'Checks',
+      'ChecksPassed',
+      'Launch',
+      'LaunchFailed',
+      'RetryLaunch',
+      'Finalize',
+    ]);
+  });
+
+  it('finalizes without launching when the checks fail', async () => {
+    const runId = 'run_checks_failed';
+    const checks = { ok: false, exitReason: 'payment_required', message: 'account suspended', launch: null };
+    const { executionArn, log } = await startRun(runId, { checks, launches: [], retries: [] });
+    const finalize = await finalized(executionArn, log);
+    expect(finalize).toEqual({ runId, checks });
+    expect(log.ecs).toEqual([]);
+    expect(await statesEntered(client, executionArn)).toEqual(['Checks', 'ChecksPassed', 'Finalize']);
+  });
+
+  it('finalizes with Run.Stopped when the pod wait is failed by a stop', async () => {
+    const runId = 'run_stopped';
+    const { executionArn, log } = await startRun(runId, {
+      checks: passed(runId),
+      launches: ['started'],
+      retries: [],
+    });
+    const { taskToken } = await parked(log);
+    await client.send(
+      new SendTaskFailureCommand({ taskToken, error: 'Run.Stopped', cause: 'stopped by a user' }),
+    );
+    const finalize = await finalized(executionArn, log);
+    expect(finalize.error).toEqual({ Error: 'Run.Stopped', Cause: 'stopped by a user' });
+    expect(finalize.pod).toBeUndefined();
+    expect(await statesEntered(client, executionArn)).toEqual(HAPPY_PATH);
+  });
+});
