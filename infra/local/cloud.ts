@@ -9,7 +9,7 @@ import { ECSClient } from '@aws-sdk/client-ecs';
 import { CreateStateMachineCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import sesServer from 'aws-ses-v2-local';
+import sesLocal from 'aws-ses-v2-local';
 import { buildPodBundle } from '../../pod/build.js';
 import { DynamoDirectory } from '../../shared/adapters/dynamo-directory.js';
 import {
@@ -108,7 +108,9 @@ const portFor = (options: LocalCloudOptions, offset: number) =>
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 
 const startSes = async (port: number, host: string): Promise<{ url: string; close(): Promise<void> }> => {
-  const server: Server = await sesServer({ port, host });
+  // The package is CommonJS with an ES default export; under Node's interop it arrives wrapped.
+  const start = (sesLocal as unknown as { default?: typeof sesLocal }).default ?? sesLocal;
+  const server: Server = await start({ port, host });
   const actual = (server.address() as AddressInfo).port;
   return {
     url: `http://${host}:${actual}`,

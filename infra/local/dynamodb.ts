@@ -1,4 +1,4 @@
-import { type ChildProcess, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
@@ -67,32 +67,42 @@ const launch = async (port: number, dataDir: string | undefined): Promise<Dynamo
   };
   child.stdout?.on('data', collect);
   child.stderr?.on('data', collect);
-  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  let spawnError: Error | undefined;
+  child.once('error', (err) => {
+    spawnError = err;
+  });
+  const alive = () => !spawnError && child.exitCode === null && child.signalCode === null;
+  // 'close', not 'exit': the last output has arrived by then
+  const exited = new Promise<void>((done) => child.once('close', () => done()));
   const killOnExit = () => child.kill('SIGKILL');
   process.once('exit', killOnExit);
 
   const endpoint = `http://127.0.0.1:${port}`;
   const stop = async () => {
     process.removeListener('exit', killOnExit);
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(timer);
-    }
+    if (!alive()) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(timer);
   };
 
-  const failure = await Promise.race([
-    waitUntilAnswering(endpoint).then(() => undefined),
-    exited.then((code) => code ?? -1),
-  ]);
-  if (failure === undefined) return { endpoint, port, stop };
+  let answered: boolean;
+  try {
+    answered = await waitUntilAnswering(endpoint, alive);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  if (answered) return { endpoint, port, stop };
   await stop();
   if (/Address already in use|BindException/i.test(output)) throw new PortTakenError(`port ${port} is taken`);
-  throw new Error(`DynamoDB Local exited (code ${failure}) before answering:\n${output.trim()}`);
+  const how = spawnError ? spawnError.message : `exit code ${child.exitCode ?? child.signalCode}`;
+  throw new Error(`DynamoDB Local stopped before answering (${how}):\n${output.trim()}`);
 };
 
-const waitUntilAnswering = async (endpoint: string): Promise<void> => {
+/** true once ListTables answers; false if the process died first. */
+const waitUntilAnswering = async (endpoint: string, alive: () => boolean): Promise<boolean> => {
   const client = new DynamoDBClient({
     endpoint,
     region: 'us-east-1',
@@ -101,15 +111,16 @@ const waitUntilAnswering = async (endpoint: string): Promise<void> => {
   });
   const deadline = Date.now() + READY_TIMEOUT_MS;
   try {
-    for (;;) {
+    while (alive()) {
       try {
         await client.send(new ListTablesCommand({ Limit: 1 }));
-        return;
+        return true;
       } catch (err) {
         if (Date.now() > deadline) throw new Error(`DynamoDB Local at ${endpoint} did not answer: ${String(err)}`);
         await sleep(100);
       }
     }
+    return false;
   } finally {
     client.destroy();
   }

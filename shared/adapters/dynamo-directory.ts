@@ -1,4 +1,10 @@
-import { type DynamoDBDocumentClient, GetCommand, PutCommand, paginateQuery, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import {
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  paginateQuery,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
 import { NotFoundError } from '../domain/errors.js';
 import type { Account, AccountLimits, Pod, Project } from '../domain/tenancy.js';
 import { type Clock, type DirectoryRepository, systemClock } from '../ports.js';
@@ -27,7 +33,9 @@ export class DynamoDirectory implements DirectoryRepository {
   }
 
   async setAccountLimits(accountId: string, limits: AccountLimits): Promise<Account> {
-    const update = new Update().set('limits', compact(limits)).set('updatedAt', this.clock.now().toISOString());
+    const update = new Update()
+      .set('limits', compact(limits))
+      .set('updatedAt', this.clock.now().toISOString());
     try {
       const out = await this.db.send(
         new UpdateCommand({
@@ -71,7 +79,9 @@ export class DynamoDirectory implements DirectoryRepository {
   }
 
   private async read<T>(key: Key): Promise<T | undefined> {
-    const out = await this.db.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }));
+    const out = await this.db.send(
+      new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
+    );
     return out.Item ? withoutKeys<T>(out.Item) : undefined;
   }
 

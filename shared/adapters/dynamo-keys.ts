@@ -24,7 +24,10 @@ const padSeq = (seq: number): string => String(seq).padStart(SEQ_WIDTH, '0');
 export const keys = {
   run: (runId: string): Key => ({ pk: `RUN#${segment(runId)}`, sk: 'RUN' }),
   snapshot: (runId: string): Key => ({ pk: `RUN#${segment(runId)}`, sk: 'CONFIG' }),
-  idempotency: (accountId: string, key: string): Key => ({ pk: `IDEM#${segment(accountId)}#${key}`, sk: 'IDEM' }),
+  idempotency: (accountId: string, key: string): Key => ({
+    pk: `IDEM#${segment(accountId)}#${key}`,
+    sk: 'IDEM',
+  }),
   step: (runId: string, seq: number): Key => ({ pk: `RUN#${segment(runId)}`, sk: `STEP#${padSeq(seq)}` }),
   usage: (runId: string, seq: number): Key => ({ pk: `RUN#${segment(runId)}`, sk: `USAGE#${padSeq(seq)}` }),
   event: (runId: string, seq: number): Key => ({ pk: `RUN#${segment(runId)}`, sk: `EVT#${padSeq(seq)}` }),
@@ -33,10 +36,19 @@ export const keys = {
     pk: `ACCT#${segment(accountId)}`,
     sk: `PROJECT#${segment(projectId)}`,
   }),
-  pod: (accountId: string, podId: string): Key => ({ pk: `ACCT#${segment(accountId)}`, sk: `POD#${segment(podId)}` }),
+  pod: (accountId: string, podId: string): Key => ({
+    pk: `ACCT#${segment(accountId)}`,
+    sk: `POD#${segment(podId)}`,
+  }),
 };
 
-export const SK_PREFIX = { project: 'PROJECT#', pod: 'POD#', step: 'STEP#', usage: 'USAGE#', event: 'EVT#' } as const;
+export const SK_PREFIX = {
+  project: 'PROJECT#',
+  pod: 'POD#',
+  step: 'STEP#',
+  usage: 'USAGE#',
+  event: 'EVT#',
+} as const;
 
 /**
  * Partition values of the list indexes. Project ids are chosen per account, so the project partitions
@@ -117,7 +129,10 @@ export class Expression {
   }
 
   /** The attribute maps for a command input; DynamoDB rejects empty ones. */
-  attributes(): { ExpressionAttributeNames?: Record<string, string>; ExpressionAttributeValues?: Record<string, unknown> } {
+  attributes(): {
+    ExpressionAttributeNames?: Record<string, string>;
+    ExpressionAttributeValues?: Record<string, unknown>;
+  } {
     return {
       ...(Object.keys(this.names).length ? { ExpressionAttributeNames: this.names } : {}),
       ...(Object.keys(this.values).length ? { ExpressionAttributeValues: this.values } : {}),
@@ -163,10 +178,10 @@ export class Update extends Expression {
   }
 }
 
-export const errorName = (err: unknown): string | undefined =>
-  err instanceof Error ? err.name : undefined;
+export const errorName = (err: unknown): string | undefined => (err instanceof Error ? err.name : undefined);
 
-export const isConditionFailed = (err: unknown): boolean => errorName(err) === 'ConditionalCheckFailedException';
+export const isConditionFailed = (err: unknown): boolean =>
+  errorName(err) === 'ConditionalCheckFailedException';
 
 /** The item a failed condition saw (ReturnValuesOnConditionCheckFailure ALL_OLD), still in wire form. */
 export const conditionFailedItem = (err: unknown): Record<string, { S?: string; N?: string }> | undefined =>
@@ -183,7 +198,11 @@ export const cancellationReasons = (err: unknown): CancellationReason[] | undefi
     : undefined;
 
 /** Reasons worth another attempt: another writer held the item, or capacity ran short. */
-const TRANSIENT_REASONS = new Set(['TransactionConflict', 'ThrottlingError', 'ProvisionedThroughputExceeded']);
+const TRANSIENT_REASONS = new Set([
+  'TransactionConflict',
+  'ThrottlingError',
+  'ProvisionedThroughputExceeded',
+]);
 
 export const isTransientCancellation = (reasons: CancellationReason[]): boolean =>
   reasons.some((r) => r.Code !== undefined && TRANSIENT_REASONS.has(r.Code));

@@ -8,12 +8,17 @@ import {
   TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { TABLE, type IndexName } from '../../infra/definitions.js';
-import { ConflictError, NotFoundError, ServiceUnavailableError, TransitionRefusedError } from '../domain/errors.js';
+import { type IndexName, TABLE } from '../../infra/definitions.js';
+import {
+  ConflictError,
+  NotFoundError,
+  ServiceUnavailableError,
+  TransitionRefusedError,
+} from '../domain/errors.js';
 import { runIdLowerBound } from '../domain/ids.js';
 import {
-  allowedFrom,
   type Artifact,
+  allowedFrom,
   canAdvancePhase,
   type ModelUsage,
   PHASES,
@@ -22,6 +27,7 @@ import {
   type Run,
   type RunCost,
   type RunStatus,
+  type StatusChange,
   ZERO_COST,
 } from '../domain/run.js';
 import {
@@ -55,7 +61,8 @@ import {
 /*
  * Data model (one table, pk/sk):
  *
- *   RUN#<runId>  RUN               the run: scalar attributes, `status`, `version` (+1 on every write),
+ *   RUN#<runId>  RUN               the run: scalar attributes, `status` and its `history` (appended by
+ *                                  each transition), `version` (+1 on every write),
  *                                  `artifacts` list, `lastSeq`; usage and cost as FLAT numbers
  *                                  `usage:<model>:<field>` and `cost:<field>`, so concurrent ADDs never
  *                                  need a parent map to exist. Also `podTaskToken` and `agentTokenHash`,
@@ -76,7 +83,6 @@ import {
  * applied twice. Status changes are conditional updates: `status IN allowedFrom(to)`.
  */
 
-const RUN_SK = 'RUN';
 const CONDITION_FAILED = 'ConditionalCheckFailed';
 /** Step content kept in the item; the rest waits for full-text storage. */
 const STEP_CONTENT_LIMIT = 32 * 1024;
@@ -112,7 +118,11 @@ const HIDDEN_ATTRIBUTES: ReadonlySet<string> = new Set([
 
 const toRunItem = (run: Run): Record<string, unknown> => {
   const { usage, cost, ...scalars } = run;
-  const item: Record<string, unknown> = { ...compact(scalars), ...keys.run(run.runId), ...runIndexAttributes(run) };
+  const item: Record<string, unknown> = {
+    ...compact(scalars),
+    ...keys.run(run.runId),
+    ...runIndexAttributes(run),
+  };
   for (const [model, totals] of Object.entries(usage)) {
     for (const field of USAGE_FIELDS) item[usageAttribute(model, field)] = totals[field];
   }
@@ -132,7 +142,13 @@ const fromRunItem = (item: Record<string, unknown>): Run => {
       const cut = rest.lastIndexOf(':');
       const model = rest.slice(0, cut);
       const field = rest.slice(cut + 1) as keyof ModelUsage;
-      usage[model] ??= { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, costMicroUsd: 0 };
+      usage[model] ??= {
+        inputTokens: 0,
+        outputTokens: 0,
+        cacheReadTokens: 0,
+        cacheWriteTokens: 0,
+        costMicroUsd: 0,
+      };
       usage[model][field] = Number(value);
     } else if (name.startsWith('cost:')) {
       cost[name.slice('cost:'.length) as keyof RunCost] = Number(value);
@@ -143,11 +159,17 @@ const fromRunItem = (item: Record<string, unknown>): Run => {
   return { ...run, usage, cost } as Run;
 };
 
-const truncateUtf8 = (text: string, limitBytes: number): { text: string; bytes: number; truncated: boolean } => {
+const truncateUtf8 = (
+  text: string,
+  limitBytes: number,
+): { text: string; bytes: number; truncated: boolean } => {
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes <= limitBytes) return { text, bytes, truncated: false };
   // A cut can split a character; the decoder marks the broken tail with U+FFFD, which goes.
-  const cut = Buffer.from(text, 'utf8').subarray(0, limitBytes).toString('utf8').replace(/\uFFFD+$/, '');
+  const cut = Buffer.from(text, 'utf8')
+    .subarray(0, limitBytes)
+    .toString('utf8')
+    .replace(/\uFFFD+$/, '');
   return { text: cut, bytes, truncated: true };
 };
 
@@ -214,7 +236,8 @@ const artifactEffect = (runId: string, e: ArtifactEvent): RunEffect => ({
   event: e,
   item: compact({ ...keys.event(runId, e.seq), runId, ...e }),
   artifact: compact({ kind: e.kind, url: e.url, sha: e.sha, at: e.at }),
-  pullRequest: e.kind === 'pull_request' ? compact({ url: e.url, number: e.number, state: 'open' as const }) : undefined,
+  pullRequest:
+    e.kind === 'pull_request' ? compact({ url: e.url, number: e.number, state: 'open' as const }) : undefined,
   decidesAcceptance: true,
 });
 
@@ -310,7 +333,11 @@ export class DynamoRunRepository implements RunRepository {
       },
     ];
     if (idempotencyKey !== undefined) {
-      const idem = { ...keys.idempotency(run.accountId, idempotencyKey), runId: run.runId, createdAt: run.createdAt };
+      const idem = {
+        ...keys.idempotency(run.accountId, idempotencyKey),
+        runId: run.runId,
+        createdAt: run.createdAt,
+      };
       puts.push({ Put: { TableName: this.tableName, Item: idem, ConditionExpression: notExists } });
     }
     for (let attempt = 1; ; attempt++) {
@@ -329,7 +356,8 @@ export class DynamoRunRepository implements RunRepository {
         }
         // e.g. a concurrent create with the same key: the next attempt sees its key
         if (!isTransientCancellation(reasons)) throw err;
-        if (attempt >= MAX_ATTEMPTS) throw new ServiceUnavailableError('the run could not be written; try again');
+        if (attempt >= MAX_ATTEMPTS)
+          throw new ServiceUnavailableError('the run could not be written; try again');
         await backOff(attempt);
       }
     }
@@ -337,7 +365,11 @@ export class DynamoRunRepository implements RunRepository {
 
   private async runForIdempotencyKey(accountId: string, key: string): Promise<Run> {
     const idem = await this.db.send(
-      new GetCommand({ TableName: this.tableName, Key: keys.idempotency(accountId, key), ConsistentRead: true }),
+      new GetCommand({
+        TableName: this.tableName,
+        Key: keys.idempotency(accountId, key),
+        ConsistentRead: true,
+      }),
     );
     const runId = idem.Item?.runId;
     const run = typeof runId === 'string' ? await this.get(runId) : undefined;
@@ -356,7 +388,9 @@ export class DynamoRunRepository implements RunRepository {
   }
 
   async getSnapshot(runId: string): Promise<RunConfigSnapshot | undefined> {
-    const out = await this.db.send(new GetCommand({ TableName: this.tableName, Key: keys.snapshot(runId) }));
+    const out = await this.db.send(
+      new GetCommand({ TableName: this.tableName, Key: keys.snapshot(runId), ConsistentRead: true }),
+    );
     return out.Item?.snapshot as RunConfigSnapshot | undefined;
   }
 
@@ -369,16 +403,23 @@ export class DynamoRunRepository implements RunRepository {
       throw new TransitionRefusedError(runId, to, current.status);
     }
     const scope = await this.scope(runId);
+    const now = this.clock.now().toISOString();
     const update = new Update().set('status', to);
     for (const [name, value] of Object.entries(statusIndexAttributes(scope, to))) update.set(name, value);
     if (to !== 'QUEUED') update.remove('gQueued');
+    const history = update.name('history');
+    const change: StatusChange = { status: to, at: now };
+    update.setTo(
+      'history',
+      `list_append(if_not_exists(${history}, ${update.value([])}), ${update.value([change])})`,
+    );
     this.applyPatch(update, req.patch);
     let condition = `attribute_exists(${update.name('pk')}) AND ${update.in('status', allowed)}`;
     if (req.expectedVersion !== undefined) {
       condition += ` AND ${update.name('version')} = ${update.value(req.expectedVersion)}`;
     }
     try {
-      return await this.updateRun(runId, update, condition);
+      return await this.updateRun(runId, update, condition, now);
     } catch (err) {
       if (!isConditionFailed(err)) throw err;
       const old = conditionFailedItem(err);
@@ -432,7 +473,11 @@ export class DynamoRunRepository implements RunRepository {
     const want = filter.limit + 1;
     const pageSize = residual.length > 0 ? Math.max(want, FILTERED_PAGE_SIZE) : want;
     const cursors = partitions.map(
-      (p) => new IndexCursor(this.db, this.indexQuery(p.index, p.value, { before: filter.before, residual, pageSize })),
+      (p) =>
+        new IndexCursor(
+          this.db,
+          this.indexQuery(p.index, p.value, { before: filter.before, residual, pageSize }),
+        ),
     );
     const runIds = await takeMerged(cursors, want, true);
     const pageIds = runIds.slice(0, filter.limit);
@@ -494,7 +539,10 @@ export class DynamoRunRepository implements RunRepository {
     return this.readHidden(runId, 'agentTokenHash');
   }
 
-  async recordEvents(runId: string, events: AgentEvent[]): Promise<{ accepted: AgentEvent[]; duplicates: number }> {
+  async recordEvents(
+    runId: string,
+    events: AgentEvent[],
+  ): Promise<{ accepted: AgentEvent[]; duplicates: number }> {
     const bySeq = new Map<number, AgentEvent>();
     let duplicates = 0;
     for (const e of events) {
@@ -570,8 +618,13 @@ export class DynamoRunRepository implements RunRepository {
   }
 
   /** Every write to the run item: bumps version and updatedAt, returns the run as stored. */
-  private async updateRun(runId: string, update: Update, condition: string): Promise<Run> {
-    update.add('version', 1).set('updatedAt', this.clock.now().toISOString());
+  private async updateRun(
+    runId: string,
+    update: Update,
+    condition: string,
+    now = this.clock.now().toISOString(),
+  ): Promise<Run> {
+    update.add('version', 1).set('updatedAt', now);
     const out = await this.db.send(
       new UpdateCommand({
         TableName: this.tableName,
@@ -621,7 +674,11 @@ export class DynamoRunRepository implements RunRepository {
   private async putIfAbsent(item: Record<string, unknown>): Promise<boolean> {
     try {
       await this.db.send(
-        new PutCommand({ TableName: this.tableName, Item: item, ConditionExpression: 'attribute_not_exists(pk)' }),
+        new PutCommand({
+          TableName: this.tableName,
+          Item: item,
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
       );
       return true;
     } catch (err) {
@@ -646,7 +703,11 @@ export class DynamoRunRepository implements RunRepository {
             new TransactWriteCommand({
               TransactItems: [
                 ...batch.map((e) => ({
-                  Put: { TableName: this.tableName, Item: e.item, ConditionExpression: 'attribute_not_exists(pk)' },
+                  Put: {
+                    TableName: this.tableName,
+                    Item: e.item,
+                    ConditionExpression: 'attribute_not_exists(pk)',
+                  },
                 })),
                 { Update: this.effectsUpdate(runId, batch) },
               ],
@@ -661,7 +722,8 @@ export class DynamoRunRepository implements RunRepository {
           pending = batch.filter((_, i) => reasons[i]?.Code !== CONDITION_FAILED);
           if (pending.length < batch.length) continue;
           if (!isTransientCancellation(reasons)) throw err;
-          if (attempt >= MAX_ATTEMPTS) throw new ServiceUnavailableError('agent events could not be recorded; retry');
+          if (attempt >= MAX_ATTEMPTS)
+            throw new ServiceUnavailableError('agent events could not be recorded; retry');
           await backOff(attempt++);
         }
       }
@@ -688,7 +750,10 @@ export class DynamoRunRepository implements RunRepository {
     for (const [name, n] of totals) update.add(name, n);
     if (artifacts.length) {
       const list = update.name('artifacts');
-      update.setTo('artifacts', `list_append(if_not_exists(${list}, ${update.value([])}), ${update.value(artifacts)})`);
+      update.setTo(
+        'artifacts',
+        `list_append(if_not_exists(${list}, ${update.value([])}), ${update.value(artifacts)})`,
+      );
     }
     if (pullRequest) update.set('pullRequest', pullRequest);
     update.add('version', 1).set('updatedAt', this.clock.now().toISOString());
@@ -701,7 +766,10 @@ export class DynamoRunRepository implements RunRepository {
     };
   }
 
-  private async readHidden(runId: string, attribute: 'podTaskToken' | 'agentTokenHash'): Promise<string | undefined> {
+  private async readHidden(
+    runId: string,
+    attribute: 'podTaskToken' | 'agentTokenHash',
+  ): Promise<string | undefined> {
     const projection = new Expression();
     const out = await this.db.send(
       new GetCommand({
@@ -741,7 +809,9 @@ export class DynamoRunRepository implements RunRepository {
   private async batchGet(runIds: string[]): Promise<Run[]> {
     const found = new Map<string, Run>();
     for (let start = 0; start < runIds.length; start += BATCH_GET_KEYS) {
-      let pending: Record<string, unknown>[] = runIds.slice(start, start + BATCH_GET_KEYS).map((id) => keys.run(id));
+      let pending: Record<string, unknown>[] = runIds
+        .slice(start, start + BATCH_GET_KEYS)
+        .map((id) => keys.run(id));
       for (let attempt = 1; pending.length > 0; attempt++) {
         const out = await this.db.send(
           new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: pending } } }),
@@ -780,7 +850,8 @@ export class DynamoRunRepository implements RunRepository {
   }
 
   private remember(run: Run): void {
-    if (!this.scopes.has(run.runId)) this.rememberScope(run.runId, { accountId: run.accountId, projectId: run.projectId });
+    if (!this.scopes.has(run.runId))
+      this.rememberScope(run.runId, { accountId: run.accountId, projectId: run.projectId });
   }
 
   private rememberScope(runId: string, scope: RunScope): void {

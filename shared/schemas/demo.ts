@@ -36,7 +36,7 @@ export const demoScriptSchema = z
     /** numbered lines written to stdout (the log stream) */
     logLines: z.number().int().min(0).max(1_000_000).default(0),
     /** size in bytes of one extra large assistant step */
-    bigStepBytes: z.number().int().min(0).max(5_000_000).default(0),
+    bigStepBytes: z.number().int().min(0).max(3_000_000).default(0),
   })
   .strict();
 export type DemoScript = z.infer<typeof demoScriptSchema>;

@@ -69,7 +69,9 @@ describe('DynamoDirectory accounts', () => {
 
     expect(updated).toEqual({ ...account(accountId), limits, updatedAt: '2026-03-01T12:00:00.000Z' });
     expect(await directory.getAccount(accountId)).toEqual(updated);
-    await expect(directory.setAccountLimits(uniqueId('missing'), limits)).rejects.toBeInstanceOf(NotFoundError);
+    await expect(directory.setAccountLimits(uniqueId('missing'), limits)).rejects.toBeInstanceOf(
+      NotFoundError,
+    );
     expect(await directory.getAccount(uniqueId('missing'))).toBeUndefined();
   });
 

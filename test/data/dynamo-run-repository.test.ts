@@ -27,6 +27,7 @@ beforeAll(() => {
 const uniqueId = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
 
 const makeRun = (over: Partial<Run> = {}, at = Date.now()): Run => ({
+  history: [{ status: over.status ?? 'QUEUED', at: new Date(at).toISOString() }],
   runId: newRunId(at),
   accountId: 'acct-default',
   projectId: 'proj-1',
@@ -80,12 +81,17 @@ const seed = async (over: Partial<Run> = {}, createdAt?: number): Promise<Run> =
 /** Runs `fn` over `items` a few at a time: DynamoDB Local serves one JVM on two cores. */
 const inBatches = async <T, R>(items: T[], size: number, fn: (item: T) => Promise<R>): Promise<R[]> => {
   const out: R[] = [];
-  for (let i = 0; i < items.length; i += size) out.push(...(await Promise.all(items.slice(i, i + size).map(fn))));
+  for (let i = 0; i < items.length; i += size)
+    out.push(...(await Promise.all(items.slice(i, i + size).map(fn))));
   return out;
 };
 
 const rawRunItem = async (runId: string) =>
-  (await table.doc.send(new GetCommand({ TableName: table.tableName, Key: { pk: `RUN#${runId}`, sk: 'RUN' } }))).Item;
+  (
+    await table.doc.send(
+      new GetCommand({ TableName: table.tableName, Key: { pk: `RUN#${runId}`, sk: 'RUN' } }),
+    )
+  ).Item;
 
 const itemsOf = async (runId: string, skPrefix: string) =>
   (
@@ -123,7 +129,13 @@ describe('DynamoRunRepository create and read', () => {
     const run = makeRun({
       accountId: uniqueId('acct'),
       usage: {
-        'vendor:model-1': { inputTokens: 10, outputTokens: 5, cacheReadTokens: 2, cacheWriteTokens: 1, costMicroUsd: 7 },
+        'vendor:model-1': {
+          inputTokens: 10,
+          outputTokens: 5,
+          cacheReadTokens: 2,
+          cacheWriteTokens: 1,
+          costMicroUsd: 7,
+        },
       },
       cost: { tokenUsd: 7, sandboxCpuUsd: 3, sandboxMemoryUsd: 2, feeUsd: 1, totalUsd: 13 },
       pullRequest: { url: 'https://example.com/pr/1', state: 'open' },
@@ -134,7 +146,10 @@ describe('DynamoRunRepository create and read', () => {
     expect(stored).toEqual(run);
     expect(await repo.get(run.runId)).toEqual(run);
     const { request, ...rest } = snapshotOf(run);
-    expect(await repo.getSnapshot(run.runId)).toEqual({ ...rest, request: { itemId: run.itemId, mode: run.mode } });
+    expect(await repo.getSnapshot(run.runId)).toEqual({
+      ...rest,
+      request: { itemId: run.itemId, mode: run.mode },
+    });
     expect(await repo.get(newRunId())).toBeUndefined();
     expect(await repo.getSnapshot(newRunId())).toBeUndefined();
   });
@@ -219,14 +234,17 @@ describe('DynamoRunRepository transition', () => {
       const run = await seed({ accountId, status: from });
       try {
         const moved = await repo.transition({ runId: run.runId, to });
-        return `${from}->${to}: moved to ${moved.status}, version +${moved.version - run.version}`;
+        const history = moved.history.map((c) => c.status).join(',');
+        return `${from}->${to}: moved to ${moved.status}, version +${moved.version - run.version}, history ${history}`;
       } catch (err) {
         return `${from}->${to}: refused in ${err instanceof TransitionRefusedError ? err.current : String(err)}`;
       }
     });
 
     const expected = pairs.map(({ from, to }) =>
-      canTransition(from, to) ? `${from}->${to}: moved to ${to}, version +1` : `${from}->${to}: refused in ${from}`,
+      canTransition(from, to)
+        ? `${from}->${to}: moved to ${to}, version +1, history ${from},${to}`
+        : `${from}->${to}: refused in ${from}`,
     );
     expect(outcomes).toEqual(expected);
   });
@@ -248,9 +266,11 @@ describe('DynamoRunRepository transition', () => {
     expect((await rawRunItem(run.runId))?.gQueued).toBe('QUEUED');
   });
 
-  it('writes the patch with the status and ignores undefined patch fields', async () => {
+  it('writes the patch, the history and updatedAt with the status, ignoring undefined patch fields', async () => {
     const run = await seed({ accountId: uniqueId('acct'), status: 'RUNNING', message: 'keep me' });
-    const done = await repo.transition({
+    const now = '2026-02-03T04:05:06.007Z';
+    const clocked = new DynamoRunRepository(table.doc, table.tableName, { now: () => new Date(now) });
+    const done = await clocked.transition({
       runId: run.runId,
       to: 'COMPLETED',
       patch: {
@@ -268,18 +288,27 @@ describe('DynamoRunRepository transition', () => {
       result: { outcome: 'completed' },
       message: 'keep me',
       version: run.version + 1,
+      updatedAt: now,
+      history: [...run.history, { status: 'COMPLETED', at: now }],
     });
     expect(await repo.get(run.runId)).toEqual(done);
   });
 
   it('refuses statuses outside `from` and a stale expectedVersion, naming the current status', async () => {
     const run = await seed({ accountId: uniqueId('acct'), status: 'RUNNING' });
-    await expect(repo.transition({ runId: run.runId, to: 'STOPPED', from: ['QUEUED'] })).rejects.toMatchObject({
+    await expect(
+      repo.transition({ runId: run.runId, to: 'STOPPED', from: ['QUEUED'] }),
+    ).rejects.toMatchObject({
       code: 'TransitionRefused',
       current: 'RUNNING',
     });
     await expect(
-      repo.transition({ runId: run.runId, to: 'STOPPED', from: ['RUNNING'], expectedVersion: run.version + 5 }),
+      repo.transition({
+        runId: run.runId,
+        to: 'STOPPED',
+        from: ['RUNNING'],
+        expectedVersion: run.version + 5,
+      }),
     ).rejects.toMatchObject({ code: 'TransitionRefused', current: 'RUNNING' });
     const stopped = await repo.transition({ runId: run.runId, to: 'STOPPED', expectedVersion: run.version });
     expect(stopped.status).toBe('STOPPED');
@@ -294,10 +323,12 @@ describe('DynamoRunRepository transition', () => {
   });
 
   it('throws NotFoundError for a run that does not exist', async () => {
-    await expect(repo.transition({ runId: newRunId(), to: 'PROVISIONING' })).rejects.toBeInstanceOf(NotFoundError);
-    await expect(repo.transition({ runId: newRunId(), to: 'QUEUED', from: ['RUNNING'] })).rejects.toBeInstanceOf(
+    await expect(repo.transition({ runId: newRunId(), to: 'PROVISIONING' })).rejects.toBeInstanceOf(
       NotFoundError,
     );
+    await expect(
+      repo.transition({ runId: newRunId(), to: 'QUEUED', from: ['RUNNING'] }),
+    ).rejects.toBeInstanceOf(NotFoundError);
   });
 
   it('lets exactly one of 50 concurrent conflicting transitions win', async () => {
@@ -372,14 +403,22 @@ describe('DynamoRunRepository list', () => {
     ['the whole account', {}, () => true],
     ['one project', { projectId: 'proj-a' }, (r) => r.projectId === 'proj-a'],
     ['one status', { statuses: ['RUNNING'] }, (r) => r.status === 'RUNNING'],
-    ['several statuses', { statuses: ['QUEUED', 'FAILED'] }, (r) => r.status === 'QUEUED' || r.status === 'FAILED'],
+    [
+      'several statuses',
+      { statuses: ['QUEUED', 'FAILED'] },
+      (r) => r.status === 'QUEUED' || r.status === 'FAILED',
+    ],
     [
       'several statuses in one project',
       { projectId: 'proj-b', statuses: ['COMPLETED', 'QUEUED', 'RUNNING'] },
       (r) => r.projectId === 'proj-b' && r.status !== 'FAILED',
     ],
     ['one source', { source: 'cron' }, (r) => r.source === 'cron'],
-    ['one source in one project', { source: 'api', projectId: 'proj-a' }, (r) => r.source === 'api' && r.projectId === 'proj-a'],
+    [
+      'one source in one project',
+      { source: 'api', projectId: 'proj-a' },
+      (r) => r.source === 'api' && r.projectId === 'proj-a',
+    ],
     ['one pod', { podId: 'pod-b' }, (r) => r.podId === 'pod-b'],
     [
       'one pod, project and source',
@@ -445,7 +484,9 @@ describe('DynamoRunRepository list', () => {
     };
 
     expect(await walk({ accountId: pagingAccount, limit: 7 })).toEqual(newestFirst);
-    expect(await walk({ accountId: pagingAccount, statuses: ['QUEUED', 'RUNNING'], limit: 11 })).toEqual(newestFirst);
+    expect(await walk({ accountId: pagingAccount, statuses: ['QUEUED', 'RUNNING'], limit: 11 })).toEqual(
+      newestFirst,
+    );
     expect(await walk({ accountId: pagingAccount, source: 'cli', limit: 40 })).toEqual(newestFirst);
   });
 });
@@ -460,7 +501,8 @@ describe('DynamoRunRepository listQueuedBefore', () => {
       seed({ accountId, status, runId: `run_${ulid(ms)}` }, ms);
     const [q1, q2, q3] = await Promise.all([queuedAt(t0), queuedAt(t0 + 1_000), queuedAt(t0 + 2_000)]);
     await Promise.all([queuedAt(t0 + 500, 'PROVISIONING'), queuedAt(t0 + 60_000)]);
-    const ids = async (limit: number) => (await repo.listQueuedBefore(t0 + 30_000, limit)).map((r) => r.runId);
+    const ids = async (limit: number) =>
+      (await repo.listQueuedBefore(t0 + 30_000, limit)).map((r) => r.runId);
 
     expect(await ids(10)).toEqual([q1.runId, q2.runId, q3.runId]);
     expect(await ids(2)).toEqual([q1.runId, q2.runId]);
@@ -532,7 +574,9 @@ describe('DynamoRunRepository recordEvents', () => {
 
     const results = await Promise.all(batches.map((batch) => repo.recordEvents(run.runId, batch)));
     // a pod that re-sends batches it got no answer for
-    const repeats = await Promise.all(batches.slice(0, 4).map((batch) => repo.recordEvents(run.runId, batch)));
+    const repeats = await Promise.all(
+      batches.slice(0, 4).map((batch) => repo.recordEvents(run.runId, batch)),
+    );
 
     expect(results.reduce((n, r) => n + r.accepted.length, 0)).toBe(100);
     expect(repeats.reduce((n, r) => n + r.duplicates, 0)).toBe(40);
@@ -540,7 +584,8 @@ describe('DynamoRunRepository recordEvents', () => {
     expect(ledger).toHaveLength(100);
     const fromLedger: Record<string, Record<string, number>> = {};
     for (const entry of ledger) {
-      const totals = (fromLedger[entry.model] ??= {});
+      const totals = fromLedger[entry.model] ?? {};
+      fromLedger[entry.model] = totals;
       for (const field of ['inputTokens', 'outputTokens', 'cacheReadTokens', 'cacheWriteTokens']) {
         totals[field] = (totals[field] ?? 0) + Number(entry[field]);
       }
@@ -550,7 +595,8 @@ describe('DynamoRunRepository recordEvents', () => {
       const model = e.type === 'usage' ? e.model : 'vendor:model-b';
       const u = e.type === 'usage' ? e : e.type === 'step' ? e.usage : undefined;
       if (!u) continue;
-      const totals = (expected[model] ??= {});
+      const totals = expected[model] ?? {};
+      expected[model] = totals;
       totals.inputTokens = (totals.inputTokens ?? 0) + u.inputTokens;
       totals.outputTokens = (totals.outputTokens ?? 0) + u.outputTokens;
       totals.cacheReadTokens = (totals.cacheReadTokens ?? 0) + (u.cacheReadTokens ?? 0);
@@ -589,7 +635,12 @@ describe('DynamoRunRepository recordEvents', () => {
       { seq: 1, at: at(1), type: 'step', kind: 'tool_result', tool: 'bash', content, args: { cmd: 'ls' } },
     ]);
     const [step] = await itemsOf(run.runId, 'STEP#');
-    expect(step).toMatchObject({ truncated: true, contentBytes: 80_000, kind: 'tool_result', args: '{"cmd":"ls"}' });
+    expect(step).toMatchObject({
+      truncated: true,
+      contentBytes: 80_000,
+      kind: 'tool_result',
+      args: '{"cmd":"ls"}',
+    });
     expect(Buffer.byteLength(step?.content, 'utf8')).toBeLessThanOrEqual(32 * 1024);
     expect(content.startsWith(step?.content)).toBe(true);
   });
@@ -598,7 +649,14 @@ describe('DynamoRunRepository recordEvents', () => {
     const run = await running();
     const events: AgentEvent[] = [
       { seq: 5, at: at(5), type: 'artifact', kind: 'commit', url: 'https://example.com/c/abc', sha: 'abc' },
-      { seq: 6, at: at(6), type: 'artifact', kind: 'pull_request', url: 'https://example.com/pr/7', number: 7 },
+      {
+        seq: 6,
+        at: at(6),
+        type: 'artifact',
+        kind: 'pull_request',
+        url: 'https://example.com/pr/7',
+        number: 7,
+      },
     ];
     await repo.recordEvents(run.runId, events);
     const repeated = await repo.recordEvents(run.runId, events);

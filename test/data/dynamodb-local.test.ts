@@ -1,12 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  DescribeTableCommand,
-  DescribeTimeToLiveCommand,
-  ListTablesCommand,
-} from '@aws-sdk/client-dynamodb';
-import { afterAll, describe, expect, it } from 'vitest';
+import { DescribeTableCommand, DescribeTimeToLiveCommand, ListTablesCommand } from '@aws-sdk/client-dynamodb';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { TABLE } from '../../infra/definitions.js';
 import { createTableInput, ensureTable, startDynamoDbLocal } from '../../infra/local/dynamodb.js';
 import { localClient } from '../support/dynamodb-local.js';
@@ -30,16 +26,58 @@ describe('createTableInput', () => {
         { AttributeName: definition?.partitionKey, KeyType: 'HASH' },
         { AttributeName: 'runId', KeyType: 'RANGE' },
       ]);
-      expect(index.Projection).toEqual({ ProjectionType: 'INCLUDE', NonKeyAttributes: [...TABLE.projectedAttributes] });
+      expect(index.Projection).toEqual({
+        ProjectionType: 'INCLUDE',
+        NonKeyAttributes: [...TABLE.projectedAttributes],
+      });
     }
     const defined = input.AttributeDefinitions?.map((a) => a.AttributeName).sort();
-    expect(defined).toEqual(['gAcct', 'gAcctPod', 'gAcctSource', 'gAcctStatus', 'gProj', 'gProjStatus', 'gQueued', 'pk', 'runId', 'sk']);
+    expect(defined).toEqual([
+      'gAcct',
+      'gAcctPod',
+      'gAcctSource',
+      'gAcctStatus',
+      'gProj',
+      'gProjStatus',
+      'gQueued',
+      'pk',
+      'runId',
+      'sk',
+    ]);
   });
 });
 
 describe('startDynamoDbLocal', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'dynamodb-local-'));
-  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+  const binDir = mkdtempSync(join(tmpdir(), 'fake-java-'));
+  afterAll(() => {
+    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(binDir, { recursive: true, force: true });
+  });
+
+  /** A fresh copy of the module (it remembers a good Java) started with only `binDir` on PATH. */
+  const startWithPath = async () => {
+    vi.resetModules();
+    const fresh = await import('../../infra/local/dynamodb.js');
+    const path = process.env.PATH;
+    process.env.PATH = binDir;
+    try {
+      return await fresh.startDynamoDbLocal({ port: 0 });
+    } finally {
+      process.env.PATH = path;
+    }
+  };
+
+  it('says that Java 17 or newer is needed when `java` cannot be run', async () => {
+    await expect(startWithPath()).rejects.toThrow(/needs Java 17 or newer.*could not be run/s);
+  });
+
+  it('says that Java 17 or newer is needed when `java` is older', async () => {
+    const fake = join(binDir, 'java');
+    writeFileSync(fake, '#!/bin/sh\necho \'openjdk version "11.0.22" 2024-01-16\' >&2\n');
+    chmodSync(fake, 0o755);
+    await expect(startWithPath()).rejects.toThrow(/needs Java 17 or newer.*"11\.0\.22"/s);
+  });
 
   it('keeps tables in dataDir across restarts, with TTL on, and frees its port on stop', async () => {
     const first = await startDynamoDbLocal({ port: 0, dataDir });
@@ -61,7 +99,7 @@ describe('startDynamoDbLocal', () => {
       client.destroy();
       await first.stop();
     }
-    const refused = localClient(first.endpoint);
+    const refused = localClient(first.endpoint, { maxAttempts: 1 });
     await expect(refused.send(new ListTablesCommand({}))).rejects.toThrow();
     refused.destroy();
 

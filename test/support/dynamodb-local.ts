@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll } from 'vitest';
 import { type DynamoDbLocal, ensureTable, startDynamoDbLocal } from '../../infra/local/dynamodb.js';
@@ -11,11 +11,12 @@ export interface TestTable {
   tableName: string;
 }
 
-export const localClient = (endpoint: string): DynamoDBClient =>
+export const localClient = (endpoint: string, config: DynamoDBClientConfig = {}): DynamoDBClient =>
   new DynamoDBClient({
     endpoint,
     region: 'us-east-1',
     credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    ...config,
   });
 
 /**
@@ -30,7 +31,12 @@ export const useTestTable = (): TestTable => {
     const client = localClient(server.endpoint);
     const tableName = `runs-${randomUUID().slice(0, 8)}`;
     await ensureTable(client, tableName);
-    Object.assign(table, { endpoint: server.endpoint, client, doc: DynamoDBDocumentClient.from(client), tableName });
+    Object.assign(table, {
+      endpoint: server.endpoint,
+      client,
+      doc: DynamoDBDocumentClient.from(client),
+      tableName,
+    });
   });
   afterAll(async () => {
     table.client?.destroy();

@@ -1,4 +1,2 @@
-import { allCustomMatcher } from 'aws-sdk-client-mock-vitest';
-import { expect } from 'vitest';
-
-expect.extend(allCustomMatcher);
+// Registers the aws-sdk-client-mock matchers (toHaveReceivedCommandWith, ...) and their types.
+import 'aws-sdk-client-mock-vitest/extend';

@@ -683,13 +683,10 @@ class SqsService {
         20,
         queue.settings.ReceiveMessageWaitTimeSeconds,
       );
-      const visibility = intParam(
-        input.VisibilityTimeout,
-        'VisibilityTimeout',
-        0,
-        43_200,
-        queue.settings.VisibilityTimeout,
-      );
+      // The queue's timeout applies when a message is taken, not when a long poll starts (checked here up front).
+      const visibility = () =>
+        intParam(input.VisibilityTimeout, 'VisibilityTimeout', 0, 43_200, queue.settings.VisibilityTimeout);
+      visibility();
       const systemNames = [
         ...stringList(input.AttributeNames),
         ...stringList(input.MessageSystemAttributeNames),
@@ -699,7 +696,7 @@ class SqsService {
       for (;;) {
         // a poll whose client has gone takes nothing: the messages would be hidden with no one to get them
         if (signal?.aborted) return {};
-        const taken = this.take(queue, max, visibility);
+        const taken = this.take(queue, max, visibility());
         if (taken.length > 0)
           return { Messages: taken.map((m) => this.render(m, systemNames, attributeNames)) };
         const now = Date.now();
