@@ -24,13 +24,15 @@ export const makeHandler = (deps: AgentDeps, settings: AgentSettings) => {
     return authenticateAgent(deps.runs, runId, header(event, 'authorization'));
   };
   return routeHandler({
-    'GET /agent/v1/runs/{runId}': async (event) => json(200, await podConfig(deps.runs, await authenticated(event), settings)),
+    'GET /agent/v1/runs/{runId}': async (event) =>
+      json(200, await podConfig(deps.runs, await authenticated(event), settings)),
     'POST /agent/v1/runs/{runId}/events': async (event) => {
       const run = await authenticated(event);
       const batch = parseJsonBody(event, agentEventBatchSchema, MAX_EVENTS_BODY_BYTES);
       return json(200, await ingestEvents(deps, settings, run, batch.events));
     },
-    'GET /agent/v1/runs/{runId}/control': async (event) => json(200, controlFor(await authenticated(event), settings)),
+    'GET /agent/v1/runs/{runId}/control': async (event) =>
+      json(200, controlFor(await authenticated(event), settings)),
   });
 };
 

@@ -12,19 +12,25 @@ import {
   podRequestSchema,
   projectRequestSchema,
 } from '../shared/schemas/api.js';
-import * as directoryCases from '../shared/usecases/directory.js';
 import type { DirectoryDeps } from '../shared/usecases/directory.js';
-import * as runCases from '../shared/usecases/runs.js';
+import * as directoryCases from '../shared/usecases/directory.js';
 import type { RunCommandDeps } from '../shared/usecases/runs.js';
+import * as runCases from '../shared/usecases/runs.js';
 import { directoryRepository, runQueue, runRepository, sandbox, taskSignals } from '../shared/wiring.js';
 
 /** HTTP API v1: runs, pods, projects, account. Parse → use case → answer. */
-export const makeHandler = (deps: RunCommandDeps & DirectoryDeps, claims: { tenant: string; accountRole: string }) => {
+export const makeHandler = (
+  deps: RunCommandDeps & DirectoryDeps,
+  claims: { tenant: string; accountRole: string },
+) => {
   type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
   const caller = (event: Event) => callerFromEvent(event, claims);
   const query = (event: Event) => listQuerySchema.parse(event.queryStringParameters ?? {});
   const runAction =
-    (action: (d: RunCommandDeps, c: ReturnType<typeof caller>, runId: string) => Promise<unknown>, status = 200): RouteHandler =>
+    (
+      action: (d: RunCommandDeps, c: ReturnType<typeof caller>, runId: string) => Promise<unknown>,
+      status = 200,
+    ): RouteHandler =>
     async (event) =>
       json(status, await action(deps, caller(event), pathParam(event, 'runId')));
 
@@ -51,9 +57,15 @@ export const makeHandler = (deps: RunCommandDeps & DirectoryDeps, claims: { tena
     'PUT /v1/pods/{podId}': async (event) =>
       json(
         200,
-        await directoryCases.putPod(deps, caller(event), pathParam(event, 'podId'), parseJsonBody(event, podRequestSchema)),
+        await directoryCases.putPod(
+          deps,
+          caller(event),
+          pathParam(event, 'podId'),
+          parseJsonBody(event, podRequestSchema),
+        ),
       ),
-    'GET /v1/projects': async (event) => json(200, { items: await directoryCases.listProjects(deps, caller(event)) }),
+    'GET /v1/projects': async (event) =>
+      json(200, { items: await directoryCases.listProjects(deps, caller(event)) }),
     'GET /v1/projects/{projectId}': async (event) =>
       json(200, await directoryCases.getProject(deps, caller(event), pathParam(event, 'projectId'))),
     'PUT /v1/projects/{projectId}': async (event) =>
@@ -68,7 +80,10 @@ export const makeHandler = (deps: RunCommandDeps & DirectoryDeps, claims: { tena
       ),
     'GET /v1/account': async (event) => json(200, await directoryCases.getAccount(deps, caller(event))),
     'PUT /v1/account/limits': async (event) =>
-      json(200, await directoryCases.setAccountLimits(deps, caller(event), parseJsonBody(event, accountLimitsSchema))),
+      json(
+        200,
+        await directoryCases.setAccountLimits(deps, caller(event), parseJsonBody(event, accountLimitsSchema)),
+      ),
   });
 };
 

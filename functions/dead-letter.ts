@@ -1,7 +1,7 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { readEnv } from '../shared/config.js';
 import { logger, metrics } from '../shared/observability.js';
-import { type RunRepository, systemClock, type Clock } from '../shared/ports.js';
+import { type Clock, type RunRepository, systemClock } from '../shared/ports.js';
 import { runMessageHandler } from '../shared/sqs-batch.js';
 import { markDeadLetter } from '../shared/usecases/lifecycle.js';
 import { runRepository } from '../shared/wiring.js';
@@ -10,7 +10,11 @@ import { runRepository } from '../shared/wiring.js';
 export const makeHandler = (deps: { runs: RunRepository; clock: Clock }) =>
   runMessageHandler(async (runId, record) => {
     const marked = await markDeadLetter(deps, runId);
-    logger.warn('run message dead-lettered', { runId, marked, receiveCount: record.attributes.ApproximateReceiveCount });
+    logger.warn('run message dead-lettered', {
+      runId,
+      marked,
+      receiveCount: record.attributes.ApproximateReceiveCount,
+    });
     if (marked) {
       metrics.addMetric('RunsDeadLettered', MetricUnit.Count, 1);
       metrics.publishStoredMetrics();

@@ -8,13 +8,20 @@ import { runRepository } from '../shared/wiring.js';
 
 const inputSchema = z.looseObject({
   runId: z.string(),
-  launch: z.looseObject({ failures: z.array(z.looseObject({ Reason: z.string().optional() })).optional() }).optional(),
+  launch: z
+    .looseObject({ failures: z.array(z.looseObject({ Reason: z.string().optional() })).optional() })
+    .optional(),
   launchError: z.looseObject({ Error: z.string().optional(), Cause: z.string().optional() }).optional(),
 });
 
 /** State machine task: a launch failed; decide whether to try again and after how long. */
-export const makeHandler = (deps: { runs: RunRepository }, policy: { maxAttempts: number; backoffSeconds: number[] }) =>
-  validatedHandler(inputSchema, (state) => markRetrying(deps, policy, state.runId, launchFailureReason(state)));
+export const makeHandler = (
+  deps: { runs: RunRepository },
+  policy: { maxAttempts: number; backoffSeconds: number[] },
+) =>
+  validatedHandler(inputSchema, (state) =>
+    markRetrying(deps, policy, state.runId, launchFailureReason(state)),
+  );
 
 const env = readEnv('TABLE_NAME', 'LAUNCH_BACKOFF_SECONDS');
 export const handler = makeHandler(

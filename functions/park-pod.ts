@@ -7,8 +7,9 @@ import { runRepository, taskSignals } from '../shared/wiring.js';
 
 /** State machine task (waitForTaskToken): park the token the pod's result will settle. */
 export const makeHandler = (deps: { runs: RunRepository; signals: TaskSignals }) =>
-  validatedHandler(z.object({ runId: z.string(), taskArn: z.string(), taskToken: z.string().max(1024) }), (input) =>
-    parkPod(deps, input),
+  validatedHandler(
+    z.object({ runId: z.string(), taskArn: z.string(), taskToken: z.string().max(1024) }),
+    (input) => parkPod(deps, input),
   );
 
 const env = readEnv('TABLE_NAME');

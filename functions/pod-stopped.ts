@@ -11,7 +11,9 @@ const eventSchema = z.looseObject({
     startedBy: z.string().optional(),
     stopCode: z.string().optional(),
     stoppedReason: z.string().optional(),
-    containers: z.array(z.looseObject({ name: z.string().optional(), exitCode: z.number().optional() })).optional(),
+    containers: z
+      .array(z.looseObject({ name: z.string().optional(), exitCode: z.number().optional() }))
+      .optional(),
   }),
 });
 
@@ -20,4 +22,8 @@ export const makeHandler = (deps: { runs: RunRepository; signals: TaskSignals; c
   validatedHandler(eventSchema, (event) => onPodStopped(deps, event.detail));
 
 const env = readEnv('TABLE_NAME');
-export const handler = makeHandler({ runs: runRepository(env.TABLE_NAME), signals: taskSignals(), clock: systemClock });
+export const handler = makeHandler({
+  runs: runRepository(env.TABLE_NAME),
+  signals: taskSignals(),
+  clock: systemClock,
+});

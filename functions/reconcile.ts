@@ -8,9 +8,18 @@ import { runRepository, sandbox } from '../shared/wiring.js';
 const eventSchema = z.looseObject({
   detail: z.looseObject({
     status: z.string(),
-    input: z.string().nullish().transform((v) => v ?? undefined),
-    error: z.string().nullish().transform((v) => v ?? undefined),
-    cause: z.string().nullish().transform((v) => v ?? undefined),
+    input: z
+      .string()
+      .nullish()
+      .transform((v) => v ?? undefined),
+    error: z
+      .string()
+      .nullish()
+      .transform((v) => v ?? undefined),
+    cause: z
+      .string()
+      .nullish()
+      .transform((v) => v ?? undefined),
   }),
 });
 
@@ -19,4 +28,8 @@ export const makeHandler = (deps: { runs: RunRepository; sandbox: Sandbox; clock
   validatedHandler(eventSchema, (event) => reconcileExecution(deps, event.detail));
 
 const env = readEnv('TABLE_NAME', 'CLUSTER_ARN');
-export const handler = makeHandler({ runs: runRepository(env.TABLE_NAME), sandbox: sandbox(env.CLUSTER_ARN), clock: systemClock });
+export const handler = makeHandler({
+  runs: runRepository(env.TABLE_NAME),
+  sandbox: sandbox(env.CLUSTER_ARN),
+  clock: systemClock,
+});

@@ -9,4 +9,7 @@ export const makeHandler = (deps: { runs: RunRepository; orchestrator: Orchestra
   runMessageHandler((runId) => startRun(deps, runId));
 
 const env = readEnv('TABLE_NAME', 'STATE_MACHINE_ARN');
-export const handler = makeHandler({ runs: runRepository(env.TABLE_NAME), orchestrator: orchestrator(env.STATE_MACHINE_ARN) });
+export const handler = makeHandler({
+  runs: runRepository(env.TABLE_NAME),
+  orchestrator: orchestrator(env.STATE_MACHINE_ARN),
+});

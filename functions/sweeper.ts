@@ -16,4 +16,8 @@ export const makeHandler = (deps: { runs: RunRepository; queue: RunQueue; clock:
   });
 
 const env = readEnv('TABLE_NAME', 'QUEUE_URL');
-export const handler = makeHandler({ runs: runRepository(env.TABLE_NAME), queue: runQueue(env.QUEUE_URL), clock: systemClock });
+export const handler = makeHandler({
+  runs: runRepository(env.TABLE_NAME),
+  queue: runQueue(env.QUEUE_URL),
+  clock: systemClock,
+});

@@ -59,17 +59,67 @@ export interface FunctionDefinition {
 }
 
 export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
-  api: { entry: 'api', timeoutSeconds: 10, memoryMiB: 512, description: 'HTTP API v1: runs, pods, projects, account' },
-  agentApi: { entry: 'agent-api', timeoutSeconds: 10, memoryMiB: 512, description: 'Agent API: pod events and control' },
-  startRun: { entry: 'start-run', timeoutSeconds: 30, memoryMiB: 256, description: 'SQS runs queue -> StartExecution' },
+  api: {
+    entry: 'api',
+    timeoutSeconds: 10,
+    memoryMiB: 512,
+    description: 'HTTP API v1: runs, pods, projects, account',
+  },
+  agentApi: {
+    entry: 'agent-api',
+    timeoutSeconds: 10,
+    memoryMiB: 512,
+    description: 'Agent API: pod events and control',
+  },
+  startRun: {
+    entry: 'start-run',
+    timeoutSeconds: 30,
+    memoryMiB: 256,
+    description: 'SQS runs queue -> StartExecution',
+  },
   deadLetter: { entry: 'dead-letter', timeoutSeconds: 30, memoryMiB: 256, description: 'DLQ -> DEAD_LETTER' },
-  checks: { entry: 'checks', timeoutSeconds: 15, memoryMiB: 256, description: 'Pre-flight checks and launch parameters' },
-  markRetrying: { entry: 'mark-retrying', timeoutSeconds: 10, memoryMiB: 256, description: 'Launch failed: RETRYING or give up' },
-  parkPod: { entry: 'park-pod', timeoutSeconds: 10, memoryMiB: 256, description: 'Parks the pod-wait task token' },
-  finalize: { entry: 'finalize', timeoutSeconds: 30, memoryMiB: 256, description: 'Stops the sandbox, writes the terminal status' },
-  podStopped: { entry: 'pod-stopped', timeoutSeconds: 15, memoryMiB: 256, description: 'ECS task STOPPED -> run facts' },
-  reconcile: { entry: 'reconcile', timeoutSeconds: 15, memoryMiB: 256, description: 'Execution ended abnormally -> run terminal' },
-  sweeper: { entry: 'sweeper', timeoutSeconds: 60, memoryMiB: 256, description: 'Re-enqueues QUEUED runs whose message was lost' },
+  checks: {
+    entry: 'checks',
+    timeoutSeconds: 15,
+    memoryMiB: 256,
+    description: 'Pre-flight checks and launch parameters',
+  },
+  markRetrying: {
+    entry: 'mark-retrying',
+    timeoutSeconds: 10,
+    memoryMiB: 256,
+    description: 'Launch failed: RETRYING or give up',
+  },
+  parkPod: {
+    entry: 'park-pod',
+    timeoutSeconds: 10,
+    memoryMiB: 256,
+    description: 'Parks the pod-wait task token',
+  },
+  finalize: {
+    entry: 'finalize',
+    timeoutSeconds: 30,
+    memoryMiB: 256,
+    description: 'Stops the sandbox, writes the terminal status',
+  },
+  podStopped: {
+    entry: 'pod-stopped',
+    timeoutSeconds: 15,
+    memoryMiB: 256,
+    description: 'ECS task STOPPED -> run facts',
+  },
+  reconcile: {
+    entry: 'reconcile',
+    timeoutSeconds: 15,
+    memoryMiB: 256,
+    description: 'Execution ended abnormally -> run terminal',
+  },
+  sweeper: {
+    entry: 'sweeper',
+    timeoutSeconds: 60,
+    memoryMiB: 256,
+    description: 'Re-enqueues QUEUED runs whose message was lost',
+  },
 };
 
 export type RouteAuth = 'jwt' | 'agent' | 'none';
@@ -81,7 +131,12 @@ export interface RouteDefinition {
   auth: RouteAuth;
 }
 
-const v1 = (method: RouteDefinition['method'], path: string): RouteDefinition => ({ method, path, fn: 'api', auth: 'jwt' });
+const v1 = (method: RouteDefinition['method'], path: string): RouteDefinition => ({
+  method,
+  path,
+  fn: 'api',
+  auth: 'jwt',
+});
 
 export const ROUTES: RouteDefinition[] = [
   v1('POST', '/v1/projects/{projectId}/runs'),

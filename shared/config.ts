@@ -23,7 +23,9 @@ export const readEnv = <K extends keyof Env>(...keys: K[]): Pick<Env, K> => {
   const mask = Object.fromEntries(keys.map((k) => [k, true])) as Record<keyof Env, true>;
   const parsed = envSchema.pick(mask).safeParse(process.env);
   if (!parsed.success) {
-    throw new Error(`configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    throw new Error(
+      `configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
   }
   return parsed.data as unknown as Pick<Env, K>;
 };

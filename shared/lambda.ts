@@ -8,7 +8,10 @@ import { logger } from './observability.js';
  * A handler whose input is validated at the edge: state machine tasks, EventBridge targets and
  * schedules. A bad input throws, which Step Functions and EventBridge report and retry.
  */
-export const validatedHandler = <S extends z.ZodType, R>(schema: S, body: (input: z.infer<S>) => Promise<R>) =>
+export const validatedHandler = <S extends z.ZodType, R>(
+  schema: S,
+  body: (input: z.infer<S>) => Promise<R>,
+) =>
   middy<unknown, R, Error, Context>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .handler(async (event) => body(schema.parse(event)));

@@ -1,6 +1,6 @@
-import type { AgentEvent } from './schemas/agent-events.js';
 import type { ExitReason, Phase, PodResult, Run, RunSource, RunStatus } from './domain/run.js';
 import type { Account, AccountLimits, Pod, Project } from './domain/tenancy.js';
+import type { AgentEvent } from './schemas/agent-events.js';
 
 /** Ports: what the use cases need from the outside world. Adapters in shared/adapters implement them. */
 
@@ -64,7 +64,11 @@ export interface TransitionRequest {
 }
 
 export interface RunRepository {
-  create(run: Run, snapshot: RunConfigSnapshot, idempotencyKey?: string): Promise<{ run: Run; created: boolean }>;
+  create(
+    run: Run,
+    snapshot: RunConfigSnapshot,
+    idempotencyKey?: string,
+  ): Promise<{ run: Run; created: boolean }>;
   get(runId: string): Promise<Run | undefined>;
   getSnapshot(runId: string): Promise<RunConfigSnapshot | undefined>;
   /** Conditional status change; throws TransitionRefusedError when the run is not in an allowed status. */
@@ -104,7 +108,10 @@ export interface RunQueue {
 
 export interface Orchestrator {
   /** Start the run's execution; an execution that already exists counts as started. */
-  start(executionName: string, input: { runId: string }): Promise<{ executionArn: string; alreadyExisted: boolean }>;
+  start(
+    executionName: string,
+    input: { runId: string },
+  ): Promise<{ executionArn: string; alreadyExisted: boolean }>;
 }
 
 /** Settling the task tokens the state machine parks. 'gone': the wait was already over. */

@@ -23,7 +23,8 @@ export const directoryRepository = (tableName: string) => new DynamoDirectory(do
 export const runQueue = (queueUrl: string) => new SqsRunQueue(new SQSClient({}), queueUrl);
 /** Throttled Step Functions calls are retried adaptively rather than failing the batch. */
 const sfnClient = () => new SFNClient({ retryMode: 'adaptive', maxAttempts: 6 });
-export const orchestrator = (stateMachineArn: string) => new StepFunctionsOrchestrator(sfnClient(), stateMachineArn);
+export const orchestrator = (stateMachineArn: string) =>
+  new StepFunctionsOrchestrator(sfnClient(), stateMachineArn);
 export const taskSignals = () => new StepFunctionsTaskSignals(sfnClient());
 export const sandbox = (clusterArn: string) => new EcsSandbox(new ECSClient({ maxAttempts: 5 }), clusterArn);
 export const logsClient = () => new CloudWatchLogsClient({ retryMode: 'adaptive', maxAttempts: 6 });

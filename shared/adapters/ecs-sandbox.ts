@@ -10,7 +10,9 @@ export class EcsSandbox implements Sandbox {
 
   async stop(taskArn: string, reason: string): Promise<void> {
     try {
-      await this.ecs.send(new StopTaskCommand({ cluster: this.clusterArn, task: taskArn, reason: reason.slice(0, 255) }));
+      await this.ecs.send(
+        new StopTaskCommand({ cluster: this.clusterArn, task: taskArn, reason: reason.slice(0, 255) }),
+      );
     } catch (err) {
       // ECS answers InvalidParameterException for a task it no longer knows.
       if (err instanceof InvalidParameterException) return;

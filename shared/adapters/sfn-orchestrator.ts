@@ -1,10 +1,10 @@
 import {
   ExecutionAlreadyExists,
   InvalidToken,
-  type SFNClient,
   SendTaskFailureCommand,
   SendTaskHeartbeatCommand,
   SendTaskSuccessCommand,
+  type SFNClient,
   StartExecutionCommand,
   TaskDoesNotExist,
   TaskTimedOut,
@@ -25,12 +25,17 @@ export class StepFunctionsOrchestrator implements Orchestrator {
   async start(executionName: string, input: { runId: string }) {
     try {
       const out = await this.sfn.send(
-        new StartExecutionCommand({ stateMachineArn: this.stateMachineArn, name: executionName, input: JSON.stringify(input) }),
+        new StartExecutionCommand({
+          stateMachineArn: this.stateMachineArn,
+          name: executionName,
+          input: JSON.stringify(input),
+        }),
       );
       return { executionArn: out.executionArn ?? this.executionArn(executionName), alreadyExisted: false };
     } catch (err) {
       // The execution name is the run's: a redelivered message finds its execution already there.
-      if (err instanceof ExecutionAlreadyExists) return { executionArn: this.executionArn(executionName), alreadyExisted: true };
+      if (err instanceof ExecutionAlreadyExists)
+        return { executionArn: this.executionArn(executionName), alreadyExisted: true };
       throw err;
     }
   }
@@ -38,7 +43,6 @@ export class StepFunctionsOrchestrator implements Orchestrator {
   private executionArn(name: string): string {
     return `${this.stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`;
   }
-
 }
 
 /** The task tokens the state machine parks while it waits for the pod (or, later, a human). */
@@ -56,7 +60,9 @@ export class StepFunctionsTaskSignals implements TaskSignals {
   }
 
   succeedTask(token: string, output: unknown) {
-    return this.settle(() => this.sfn.send(new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify(output) })));
+    return this.settle(() =>
+      this.sfn.send(new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify(output) })),
+    );
   }
 
   failTask(token: string, error: string, cause: string) {

@@ -9,6 +9,8 @@ export class SqsRunQueue implements RunQueue {
   ) {}
 
   async enqueue(runId: string): Promise<void> {
-    await this.sqs.send(new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody: JSON.stringify({ runId }) }));
+    await this.sqs.send(
+      new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody: JSON.stringify({ runId }) }),
+    );
   }
 }

@@ -197,7 +197,13 @@ export interface Run {
   updatedAt: string;
 }
 
-export const ZERO_COST: RunCost = { tokenUsd: 0, sandboxCpuUsd: 0, sandboxMemoryUsd: 0, feeUsd: 0, totalUsd: 0 };
+export const ZERO_COST: RunCost = {
+  tokenUsd: 0,
+  sandboxCpuUsd: 0,
+  sandboxMemoryUsd: 0,
+  feeUsd: 0,
+  totalUsd: 0,
+};
 
 /** Step Functions reserves an execution name for 90 days, so each redrive needs a new one. */
 export const executionName = (run: Pick<Run, 'runId' | 'redriveCount'>): string =>

@@ -72,7 +72,9 @@ export const hasProjectRole = (project: Project, caller: Caller, needed: Project
 };
 
 /** What the pre-flight checks decide before anything is launched. */
-export type CheckOutcome = { ok: true } | { ok: false; exitReason: 'cancelled' | 'payment_required' | 'budget_hit'; message: string };
+export type CheckOutcome =
+  | { ok: true }
+  | { ok: false; exitReason: 'cancelled' | 'payment_required' | 'budget_hit'; message: string };
 
 export const preflight = (pod: Pod | undefined, account: Account | undefined): CheckOutcome => {
   if (!account) return { ok: false, exitReason: 'cancelled', message: 'the account no longer exists' };

@@ -11,7 +11,10 @@ export interface ClaimNames {
  * The caller as API Gateway's JWT authorizer verified it: the tenant and the account role come from
  * claims; project roles come from the project record.
  */
-export const callerFromEvent = (event: APIGatewayProxyEventV2WithJWTAuthorizer, names: ClaimNames): Caller => {
+export const callerFromEvent = (
+  event: APIGatewayProxyEventV2WithJWTAuthorizer,
+  names: ClaimNames,
+): Caller => {
   const claims = event.requestContext.authorizer?.jwt?.claims ?? {};
   const accountId = claims[names.tenant];
   const userId = claims.sub;
@@ -19,5 +22,10 @@ export const callerFromEvent = (event: APIGatewayProxyEventV2WithJWTAuthorizer, 
     throw new UnauthorizedError('the token carries no tenant or subject');
   }
   const email = typeof claims.email === 'string' ? claims.email : undefined;
-  return { accountId, userId, email, accountRole: claims[names.accountRole] === 'admin' ? 'admin' : 'member' };
+  return {
+    accountId,
+    userId,
+    email,
+    accountRole: claims[names.accountRole] === 'admin' ? 'admin' : 'member',
+  };
 };

@@ -17,7 +17,11 @@ const rawBody = (event: APIGatewayProxyEventV2): string => {
 };
 
 /** Parse and validate a JSON body at the edge. */
-export const parseJsonBody = <T>(event: APIGatewayProxyEventV2, schema: z.ZodType<T>, limit = MAX_BODY_BYTES): T => {
+export const parseJsonBody = <T>(
+  event: APIGatewayProxyEventV2,
+  schema: z.ZodType<T>,
+  limit = MAX_BODY_BYTES,
+): T => {
   const text = rawBody(event);
   if (Buffer.byteLength(text, 'utf8') > limit) throw new PayloadTooLargeError(limit);
   if (text.trim() === '') throw new ValidationError('a JSON body is required');

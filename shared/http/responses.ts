@@ -4,7 +4,11 @@ import { DomainError } from '../domain/errors.js';
 
 export type HttpResult = APIGatewayProxyResultV2 & { statusCode: number; body: string };
 
-export const json = (statusCode: number, body: unknown, headers: Record<string, string> = {}): HttpResult => ({
+export const json = (
+  statusCode: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): HttpResult => ({
   statusCode,
   headers: { 'content-type': 'application/json', ...headers },
   body: JSON.stringify(body),

@@ -1,5 +1,5 @@
-import middy from '@middy/core';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, Context } from 'aws-lambda';
 import { DomainError } from '../domain/errors.js';
 import { logger } from '../observability.js';
@@ -20,7 +20,8 @@ export const routeHandler = (routes: Record<string, RouteHandler>) =>
       try {
         return await route(event);
       } catch (err) {
-        if (!(err instanceof DomainError)) logger.error('request failed', { routeKey: event.routeKey, error: err as Error });
+        if (!(err instanceof DomainError))
+          logger.error('request failed', { routeKey: event.routeKey, error: err as Error });
         return errorToResponse(err);
       }
     });

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { PROJECT_ROLES } from '../domain/tenancy.js';
 import { RUN_MODES, RUN_SOURCES, RUN_STATUSES } from '../domain/run.js';
+import { PROJECT_ROLES } from '../domain/tenancy.js';
 import { demoScriptSchema } from './demo.js';
 
 const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'letters, digits, _ . - (at most 128)');
@@ -28,7 +28,12 @@ export type DispatchRequest = z.infer<typeof dispatchRequestSchema>;
 const csv = <T extends string>(values: readonly [T, ...T[]]) =>
   z
     .string()
-    .transform((s) => s.split(',').map((v) => v.trim()).filter(Boolean))
+    .transform((s) =>
+      s
+        .split(',')
+        .map((v) => v.trim())
+        .filter(Boolean),
+    )
     .pipe(z.array(z.enum(values)).min(1).max(values.length));
 
 export const listQuerySchema = z
@@ -51,7 +56,12 @@ export const podRequestSchema = z
     model: z.string().min(1).max(200),
     enabled: z.boolean().default(true),
     maxDurationSeconds: z.number().int().min(60).max(86_400).default(3600),
-    approvalWindowSeconds: z.number().int().min(60).max(7 * 86_400).default(86_400),
+    approvalWindowSeconds: z
+      .number()
+      .int()
+      .min(60)
+      .max(7 * 86_400)
+      .default(86_400),
     runBudgetMicroUsd: z.number().int().nonnegative().default(0),
   })
   .strict();
@@ -61,7 +71,15 @@ export const projectRequestSchema = z
     name: z.string().min(1).max(200),
     repos: z.array(repo).max(50).default([]),
     members: z
-      .array(z.object({ userId: z.string().min(1).max(200), role: z.enum(PROJECT_ROLES), email: z.email().optional() }).strict())
+      .array(
+        z
+          .object({
+            userId: z.string().min(1).max(200),
+            role: z.enum(PROJECT_ROLES),
+            email: z.email().optional(),
+          })
+          .strict(),
+      )
       .max(500)
       .default([]),
   })

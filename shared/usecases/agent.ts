@@ -19,9 +19,13 @@ export interface AgentSettings {
 }
 
 /** The token is `<runId>.<secret>`; only its hash is stored, compared in constant time. */
-export const authenticateAgent = async (runs: RunRepository, runId: string, authorization?: string): Promise<Run> => {
+export const authenticateAgent = async (
+  runs: RunRepository,
+  runId: string,
+  authorization?: string,
+): Promise<Run> => {
   const token = authorization?.startsWith('Bearer ') ? authorization.slice(7) : undefined;
-  if (!token || !token.startsWith(`${runId}.`)) throw new UnauthorizedError('a run-scoped bearer token is required');
+  if (!token?.startsWith(`${runId}.`)) throw new UnauthorizedError('a run-scoped bearer token is required');
   const stored = await runs.getAgentTokenHash(runId);
   const presented = Buffer.from(hashAgentToken(token), 'hex');
   if (!stored || !timingSafeEqual(Buffer.from(stored, 'hex'), presented)) {
@@ -40,7 +44,11 @@ export const controlFor = (run: Run, settings: AgentSettings): Control => {
   return { action: 'continue' };
 };
 
-export const podConfig = async (runs: RunRepository, run: Run, settings: AgentSettings): Promise<PodRunConfig> => {
+export const podConfig = async (
+  runs: RunRepository,
+  run: Run,
+  settings: AgentSettings,
+): Promise<PodRunConfig> => {
   const snapshot = await runs.getSnapshot(run.runId);
   if (!snapshot) throw new NotFoundError('config snapshot of run', run.runId);
   return {
@@ -66,7 +74,8 @@ export const ingestEvents = async (
   run: Run,
   events: AgentEvent[],
 ): Promise<EventsResponse> => {
-  if (isTerminal(run.status)) return { accepted: 0, duplicates: events.length, control: controlFor(run, settings) };
+  if (isTerminal(run.status))
+    return { accepted: 0, duplicates: events.length, control: controlFor(run, settings) };
   const now = deps.clock.now().toISOString();
   let current = run;
   if (run.status === 'PROVISIONING') {
@@ -83,7 +92,11 @@ export const ingestEvents = async (
   const token = await deps.runs.getPodTaskToken(run.runId);
   if (result) {
     const podResult = { outcome: result.outcome, exitReason: result.exitReason, message: result.message };
-    await deps.runs.update(run.runId, { result: podResult }, ['PROVISIONING', 'RUNNING', 'AWAITING_APPROVAL']);
+    await deps.runs.update(run.runId, { result: podResult }, [
+      'PROVISIONING',
+      'RUNNING',
+      'AWAITING_APPROVAL',
+    ]);
     if (token) await deps.signals.succeedTask(token, podResult);
   } else if (token && events.some((e) => e.type === 'heartbeat')) {
     await deps.signals.heartbeat(token);

@@ -62,18 +62,28 @@ export const putPod = async (
 ): Promise<Pod> => {
   requireAccountAdmin(caller);
   await ensureAccount(deps, caller);
-  const pod: Pod = { ...request, accountId: caller.accountId, podId, updatedAt: deps.clock.now().toISOString() };
+  const pod: Pod = {
+    ...request,
+    accountId: caller.accountId,
+    podId,
+    updatedAt: deps.clock.now().toISOString(),
+  };
   await deps.directory.putPod(pod);
   return pod;
 };
 
-export const getProject = async (deps: DirectoryDeps, caller: Caller, projectId: string): Promise<Project> => {
+export const getProject = async (
+  deps: DirectoryDeps,
+  caller: Caller,
+  projectId: string,
+): Promise<Project> => {
   const project = await deps.directory.getProject(caller.accountId, projectId);
   if (!project) throw new NotFoundError('project', projectId);
   return project;
 };
 
-export const listProjects = (deps: DirectoryDeps, caller: Caller) => deps.directory.listProjects(caller.accountId);
+export const listProjects = (deps: DirectoryDeps, caller: Caller) =>
+  deps.directory.listProjects(caller.accountId);
 
 export const putProject = async (
   deps: DirectoryDeps,
@@ -83,7 +93,12 @@ export const putProject = async (
 ): Promise<Project> => {
   requireAccountAdmin(caller);
   await ensureAccount(deps, caller);
-  const project: Project = { ...request, accountId: caller.accountId, projectId, updatedAt: deps.clock.now().toISOString() };
+  const project: Project = {
+    ...request,
+    accountId: caller.accountId,
+    projectId,
+    updatedAt: deps.clock.now().toISOString(),
+  };
   await deps.directory.putProject(project);
   return project;
 };

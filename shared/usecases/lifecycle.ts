@@ -10,7 +10,15 @@ import {
   type RunStatus,
 } from '../domain/run.js';
 import { preflight } from '../domain/tenancy.js';
-import type { Clock, DirectoryRepository, Orchestrator, RunQueue, RunRepository, Sandbox, TaskSignals } from '../ports.js';
+import type {
+  Clock,
+  DirectoryRepository,
+  Orchestrator,
+  RunQueue,
+  RunRepository,
+  Sandbox,
+  TaskSignals,
+} from '../ports.js';
 
 /** The state machine's steps and the handlers that catch what it cannot see. */
 
@@ -45,22 +53,32 @@ const ended = (run: Run, now: Date) => ({
 });
 
 /** SQS → Step Functions. A run that is no longer QUEUED (stopped, already started) needs nothing. */
-export const startRun = async (deps: Pick<LifecycleDeps, 'runs' | 'orchestrator'>, runId: string): Promise<void> => {
+export const startRun = async (
+  deps: Pick<LifecycleDeps, 'runs' | 'orchestrator'>,
+  runId: string,
+): Promise<void> => {
   const run = await deps.runs.get(runId);
-  if (!run || run.status !== 'QUEUED') return;
+  if (run?.status !== 'QUEUED') return;
   const { executionArn } = await deps.orchestrator.start(executionName(run), { runId });
   if (run.executionArn !== executionArn) await deps.runs.update(runId, { executionArn }, ['QUEUED']);
 };
 
 /** The queue gave up on this run's message. Only a run still waiting becomes DEAD_LETTER. */
-export const markDeadLetter = async (deps: Pick<LifecycleDeps, 'runs' | 'clock'>, runId: string): Promise<boolean> => {
+export const markDeadLetter = async (
+  deps: Pick<LifecycleDeps, 'runs' | 'clock'>,
+  runId: string,
+): Promise<boolean> => {
   const run = await deps.runs.get(runId);
   if (!run) return false;
   const moved = await tryTransition(deps.runs, {
     runId,
     to: 'DEAD_LETTER',
     from: ['QUEUED'],
-    patch: { exitReason: 'dead_letter', message: 'the run could not be started after repeated attempts', ...ended(run, deps.clock.now()) },
+    patch: {
+      exitReason: 'dead_letter',
+      message: 'the run could not be started after repeated attempts',
+      ...ended(run, deps.clock.now()),
+    },
   });
   return moved !== undefined;
 };
@@ -92,10 +110,16 @@ export const runChecks = async (
   settings: LaunchSettings,
   runId: string,
 ): Promise<ChecksResult> => {
-  const refuse = (exitReason: ExitReason, message: string): ChecksResult => ({ ok: false, exitReason, message, launch: null });
+  const refuse = (exitReason: ExitReason, message: string): ChecksResult => ({
+    ok: false,
+    exitReason,
+    message,
+    launch: null,
+  });
   const run = await deps.runs.get(runId);
   if (!run) return refuse('error', `run ${runId} does not exist`);
-  if (run.status !== 'QUEUED' && run.status !== 'PROVISIONING') return refuse('cancelled', `run is ${run.status}`);
+  if (run.status !== 'QUEUED' && run.status !== 'PROVISIONING')
+    return refuse('cancelled', `run is ${run.status}`);
   const [pod, account] = await Promise.all([
     deps.directory.getPod(run.accountId, run.podId),
     deps.directory.getAccount(run.accountId),
@@ -223,7 +247,11 @@ export const outcomeOf = (state: ExecutionState): Outcome => {
       case 'Pod.Interrupted':
         return { to: 'FAILED', exitReason: 'interrupted', message: message ?? 'the pod stopped reporting' };
       case 'States.Timeout':
-        return { to: 'FAILED', exitReason: 'timed_out', message: message ?? 'the run exceeded its maximum duration' };
+        return {
+          to: 'FAILED',
+          exitReason: 'timed_out',
+          message: message ?? 'the run exceeded its maximum duration',
+        };
       case 'Run.Stopped':
         return { to: 'STOPPED', exitReason: 'stopped', message };
       default:
@@ -231,12 +259,21 @@ export const outcomeOf = (state: ExecutionState): Outcome => {
     }
   }
   if (state.checks && !state.checks.ok) {
-    return { to: 'CANCELLED', exitReason: state.checks.exitReason ?? 'cancelled', message: state.checks.message ?? undefined };
+    return {
+      to: 'CANCELLED',
+      exitReason: state.checks.exitReason ?? 'cancelled',
+      message: state.checks.message ?? undefined,
+    };
   }
   if (state.retry && !state.retry.retry) {
-    return { to: 'FAILED', exitReason: 'error', message: `no sandbox could be launched after ${state.retry.attempt} attempts` };
+    return {
+      to: 'FAILED',
+      exitReason: 'error',
+      message: `no sandbox could be launched after ${state.retry.attempt} attempts`,
+    };
   }
-  if (state.pod?.outcome === 'completed') return { to: 'COMPLETED', exitReason: 'completed', message: state.pod.message };
+  if (state.pod?.outcome === 'completed')
+    return { to: 'COMPLETED', exitReason: 'completed', message: state.pod.message };
   if (state.pod?.outcome === 'failed') {
     return { to: 'FAILED', exitReason: state.pod.exitReason ?? 'error', message: state.pod.message };
   }
@@ -336,12 +373,20 @@ export const reconcileExecution = async (
       ? { to: 'FAILED', exitReason: 'timed_out', message: 'the execution timed out' }
       : detail.status === 'ABORTED'
         ? { to: 'STOPPED', exitReason: 'stopped', message: 'the execution was aborted' }
-        : { to: 'FAILED', exitReason: 'error', message: `the execution failed: ${detail.error ?? ''} ${detail.cause ?? ''}`.trim() };
+        : {
+            to: 'FAILED',
+            exitReason: 'error',
+            message: `the execution failed: ${detail.error ?? ''} ${detail.cause ?? ''}`.trim(),
+          };
   // A run that never left the queue cannot fail; it is cancelled instead.
   await tryTransition(deps.runs, {
     runId,
     to: run.status === 'QUEUED' && outcome.to === 'FAILED' ? 'CANCELLED' : outcome.to,
-    patch: { exitReason: outcome.exitReason, message: outcome.message?.slice(0, 1000), ...ended(run, deps.clock.now()) },
+    patch: {
+      exitReason: outcome.exitReason,
+      message: outcome.message?.slice(0, 1000),
+      ...ended(run, deps.clock.now()),
+    },
   });
 };
 
@@ -351,7 +396,10 @@ export const sweepQueued = async (
   staleAfterSeconds: number,
   limit = 500,
 ): Promise<number> => {
-  const stale = await deps.runs.listQueuedBefore(deps.clock.now().getTime() - staleAfterSeconds * 1000, limit);
+  const stale = await deps.runs.listQueuedBefore(
+    deps.clock.now().getTime() - staleAfterSeconds * 1000,
+    limit,
+  );
   for (const run of stale) await deps.queue.enqueue(run.runId);
   return stale.length;
 };

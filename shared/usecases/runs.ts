@@ -45,7 +45,10 @@ const projectWithRole = async (
 };
 
 const newRun = (
-  fields: Pick<Run, 'accountId' | 'projectId' | 'itemId' | 'podId' | 'mode' | 'source' | 'attribution' | 'repos'> & {
+  fields: Pick<
+    Run,
+    'accountId' | 'projectId' | 'itemId' | 'podId' | 'mode' | 'source' | 'attribution' | 'repos'
+  > & {
     replayOf?: string;
   },
   now: Date,
@@ -73,10 +76,13 @@ const enqueue = async (deps: RunCommandDeps, run: Run): Promise<void> => {
   try {
     await deps.queue.enqueue(run.runId);
   } catch (err) {
-    throw new ServiceUnavailableError('the run was recorded but could not be queued yet; it will be retried', {
-      runId: run.runId,
-      cause: err instanceof Error ? err.name : 'unknown',
-    });
+    throw new ServiceUnavailableError(
+      'the run was recorded but could not be queued yet; it will be retried',
+      {
+        runId: run.runId,
+        cause: err instanceof Error ? err.name : 'unknown',
+      },
+    );
   }
 };
 
@@ -203,7 +209,10 @@ export const replayRun = async (deps: RunCommandDeps, caller: Caller, runId: str
     },
     deps.clock.now(),
   );
-  const { run: created } = await deps.runs.create(run, { ...snapshot, request: { ...snapshot.request, source: 'replay' } });
+  const { run: created } = await deps.runs.create(run, {
+    ...snapshot,
+    request: { ...snapshot.request, source: 'replay' },
+  });
   await enqueue(deps, created);
   return created;
 };

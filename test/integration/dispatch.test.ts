@@ -10,7 +10,10 @@ const countRuns = async () => {
   let total = 0;
   let cursor: string | null = null;
   do {
-    const page: { body: Page } = await api<Page>('GET', `/v1/runs?limit=100${cursor ? `&cursor=${cursor}` : ''}`);
+    const page: { body: Page } = await api<Page>(
+      'GET',
+      `/v1/runs?limit=100${cursor ? `&cursor=${cursor}` : ''}`,
+    );
     total += page.body.items.length;
     cursor = page.body.nextCursor;
   } while (cursor);
@@ -24,13 +27,37 @@ describe('dispatch', () => {
     ['a missing field', { body: { podId: 'demo-pod', mode: 'autopilot', prompt: 'x' } }, 400],
     ['a mistyped field', { body: { itemId: 42, podId: 'demo-pod', mode: 'autopilot', prompt: 'x' } }, 400],
     ['an unknown mode', { body: { itemId: 'I', podId: 'demo-pod', mode: 'yolo', prompt: 'x' } }, 400],
-    ['an unknown field', { body: { itemId: 'I', podId: 'demo-pod', mode: 'autopilot', prompt: 'x', extra: 1 } }, 400],
+    [
+      'an unknown field',
+      { body: { itemId: 'I', podId: 'demo-pod', mode: 'autopilot', prompt: 'x', extra: 1 } },
+      400,
+    ],
     ['an unknown pod', { body: { itemId: 'I', podId: 'no-such-pod', mode: 'autopilot', prompt: 'x' } }, 400],
-    ['a body over 256 KB', { body: { itemId: 'I', podId: 'demo-pod', mode: 'autopilot', prompt: 'x'.repeat(270_000) } }, 413],
-    ['a bad demo script', { body: { itemId: 'I', podId: 'demo-pod', mode: 'autopilot', prompt: 'x', config: { demo: { steps: -1 } } } }, 400],
+    [
+      'a body over 256 KB',
+      { body: { itemId: 'I', podId: 'demo-pod', mode: 'autopilot', prompt: 'x'.repeat(270_000) } },
+      413,
+    ],
+    [
+      'a bad demo script',
+      {
+        body: {
+          itemId: 'I',
+          podId: 'demo-pod',
+          mode: 'autopilot',
+          prompt: 'x',
+          config: { demo: { steps: -1 } },
+        },
+      },
+      400,
+    ],
   ] as const)('answers %s with a 4xx and a message, and writes nothing', async (_, request, expected) => {
     const before = await countRuns();
-    const answer = await api<{ error: { code: string; message: string } }>('POST', `/v1/projects/${endpoints().projectId}/runs`, request);
+    const answer = await api<{ error: { code: string; message: string } }>(
+      'POST',
+      `/v1/projects/${endpoints().projectId}/runs`,
+      request,
+    );
     expect(answer.status).toBe(expected);
     expect(answer.body.error.message).toEqual(expect.any(String));
     expect(answer.body.error.message.length).toBeGreaterThan(3);
@@ -59,7 +86,13 @@ describe('dispatch', () => {
     const member = await tokenFor({ sub: 'demo-member', accountId: endpoints().accountId });
     const { status, body } = await api<Run>('POST', `/v1/projects/${endpoints().projectId}/runs`, {
       token: member,
-      body: { itemId: 'I', podId: 'demo-pod', mode: 'autopilot', prompt: 'x', config: { demo: { steps: 1, stepDelayMs: 1 } } },
+      body: {
+        itemId: 'I',
+        podId: 'demo-pod',
+        mode: 'autopilot',
+        prompt: 'x',
+        config: { demo: { steps: 1, stepDelayMs: 1 } },
+      },
     });
     expect(status).toBe(202);
     expect((await api('POST', `/v1/runs/${body.runId}/stop`, { token: member })).status).toBe(403);
@@ -73,8 +106,14 @@ describe('dispatch', () => {
 
   it('honours Idempotency-Key: the same key returns the same run and queues it once', async () => {
     const key = `key-${Date.now()}`;
-    const first = await dispatch({ config: { demo: { steps: 1, stepDelayMs: 1 } } }, { 'idempotency-key': key });
-    const second = await dispatch({ config: { demo: { steps: 1, stepDelayMs: 1 } } }, { 'idempotency-key': key });
+    const first = await dispatch(
+      { config: { demo: { steps: 1, stepDelayMs: 1 } } },
+      { 'idempotency-key': key },
+    );
+    const second = await dispatch(
+      { config: { demo: { steps: 1, stepDelayMs: 1 } } },
+      { 'idempotency-key': key },
+    );
     expect(first.status).toBe(202);
     expect(second.status).toBe(202);
     expect(second.body.runId).toBe(first.body.runId);
@@ -87,7 +126,9 @@ describe('run lists', () => {
     const project = endpoints().projectId;
     const created: string[] = [];
     for (let i = 0; i < 5; i++) {
-      created.push((await dispatch({ itemId: `LIST-${i}`, config: { demo: { steps: 1, stepDelayMs: 1 } } })).body.runId);
+      created.push(
+        (await dispatch({ itemId: `LIST-${i}`, config: { demo: { steps: 1, stepDelayMs: 1 } } })).body.runId,
+      );
     }
     await Promise.all(created.map((id) => waitForTerminal(id)));
     const seen: string[] = [];

@@ -29,7 +29,10 @@ export default async function setup(project: TestProject) {
     if (process.env.LOCAL_CLOUD_VERBOSE) process.stderr.write(d);
   });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the local cloud did not start in 120 s:\n${output}`)), 120_000);
+    const timer = setTimeout(
+      () => reject(new Error(`the local cloud did not start in 120 s:\n${output}`)),
+      120_000,
+    );
     child.once('exit', (code) => reject(new Error(`the local cloud exited with ${code}:\n${output}`)));
     child.stdout?.on('data', () => {
       if (output.includes('The local cloud is running.')) {

@@ -50,9 +50,14 @@ describe('a run on the local cloud', () => {
 
   it('ends FAILED / interrupted when its sandbox is killed mid-run', async () => {
     const { body } = await dispatch({ config: { demo: { steps: 2000, stepDelayMs: 50 } } });
-    const { run: running } = await waitForRun(body.runId, (r) => r.status === 'RUNNING' && Boolean(r.taskArn));
+    const { run: running } = await waitForRun(
+      body.runId,
+      (r) => r.status === 'RUNNING' && Boolean(r.taskArn),
+    );
     const killedAt = Date.now();
-    expect((await ecsControl('/_local/kill', { taskArn: running.taskArn, signal: 'SIGKILL' })).status).toBe(200);
+    expect((await ecsControl('/_local/kill', { taskArn: running.taskArn, signal: 'SIGKILL' })).status).toBe(
+      200,
+    );
     const { run } = await waitForTerminal(body.runId, 20_000);
     expect(run.status).toBe('FAILED');
     expect(run.exitReason).toBe('interrupted');
@@ -62,7 +67,10 @@ describe('a run on the local cloud', () => {
 
   it('stops mid-run: STOPPED, and no pod process is left', async () => {
     const { body } = await dispatch({ config: { demo: { steps: 2000, stepDelayMs: 50 } } });
-    const { run: running } = await waitForRun(body.runId, (r) => r.status === 'RUNNING' && Boolean(r.taskArn));
+    const { run: running } = await waitForRun(
+      body.runId,
+      (r) => r.status === 'RUNNING' && Boolean(r.taskArn),
+    );
     const stopped = await api('POST', `/v1/runs/${body.runId}/stop`);
     expect(stopped.status).toBe(200);
     const { run } = await waitForTerminal(body.runId);
@@ -70,14 +78,26 @@ describe('a run on the local cloud', () => {
     expect(run.exitReason).toBe('stopped');
     await waitForTaskStopped(running.taskArn as string);
     // The execution still ends through Finalize, and nothing moves the run afterwards.
-    await expect.poll(async () => (await executionsOf(body.runId))[0]?.status, { timeout: 15_000 }).toBe('SUCCEEDED');
+    await expect
+      .poll(async () => (await executionsOf(body.runId))[0]?.status, { timeout: 15_000 })
+      .toBe('SUCCEEDED');
     expect((await getRun(body.runId)).status).toBe('STOPPED');
   });
 
   it('starts one execution when the same queue message is delivered twice', async () => {
     const { body } = await dispatch({ config: { demo: { steps: 2, stepDelayMs: 10 } } });
-    await sqs().send(new SendMessageCommand({ QueueUrl: endpoints().queueUrl, MessageBody: JSON.stringify({ runId: body.runId }) }));
-    await sqs().send(new SendMessageCommand({ QueueUrl: endpoints().queueUrl, MessageBody: JSON.stringify({ runId: body.runId }) }));
+    await sqs().send(
+      new SendMessageCommand({
+        QueueUrl: endpoints().queueUrl,
+        MessageBody: JSON.stringify({ runId: body.runId }),
+      }),
+    );
+    await sqs().send(
+      new SendMessageCommand({
+        QueueUrl: endpoints().queueUrl,
+        MessageBody: JSON.stringify({ runId: body.runId }),
+      }),
+    );
     const { run } = await waitForTerminal(body.runId);
     expect(run.status).toBe('COMPLETED');
     await new Promise((r) => setTimeout(r, 1500));
@@ -86,32 +106,54 @@ describe('a run on the local cloud', () => {
 
   it('marks a run DEAD_LETTER when its message keeps failing, and lists it under that status', async () => {
     const queueUrl = endpoints().queueUrl;
-    await sqs().send(new SetQueueAttributesCommand({ QueueUrl: queueUrl, Attributes: { VisibilityTimeout: '1' } }));
+    await sqs().send(
+      new SetQueueAttributesCommand({ QueueUrl: queueUrl, Attributes: { VisibilityTimeout: '1' } }),
+    );
     try {
       expect(
-        (await sfnControl('/_local/faults', { operation: 'StartExecution', namePrefix: 'run_', error: 'StateMachineDoesNotExist' }))
-          .status,
+        (
+          await sfnControl('/_local/faults', {
+            operation: 'StartExecution',
+            namePrefix: 'run_',
+            error: 'StateMachineDoesNotExist',
+          })
+        ).status,
       ).toBe(200);
       const { body } = await dispatch({ itemId: 'ITEM-DLQ' });
       const { run } = await waitForTerminal(body.runId, 60_000);
       expect(run.status).toBe('DEAD_LETTER');
       expect(run.exitReason).toBe('dead_letter');
-      const listed = await api<{ items: { runId: string }[] }>('GET', '/v1/runs?status=DEAD_LETTER&limit=100');
+      const listed = await api<{ items: { runId: string }[] }>(
+        'GET',
+        '/v1/runs?status=DEAD_LETTER&limit=100',
+      );
       expect(listed.body.items.map((r) => r.runId)).toContain(body.runId);
     } finally {
       await fetch(`${endpoints().services.stepfunctions}/_local/faults`, { method: 'DELETE' });
       await sqs().send(
-        new SetQueueAttributesCommand({ QueueUrl: queueUrl, Attributes: { VisibilityTimeout: String(QUEUE.visibilityTimeoutSeconds) } }),
+        new SetQueueAttributesCommand({
+          QueueUrl: queueUrl,
+          Attributes: { VisibilityTimeout: String(QUEUE.visibilityTimeoutSeconds) },
+        }),
       );
     }
   });
 
   it('retries a launch that hit a capacity error and then completes', async () => {
-    await ecsControl('/_local/faults', { failures: { reason: 'Capacity is unavailable at this time', times: 1 } });
+    await ecsControl('/_local/faults', {
+      failures: { reason: 'Capacity is unavailable at this time', times: 1 },
+    });
     const { body } = await dispatch({ config: { demo: { steps: 1, stepDelayMs: 10 } } });
     const { run } = await waitForTerminal(body.runId, 60_000);
     expect(run.status).toBe('COMPLETED');
-    expect(run.history.map((h) => h.status)).toEqual(['QUEUED', 'PROVISIONING', 'RETRYING', 'PROVISIONING', 'RUNNING', 'COMPLETED']);
+    expect(run.history.map((h) => h.status)).toEqual([
+      'QUEUED',
+      'PROVISIONING',
+      'RETRYING',
+      'PROVISIONING',
+      'RUNNING',
+      'COMPLETED',
+    ]);
     expect(run.attempt).toBe(2);
   });
 });

@@ -4,7 +4,11 @@ import { launchFailureReason, logStreamOf, outcomeOf } from '../../shared/usecas
 describe('outcomeOf: what the path through the state machine means for the run', () => {
   it.each([
     [{ runId: 'r', pod: { outcome: 'completed' as const } }, 'COMPLETED', 'completed'],
-    [{ runId: 'r', pod: { outcome: 'failed' as const, exitReason: 'tool_call_failed' as const } }, 'FAILED', 'tool_call_failed'],
+    [
+      { runId: 'r', pod: { outcome: 'failed' as const, exitReason: 'tool_call_failed' as const } },
+      'FAILED',
+      'tool_call_failed',
+    ],
     [{ runId: 'r', pod: { outcome: 'failed' as const } }, 'FAILED', 'error'],
     [{ runId: 'r', error: { Error: 'States.HeartbeatTimeout' } }, 'FAILED', 'interrupted'],
     [{ runId: 'r', error: { Error: 'Pod.Interrupted', Cause: 'gone' } }, 'FAILED', 'interrupted'],
@@ -16,7 +20,15 @@ describe('outcomeOf: what the path through the state machine means for the run',
       'CANCELLED',
       'payment_required',
     ],
-    [{ runId: 'r', checks: { ok: true, exitReason: null, message: null }, retry: { retry: false, attempt: 3 } }, 'FAILED', 'error'],
+    [
+      {
+        runId: 'r',
+        checks: { ok: true, exitReason: null, message: null },
+        retry: { retry: false, attempt: 3 },
+      },
+      'FAILED',
+      'error',
+    ],
     [{ runId: 'r' }, 'FAILED', 'error'],
   ])('%j → %s / %s', (state, status, exitReason) => {
     const outcome = outcomeOf(state);
@@ -25,7 +37,9 @@ describe('outcomeOf: what the path through the state machine means for the run',
   });
 
   it('prefers a caught error over an earlier pod result', () => {
-    expect(outcomeOf({ runId: 'r', pod: { outcome: 'completed' }, error: { Error: 'States.Timeout' } }).to).toBe('FAILED');
+    expect(
+      outcomeOf({ runId: 'r', pod: { outcome: 'completed' }, error: { Error: 'States.Timeout' } }).to,
+    ).toBe('FAILED');
   });
 
   it("reads a Lambda error's message out of its JSON cause", () => {
@@ -37,9 +51,9 @@ describe('outcomeOf: what the path through the state machine means for the run',
 describe('launch failures', () => {
   it('reads the reason from the failures of a 200 answer, or from the caught error', () => {
     expect(launchFailureReason({ launch: { failures: [{ Reason: 'RESOURCE:ENI' }] } })).toBe('RESOURCE:ENI');
-    expect(launchFailureReason({ launchError: { Error: 'ECS.ThrottlingException', Cause: 'Rate exceeded' } })).toBe(
-      'ECS.ThrottlingException: Rate exceeded',
-    );
+    expect(
+      launchFailureReason({ launchError: { Error: 'ECS.ThrottlingException', Cause: 'Rate exceeded' } }),
+    ).toBe('ECS.ThrottlingException: Rate exceeded');
     expect(launchFailureReason({})).toBe('no task was started');
   });
 

@@ -38,7 +38,9 @@ describe('run lifecycle transition table', () => {
 
   it('allowedFrom is the inverse of the table, which the repository turns into its condition', () => {
     for (const to of RUN_STATUSES) {
-      expect(allowedFrom(to).sort()).toEqual(RUN_STATUSES.filter((from) => EXPECTED[from].includes(to)).sort());
+      expect(allowedFrom(to).sort()).toEqual(
+        RUN_STATUSES.filter((from) => EXPECTED[from].includes(to)).sort(),
+      );
     }
   });
 
@@ -56,7 +58,9 @@ describe('run lifecycle transition table', () => {
           if (!canTransition(status, to)) continue;
           if (isTerminal(status)) {
             const listedExit =
-              to === 'DONE' || (status === 'COMPLETED' && to === 'PR_REJECTED') || (status === 'DEAD_LETTER' && to === 'QUEUED');
+              to === 'DONE' ||
+              (status === 'COMPLETED' && to === 'PR_REJECTED') ||
+              (status === 'DEAD_LETTER' && to === 'QUEUED');
             if (!listedExit) return false;
           }
           status = to;

@@ -58,12 +58,23 @@ export const waitForRun = async (
     if (statuses.at(-1) !== run.status) statuses.push(run.status);
     if (done(run)) return { run, statuses };
     if (Date.now() > deadline) {
-      throw new Error(`run ${runId} did not get there in ${timeoutMs} ms; statuses ${statuses.join(' > ')}; last ${JSON.stringify(run)}`);
+      throw new Error(
+        `run ${runId} did not get there in ${timeoutMs} ms; statuses ${statuses.join(' > ')}; last ${JSON.stringify(run)}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 100));
   }
 };
 
-const TERMINAL = new Set(['COMPLETED', 'DONE', 'FAILED', 'CANCELLED', 'STOPPED', 'ABANDONED', 'PR_REJECTED', 'DEAD_LETTER']);
+const TERMINAL = new Set([
+  'COMPLETED',
+  'DONE',
+  'FAILED',
+  'CANCELLED',
+  'STOPPED',
+  'ABANDONED',
+  'PR_REJECTED',
+  'DEAD_LETTER',
+]);
 export const waitForTerminal = (runId: string, timeoutMs?: number) =>
   waitForRun(runId, (run) => TERMINAL.has(run.status), timeoutMs);

@@ -1,24 +1,31 @@
+import { readFile } from 'node:fs/promises';
 import { DescribeTasksCommand, ECSClient } from '@aws-sdk/client-ecs';
 import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { readFile } from 'node:fs/promises';
-import { importJWK, SignJWT, type JWK } from 'jose';
+import { importJWK, type JWK, SignJWT } from 'jose';
 import { endpoints } from './api.js';
 
 /** SDK clients pointed at the local cloud, the way a person inspects it with --endpoint-url. */
-const config = () => ({ region: endpoints().region, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+const config = () => ({
+  region: endpoints().region,
+  credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+});
 
 export const sqs = () => new SQSClient({ ...config(), endpoint: endpoints().services.sqs });
 export const sfn = () => new SFNClient({ ...config(), endpoint: endpoints().services.stepfunctions });
 export const ecs = () => new ECSClient({ ...config(), endpoint: endpoints().services.ecs });
 
 export const executionsOf = async (runId: string) => {
-  const out = await sfn().send(new ListExecutionsCommand({ stateMachineArn: endpoints().stateMachineArn, maxResults: 1000 }));
+  const out = await sfn().send(
+    new ListExecutionsCommand({ stateMachineArn: endpoints().stateMachineArn, maxResults: 1000 }),
+  );
   return (out.executions ?? []).filter((e) => e.name?.startsWith(runId));
 };
 
 export const taskStatus = async (taskArn: string) => {
-  const out = await ecs().send(new DescribeTasksCommand({ cluster: endpoints().clusterArn, tasks: [taskArn] }));
+  const out = await ecs().send(
+    new DescribeTasksCommand({ cluster: endpoints().clusterArn, tasks: [taskArn] }),
+  );
   return out.tasks?.[0]?.lastStatus;
 };
 
@@ -40,7 +47,12 @@ export const sfnControl = (route: string, body: unknown) =>
   fetch(`${endpoints().services.stepfunctions}${route}`, { method: 'POST', body: JSON.stringify(body) });
 
 /** A token from the local issuer for any user of any tenant. */
-export const tokenFor = async (claims: { sub: string; accountId: string; accountRole?: 'admin' | 'member'; email?: string }) => {
+export const tokenFor = async (claims: {
+  sub: string;
+  accountId: string;
+  accountRole?: 'admin' | 'member';
+  email?: string;
+}) => {
   const e = endpoints();
   const jwk = JSON.parse(await readFile(e.devIssuerKeyPath, 'utf8')) as JWK & { privateJwk?: JWK };
   const key = await importJWK(jwk.privateJwk ?? jwk, 'RS256');
