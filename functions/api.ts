@@ -8,6 +8,7 @@ import { systemClock } from '../shared/ports.js';
 import {
   accountLimitsSchema,
   dispatchRequestSchema,
+  idempotencyKeySchema,
   listQuerySchema,
   podRequestSchema,
   projectRequestSchema,
@@ -39,7 +40,7 @@ export const makeHandler = (
       const c = caller(event);
       const projectId = pathParam(event, 'projectId');
       const request = parseJsonBody(event, dispatchRequestSchema);
-      const key = header(event, 'idempotency-key');
+      const key = idempotencyKeySchema.optional().parse(header(event, 'idempotency-key'));
       const { run, created } = await runCases.dispatchRun(deps, c, projectId, request, key);
       return json(202, run, created ? {} : { 'idempotent-replayed': 'true' });
     },

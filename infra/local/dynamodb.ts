@@ -47,7 +47,11 @@ export const startDynamoDbLocal = async (opts: DynamoDbLocalOptions = {}): Promi
   // A free port found here can be taken before the JVM binds it; only a port we picked is worth retrying.
   const attempts = opts.port ? 1 : START_ATTEMPTS;
   for (let attempt = 1; ; attempt++) {
-    const port = opts.port || (await freePort());
+    // Probed even when given: a second DynamoDB Local can share a port with the first (Jetty reuses
+    // addresses), and ours would then look ready because the other one answers.
+    const port = await listenOnce(opts.port || 0).catch((err: Error) => {
+      throw new Error(`DynamoDB Local cannot use port ${opts.port}: ${err.message}`);
+    });
     try {
       return await launch(port, dataDir);
     } catch (err) {
@@ -116,7 +120,8 @@ const waitUntilAnswering = async (endpoint: string, alive: () => boolean): Promi
         await client.send(new ListTablesCommand({ Limit: 1 }));
         return true;
       } catch (err) {
-        if (Date.now() > deadline) throw new Error(`DynamoDB Local at ${endpoint} did not answer: ${String(err)}`);
+        if (Date.now() > deadline)
+          throw new Error(`DynamoDB Local at ${endpoint} did not answer: ${String(err)}`);
         await sleep(100);
       }
     }
@@ -150,14 +155,15 @@ const assertJava = (): void => {
   javaChecked = true;
 };
 
-const freePort = (): Promise<number> =>
+/** Binds `port` (0: any) on every interface and lets it go again; the port bound. */
+const listenOnce = (port: number): Promise<number> =>
   new Promise((done, fail) => {
     const server = createServer();
     server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen({ port, host: '0.0.0.0', exclusive: true }, () => {
       const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => done(port));
+      const bound = typeof address === 'object' && address ? address.port : port;
+      server.close(() => done(bound));
     });
   });
 

@@ -284,11 +284,11 @@ const takeMerged = async (cursors: IndexCursor[], count: number, newestFirst: bo
   while (out.length < count) {
     const heads = await Promise.all(cursors.map((c) => c.head()));
     let best: { id: string; cursor: IndexCursor } | undefined;
-    heads.forEach((id, i) => {
+    for (const [i, id] of heads.entries()) {
       const cursor = cursors[i];
-      if (id === undefined || cursor === undefined) return;
+      if (id === undefined || cursor === undefined) continue;
       if (!best || (newestFirst ? id > best.id : id < best.id)) best = { id, cursor };
-    });
+    }
     if (!best) break;
     best.cursor.take();
     if (!seen.has(best.id)) {
@@ -304,6 +304,8 @@ const indexPartitionKey = (indexName: IndexName): string => {
   if (!index) throw new Error(`unknown index ${indexName}`);
   return index.partitionKey;
 };
+
+const IDEMPOTENCY_KEY_SECONDS = 24 * 3600;
 
 export class DynamoRunRepository implements RunRepository {
   /** accountId/projectId never change, so a transition can rebuild the status keys without a read. */
@@ -337,6 +339,8 @@ export class DynamoRunRepository implements RunRepository {
         ...keys.idempotency(run.accountId, idempotencyKey),
         runId: run.runId,
         createdAt: run.createdAt,
+        // A key is honoured for at least a day; TTL removes it some time after.
+        expiresAt: Math.floor(Date.parse(run.createdAt) / 1000) + IDEMPOTENCY_KEY_SECONDS,
       };
       puts.push({ Put: { TableName: this.tableName, Item: idem, ConditionExpression: notExists } });
     }

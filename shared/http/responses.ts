@@ -40,7 +40,7 @@ export const errorToResponse = (err: unknown): HttpResult => {
       400,
       errorBody(
         'ValidationError',
-        err.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '),
+        err.issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; '),
         err.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
       ),
     );

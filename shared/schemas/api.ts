@@ -6,6 +6,10 @@ import { demoScriptSchema } from './demo.js';
 const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'letters, digits, _ . - (at most 128)');
 const repo = z.string().min(1).max(300);
 
+export const idempotencyKeySchema = z
+  .string()
+  .regex(/^[\x21-\x7e]{1,200}$/, 'Idempotency-Key: 1 to 200 printable characters without spaces');
+
 export const dispatchRequestSchema = z
   .object({
     itemId: id,

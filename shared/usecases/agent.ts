@@ -84,10 +84,8 @@ export const ingestEvents = async (
       .catch(async () => (await deps.runs.get(run.runId)) ?? run);
   }
   const ordered = [...events].sort((a, b) => a.seq - b.seq);
+  // Recording applies each event once: steps, usage, artifacts, phases (forward only), heartbeats.
   const { accepted, duplicates } = await deps.runs.recordEvents(run.runId, ordered);
-  for (const event of accepted) {
-    if (event.type === 'phase') await deps.runs.advancePhase(run.runId, event.phase);
-  }
   const result = accepted.find((e) => e.type === 'result');
   const token = await deps.runs.getPodTaskToken(run.runId);
   if (result) {

@@ -79,11 +79,12 @@ describe('startDynamoDbLocal', () => {
     await expect(startWithPath()).rejects.toThrow(/needs Java 17 or newer.*"11\.0\.22"/s);
   });
 
-  it('keeps tables in dataDir across restarts, with TTL on, and frees its port on stop', async () => {
+  it('keeps tables in dataDir across restarts, with TTL on, owns its port, and frees it on stop', async () => {
     const first = await startDynamoDbLocal({ port: 0, dataDir });
     const client = localClient(first.endpoint);
     try {
       expect(first.port).toBeGreaterThan(0);
+      await expect(startDynamoDbLocal({ port: first.port })).rejects.toThrow(`cannot use port ${first.port}`);
       await ensureTable(client, 'persisted');
       // a second call finds the table and changes nothing
       await ensureTable(client, 'persisted');
