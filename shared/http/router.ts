@@ -1,6 +1,7 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, Context } from 'aws-lambda';
+import { ZodError } from 'zod';
 import { DomainError } from '../domain/errors.js';
 import { logger } from '../observability.js';
 import { errorBody, errorToResponse, type HttpResult, json } from './responses.js';

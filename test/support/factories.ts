@@ -1,0 +1,118 @@
+import type { APIGatewayProxyEventV2WithJWTAuthorizer, Context, SQSEvent, SQSRecord } from 'aws-lambda';
+import { type Run, ZERO_COST } from '../../shared/domain/run.js';
+import type { Pod, Project } from '../../shared/domain/tenancy.js';
+
+/** Event and record factories for handler tests. */
+
+export const lambdaContext = (): Context =>
+  ({
+    functionName: 'test',
+    awsRequestId: 'req-1',
+    invokedFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:test',
+    memoryLimitInMB: '256',
+    getRemainingTimeInMillis: () => 10_000,
+  }) as unknown as Context;
+
+export const sqsRecordFactory = (body: unknown, messageId = `m-${Math.random()}`): SQSRecord => ({
+  messageId,
+  receiptHandle: `rh-${messageId}`,
+  body: typeof body === 'string' ? body : JSON.stringify(body),
+  attributes: {
+    ApproximateReceiveCount: '1',
+    SentTimestamp: '0',
+    SenderId: 'test',
+    ApproximateFirstReceiveTimestamp: '0',
+  },
+  messageAttributes: {},
+  md5OfBody: '',
+  eventSource: 'aws:sqs',
+  eventSourceARN: 'arn:aws:sqs:us-east-1:123456789012:runs',
+  awsRegion: 'us-east-1',
+});
+
+export const sqsEvent = (...records: SQSRecord[]): SQSEvent => ({ Records: records });
+
+export const httpEvent = (
+  routeKey: string,
+  options: {
+    pathParameters?: Record<string, string>;
+    body?: string;
+    headers?: Record<string, string>;
+    query?: Record<string, string>;
+    claims?: Record<string, string>;
+  } = {},
+): APIGatewayProxyEventV2WithJWTAuthorizer =>
+  ({
+    version: '2.0',
+    routeKey,
+    rawPath: routeKey.split(' ')[1],
+    rawQueryString: '',
+    headers: options.headers ?? {},
+    queryStringParameters: options.query,
+    pathParameters: options.pathParameters,
+    body: options.body,
+    isBase64Encoded: false,
+    requestContext: {
+      routeKey,
+      authorizer: {
+        jwt: {
+          claims: options.claims ?? {
+            sub: 'alice',
+            'custom:accountId': 'acct-1',
+            'custom:accountRole': 'member',
+          },
+          scopes: [],
+        },
+      },
+    },
+  }) as unknown as APIGatewayProxyEventV2WithJWTAuthorizer;
+
+export const runFactory = (overrides: Partial<Run> = {}): Run => ({
+  runId: 'run_01J0000000000000000000000A',
+  accountId: 'acct-1',
+  projectId: 'proj-1',
+  itemId: 'ITEM-1',
+  podId: 'pod-1',
+  mode: 'autopilot',
+  status: 'QUEUED',
+  history: [{ status: 'QUEUED', at: '2026-01-01T00:00:00.000Z' }],
+  source: 'api',
+  attribution: 'alice',
+  repos: [],
+  usage: {},
+  cost: { ...ZERO_COST },
+  artifacts: [],
+  attempt: 1,
+  redriveCount: 0,
+  lastSeq: 0,
+  version: 1,
+  createdAt: '2026-01-01T00:00:00.000Z',
+  updatedAt: '2026-01-01T00:00:00.000Z',
+  ...overrides,
+});
+
+export const projectFactory = (overrides: Partial<Project> = {}): Project => ({
+  accountId: 'acct-1',
+  projectId: 'proj-1',
+  name: 'Project',
+  repos: ['https://github.com/example/app'],
+  members: [{ userId: 'alice', role: 'member' }],
+  updatedAt: '2026-01-01T00:00:00.000Z',
+  ...overrides,
+});
+
+export const podFactory = (overrides: Partial<Pod> = {}): Pod => ({
+  accountId: 'acct-1',
+  podId: 'pod-1',
+  name: 'Pod',
+  image: 'default',
+  cpu: 1024,
+  memoryMiB: 2048,
+  model: 'model-1',
+  enabled: true,
+  maxDurationSeconds: 3600,
+  approvalWindowSeconds: 86_400,
+  runBudgetMicroUsd: 0,
+  updatedAt: '2026-01-01T00:00:00.000Z',
+  ...overrides,
+});
