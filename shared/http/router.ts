@@ -21,8 +21,10 @@ export const routeHandler = (routes: Record<string, RouteHandler>) =>
       try {
         return await route(event);
       } catch (err) {
-        if (!(err instanceof DomainError))
+        // Client errors are answers, not incidents; only the unexpected is logged as an error.
+        if (!(err instanceof DomainError || err instanceof ZodError)) {
           logger.error('request failed', { routeKey: event.routeKey, error: err as Error });
+        }
         return errorToResponse(err);
       }
     });
