@@ -8,7 +8,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { CreateStateMachineCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import sesLocal from 'aws-ses-v2-local';
 import { buildPodBundle } from '../../pod/build.js';
 import { DynamoDirectory } from '../../shared/adapters/dynamo-directory.js';
@@ -33,7 +33,7 @@ import { startSqsEmulator } from './emulators/sqs.js';
 import { ecsRunTaskResource, startStepFunctionsEmulator } from './emulators/stepfunctions.js';
 import { createEventBus } from './event-bus.js';
 import { startSqsEventSource } from './event-sources.js';
-import { createLambdaRuntime } from './lambda-runtime.js';
+import { createLambdaRuntime, type LambdaRuntime } from './lambda-runtime.js';
 import { seedDemo } from './seed.js';
 
 /**
@@ -100,7 +100,40 @@ export interface Endpoints {
 export interface LocalCloud {
   endpoints: Endpoints;
   stop(): Promise<void>;
+  /** the handlers' runtime, whose stats() count invocations and their durations per function */
+  runtime: LambdaRuntime;
 }
+
+/**
+ * Runs that were past QUEUED and not yet terminal when the last local cloud stopped. A Scan is fine
+ * here: it runs once, at start-up of a local, persisted table, never on a request path.
+ */
+const inFlightRunIds = async (doc: DynamoDBDocumentClient, tableName: string): Promise<string[]> => {
+  const inFlight = ['PROVISIONING', 'RETRYING', 'RUNNING', 'AWAITING_APPROVAL'];
+  const ids: string[] = [];
+  let startKey: Record<string, unknown> | undefined;
+  do {
+    const page = await doc.send(
+      new ScanCommand({
+        TableName: tableName,
+        FilterExpression: 'sk = :run AND #status IN (:a, :b, :c, :d)',
+        ExpressionAttributeNames: { '#status': 'status' },
+        ExpressionAttributeValues: {
+          ':run': 'RUN',
+          ':a': inFlight[0],
+          ':b': inFlight[1],
+          ':c': inFlight[2],
+          ':d': inFlight[3],
+        },
+        ProjectionExpression: 'runId',
+        ExclusiveStartKey: startKey,
+      }),
+    );
+    for (const item of page.Items ?? []) ids.push(item.runId as string);
+    startKey = page.LastEvaluatedKey;
+  } while (startKey);
+  return ids;
+};
 
 const portFor = (options: LocalCloudOptions, offset: number) =>
   options.basePort === 0 ? 0 : options.basePort + offset;
@@ -340,6 +373,20 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       marshallOptions: { removeUndefinedValues: true },
     });
     const demo = await seedDemo(new DynamoDirectory(doc, NAMES.table));
+    if (options.persist) {
+      const orphaned = await inFlightRunIds(doc, NAMES.table);
+      // Executions do not outlive the local cloud: end the runs they carried as the cloud would
+      // after an aborted execution. (QUEUED runs keep their persisted messages.)
+      for (const runId of orphaned) {
+        await runtime.invoke('reconcile', {
+          source: 'aws.states',
+          'detail-type': 'Step Functions Execution Status Change',
+          detail: { status: 'ABORTED', input: JSON.stringify({ runId }) },
+        });
+      }
+      if (orphaned.length > 0)
+        options.log(`stopped ${orphaned.length} run(s) left in flight by the last stop`);
+    }
     const token = await issuer.sign(
       {
         sub: demo.adminUserId,
@@ -377,7 +424,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       },
     };
     await writeFile(path.join(options.stateDir, 'endpoints.json'), `${JSON.stringify(endpoints, null, 2)}\n`);
-    return { endpoints, stop };
+    return { endpoints, stop, runtime };
   } catch (err) {
     await stop();
     throw err;

@@ -88,7 +88,7 @@ const main = async () => {
     });
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { port?: number };
-    if (e.code === 'EADDRINUSE') {
+    if (e.code === 'EADDRINUSE' || /EADDRINUSE/.test(e.message)) {
       console.error(
         `A port the local cloud needs is already in use (${e.message}). Stop whatever holds it, or choose other ports: npm start -- --base-port 4610`,
       );
