@@ -1,6 +1,5 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { AwsError, type OperationHandler, startJsonProtocolServer } from './json-protocol.js';
+import { loadState, saveState } from './persistence.js';
 
 /**
  * The local cloud's CloudWatch Logs: groups, streams, PutLogEvents, GetLogEvents with AWS's forward and
@@ -526,26 +525,9 @@ class LogsService {
   }
 }
 
-const loadState = async (path: string): Promise<PersistedState | undefined> => {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as PersistedState;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-};
-
-const saveState = async (path: string, state: PersistedState) => {
-  await mkdir(dirname(path), { recursive: true });
-  // write then rename, so a crash mid-write never leaves a truncated file behind
-  const temporary = `${path}.${process.pid}.tmp`;
-  await writeFile(temporary, JSON.stringify(state));
-  await rename(temporary, path);
-};
-
 export async function startLogsEmulator(opts: LogsEmulatorOptions = {}): Promise<LogsEmulator> {
   const service = new LogsService(opts.region ?? 'us-east-1', opts.accountId ?? '000000000000');
-  const saved = opts.persistPath ? await loadState(opts.persistPath) : undefined;
+  const saved = opts.persistPath ? await loadState<PersistedState>(opts.persistPath) : undefined;
   if (saved) service.restore(saved);
   const server = await startJsonProtocolServer(
     {

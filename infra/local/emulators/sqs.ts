@@ -1,8 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { dirname } from 'node:path';
 import { AwsError, clientGone, type OperationHandler, startJsonProtocolServer } from './json-protocol.js';
+import { loadState, saveState } from './persistence.js';
 
 /**
  * The local cloud's SQS: standard queues with visibility timeouts, delays, long polling, retention and
@@ -910,26 +909,9 @@ const queryProtocol =
     }
   };
 
-const loadState = async (path: string): Promise<PersistedState | undefined> => {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as PersistedState;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-};
-
-const saveState = async (path: string, state: PersistedState) => {
-  await mkdir(dirname(path), { recursive: true });
-  // write then rename, so a crash mid-write never leaves a truncated file behind
-  const temporary = `${path}.${process.pid}.tmp`;
-  await writeFile(temporary, JSON.stringify(state));
-  await rename(temporary, path);
-};
-
 export async function startSqsEmulator(opts: SqsEmulatorOptions = {}): Promise<SqsEmulator> {
   const service = new SqsService(opts.accountId ?? '000000000000', opts.region ?? 'us-east-1');
-  const saved = opts.persistPath ? await loadState(opts.persistPath) : undefined;
+  const saved = opts.persistPath ? await loadState<PersistedState>(opts.persistPath) : undefined;
   if (saved) service.restore(saved);
   const server = await startJsonProtocolServer(
     {

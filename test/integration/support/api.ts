@@ -1,5 +1,5 @@
 import { inject } from 'vitest';
-import type { Run } from '../../../shared/domain/run.js';
+import { isTerminal, type Run } from '../../../shared/domain/run.js';
 
 /** A small client for the local cloud's HTTP API, as a user would call it. */
 export const endpoints = () => inject('endpoints');
@@ -66,15 +66,5 @@ export const waitForRun = async (
   }
 };
 
-const TERMINAL = new Set([
-  'COMPLETED',
-  'DONE',
-  'FAILED',
-  'CANCELLED',
-  'STOPPED',
-  'ABANDONED',
-  'PR_REJECTED',
-  'DEAD_LETTER',
-]);
 export const waitForTerminal = (runId: string, timeoutMs?: number) =>
-  waitForRun(runId, (run) => TERMINAL.has(run.status), timeoutMs);
+  waitForRun(runId, (run) => isTerminal(run.status), timeoutMs);
