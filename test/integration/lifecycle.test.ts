@@ -1,6 +1,7 @@
 import { SendMessageCommand, SetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { describe, expect, it } from 'vitest';
 import { QUEUE } from '../../infra/definitions.js';
+import type { Run } from '../../shared/domain/run.js';
 import { api, dispatch, endpoints, getRun, waitForRun, waitForTerminal } from './support/api.js';
 import { ecsControl, executionsOf, sfnControl, sqs, taskStatus, waitForTaskStopped } from './support/aws.js';
 
@@ -104,8 +105,9 @@ describe('a run on the local cloud', () => {
     expect(await executionsOf(body.runId)).toHaveLength(1);
   });
 
-  it('marks a run DEAD_LETTER when its message keeps failing, and lists it under that status', async () => {
+  it('marks a run DEAD_LETTER when its message keeps failing, lists it under that status, and redrives it', async () => {
     const queueUrl = endpoints().queueUrl;
+    let runId = '';
     await sqs().send(
       new SetQueueAttributesCommand({ QueueUrl: queueUrl, Attributes: { VisibilityTimeout: '1' } }),
     );
@@ -119,7 +121,8 @@ describe('a run on the local cloud', () => {
           })
         ).status,
       ).toBe(200);
-      const { body } = await dispatch({ itemId: 'ITEM-DLQ' });
+      const { body } = await dispatch({ itemId: 'ITEM-DLQ', config: { demo: { steps: 1, stepDelayMs: 1 } } });
+      runId = body.runId;
       const { run } = await waitForTerminal(body.runId, 60_000);
       expect(run.status).toBe('DEAD_LETTER');
       expect(run.exitReason).toBe('dead_letter');
@@ -137,6 +140,13 @@ describe('a run on the local cloud', () => {
         }),
       );
     }
+    // A redrive queues it again under a new execution name, and it runs to the end.
+    const redriven = await api<Run>('POST', `/v1/runs/${runId}/redrive`);
+    expect(redriven.status).toBe(202);
+    expect(redriven.body).toMatchObject({ status: 'QUEUED', redriveCount: 1 });
+    const { run } = await waitForTerminal(runId);
+    expect(run.status).toBe('COMPLETED');
+    expect((await executionsOf(runId)).map((e) => e.name)).toEqual([`${runId}-r1`]);
   });
 
   it('retries a launch that hit a capacity error and then completes', async () => {
