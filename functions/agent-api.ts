@@ -12,7 +12,7 @@ import {
   ingestEvents,
   podConfig,
 } from '../shared/usecases/agent.js';
-import { runRepository, taskSignals } from '../shared/wiring.js';
+import { directoryRepository, runRepository, stepContentStore, taskSignals } from '../shared/wiring.js';
 
 /** Batches carry step content; a step can be large, so the Agent API takes bigger bodies than v1. */
 const MAX_EVENTS_BODY_BYTES = 16 * MAX_BODY_BYTES;
@@ -36,8 +36,22 @@ export const makeHandler = (deps: AgentDeps, settings: AgentSettings) => {
   });
 };
 
-const env = readEnv('TABLE_NAME', 'POD_HEARTBEAT_SECONDS', 'CONTROL_POLL_MS');
+const env = readEnv(
+  'TABLE_NAME',
+  'POD_HEARTBEAT_SECONDS',
+  'CONTROL_POLL_MS',
+  'STEP_LOG_GROUP_NAME',
+  'PRICE_TABLE',
+  'POD_CPU_ARCHITECTURE',
+);
 export const handler = makeHandler(
-  { runs: runRepository(env.TABLE_NAME), signals: taskSignals(), clock: systemClock },
+  {
+    runs: runRepository(env.TABLE_NAME),
+    signals: taskSignals(),
+    clock: systemClock,
+    stepContent: stepContentStore(env.STEP_LOG_GROUP_NAME),
+    directory: directoryRepository(env.TABLE_NAME),
+    pricing: { table: env.PRICE_TABLE, architecture: env.POD_CPU_ARCHITECTURE },
+  },
   { heartbeatSeconds: env.POD_HEARTBEAT_SECONDS, controlPollMs: env.CONTROL_POLL_MS },
 );

@@ -13,15 +13,27 @@ import {
   podRequestSchema,
   projectRequestSchema,
 } from '../shared/schemas/api.js';
+import { logsQuerySchema, stepSeqSchema, stepsQuerySchema } from '../shared/schemas/timeline.js';
 import type { DirectoryDeps } from '../shared/usecases/directory.js';
 import * as directoryCases from '../shared/usecases/directory.js';
+import { type RunLogDeps, readRunLogs } from '../shared/usecases/logs.js';
 import type { RunCommandDeps } from '../shared/usecases/runs.js';
 import * as runCases from '../shared/usecases/runs.js';
-import { directoryRepository, runQueue, runRepository, sandbox, taskSignals } from '../shared/wiring.js';
+import { getAccountSpend, spendQuerySchema } from '../shared/usecases/spend.js';
+import { getStepContent, listSteps, type TimelineDeps } from '../shared/usecases/timeline.js';
+import {
+  directoryRepository,
+  logReader,
+  runQueue,
+  runRepository,
+  sandbox,
+  stepContentStore,
+  taskSignals,
+} from '../shared/wiring.js';
 
 /** HTTP API v1: runs, pods, projects, account. Parse → use case → answer. */
 export const makeHandler = (
-  deps: RunCommandDeps & DirectoryDeps,
+  deps: RunCommandDeps & DirectoryDeps & TimelineDeps & RunLogDeps,
   claims: { tenant: string; accountRole: string },
 ) => {
   type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
@@ -48,6 +60,36 @@ export const makeHandler = (
       json(200, await runCases.listRuns(deps, caller(event), query(event), pathParam(event, 'projectId'))),
     'GET /v1/runs': async (event) => json(200, await runCases.listRuns(deps, caller(event), query(event))),
     'GET /v1/runs/{runId}': runAction(runCases.getRun),
+    'GET /v1/runs/{runId}/steps': async (event) =>
+      json(
+        200,
+        await listSteps(
+          deps,
+          caller(event),
+          pathParam(event, 'runId'),
+          stepsQuerySchema.parse(event.queryStringParameters ?? {}),
+        ),
+      ),
+    'GET /v1/runs/{runId}/steps/{seq}/content': async (event) => ({
+      statusCode: 200,
+      headers: { 'content-type': 'text/plain; charset=utf-8' },
+      body: await getStepContent(
+        deps,
+        caller(event),
+        pathParam(event, 'runId'),
+        stepSeqSchema.parse(pathParam(event, 'seq')),
+      ),
+    }),
+    'GET /v1/runs/{runId}/logs': async (event) =>
+      json(
+        200,
+        await readRunLogs(
+          deps,
+          caller(event),
+          pathParam(event, 'runId'),
+          logsQuerySchema.parse(event.queryStringParameters ?? {}),
+        ),
+      ),
     'POST /v1/runs/{runId}/stop': runAction(runCases.stopRun),
     'POST /v1/runs/{runId}/done': runAction(runCases.closeRun),
     'POST /v1/runs/{runId}/replay': runAction(runCases.replayRun, 202),
@@ -85,10 +127,27 @@ export const makeHandler = (
         200,
         await directoryCases.setAccountLimits(deps, caller(event), parseJsonBody(event, accountLimitsSchema)),
       ),
+    'GET /v1/account/spend': async (event) =>
+      json(
+        200,
+        await getAccountSpend(
+          deps,
+          caller(event),
+          spendQuerySchema.parse(event.queryStringParameters ?? {}).window,
+        ),
+      ),
   });
 };
 
-const env = readEnv('TABLE_NAME', 'QUEUE_URL', 'CLUSTER_ARN', 'TENANT_CLAIM', 'ACCOUNT_ROLE_CLAIM');
+const env = readEnv(
+  'TABLE_NAME',
+  'QUEUE_URL',
+  'CLUSTER_ARN',
+  'TENANT_CLAIM',
+  'ACCOUNT_ROLE_CLAIM',
+  'LOG_GROUP_NAME',
+  'STEP_LOG_GROUP_NAME',
+);
 export const handler = makeHandler(
   {
     runs: runRepository(env.TABLE_NAME),
@@ -97,6 +156,8 @@ export const handler = makeHandler(
     signals: taskSignals(),
     sandbox: sandbox(env.CLUSTER_ARN),
     clock: systemClock,
+    logs: logReader(env.LOG_GROUP_NAME),
+    stepContent: stepContentStore(env.STEP_LOG_GROUP_NAME),
   },
   { tenant: env.TENANT_CLAIM, accountRole: env.ACCOUNT_ROLE_CLAIM },
 );

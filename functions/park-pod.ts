@@ -2,13 +2,20 @@ import { z } from 'zod';
 import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
 import type { RunRepository, TaskSignals } from '../shared/ports.js';
+import { approvalOutcomeSchema } from '../shared/schemas/approvals.js';
 import { parkPod } from '../shared/usecases/lifecycle.js';
 import { runRepository, taskSignals } from '../shared/wiring.js';
 
-/** State machine task (waitForTaskToken): park the token the pod's result will settle. */
+/** State machine task (waitForTaskToken): park the token the pod's checkpoint or result will settle. */
 export const makeHandler = (deps: { runs: RunRepository; signals: TaskSignals }) =>
   validatedHandler(
-    z.object({ runId: z.string(), taskArn: z.string(), taskToken: z.string().max(1024) }),
+    z.object({
+      runId: z.string(),
+      taskArn: z.string(),
+      taskToken: z.string().max(1024),
+      // the decision that resumed the pod, when this wait follows an approval
+      approval: approvalOutcomeSchema.optional(),
+    }),
     (input) => parkPod(deps, input),
   );
 

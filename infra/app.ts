@@ -36,6 +36,7 @@ export const buildApp = (context: Record<string, unknown> = {}): ExecutionRunsAp
     queue: stateful.queue,
     deadLetterQueue: stateful.deadLetterQueue,
     podLogGroup: stateful.podLogGroup,
+    stepContentLogGroup: stateful.stepContentLogGroup,
     alarmTopic: stateful.alarmTopic,
     jwtIssuer: requiredContext(app, 'jwtIssuer'),
     jwtAudience: requiredContext(app, 'jwtAudience'),

@@ -48,7 +48,9 @@ export type FunctionName =
   | 'finalize'
   | 'podStopped'
   | 'reconcile'
-  | 'sweeper';
+  | 'sweeper'
+  | 'requestApproval'
+  | 'approvals';
 
 export interface FunctionDefinition {
   /** file under functions/, without extension */
@@ -120,6 +122,18 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     memoryMiB: 256,
     description: 'Re-enqueues QUEUED runs whose message was lost',
   },
+  requestApproval: {
+    entry: 'request-approval',
+    timeoutSeconds: 30,
+    memoryMiB: 256,
+    description: 'Checkpoint reached: stores the approval, mails the project admins',
+  },
+  approvals: {
+    entry: 'approvals',
+    timeoutSeconds: 10,
+    memoryMiB: 256,
+    description: 'Approval link page and decisions (link and API)',
+  },
 };
 
 export type RouteAuth = 'jwt' | 'agent' | 'none';
@@ -143,6 +157,9 @@ export const ROUTES: RouteDefinition[] = [
   v1('GET', '/v1/projects/{projectId}/runs'),
   v1('GET', '/v1/runs'),
   v1('GET', '/v1/runs/{runId}'),
+  v1('GET', '/v1/runs/{runId}/steps'),
+  v1('GET', '/v1/runs/{runId}/steps/{seq}/content'),
+  v1('GET', '/v1/runs/{runId}/logs'),
   v1('POST', '/v1/runs/{runId}/stop'),
   v1('POST', '/v1/runs/{runId}/done'),
   v1('POST', '/v1/runs/{runId}/replay'),
@@ -155,9 +172,15 @@ export const ROUTES: RouteDefinition[] = [
   v1('PUT', '/v1/projects/{projectId}'),
   v1('GET', '/v1/account'),
   v1('PUT', '/v1/account/limits'),
+  v1('GET', '/v1/account/spend'),
   { method: 'GET', path: '/agent/v1/runs/{runId}', fn: 'agentApi', auth: 'agent' },
   { method: 'POST', path: '/agent/v1/runs/{runId}/events', fn: 'agentApi', auth: 'agent' },
   { method: 'GET', path: '/agent/v1/runs/{runId}/control', fn: 'agentApi', auth: 'agent' },
+  // Supervised runs: the email link (signed; GET only shows) and the same decision for API callers.
+  { method: 'GET', path: '/approve/{approvalId}', fn: 'approvals', auth: 'none' },
+  { method: 'POST', path: '/approve/{approvalId}', fn: 'approvals', auth: 'none' },
+  { method: 'POST', path: '/v1/runs/{runId}/approve', fn: 'approvals', auth: 'jwt' },
+  { method: 'POST', path: '/v1/runs/{runId}/cancel', fn: 'approvals', auth: 'jwt' },
 ];
 
 /** EventBridge rules: the same patterns deploy in CDK and are matched by the local bus. */
@@ -203,6 +226,7 @@ export const ASL_SUBSTITUTIONS = [
   'MarkRetryingFunctionArn',
   'ParkPodFunctionArn',
   'FinalizeFunctionArn',
+  'RequestApprovalFunctionArn',
   'ClusterArn',
   'TaskDefinitionArn',
   'SubnetIds',

@@ -4,6 +4,7 @@ import { ECSClient } from '@aws-sdk/client-ecs';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { CloudWatchLogReader, CloudWatchStepContentStore } from './adapters/cloudwatch-logs.js';
 import { DynamoDirectory } from './adapters/dynamo-directory.js';
 import { DynamoRunRepository } from './adapters/dynamo-run-repository.js';
 import { EcsSandbox } from './adapters/ecs-sandbox.js';
@@ -28,3 +29,11 @@ export const orchestrator = (stateMachineArn: string) =>
 export const taskSignals = () => new StepFunctionsTaskSignals(sfnClient());
 export const sandbox = (clusterArn: string) => new EcsSandbox(new ECSClient({ maxAttempts: 5 }), clusterArn);
 export const logsClient = () => new CloudWatchLogsClient({ retryMode: 'adaptive', maxAttempts: 6 });
+/**
+ * Throttled reads and writes back off and retry (the client's adaptive mode) before they answer 503.
+ * Reads serve API requests, which must answer within the function's timeout: fewer attempts.
+ */
+export const logReader = (logGroupName: string) =>
+  new CloudWatchLogReader(new CloudWatchLogsClient({ retryMode: 'adaptive', maxAttempts: 4 }), logGroupName);
+export const stepContentStore = (logGroupName: string) =>
+  new CloudWatchStepContentStore(logsClient(), logGroupName);

@@ -1,4 +1,5 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -12,6 +13,7 @@ import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import sesLocal from 'aws-ses-v2-local';
 import { buildPodBundle } from '../../pod/build.js';
 import { DynamoDirectory } from '../../shared/adapters/dynamo-directory.js';
+import { loadPriceTable } from '../../shared/domain/pricing.js';
 import {
   ASL_SUBSTITUTIONS,
   type AslSubstitution,
@@ -51,6 +53,7 @@ const NAMES = {
   stateMachine: 'execution-runs',
   cluster: 'execution-runs',
   podLogGroup: '/execution-runs/pods',
+  stepLogGroup: '/execution-runs/steps',
   taskDefinition: 'execution-runs-pod',
 };
 
@@ -83,6 +86,8 @@ export interface Endpoints {
   stateMachineArn: string;
   clusterArn: string;
   podLogGroup: string;
+  /** where the whole text of oversized steps is kept, a stream per step */
+  stepLogGroup: string;
   /** the local issuer's signing key (JWK), to sign tokens for other users */
   devIssuerKeyPath: string;
   issuer: string;
@@ -155,6 +160,15 @@ const startSes = async (port: number, host: string): Promise<{ url: string; clos
   };
 };
 
+/** The approval links' signing key; with --persist it survives restarts, and so do the links. */
+const loadOrCreateSecret = async (file: string): Promise<string> => {
+  const existing = (await readFile(file, 'utf8').catch(() => '')).trim();
+  if (existing.length >= 32) return existing;
+  const secret = randomBytes(32).toString('base64url');
+  await writeFile(file, secret, { mode: 0o600 });
+  return secret;
+};
+
 export const startLocalCloud = async (options: LocalCloudOptions): Promise<LocalCloud> => {
   const stops: (() => Promise<void> | void)[] = [];
   const stop = async () => {
@@ -167,6 +181,8 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     }
   };
   try {
+    // The handlers price usage with PRICE_TABLE as in Lambda; a bad table stops the start, not a run.
+    loadPriceTable(process.env.PRICE_TABLE);
     await mkdir(options.stateDir, { recursive: true });
     const dataDir = path.join(options.stateDir, 'data');
     if (options.persist) await mkdir(dataDir, { recursive: true });
@@ -228,11 +244,11 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     const queueUrl = queue.QueueUrl as string;
     const queueArn = `arn:aws:sqs:${REGION}:${ACCOUNT}:${NAMES.queue}`;
     const logsClient = new CloudWatchLogsClient({ ...client, endpoint: logs.url });
-    await logsClient
-      .send(new CreateLogGroupCommand({ logGroupName: NAMES.podLogGroup }))
-      .catch((err: Error) => {
+    for (const logGroupName of [NAMES.podLogGroup, NAMES.stepLogGroup]) {
+      await logsClient.send(new CreateLogGroupCommand({ logGroupName })).catch((err: Error) => {
         if (err.name !== 'ResourceAlreadyExistsException') throw err;
       });
+    }
 
     const bus = createEventBus();
     const podBundle = path.join(options.stateDir, 'pod.mjs');
@@ -279,6 +295,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       MarkRetryingFunctionArn: runtime.arnOf('markRetrying'),
       ParkPodFunctionArn: runtime.arnOf('parkPod'),
       FinalizeFunctionArn: runtime.arnOf('finalize'),
+      RequestApprovalFunctionArn: runtime.arnOf('requestApproval'),
       ClusterArn: clusterArn,
       TaskDefinitionArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/${NAMES.taskDefinition}:1`,
       SubnetIds: 'subnet-local-a,subnet-local-b',
@@ -300,6 +317,9 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     const issuerUrl = `http://${host}/local-issuer`;
     // Kept on disk so tools and tests can sign tokens for other users of the local issuer.
     const issuerKeyPath = path.join(options.persist ? dataDir : options.stateDir, 'dev-issuer-key.json');
+    const approvalSecret = await loadOrCreateSecret(
+      path.join(options.persist ? dataDir : options.stateDir, 'approval-signing-secret'),
+    );
     const issuer = await createDevIssuer({
       issuer: issuerUrl,
       audience: 'execution-runs',
@@ -325,12 +345,17 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       AWS_ENDPOINT_URL_ECS: ecs.url,
       AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: logs.url,
       AWS_ENDPOINT_URL_SESV2: ses.url,
+      // Approval links point at the local API and are signed with a key kept beside the issuer's.
+      PUBLIC_API_URL: api.url,
+      APPROVAL_SENDER: 'approvals@example.com',
+      APPROVAL_SIGNING_SECRET: approvalSecret,
       TABLE_NAME: NAMES.table,
       QUEUE_URL: queueUrl,
       STATE_MACHINE_ARN: machine.stateMachineArn,
       CLUSTER_ARN: clusterArn,
       AGENT_API_URL: api.url,
       LOG_GROUP_NAME: NAMES.podLogGroup,
+      STEP_LOG_GROUP_NAME: NAMES.stepLogGroup,
       POD_CONTAINER_NAME,
       LAUNCH_BACKOFF_SECONDS: options.launchBackoffSeconds,
       POD_HEARTBEAT_SECONDS: String(options.podHeartbeatSeconds),
@@ -411,6 +436,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       stateMachineArn: machine.stateMachineArn as string,
       clusterArn,
       podLogGroup: NAMES.podLogGroup,
+      stepLogGroup: NAMES.stepLogGroup,
       devIssuerKeyPath: issuerKeyPath,
       issuer: issuerUrl,
       audience: 'execution-runs',

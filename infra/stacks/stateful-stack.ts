@@ -25,6 +25,8 @@ export class StatefulStack extends Stack {
   public readonly queue: sqs.Queue;
   public readonly deadLetterQueue: sqs.Queue;
   public readonly podLogGroup: logs.LogGroup;
+  /** the whole text of steps too large for their record, a stream per step */
+  public readonly stepContentLogGroup: logs.LogGroup;
   public readonly alarmTopic: sns.Topic;
   public readonly deadLetterAlarm: cloudwatch.Alarm;
 
@@ -68,6 +70,11 @@ export class StatefulStack extends Stack {
 
     this.podLogGroup = new logs.LogGroup(this, 'PodLogs', {
       retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    // Part of the step timeline, which outlives the raw sandbox output.
+    this.stepContentLogGroup = new logs.LogGroup(this, 'StepContentLogs', {
+      retention: logs.RetentionDays.ONE_YEAR,
       removalPolicy: RemovalPolicy.RETAIN,
     });
 

@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { CfnOutput, Duration, Stack, type StackProps, Validations } from 'aws-cdk-lib';
+import { CfnOutput, CfnParameter, Duration, Fn, Stack, type StackProps, Validations } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpJwtAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
@@ -13,12 +13,16 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { FactName } from 'aws-cdk-lib/region-info';
 import type { Construct } from 'constructs';
+import { type CpuArchitecture, loadPriceTable } from '../../shared/domain/pricing.js';
 import { RunFunction } from '../constructs/run-function.js';
 import {
   ASL_SUBSTITUTIONS,
@@ -77,6 +81,20 @@ const RUNS_TABLE_ACTIONS = [
 
 const API_THROTTLE = { rateLimit: 100, burstLimit: 200 };
 
+/** The pods' CPU architecture: the task definition runs on it and Fargate time is priced for it. */
+const POD_CPU_ARCHITECTURE: CpuArchitecture = 'ARM64';
+
+/**
+ * The price table from the CDK context `priceTable` (a JSON object, or its text with -c), checked at
+ * synth so a bad table never deploys; without it the functions use the built-in table.
+ */
+const priceTableEnvironment = (context: unknown): Record<string, string> => {
+  if (context === undefined || context === '') return {};
+  const json = typeof context === 'string' ? context : JSON.stringify(context);
+  loadPriceTable(json);
+  return { PRICE_TABLE: JSON.stringify(JSON.parse(json)) };
+};
+
 /** Why a route has no API Gateway authorizer, for the cdk-nag acknowledgements. */
 const UNAUTHORIZED_ROUTE_REASONS: Record<Exclude<RouteAuth, 'jwt'>, string> = {
   agent:
@@ -104,6 +122,7 @@ export interface StatelessStackProps extends StackProps {
   queue: sqs.IQueue;
   deadLetterQueue: sqs.IQueue;
   podLogGroup: logs.ILogGroup;
+  stepContentLogGroup: logs.ILogGroup;
   alarmTopic: sns.ITopic;
   jwtIssuer: string;
   jwtAudience: string;
@@ -154,6 +173,7 @@ export class StatelessStack extends Stack {
     this.addRoutes(props);
     this.stateMachine = this.createStateMachine();
     this.grantFunctions(props);
+    this.wireApprovals();
     this.connectEventSources(props);
     this.eventDeliveryDeadLetterQueue = this.createEventRules();
     this.createAlarms(props.alarmTopic);
@@ -195,7 +215,7 @@ export class StatelessStack extends Stack {
       cpu: 1024,
       memoryLimitMiB: 2048,
       runtimePlatform: {
-        cpuArchitecture: ecs.CpuArchitecture.ARM64,
+        cpuArchitecture: ecs.CpuArchitecture.of(POD_CPU_ARCHITECTURE),
         operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
       },
       taskRole: this.podTaskRole,
@@ -206,7 +226,7 @@ export class StatelessStack extends Stack {
       image: ecs.ContainerImage.fromAsset(repoRoot, {
         file: 'pod/Dockerfile',
         exclude: POD_IMAGE_EXCLUDES,
-        platform: Platform.LINUX_ARM64,
+        platform: POD_CPU_ARCHITECTURE === 'ARM64' ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64,
       }),
       logging: ecs.LogDrivers.awsLogs({ logGroup: podLogGroup, streamPrefix: 'pod' }),
     });
@@ -245,9 +265,12 @@ export class StatelessStack extends Stack {
       QUEUE_URL: props.queue.queueUrl,
       CLUSTER_ARN: this.cluster.clusterArn,
       LOG_GROUP_NAME: props.podLogGroup.logGroupName,
+      STEP_LOG_GROUP_NAME: props.stepContentLogGroup.logGroupName,
       POD_CONTAINER_NAME,
       LAUNCH_BACKOFF_SECONDS: LAUNCH.backoffSeconds.join(','),
       POD_HEARTBEAT_SECONDS: String(LAUNCH.heartbeatSeconds),
+      POD_CPU_ARCHITECTURE,
+      ...priceTableEnvironment(this.node.tryGetContext('priceTable')),
     };
     // checks hands the pod the Agent API's address.
     const extra: Partial<Record<FunctionName, Record<string, string>>> = {
@@ -383,6 +406,9 @@ export class StatelessStack extends Stack {
     this.stateMachine.grantStartExecution(fns.startRun.role);
     // GET /v1/runs/{runId}/logs pages through the pods' log streams.
     props.podLogGroup.grant(fns.api.role, 'logs:GetLogEvents', 'logs:FilterLogEvents');
+    // The Agent API keeps the whole text of oversized steps; the API reads it back.
+    props.stepContentLogGroup.grant(fns.agentApi.role, 'logs:CreateLogStream', 'logs:PutLogEvents');
+    props.stepContentLogGroup.grant(fns.api.role, 'logs:GetLogEvents');
 
     // Separate policies rather than the roles' default ones: parkPod is invoked by the state machine,
     // and a grant in its default policy would make the function depend on the state machine.
@@ -414,6 +440,84 @@ export class StatelessStack extends Stack {
       id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/<${this.getLogicalId(this.cluster.node.defaultChild as ecs.CfnCluster)}>/*]`,
       reason: 'Task ids are only known at run time: scoped to the tasks of this one cluster.',
     });
+  }
+
+  /**
+   * Supervised runs: requestApproval mails from the verified SES identity (the `approvalSender`
+   * context, or the ApprovalSender parameter at deploy) with links to this API; both approval
+   * functions read the link-signing secret, generated at deploy, through the Parameters and Secrets
+   * Lambda Extension (a layer; no SDK client in the bundle).
+   */
+  private wireApprovals(): void {
+    const { requestApproval, approvals } = this.functions;
+    const context = this.node.tryGetContext('approvalSender');
+    const sender = new CfnParameter(this, 'ApprovalSender', {
+      type: 'String',
+      description: 'The verified SES identity (an address) that approval mail is sent from',
+      allowedPattern: '^[^@\\s]+@[^@\\s]+$',
+      ...(typeof context === 'string' && context !== '' ? { default: context } : {}),
+    }).valueAsString;
+    const secret = new secretsmanager.Secret(this, 'ApprovalLinkSecret', {
+      description: 'Signs the approval links mailed to project admins',
+      generateSecretString: { passwordLength: 64, excludePunctuation: true },
+    });
+    Validations.of(secret).acknowledge({
+      id: 'AwsSolutions-SMG4',
+      reason:
+        'Rotating the link-signing key would invalidate every approval link in flight; it is a random 64-character key that never leaves Secrets Manager and the two approval functions.',
+    });
+    const layer = lambda.LayerVersion.fromLayerVersionArn(
+      this,
+      'ParamsAndSecretsLayer',
+      this.regionalFact(
+        FactName.paramsAndSecretsLambdaLayer(
+          lambda.ParamsAndSecretsVersions.V1_0_103,
+          lambda.Architecture.ARM_64.name,
+        ),
+      ),
+    );
+    for (const fn of [requestApproval, approvals]) {
+      fn.function.addLayers(layer);
+      fn.function.addEnvironment('APPROVAL_SECRET_ARN', secret.secretArn);
+      secret.grantRead(fn.role);
+    }
+    // A decision settles the approval wait; a run that ended before its approval was stored fails it.
+    // Separate policies: requestApproval is invoked by the state machine (see grantFunctions).
+    new iam.Policy(this, 'ApprovalDecisionPolicy', {
+      statements: [
+        new iam.PolicyStatement({
+          actions: ['states:SendTaskSuccess'],
+          resources: [this.stateMachine.stateMachineArn],
+        }),
+      ],
+      roles: [approvals.role],
+    });
+    new iam.Policy(this, 'ApprovalRequestPolicy', {
+      statements: [
+        new iam.PolicyStatement({
+          actions: ['states:SendTaskFailure'],
+          resources: [this.stateMachine.stateMachineArn],
+        }),
+      ],
+      roles: [requestApproval.role],
+    });
+    requestApproval.function.addEnvironment('PUBLIC_API_URL', this.apiStage.url);
+    requestApproval.function.addEnvironment('APPROVAL_SENDER', sender);
+    // SendEmail from the sender identity only, verified as the address or as its domain.
+    requestApproval.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['ses:SendEmail'],
+        resources: [
+          this.formatArn({ service: 'ses', resource: 'identity', resourceName: sender }),
+          this.formatArn({
+            service: 'ses',
+            resource: 'identity',
+            resourceName: Fn.select(1, Fn.split('@', sender)),
+          }),
+        ],
+        conditions: { StringEquals: { 'ses:FromAddress': sender } },
+      }),
+    );
   }
 
   private connectEventSources(props: StatelessStackProps): void {

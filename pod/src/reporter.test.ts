@@ -25,7 +25,8 @@ const setUp = async (fake: FakeAgentApiOptions = {}, options: ReporterOptions = 
 };
 
 const step = (content: string) => ({ type: 'step', kind: 'assistant', content }) as const;
-const eventually = async (check: () => boolean, timeoutMs = 2000) => {
+// Generous: a loaded CI machine is slow, and every interval under test is far longer or far shorter.
+const eventually = async (check: () => boolean, timeoutMs = 10_000) => {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error('condition not met in time');

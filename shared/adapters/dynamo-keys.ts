@@ -30,6 +30,13 @@ export const keys = {
   }),
   step: (runId: string, seq: number): Key => ({ pk: `RUN#${segment(runId)}`, sk: `STEP#${padSeq(seq)}` }),
   usage: (runId: string, seq: number): Key => ({ pk: `RUN#${segment(runId)}`, sk: `USAGE#${padSeq(seq)}` }),
+  /** the ledger's last entry: sandbox time and the per-run fee, written once the run has ended */
+  settlement: (runId: string): Key => ({ pk: `RUN#${segment(runId)}`, sk: 'USAGE#SETTLEMENT' }),
+  /** an account's spend in one UTC hour (`YYYY-MM-DDTHH`) */
+  spendHour: (accountId: string, hour: string): Key => ({
+    pk: `SPEND#${segment(accountId)}`,
+    sk: `H#${hour}`,
+  }),
   event: (runId: string, seq: number): Key => ({ pk: `RUN#${segment(runId)}`, sk: `EVT#${padSeq(seq)}` }),
   account: (accountId: string): Key => ({ pk: `ACCT#${segment(accountId)}`, sk: 'ACCOUNT' }),
   project: (accountId: string, projectId: string): Key => ({
@@ -47,6 +54,7 @@ export const SK_PREFIX = {
   pod: 'POD#',
   step: 'STEP#',
   usage: 'USAGE#',
+  spendHour: 'H#',
   event: 'EVT#',
 } as const;
 

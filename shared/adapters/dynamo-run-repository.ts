@@ -9,6 +9,7 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { type IndexName, TABLE } from '../../infra/definitions.js';
+import type { ApprovalHistoryEntry, PendingApproval } from '../domain/approval.js';
 import {
   ConflictError,
   NotFoundError,
@@ -16,6 +17,7 @@ import {
   TransitionRefusedError,
 } from '../domain/errors.js';
 import { runIdLowerBound } from '../domain/ids.js';
+import { spendHour, type TokenCharge } from '../domain/pricing.js';
 import {
   type Artifact,
   allowedFrom,
@@ -30,16 +32,21 @@ import {
   type StatusChange,
   ZERO_COST,
 } from '../domain/run.js';
+import { STEP_CONTENT_INLINE_BYTES, type Step, type StepContentRef, type StepPage } from '../domain/steps.js';
 import {
   type AgentEvent,
   type Clock,
+  type HourlySpend,
   type RunConfigSnapshot,
   type RunListFilter,
   type RunPage,
   type RunPatch,
   type RunRepository,
+  type Settlement,
+  type SpendScope,
   systemClock,
   type TransitionRequest,
+  type UsagePricing,
 } from '../ports.js';
 import {
   backOff,
@@ -54,6 +61,7 @@ import {
   MAX_ATTEMPTS,
   type RunScope,
   runIndexAttributes,
+  SK_PREFIX,
   statusIndexAttributes,
   Update,
 } from './dynamo-keys.js';
@@ -66,30 +74,47 @@ import {
  *                                  `artifacts` list, `lastSeq`; usage and cost as FLAT numbers
  *                                  `usage:<model>:<field>` and `cost:<field>`, so concurrent ADDs never
  *                                  need a parent map to exist. Also `podTaskToken` and `agentTokenHash`,
- *                                  which no Run object returned from here ever carries.
+ *                                  which no Run object returned from here ever carries (while a checkpoint
+ *                                  waits for a person, `podTaskToken` holds the approval's token).
+ *                                  `pendingApproval` while a checkpoint waits; `approvals`, how each ended.
  *                                  List index keys: gAcct A#<acct>, gAcctStatus A#<acct>#<status>,
  *                                  gProj P#<acct>#<project>, gProjStatus P#<acct>#<project>#<status>,
  *                                  gAcctPod A#<acct>#<pod>, gAcctSource A#<acct>#<source>, all sorted by
  *                                  runId (a ULID: time order); gQueued = QUEUED only while QUEUED (sweeper).
  *   RUN#<runId>  CONFIG            the frozen config snapshot, apart because it can be ~256 KB and write
  *                                  units scale with the size of the item written.
- *   RUN#<runId>  STEP#<seq:10>     an agent step; content above 32 KB is cut (`truncated`, `contentBytes`).
+ *   RUN#<runId>  STEP#<seq:10>     an agent step; content above 32 KB is cut (`truncated`, `contentBytes`)
+ *                                  and `fullContent` points at the whole text, kept in CloudWatch Logs.
+ *   RUN#<runId>  STEPS             `through`: every step up to this seq is written (a batch's steps are
+ *                                  written in parallel, so a reader stops there and never skips one).
  *   RUN#<runId>  USAGE#<seq:10>    a usage ledger entry (usage events and usage inside steps); written in
  *                                  one transaction with the run's ADDs, so totals always equal the ledger.
  *   RUN#<runId>  EVT#<seq:10>      other per-seq facts: artifact, checkpoint, result.
+ *   RUN#<runId>  USAGE#SETTLEMENT  the ledger's last entry: sandbox time and the per-run fee, once the run
+ *                                  has ended. Every priced entry records `priceTableVersion` and its
+ *                                  micro-USD; the run's `cost:*` grow by exactly the entries' amounts.
  *   IDEM#<acct>#<key>  IDEM        the run an Idempotency-Key created.
+ *   SPEND#<acct>  H#<YYYY-MM-DDTHH>  the account's spend in that UTC hour: `totalMicroUsd` and, per
+ *                                  project and pod, `project:<id>` and `pod:<id>`; ADDed in the same
+ *                                  transaction as each priced entry, so trailing windows are one Query.
  *
  * Every per-seq item is written with attribute_not_exists, so a repeated seq is a duplicate, never
  * applied twice. Status changes are conditional updates: `status IN allowedFrom(to)`.
  */
 
 const CONDITION_FAILED = 'ConditionalCheckFailed';
-/** Step content kept in the item; the rest waits for full-text storage. */
-const STEP_CONTENT_LIMIT = 32 * 1024;
+/** Step content kept in the item; the whole text is kept apart (see StepContentRef). */
+const STEP_CONTENT_LIMIT = STEP_CONTENT_INLINE_BYTES;
 const STEP_ARGS_LIMIT = 8 * 1024;
 const CHECKPOINT_DETAILS_LIMIT = 96 * 1024;
-/** A transaction holds up to 100 actions: the run's update plus this many ledger items. */
-const LEDGER_ITEMS_PER_TRANSACTION = 99;
+/** A transaction holds up to 100 actions: the run's and the spend bucket's updates plus this many ledger items. */
+const LEDGER_ITEMS_PER_TRANSACTION = 98;
+/** Spend buckets outlive every window read from them (30 days) with room to spare. */
+const SPEND_BUCKET_TTL_SECONDS = 90 * 86_400;
+const SPEND_TOTAL = 'totalMicroUsd';
+const SPEND_BY_PROJECT = 'project:';
+const SPEND_BY_POD = 'pod:';
+const sumOf = (amounts: number[]): number => amounts.reduce((sum, n) => sum + n, 0);
 const BATCH_GET_KEYS = 100;
 /** Index page size when a FilterExpression may drop items after the read. */
 const FILTERED_PAGE_SIZE = 200;
@@ -190,13 +215,15 @@ interface RunEffect {
   event: AgentEvent;
   item: Record<string, unknown>;
   tokens?: TokenCounts;
+  /** what the tokens cost, when the batch is priced */
+  charge?: TokenCharge;
   artifact?: Artifact;
   pullRequest?: PullRequest;
   /** false when the item is the usage inside a step: the step's own item decides whether it is new */
   decidesAcceptance: boolean;
 }
 
-const stepItem = (runId: string, e: StepEvent): Record<string, unknown> => {
+const stepItem = (runId: string, e: StepEvent, fullContent?: StepContentRef): Record<string, unknown> => {
   const content = truncateUtf8(e.content, STEP_CONTENT_LIMIT);
   // JSON text, not a map: tool arguments are arbitrary and may nest deeper than DynamoDB allows.
   const args = e.args === undefined ? undefined : truncateUtf8(JSON.stringify(e.args), STEP_ARGS_LIMIT);
@@ -211,11 +238,20 @@ const stepItem = (runId: string, e: StepEvent): Record<string, unknown> => {
     model: e.model,
     usage: e.usage,
     args: args?.text,
-    ...(content.truncated || args?.truncated
-      ? { truncated: true, contentBytes: content.bytes, argsBytes: args?.bytes }
-      : {}),
+    ...(content.truncated ? { truncated: true, contentBytes: content.bytes, fullContent } : {}),
+    ...(args?.truncated ? { argsTruncated: true, argsBytes: args.bytes } : {}),
   });
 };
+
+/** The item without its keys; `costMicroUsd`, once steps are priced, comes along. */
+const fromStepItem = (item: Record<string, unknown>): Step => {
+  const { pk: _pk, sk: _sk, runId: _runId, ...step } = item;
+  return step as unknown as Step;
+};
+
+/** The highest seq a step item can have: its sort key holds ten digits. */
+const MAX_STEP_SEQ = 9_999_999_999;
+const stepsHeadKey = (runId: string) => ({ pk: keys.run(runId).pk, sk: 'STEPS' });
 
 const tokenCounts = (model: string, u: Omit<UsageEvent, 'seq' | 'at' | 'type' | 'model'>): TokenCounts => ({
   model,
@@ -225,12 +261,27 @@ const tokenCounts = (model: string, u: Omit<UsageEvent, 'seq' | 'at' | 'type' | 
   cacheWriteTokens: u.cacheWriteTokens ?? 0,
 });
 
-const usageEffect = (runId: string, e: UsageEvent | StepEvent, tokens: TokenCounts): RunEffect => ({
-  event: e,
-  item: { ...keys.usage(runId, e.seq), runId, seq: e.seq, at: e.at, from: e.type, ...tokens },
-  tokens,
-  decidesAcceptance: e.type === 'usage',
-});
+const usageEffect = (
+  runId: string,
+  e: UsageEvent | StepEvent,
+  tokens: TokenCounts,
+  pricing?: UsagePricing,
+): RunEffect => {
+  const charge = pricing?.price(tokens.model, tokens);
+  const priced = charge && {
+    costMicroUsd: charge.tokenMicroUsd,
+    feeMicroUsd: charge.feeMicroUsd,
+    totalMicroUsd: charge.totalMicroUsd,
+    priceTableVersion: charge.priceTableVersion,
+  };
+  return {
+    event: e,
+    item: { ...keys.usage(runId, e.seq), runId, seq: e.seq, at: e.at, from: e.type, ...tokens, ...priced },
+    tokens,
+    charge,
+    decidesAcceptance: e.type === 'usage',
+  };
+};
 
 const artifactEffect = (runId: string, e: ArtifactEvent): RunEffect => ({
   event: e,
@@ -529,6 +580,34 @@ export class DynamoRunRepository implements RunRepository {
     }
   }
 
+  async parkApproval(runId: string, pending: PendingApproval, token: string): Promise<Run | undefined> {
+    const update = new Update().set('pendingApproval', compact(pending)).set('podTaskToken', token);
+    const condition = `${update.name('status')} = ${update.value('AWAITING_APPROVAL')} AND ${update.name('pendingApproval')}.${update.name('seq')} = ${update.value(pending.seq)}`;
+    try {
+      return await this.updateRun(runId, update, condition);
+    } catch (err) {
+      if (isConditionFailed(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async closeApproval(runId: string, entry: ApprovalHistoryEntry): Promise<boolean> {
+    const update = new Update().remove('pendingApproval');
+    const approvals = update.name('approvals');
+    update.setTo(
+      'approvals',
+      `list_append(if_not_exists(${approvals}, ${update.value([])}), ${update.value([compact(entry)])})`,
+    );
+    const condition = `${update.name('pendingApproval')}.${update.name('seq')} = ${update.value(entry.seq)}`;
+    try {
+      await this.updateRun(runId, update, condition);
+      return true;
+    } catch (err) {
+      if (isConditionFailed(err)) return false;
+      throw err;
+    }
+  }
+
   async setAgentTokenHash(runId: string, hash: string): Promise<void> {
     const update = new Update().set('agentTokenHash', hash);
     try {
@@ -546,6 +625,8 @@ export class DynamoRunRepository implements RunRepository {
   async recordEvents(
     runId: string,
     events: AgentEvent[],
+    fullContent?: ReadonlyMap<number, StepContentRef>,
+    pricing?: UsagePricing,
   ): Promise<{ accepted: AgentEvent[]; duplicates: number }> {
     const bySeq = new Map<number, AgentEvent>();
     let duplicates = 0;
@@ -568,12 +649,15 @@ export class DynamoRunRepository implements RunRepository {
       puts.push(this.putIfAbsent(item).then((isNew) => void (isNew && fresh.add(e))));
     for (const e of ordered) {
       switch (e.type) {
-        case 'step':
-          putIfNew(e, stepItem(runId, e));
-          if (e.usage) effects.push(usageEffect(runId, e, tokenCounts(e.model ?? 'unknown', e.usage)));
+        case 'step': {
+          const usage = e.usage && usageEffect(runId, e, tokenCounts(e.model ?? 'unknown', e.usage), pricing);
+          const cost = usage?.charge ? { costMicroUsd: usage.charge.tokenMicroUsd } : {};
+          putIfNew(e, { ...stepItem(runId, e, fullContent?.get(e.seq)), ...cost });
+          if (usage) effects.push(usage);
           break;
+        }
         case 'usage':
-          effects.push(usageEffect(runId, e, tokenCounts(e.model, e)));
+          effects.push(usageEffect(runId, e, tokenCounts(e.model, e), pricing));
           break;
         case 'artifact':
           effects.push(artifactEffect(runId, e));
@@ -596,7 +680,9 @@ export class DynamoRunRepository implements RunRepository {
       }
     }
     await Promise.all(puts);
-    for (const effect of await this.applyEffects(runId, effects)) {
+    const lastStep = ordered.findLast((e) => e.type === 'step');
+    if (lastStep) await this.raiseStepsThrough(runId, lastStep.seq);
+    for (const effect of await this.applyEffects(runId, effects, pricing?.scope)) {
       if (effect.decidesAcceptance) fresh.add(effect.event);
     }
     for (const phase of phases) await this.advancePhase(runId, phase);
@@ -604,6 +690,53 @@ export class DynamoRunRepository implements RunRepository {
 
     const accepted = ordered.filter((e) => fresh.has(e));
     return { accepted, duplicates: duplicates + ordered.length - accepted.length };
+  }
+
+  async listSteps(
+    runId: string,
+    query: { afterSeq: number; limit: number; settledOnly: boolean },
+  ): Promise<StepPage> {
+    let through = MAX_STEP_SEQ;
+    if (query.settledOnly) {
+      const projection = new Expression();
+      const head = await this.db.send(
+        new GetCommand({
+          TableName: this.tableName,
+          Key: stepsHeadKey(runId),
+          ConsistentRead: true,
+          ProjectionExpression: projection.name('through'),
+          ...projection.attributes(),
+        }),
+      );
+      through = Number(head.Item?.through ?? 0);
+    }
+    if (query.limit <= 0 || through <= query.afterSeq) return { items: [], more: false };
+    // One more than asked for tells whether another page follows.
+    const want = query.limit + 1;
+    const found: Record<string, unknown>[] = [];
+    const range = new Expression();
+    const keyCondition = `${range.name('pk')} = ${range.value(keys.run(runId).pk)} AND ${range.name('sk')} BETWEEN ${range.value(keys.step(runId, query.afterSeq + 1).sk)} AND ${range.value(keys.step(runId, through).sk)}`;
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const page = await this.db.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: keyCondition,
+          ConsistentRead: true,
+          Limit: want - found.length,
+          ExclusiveStartKey: startKey,
+          ...range.attributes(),
+        }),
+      );
+      found.push(...(page.Items ?? []));
+      startKey = page.LastEvaluatedKey;
+    } while (startKey && found.length < want);
+    return { items: found.slice(0, query.limit).map(fromStepItem), more: found.length > query.limit };
+  }
+
+  async getStep(runId: string, seq: number): Promise<Step | undefined> {
+    const out = await this.db.send(new GetCommand({ TableName: this.tableName, Key: keys.step(runId, seq) }));
+    return out.Item ? fromStepItem(out.Item) : undefined;
   }
 
   async advancePhase(runId: string, phase: Phase): Promise<void> {
@@ -619,6 +752,89 @@ export class DynamoRunRepository implements RunRepository {
       if (!isConditionFailed(err)) throw err;
       if (!conditionFailedItem(err)) throw new NotFoundError('run', runId);
     }
+  }
+
+  async settle(runId: string, settlement: Settlement, scope: SpendScope): Promise<boolean> {
+    const now = this.clock.now().toISOString();
+    const entry = { ...keys.settlement(runId), runId, from: 'settlement', at: now, ...settlement };
+    const update = new Update()
+      .add(costAttribute('sandboxCpuUsd'), settlement.cpuMicroUsd)
+      .add(costAttribute('sandboxMemoryUsd'), settlement.memoryMicroUsd)
+      .add(costAttribute('feeUsd'), settlement.feeMicroUsd)
+      .add(costAttribute('totalUsd'), settlement.totalMicroUsd)
+      .add('version', 1)
+      .set('updatedAt', now);
+    const runUpdate = {
+      TableName: this.tableName,
+      Key: keys.run(runId),
+      UpdateExpression: update.expression(),
+      ConditionExpression: `attribute_exists(${update.name('pk')})`,
+      ...update.attributes(),
+    };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.db.send(
+          new TransactWriteCommand({
+            TransactItems: [
+              {
+                Put: {
+                  TableName: this.tableName,
+                  Item: entry,
+                  ConditionExpression: 'attribute_not_exists(pk)',
+                },
+              },
+              { Update: runUpdate },
+              ...this.spendUpdates(scope, settlement.totalMicroUsd),
+            ],
+          }),
+        );
+        return true;
+      } catch (err) {
+        const reasons = cancellationReasons(err);
+        if (!reasons) throw err;
+        if (reasons[0]?.Code === CONDITION_FAILED) return false;
+        if (reasons[1]?.Code === CONDITION_FAILED) throw new NotFoundError('run', runId);
+        if (!isTransientCancellation(reasons)) throw err;
+        if (attempt >= MAX_ATTEMPTS) throw new ServiceUnavailableError('the run could not be settled; retry');
+        await backOff(attempt);
+      }
+    }
+  }
+
+  async hourlySpend(accountId: string, fromHour: string, toHour: string): Promise<HourlySpend[]> {
+    const expr = new Expression();
+    const first = keys.spendHour(accountId, fromHour);
+    const keyCondition = `${expr.name('pk')} = ${expr.value(first.pk)} AND ${expr.name('sk')} BETWEEN ${expr.value(first.sk)} AND ${expr.value(keys.spendHour(accountId, toHour).sk)}`;
+    const hours: HourlySpend[] = [];
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const page = await this.db.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: keyCondition,
+          ConsistentRead: true,
+          ExclusiveStartKey: startKey,
+          ...expr.attributes(),
+        }),
+      );
+      for (const item of page.Items ?? []) {
+        const bucket: HourlySpend = {
+          hour: String(item.sk).slice(SK_PREFIX.spendHour.length),
+          totalMicroUsd: Number(item[SPEND_TOTAL] ?? 0),
+          byProject: {},
+          byPod: {},
+        };
+        for (const [name, value] of Object.entries(item)) {
+          if (name.startsWith(SPEND_BY_PROJECT))
+            bucket.byProject[name.slice(SPEND_BY_PROJECT.length)] = Number(value);
+          else if (name.startsWith(SPEND_BY_POD))
+            bucket.byPod[name.slice(SPEND_BY_POD.length)] = Number(value);
+        }
+        hours.push(bucket);
+      }
+      startKey = page.LastEvaluatedKey;
+    } while (startKey);
+    return hours;
   }
 
   /** Every write to the run item: bumps version and updatedAt, returns the run as stored. */
@@ -663,6 +879,25 @@ export class DynamoRunRepository implements RunRepository {
     }
   }
 
+  /** A small item of its own, so marking a batch's steps written costs one write unit. */
+  private async raiseStepsThrough(runId: string, seq: number): Promise<void> {
+    const update = new Update().set('through', seq).set('runId', runId);
+    const through = update.name('through');
+    try {
+      await this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: stepsHeadKey(runId),
+          UpdateExpression: update.expression(),
+          ConditionExpression: `attribute_not_exists(${through}) OR ${through} < ${update.value(seq)}`,
+          ...update.attributes(),
+        }),
+      );
+    } catch (err) {
+      if (!isConditionFailed(err)) throw err;
+    }
+  }
+
   private async raiseHeartbeat(runId: string, at: string): Promise<void> {
     const update = new Update().set('lastHeartbeatAt', at);
     const last = update.name('lastHeartbeatAt');
@@ -696,7 +931,7 @@ export class DynamoRunRepository implements RunRepository {
    * 100 actions. A cancelled transaction names the items whose seq was seen before: they are dropped and
    * the rest retried, so nothing is applied twice. Returns the effects that were new.
    */
-  private async applyEffects(runId: string, effects: RunEffect[]): Promise<RunEffect[]> {
+  private async applyEffects(runId: string, effects: RunEffect[], spend?: SpendScope): Promise<RunEffect[]> {
     const applied: RunEffect[] = [];
     for (let start = 0; start < effects.length; start += LEDGER_ITEMS_PER_TRANSACTION) {
       let pending = effects.slice(start, start + LEDGER_ITEMS_PER_TRANSACTION);
@@ -714,6 +949,7 @@ export class DynamoRunRepository implements RunRepository {
                   },
                 })),
                 { Update: this.effectsUpdate(runId, batch) },
+                ...this.spendUpdates(spend, sumOf(batch.map((e) => e.charge?.totalMicroUsd ?? 0))),
               ],
             }),
           );
@@ -740,12 +976,17 @@ export class DynamoRunRepository implements RunRepository {
     const totals = new Map<string, number>();
     const artifacts: Artifact[] = [];
     let pullRequest: PullRequest | undefined;
+    const addTo = (name: string, n: number) => totals.set(name, (totals.get(name) ?? 0) + n);
     for (const e of effects) {
       if (e.tokens) {
         const { model, ...counts } = e.tokens;
-        for (const [field, n] of Object.entries(counts)) {
-          const name = usageAttribute(model, field as keyof ModelUsage);
-          totals.set(name, (totals.get(name) ?? 0) + n);
+        for (const [field, n] of Object.entries(counts))
+          addTo(usageAttribute(model, field as keyof ModelUsage), n);
+        if (e.charge) {
+          addTo(usageAttribute(model, 'costMicroUsd'), e.charge.tokenMicroUsd);
+          addTo(costAttribute('tokenUsd'), e.charge.tokenMicroUsd);
+          addTo(costAttribute('feeUsd'), e.charge.feeMicroUsd);
+          addTo(costAttribute('totalUsd'), e.charge.totalMicroUsd);
         }
       }
       if (e.artifact) artifacts.push(e.artifact);
@@ -768,6 +1009,31 @@ export class DynamoRunRepository implements RunRepository {
       ConditionExpression: `attribute_exists(${update.name('pk')})`,
       ...update.attributes(),
     };
+  }
+
+  /** The ADDs to the account's bucket for this hour, when there is spend to count. */
+  private spendUpdates(scope: SpendScope | undefined, amountMicroUsd: number) {
+    if (!scope || amountMicroUsd <= 0) return [];
+    const hour = spendHour(this.clock.now());
+    const update = new Update()
+      .add(SPEND_TOTAL, amountMicroUsd)
+      .add(`${SPEND_BY_PROJECT}${scope.projectId}`, amountMicroUsd)
+      .add(`${SPEND_BY_POD}${scope.podId}`, amountMicroUsd)
+      .set('hour', hour)
+      .set(
+        TABLE.timeToLiveAttribute,
+        Math.floor(Date.parse(`${hour}:00:00Z`) / 1000) + SPEND_BUCKET_TTL_SECONDS,
+      );
+    return [
+      {
+        Update: {
+          TableName: this.tableName,
+          Key: keys.spendHour(scope.accountId, hour),
+          UpdateExpression: update.expression(),
+          ...update.attributes(),
+        },
+      },
+    ];
   }
 
   private async readHidden(

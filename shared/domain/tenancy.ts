@@ -1,3 +1,5 @@
+import { formatUsd } from './money.js';
+
 /** Accounts, projects and pods: the configuration a run is checked against and frozen from. */
 
 export const PROJECT_ROLES = ['viewer', 'member', 'admin'] as const;
@@ -76,11 +78,36 @@ export type CheckOutcome =
   | { ok: true }
   | { ok: false; exitReason: 'cancelled' | 'payment_required' | 'budget_hit'; message: string };
 
-export const preflight = (pod: Pod | undefined, account: Account | undefined): CheckOutcome => {
+/** The account's spend over its trailing windows, in micro-USD. */
+export interface TrailingSpend {
+  last24hMicroUsd: number;
+  last30dMicroUsd: number;
+}
+
+/** Why the account may spend no more, or undefined while it is under its caps. A cap of 0 is no cap. */
+export const capReached = (limits: AccountLimits, spend: TrailingSpend): string | undefined => {
+  const { dailyCapMicroUsd: daily, monthlyCapMicroUsd: monthly } = limits;
+  if (daily > 0 && spend.last24hMicroUsd >= daily)
+    return `the account spent ${formatUsd(spend.last24hMicroUsd)} in the last 24 hours; its cap is ${formatUsd(daily)}`;
+  if (monthly > 0 && spend.last30dMicroUsd >= monthly)
+    return `the account spent ${formatUsd(spend.last30dMicroUsd)} in the last 30 days; its cap is ${formatUsd(monthly)}`;
+  return undefined;
+};
+
+export const hasSpendCaps = (limits: AccountLimits): boolean =>
+  limits.dailyCapMicroUsd > 0 || limits.monthlyCapMicroUsd > 0;
+
+export const preflight = (
+  pod: Pod | undefined,
+  account: Account | undefined,
+  spend?: TrailingSpend,
+): CheckOutcome => {
   if (!account) return { ok: false, exitReason: 'cancelled', message: 'the account no longer exists' };
   if (account.paymentStatus !== 'active')
     return { ok: false, exitReason: 'payment_required', message: 'the account has no valid payment method' };
   if (!pod) return { ok: false, exitReason: 'cancelled', message: 'the pod no longer exists' };
   if (!pod.enabled) return { ok: false, exitReason: 'cancelled', message: `pod ${pod.podId} is disabled` };
+  const capMessage = spend && capReached(account.limits, spend);
+  if (capMessage) return { ok: false, exitReason: 'budget_hit', message: capMessage };
   return { ok: true };
 };

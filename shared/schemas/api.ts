@@ -60,10 +60,12 @@ export const podRequestSchema = z
     model: z.string().min(1).max(200),
     enabled: z.boolean().default(true),
     maxDurationSeconds: z.number().int().min(60).max(86_400).default(3600),
+    // From 5 s, so tests and demos can watch a window expire; real windows are hours. Step Functions
+    // enforces it as RequestApproval's timeout, whatever its length.
     approvalWindowSeconds: z
       .number()
       .int()
-      .min(60)
+      .min(5)
       .max(7 * 86_400)
       .default(86_400),
     runBudgetMicroUsd: z.number().int().nonnegative().default(0),

@@ -1,9 +1,12 @@
 import { timingSafeEqual } from 'node:crypto';
 import { NotFoundError, UnauthorizedError } from '../domain/errors.js';
 import { isTerminal, type Run } from '../domain/run.js';
-import type { Clock, RunRepository, TaskSignals } from '../ports.js';
+import type { Clock, DirectoryRepository, RunRepository, StepContentStore, TaskSignals } from '../ports.js';
 import type { AgentEvent, Control, EventsResponse, PodRunConfig } from '../schemas/agent-events.js';
-import { hashAgentToken } from './lifecycle.js';
+import { pauseAtCheckpoint } from './approvals.js';
+import { failOverBudget, hashAgentToken } from './lifecycle.js';
+import { limitBreach, type Pricing, usagePricing } from './spend.js';
+import { keepFullStepContent } from './timeline.js';
 
 /** The Agent API: what a pod may do with its run-scoped token, and nothing else. */
 
@@ -11,6 +14,11 @@ export interface AgentDeps {
   runs: RunRepository;
   signals: TaskSignals;
   clock: Clock;
+  /** keeps the whole text of steps too large for their record */
+  stepContent: StepContentStore;
+  /** the account's spend caps */
+  directory: DirectoryRepository;
+  pricing: Pricing;
 }
 
 export interface AgentSettings {
@@ -66,7 +74,7 @@ export const podConfig = async (
 /**
  * Record a batch of pod events. The first event of a provisioned run makes it RUNNING; a result
  * settles the parked wait (or waits for the token to be parked, which then settles it); heartbeats
- * keep the state machine's heartbeat alive.
+ * keep the state machine's heartbeat alive; a checkpoint pauses a supervised run for approval.
  */
 export const ingestEvents = async (
   deps: AgentDeps,
@@ -84,10 +92,22 @@ export const ingestEvents = async (
       .catch(async () => (await deps.runs.get(run.runId)) ?? run);
   }
   const ordered = [...events].sort((a, b) => a.seq - b.seq);
+  // Steps too large for their record are kept whole first, so the record can say where.
+  const fullContent = await keepFullStepContent(deps, run, ordered);
   // Recording applies each event once: steps, usage, artifacts, phases (forward only), heartbeats.
-  const { accepted, duplicates } = await deps.runs.recordEvents(run.runId, ordered);
+  const { accepted, duplicates } = await deps.runs.recordEvents(
+    run.runId,
+    ordered,
+    fullContent,
+    usagePricing(deps.pricing, run),
+  );
   const result = accepted.find((e) => e.type === 'result');
-  const token = await deps.runs.getPodTaskToken(run.runId);
+  const checkpoint = accepted.find((e) => e.type === 'checkpoint');
+  const paused = checkpoint && (await pauseAtCheckpoint(deps, current, checkpoint));
+  // While a person decides, the parked token is the approval's: no pod event may settle or extend it.
+  // A result then waits on the run for the resumed wait to pick up.
+  const waitingForDecision = (paused ?? current).status === 'AWAITING_APPROVAL';
+  const token = waitingForDecision ? undefined : await deps.runs.getPodTaskToken(run.runId);
   if (result) {
     const podResult = { outcome: result.outcome, exitReason: result.exitReason, message: result.message };
     await deps.runs.update(run.runId, { result: podResult }, [
@@ -99,6 +119,10 @@ export const ingestEvents = async (
   } else if (token && events.some((e) => e.type === 'heartbeat')) {
     await deps.signals.heartbeat(token);
   }
-  const latest = (await deps.runs.get(run.runId)) ?? current;
+  let latest = (await deps.runs.get(run.runId)) ?? current;
+  // Over its budget or its account's cap, the run ends here and the answer tells the pod to stop.
+  const addedSpend = accepted.some((e) => e.type === 'usage' || (e.type === 'step' && e.usage));
+  const breach = await limitBreach(deps, latest, addedSpend);
+  if (breach) latest = await failOverBudget(deps, latest, breach);
   return { accepted: accepted.length, duplicates, control: controlFor(latest, settings) };
 };

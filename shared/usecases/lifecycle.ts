@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { ApprovalOutcome, CheckpointSignal } from '../domain/approval.js';
 import { TransitionRefusedError } from '../domain/errors.js';
 import { randomToken } from '../domain/ids.js';
 import {
@@ -9,7 +10,7 @@ import {
   type Run,
   type RunStatus,
 } from '../domain/run.js';
-import { preflight } from '../domain/tenancy.js';
+import { hasSpendCaps, preflight } from '../domain/tenancy.js';
 import type {
   Clock,
   DirectoryRepository,
@@ -19,6 +20,8 @@ import type {
   Sandbox,
   TaskSignals,
 } from '../ports.js';
+import { closePendingApproval, pendingCheckpointSignal, settleApprovalOnRun } from './approvals.js';
+import { type Pricing, settleRun, trailingSpend } from './spend.js';
 
 /** The state machine's steps and the handlers that catch what it cannot see. */
 
@@ -30,6 +33,7 @@ export interface LifecycleDeps {
   sandbox: Sandbox;
   queue: RunQueue;
   clock: Clock;
+  pricing: Pricing;
 }
 
 export const hashAgentToken = (token: string): string => createHash('sha256').update(token).digest('hex');
@@ -98,6 +102,8 @@ export interface ChecksResult {
     environment: { Name: string; Value: string }[];
     maxDurationSeconds: number;
     heartbeatSeconds: number;
+    /** how long a checkpoint waits for a decision (RequestApproval's timeout) */
+    approvalWindowSeconds: number;
   } | null;
 }
 
@@ -124,7 +130,11 @@ export const runChecks = async (
     deps.directory.getPod(run.accountId, run.podId),
     deps.directory.getAccount(run.accountId),
   ]);
-  const outcome = preflight(pod, account);
+  const spend =
+    account && hasSpendCaps(account.limits)
+      ? await trailingSpend(deps.runs, account.accountId, account.limits, deps.clock.now())
+      : undefined;
+  const outcome = preflight(pod, account, spend);
   if (!outcome.ok) return refuse(outcome.exitReason, outcome.message);
   const snapshot = await deps.runs.getSnapshot(runId);
   const frozenPod = snapshot?.pod ?? pod;
@@ -149,6 +159,7 @@ export const runChecks = async (
       ],
       maxDurationSeconds: frozenPod.maxDurationSeconds,
       heartbeatSeconds: settings.heartbeatSeconds,
+      approvalWindowSeconds: frozenPod.approvalWindowSeconds,
     },
   };
 };
@@ -193,21 +204,28 @@ export const logStreamOf = (taskArn: string, prefix = 'pod', container = 'pod'):
   `${prefix}/${container}/${taskArn.split('/').pop() ?? taskArn}`;
 
 /**
- * The pod is launched: park the token that ends its wait. A result that came before the token did,
- * or a stop that already ended the run, settles the token at once, so no signal is lost.
+ * The pod is launched, or goes on after an approval (`approval`): park the token that ends its wait.
+ * A checkpoint or a result that came before the token did, or a stop that already ended the run,
+ * settles the token at once, so no signal is lost.
  */
 export const parkPod = async (
   deps: Pick<LifecycleDeps, 'runs' | 'signals'>,
-  input: { runId: string; taskArn: string; taskToken: string },
+  input: { runId: string; taskArn: string; taskToken: string; approval?: ApprovalOutcome },
 ): Promise<void> => {
+  // The decision already did this unless its writer died half-way: then the run goes on from here.
+  if (input.approval) await settleApprovalOnRun(deps.runs, input.runId, input.approval);
   const current = await deps.runs.get(input.runId);
   if (current?.status === 'RETRYING') {
     await tryTransition(deps.runs, { runId: input.runId, to: 'PROVISIONING', from: ['RETRYING'] });
   }
   await deps.runs.update(input.runId, { taskArn: input.taskArn, logStream: logStreamOf(input.taskArn) });
   const run = await deps.runs.setPodTaskToken(input.runId, input.taskToken);
+  const checkpoint = pendingCheckpointSignal(run);
   if (isTerminal(run.status)) {
     await deps.signals.failTask(input.taskToken, 'Run.Ended', `the run is already ${run.status}`);
+  } else if (checkpoint) {
+    // a person decides before anything else: a result the pod sent meanwhile waits for the next wait
+    await deps.signals.succeedTask(input.taskToken, checkpoint);
   } else if (run.result) {
     await deps.signals.succeedTask(input.taskToken, run.result);
   }
@@ -218,7 +236,9 @@ interface ExecutionState {
   checks?: { ok: boolean; exitReason: ExitReason | null; message: string | null };
   launch?: { tasks?: { TaskArn?: string }[] };
   retry?: { retry: boolean; attempt: number };
-  pod?: PodResult;
+  pod?: PodResult | CheckpointSignal;
+  /** the last decision that reached the state machine */
+  approval?: ApprovalOutcome;
   error?: { Error?: string; Cause?: string };
 }
 
@@ -254,6 +274,13 @@ export const outcomeOf = (state: ExecutionState): Outcome => {
         };
       case 'Run.Stopped':
         return { to: 'STOPPED', exitReason: 'stopped', message };
+      // RequestApproval's own timeout, told apart from the pod waits' States.Timeout by the ASL
+      case 'Approval.Expired':
+        return {
+          to: 'ABANDONED',
+          exitReason: 'timed_out',
+          message: message ?? 'no decision was made within the approval window',
+        };
       default:
         return { to: 'FAILED', exitReason: 'error', message: message ?? state.error.Error };
     }
@@ -272,6 +299,15 @@ export const outcomeOf = (state: ExecutionState): Outcome => {
       message: `no sandbox could be launched after ${state.retry.attempt} attempts`,
     };
   }
+  // a cancellation goes straight to Finalize, so it is the last word
+  if (state.approval?.decision === 'cancelled') {
+    const by = state.approval.by ? ` by ${state.approval.by}` : '';
+    return {
+      to: 'ABANDONED',
+      exitReason: 'abandoned',
+      message: `cancelled at the checkpoint ${state.approval.name}${by}`,
+    };
+  }
   if (state.pod?.outcome === 'completed')
     return { to: 'COMPLETED', exitReason: 'completed', message: state.pod.message };
   if (state.pod?.outcome === 'failed') {
@@ -280,26 +316,36 @@ export const outcomeOf = (state: ExecutionState): Outcome => {
   return { to: 'FAILED', exitReason: 'error', message: 'the execution ended without an outcome' };
 };
 
-/** Always the last step: stop the sandbox, write the terminal status the path implies. */
+/** Always the last step: stop the sandbox, write the terminal status the path implies, settle its cost. */
 export const finalizeRun = async (
-  deps: Pick<LifecycleDeps, 'runs' | 'sandbox' | 'clock'>,
+  deps: Pick<LifecycleDeps, 'runs' | 'sandbox' | 'clock' | 'pricing'>,
   state: ExecutionState,
 ): Promise<{ status: RunStatus }> => {
   const run = await deps.runs.get(state.runId);
   if (!run) return { status: 'FAILED' };
   const taskArn = run.taskArn ?? state.launch?.tasks?.[0]?.TaskArn;
-  if (taskArn) await deps.sandbox.stop(taskArn, 'the run is finalized');
   await deps.runs.clearPodTaskToken(state.runId);
-  if (isTerminal(run.status)) return { status: run.status };
-  const outcome = outcomeOf(state);
-  const moved = await tryTransition(deps.runs, {
-    runId: run.runId,
-    to: outcome.to,
-    patch: { exitReason: outcome.exitReason, message: outcome.message, ...ended(run, deps.clock.now()) },
+  // A checkpoint still pending records how it ended: decided, expired, or withdrawn with the run.
+  await closePendingApproval(deps.runs, run, {
+    decided: state.approval,
+    expired: state.error?.Error === 'Approval.Expired',
+    at: deps.clock.now().toISOString(),
   });
-  if (moved) return { status: moved.status };
-  const latest = await deps.runs.get(run.runId);
-  return { status: latest?.status ?? run.status };
+  let final = run;
+  if (!isTerminal(run.status)) {
+    const outcome = outcomeOf(state);
+    const moved = await tryTransition(deps.runs, {
+      runId: run.runId,
+      to: outcome.to,
+      patch: { exitReason: outcome.exitReason, message: outcome.message, ...ended(run, deps.clock.now()) },
+    });
+    final = moved ?? (await deps.runs.get(run.runId)) ?? run;
+  }
+  // Stopped after the terminal status is written: the task-stopped event then finds the run ended and
+  // cannot give it another reason (a cancelled or expired approval is not an interrupted pod).
+  if (taskArn) await deps.sandbox.stop(taskArn, 'the run is finalized');
+  await settleRun(deps, final);
+  return { status: final.status };
 };
 
 /** A run ends FAILED when its sandbox disappears under it, whatever the state machine is waiting for. */
@@ -317,6 +363,27 @@ export const failInterrupted = async (
   if (!moved) return;
   const token = await deps.runs.getPodTaskToken(run.runId);
   if (token) await deps.signals.failTask(token, 'Pod.Interrupted', message);
+};
+
+/**
+ * A run over its budget or its account's cap ends FAILED / budget_hit at once; settling its pod wait
+ * sends the execution to Finalize, which stops the sandbox. Returns the run as it now is.
+ */
+export const failOverBudget = async (
+  deps: Pick<LifecycleDeps, 'runs' | 'signals' | 'clock'>,
+  run: Run,
+  message: string,
+): Promise<Run> => {
+  const moved = await tryTransition(deps.runs, {
+    runId: run.runId,
+    to: 'FAILED',
+    from: ['PROVISIONING', 'RUNNING', 'AWAITING_APPROVAL'],
+    patch: { exitReason: 'budget_hit', message, ...ended(run, deps.clock.now()) },
+  });
+  if (!moved) return (await deps.runs.get(run.runId)) ?? run;
+  const token = await deps.runs.getPodTaskToken(run.runId);
+  if (token) await deps.signals.failTask(token, 'Run.BudgetHit', message);
+  return moved;
 };
 
 export interface TaskStoppedDetail {
@@ -353,7 +420,7 @@ export const onPodStopped = async (
 
 /** The execution itself failed, timed out or was aborted: the run must still end, and its sandbox go. */
 export const reconcileExecution = async (
-  deps: Pick<LifecycleDeps, 'runs' | 'sandbox' | 'clock'>,
+  deps: Pick<LifecycleDeps, 'runs' | 'sandbox' | 'clock' | 'pricing'>,
   detail: { status: string; input?: string; error?: string; cause?: string },
 ): Promise<void> => {
   let runId: string | undefined;
@@ -367,7 +434,12 @@ export const reconcileExecution = async (
   if (!run) return;
   if (run.taskArn) await deps.sandbox.stop(run.taskArn, `execution ${detail.status}`);
   await deps.runs.clearPodTaskToken(runId);
-  if (isTerminal(run.status)) return;
+  await closePendingApproval(deps.runs, run, { expired: false, at: deps.clock.now().toISOString() });
+  // Finalize may never have run, so the cost is settled here too (once, whoever comes first).
+  if (isTerminal(run.status)) {
+    await settleRun(deps, run);
+    return;
+  }
   const outcome: Outcome =
     detail.status === 'TIMED_OUT'
       ? { to: 'FAILED', exitReason: 'timed_out', message: 'the execution timed out' }
@@ -379,7 +451,7 @@ export const reconcileExecution = async (
             message: `the execution failed: ${detail.error ?? ''} ${detail.cause ?? ''}`.trim(),
           };
   // A run that never left the queue cannot fail; it is cancelled instead.
-  await tryTransition(deps.runs, {
+  const moved = await tryTransition(deps.runs, {
     runId,
     to: run.status === 'QUEUED' && outcome.to === 'FAILED' ? 'CANCELLED' : outcome.to,
     patch: {
@@ -388,6 +460,7 @@ export const reconcileExecution = async (
       ...ended(run, deps.clock.now()),
     },
   });
+  await settleRun(deps, moved ?? (await deps.runs.get(runId)) ?? run);
 };
 
 /** Re-enqueue runs whose message was lost: QUEUED for longer than a message takes to be picked up. */

@@ -294,7 +294,7 @@ describe('the stateless stack', () => {
     });
   });
 
-  it('lets the state machine role invoke exactly the four functions of the ASL', () => {
+  it('lets the state machine role invoke exactly the five functions of the ASL', () => {
     const roleId = logicalId(stateless.stateMachine.role);
     const invocable = policyStatements(statelessTemplate)
       .filter(
@@ -302,8 +302,8 @@ describe('the stateless stack', () => {
           statement.roleIds.includes(roleId) && asArray(statement.Action).includes('lambda:InvokeFunction'),
       )
       .flatMap((statement) => asArray(statement.Resource));
-    const four: FunctionName[] = ['checks', 'markRetrying', 'parkPod', 'finalize'];
-    expect(invocable).toEqual(four.map((name) => ({ 'Fn::GetAtt': [functionIds[name], 'Arn'] })));
+    const invoked: FunctionName[] = ['checks', 'markRetrying', 'parkPod', 'finalize', 'requestApproval'];
+    expect(invocable).toEqual(invoked.map((name) => ({ 'Fn::GetAtt': [functionIds[name], 'Arn'] })));
   });
 
   it('scopes the state machine to running this pod task definition on this cluster and passing its two roles', () => {
@@ -351,7 +351,7 @@ describe('the stateless stack', () => {
   it.each([
     ['sqs:SendMessage', ['api', 'sweeper']],
     ['states:StartExecution', ['startRun']],
-    ['states:SendTaskSuccess', ['agentApi', 'api', 'parkPod', 'podStopped']],
+    ['states:SendTaskSuccess', ['agentApi', 'api', 'approvals', 'parkPod', 'podStopped']],
     ['states:SendTaskHeartbeat', ['agentApi', 'api', 'parkPod', 'podStopped']],
     ['ecs:StopTask', ['api', 'finalize', 'parkPod', 'podStopped', 'reconcile']],
     ['dynamodb:UpdateItem', [...functionNames].sort()],

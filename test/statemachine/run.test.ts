@@ -20,6 +20,7 @@ const substitutions = {
   MarkRetryingFunctionArn: fn('markRetrying'),
   ParkPodFunctionArn: fn('parkPod'),
   FinalizeFunctionArn: fn('finalize'),
+  RequestApprovalFunctionArn: fn('requestApproval'),
   ClusterArn: 'arn:aws:ecs:us-east-1:000000000000:cluster/runs',
   TaskDefinitionArn: 'arn:aws:ecs:us-east-1:000000000000:task-definition/pod:1',
   SubnetIds: 'subnet-a,subnet-b',
@@ -33,6 +34,7 @@ interface Launch {
   environment: { Name: string; Value: string }[];
   maxDurationSeconds: number;
   heartbeatSeconds: number;
+  approvalWindowSeconds: number;
 }
 
 interface ChecksResult {
@@ -54,7 +56,8 @@ interface Received {
   checks: unknown[];
   ecs: Record<string, unknown>[];
   markRetrying: Record<string, unknown>[];
-  parkPod: { runId: string; taskArn: string; taskToken: string }[];
+  parkPod: { runId: string; taskArn: string; taskToken: string; approval?: Record<string, unknown> }[];
+  requestApproval: { runId: string; taskToken: string; checkpoint: unknown; windowSeconds: number }[];
   finalize: Record<string, unknown>[];
 }
 
@@ -70,6 +73,7 @@ const launchFor = (runId: string, overrides: Partial<Launch> = {}): Launch => ({
   ],
   maxDurationSeconds: 3600,
   heartbeatSeconds: 60,
+  approvalWindowSeconds: 86_400,
   ...overrides,
 });
 const passed = (runId: string, launch: Partial<Launch> = {}): ChecksResult => ({
@@ -87,7 +91,7 @@ const take = <T>(queue: T[], what: string): T => {
 };
 
 const roleOf = (functionArn: string) =>
-  functionArn.split(':').at(-1) as 'checks' | 'markRetrying' | 'parkPod' | 'finalize';
+  functionArn.split(':').at(-1) as 'checks' | 'markRetrying' | 'parkPod' | 'requestApproval' | 'finalize';
 
 let emulator: StepFunctionsEmulator;
 let client: SFNClient;
@@ -111,6 +115,8 @@ beforeAll(async () => {
             return take(scenario.retries, 'MarkRetrying answers');
           case 'parkPod':
             return { parked: true };
+          case 'requestApproval':
+            return { approvalId: 'approval-1', notified: 1 };
           case 'finalize':
             return { status: 'FINALIZED' };
         }
@@ -150,7 +156,14 @@ afterAll(async () => {
 
 const startRun = async (runId: string, scenario: Scenario) => {
   scenarios.set(runId, scenario);
-  const log: Received = { checks: [], ecs: [], markRetrying: [], parkPod: [], finalize: [] };
+  const log: Received = {
+    checks: [],
+    ecs: [],
+    markRetrying: [],
+    parkPod: [],
+    requestApproval: [],
+    finalize: [],
+  };
   received.set(runId, log);
   const { executionArn = '' } = await client.send(
     new StartExecutionCommand({ stateMachineArn, name: runId, input: JSON.stringify({ runId }) }),
@@ -170,7 +183,9 @@ const finalized = async (executionArn: string, log: Received) => {
   return log.finalize[0] as Record<string, unknown>;
 };
 
-const HAPPY_PATH = ['Checks', 'ChecksPassed', 'Launch', 'Launched', 'WaitForPod', 'Finalize'];
+const HAPPY_PATH = ['Checks', 'ChecksPassed', 'Launch', 'Launched', 'WaitForPod', 'PodOutcome', 'Finalize'];
+/** The pod wait ended by an error: its Catch goes straight to Finalize. */
+const CAUGHT_PATH = ['Checks', 'ChecksPassed', 'Launch', 'Launched', 'WaitForPod', 'Finalize'];
 
 describe('run state machine', () => {
   it('launches the pod, parks a task token and finalizes with the pod result on success', async () => {
@@ -257,7 +272,7 @@ describe('run state machine', () => {
     const finalize = await finalized(executionArn, log);
     expect(finalize.error).toMatchObject({ Error: 'States.HeartbeatTimeout' });
     expect(finalize.pod).toBeUndefined();
-    expect(await statesEntered(client, executionArn)).toEqual(HAPPY_PATH);
+    expect(await statesEntered(client, executionArn)).toEqual(CAUGHT_PATH);
   });
 
   it('marks the run retrying after a capacity failure, backs off and launches again', async () => {
@@ -295,6 +310,7 @@ describe('run state machine', () => {
       'Launch',
       'Launched',
       'WaitForPod',
+      'PodOutcome',
       'Finalize',
     ]);
   });
@@ -365,6 +381,170 @@ describe('run state machine', () => {
     const finalize = await finalized(executionArn, log);
     expect(finalize.error).toEqual({ Error: 'Run.Stopped', Cause: 'stopped by a user' });
     expect(finalize.pod).toBeUndefined();
-    expect(await statesEntered(client, executionArn)).toEqual(HAPPY_PATH);
+    expect(await statesEntered(client, executionArn)).toEqual(CAUGHT_PATH);
+  });
+});
+
+describe('run state machine, supervised', () => {
+  const checkpoint = { outcome: 'checkpoint', checkpoint: { seq: 7, name: 'plan' } };
+  const decision = (value: 'approved' | 'cancelled', podSecondsLeft = 1800) => ({
+    approvalId: 'approval-1',
+    seq: 7,
+    name: 'plan',
+    summary: 'Plan: 3 steps',
+    requestedAt: '2026-01-01T00:00:00.000Z',
+    decision: value,
+    at: '2026-01-01T00:05:00.000Z',
+    by: 'alice',
+    via: 'email_link',
+    podSecondsLeft,
+  });
+  const TO_APPROVAL = [...HAPPY_PATH.slice(0, -1), 'RequestApproval'];
+
+  /** Runs to the approval wait: the pod wait ends with a checkpoint signal. */
+  const atApproval = async (runId: string, launch: Partial<Launch> = {}) => {
+    const started = await startRun(runId, {
+      checks: passed(runId, launch),
+      launches: ['started'],
+      retries: [],
+    });
+    const { taskToken } = await parked(started.log);
+    await client.send(new SendTaskSuccessCommand({ taskToken, output: JSON.stringify(checkpoint) }));
+    const request = await eventually(() => started.log.requestApproval[0]);
+    return { ...started, request };
+  };
+
+  const scheduled = async (executionArn: string, functionName: string) => {
+    const { events = [] } = await client.send(
+      new GetExecutionHistoryCommand({ executionArn, maxResults: 1000 }),
+    );
+    return events.flatMap((event) => {
+      const details = event.taskScheduledEventDetails;
+      return details && JSON.parse(details.parameters ?? '{}').FunctionName === fn(functionName)
+        ? [details]
+        : [];
+    });
+  };
+
+  it('asks for approval at a checkpoint, resumes the pod with a fresh token when approved, and completes', async () => {
+    const runId = 'run_supervised_approved';
+    const { executionArn, log, request } = await atApproval(runId, {
+      maxDurationSeconds: 3600,
+      approvalWindowSeconds: 600,
+    });
+    expect(request).toEqual({
+      runId,
+      checkpoint: checkpoint.checkpoint,
+      windowSeconds: 600,
+      maxDurationSeconds: 3600,
+      taskToken: expect.any(String),
+    });
+    const [approvalWait] = await scheduled(executionArn, 'requestApproval');
+    expect(approvalWait).toMatchObject({ resource: 'invoke.waitForTaskToken', timeoutInSeconds: 600 });
+
+    await client.send(
+      new SendTaskSuccessCommand({
+        taskToken: request.taskToken,
+        output: JSON.stringify(decision('approved')),
+      }),
+    );
+    const resumed = await eventually(() => log.parkPod[1]);
+    expect(resumed).toEqual({
+      runId,
+      taskArn: taskArnOf(runId),
+      approval: decision('approved'),
+      taskToken: expect.any(String),
+    });
+    expect(resumed.taskToken).not.toBe(log.parkPod[0]?.taskToken);
+    // The resumed wait has what is left of the pod's maximum duration, and the pod's heartbeat.
+    const [, resumedWait] = await scheduled(executionArn, 'parkPod');
+    expect(resumedWait).toMatchObject({ timeoutInSeconds: 1800, heartbeatInSeconds: 60 });
+
+    await client.send(
+      new SendTaskSuccessCommand({
+        taskToken: resumed.taskToken,
+        output: JSON.stringify({ outcome: 'completed' }),
+      }),
+    );
+    const finalize = await finalized(executionArn, log);
+    expect(finalize).toMatchObject({ pod: { outcome: 'completed' }, approval: decision('approved') });
+    expect(finalize.error).toBeUndefined();
+    expect(await statesEntered(client, executionArn)).toEqual([
+      ...TO_APPROVAL,
+      'ApprovalDecision',
+      'ResumePod',
+      'PodOutcome',
+      'Finalize',
+    ]);
+  });
+
+  it('goes back to an approval at the next checkpoint after a resume', async () => {
+    const runId = 'run_supervised_two_checkpoints';
+    const { log, request } = await atApproval(runId);
+    await client.send(
+      new SendTaskSuccessCommand({
+        taskToken: request.taskToken,
+        output: JSON.stringify(decision('approved')),
+      }),
+    );
+    const resumed = await eventually(() => log.parkPod[1]);
+    const second = { outcome: 'checkpoint', checkpoint: { seq: 12, name: 'commit' } };
+    await client.send(
+      new SendTaskSuccessCommand({ taskToken: resumed.taskToken, output: JSON.stringify(second) }),
+    );
+    const again = await eventually(() => log.requestApproval[1]);
+    expect(again.checkpoint).toEqual(second.checkpoint);
+    expect(again.taskToken).not.toBe(request.taskToken);
+  });
+
+  it('finalizes with the cancellation and never resumes the pod when cancelled', async () => {
+    const runId = 'run_supervised_cancelled';
+    const { executionArn, log, request } = await atApproval(runId);
+    await client.send(
+      new SendTaskSuccessCommand({
+        taskToken: request.taskToken,
+        output: JSON.stringify(decision('cancelled')),
+      }),
+    );
+    const finalize = await finalized(executionArn, log);
+    expect(finalize).toMatchObject({ pod: checkpoint, approval: decision('cancelled') });
+    expect(log.parkPod).toHaveLength(1);
+    expect(await statesEntered(client, executionArn)).toEqual([
+      ...TO_APPROVAL,
+      'ApprovalDecision',
+      'Finalize',
+    ]);
+  });
+
+  it('names an approval window that passed Approval.Expired, apart from the pod timeout', async () => {
+    const runId = 'run_supervised_expired';
+    const { executionArn, log } = await atApproval(runId, { approvalWindowSeconds: 1 });
+    const finalize = await finalized(executionArn, log);
+    expect(finalize.error).toEqual({
+      Error: 'Approval.Expired',
+      Cause: 'no decision was made within the approval window',
+    });
+    expect(finalize.approval).toBeUndefined();
+    expect(log.parkPod).toHaveLength(1);
+    expect(await statesEntered(client, executionArn)).toEqual([
+      ...TO_APPROVAL,
+      'ApprovalExpired',
+      'Finalize',
+    ]);
+  });
+
+  it('finalizes with the failure when a stop fails the approval wait', async () => {
+    const runId = 'run_supervised_stopped';
+    const { executionArn, log, request } = await atApproval(runId);
+    await client.send(
+      new SendTaskFailureCommand({
+        taskToken: request.taskToken,
+        error: 'Run.Stopped',
+        cause: 'stopped by a user',
+      }),
+    );
+    const finalize = await finalized(executionArn, log);
+    expect(finalize.error).toEqual({ Error: 'Run.Stopped', Cause: 'stopped by a user' });
+    expect(await statesEntered(client, executionArn)).toEqual([...TO_APPROVAL, 'Finalize']);
   });
 });

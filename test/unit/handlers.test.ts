@@ -2,12 +2,15 @@ import { describe, expect, it, vi } from 'vitest';
 import { makeHandler as makeAgentApi } from '../../functions/agent-api.js';
 import { makeHandler as makeApi } from '../../functions/api.js';
 import { makeHandler as makeStartRun } from '../../functions/start-run.js';
+import { DEFAULT_PRICE_TABLE } from '../../shared/domain/pricing.js';
 import type {
   DirectoryRepository,
+  LogReader,
   Orchestrator,
   RunQueue,
   RunRepository,
   Sandbox,
+  StepContentStore,
   TaskSignals,
 } from '../../shared/ports.js';
 import {
@@ -27,6 +30,8 @@ vi.hoisted(() => {
     QUEUE_URL: 'https://q',
     STATE_MACHINE_ARN: 'arn:aws:states:us-east-1:1:stateMachine:s',
     CLUSTER_ARN: 'arn:aws:ecs:us-east-1:1:cluster/c',
+    LOG_GROUP_NAME: '/pods',
+    STEP_LOG_GROUP_NAME: '/steps',
     AWS_REGION: 'us-east-1',
   });
 });
@@ -97,6 +102,8 @@ describe('api handler: dispatch', () => {
       queue,
       signals: {} as TaskSignals,
       sandbox: {} as Sandbox,
+      logs: {} as LogReader,
+      stepContent: {} as StepContentStore,
       clock,
     };
   };
@@ -165,7 +172,14 @@ describe('agent-api handler', () => {
   it('refuses a token that is not the run’s', async () => {
     const runs = fakeRuns({ getAgentTokenHash: vi.fn(async () => 'aa'.repeat(32)) });
     const handler = makeAgentApi(
-      { runs, signals: {} as TaskSignals, clock },
+      {
+        runs,
+        signals: {} as TaskSignals,
+        stepContent: {} as StepContentStore,
+        directory: {} as DirectoryRepository,
+        pricing: { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' },
+        clock,
+      },
       { heartbeatSeconds: 60, controlPollMs: 3000 },
     );
     const res = await handler(

@@ -46,6 +46,15 @@ export interface JsonProtocolOptions {
   fallback?: RawRoute;
 }
 
+/** What the server answered per operation since it started: `GET /_local/stats` returns `{ operations }`. */
+export interface OperationStats {
+  calls: number;
+  /** calls answered with an error */
+  errors: number;
+  /** request body bytes */
+  bytesIn: number;
+}
+
 export interface RunningServer {
   server: Server;
   url: string;
@@ -92,10 +101,13 @@ export const startJsonProtocolServer = async (
   port = 0,
   host = '127.0.0.1',
 ): Promise<RunningServer> => {
+  const operationStats: Record<string, OperationStats> = {};
   const server = createServer(async (req, res) => {
     try {
       const body = await readBody(req);
-      const extra = options.extraRoutes?.[`${req.method} ${(req.url ?? '/').split('?')[0]}`];
+      const route = `${req.method} ${(req.url ?? '/').split('?')[0]}`;
+      if (route === 'GET /_local/stats') return sendJson(res, 200, { operations: operationStats });
+      const extra = options.extraRoutes?.[route];
       if (extra) return await extra(req, body, res);
       const target = req.headers['x-amz-target'];
       if (typeof target !== 'string' && options.fallback) return await options.fallback(req, body, res);
@@ -116,8 +128,19 @@ export const startJsonProtocolServer = async (
           new AwsError('UnknownOperationException', `${target} is not emulated`),
         );
       }
-      const input = body ? (JSON.parse(body) as Record<string, unknown>) : {};
-      const output = await handler(input, { signal: clientGone(res) });
+      // Counted so the cost of a run can be measured in requests, as AWS bills it.
+      const counted = operationStats[operation as string] ?? { calls: 0, errors: 0, bytesIn: 0 };
+      operationStats[operation as string] = counted;
+      counted.calls += 1;
+      counted.bytesIn += Buffer.byteLength(body);
+      let output: unknown;
+      try {
+        const input = body ? (JSON.parse(body) as Record<string, unknown>) : {};
+        output = await handler(input, { signal: clientGone(res) });
+      } catch (err) {
+        counted.errors += 1;
+        throw err;
+      }
       sendJson(res, 200, output ?? {});
     } catch (err) {
       if (err instanceof AwsError) return sendError(res, options.errorNamespace, err);

@@ -1,0 +1,68 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SESv2Client } from '@aws-sdk/client-sesv2';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { z } from 'zod';
+import { approvalSigningSecret, type SecretSource } from '../shared/adapters/approval-secret.js';
+import { DynamoApprovalStore } from '../shared/adapters/dynamo-approvals.js';
+import { SesNotifier } from '../shared/adapters/ses-notifier.js';
+import { readEnv } from '../shared/config.js';
+import { validatedHandler } from '../shared/lambda.js';
+import { logger } from '../shared/observability.js';
+import { type Notifier, systemClock } from '../shared/ports.js';
+import { approvalRequestSchema } from '../shared/schemas/approvals.js';
+import { type ApprovalDeps, requestApproval } from '../shared/usecases/approvals.js';
+import { directoryRepository, runRepository, taskSignals } from '../shared/wiring.js';
+
+/**
+ * State machine task (waitForTaskToken): a supervised run reached a checkpoint. Store the approval
+ * with the token a decision settles, and mail each project admin a signed link.
+ */
+export const makeHandler = (
+  deps: ApprovalDeps & { notifier: Notifier },
+  settings: { secret: SecretSource; publicApiUrl: string },
+) =>
+  validatedHandler(approvalRequestSchema, async (input) => {
+    const links = { secret: await settings.secret(), publicApiUrl: settings.publicApiUrl };
+    const { approvalId, notified, failed } = await requestApproval(deps, links, input);
+    for (const { email, error } of failed) {
+      logger.error('approval mail not sent', {
+        runId: input.runId,
+        approvalId,
+        to: email,
+        error: error as Error,
+      });
+    }
+    if (approvalId && notified.length === 0) {
+      logger.warn('no project admin could be mailed; the checkpoint can still be decided through the API', {
+        runId: input.runId,
+        approvalId,
+      });
+    }
+    return { approvalId: approvalId ?? null, notified: notified.length };
+  });
+
+const env = readEnv('TABLE_NAME');
+const approvalEnv = z
+  .object({
+    /** the API's public base URL, which the approval links point at */
+    PUBLIC_API_URL: z.url(),
+    /** the verified SES identity approval mail comes from */
+    APPROVAL_SENDER: z.email(),
+  })
+  .parse(process.env);
+export const handler = makeHandler(
+  {
+    runs: runRepository(env.TABLE_NAME),
+    directory: directoryRepository(env.TABLE_NAME),
+    approvals: new DynamoApprovalStore(
+      DynamoDBDocumentClient.from(new DynamoDBClient({}), {
+        marshallOptions: { removeUndefinedValues: true },
+      }),
+      env.TABLE_NAME,
+    ),
+    signals: taskSignals(),
+    clock: systemClock,
+    notifier: new SesNotifier(new SESv2Client({ maxAttempts: 5 }), approvalEnv.APPROVAL_SENDER),
+  },
+  { secret: approvalSigningSecret(), publicApiUrl: approvalEnv.PUBLIC_API_URL },
+);

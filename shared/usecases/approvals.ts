@@ -1,0 +1,418 @@
+import {
+  type Approval,
+  type ApprovalAction,
+  type ApprovalHistoryEntry,
+  type ApprovalOutcome,
+  approvalRecipients,
+  approvalState,
+  approvalsOf,
+  type CheckpointRef,
+  type CheckpointSignal,
+  type DecisionRecord,
+  decidedEntry,
+  decisionFor,
+  isProjectAdminMember,
+  newApprovalId,
+  podSecondsLeft,
+  signApprovalLink,
+  undecidedEntry,
+  verifyApprovalLink,
+} from '../domain/approval.js';
+import { ConflictError, ForbiddenError, NotFoundError, TransitionRefusedError } from '../domain/errors.js';
+import type { Run } from '../domain/run.js';
+import { type Caller, hasProjectRole, type Project } from '../domain/tenancy.js';
+import { type ApprovalContext, type ApprovalView, renderApprovalMail } from '../http/approval-page.js';
+import type {
+  ApprovalStore,
+  Clock,
+  DirectoryRepository,
+  Notifier,
+  RunRepository,
+  TaskSignals,
+  TransitionRequest,
+} from '../ports.js';
+import type { AgentEvent } from '../schemas/agent-events.js';
+
+/**
+ * Supervised mode. The pod's checkpoint ends its wait with a checkpoint signal; the state machine's
+ * RequestApproval parks a token and mails the project admins a signed link; a decision (link or API) is
+ * recorded once, by a conditional write, and only then settles that token.
+ */
+
+export interface ApprovalDeps {
+  runs: RunRepository;
+  directory: DirectoryRepository;
+  approvals: ApprovalStore;
+  signals: TaskSignals;
+  clock: Clock;
+}
+
+/** The link's signing secret, and where the link points. */
+export interface LinkSettings {
+  secret: string;
+  publicApiUrl: string;
+}
+
+const APPROVAL_ID = /^[A-Za-z0-9_-]{16,64}$/;
+
+const tryTransition = async (runs: RunRepository, request: TransitionRequest): Promise<Run | undefined> => {
+  try {
+    return await runs.transition(request);
+  } catch (err) {
+    if (err instanceof TransitionRefusedError) return undefined;
+    throw err;
+  }
+};
+
+export const checkpointSignal = (checkpoint: CheckpointRef): CheckpointSignal => ({
+  outcome: 'checkpoint',
+  checkpoint: { seq: checkpoint.seq, name: checkpoint.name },
+});
+
+/**
+ * The Agent API got a checkpoint. A supervised run pauses before the pod hears back (the pod takes
+ * `continue` as the go-ahead, so the answer to this very batch must say `wait`), then the pod wait ends
+ * with the checkpoint signal. If the wait is not parked yet, ParkPod sends the signal when it is. In
+ * autopilot the recorded checkpoint passes at once. Returns the paused run.
+ */
+export const pauseAtCheckpoint = async (
+  deps: Pick<ApprovalDeps, 'runs' | 'signals' | 'clock'>,
+  run: Run,
+  event: Extract<AgentEvent, { type: 'checkpoint' }>,
+): Promise<Run | undefined> => {
+  if (run.mode !== 'supervised') return undefined;
+  const paused = await tryTransition(deps.runs, {
+    runId: run.runId,
+    to: 'AWAITING_APPROVAL',
+    from: ['RUNNING'],
+    patch: {
+      pendingApproval: {
+        seq: event.seq,
+        name: event.name,
+        summary: event.summary,
+        requestedAt: deps.clock.now().toISOString(),
+      },
+    },
+  });
+  if (!paused) return undefined;
+  const token = await deps.runs.getPodTaskToken(run.runId);
+  if (token) await deps.signals.succeedTask(token, checkpointSignal(event));
+  return paused;
+};
+
+/** For a pod wait being parked: the checkpoint the agent already reached, not yet handed on. */
+export const pendingCheckpointSignal = (run: Run): CheckpointSignal | undefined => {
+  const pending = approvalsOf(run).pendingApproval;
+  if (run.status !== 'AWAITING_APPROVAL' || !pending || pending.approvalId) return undefined;
+  return checkpointSignal(pending);
+};
+
+const historyOf = ({ podSecondsLeft: _left, ...entry }: ApprovalOutcome): ApprovalHistoryEntry => entry;
+
+/**
+ * A decision reached the state machine: the checkpoint leaves the run's pending slot for its history
+ * and, when approved, the run goes on. Called by the decision itself and again by the resumed pod
+ * wait, so a decision whose writer died half-way still takes effect.
+ */
+export const settleApprovalOnRun = async (
+  runs: RunRepository,
+  runId: string,
+  outcome: ApprovalOutcome,
+): Promise<void> => {
+  await runs.closeApproval(runId, historyOf(outcome));
+  if (outcome.decision !== 'approved') return;
+  const run = await runs.get(runId);
+  // Paused with nothing pending is this approval's pause; a new pending checkpoint means the run went on.
+  if (run?.status !== 'AWAITING_APPROVAL' || approvalsOf(run).pendingApproval) return;
+  await tryTransition(runs, { runId, to: 'RUNNING', from: ['AWAITING_APPROVAL'] });
+};
+
+/**
+ * Finalize: a run that ends with a checkpoint pending records how it ended. The decision that reached
+ * the state machine, if it was for that checkpoint; else expired (the window passed) or withdrawn.
+ */
+export const closePendingApproval = async (
+  runs: RunRepository,
+  run: Run,
+  ending: { decided?: ApprovalOutcome; expired: boolean; at: string },
+): Promise<void> => {
+  const pending = approvalsOf(run).pendingApproval;
+  if (!pending) return;
+  const entry =
+    ending.decided && ending.decided.approvalId === pending.approvalId
+      ? historyOf(ending.decided)
+      : undecidedEntry(pending, ending.expired ? 'expired' : 'withdrawn', ending.at);
+  await runs.closeApproval(run.runId, entry);
+};
+
+export const approvalLink = (settings: LinkSettings, approvalId: string, userId: string): string =>
+  `${settings.publicApiUrl.replace(/\/+$/, '')}/approve/${encodeURIComponent(approvalId)}?for=${encodeURIComponent(
+    userId,
+  )}&sig=${signApprovalLink(settings.secret, approvalId, userId)}`;
+
+export interface ApprovalRequestInput {
+  runId: string;
+  checkpoint: CheckpointRef;
+  taskToken: string;
+  windowSeconds: number;
+  maxDurationSeconds: number;
+}
+
+export interface ApprovalRequested {
+  approvalId?: string;
+  notified: string[];
+  failed: { email: string; error: unknown }[];
+}
+
+const contextOf = async (
+  deps: Pick<ApprovalDeps, 'directory'>,
+  approval: Approval,
+  project: Project | undefined,
+  run: Run,
+): Promise<ApprovalContext> => {
+  const pod = await deps.directory.getPod(approval.accountId, approval.podId);
+  return {
+    projectName: project?.name ?? approval.projectId,
+    podName: pod?.name ?? approval.podId,
+    runStatus: run.status,
+  };
+};
+
+/**
+ * The RequestApproval task: store the approval with the token it waits on, make it the run's pending
+ * approval, and mail each project admin a link signed for them. A run that no longer waits at this
+ * checkpoint (stopped meanwhile) fails the token, so the execution goes on to Finalize. Mail that
+ * cannot be sent is reported, not fatal: the admins can still decide through the API.
+ */
+export const requestApproval = async (
+  deps: ApprovalDeps & { notifier: Notifier },
+  settings: LinkSettings,
+  input: ApprovalRequestInput,
+): Promise<ApprovalRequested> => {
+  const refuse = async (run: Run | undefined) => {
+    await deps.signals.failTask(
+      input.taskToken,
+      'Run.Ended',
+      `the run is ${run?.status ?? 'gone'}; checkpoint ${input.checkpoint.name} no longer waits for a decision`,
+    );
+    return { notified: [], failed: [] };
+  };
+  const run = await deps.runs.get(input.runId);
+  const pending = run && approvalsOf(run).pendingApproval;
+  if (run?.status !== 'AWAITING_APPROVAL' || pending?.seq !== input.checkpoint.seq) return refuse(run);
+
+  const now = deps.clock.now();
+  const [project, details] = await Promise.all([
+    deps.directory.getProject(run.accountId, run.projectId),
+    deps.approvals.checkpointDetails(run.runId, pending.seq),
+  ]);
+  const approval: Approval = {
+    approvalId: newApprovalId(),
+    runId: run.runId,
+    accountId: run.accountId,
+    projectId: run.projectId,
+    itemId: run.itemId,
+    podId: run.podId,
+    checkpoint: {
+      seq: pending.seq,
+      name: pending.name,
+      summary: pending.summary,
+      details: details.details,
+      detailsTruncated: details.truncated || undefined,
+    },
+    requestedAt: pending.requestedAt,
+    expiresAt: new Date(now.getTime() + input.windowSeconds * 1000).toISOString(),
+    podSecondsLeft: podSecondsLeft(run.history, input.maxDurationSeconds, now),
+  };
+  await deps.approvals.put(approval, input.taskToken);
+  const parked = await deps.runs.parkApproval(
+    run.runId,
+    { ...pending, approvalId: approval.approvalId, expiresAt: approval.expiresAt },
+    input.taskToken,
+  );
+  if (!parked) return refuse(await deps.runs.get(run.runId));
+
+  const context = await contextOf(deps, approval, project, parked);
+  const recipients = project ? approvalRecipients(project) : [];
+  const sent = await Promise.allSettled(
+    recipients.map((r) =>
+      deps.notifier.send({
+        to: r.email,
+        ...renderApprovalMail(approval, context, approvalLink(settings, approval.approvalId, r.userId)),
+      }),
+    ),
+  );
+  const result: ApprovalRequested = { approvalId: approval.approvalId, notified: [], failed: [] };
+  for (const [i, outcome] of sent.entries()) {
+    const email = recipients[i]?.email ?? '';
+    if (outcome.status === 'fulfilled') result.notified.push(email);
+    else result.failed.push({ email, error: outcome.reason });
+  }
+  return result;
+};
+
+/** What the approval shows now: decided, expired, no longer waited for (the run moved on), or pending. */
+const viewOf = async (
+  deps: ApprovalDeps,
+  approval: Approval,
+  project: Project | undefined,
+  yours = false,
+): Promise<ApprovalView> => {
+  const run = await deps.runs.get(approval.runId);
+  if (!run) throw new NotFoundError('run', approval.runId);
+  const context = await contextOf(deps, approval, project, run);
+  const { decision } = approval;
+  if (decision) return { kind: 'decided', approval: { ...approval, decision }, context, yours };
+  if (approvalState(approval, deps.clock.now()) === 'expired') return { kind: 'expired', approval, context };
+  const pending = approvalsOf(run).pendingApproval;
+  if (run.status !== 'AWAITING_APPROVAL' || pending?.approvalId !== approval.approvalId) {
+    return { kind: 'closed', approval, context };
+  }
+  return { kind: 'pending', approval, context };
+};
+
+/**
+ * The single-use decision. Recorded first, by a conditional write (undecided and unexpired), and only
+ * the one request that wrote it settles the token; every other request sees the decision on record.
+ * A token already gone (the window closed, the run was stopped) leaves the decision marked not applied.
+ */
+const decide = async (
+  deps: ApprovalDeps,
+  approval: Approval,
+  project: Project,
+  decision: DecisionRecord,
+): Promise<ApprovalView> => {
+  const before = await viewOf(deps, approval, project);
+  if (before.kind !== 'pending') return before;
+  const recorded = await deps.approvals.recordDecision(approval.approvalId, decision, deps.clock.now());
+  if (!recorded.recorded) return viewOf(deps, recorded.approval ?? approval, project);
+  const outcome: ApprovalOutcome = {
+    ...decidedEntry(recorded.approval, decision),
+    decision: decision.decision,
+    podSecondsLeft: approval.podSecondsLeft,
+  };
+  const token = await deps.approvals.getTaskToken(approval.approvalId);
+  const sent = token ? await deps.signals.succeedTask(token, outcome) : 'gone';
+  if (sent === 'gone') {
+    await deps.approvals.markNotApplied(approval.approvalId);
+    return viewOf(deps, { ...recorded.approval, decision: { ...decision, applied: false } }, project, true);
+  }
+  await settleApprovalOnRun(deps.runs, approval.runId, outcome);
+  return viewOf(deps, recorded.approval, project, true);
+};
+
+export interface LinkFields {
+  for?: string;
+  sig?: string;
+}
+
+/** The link's approval, once its signature holds and its recipient still administers the project. */
+const signedApproval = async (
+  deps: ApprovalDeps,
+  secret: string,
+  approvalId: string,
+  link: LinkFields,
+): Promise<{ approval: Approval; project: Project; userId: string }> => {
+  const userId = link.for;
+  if (!userId || !APPROVAL_ID.test(approvalId) || !verifyApprovalLink(secret, approvalId, userId, link.sig)) {
+    throw new ForbiddenError(
+      'the link is incomplete or its signature does not match; open the link from the mail',
+    );
+  }
+  const approval = await deps.approvals.get(approvalId);
+  if (!approval) throw new NotFoundError('approval', approvalId);
+  const project = await deps.directory.getProject(approval.accountId, approval.projectId);
+  if (!project || !isProjectAdminMember(project, userId)) {
+    throw new ForbiddenError(`the link was sent to ${userId}, who is no longer an admin of this project`);
+  }
+  return { approval, project, userId };
+};
+
+/** GET of the link: shows the approval; never changes anything (mail scanners follow links). */
+export const viewApprovalLink = async (
+  deps: ApprovalDeps,
+  secret: string,
+  approvalId: string,
+  link: LinkFields,
+): Promise<ApprovalView> => {
+  const { approval, project } = await signedApproval(deps, secret, approvalId, link);
+  return viewOf(deps, approval, project);
+};
+
+/** POST from the link's page. */
+export const decideByLink = async (
+  deps: ApprovalDeps,
+  secret: string,
+  approvalId: string,
+  link: LinkFields,
+  action: ApprovalAction,
+): Promise<ApprovalView> => {
+  const { approval, project, userId } = await signedApproval(deps, secret, approvalId, link);
+  const email = project.members.find((m) => m.userId === userId)?.email;
+  return decide(deps, approval, project, {
+    decision: decisionFor(action),
+    by: userId,
+    email,
+    via: 'email_link',
+    at: deps.clock.now().toISOString(),
+  });
+};
+
+/** `POST /v1/runs/{runId}/approve|cancel`: the caller must administer the run's project. */
+export const decideByApi = async (
+  deps: ApprovalDeps,
+  caller: Caller,
+  runId: string,
+  action: ApprovalAction,
+): Promise<{ approval: Approval; run: Run }> => {
+  const run = await deps.runs.get(runId);
+  if (!run || run.accountId !== caller.accountId) throw new NotFoundError('run', runId);
+  const project = await deps.directory.getProject(caller.accountId, run.projectId);
+  if (!project) throw new NotFoundError('project', run.projectId);
+  if (!hasProjectRole(project, caller, 'admin')) {
+    throw new ForbiddenError(`deciding a checkpoint needs the admin role in project ${run.projectId}`);
+  }
+  const pending = approvalsOf(run).pendingApproval;
+  if (run.status !== 'AWAITING_APPROVAL' || !pending) {
+    throw new ConflictError(`run ${runId} has no checkpoint waiting for a decision; it is ${run.status}`, {
+      status: run.status,
+    });
+  }
+  if (!pending.approvalId) {
+    throw new ConflictError('the approval for this checkpoint is still being requested; try again shortly', {
+      checkpoint: pending.name,
+    });
+  }
+  const approval = await deps.approvals.get(pending.approvalId);
+  if (!approval) throw new NotFoundError('approval', pending.approvalId);
+  const view = await decide(deps, approval, project, {
+    decision: decisionFor(action),
+    by: caller.userId,
+    email: caller.email,
+    via: 'api',
+    at: deps.clock.now().toISOString(),
+  });
+  if (view.kind === 'decided' && view.yours && view.approval.decision.applied !== false) {
+    return { approval: view.approval, run: (await deps.runs.get(runId)) ?? run };
+  }
+  switch (view.kind) {
+    case 'decided':
+      throw new ConflictError(
+        view.yours
+          ? 'the decision was recorded, but the run had already stopped waiting for it'
+          : 'the checkpoint was already decided',
+        { decision: view.approval.decision },
+      );
+    case 'expired':
+      throw new ConflictError(`the approval expired at ${approval.expiresAt}`, {
+        expiresAt: approval.expiresAt,
+      });
+    default:
+      throw new ConflictError(
+        `run ${runId} no longer waits for this checkpoint; it is ${view.context.runStatus}`,
+        {
+          status: view.context.runStatus,
+        },
+      );
+  }
+};

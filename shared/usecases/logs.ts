@@ -1,0 +1,203 @@
+import { ValidationError } from '../domain/errors.js';
+import { isTerminal, type Run } from '../domain/run.js';
+import type { Caller } from '../domain/tenancy.js';
+import type { LogEvent, LogReader, RunRepository } from '../ports.js';
+import type { LogsQuery } from '../schemas/timeline.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
+import { getRun } from './runs.js';
+
+/**
+ * The run's sandbox log (its pod's stdout/stderr in CloudWatch Logs), newest page first. `nextCursor`
+ * pages back through older lines; `afterCursor` follows the lines written since. Lines within a page
+ * are oldest first, as a terminal shows them.
+ *
+ * CloudWatch's paging facts this relies on: a page may be empty while more lines lie beyond it, and at
+ * either end of a stream the answer repeats the token it was given. So a page is filled from several
+ * calls when they come back short, and the end is the repeated token, never an empty page.
+ */
+
+export interface RunLogDeps {
+  runs: RunRepository;
+  logs: LogReader;
+}
+
+/** Why a page is empty: the sandbox has not written (or never did), or its stream is gone. */
+export type LogPageReason = 'not_started' | 'expired';
+
+export interface RunLogPage {
+  items: LogEvent[];
+  /** older lines; null when there are none */
+  nextCursor: string | null;
+  /** newer lines, for following; null when no more can come */
+  afterCursor: string | null;
+  reason?: LogPageReason;
+}
+
+/** GetLogEvents calls one page may take, and how long, before it answers with what it has. */
+const MAX_CALLS_PER_PAGE = 10;
+const PAGE_TIME_BUDGET_MS = 4000;
+/** CloudWatch answers at most 1 MB a call; a page stops filling past that. */
+const MAX_PAGE_BYTES = 1_048_576;
+
+/** A position in a run's log: the stream (null before the run had one) and a CloudWatch token. */
+interface Position {
+  s: string | null;
+  t: string | null;
+}
+
+type Direction = 'older' | 'newer';
+
+const cursorScope = (runId: string, direction: Direction) => ({ logs: runId, direction });
+
+const encodePosition = (runId: string, direction: Direction, position: Position): string =>
+  encodeCursor(cursorScope(runId, direction), JSON.stringify(position));
+
+/** Cursors are bound to their run and direction: any other is refused (400). */
+const decodePosition = (runId: string, direction: Direction, cursor: string): Position => {
+  const raw = decodeCursor(cursorScope(runId, direction), cursor);
+  try {
+    const { s, t } = JSON.parse(raw) as Partial<Position>;
+    if ((typeof s === 'string' || s === null) && (typeof t === 'string' || t === null)) return { s, t };
+  } catch {
+    // falls through to the refusal
+  }
+  throw new ValidationError('the cursor is not valid');
+};
+
+const pageBytes = (events: LogEvent[]) => events.reduce((sum, e) => sum + Buffer.byteLength(e.message), 0);
+
+export const readRunLogs = async (
+  deps: RunLogDeps,
+  caller: Caller,
+  runId: string,
+  query: LogsQuery,
+): Promise<RunLogPage> => {
+  const run = await getRun(deps, caller, runId);
+  // Decoded before anything else, so a cursor of another run is refused whatever state this one is in.
+  const older = query.cursor === undefined ? undefined : decodePosition(run.runId, 'older', query.cursor);
+  const newer = query.after === undefined ? undefined : decodePosition(run.runId, 'newer', query.after);
+  const stream = run.logStream;
+  if (!stream) {
+    return {
+      items: [],
+      nextCursor: null,
+      // a follower starts at the first line once the sandbox writes
+      afterCursor: isTerminal(run.status) ? null : encodePosition(run.runId, 'newer', { s: null, t: null }),
+      reason: 'not_started',
+    };
+  }
+  if (newer) return follow(deps, run, stream, newer, query.limit);
+  if (older && older.s !== stream) {
+    throw new ValidationError('the cursor belongs to an earlier sandbox of this run');
+  }
+  return pageBack(deps, run, stream, older?.t ?? undefined, query.limit);
+};
+
+/** The `limit` lines before `token` (the newest without one), oldest first. */
+const pageBack = async (
+  deps: RunLogDeps,
+  run: Run,
+  stream: string,
+  token: string | undefined,
+  limit: number,
+): Promise<RunLogPage> => {
+  const deadline = Date.now() + PAGE_TIME_BUDGET_MS;
+  const chunks: LogEvent[][] = [];
+  let count = 0;
+  let bytes = 0;
+  let position = token;
+  let afterToken: string | undefined;
+  let atStart = false;
+  for (let calls = 1; ; calls++) {
+    const page = await deps.logs.getEvents({
+      logStream: stream,
+      forward: false,
+      token: position,
+      limit: limit - count,
+    });
+    if (!page) return missingStream(run, stream);
+    if (token === undefined && calls === 1) afterToken = page.nextForwardToken;
+    chunks.unshift(page.events);
+    count += page.events.length;
+    bytes += pageBytes(page.events);
+    if (isEnd(position, page.nextBackwardToken)) {
+      atStart = true;
+      break;
+    }
+    position = page.nextBackwardToken;
+    if (count >= limit || bytes >= MAX_PAGE_BYTES) {
+      // A full page cannot tell whether older lines exist; one line's worth of asking can.
+      const probe = await deps.logs.getEvents({
+        logStream: stream,
+        forward: false,
+        token: position,
+        limit: 1,
+      });
+      if (!probe || (probe.events.length === 0 && isEnd(position, probe.nextBackwardToken))) atStart = true;
+      // an empty answer with a new token skipped an empty stretch: the next page starts after it
+      else if (probe.events.length === 0) position = probe.nextBackwardToken;
+      break;
+    }
+    if (calls >= MAX_CALLS_PER_PAGE || Date.now() > deadline) break;
+  }
+  const items = chunks.flat();
+  return {
+    items,
+    nextCursor: atStart ? null : encodePosition(run.runId, 'older', { s: stream, t: position ?? null }),
+    afterCursor:
+      afterToken === undefined ? null : encodePosition(run.runId, 'newer', { s: stream, t: afterToken }),
+    ...(items.length === 0 && token === undefined && atStart && isTerminal(run.status) && run.startedAt
+      ? { reason: 'expired' as const }
+      : {}),
+  };
+};
+
+/** Lines written after the position, oldest first; the new afterCursor continues from the last. */
+const follow = async (
+  deps: RunLogDeps,
+  run: Run,
+  stream: string,
+  from: Position,
+  limit: number,
+): Promise<RunLogPage> => {
+  // A cursor taken before the run had a stream, or in an earlier sandbox of it, follows this one from its start.
+  let position = from.s === stream ? (from.t ?? undefined) : undefined;
+  const deadline = Date.now() + PAGE_TIME_BUDGET_MS;
+  let items: LogEvent[] = [];
+  for (let calls = 1; ; calls++) {
+    const page = await deps.logs.getEvents({
+      logStream: stream,
+      forward: true,
+      token: position,
+      limit,
+    });
+    if (!page) return missingStream(run, stream, position);
+    items = page.events;
+    const caughtUp = isEnd(position, page.nextForwardToken);
+    if (!caughtUp) position = page.nextForwardToken;
+    // new lines, or none yet: either way the follower asks again from the new position
+    if (items.length > 0 || caughtUp || calls >= MAX_CALLS_PER_PAGE || Date.now() > deadline) break;
+  }
+  return {
+    items,
+    nextCursor: null,
+    afterCursor: encodePosition(run.runId, 'newer', { s: stream, t: position ?? null }),
+  };
+};
+
+/** CloudWatch marks either end of a stream by answering with the token it was given (or none). */
+const isEnd = (given: string | undefined, answered: string | undefined): boolean =>
+  answered === undefined || (given !== undefined && answered === given);
+
+/** The stream does not exist: not created yet (a follower waits at `token`), or deleted after the run. */
+const missingStream = (run: Run, stream: string, token?: string): RunLogPage => {
+  const reason: LogPageReason =
+    isTerminal(run.status) && run.startedAt !== undefined ? 'expired' : 'not_started';
+  return {
+    items: [],
+    nextCursor: null,
+    afterCursor:
+      reason === 'expired' ? null : encodePosition(run.runId, 'newer', { s: stream, t: token ?? null }),
+    reason,
+  };
+};

@@ -1,0 +1,227 @@
+import { z } from 'zod';
+import { formatUsd } from '../domain/money.js';
+import {
+  type CpuArchitecture,
+  type PriceTable,
+  priceSandbox,
+  priceTokens,
+  type SandboxCharge,
+  type SandboxUse,
+  SPEND_WINDOWS,
+  type SpendWindow,
+  windowHours,
+} from '../domain/pricing.js';
+import { isTerminal, type Run } from '../domain/run.js';
+import {
+  type AccountLimits,
+  type Caller,
+  capReached,
+  hasSpendCaps,
+  type Pod,
+  type TrailingSpend,
+} from '../domain/tenancy.js';
+import type {
+  Clock,
+  DirectoryRepository,
+  HourlySpend,
+  RunRepository,
+  SpendScope,
+  UsagePricing,
+} from '../ports.js';
+
+/** What runs cost and what accounts spent: pricing usage, settling sandboxes, and the spend limits. */
+
+export interface Pricing {
+  table: PriceTable;
+  /** the CPU architecture of the pods' task definition */
+  architecture: CpuArchitecture;
+}
+
+export const spendScopeOf = (run: Pick<Run, 'accountId' | 'projectId' | 'podId'>): SpendScope => ({
+  accountId: run.accountId,
+  projectId: run.projectId,
+  podId: run.podId,
+});
+
+export const usagePricing = (pricing: Pricing, run: Run): UsagePricing => ({
+  scope: spendScopeOf(run),
+  price: (model, tokens) => priceTokens(pricing.table, model, tokens),
+});
+
+/**
+ * When the run's sandbox began to cost: the pod's first event, or, for a pod that never reported, the
+ * last move to PROVISIONING before its task was launched. Undefined when no sandbox ever ran.
+ */
+const sandboxStartedAt = (run: Run): string | undefined => {
+  if (run.startedAt) return run.startedAt;
+  if (!run.taskArn) return undefined;
+  return run.history.findLast((change) => change.status === 'PROVISIONING')?.at;
+};
+
+type PodSize = Pick<Pod, 'cpu' | 'memoryMiB'>;
+
+/** The sandbox time and per-run fee up to `until`; undefined for a run that never had a sandbox. */
+export const sandboxCharge = (
+  pricing: Pricing,
+  run: Run,
+  pod: PodSize,
+  until: Date,
+): (SandboxCharge & SandboxUse) | undefined => {
+  const startedAt = sandboxStartedAt(run);
+  if (!startedAt) return undefined;
+  const use: SandboxUse = {
+    cpu: pod.cpu,
+    memoryMiB: pod.memoryMiB,
+    architecture: pricing.architecture,
+    runningMs: Math.max(0, until.getTime() - Date.parse(startedAt)),
+  };
+  return { ...use, ...priceSandbox(pricing.table, use) };
+};
+
+/**
+ * Charge an ended run's sandbox, from its frozen pod size over its running time, and the per-run fee.
+ * Settling twice changes nothing: the settlement is one ledger entry, written only if absent.
+ */
+export const settleRun = async (
+  deps: { runs: RunRepository; pricing: Pricing; clock: Clock },
+  run: Run,
+): Promise<void> => {
+  if (!isTerminal(run.status) || !sandboxStartedAt(run)) return;
+  const snapshot = await deps.runs.getSnapshot(run.runId);
+  if (!snapshot) throw new Error(`run ${run.runId} has no config snapshot to settle its sandbox from`);
+  const until = run.completedAt ? new Date(run.completedAt) : deps.clock.now();
+  const charge = sandboxCharge(deps.pricing, run, snapshot.pod, until);
+  if (charge) await deps.runs.settle(run.runId, charge, spendScopeOf(run));
+};
+
+const sumOf = (hours: HourlySpend[]): number => hours.reduce((sum, h) => sum + h.totalMicroUsd, 0);
+
+/** The account's spend over its trailing windows; the 30-day window is read only when it is capped. */
+export const trailingSpend = async (
+  runs: RunRepository,
+  accountId: string,
+  limits: AccountLimits,
+  now: Date,
+): Promise<TrailingSpend> => {
+  const month = windowHours(now, SPEND_WINDOWS['30d']);
+  const day = windowHours(now, SPEND_WINDOWS['24h']);
+  const hours = await runs.hourlySpend(
+    accountId,
+    limits.monthlyCapMicroUsd > 0 ? month.from : day.from,
+    day.to,
+  );
+  return {
+    last24hMicroUsd: sumOf(hours.filter((h) => h.hour >= day.from)),
+    last30dMicroUsd: limits.monthlyCapMicroUsd > 0 ? sumOf(hours) : 0,
+  };
+};
+
+/** A pod's frozen size and budget never change for a run, so each is read from its snapshot once. */
+const FROZEN_MEMO_SIZE = 10_000;
+const frozenPods = new Map<string, PodSize & Pick<Pod, 'runBudgetMicroUsd'>>();
+
+const frozenPod = async (runs: RunRepository, runId: string) => {
+  const known = frozenPods.get(runId);
+  if (known) return known;
+  const snapshot = await runs.getSnapshot(runId);
+  if (!snapshot) throw new Error(`run ${runId} has no config snapshot`);
+  const { cpu, memoryMiB, runBudgetMicroUsd } = snapshot.pod;
+  if (frozenPods.size >= FROZEN_MEMO_SIZE) {
+    const oldest = frozenPods.keys().next().value;
+    if (oldest !== undefined) frozenPods.delete(oldest);
+  }
+  const pod = { cpu, memoryMiB, runBudgetMicroUsd };
+  frozenPods.set(runId, pod);
+  return pod;
+};
+
+export interface LimitDeps {
+  runs: RunRepository;
+  directory: DirectoryRepository;
+  pricing: Pricing;
+  clock: Clock;
+}
+
+/**
+ * Why a running run must stop now, or undefined. What counts is what stopping now would cost: the
+ * recorded total plus the sandbox time and per-run fee not settled yet. The run's own budget is checked
+ * on every batch; the account's caps, which take a read of its spend, when the batch added spend.
+ */
+export const limitBreach = async (
+  deps: LimitDeps,
+  run: Run,
+  addedSpend: boolean,
+): Promise<string | undefined> => {
+  if (isTerminal(run.status) || run.result) return undefined;
+  const now = deps.clock.now();
+  const pod = await frozenPod(deps.runs, run.runId);
+  const unsettled = sandboxCharge(deps.pricing, run, pod, now)?.totalMicroUsd ?? 0;
+  const runTotal = run.cost.totalUsd + unsettled;
+  if (pod.runBudgetMicroUsd > 0 && runTotal >= pod.runBudgetMicroUsd) {
+    return `the run reached its budget: ${formatUsd(runTotal)} of ${formatUsd(pod.runBudgetMicroUsd)}`;
+  }
+  if (!addedSpend) return undefined;
+  const account = await deps.directory.getAccount(run.accountId);
+  if (!account || !hasSpendCaps(account.limits)) return undefined;
+  const spent = await trailingSpend(deps.runs, run.accountId, account.limits, now);
+  return capReached(account.limits, {
+    last24hMicroUsd: spent.last24hMicroUsd + unsettled,
+    last30dMicroUsd: spent.last30dMicroUsd + unsettled,
+  });
+};
+
+export const spendQuerySchema = z
+  .object({ window: z.enum(Object.keys(SPEND_WINDOWS) as [SpendWindow, ...SpendWindow[]]).default('24h') })
+  .strict();
+
+export interface AccountSpend {
+  accountId: string;
+  window: SpendWindow;
+  /** the start of the window's first hour, and now */
+  from: string;
+  to: string;
+  totalMicroUsd: number;
+  /** the account's cap for this window; 0 = no cap */
+  capMicroUsd: number;
+  byProject: { projectId: string; totalMicroUsd: number }[];
+  byPod: { podId: string; totalMicroUsd: number }[];
+}
+
+const largestFirst = <K extends string>(totals: Map<string, number>, key: K) =>
+  [...totals]
+    .sort(([a, x], [b, y]) => y - x || a.localeCompare(b))
+    .map(
+      ([id, totalMicroUsd]) =>
+        ({ [key]: id, totalMicroUsd }) as Record<K, string> & { totalMicroUsd: number },
+    );
+
+/** `GET /v1/account/spend`: what the caller's account spent over a trailing window, by project and pod. */
+export const getAccountSpend = async (
+  deps: { runs: RunRepository; directory: DirectoryRepository; clock: Clock },
+  caller: Caller,
+  window: SpendWindow,
+): Promise<AccountSpend> => {
+  const now = deps.clock.now();
+  const range = windowHours(now, SPEND_WINDOWS[window]);
+  const [hours, account] = await Promise.all([
+    deps.runs.hourlySpend(caller.accountId, range.from, range.to),
+    deps.directory.getAccount(caller.accountId),
+  ]);
+  const byProject = new Map<string, number>();
+  const byPod = new Map<string, number>();
+  for (const hour of hours) {
+    for (const [id, n] of Object.entries(hour.byProject)) byProject.set(id, (byProject.get(id) ?? 0) + n);
+    for (const [id, n] of Object.entries(hour.byPod)) byPod.set(id, (byPod.get(id) ?? 0) + n);
+  }
+  const limits = account?.limits;
+  return {
+    accountId: caller.accountId,
+    window,
+    from: range.startsAt,
+    to: now.toISOString(),
+    totalMicroUsd: sumOf(hours),
+    capMicroUsd: (window === '24h' ? limits?.dailyCapMicroUsd : limits?.monthlyCapMicroUsd) ?? 0,
+    byProject: largestFirst(byProject, 'projectId'),
+    byPod: largestFirst(byPod, 'podId'),
+  };
+};

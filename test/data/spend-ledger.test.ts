@@ -1,0 +1,225 @@
+import { randomUUID } from 'node:crypto';
+import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { describe, expect, it } from 'vitest';
+import { DynamoRunRepository } from '../../shared/adapters/dynamo-run-repository.js';
+import { newRunId } from '../../shared/domain/ids.js';
+import { DEFAULT_PRICE_TABLE, priceSandbox, priceTokens } from '../../shared/domain/pricing.js';
+import { type Run, ZERO_COST } from '../../shared/domain/run.js';
+import type { AgentEvent, RunConfigSnapshot, Settlement, UsagePricing } from '../../shared/ports.js';
+import { useTestTable } from '../support/dynamodb-local.js';
+import { podFactory } from '../support/factories.js';
+
+const table = useTestTable();
+const repoAt = (iso: string) =>
+  new DynamoRunRepository(table.doc, table.tableName, { now: () => new Date(iso) });
+
+const seed = async (repo: DynamoRunRepository) => {
+  const now = Date.now();
+  const run: Run = {
+    runId: newRunId(now),
+    accountId: `acct-${randomUUID().slice(0, 8)}`,
+    projectId: 'proj-1',
+    itemId: 'item-1',
+    podId: 'pod-a',
+    mode: 'autopilot',
+    status: 'RUNNING',
+    history: [{ status: 'RUNNING', at: new Date(now).toISOString() }],
+    source: 'api',
+    attribution: 'u',
+    repos: [],
+    usage: {},
+    cost: { ...ZERO_COST },
+    artifacts: [],
+    attempt: 1,
+    redriveCount: 0,
+    lastSeq: 0,
+    version: 1,
+    createdAt: new Date(now).toISOString(),
+    updatedAt: new Date(now).toISOString(),
+  };
+  const snapshot: RunConfigSnapshot = { prompt: 'p', repos: [], pod: podFactory(), request: {} };
+  await repo.create(run, snapshot);
+  return run;
+};
+
+const pricingFor = (run: Run): UsagePricing => ({
+  scope: { accountId: run.accountId, projectId: run.projectId, podId: run.podId },
+  price: (model, tokens) => priceTokens(DEFAULT_PRICE_TABLE, model, tokens),
+});
+
+const ledgerOf = async (runId: string) => {
+  const out = await table.doc.send(
+    new QueryCommand({
+      TableName: table.tableName,
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :usage)',
+      ExpressionAttributeValues: { ':pk': `RUN#${runId}`, ':usage': 'USAGE#' },
+      ConsistentRead: true,
+    }),
+  );
+  return out.Items ?? [];
+};
+
+const sum = (items: Record<string, unknown>[], field: string) =>
+  items.reduce((n, item) => n + Number(item[field] ?? 0), 0);
+
+const at = (seq: number) => new Date(1_700_000_000_000 + seq * 1000).toISOString();
+
+describe('the priced usage ledger', () => {
+  it('keeps the run’s cost and the account’s hourly spend equal to the ledger under concurrent batches', async () => {
+    const repo = repoAt('2026-03-01T05:30:00.000Z');
+    const run = await seed(repo);
+    const batches: AgentEvent[][] = Array.from({ length: 10 }, (_, b) =>
+      Array.from({ length: 12 }, (_, i): AgentEvent => {
+        const seq = b * 12 + i + 1;
+        return i % 3 === 0
+          ? {
+              seq,
+              at: at(seq),
+              type: 'step',
+              kind: 'assistant',
+              content: `step ${seq}`,
+              model: 'claude-haiku-4-5',
+              usage: { inputTokens: 1000 + seq, outputTokens: 7 * seq, cacheReadTokens: 3 },
+            }
+          : {
+              seq,
+              at: at(seq),
+              type: 'usage',
+              model: seq % 2 ? 'claude-sonnet-4-5-20250929' : 'claude-opus-4-1',
+              inputTokens: 12_345 + seq,
+              outputTokens: 678 * seq,
+              cacheWriteTokens: 91,
+            };
+      }),
+    );
+
+    await Promise.all(
+      batches.map((batch) => repo.recordEvents(run.runId, batch, undefined, pricingFor(run))),
+    );
+    // a pod re-sending batches it got no answer for changes nothing
+    await Promise.all(
+      batches.slice(0, 3).map((b) => repo.recordEvents(run.runId, b, undefined, pricingFor(run))),
+    );
+
+    const ledger = await ledgerOf(run.runId);
+    expect(ledger).toHaveLength(120);
+    expect(new Set(ledger.map((e) => e.priceTableVersion))).toEqual(new Set(['builtin-2025-11']));
+    const stored = await repo.get(run.runId);
+    expect(stored?.cost).toEqual({
+      tokenUsd: sum(ledger, 'costMicroUsd'),
+      sandboxCpuUsd: 0,
+      sandboxMemoryUsd: 0,
+      feeUsd: sum(ledger, 'feeMicroUsd'),
+      totalUsd: sum(ledger, 'totalMicroUsd'),
+    });
+    for (const model of ['claude-haiku-4-5', 'claude-sonnet-4-5-20250929', 'claude-opus-4-1']) {
+      const entries = ledger.filter((e) => e.model === model);
+      expect(stored?.usage[model]?.costMicroUsd).toBe(sum(entries, 'costMicroUsd'));
+      expect(stored?.usage[model]?.inputTokens).toBe(sum(entries, 'inputTokens'));
+    }
+    // each entry is the price of its own tokens
+    const first = ledger.find((e) => e.seq === 2);
+    expect(first?.costMicroUsd).toBe(
+      priceTokens(DEFAULT_PRICE_TABLE, 'claude-opus-4-1', {
+        inputTokens: 12_347,
+        outputTokens: 1356,
+        cacheReadTokens: 0,
+        cacheWriteTokens: 91,
+      }).tokenMicroUsd,
+    );
+    const step = await table.doc.send(
+      new GetCommand({ TableName: table.tableName, Key: { pk: `RUN#${run.runId}`, sk: 'STEP#0000000001' } }),
+    );
+    expect(step.Item?.costMicroUsd).toBe(ledger.find((e) => e.seq === 1)?.costMicroUsd);
+
+    const hours = await repo.hourlySpend(run.accountId, '2026-03-01T00', '2026-03-01T23');
+    expect(hours).toEqual([
+      {
+        hour: '2026-03-01T05',
+        totalMicroUsd: stored?.cost.totalUsd,
+        byProject: { 'proj-1': stored?.cost.totalUsd },
+        byPod: { 'pod-a': stored?.cost.totalUsd },
+      },
+    ]);
+  });
+
+  it('records usage unpriced when no pricing is given', async () => {
+    const repo = repoAt('2026-03-01T05:30:00.000Z');
+    const run = await seed(repo);
+    await repo.recordEvents(run.runId, [
+      { seq: 1, at: at(1), type: 'usage', model: 'm', inputTokens: 10, outputTokens: 1 },
+    ]);
+    const [entry] = await ledgerOf(run.runId);
+    expect(entry?.priceTableVersion).toBeUndefined();
+    expect((await repo.get(run.runId))?.cost.totalUsd).toBe(0);
+    expect(await repo.hourlySpend(run.accountId, '2026-03-01T00', '2026-03-01T23')).toEqual([]);
+  });
+});
+
+describe('settling a run', () => {
+  const settlementOf = (runningMs: number): Settlement => {
+    const use = { cpu: 1024, memoryMiB: 2048, architecture: 'ARM64' as const, runningMs };
+    return { ...use, ...priceSandbox(DEFAULT_PRICE_TABLE, use) };
+  };
+
+  it('charges the sandbox and fee once, to the run, its ledger and the hour it settled in', async () => {
+    const early = repoAt('2026-03-01T05:59:00.000Z');
+    const run = await seed(early);
+    const scope = { accountId: run.accountId, projectId: run.projectId, podId: run.podId };
+    await early.recordEvents(
+      run.runId,
+      [
+        {
+          seq: 1,
+          at: at(1),
+          type: 'usage',
+          model: 'claude-sonnet-4-5',
+          inputTokens: 100_000,
+          outputTokens: 0,
+        },
+      ],
+      undefined,
+      pricingFor(run),
+    );
+    const late = repoAt('2026-03-01T06:01:00.000Z');
+    const settlement = settlementOf(90_500);
+    expect(await late.settle(run.runId, settlement, scope)).toBe(true);
+    expect(await late.settle(run.runId, settlementOf(999_000), scope)).toBe(false);
+
+    const stored = await late.get(run.runId);
+    // 100,000 Sonnet input tokens: 300,000 + 2 % fee 6,000; the sandbox: 818 + 180 + fee 10,020
+    expect(stored?.cost).toEqual({
+      tokenUsd: 300_000,
+      sandboxCpuUsd: 818,
+      sandboxMemoryUsd: 180,
+      feeUsd: 16_020,
+      totalUsd: 317_018,
+    });
+    const ledger = await ledgerOf(run.runId);
+    expect(ledger.map((e) => e.sk)).toEqual(['USAGE#0000000001', 'USAGE#SETTLEMENT']);
+    expect(sum(ledger, 'totalMicroUsd')).toBe(317_018);
+    expect(ledger[1]).toMatchObject({
+      billedSeconds: 91,
+      runningMs: 90_500,
+      priceTableVersion: 'builtin-2025-11',
+    });
+    expect(await late.hourlySpend(run.accountId, '2026-03-01T05', '2026-03-01T06')).toEqual([
+      {
+        hour: '2026-03-01T05',
+        totalMicroUsd: 306_000,
+        byProject: { 'proj-1': 306_000 },
+        byPod: { 'pod-a': 306_000 },
+      },
+      {
+        hour: '2026-03-01T06',
+        totalMicroUsd: 11_018,
+        byProject: { 'proj-1': 11_018 },
+        byPod: { 'pod-a': 11_018 },
+      },
+    ]);
+    // the range is inclusive at both ends and nothing outside it is read
+    expect(
+      (await late.hourlySpend(run.accountId, '2026-03-01T06', '2026-03-02T00')).map((h) => h.hour),
+    ).toEqual(['2026-03-01T06']);
+  });
+});

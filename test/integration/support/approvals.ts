@@ -1,0 +1,87 @@
+import type { PendingApproval, RunApprovals } from '../../../shared/domain/approval.js';
+import type { Run } from '../../../shared/domain/run.js';
+import { dispatch, endpoints, waitForRun } from './api.js';
+
+/** Supervised runs on the local cloud: the inbox, the approval mail and its link. */
+
+export type RunWithApprovals = Run & RunApprovals;
+
+export interface InboxMail {
+  messageId: string;
+  from: string;
+  destination: { to: string[] };
+  subject: string;
+  body: { html?: string; text?: string };
+}
+
+/** Everything SES has sent, as the local SES's `GET /store` returns it. */
+export const inbox = async (): Promise<InboxMail[]> => {
+  const res = await fetch(`${endpoints().services.sesv2}/store`);
+  return ((await res.json()) as { emails: InboxMail[] }).emails;
+};
+
+/** The approval mail sent to `to` for this approval, once it has arrived. */
+export const approvalMail = async (approvalId: string, to = 'admin@example.com', timeoutMs = 15_000) => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const mail = (await inbox()).find(
+      (m) => m.destination.to.includes(to) && m.body.text?.includes(approvalId),
+    );
+    if (mail) return mail;
+    if (Date.now() > deadline) throw new Error(`no approval mail for ${approvalId} to ${to}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+};
+
+/** The signed link in a mail's text. */
+export const linkIn = (mail: InboxMail): URL => {
+  const match = mail.body.text?.match(/https?:\/\/\S+\/approve\/\S+/);
+  if (!match) throw new Error(`no approval link in: ${mail.body.text}`);
+  return new URL(match[0]);
+};
+
+export const dispatchSupervised = (
+  demo: Record<string, unknown> = {},
+  request: Record<string, unknown> = {},
+) =>
+  dispatch({
+    mode: 'supervised',
+    config: { demo: { steps: 2, stepDelayMs: 10, checkpoints: ['plan'], ...demo } },
+    ...request,
+  });
+
+/** Waits until the run waits for a decision whose approval was requested (it has an id). */
+export const waitForApproval = async (
+  runId: string,
+  timeoutMs = 30_000,
+): Promise<{ run: RunWithApprovals; pending: PendingApproval & { approvalId: string } }> => {
+  const { run } = await waitForRun(
+    runId,
+    (r) => r.status === 'AWAITING_APPROVAL' && Boolean((r as RunWithApprovals).pendingApproval?.approvalId),
+    timeoutMs,
+  );
+  const pending = (run as RunWithApprovals).pendingApproval as PendingApproval & { approvalId: string };
+  return { run: run as RunWithApprovals, pending };
+};
+
+/** The pending run's approval link, from the admin's mail. */
+export const approvalLinkFor = async (runId: string) => {
+  const { run, pending } = await waitForApproval(runId);
+  const mail = await approvalMail(pending.approvalId);
+  return { run, pending, mail, link: linkIn(mail) };
+};
+
+/** What the page's form posts: the signed fields from the link and the button pressed. */
+export const postDecision = (link: URL, decision: string, fields: Record<string, string> = {}) => {
+  const body = new URLSearchParams({
+    for: link.searchParams.get('for') ?? '',
+    sig: link.searchParams.get('sig') ?? '',
+    decision,
+    ...fields,
+  });
+  return fetch(`${link.origin}${link.pathname}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body,
+  });
+};

@@ -1,0 +1,317 @@
+import { describe, expect, it, vi } from 'vitest';
+import { DEFAULT_PRICE_TABLE } from '../../shared/domain/pricing.js';
+import type { Run } from '../../shared/domain/run.js';
+import { type Account, preflight } from '../../shared/domain/tenancy.js';
+import type {
+  AgentEvent,
+  DirectoryRepository,
+  HourlySpend,
+  RunConfigSnapshot,
+  RunRepository,
+  StepContentStore,
+  TaskSignals,
+} from '../../shared/ports.js';
+import { ingestEvents } from '../../shared/usecases/agent.js';
+import {
+  getAccountSpend,
+  limitBreach,
+  type Pricing,
+  settleRun,
+  trailingSpend,
+} from '../../shared/usecases/spend.js';
+import { podFactory, runFactory } from '../support/factories.js';
+
+const pricing: Pricing = { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' };
+const NOW = new Date('2026-03-01T05:30:00.000Z');
+const clock = { now: () => NOW };
+const ago = (ms: number) => new Date(NOW.getTime() - ms).toISOString();
+
+let runCount = 0;
+/** Each test its own run id: a run's frozen pod is remembered per run. */
+const aRun = (overrides: Partial<Run> = {}) =>
+  runFactory({ runId: `run_spend_${++runCount}`, status: 'RUNNING', startedAt: ago(30_000), ...overrides });
+
+const snapshotWith = (pod: Partial<RunConfigSnapshot['pod']> = {}): RunConfigSnapshot => ({
+  prompt: 'p',
+  repos: [],
+  pod: podFactory(pod),
+  request: {},
+});
+
+const fakeRuns = (overrides: Partial<RunRepository> = {}) =>
+  ({
+    getSnapshot: vi.fn(async () => snapshotWith()),
+    settle: vi.fn(async () => true),
+    hourlySpend: vi.fn(async (): Promise<HourlySpend[]> => []),
+    ...overrides,
+  }) as unknown as RunRepository;
+
+const account = (limits: Account['limits']): Account => ({
+  accountId: 'acct-1',
+  name: 'A',
+  paymentStatus: 'active',
+  limits,
+  updatedAt: ago(0),
+});
+const directoryWith = (a: Account | undefined) =>
+  ({ getAccount: vi.fn(async () => a) }) as unknown as DirectoryRepository;
+
+const hour = (h: string, total: number, byProject = {}, byPod = {}): HourlySpend => ({
+  hour: h,
+  totalMicroUsd: total,
+  byProject,
+  byPod,
+});
+
+describe('preflight spend caps', () => {
+  const pod = podFactory();
+  it('cancels at or over the daily or monthly cap, with budget_hit', () => {
+    const capped = account({ dailyCapMicroUsd: 1_000_000, monthlyCapMicroUsd: 5_000_000 });
+    expect(preflight(pod, capped, { last24hMicroUsd: 999_999, last30dMicroUsd: 4_999_999 })).toEqual({
+      ok: true,
+    });
+    expect(preflight(pod, capped, { last24hMicroUsd: 1_000_000, last30dMicroUsd: 1_000_000 })).toMatchObject({
+      ok: false,
+      exitReason: 'budget_hit',
+      message: expect.stringContaining('last 24 hours'),
+    });
+    expect(preflight(pod, capped, { last24hMicroUsd: 0, last30dMicroUsd: 5_000_001 })).toMatchObject({
+      exitReason: 'budget_hit',
+      message: expect.stringContaining('last 30 days'),
+    });
+  });
+
+  it('treats a cap of 0 as no cap, and a payment problem before the caps', () => {
+    const spend = { last24hMicroUsd: 10 ** 12, last30dMicroUsd: 10 ** 12 };
+    expect(preflight(pod, account({ dailyCapMicroUsd: 0, monthlyCapMicroUsd: 0 }), spend)).toEqual({
+      ok: true,
+    });
+    const unpaid = {
+      ...account({ dailyCapMicroUsd: 1, monthlyCapMicroUsd: 0 }),
+      paymentStatus: 'payment_required' as const,
+    };
+    expect(preflight(pod, unpaid, spend)).toMatchObject({ exitReason: 'payment_required' });
+    expect(
+      preflight(
+        podFactory({ enabled: false }),
+        account({ dailyCapMicroUsd: 1, monthlyCapMicroUsd: 0 }),
+        spend,
+      ),
+    ).toMatchObject({
+      exitReason: 'cancelled',
+    });
+  });
+});
+
+describe('settleRun', () => {
+  it('charges the frozen pod size over the running time, and the per-run fee, to the run and its scope', async () => {
+    const runs = fakeRuns();
+    const run = aRun({
+      status: 'COMPLETED',
+      startedAt: ago(90_500),
+      completedAt: ago(0),
+      taskArn: 'arn:task/1',
+    });
+    await settleRun({ runs, pricing, clock }, run);
+    expect(runs.settle).toHaveBeenCalledWith(
+      run.runId,
+      {
+        cpu: 1024,
+        memoryMiB: 2048,
+        architecture: 'ARM64',
+        runningMs: 90_500,
+        billedSeconds: 91,
+        cpuMicroUsd: 818,
+        memoryMicroUsd: 180,
+        feeMicroUsd: 10_020,
+        totalMicroUsd: 11_018,
+        priceTableVersion: 'builtin-2025-11',
+      },
+      { accountId: 'acct-1', projectId: 'proj-1', podId: 'pod-1' },
+    );
+  });
+
+  it('bills a pod that never reported from the launch of its sandbox', async () => {
+    const runs = fakeRuns({ getSnapshot: vi.fn(async () => snapshotWith({ cpu: 4096, memoryMiB: 8192 })) });
+    const run = aRun({
+      status: 'FAILED',
+      startedAt: undefined,
+      taskArn: 'arn:task/2',
+      history: [
+        { status: 'QUEUED', at: ago(400_000) },
+        { status: 'PROVISIONING', at: ago(300_000) },
+        { status: 'FAILED', at: ago(0) },
+      ],
+      completedAt: ago(0),
+    });
+    await settleRun({ runs, pricing, clock }, run);
+    expect(runs.settle).toHaveBeenCalledWith(
+      run.runId,
+      expect.objectContaining({ runningMs: 300_000, billedSeconds: 300, cpu: 4096 }),
+      expect.anything(),
+    );
+  });
+
+  it('charges nothing for a run that never had a sandbox or has not ended', async () => {
+    const runs = fakeRuns();
+    await settleRun({ runs, pricing, clock }, aRun({ status: 'CANCELLED', startedAt: undefined }));
+    await settleRun({ runs, pricing, clock }, aRun({ status: 'RUNNING', taskArn: 'arn:task/3' }));
+    expect(runs.settle).not.toHaveBeenCalled();
+    expect(runs.getSnapshot).not.toHaveBeenCalled();
+  });
+});
+
+describe('trailingSpend', () => {
+  it('reads 24 hours when only the daily cap is set', async () => {
+    const runs = fakeRuns({ hourlySpend: vi.fn(async () => [hour('2026-03-01T01', 7)]) });
+    const spend = await trailingSpend(runs, 'acct-1', { dailyCapMicroUsd: 1, monthlyCapMicroUsd: 0 }, NOW);
+    expect(runs.hourlySpend).toHaveBeenCalledWith('acct-1', '2026-02-28T06', '2026-03-01T05');
+    expect(spend).toEqual({ last24hMicroUsd: 7, last30dMicroUsd: 0 });
+  });
+
+  it('reads 30 days once and counts only the last 24 hours toward the daily window', async () => {
+    const runs = fakeRuns({
+      hourlySpend: vi.fn(async () => [
+        hour('2026-02-01T00', 100),
+        hour('2026-02-28T05', 20),
+        hour('2026-02-28T06', 3),
+      ]),
+    });
+    const spend = await trailingSpend(runs, 'acct-1', { dailyCapMicroUsd: 1, monthlyCapMicroUsd: 1 }, NOW);
+    expect(runs.hourlySpend).toHaveBeenCalledWith('acct-1', '2026-01-30T06', '2026-03-01T05');
+    expect(spend).toEqual({ last24hMicroUsd: 3, last30dMicroUsd: 123 });
+  });
+});
+
+describe('limitBreach', () => {
+  const deps = (runs: RunRepository, a?: Account) => ({ runs, directory: directoryWith(a), pricing, clock });
+
+  it('stops a run whose total with its unsettled sandbox time and fee reaches its budget', async () => {
+    // 30 s running bills the 60 s minimum: 540 + 119 + fee 10,013 = 10,672 not settled yet
+    const runs = fakeRuns({ getSnapshot: vi.fn(async () => snapshotWith({ runBudgetMicroUsd: 50_000 })) });
+    const over = aRun({
+      cost: { tokenUsd: 38_000, sandboxCpuUsd: 0, sandboxMemoryUsd: 0, feeUsd: 1_328, totalUsd: 39_328 },
+    });
+    expect(await limitBreach(deps(runs), over, false)).toMatch(
+      /reached its budget: \$0\.050000 of \$0\.050000/,
+    );
+    const under = aRun({ cost: { ...over.cost, totalUsd: 39_327 } });
+    expect(await limitBreach(deps(runs), under, false)).toBeUndefined();
+  });
+
+  it("checks the account's caps only when the batch added spend", async () => {
+    const runs = fakeRuns({ hourlySpend: vi.fn(async () => [hour('2026-03-01T05', 89_328)]) });
+    const capped = account({ dailyCapMicroUsd: 100_000, monthlyCapMicroUsd: 0 });
+    const d = deps(runs, capped);
+    expect(await limitBreach(d, aRun(), false)).toBeUndefined();
+    expect(d.directory.getAccount).not.toHaveBeenCalled();
+    // 89,328 recorded + 10,672 unsettled = 100,000
+    expect(await limitBreach(d, aRun(), true)).toMatch(/last 24 hours; its cap is \$0\.100000/);
+    const lower = fakeRuns({ hourlySpend: vi.fn(async () => [hour('2026-03-01T05', 89_327)]) });
+    expect(await limitBreach(deps(lower, capped), aRun(), true)).toBeUndefined();
+  });
+
+  it('leaves ended runs and runs with a result alone', async () => {
+    const runs = fakeRuns({ getSnapshot: vi.fn(async () => snapshotWith({ runBudgetMicroUsd: 1 })) });
+    expect(await limitBreach(deps(runs), aRun({ status: 'STOPPED' }), true)).toBeUndefined();
+    expect(await limitBreach(deps(runs), aRun({ result: { outcome: 'completed' } }), true)).toBeUndefined();
+    expect(runs.getSnapshot).not.toHaveBeenCalled();
+  });
+});
+
+describe('getAccountSpend', () => {
+  it('sums the window by project and pod, largest first, with the window’s cap', async () => {
+    const runs = fakeRuns({
+      hourlySpend: vi.fn(async () => [
+        hour('2026-02-28T10', 300, { p1: 100, p2: 200 }, { a: 300 }),
+        hour('2026-03-01T05', 50, { p1: 50 }, { b: 50 }),
+      ]),
+    });
+    const caller = { accountId: 'acct-1', userId: 'alice', accountRole: 'member' as const };
+    const directory = directoryWith(account({ dailyCapMicroUsd: 1_000, monthlyCapMicroUsd: 9_000 }));
+    const spend = await getAccountSpend({ runs, directory, clock }, caller, '30d');
+    expect(runs.hourlySpend).toHaveBeenCalledWith('acct-1', '2026-01-30T06', '2026-03-01T05');
+    expect(spend).toEqual({
+      accountId: 'acct-1',
+      window: '30d',
+      from: '2026-01-30T06:00:00.000Z',
+      to: NOW.toISOString(),
+      totalMicroUsd: 350,
+      capMicroUsd: 9_000,
+      byProject: [
+        { projectId: 'p2', totalMicroUsd: 200 },
+        { projectId: 'p1', totalMicroUsd: 150 },
+      ],
+      byPod: [
+        { podId: 'a', totalMicroUsd: 300 },
+        { podId: 'b', totalMicroUsd: 50 },
+      ],
+    });
+  });
+});
+
+describe('ingestEvents and spend', () => {
+  it('prices the batch, and a run pushed over its budget ends FAILED / budget_hit with the pod told to stop', async () => {
+    const run = aRun();
+    const failed = { ...run, status: 'FAILED' as const, exitReason: 'budget_hit' as const };
+    const overBudget = { ...run, cost: { ...run.cost, totalUsd: 2_000_000 } };
+    const runs = fakeRuns({
+      getSnapshot: vi.fn(async () => snapshotWith({ runBudgetMicroUsd: 1_000_000 })),
+      recordEvents: vi.fn(async (_id: string, events: AgentEvent[]) => ({
+        accepted: events,
+        duplicates: 0,
+      })),
+      getPodTaskToken: vi.fn(async () => 'token-1'),
+      get: vi.fn(async () => overBudget),
+      transition: vi.fn(async () => failed),
+    });
+    const signals = { failTask: vi.fn(async () => 'sent'), heartbeat: vi.fn() } as unknown as TaskSignals;
+    const answer = await ingestEvents(
+      {
+        runs,
+        signals,
+        clock,
+        stepContent: {} as StepContentStore,
+        directory: directoryWith(undefined),
+        pricing,
+      },
+      { heartbeatSeconds: 60, controlPollMs: 3000 },
+      run,
+      [
+        {
+          seq: 1,
+          at: ago(0),
+          type: 'usage',
+          model: 'claude-sonnet-4-5',
+          inputTokens: 1_000_000,
+          outputTokens: 0,
+        },
+      ],
+    );
+    const usagePricing = vi.mocked(runs.recordEvents).mock.calls[0]?.[3];
+    expect(usagePricing?.scope).toEqual({ accountId: 'acct-1', projectId: 'proj-1', podId: 'pod-1' });
+    expect(
+      usagePricing?.price('claude-sonnet-4-5', {
+        inputTokens: 1_000_000,
+        outputTokens: 0,
+        cacheReadTokens: 0,
+        cacheWriteTokens: 0,
+      }),
+    ).toMatchObject({
+      tokenMicroUsd: 3_000_000,
+      feeMicroUsd: 60_000,
+    });
+    expect(runs.transition).toHaveBeenCalledWith({
+      runId: run.runId,
+      to: 'FAILED',
+      from: ['PROVISIONING', 'RUNNING', 'AWAITING_APPROVAL'],
+      patch: expect.objectContaining({ exitReason: 'budget_hit', completedAt: NOW.toISOString() }),
+    });
+    expect(signals.failTask).toHaveBeenCalledWith(
+      'token-1',
+      'Run.BudgetHit',
+      expect.stringMatching(/budget/),
+    );
+    expect(answer.control.action).toBe('stop');
+  });
+});
