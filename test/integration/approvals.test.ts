@@ -170,7 +170,10 @@ describe('a supervised run', () => {
     await expect
       .poll(async () => (await run(queued.runId)).approvals?.[0]?.decision, { timeout: 15_000 })
       .toBe('withdrawn');
-    expect((await executionsOf(queued.runId))[0]?.status).toBe('SUCCEEDED');
+    // The execution still ends through Finalize, a moment after the run is STOPPED.
+    await expect
+      .poll(async () => (await executionsOf(queued.runId))[0]?.status, { timeout: 15_000 })
+      .toBe('SUCCEEDED');
     const page = await fetch(link);
     expect(page.status).toBe(409);
     expect(await page.text()).toContain('The run is STOPPED');
