@@ -47,7 +47,7 @@ interface ChecksResult {
 /** What one run's fakes answer: Checks, then one ECS outcome per Launch, one MarkRetrying answer per failure. */
 interface Scenario {
   checks: ChecksResult;
-  launches: ('started' | 'noCapacity' | 'ecsException')[];
+  launches: ('started' | 'noCapacity' | 'ecsException' | 'throttled')[];
   retries: { retry: boolean; waitSeconds: number; attempt: number }[];
 }
 
@@ -135,6 +135,8 @@ beforeAll(async () => {
             };
           case 'ecsException':
             throw Object.assign(new Error('Rate exceeded'), { name: 'ECS.AmazonECSException' });
+          case 'throttled':
+            throw Object.assign(new Error('Rate exceeded'), { name: 'ECS.ThrottlingException' });
         }
       },
     },
@@ -334,6 +336,29 @@ describe('run state machine', () => {
       'RetryLaunch',
       'Finalize',
     ]);
+  });
+
+  it('retries a throttled launch in Launch itself, spending none of the run’s launch attempts', async () => {
+    const runId = 'run_launch_throttled';
+    const { executionArn, log } = await startRun(runId, {
+      checks: passed(runId),
+      launches: ['throttled', 'throttled', 'started'],
+      retries: [],
+    });
+    const { taskToken } = await parked(log);
+    await client.send(
+      new SendTaskSuccessCommand({ taskToken, output: JSON.stringify({ outcome: 'completed' }) }),
+    );
+    const finalize = await finalized(executionArn, log);
+
+    expect(log.ecs).toHaveLength(3);
+    expect(log.markRetrying).toEqual([]);
+    expect(finalize.launchError).toBeUndefined();
+    expect(finalize).toMatchObject({
+      launch: { tasks: [{ TaskArn: taskArnOf(runId) }] },
+      pod: { outcome: 'completed' },
+    });
+    expect(await statesEntered(client, executionArn)).toEqual(HAPPY_PATH);
   });
 
   it('sends an ECS exception to LaunchFailed with the error under $.launchError', async () => {

@@ -190,6 +190,7 @@ const faultsInput = z.object({
   throw: z.object({ code: z.string().min(1), times: z.number().int().nonnegative() }).optional(),
 });
 const killInput = z.object({ taskArn: z.string().min(1), signal: z.string().optional() });
+const launchLimitsInput = z.object({ burst: z.number().int().positive(), perSecond: z.number().positive() });
 
 const parse = <T>(schema: z.ZodType<T>, input: unknown): T => {
   const result = schema.safeParse(input);
@@ -385,7 +386,7 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
   const accountId = opts.accountId ?? '000000000000';
   const stopTimeoutMs = opts.stopTimeoutMs ?? 5000;
   const limits = opts.launchLimits === undefined ? { burst: 100, perSecond: 20 } : opts.launchLimits;
-  const launchBucket = limits ? new TokenBucket(limits.burst, limits.perSecond) : undefined;
+  let launchBucket = limits ? new TokenBucket(limits.burst, limits.perSecond) : undefined;
   const tasks = new Map<string, Task>();
   const clusterNames = new Set<string>();
   const faults = { failures: { reason: '', times: 0 }, throw: { code: '', times: 0 } };
@@ -723,6 +724,12 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
           if (input.failures) faults.failures = input.failures;
           if (input.throw) faults.throw = input.throw;
           return faults;
+        }),
+        // other launch limits from now on (a benchmark plays Fargate's limits at a smaller scale)
+        'POST /_local/launch-limits': localRoute((body) => {
+          const input = launchLimitsInput.parse(body);
+          launchBucket = new TokenBucket(input.burst, input.perSecond);
+          return input;
         }),
         'POST /_local/kill': localRoute((body) => {
           const input = killInput.parse(body);

@@ -1,0 +1,64 @@
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { measureDispatchApi } from './dispatch-api.js';
+import { measureDispatchLatency } from './dispatch-latency.js';
+import { measureHandlers } from './handlers.js';
+import { measureIngestion } from './ingestion.js';
+import { measureLaunchBurst } from './launch-burst.js';
+import { measureListScale } from './list-scale.js';
+import { machine, type Results, render, targetRows, writeResults } from './report.js';
+import { measureRunCost } from './run-cost.js';
+import { startBenchCloud } from './support/cloud.js';
+
+/**
+ * `npm run bench`: what the control plane costs per run and how it scales, measured on the local
+ * cloud. Prints the table and writes bench/results.json. Figures, not tests: a missed target is
+ * reported, not failed; a step that cannot be measured is reported and makes the exit code 1.
+ */
+
+const RESULTS_FILE = fileURLToPath(new URL('./results.json', import.meta.url));
+const started = performance.now();
+const loadBefore = os.loadavg()[0] ?? 0;
+const log = (line: string) => console.error(line);
+const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)} s`;
+
+const results: Results = { errors: {} };
+
+const step = async <K extends Exclude<keyof Results, 'errors'>>(
+  key: K,
+  title: string,
+  measure: () => Promise<Results[K]>,
+) => {
+  log(`[${elapsed()}] ${title}`);
+  try {
+    results[key] = await measure();
+  } catch (err) {
+    results.errors[key] = err instanceof Error ? err.message : String(err);
+    log(`  failed: ${results.errors[key]}`);
+  }
+  // what one step leaves running must not weigh on the next
+  await bench.settle(1000, 180_000).catch(() => log('  the local cloud did not go quiet'));
+};
+
+log(`[${elapsed()}] starting the local cloud`);
+const bench = await startBenchCloud((line) => log(`  cloud: ${line}`));
+try {
+  await step('handlers', '(6) handler bundles and cold imports', () => measureHandlers(log));
+  await step('runCost', '(1) control-plane cost per run', () => measureRunCost(bench, log));
+  await step('ingestion', '(7) agent event ingestion', () => measureIngestion(bench));
+  await step('dispatchLatency', '(3) dispatch → RUNNING latency', () => measureDispatchLatency(bench));
+  await step('launchBurst', '(5) launch burst', () => measureLaunchBurst(bench, log));
+  await step('listScale', '(2) list cost as runs grow', () => measureListScale(bench, log));
+  // last: the runs it dispatches stay queued
+  await step('dispatchApi', '(4) dispatch API at a fixed rate', () => measureDispatchApi(bench));
+} finally {
+  await bench.stop();
+}
+
+const seconds = (performance.now() - started) / 1000;
+const rows = targetRows(results);
+const m = machine(loadBefore);
+await writeResults(RESULTS_FILE, results, rows, seconds, m);
+console.log(render(results, rows, seconds, m));
+console.log(`\nWritten to ${RESULTS_FILE}`);
+process.exit(Object.keys(results.errors).length > 0 ? 1 : 0);

@@ -1,0 +1,241 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetExecutionHistoryCommand, type HistoryEvent, SFNClient } from '@aws-sdk/client-sfn';
+import { BatchGetCommand, DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
+import { type FunctionName, LAUNCH } from '../../infra/definitions.js';
+import { type LocalCloud, startLocalCloud } from '../../infra/local/cloud.js';
+import type { OperationStats } from '../../infra/local/emulators/json-protocol.js';
+import type { FunctionStats } from '../../infra/local/lambda-runtime.js';
+import { executionName, isTerminal, type Run } from '../../shared/domain/run.js';
+import { type AgentMeter, type AgentTraffic, startAgentMeter } from './agent-meter.js';
+import { type CapacityTotals, type DynamoMeter, startDynamoMeter } from './dynamo-meter.js';
+
+/**
+ * The local cloud, started in this process exactly as `npm start` starts it but with the deployed
+ * launch and heartbeat settings, with meters in front of DynamoDB Local and the Agent API. The
+ * benchmark itself reads runs straight from DynamoDB Local, so its own reads cost the runs nothing.
+ */
+
+export const SERVICES = ['sqs', 'stepfunctions', 'ecs', 'logs'] as const;
+export type MeteredService = (typeof SERVICES)[number];
+
+/** Everything counted so far; two snapshots give what happened between them. */
+export interface Counters {
+  lambda: Record<FunctionName, FunctionStats>;
+  services: Record<MeteredService, Record<string, OperationStats>>;
+  dynamo: CapacityTotals;
+  agent: AgentTraffic;
+  emails: number;
+}
+
+export interface DemoScript {
+  steps?: number;
+  stepDelayMs?: number;
+  pullRequest?: boolean;
+  checkpoints?: ('plan' | 'commit')[];
+  usage?: { model: string; inputTokens: number; outputTokens: number }[];
+}
+
+export interface Dispatch {
+  mode?: 'autopilot' | 'supervised';
+  demo?: DemoScript;
+  /** makes a retried dispatch safe */
+  idempotencyKey?: string;
+}
+
+export interface BenchCloud {
+  cloud: LocalCloud;
+  dynamo: DynamoMeter;
+  agent: AgentMeter;
+  /** straight to DynamoDB Local, past the meter */
+  db: DynamoDBDocumentClient;
+  sfn: SFNClient;
+  counters(): Promise<Counters>;
+  /** POST /v1/projects/{projectId}/runs as the demo admin; resolves to the run id */
+  dispatch(request?: Dispatch): Promise<string>;
+  getRun(runId: string): Promise<Run | undefined>;
+  getRuns(runIds: string[]): Promise<Run[]>;
+  /** polls until `done` holds for the run, or throws after `timeoutMs` */
+  waitForRun(runId: string, done: (run: Run) => boolean, timeoutMs: number): Promise<Run>;
+  /** resolves once no handler has run for `quietMs` */
+  settle(quietMs?: number, timeoutMs?: number): Promise<void>;
+  /** state names the run's execution entered, in order */
+  statesEntered(run: Run): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+const get = async <T>(url: string): Promise<T> => {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`GET ${url} answered ${response.status}`);
+  return (await response.json()) as T;
+};
+
+export const startBenchCloud = async (log: (line: string) => void): Promise<BenchCloud> => {
+  const stateDir = await mkdtemp(path.join(tmpdir(), 'bench-cloud-'));
+  process.env.POWERTOOLS_LOG_LEVEL ??= 'ERROR';
+  const cloud = await startLocalCloud({
+    basePort: 0,
+    host: '127.0.0.1',
+    stateDir,
+    persist: false,
+    launchBackoffSeconds: LAUNCH.backoffSeconds.join(','),
+    podHeartbeatSeconds: LAUNCH.heartbeatSeconds,
+    launchLimits: true,
+    log,
+  });
+  const { endpoints } = cloud;
+  const dynamo = await startDynamoMeter(endpoints.services.dynamodb);
+  const agent = await startAgentMeter(endpoints.apiUrl);
+  // No handler has run yet, and each reads its endpoints when it is first loaded: from here on the
+  // handlers talk to DynamoDB and hand pods an Agent API URL through the meters.
+  process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.url;
+  process.env.AGENT_API_URL = agent.url;
+
+  const aws = { region: endpoints.region, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } };
+  const db = DynamoDBDocumentClient.from(
+    new DynamoDBClient({ ...aws, endpoint: endpoints.services.dynamodb }),
+  );
+  const sfn = new SFNClient({ ...aws, endpoint: endpoints.services.stepfunctions });
+
+  const counters = async (): Promise<Counters> => {
+    const services = Object.fromEntries(
+      await Promise.all(
+        SERVICES.map(async (name) => {
+          const { operations } = await get<{ operations: Record<string, OperationStats> }>(
+            `${endpoints.services[name]}/_local/stats`,
+          );
+          return [name, operations] as const;
+        }),
+      ),
+    ) as Counters['services'];
+    const { emails } = await get<{ emails: unknown[] }>(`${endpoints.inboxUrl}/store`);
+    return {
+      lambda: cloud.runtime.stats(),
+      services,
+      dynamo: dynamo.totals(),
+      agent: agent.totals(),
+      emails: emails.length,
+    };
+  };
+
+  const dispatch = async (request: Dispatch = {}): Promise<string> => {
+    const response = await fetch(`${endpoints.apiUrl}/v1/projects/${endpoints.projectId}/runs`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${endpoints.token}`,
+        'content-type': 'application/json',
+        ...(request.idempotencyKey ? { 'idempotency-key': request.idempotencyKey } : {}),
+      },
+      body: JSON.stringify({
+        itemId: 'BENCH-1',
+        podId: endpoints.podId,
+        mode: request.mode ?? 'autopilot',
+        prompt: 'Add a health check endpoint',
+        config: { demo: request.demo ?? {} },
+      }),
+    });
+    const body = (await response.json()) as { runId?: string };
+    if (response.status !== 202 || !body.runId) {
+      throw new Error(`dispatch answered ${response.status}: ${JSON.stringify(body)}`);
+    }
+    return body.runId;
+  };
+
+  const runsTable = endpoints.tableName;
+  const getRun = async (runId: string) => {
+    const out = await db.send(
+      new GetCommand({ TableName: runsTable, Key: { pk: `RUN#${runId}`, sk: 'RUN' }, ConsistentRead: true }),
+    );
+    return out.Item as Run | undefined;
+  };
+
+  const getRuns = async (runIds: string[]): Promise<Run[]> => {
+    const found: Run[] = [];
+    for (let i = 0; i < runIds.length; i += 100) {
+      let keys: Record<string, unknown>[] = runIds
+        .slice(i, i + 100)
+        .map((id) => ({ pk: `RUN#${id}`, sk: 'RUN' }));
+      while (keys.length > 0) {
+        const out = await db.send(new BatchGetCommand({ RequestItems: { [runsTable]: { Keys: keys } } }));
+        found.push(...((out.Responses?.[runsTable] ?? []) as Run[]));
+        keys = out.UnprocessedKeys?.[runsTable]?.Keys ?? [];
+      }
+    }
+    return found;
+  };
+
+  const waitForRun = async (runId: string, done: (run: Run) => boolean, timeoutMs: number) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const run = await getRun(runId);
+      if (run && done(run)) return run;
+      if (Date.now() > deadline) {
+        throw new Error(`run ${runId} is still ${run?.status ?? 'missing'} after ${timeoutMs} ms`);
+      }
+      await sleep(25);
+    }
+  };
+
+  const settle = async (quietMs = 400, timeoutMs = 30_000) => {
+    const deadline = Date.now() + timeoutMs;
+    const activity = () =>
+      Object.values(cloud.runtime.stats()).reduce((n, s) => n + s.invocations * 1e9 + s.totalMs, 0);
+    let last = activity();
+    let quietSince = Date.now();
+    while (Date.now() - quietSince < quietMs) {
+      if (Date.now() > deadline) throw new Error(`the local cloud did not go quiet in ${timeoutMs} ms`);
+      await sleep(50);
+      const now = activity();
+      if (now !== last) {
+        last = now;
+        quietSince = Date.now();
+      }
+    }
+  };
+
+  const statesEntered = async (run: Run): Promise<string[]> => {
+    const executionArn = `${endpoints.stateMachineArn.replace(':stateMachine:', ':execution:')}:${executionName(run)}`;
+    const names: string[] = [];
+    let nextToken: string | undefined;
+    do {
+      const page = await sfn.send(
+        new GetExecutionHistoryCommand({ executionArn, maxResults: 1000, nextToken }),
+      );
+      for (const event of page.events ?? ([] as HistoryEvent[])) {
+        if (event.type?.endsWith('StateEntered') && event.stateEnteredEventDetails?.name) {
+          names.push(event.stateEnteredEventDetails.name);
+        }
+      }
+      nextToken = page.nextToken;
+    } while (nextToken);
+    return names;
+  };
+
+  return {
+    cloud,
+    dynamo,
+    agent,
+    db,
+    sfn,
+    counters,
+    dispatch,
+    getRun,
+    getRuns,
+    waitForRun,
+    settle,
+    statesEntered,
+    stop: async () => {
+      db.destroy();
+      sfn.destroy();
+      await agent.close();
+      await dynamo.close();
+      await cloud.stop();
+      await rm(stateDir, { recursive: true, force: true });
+    },
+  };
+};
+
+export const terminal = (run: Run) => isTerminal(run.status);
