@@ -9,6 +9,9 @@ export default defineConfig({
           include: ['test/unit/**/*.test.ts', 'test/infra/**/*.test.ts', 'pod/**/*.test.ts'],
           environment: 'node',
           setupFiles: ['test/support/sdk-matchers.ts'],
+          // The unit tests share two cores with the DynamoDB Local JVMs and the local cloud of the other
+          // projects; a generous timeout keeps a loaded machine from failing a correct test.
+          testTimeout: 20_000,
         },
       },
       {

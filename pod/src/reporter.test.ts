@@ -52,10 +52,10 @@ describe('Reporter', () => {
   });
 
   it('waits for the flush interval before sending a lone event', async () => {
-    const { server, reporter } = await setUp({}, { flushIntervalMs: 150 });
+    const { server, reporter } = await setUp({}, { flushIntervalMs: 1500 });
 
     reporter.emit(step('a'));
-    await new Promise((r) => setTimeout(r, 80));
+    await new Promise((r) => setTimeout(r, 100));
     const sentEarly = server.posts.length;
     await eventually(() => server.posts.length === 1);
 
