@@ -121,6 +121,7 @@ export class StatefulStack extends Stack {
       new iam.PolicyStatement({
         principals: [cloudwatchPrincipal],
         actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        // In a key policy '*' means this key itself; the conditions narrow it to this account's alarms.
         resources: ['*'],
         conditions: fromThisAccountsAlarms,
       }),
