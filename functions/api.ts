@@ -30,6 +30,7 @@ import {
   stepContentStore,
   taskSignals,
 } from '../shared/wiring.js';
+import * as z from '../shared/zod.js';
 
 /** HTTP API v1: runs, pods, projects, account. Parse → use case → answer. */
 export const makeHandler = (
@@ -52,7 +53,7 @@ export const makeHandler = (
       const c = caller(event);
       const projectId = pathParam(event, 'projectId');
       const request = parseJsonBody(event, dispatchRequestSchema);
-      const key = idempotencyKeySchema.optional().parse(header(event, 'idempotency-key'));
+      const key = z.optional(idempotencyKeySchema).parse(header(event, 'idempotency-key'));
       const { run, created } = await runCases.dispatchRun(deps, c, projectId, request, key);
       return json(202, run, created ? {} : { 'idempotent-replayed': 'true' });
     },

@@ -1,7 +1,6 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer } from 'aws-lambda';
-import { z } from 'zod';
 import { approvalSigningSecret, type SecretSource } from '../shared/adapters/approval-secret.js';
 import { DynamoApprovalStore } from '../shared/adapters/dynamo-approvals.js';
 import { readEnv } from '../shared/config.js';
@@ -21,6 +20,7 @@ import {
   viewApprovalLink,
 } from '../shared/usecases/approvals.js';
 import { directoryRepository, runRepository, taskSignals } from '../shared/wiring.js';
+import * as z from '../shared/zod.js';
 
 type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
 

@@ -1,9 +1,9 @@
-import { z } from 'zod';
 import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
 import { type Clock, type DirectoryRepository, type RunRepository, systemClock } from '../shared/ports.js';
 import { type LaunchSettings, runChecks } from '../shared/usecases/lifecycle.js';
 import { directoryRepository, runRepository } from '../shared/wiring.js';
+import * as z from '../shared/zod.js';
 
 /** State machine task: pre-flight checks; passing returns the launch parameters. */
 export const makeHandler = (

@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { readEnv } from '../shared/config.js';
 import { EXIT_REASONS } from '../shared/domain/run.js';
 import { validatedHandler } from '../shared/lambda.js';
@@ -7,32 +6,33 @@ import { approvalOutcomeSchema, checkpointSignalSchema } from '../shared/schemas
 import { finalizeRun } from '../shared/usecases/lifecycle.js';
 import type { Pricing } from '../shared/usecases/spend.js';
 import { runRepository, sandbox } from '../shared/wiring.js';
+import * as z from '../shared/zod.js';
 
 const stateSchema = z.looseObject({
   runId: z.string(),
-  checks: z
-    .looseObject({
+  checks: z.optional(
+    z.looseObject({
       ok: z.boolean(),
-      exitReason: z.enum(EXIT_REASONS).nullable(),
-      message: z.string().nullable(),
-    })
-    .optional(),
-  launch: z
-    .looseObject({ tasks: z.array(z.looseObject({ TaskArn: z.string().optional() })).optional() })
-    .optional(),
-  retry: z.looseObject({ retry: z.boolean(), attempt: z.number() }).optional(),
-  pod: z
-    .union([
+      exitReason: z.nullable(z.enum(EXIT_REASONS)),
+      message: z.nullable(z.string()),
+    }),
+  ),
+  launch: z.optional(
+    z.looseObject({ tasks: z.optional(z.array(z.looseObject({ TaskArn: z.optional(z.string()) }))) }),
+  ),
+  retry: z.optional(z.looseObject({ retry: z.boolean(), attempt: z.number() })),
+  pod: z.optional(
+    z.union([
       z.looseObject({
         outcome: z.enum(['completed', 'failed']),
-        exitReason: z.enum(EXIT_REASONS).optional(),
-        message: z.string().optional(),
+        exitReason: z.optional(z.enum(EXIT_REASONS)),
+        message: z.optional(z.string()),
       }),
       checkpointSignalSchema,
-    ])
-    .optional(),
-  approval: approvalOutcomeSchema.optional(),
-  error: z.looseObject({ Error: z.string().optional(), Cause: z.string().optional() }).optional(),
+    ]),
+  ),
+  approval: z.optional(approvalOutcomeSchema),
+  error: z.optional(z.looseObject({ Error: z.optional(z.string()), Cause: z.optional(z.string()) })),
 });
 
 /** State machine task, the last on every path: stop the sandbox, write the terminal status, settle the cost. */

@@ -1,17 +1,17 @@
-import { z } from 'zod';
 import { LAUNCH } from '../infra/definitions.js';
 import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
 import type { RunRepository } from '../shared/ports.js';
 import { launchFailureReason, markRetrying } from '../shared/usecases/lifecycle.js';
 import { runRepository } from '../shared/wiring.js';
+import * as z from '../shared/zod.js';
 
 const inputSchema = z.looseObject({
   runId: z.string(),
-  launch: z
-    .looseObject({ failures: z.array(z.looseObject({ Reason: z.string().optional() })).optional() })
-    .optional(),
-  launchError: z.looseObject({ Error: z.string().optional(), Cause: z.string().optional() }).optional(),
+  launch: z.optional(
+    z.looseObject({ failures: z.optional(z.array(z.looseObject({ Reason: z.optional(z.string()) }))) }),
+  ),
+  launchError: z.optional(z.looseObject({ Error: z.optional(z.string()), Cause: z.optional(z.string()) })),
 });
 
 /** State machine task: a launch failed; decide whether to try again and after how long. */

@@ -1,10 +1,10 @@
-import { z } from 'zod';
 import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
 import type { RunRepository, TaskSignals } from '../shared/ports.js';
 import { approvalOutcomeSchema } from '../shared/schemas/approvals.js';
 import { parkPod } from '../shared/usecases/lifecycle.js';
 import { runRepository, taskSignals } from '../shared/wiring.js';
+import * as z from '../shared/zod.js';
 
 /** State machine task (waitForTaskToken): park the token the pod's checkpoint or result will settle. */
 export const makeHandler = (deps: { runs: RunRepository; signals: TaskSignals }) =>
@@ -12,9 +12,9 @@ export const makeHandler = (deps: { runs: RunRepository; signals: TaskSignals })
     z.object({
       runId: z.string(),
       taskArn: z.string(),
-      taskToken: z.string().max(1024),
+      taskToken: z.string().check(z.maxLength(1024)),
       // the decision that resumed the pod, when this wait follows an approval
-      approval: approvalOutcomeSchema.optional(),
+      approval: z.optional(approvalOutcomeSchema),
     }),
     (input) => parkPod(deps, input),
   );

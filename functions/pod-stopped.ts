@@ -1,19 +1,19 @@
-import { z } from 'zod';
 import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
 import { type Clock, type RunRepository, systemClock, type TaskSignals } from '../shared/ports.js';
 import { onPodStopped } from '../shared/usecases/lifecycle.js';
 import { runRepository, taskSignals } from '../shared/wiring.js';
+import * as z from '../shared/zod.js';
 
 const eventSchema = z.looseObject({
   detail: z.looseObject({
     taskArn: z.string(),
-    startedBy: z.string().optional(),
-    stopCode: z.string().optional(),
-    stoppedReason: z.string().optional(),
-    containers: z
-      .array(z.looseObject({ name: z.string().optional(), exitCode: z.number().optional() }))
-      .optional(),
+    startedBy: z.optional(z.string()),
+    stopCode: z.optional(z.string()),
+    stoppedReason: z.optional(z.string()),
+    containers: z.optional(
+      z.array(z.looseObject({ name: z.optional(z.string()), exitCode: z.optional(z.number()) })),
+    ),
   }),
 });
 

@@ -1,26 +1,23 @@
-import { z } from 'zod';
 import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
 import { type Clock, type RunRepository, type Sandbox, systemClock } from '../shared/ports.js';
 import { reconcileExecution } from '../shared/usecases/lifecycle.js';
 import type { Pricing } from '../shared/usecases/spend.js';
 import { runRepository, sandbox } from '../shared/wiring.js';
+import * as z from '../shared/zod.js';
+
+/** EventBridge sends `null` for a field the execution does not have. */
+const optionalText = z.pipe(
+  z.nullish(z.string()),
+  z.transform((v) => v ?? undefined),
+);
 
 const eventSchema = z.looseObject({
   detail: z.looseObject({
     status: z.string(),
-    input: z
-      .string()
-      .nullish()
-      .transform((v) => v ?? undefined),
-    error: z
-      .string()
-      .nullish()
-      .transform((v) => v ?? undefined),
-    cause: z
-      .string()
-      .nullish()
-      .transform((v) => v ?? undefined),
+    input: optionalText,
+    error: optionalText,
+    cause: optionalText,
   }),
 });
 

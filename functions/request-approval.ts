@@ -1,7 +1,6 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SESv2Client } from '@aws-sdk/client-sesv2';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
 import { approvalSigningSecret, type SecretSource } from '../shared/adapters/approval-secret.js';
 import { DynamoApprovalStore } from '../shared/adapters/dynamo-approvals.js';
 import { SesNotifier } from '../shared/adapters/ses-notifier.js';
@@ -12,6 +11,7 @@ import { type Notifier, systemClock } from '../shared/ports.js';
 import { approvalRequestSchema } from '../shared/schemas/approvals.js';
 import { type ApprovalDeps, requestApproval } from '../shared/usecases/approvals.js';
 import { directoryRepository, runRepository, taskSignals } from '../shared/wiring.js';
+import * as z from '../shared/zod.js';
 
 /**
  * State machine task (waitForTaskToken): a supervised run reached a checkpoint. Store the approval

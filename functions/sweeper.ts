@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { SWEEPER } from '../infra/definitions.js';
 import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
@@ -6,6 +5,7 @@ import { logger } from '../shared/observability.js';
 import { type Clock, type RunQueue, type RunRepository, systemClock } from '../shared/ports.js';
 import { sweepQueued } from '../shared/usecases/lifecycle.js';
 import { runQueue, runRepository } from '../shared/wiring.js';
+import * as z from '../shared/zod.js';
 
 /** Schedule: re-enqueue QUEUED runs whose message was lost (a failed enqueue, a purged queue). */
 export const makeHandler = (deps: { runs: RunRepository; queue: RunQueue; clock: Clock }) =>

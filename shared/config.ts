@@ -1,46 +1,46 @@
-import { z } from 'zod';
 import { CPU_ARCHITECTURES, loadPriceTable } from './domain/pricing.js';
+import * as z from './zod.js';
 
 /** Handler configuration comes from the environment; each handler reads only what it needs. */
 const envSchema = z.object({
-  TABLE_NAME: z.string().min(1),
-  QUEUE_URL: z.string().min(1),
-  STATE_MACHINE_ARN: z.string().min(1),
-  CLUSTER_ARN: z.string().min(1),
-  AGENT_API_URL: z.string().min(1),
+  TABLE_NAME: z.string().check(z.minLength(1)),
+  QUEUE_URL: z.string().check(z.minLength(1)),
+  STATE_MACHINE_ARN: z.string().check(z.minLength(1)),
+  CLUSTER_ARN: z.string().check(z.minLength(1)),
+  AGENT_API_URL: z.string().check(z.minLength(1)),
   /** the pods' log group (stdout/stderr, a stream per task) */
-  LOG_GROUP_NAME: z.string().min(1),
+  LOG_GROUP_NAME: z.string().check(z.minLength(1)),
   /** where the whole text of steps too large for their record is kept */
-  STEP_LOG_GROUP_NAME: z.string().min(1),
+  STEP_LOG_GROUP_NAME: z.string().check(z.minLength(1)),
   /** JWT claim names: the tenant, and the caller's role in it */
-  TENANT_CLAIM: z.string().default('custom:accountId'),
-  ACCOUNT_ROLE_CLAIM: z.string().default('custom:accountRole'),
+  TENANT_CLAIM: z._default(z.string(), 'custom:accountId'),
+  ACCOUNT_ROLE_CLAIM: z._default(z.string(), 'custom:accountRole'),
   /** seconds between launch attempts, comma-separated, one per retry */
-  LAUNCH_BACKOFF_SECONDS: z.string().default('5,20'),
-  POD_HEARTBEAT_SECONDS: z.coerce.number().int().positive().default(60),
+  LAUNCH_BACKOFF_SECONDS: z._default(z.string(), '5,20'),
+  POD_HEARTBEAT_SECONDS: z._default(z.coerce.number().check(z.int(), z.positive()), 60),
   /** how often a paused pod asks for control */
-  CONTROL_POLL_MS: z.coerce.number().int().positive().default(3000),
+  CONTROL_POLL_MS: z._default(z.coerce.number().check(z.int(), z.positive()), 3000),
   /** the price table as JSON (shared/domain/pricing.ts); empty or unset: the built-in one */
-  PRICE_TABLE: z
-    .string()
-    .default('')
-    .transform((json, ctx) => {
+  PRICE_TABLE: z.pipe(
+    z._default(z.string(), ''),
+    z.transform((json, ctx) => {
       try {
         return loadPriceTable(json);
       } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        ctx.issues.push({ code: 'custom', message: (err as Error).message, input: json });
         return z.NEVER;
       }
     }),
+  ),
   /** the CPU architecture of the pods' task definition, which Fargate prices differently */
-  POD_CPU_ARCHITECTURE: z.enum(CPU_ARCHITECTURES).default('ARM64'),
+  POD_CPU_ARCHITECTURE: z._default(z.enum(CPU_ARCHITECTURES), 'ARM64'),
 });
 export type Env = z.infer<typeof envSchema>;
 
 /** Read the named variables, failing at cold start with a clear message when one is missing. */
 export const readEnv = <K extends keyof Env>(...keys: K[]): Pick<Env, K> => {
   const mask = Object.fromEntries(keys.map((k) => [k, true])) as Record<keyof Env, true>;
-  const parsed = envSchema.pick(mask).safeParse(process.env);
+  const parsed = z.pick(envSchema, mask).safeParse(process.env);
   if (!parsed.success) {
     throw new Error(
       `configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,

@@ -1,14 +1,14 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import type { z } from 'zod';
 import { logger } from './observability.js';
+import type * as z from './zod.js';
 
 /**
  * A handler whose input is validated at the edge: state machine tasks, EventBridge targets and
  * schedules. A bad input throws, which Step Functions and EventBridge report and retry.
  */
-export const validatedHandler = <S extends z.ZodType, R>(
+export const validatedHandler = <S extends z.ZodMiniType, R>(
   schema: S,
   body: (input: z.infer<S>) => Promise<R>,
 ) =>

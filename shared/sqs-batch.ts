@@ -2,10 +2,10 @@ import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-p
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { z } from 'zod';
 import { logger } from './observability.js';
+import * as z from './zod.js';
 
-const runMessageSchema = z.object({ runId: z.string().min(1) });
+const runMessageSchema = z.object({ runId: z.string().check(z.minLength(1)) });
 
 /**
  * An SQS handler over run messages: each record is handled on its own and only failed ones are

@@ -1,4 +1,3 @@
-import type { z } from 'zod';
 import {
   type AgentEvent,
   type Control,
@@ -8,6 +7,7 @@ import {
   type PodRunConfig,
   podRunConfigSchema,
 } from '../../shared/schemas/agent-events.js';
+import type * as z from '../../shared/zod.js';
 
 /** The run is over or its token is gone (401/403/404): nothing the pod sends matters any more. */
 export class RunGoneError extends Error {
@@ -62,7 +62,7 @@ export class AgentApi {
   private async request<T>(
     method: 'GET' | 'POST',
     path: string,
-    schema: z.ZodType<T>,
+    schema: z.ZodMiniType<T>,
     body: string | undefined,
     signal: AbortSignal | undefined,
   ): Promise<T> {

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../zod.js';
 import { MICRO_PER_USD, priceMicro, priceMicroSum, usdToMicro } from './money.js';
 
 /**
@@ -20,46 +20,41 @@ export const CPU_ARCHITECTURES = ['ARM64', 'X86_64'] as const;
 export type CpuArchitecture = (typeof CPU_ARCHITECTURES)[number];
 
 /** A USD amount that is a whole number of micro-USD: at most six decimal places. */
-const usd = z
-  .number()
-  .nonnegative()
-  .max(1_000_000)
-  .refine((value) => Math.abs(value * MICRO_PER_USD - usdToMicro(value)) < 1e-6, {
+const usd = z.number().check(
+  z.nonnegative(),
+  z.lte(1_000_000),
+  z.refine((value) => Math.abs(value * MICRO_PER_USD - usdToMicro(value)) < 1e-6, {
     message: 'at most six decimal places (whole micro-USD)',
-  });
+  }),
+);
 
 const PERCENT_SCALE = 10_000;
-const percent = z
-  .number()
-  .min(0)
-  .max(100)
-  .refine((value) => Math.abs(value * PERCENT_SCALE - Math.round(value * PERCENT_SCALE)) < 1e-6, {
+const percent = z.number().check(
+  z.gte(0),
+  z.lte(100),
+  z.refine((value) => Math.abs(value * PERCENT_SCALE - Math.round(value * PERCENT_SCALE)) < 1e-6, {
     message: 'at most four decimal places',
-  });
+  }),
+);
 
 const modelPriceSchema = z
-  .object({ input: usd, output: usd, cacheRead: usd, cacheWrite: usd })
-  .strict()
-  .describe('USD per million tokens');
+  .strictObject({ input: usd, output: usd, cacheRead: usd, cacheWrite: usd })
+  .check(z.describe('USD per million tokens'));
 
-const fargatePriceSchema = z.object({ vcpuHour: usd, gbHour: usd }).strict();
+const fargatePriceSchema = z.strictObject({ vcpuHour: usd, gbHour: usd });
 
 /** The JSON document an operator supplies (CDK context `priceTable`, env `PRICE_TABLE`). */
-export const priceTableSchema = z
-  .object({
-    version: z.string().min(1).max(100),
-    models: z.record(z.string().min(1).max(200), modelPriceSchema),
-    defaultModel: modelPriceSchema,
-    fargate: z
-      .object({
-        ARM64: fargatePriceSchema,
-        X86_64: fargatePriceSchema,
-        minimumBilledSeconds: z.number().int().min(0).max(3600),
-      })
-      .strict(),
-    fee: z.object({ perRun: usd, percent }).strict(),
-  })
-  .strict();
+export const priceTableSchema = z.strictObject({
+  version: z.string().check(z.minLength(1), z.maxLength(100)),
+  models: z.record(z.string().check(z.minLength(1), z.maxLength(200)), modelPriceSchema),
+  defaultModel: modelPriceSchema,
+  fargate: z.strictObject({
+    ARM64: fargatePriceSchema,
+    X86_64: fargatePriceSchema,
+    minimumBilledSeconds: z.int().check(z.gte(0), z.lte(3600)),
+  }),
+  fee: z.strictObject({ perRun: usd, percent }),
+});
 export type PriceTableDocument = z.infer<typeof priceTableSchema>;
 
 /** Anthropic's price for a model family: cache writes at the 5-minute rate. */

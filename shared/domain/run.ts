@@ -113,7 +113,9 @@ export const POD_FAILURE_REASONS = [
 export const RUN_MODES = ['autopilot', 'supervised'] as const;
 export type RunMode = (typeof RUN_MODES)[number];
 
-export const RUN_SOURCES = ['cron', 'react', 'mention', 'manual', 'api', 'cli', 'replay'] as const;
+/** Where a dispatched run comes from; a replay is made from another run, never dispatched. */
+export const DISPATCH_SOURCES = ['cron', 'react', 'mention', 'manual', 'api', 'cli'] as const;
+export const RUN_SOURCES = [...DISPATCH_SOURCES, 'replay'] as const;
 export type RunSource = (typeof RUN_SOURCES)[number];
 
 export interface ModelUsage {

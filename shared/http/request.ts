@@ -1,6 +1,6 @@
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
-import type { z } from 'zod';
 import { DomainError, ValidationError } from '../domain/errors.js';
+import type * as z from '../zod.js';
 
 /** Largest request body a route accepts. */
 export const MAX_BODY_BYTES = 256 * 1024;
@@ -19,7 +19,7 @@ const rawBody = (event: APIGatewayProxyEventV2): string => {
 /** Parse and validate a JSON body at the edge. */
 export const parseJsonBody = <T>(
   event: APIGatewayProxyEventV2,
-  schema: z.ZodType<T>,
+  schema: z.ZodMiniType<T>,
   limit = MAX_BODY_BYTES,
 ): T => {
   const text = rawBody(event);

@@ -1,6 +1,6 @@
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
-import { z } from 'zod';
 import { DomainError } from '../domain/errors.js';
+import * as z from '../zod.js';
 
 export type HttpResult = APIGatewayProxyResultV2 & { statusCode: number; body: string };
 

@@ -1,9 +1,9 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, Context } from 'aws-lambda';
-import { ZodError } from 'zod';
 import { DomainError } from '../domain/errors.js';
 import { logger } from '../observability.js';
+import * as z from '../zod.js';
 import { errorBody, errorToResponse, type HttpResult, json } from './responses.js';
 
 export type RouteHandler = (event: APIGatewayProxyEventV2WithJWTAuthorizer) => Promise<HttpResult>;
@@ -22,7 +22,7 @@ export const routeHandler = (routes: Record<string, RouteHandler>) =>
         return await route(event);
       } catch (err) {
         // Client errors are answers, not incidents; only the unexpected is logged as an error.
-        if (!(err instanceof DomainError || err instanceof ZodError)) {
+        if (!(err instanceof DomainError || err instanceof z.ZodError)) {
           logger.error('request failed', { routeKey: event.routeKey, error: err as Error });
         }
         return errorToResponse(err);

@@ -1,15 +1,15 @@
-import { z } from 'zod';
 import { EXIT_REASONS, PHASES } from '../domain/run.js';
+import * as z from '../zod.js';
 
 /** Events a pod sends to the Agent API. Each carries a per-run sequence number. */
-const base = { seq: z.number().int().nonnegative(), at: z.iso.datetime({ offset: true }) };
+const base = { seq: z.int().check(z.nonnegative()), at: z.iso.datetime({ offset: true }) };
 
 export const usageFields = {
-  model: z.string().min(1).max(200),
-  inputTokens: z.number().int().nonnegative(),
-  outputTokens: z.number().int().nonnegative(),
-  cacheReadTokens: z.number().int().nonnegative().optional(),
-  cacheWriteTokens: z.number().int().nonnegative().optional(),
+  model: z.string().check(z.minLength(1), z.maxLength(200)),
+  inputTokens: z.int().check(z.nonnegative()),
+  outputTokens: z.int().check(z.nonnegative()),
+  cacheReadTokens: z.optional(z.int().check(z.nonnegative())),
+  cacheWriteTokens: z.optional(z.int().check(z.nonnegative())),
 };
 
 export const agentEventSchema = z.discriminatedUnion('type', [
@@ -19,53 +19,55 @@ export const agentEventSchema = z.discriminatedUnion('type', [
     type: z.literal('step'),
     kind: z.enum(['assistant', 'tool_call', 'tool_result']),
     content: z.string(),
-    tool: z.string().max(200).optional(),
-    args: z.unknown().optional(),
-    model: z.string().max(200).optional(),
-    usage: z.object(usageFields).omit({ model: true }).optional(),
+    tool: z.optional(z.string().check(z.maxLength(200))),
+    args: z.optional(z.unknown()),
+    model: z.optional(z.string().check(z.maxLength(200))),
+    usage: z.optional(z.omit(z.object(usageFields), { model: true })),
   }),
   z.object({ ...base, type: z.literal('usage'), ...usageFields }),
   z.object({
     ...base,
     type: z.literal('checkpoint'),
-    name: z.string().min(1).max(200),
-    summary: z.string().max(4000),
-    details: z.string().max(100_000).optional(),
+    name: z.string().check(z.minLength(1), z.maxLength(200)),
+    summary: z.string().check(z.maxLength(4000)),
+    details: z.optional(z.string().check(z.maxLength(100_000))),
   }),
   z.object({
     ...base,
     type: z.literal('artifact'),
     kind: z.enum(['commit', 'pull_request']),
     url: z.url(),
-    sha: z.string().max(100).optional(),
-    number: z.number().int().positive().optional(),
+    sha: z.optional(z.string().check(z.maxLength(100))),
+    number: z.optional(z.int().check(z.positive())),
   }),
   z.object({ ...base, type: z.literal('heartbeat') }),
   z.object({
     ...base,
     type: z.literal('result'),
     outcome: z.enum(['completed', 'failed']),
-    exitReason: z.enum(EXIT_REASONS).optional(),
-    message: z.string().max(4000).optional(),
+    exitReason: z.optional(z.enum(EXIT_REASONS)),
+    message: z.optional(z.string().check(z.maxLength(4000))),
   }),
 ]);
 export type AgentEvent = z.infer<typeof agentEventSchema>;
 
-export const agentEventBatchSchema = z.object({ events: z.array(agentEventSchema).min(1).max(500) });
+export const agentEventBatchSchema = z.object({
+  events: z.array(agentEventSchema).check(z.minLength(1), z.maxLength(500)),
+});
 export type AgentEventBatch = z.infer<typeof agentEventBatchSchema>;
 
 /** What the backend tells the pod, in every answer. */
 export const controlSchema = z.object({
   action: z.enum(['continue', 'wait', 'stop']),
-  reason: z.string().optional(),
+  reason: z.optional(z.string()),
   /** while `wait`: how long before asking again */
-  pollAfterMs: z.number().int().positive().optional(),
+  pollAfterMs: z.optional(z.int().check(z.positive())),
 });
 export type Control = z.infer<typeof controlSchema>;
 
 export const eventsResponseSchema = z.object({
-  accepted: z.number().int(),
-  duplicates: z.number().int(),
+  accepted: z.int(),
+  duplicates: z.int(),
   control: controlSchema,
 });
 export type EventsResponse = z.infer<typeof eventsResponseSchema>;
@@ -78,7 +80,7 @@ export const podRunConfigSchema = z.object({
   repos: z.array(z.string()),
   model: z.string(),
   itemId: z.string(),
-  demo: z.record(z.string(), z.unknown()).optional(),
-  heartbeatSeconds: z.number().int().positive(),
+  demo: z.optional(z.record(z.string(), z.unknown())),
+  heartbeatSeconds: z.int().check(z.positive()),
 });
 export type PodRunConfig = z.infer<typeof podRunConfigSchema>;

@@ -1,99 +1,84 @@
-import { z } from 'zod';
-import { RUN_MODES, RUN_SOURCES, RUN_STATUSES } from '../domain/run.js';
+import { DISPATCH_SOURCES, RUN_MODES, RUN_SOURCES, RUN_STATUSES } from '../domain/run.js';
 import { PROJECT_ROLES } from '../domain/tenancy.js';
+import * as z from '../zod.js';
 import { demoScriptSchema } from './demo.js';
 
-const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'letters, digits, _ . - (at most 128)');
-const repo = z.string().min(1).max(300);
+const id = z
+  .string()
+  .check(z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'letters, digits, _ . - (at most 128)'));
+const repo = z.string().check(z.minLength(1), z.maxLength(300));
 
 export const idempotencyKeySchema = z
   .string()
-  .regex(/^[\x21-\x7e]{1,200}$/, 'Idempotency-Key: 1 to 200 printable characters without spaces');
+  .check(z.regex(/^[\x21-\x7e]{1,200}$/, 'Idempotency-Key: 1 to 200 printable characters without spaces'));
 
-export const dispatchRequestSchema = z
-  .object({
-    itemId: id,
-    podId: id,
-    mode: z.enum(RUN_MODES),
-    prompt: z.string().min(1).max(200_000),
-    repos: z.array(repo).max(20).optional(),
-    source: z.enum(RUN_SOURCES).exclude(['replay']).default('api'),
-    attribution: z.string().max(200).optional(),
-    config: z
-      .object({
-        demo: demoScriptSchema.optional(),
-      })
-      .strict()
-      .optional(),
-  })
-  .strict();
+export const dispatchRequestSchema = z.strictObject({
+  itemId: id,
+  podId: id,
+  mode: z.enum(RUN_MODES),
+  prompt: z.string().check(z.minLength(1), z.maxLength(200_000)),
+  repos: z.optional(z.array(repo).check(z.maxLength(20))),
+  source: z._default(z.enum(DISPATCH_SOURCES), 'api'),
+  attribution: z.optional(z.string().check(z.maxLength(200))),
+  config: z.optional(z.strictObject({ demo: z.optional(demoScriptSchema) })),
+});
 export type DispatchRequest = z.infer<typeof dispatchRequestSchema>;
 
 const csv = <T extends string>(values: readonly [T, ...T[]]) =>
-  z
-    .string()
-    .transform((s) =>
-      s
-        .split(',')
-        .map((v) => v.trim())
-        .filter(Boolean),
-    )
-    .pipe(z.array(z.enum(values)).min(1).max(values.length));
+  z.pipe(
+    z.pipe(
+      z.string(),
+      z.transform((s) =>
+        s
+          .split(',')
+          .map((v) => v.trim())
+          .filter(Boolean),
+      ),
+    ),
+    z.array(z.enum(values)).check(z.minLength(1), z.maxLength(values.length)),
+  );
 
-export const listQuerySchema = z
-  .object({
-    status: csv(RUN_STATUSES).optional(),
-    source: z.enum(RUN_SOURCES).optional(),
-    podId: id.optional(),
-    limit: z.coerce.number().int().min(1).max(100).default(25),
-    cursor: z.string().max(500).optional(),
-  })
-  .strict();
+export const listQuerySchema = z.strictObject({
+  status: z.optional(csv(RUN_STATUSES)),
+  source: z.optional(z.enum(RUN_SOURCES)),
+  podId: z.optional(id),
+  limit: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(100)), 25),
+  cursor: z.optional(z.string().check(z.maxLength(500))),
+});
 export type ListQuery = z.infer<typeof listQuerySchema>;
 
-export const podRequestSchema = z
-  .object({
-    name: z.string().min(1).max(200),
-    image: z.string().min(1).max(500).default('default'),
-    cpu: z.union([z.literal(256), z.literal(512), z.literal(1024), z.literal(2048), z.literal(4096)]),
-    memoryMiB: z.number().int().min(512).max(30_720),
-    model: z.string().min(1).max(200),
-    enabled: z.boolean().default(true),
-    maxDurationSeconds: z.number().int().min(60).max(86_400).default(3600),
-    // From 5 s, so tests and demos can watch a window expire; real windows are hours. Step Functions
-    // enforces it as RequestApproval's timeout, whatever its length.
-    approvalWindowSeconds: z
-      .number()
-      .int()
-      .min(5)
-      .max(7 * 86_400)
-      .default(86_400),
-    runBudgetMicroUsd: z.number().int().nonnegative().default(0),
-  })
-  .strict();
+export const podRequestSchema = z.strictObject({
+  name: z.string().check(z.minLength(1), z.maxLength(200)),
+  image: z._default(z.string().check(z.minLength(1), z.maxLength(500)), 'default'),
+  cpu: z.union([z.literal(256), z.literal(512), z.literal(1024), z.literal(2048), z.literal(4096)]),
+  memoryMiB: z.int().check(z.gte(512), z.lte(30_720)),
+  model: z.string().check(z.minLength(1), z.maxLength(200)),
+  enabled: z._default(z.boolean(), true),
+  maxDurationSeconds: z._default(z.int().check(z.gte(60), z.lte(86_400)), 3600),
+  // From 5 s, so tests and demos can watch a window expire; real windows are hours. Step Functions
+  // enforces it as RequestApproval's timeout, whatever its length.
+  approvalWindowSeconds: z._default(z.int().check(z.gte(5), z.lte(7 * 86_400)), 86_400),
+  runBudgetMicroUsd: z._default(z.int().check(z.nonnegative()), 0),
+});
 
-export const projectRequestSchema = z
-  .object({
-    name: z.string().min(1).max(200),
-    repos: z.array(repo).max(50).default([]),
-    members: z
+export const projectRequestSchema = z.strictObject({
+  name: z.string().check(z.minLength(1), z.maxLength(200)),
+  repos: z._default(z.array(repo).check(z.maxLength(50)), []),
+  members: z._default(
+    z
       .array(
-        z
-          .object({
-            userId: z.string().min(1).max(200),
-            role: z.enum(PROJECT_ROLES),
-            email: z.email().optional(),
-          })
-          .strict(),
+        z.strictObject({
+          userId: z.string().check(z.minLength(1), z.maxLength(200)),
+          role: z.enum(PROJECT_ROLES),
+          email: z.optional(z.email()),
+        }),
       )
-      .max(500)
-      .default([]),
-  })
-  .strict();
+      .check(z.maxLength(500)),
+    [],
+  ),
+});
 
-export const accountLimitsSchema = z
-  .object({
-    dailyCapMicroUsd: z.number().int().nonnegative(),
-    monthlyCapMicroUsd: z.number().int().nonnegative(),
-  })
-  .strict();
+export const accountLimitsSchema = z.strictObject({
+  dailyCapMicroUsd: z.int().check(z.nonnegative()),
+  monthlyCapMicroUsd: z.int().check(z.nonnegative()),
+});

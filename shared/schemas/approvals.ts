@@ -1,39 +1,39 @@
-import { z } from 'zod';
 import { APPROVAL_ACTIONS } from '../domain/approval.js';
+import * as z from '../zod.js';
 
 /** What a decision hands the state machine (`$.approval`), read back by ParkPod and Finalize. */
 export const approvalOutcomeSchema = z.object({
-  approvalId: z.string().optional(),
-  seq: z.number().int().nonnegative(),
+  approvalId: z.optional(z.string()),
+  seq: z.int().check(z.nonnegative()),
   name: z.string(),
   summary: z.string(),
   requestedAt: z.string(),
   decision: z.enum(['approved', 'cancelled']),
   at: z.string(),
-  by: z.string().optional(),
-  email: z.string().optional(),
-  via: z.enum(['email_link', 'api']).optional(),
-  podSecondsLeft: z.number().int().positive(),
+  by: z.optional(z.string()),
+  email: z.optional(z.string()),
+  via: z.optional(z.enum(['email_link', 'api'])),
+  podSecondsLeft: z.int().check(z.positive()),
 });
 
 /** The pod wait's answer when the agent stopped at a checkpoint. */
 export const checkpointSignalSchema = z.object({
   outcome: z.literal('checkpoint'),
-  checkpoint: z.object({ seq: z.number().int().nonnegative(), name: z.string() }),
+  checkpoint: z.object({ seq: z.int().check(z.nonnegative()), name: z.string() }),
 });
 
 /** The RequestApproval task's payload. */
 export const approvalRequestSchema = z.object({
   runId: z.string(),
   checkpoint: checkpointSignalSchema.shape.checkpoint,
-  taskToken: z.string().min(1).max(1024),
-  windowSeconds: z.number().int().positive(),
-  maxDurationSeconds: z.number().int().positive(),
+  taskToken: z.string().check(z.minLength(1), z.maxLength(1024)),
+  windowSeconds: z.int().check(z.positive()),
+  maxDurationSeconds: z.int().check(z.positive()),
 });
 
 /** The form the approval page posts: the signed link fields and the button pressed. */
 export const decisionFormSchema = z.object({
-  for: z.string().max(200).optional(),
-  sig: z.string().max(200).optional(),
+  for: z.optional(z.string().check(z.maxLength(200))),
+  sig: z.optional(z.string().check(z.maxLength(200))),
   decision: z.enum(APPROVAL_ACTIONS),
 });

@@ -1,31 +1,30 @@
-import { z } from 'zod';
+import * as z from '../zod.js';
 
 /** Query strings of the run's history: its step timeline and its sandbox log. */
 
-const seq = z.coerce.number().int().min(0).max(9_999_999_999);
-const cursor = z.string().min(1).max(2000);
+const seq = z.coerce.number().check(z.int(), z.gte(0), z.lte(9_999_999_999));
+const cursor = z.string().check(z.minLength(1), z.maxLength(2000));
 
-export const stepsQuerySchema = z
-  .object({
-    /** steps with a seq above this one; 0 (the default) is the start */
-    after: seq.default(0),
-    limit: z.coerce.number().int().min(1).max(100).default(50),
-  })
-  .strict();
+export const stepsQuerySchema = z.strictObject({
+  /** steps with a seq above this one; 0 (the default) is the start */
+  after: z._default(seq, 0),
+  limit: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(100)), 50),
+});
 export type StepsQuery = z.infer<typeof stepsQuerySchema>;
 
 export const stepSeqSchema = seq;
 
 export const logsQuerySchema = z
-  .object({
-    limit: z.coerce.number().int().min(1).max(1000).default(100),
+  .strictObject({
+    limit: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(1000)), 100),
     /** `nextCursor` of a page: the lines before it */
-    cursor: cursor.optional(),
+    cursor: z.optional(cursor),
     /** `afterCursor` of a page: the lines written since */
-    after: cursor.optional(),
+    after: z.optional(cursor),
   })
-  .strict()
-  .refine((q) => q.cursor === undefined || q.after === undefined, {
-    message: 'cursor (older lines) and after (newer lines) cannot be combined',
-  });
+  .check(
+    z.refine((q) => q.cursor === undefined || q.after === undefined, {
+      message: 'cursor (older lines) and after (newer lines) cannot be combined',
+    }),
+  );
 export type LogsQuery = z.infer<typeof logsQuerySchema>;

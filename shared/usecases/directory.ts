@@ -1,8 +1,8 @@
-import type { z } from 'zod';
 import { ForbiddenError, NotFoundError } from '../domain/errors.js';
 import type { Account, Caller, Pod, Project } from '../domain/tenancy.js';
 import type { Clock, DirectoryRepository } from '../ports.js';
 import type { accountLimitsSchema, podRequestSchema, projectRequestSchema } from '../schemas/api.js';
+import type * as z from '../zod.js';
 
 /** Pods, projects and the account: read by every member of the account, written by account admins. */
 

@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { formatUsd } from '../domain/money.js';
 import {
   type CpuArchitecture,
@@ -28,6 +27,7 @@ import type {
   SpendScope,
   UsagePricing,
 } from '../ports.js';
+import * as z from '../zod.js';
 
 /** What runs cost and what accounts spent: pricing usage, settling sandboxes, and the spend limits. */
 
@@ -170,9 +170,9 @@ export const limitBreach = async (
   });
 };
 
-export const spendQuerySchema = z
-  .object({ window: z.enum(Object.keys(SPEND_WINDOWS) as [SpendWindow, ...SpendWindow[]]).default('24h') })
-  .strict();
+export const spendQuerySchema = z.strictObject({
+  window: z._default(z.enum(Object.keys(SPEND_WINDOWS) as [SpendWindow, ...SpendWindow[]]), '24h'),
+});
 
 export interface AccountSpend {
   accountId: string;
