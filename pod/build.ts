@@ -7,9 +7,10 @@ import { build } from 'esbuild';
  */
 export const POD_ENTRY = fileURLToPath(new URL('./src/main.ts', import.meta.url));
 
-export const buildPodBundle = async (outfile: string): Promise<void> => {
+/** `entry` is another entry point for the same code, such as the local cloud's shared pod host. */
+export const buildPodBundle = async (outfile: string, entry = POD_ENTRY): Promise<void> => {
   await build({
-    entryPoints: [POD_ENTRY],
+    entryPoints: [entry],
     outfile,
     bundle: true,
     platform: 'node',

@@ -44,6 +44,8 @@ import { seedDemo } from './seed.js';
  */
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** the shared pod host (`sharedPodHost`): the pod's code, served by servePods */
+export const POD_HOST_ENTRY = fileURLToPath(new URL('./pod-host-main.ts', import.meta.url));
 export const REGION = 'us-east-1';
 export const ACCOUNT = '000000000000';
 const NAMES = {
@@ -69,6 +71,8 @@ export interface LocalCloudOptions {
   podHeartbeatSeconds: number;
   /** Fargate-like launch limits in the ECS emulator */
   launchLimits: boolean;
+  /** pods in one shared process rather than a process each: for bursts of runs on a small machine */
+  sharedPodHost?: boolean;
   log: (line: string) => void;
 }
 
@@ -253,12 +257,17 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     const bus = createEventBus();
     const podBundle = path.join(options.stateDir, 'pod.mjs');
     await buildPodBundle(podBundle);
+    const podHostBundle = path.join(options.stateDir, 'pod-host.mjs');
+    if (options.sharedPodHost) await buildPodBundle(podHostBundle, POD_HOST_ENTRY);
     const ecs = await startEcsEmulator({
       port: portFor(options, 4),
       host,
       region: REGION,
       accountId: ACCOUNT,
       podCommand: { command: process.execPath, args: [podBundle], cwd: ROOT },
+      podHost: options.sharedPodHost
+        ? { command: process.execPath, args: [podHostBundle], cwd: ROOT }
+        : undefined,
       logs: { client: logsClient, logGroupName: NAMES.podLogGroup, streamPrefix: 'pod' },
       onTaskStateChange: (event) => void bus.putEvents([event]),
       launchLimits: options.launchLimits ? { burst: 100, perSecond: 20 } : false,

@@ -12,6 +12,7 @@ const { values } = parseArgs({
     'state-dir': { type: 'string', default: '.local' },
     persist: { type: 'boolean', default: false },
     'no-launch-limits': { type: 'boolean', default: false },
+    'shared-pod-host': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -24,7 +25,9 @@ if (values.help) {
   --host H          address to listen on (default 127.0.0.1)
   --state-dir DIR   where endpoints.json, the pod bundle and persisted data go (default .local)
   --persist         keep tables, queues, logs and the dev signing key between starts
-  --no-launch-limits  do not limit pod launches the way Fargate does (100 burst, 20 per second)`);
+  --no-launch-limits  do not limit pod launches the way Fargate does (100 burst, 20 per second)
+  --shared-pod-host   run pods in one shared process instead of a process each, so a small
+                      machine can carry hundreds of runs at once`);
   process.exit(0);
 }
 
@@ -84,6 +87,7 @@ const main = async () => {
       launchBackoffSeconds: '1,2',
       podHeartbeatSeconds: 30,
       launchLimits: !values['no-launch-limits'],
+      sharedPodHost: values['shared-pod-host'],
       log: (line) => console.error(line),
     });
   } catch (err) {

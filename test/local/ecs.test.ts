@@ -1,4 +1,8 @@
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import {
   DescribeClustersCommand,
@@ -10,6 +14,7 @@ import {
   StopTaskCommand,
 } from '@aws-sdk/client-ecs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { POD_HOST_ENTRY } from '../../infra/local/cloud.js';
 import {
   type EcsEmulator,
   type EcsEmulatorOptions,
@@ -17,6 +22,8 @@ import {
   startEcsEmulator,
 } from '../../infra/local/emulators/ecs.js';
 import { AwsError, startJsonProtocolServer } from '../../infra/local/emulators/json-protocol.js';
+import { buildPodBundle } from '../../pod/build.js';
+import { startFakeAgentApi } from '../../pod/src/testing/fake-agent-api.js';
 
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 const region = 'eu-west-1';
@@ -376,5 +383,130 @@ describe('ECS emulator', () => {
 
     await eventually(() => ![...pids, grandchild].some(isAlive));
     expect(closing.runningTasks()).toEqual([]);
+  });
+  describe('with a shared pod host', () => {
+    const HOSTED_POD = fileURLToPath(new URL('./fixtures/hosted-pod.ts', import.meta.url));
+    let hosted: EcsEmulator;
+    let client: ECSClient;
+
+    beforeAll(async () => {
+      hosted = await start({
+        podHost: {
+          command: process.execPath,
+          args: ['--import', 'tsx', HOSTED_POD],
+          env: { FROM_POD_COMMAND: 'host' },
+        },
+      });
+      client = clientFor(hosted);
+    });
+
+    it('runs each task as a pod in the host, with its environment, output and exit code', async () => {
+      const a = await run({ RUN_ID: 'run_H1', MODE: 'exit', EXIT_CODE: '3' }, client);
+      const b = await run({ RUN_ID: 'run_H2', MODE: 'exit', EXIT_CODE: '0' }, client);
+
+      const [stoppedA, stoppedB] = await Promise.all([a.stopped, b.stopped]);
+
+      expect(stoppedA.detail).toMatchObject({
+        lastStatus: 'STOPPED',
+        stopCode: 'EssentialContainerExited',
+        containers: [{ name: 'pod', exitCode: 3, lastStatus: 'STOPPED' }],
+      });
+      expect(stoppedB.detail.containers[0]?.exitCode).toBe(0);
+      const lines = logsAtStop.get(a.taskArn) ?? [];
+      expect(lines.filter((l) => l !== 'to stderr')).toEqual([
+        'env run_H1 host',
+        'line 1',
+        'line 2',
+        'no newline at the end',
+      ]);
+      expect(lines).toContain('to stderr');
+      expect(logsAtStop.get(b.taskArn)?.[0]).toBe('env run_H2 host');
+      expect(events.filter((e) => e.detail.taskArn === a.taskArn).map((e) => e.detail.lastStatus)).toEqual([
+        'RUNNING',
+        'STOPPED',
+      ]);
+    });
+
+    it('asks a hosted pod to stop on StopTask, and it ends by itself', async () => {
+      const { taskArn, stopped } = await run({ RUN_ID: 'run_H3', MODE: 'sleep' }, client);
+      await waitForLine(taskArn, 'ready');
+
+      await client.send(new StopTaskCommand({ cluster, task: taskArn, reason: 'run stopped by user' }));
+      const event = await stopped;
+
+      expect(event.detail).toMatchObject({
+        stopCode: 'UserInitiated',
+        stoppedReason: 'run stopped by user',
+        containers: [{ exitCode: 0 }],
+      });
+      expect(logsAtStop.get(taskArn)).toContain('terminated');
+      expect(hosted.runningTasks().map((t) => t.taskArn)).not.toContain(taskArn);
+    });
+
+    it('reports a hosted pod that ignores the stop as killed (137) once the stop timeout passes', async () => {
+      const { taskArn, stopped } = await run({ RUN_ID: 'run_H4', MODE: 'ignore-term' }, client);
+      await waitForLine(taskArn, 'ready');
+
+      await client.send(new StopTaskCommand({ cluster, task: taskArn }));
+      const event = await stopped;
+
+      expect(event.detail.containers[0]?.exitCode).toBe(137);
+      expect(logsAtStop.get(taskArn)).toContain('ignoring SIGTERM');
+    });
+
+    it('reports a pod whose program throws as exited with 1, the error in its log', async () => {
+      const { taskArn, stopped } = await run({ RUN_ID: 'run_H5', MODE: 'throw' }, client);
+
+      const event = await stopped;
+
+      expect(event.detail.containers[0]?.exitCode).toBe(1);
+      expect(logsAtStop.get(taskArn)).toContain('Error: the agent broke');
+    });
+
+    it('ends every pod of a host that dies, and starts a new host for the next task', async () => {
+      const waiting = await run({ RUN_ID: 'run_H6', MODE: 'sleep' }, client);
+      await waitForLine(waiting.taskArn, 'ready');
+
+      const crashing = await run({ RUN_ID: 'run_H7', MODE: 'crash-host' }, client);
+      const [waitingStopped, crashingStopped] = await Promise.all([waiting.stopped, crashing.stopped]);
+      const next = await run({ RUN_ID: 'run_H8', MODE: 'exit', EXIT_CODE: '0' }, client);
+
+      expect(waitingStopped.detail.containers[0]?.exitCode).toBe(137);
+      expect(crashingStopped.detail.containers[0]?.exitCode).toBe(137);
+      expect((await next.stopped).detail.containers[0]?.exitCode).toBe(0);
+    });
+
+    it('reports tasks as TaskFailedToStart when the host cannot be started', async () => {
+      const broken = await start({ podHost: { command: '/nonexistent/pod-host', args: [] } });
+
+      const { stopped } = await run({ RUN_ID: 'run_H9' }, clientFor(broken));
+      const event = await stopped;
+
+      expect(event.detail.stopCode).toBe('TaskFailedToStart');
+      expect(event.detail.containers[0]?.exitCode).toBeUndefined();
+    });
+
+    it("runs the real pod in the host the local cloud builds, through the pod's whole life", async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'pod-host-'));
+      const agentApi = await startFakeAgentApi({ config: { demo: { steps: 1, stepDelayMs: 0 } } });
+      try {
+        const bundle = join(dir, 'pod-host.mjs');
+        await buildPodBundle(bundle, POD_HOST_ENTRY);
+        const real = await start({ podHost: { command: process.execPath, args: [bundle] } });
+
+        const { taskArn, stopped } = await run(
+          { RUN_ID: agentApi.runId, AGENT_API_URL: agentApi.url, AGENT_TOKEN: agentApi.token },
+          clientFor(real),
+        );
+        const event = await stopped;
+
+        expect(event.detail.containers[0]?.exitCode).toBe(0);
+        expect(logsAtStop.get(taskArn)).toContain('pod: agent finished');
+        expect(agentApi.accepted().at(-1)).toMatchObject({ type: 'result', outcome: 'completed' });
+      } finally {
+        await agentApi.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
   });
 });
