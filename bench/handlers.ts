@@ -4,13 +4,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { build, type Metafile } from 'esbuild';
+import type { Metafile } from 'esbuild';
+import { bundleFunction } from '../infra/bundling/build.js';
 import { FUNCTIONS, type FunctionName } from '../infra/definitions.js';
 import { median } from './support/stats.js';
 
 /**
- * (6) Each Lambda as CDK ships it (infra/constructs/run-function.ts: esbuild, ESM, minified, source
- * map, the AWS SDK bundled in) and how long a fresh Node process takes to import it: the part of a
+ * (6) Each Lambda as CDK ships it (infra/bundling/lambda.ts: esbuild, ESM, minified, source map, the
+ * AWS SDK bundled in) and how long a fresh Node process takes to import it: the part of a
  * cold start the code decides.
  */
 
@@ -49,25 +50,10 @@ const largestOf = (metafile: Metafile, outfile: string) => {
     .map(([name, bytes]) => ({ name, bytes }));
 };
 
-/** The bundle CDK builds for a function (NodejsFunction with the project's bundling options). */
+/** The bundle CDK builds for a function. */
 const bundle = async (entry: string, outdir: string) => {
   const outfile = path.join(outdir, entry, 'index.mjs');
-  const result = await build({
-    entryPoints: [path.join(ROOT, 'functions', `${entry}.ts`)],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node22',
-    mainFields: ['module', 'main'],
-    minify: true,
-    sourcemap: true,
-    banner: { js: "import { createRequire } from 'module'; const require = createRequire(import.meta.url);" },
-    metafile: true,
-    logLevel: 'error',
-    absWorkingDir: ROOT,
-  });
-  return { outfile, metafile: result.metafile };
+  return { outfile, metafile: await bundleFunction(entry, outfile) };
 };
 
 const TIMER = `const started = performance.now();

@@ -1,10 +1,12 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { readEnv } from '../shared/config.js';
-import { logger, metrics } from '../shared/observability.js';
+import { createMetrics, logger } from '../shared/observability.js';
 import { type Clock, type RunRepository, systemClock } from '../shared/ports.js';
 import { runMessageHandler } from '../shared/sqs-batch.js';
 import { markDeadLetter } from '../shared/usecases/lifecycle.js';
 import { runRepository } from '../shared/wiring.js';
+
+const metrics = createMetrics();
 
 /** DLQ → DEAD_LETTER for runs still waiting, counted as a metric. */
 export const makeHandler = (deps: { runs: RunRepository; clock: Clock }) =>

@@ -6,6 +6,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { LAMBDA_BUNDLE } from '../bundling/lambda.js';
 import type { FunctionDefinition } from '../definitions.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -25,8 +26,8 @@ export interface RunFunctionProps {
 }
 
 /**
- * One Lambda handler from functions/<entry>.ts with the project's defaults: ARM, Node 22, an ESM bundle
- * that carries its own AWS SDK (it loads faster than the runtime's), its own log group with a
+ * One Lambda handler from functions/<entry>.ts with the project's defaults: ARM, Node 22, the project's
+ * bundle (infra/bundling/lambda.ts), its own log group with a
  * retention, and a role that starts with nothing but the right to write to that log group.
  */
 export class RunFunction extends Construct {
@@ -69,13 +70,16 @@ export class RunFunction extends Construct {
         ...props.environment,
       },
       bundling: {
-        minify: true,
-        sourceMap: true,
         format: OutputFormat.ESM,
-        target: 'node22',
-        mainFields: ['module', 'main'],
-        // ESM bundles have no `require`; CommonJS dependencies bundled into them still call it.
-        banner: "import { createRequire } from 'module'; const require = createRequire(import.meta.url);",
+        target: LAMBDA_BUNDLE.target,
+        mainFields: [...LAMBDA_BUNDLE.mainFields],
+        minify: LAMBDA_BUNDLE.minify,
+        sourceMap: LAMBDA_BUNDLE.sourceMap,
+        sourcesContent: LAMBDA_BUNDLE.sourcesContent,
+        banner: LAMBDA_BUNDLE.banner,
+        esbuildArgs: {
+          '--alias': Object.entries(LAMBDA_BUNDLE.alias).map(([from, to]) => `${from}=${to}`),
+        },
         // Nothing external: the AWS SDK is bundled too.
         externalModules: [],
       },
