@@ -93,8 +93,11 @@ export const dispatchRun = async (
   request: DispatchRequest,
   idempotencyKey?: string,
 ): Promise<{ run: Run; created: boolean }> => {
-  const project = await projectWithRole(deps.directory, caller, projectId, 'member');
-  const pod = await deps.directory.getPod(caller.accountId, request.podId);
+  // both reads at once: a dispatch waits for one round trip to DynamoDB fewer
+  const [project, pod] = await Promise.all([
+    projectWithRole(deps.directory, caller, projectId, 'member'),
+    deps.directory.getPod(caller.accountId, request.podId),
+  ]);
   if (!pod) throw new ValidationError(`unknown pod ${request.podId}`, { podId: request.podId });
   const repos = [...new Set([...project.repos, ...(request.repos ?? [])])];
   const run = newRun(
