@@ -1,5 +1,6 @@
 import { rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
+import { isTerminal, type RunStatus } from '../shared/domain/run.js';
 import type { DispatchApiResult } from './dispatch-api.js';
 import type { LatencyResult } from './dispatch-latency.js';
 import type { HandlerResult } from './handlers.js';
@@ -51,9 +52,11 @@ const num = (n: number, digits = 1) => (Number.isInteger(n) ? String(n) : n.toFi
 const kb = (bytes: number) => `${Math.round(bytes / 1024)} KB`;
 const unavailable = (x: object): x is { unavailable: string } => 'unavailable' in x;
 
-const missing = (results: Results, phase: string, id: string, figure: string, target = '—'): Row[] => [
-  { id, figure, target, measured: `not measured: ${results.errors[phase] ?? 'skipped'}`, met: false },
-];
+/** A step that failed; one left out (`--only`) has no row. */
+const missing = (results: Results, phase: string, id: string, figure: string, target = '—'): Row[] => {
+  const error = results.errors[phase];
+  return error === undefined ? [] : [{ id, figure, target, measured: `not measured: ${error}`, met: false }];
+};
 
 const costRows = (
   id: string,
@@ -77,6 +80,11 @@ const costRows = (
   },
 ];
 
+const sumTerminal = (burst: BurstResult) =>
+  Object.entries(burst.byStatus)
+    .filter(([status]) => isTerminal(status as RunStatus))
+    .reduce((n, [, count]) => n + count, 0);
+
 const burstRows = (name: string, burst: BurstResult): Row[] => {
   const ok = burst.allTerminal && burst.deadLettered === 0 && burst.dispatchFailures === 0;
   const notCompleted = burst.runs - (burst.byStatus.COMPLETED ?? 0);
@@ -97,7 +105,14 @@ const burstRows = (name: string, burst: BurstResult): Row[] => {
       target: '—',
       measured: `${notCompleted} (${burst.neverLaunched})`,
     },
-    { id: '5', figure: `${name}: time to drain`, target: '—', measured: `${num(burst.drainSeconds)} s` },
+    {
+      id: '5',
+      figure: `${name}: time to drain`,
+      target: '—',
+      measured: burst.allTerminal
+        ? `${num(burst.drainSeconds)} s`
+        : `not drained after ${num(burst.drainSeconds)} s (${burst.runs - sumTerminal(burst)} runs still in flight)`,
+    },
     {
       id: '5',
       figure: `${name}: peak / mean launch rate, throttled launch calls`,

@@ -14,8 +14,8 @@ import { type AgentMeter, type AgentTraffic, startAgentMeter } from './agent-met
 import { type CapacityTotals, type DynamoMeter, startDynamoMeter } from './dynamo-meter.js';
 
 /**
- * The local cloud, started in this process exactly as `npm start` starts it but with the deployed
- * launch and heartbeat settings, with meters in front of DynamoDB Local and the Agent API. The
+ * The local cloud, started in this process as `npm start -- --shared-pod-host` starts it but with the
+ * deployed launch and heartbeat settings, with meters in front of DynamoDB Local and the Agent API. The
  * benchmark itself reads runs straight from DynamoDB Local, so its own reads cost the runs nothing.
  */
 
@@ -84,6 +84,8 @@ export const startBenchCloud = async (log: (line: string) => void): Promise<Benc
     launchBackoffSeconds: LAUNCH.backoffSeconds.join(','),
     podHeartbeatSeconds: LAUNCH.heartbeatSeconds,
     launchLimits: true,
+    // a Node process per pod would spend the two cores starting pods (see pod-host.ts)
+    sharedPodHost: true,
     log,
   });
   const { endpoints } = cloud;
