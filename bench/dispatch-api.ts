@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import { PurgeQueueCommand, SetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { BenchCloud } from './support/cloud.js';
+import { processCpuMs } from './support/process-cpu.js';
 
 /**
  * (4) The dispatch route under a fixed 200 requests per second, from autocannon in its own process.
@@ -34,6 +35,8 @@ export interface DispatchApiResult {
    * times the rate, it says how much of a core the route needs here
    */
   cpuMsPerRequest: number;
+  /** CPU time of DynamoDB Local (its own JVM) per request; absent where it cannot be read */
+  dynamoDbCpuMsPerRequest?: number;
 }
 
 interface AutocannonResult {
@@ -89,8 +92,10 @@ export const measureDispatchApi = async (bench: BenchCloud): Promise<DispatchApi
     );
     await fire(bench, WARM_UP_SECONDS);
     const cpu = process.cpuUsage();
+    const dynamoDbBefore = await processCpuMs(bench.cloud.dynamoDbPid);
     const result = await fire(bench, SECONDS);
     const { user, system } = process.cpuUsage(cpu);
+    const dynamoDbAfter = await processCpuMs(bench.cloud.dynamoDbPid);
     // requests autocannon gave up waiting for are still being answered
     await bench.settle();
     return {
@@ -103,6 +108,10 @@ export const measureDispatchApi = async (bench: BenchCloud): Promise<DispatchApi
       non2xx: result.non2xx,
       errors: result.errors + result.timeouts,
       cpuMsPerRequest: (user + system) / 1000 / result.requests.total,
+      ...(dynamoDbBefore !== undefined &&
+        dynamoDbAfter !== undefined && {
+          dynamoDbCpuMsPerRequest: (dynamoDbAfter - dynamoDbBefore) / result.requests.total,
+        }),
     };
   } finally {
     await sqs.send(new PurgeQueueCommand({ QueueUrl: endpoints.queueUrl }));

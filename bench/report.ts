@@ -186,6 +186,16 @@ export const targetRows = (results: Results): Row[] => {
       { id: '4', figure: 'Dispatch API p50', target: '—', measured: ms(dispatchApi.p50Ms) },
       {
         id: '4',
+        figure: 'Dispatch API: CPU per dispatch, local cloud / DynamoDB Local',
+        target: '—',
+        measured: `${num(dispatchApi.cpuMsPerRequest, 2)} / ${
+          dispatchApi.dynamoDbCpuMsPerRequest === undefined
+            ? 'n/a'
+            : num(dispatchApi.dynamoDbCpuMsPerRequest, 2)
+        } ms`,
+      },
+      {
+        id: '4',
         figure: 'Dispatch API p99',
         target: '≤ 50 ms',
         measured: ms(dispatchApi.p99Ms),

@@ -64,6 +64,7 @@ const step = async <K extends Step>(key: K, title: string, measure: () => Promis
 };
 
 log(`[${elapsed()}] starting the local cloud`);
+// the handlers' cold imports too read the environment the local cloud gives its handlers
 const bench = await startBenchCloud((line) => log(`  cloud: ${line}`));
 try {
   await step('handlers', '(6) handler bundles and cold imports', () => measureHandlers(log));

@@ -109,6 +109,8 @@ export interface Endpoints {
 export interface LocalCloud {
   endpoints: Endpoints;
   stop(): Promise<void>;
+  /** DynamoDB Local's process id: it runs in its own JVM */
+  dynamoDbPid: number | undefined;
   /** the handlers' runtime, whose stats() count invocations and their durations per function */
   runtime: LambdaRuntime;
 }
@@ -459,7 +461,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       },
     };
     await writeFile(path.join(options.stateDir, 'endpoints.json'), `${JSON.stringify(endpoints, null, 2)}\n`);
-    return { endpoints, stop, runtime };
+    return { endpoints, stop, runtime, dynamoDbPid: dynamo.pid };
   } catch (err) {
     await stop();
     throw err;

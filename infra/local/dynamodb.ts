@@ -26,6 +26,8 @@ import { TABLE } from '../definitions.js';
 export interface DynamoDbLocal {
   endpoint: string;
   port: number;
+  /** the JVM's process id */
+  pid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -98,7 +100,7 @@ const launch = async (port: number, dataDir: string | undefined): Promise<Dynamo
     await stop();
     throw err;
   }
-  if (answered) return { endpoint, port, stop };
+  if (answered) return { endpoint, port, pid: child.pid, stop };
   await stop();
   if (/Address already in use|BindException/i.test(output)) throw new PortTakenError(`port ${port} is taken`);
   const how = spawnError ? spawnError.message : `exit code ${child.exitCode ?? child.signalCode}`;
