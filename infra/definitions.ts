@@ -220,6 +220,11 @@ export const LAUNCH = {
   maxAttempts: 3,
   backoffSeconds: [5, 20],
   heartbeatSeconds: 60,
+  /**
+   * How often a pod paused for approval asks whether to go on: a person's decision reaches it within
+   * this long, and each hour paused costs 3,600,000 / this many Agent API requests.
+   */
+  controlPollMs: 10_000,
 } as const;
 
 /** Names of the `${...}` substitutions in statemachine/run.asl.json. */

@@ -1,3 +1,4 @@
+import { LAUNCH } from '../infra/definitions.js';
 import { CPU_ARCHITECTURES, loadPriceTable } from './domain/pricing.js';
 import * as z from './zod.js';
 
@@ -17,9 +18,9 @@ const envSchema = z.object({
   ACCOUNT_ROLE_CLAIM: z._default(z.string(), 'custom:accountRole'),
   /** seconds between launch attempts, comma-separated, one per retry */
   LAUNCH_BACKOFF_SECONDS: z._default(z.string(), '5,20'),
-  POD_HEARTBEAT_SECONDS: z._default(z.coerce.number().check(z.int(), z.positive()), 60),
+  POD_HEARTBEAT_SECONDS: z._default(z.coerce.number().check(z.int(), z.positive()), LAUNCH.heartbeatSeconds),
   /** how often a paused pod asks for control */
-  CONTROL_POLL_MS: z._default(z.coerce.number().check(z.int(), z.positive()), 3000),
+  CONTROL_POLL_MS: z._default(z.coerce.number().check(z.int(), z.positive()), LAUNCH.controlPollMs),
   /** the price table as JSON (shared/domain/pricing.ts); empty or unset: the built-in one */
   PRICE_TABLE: z.pipe(
     z._default(z.string(), ''),

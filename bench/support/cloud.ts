@@ -83,6 +83,7 @@ export const startBenchCloud = async (log: (line: string) => void): Promise<Benc
     persist: false,
     launchBackoffSeconds: LAUNCH.backoffSeconds.join(','),
     podHeartbeatSeconds: LAUNCH.heartbeatSeconds,
+    controlPollMs: LAUNCH.controlPollMs,
     launchLimits: true,
     // a Node process per pod would spend the two cores starting pods (see pod-host.ts)
     sharedPodHost: true,

@@ -69,6 +69,8 @@ export interface LocalCloudOptions {
   /** seconds between launch attempts; short locally so retries are quick to watch */
   launchBackoffSeconds: string;
   podHeartbeatSeconds: number;
+  /** how often a pod paused for approval asks whether to go on */
+  controlPollMs: number;
   /** Fargate-like launch limits in the ECS emulator */
   launchLimits: boolean;
   /** pods in one shared process rather than a process each: for bursts of runs on a small machine */
@@ -370,6 +372,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       POD_CONTAINER_NAME,
       LAUNCH_BACKOFF_SECONDS: options.launchBackoffSeconds,
       POD_HEARTBEAT_SECONDS: String(options.podHeartbeatSeconds),
+      CONTROL_POLL_MS: String(options.controlPollMs),
       POWERTOOLS_METRICS_NAMESPACE: 'ExecutionRuns',
       POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN',
     });

@@ -86,6 +86,7 @@ const main = async () => {
       persist: values.persist as boolean,
       launchBackoffSeconds: '1,2',
       podHeartbeatSeconds: 30,
+      controlPollMs: 2000,
       launchLimits: !values['no-launch-limits'],
       sharedPodHost: values['shared-pod-host'],
       log: (line) => console.error(line),

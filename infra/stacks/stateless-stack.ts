@@ -269,6 +269,7 @@ export class StatelessStack extends Stack {
       POD_CONTAINER_NAME,
       LAUNCH_BACKOFF_SECONDS: LAUNCH.backoffSeconds.join(','),
       POD_HEARTBEAT_SECONDS: String(LAUNCH.heartbeatSeconds),
+      CONTROL_POLL_MS: String(LAUNCH.controlPollMs),
       POD_CPU_ARCHITECTURE,
       ...priceTableEnvironment(this.node.tryGetContext('priceTable')),
     };

@@ -266,21 +266,31 @@ describe('pod runtime with the demo agent', () => {
     expect(ofType(server.accepted(), 'result')).toEqual([]);
   });
 
-  it('heartbeats every third of heartbeatSeconds while it waits', async () => {
+  it('sends no heartbeats while it waits for a decision, and heartbeats again once told to continue', async () => {
     const { server, code } = await run(
-      { steps: 1, checkpoints: ['plan'] },
+      { steps: 3, stepDelayMs: 600, checkpoints: ['plan'] },
       {
         config: { heartbeatSeconds: 1 },
         eventsAnswer: (batch) =>
           batch.some((e) => e.type === 'checkpoint') ? { control: { action: 'wait' } } : {},
         controlAnswer: (n) => ({
-          control: n < 10 ? { action: 'wait', pollAfterMs: 100 } : { action: 'continue' },
+          control: n < 12 ? { action: 'wait', pollAfterMs: 100 } : { action: 'continue' },
         }),
       },
     );
 
     expect(code).toBe(0);
-    expect(ofType(server.accepted(), 'heartbeat').length).toBeGreaterThanOrEqual(2);
+    const accepted = server.accepted();
+    const checkpointAt = accepted.findIndex((e) => e.type === 'checkpoint');
+    const resumedAt = accepted.findIndex((e, i) => i > checkpointAt && e.type !== 'heartbeat');
+    const waitMs = Date.parse(accepted[resumedAt]?.at ?? '') - Date.parse(accepted[checkpointAt]?.at ?? '');
+    // 12 polls 100 ms apart, over three heartbeats' worth; one that fell due while the checkpoint was
+    // being delivered is all the wait may hold
+    expect(waitMs).toBeGreaterThan(1100);
+    expect(accepted.slice(checkpointAt + 1, resumedAt).length).toBeLessThanOrEqual(1);
+    // the steps after the decision take 1.2 s: heartbeats every 333 ms again
+    expect(ofType(accepted.slice(resumedAt), 'heartbeat').length).toBeGreaterThanOrEqual(2);
+    expect(server.controlRequests).toBe(12);
   });
 
   it('delivers what it emitted and exits 0 when the container is stopped', async () => {

@@ -69,14 +69,26 @@ export const runPod = async (options: PodOptions): Promise<number> => {
 
   const reporter = new Reporter(api, { ...timing, onControl: applyControl, onGone: gone, warn });
 
+  /** set once the run's config names the heartbeat */
+  let heartbeatMs: number | undefined;
+
+  /**
+   * Waits while the backend says so. A waiting run is a person's to decide, and the state machine
+   * watches no heartbeat meanwhile: the pod sends none until it is told to continue.
+   */
   const proceed = async () => {
-    let announced = false;
+    let waiting = false;
     for (;;) {
       lifetime.signal.throwIfAborted();
-      if (control.action === 'continue') return;
-      if (!announced)
+      if (control.action === 'continue') {
+        if (waiting && heartbeatMs !== undefined) reporter.startHeartbeats(heartbeatMs);
+        return;
+      }
+      if (!waiting) {
         log(`pod: waiting for the backend to continue${control.reason ? ` (${control.reason})` : ''}`);
-      announced = true;
+        reporter.stopHeartbeats();
+        waiting = true;
+      }
       await sleep(control.pollAfterMs ?? pollMs, undefined, { signal: lifetime.signal });
       try {
         applyControl(await api.getControl(lifetime.signal));
@@ -105,7 +117,8 @@ export const runPod = async (options: PodOptions): Promise<number> => {
   try {
     const config = await fetchConfig();
     log(`pod: run ${config.runId} starting (${config.mode}, ${config.model})`);
-    reporter.startHeartbeats((config.heartbeatSeconds * 1000) / 3);
+    heartbeatMs = (config.heartbeatSeconds * 1000) / 3;
+    reporter.startHeartbeats(heartbeatMs);
     const context: AgentContext = {
       config,
       signal: lifetime.signal,

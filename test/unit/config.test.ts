@@ -13,7 +13,7 @@ describe('readEnv', () => {
     delete process.env.TENANT_CLAIM;
     expect(readEnv('TABLE_NAME', 'CONTROL_POLL_MS', 'TENANT_CLAIM')).toEqual({
       TABLE_NAME: 'runs',
-      CONTROL_POLL_MS: 3000,
+      CONTROL_POLL_MS: 10_000,
       TENANT_CLAIM: 'custom:accountId',
     });
   });
