@@ -19,8 +19,8 @@ export const COST_RUN_DEMO: DemoScript = {
   usage: [{ model: 'demo-model', inputTokens: 1200, outputTokens: 300 }],
 };
 
-/** A pause long enough to see the pod's heartbeat once (every third of its heartbeat timeout). */
-const PAUSE_WINDOW_SECONDS = LAUNCH.heartbeatSeconds / 3;
+/** A pause of six control polls: a poll more or less in the window moves the hour's figure by a sixth. */
+const PAUSE_WINDOW_SECONDS = (6 * LAUNCH.controlPollMs) / 1000;
 
 export interface RunCostResult {
   demo: DemoScript;
