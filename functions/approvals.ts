@@ -1,8 +1,5 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer } from 'aws-lambda';
 import { approvalSigningSecret, type SecretSource } from '../shared/adapters/approval-secret.js';
-import { DynamoApprovalStore } from '../shared/adapters/dynamo-approvals.js';
 import { readEnv } from '../shared/config.js';
 import { DomainError } from '../shared/domain/errors.js';
 import { renderApprovalPage, renderErrorPage } from '../shared/http/approval-page.js';
@@ -19,7 +16,7 @@ import {
   decideByLink,
   viewApprovalLink,
 } from '../shared/usecases/approvals.js';
-import { directoryRepository, runRepository, taskSignals } from '../shared/wiring.js';
+import { approvalStore, directoryRepository, runRepository, taskSignals } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
@@ -101,12 +98,7 @@ export const handler = makeHandler(
   {
     runs: runRepository(env.TABLE_NAME),
     directory: directoryRepository(env.TABLE_NAME),
-    approvals: new DynamoApprovalStore(
-      DynamoDBDocumentClient.from(new DynamoDBClient({}), {
-        marshallOptions: { removeUndefinedValues: true },
-      }),
-      env.TABLE_NAME,
-    ),
+    approvals: approvalStore(env.TABLE_NAME),
     signals: taskSignals(),
     clock: systemClock,
   },

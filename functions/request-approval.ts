@@ -1,8 +1,5 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SESv2Client } from '@aws-sdk/client-sesv2';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { approvalSigningSecret, type SecretSource } from '../shared/adapters/approval-secret.js';
-import { DynamoApprovalStore } from '../shared/adapters/dynamo-approvals.js';
 import { SesNotifier } from '../shared/adapters/ses-notifier.js';
 import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
@@ -10,7 +7,7 @@ import { logger } from '../shared/observability.js';
 import { type Notifier, systemClock } from '../shared/ports.js';
 import { approvalRequestSchema } from '../shared/schemas/approvals.js';
 import { type ApprovalDeps, requestApproval } from '../shared/usecases/approvals.js';
-import { directoryRepository, runRepository, taskSignals } from '../shared/wiring.js';
+import { approvalStore, directoryRepository, runRepository, taskSignals } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 /**
@@ -54,12 +51,7 @@ export const handler = makeHandler(
   {
     runs: runRepository(env.TABLE_NAME),
     directory: directoryRepository(env.TABLE_NAME),
-    approvals: new DynamoApprovalStore(
-      DynamoDBDocumentClient.from(new DynamoDBClient({}), {
-        marshallOptions: { removeUndefinedValues: true },
-      }),
-      env.TABLE_NAME,
-    ),
+    approvals: approvalStore(env.TABLE_NAME),
     signals: taskSignals(),
     clock: systemClock,
     notifier: new SesNotifier(new SESv2Client({ maxAttempts: 5 }), approvalEnv.APPROVAL_SENDER),

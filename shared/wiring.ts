@@ -5,6 +5,7 @@ import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { CloudWatchLogReader, CloudWatchStepContentStore } from './adapters/cloudwatch-logs.js';
+import { DynamoApprovalStore } from './adapters/dynamo-approvals.js';
 import { DynamoDirectory } from './adapters/dynamo-directory.js';
 import { DynamoRunRepository } from './adapters/dynamo-run-repository.js';
 import { EcsSandbox } from './adapters/ecs-sandbox.js';
@@ -21,6 +22,7 @@ const documentClient = () =>
 
 export const runRepository = (tableName: string) => new DynamoRunRepository(documentClient(), tableName);
 export const directoryRepository = (tableName: string) => new DynamoDirectory(documentClient(), tableName);
+export const approvalStore = (tableName: string) => new DynamoApprovalStore(documentClient(), tableName);
 export const runQueue = (queueUrl: string) => new SqsRunQueue(new SQSClient({}), queueUrl);
 /** Throttled Step Functions calls are retried adaptively rather than failing the batch. */
 const sfnClient = () => new SFNClient({ retryMode: 'adaptive', maxAttempts: 6 });
