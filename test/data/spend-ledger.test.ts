@@ -1,42 +1,18 @@
-import { randomUUID } from 'node:crypto';
 import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, it } from 'vitest';
 import { DynamoRunRepository } from '../../shared/adapters/dynamo-run-repository.js';
-import { newRunId } from '../../shared/domain/ids.js';
 import { DEFAULT_PRICE_TABLE, priceSandbox, priceTokens } from '../../shared/domain/pricing.js';
-import { type Run, ZERO_COST } from '../../shared/domain/run.js';
+import type { Run } from '../../shared/domain/run.js';
 import type { AgentEvent, RunConfigSnapshot, Settlement, UsagePricing } from '../../shared/ports.js';
 import { useTestTable } from '../support/dynamodb-local.js';
-import { podFactory } from '../support/factories.js';
+import { ownRunFactory, podFactory } from '../support/factories.js';
 
 const table = useTestTable();
 const repoAt = (iso: string) =>
   new DynamoRunRepository(table.doc, table.tableName, { now: () => new Date(iso) });
 
 const seed = async (repo: DynamoRunRepository) => {
-  const now = Date.now();
-  const run: Run = {
-    runId: newRunId(now),
-    accountId: `acct-${randomUUID().slice(0, 8)}`,
-    projectId: 'proj-1',
-    itemId: 'item-1',
-    podId: 'pod-a',
-    mode: 'autopilot',
-    status: 'RUNNING',
-    history: [{ status: 'RUNNING', at: new Date(now).toISOString() }],
-    source: 'api',
-    attribution: 'u',
-    repos: [],
-    usage: {},
-    cost: { ...ZERO_COST },
-    artifacts: [],
-    attempt: 1,
-    redriveCount: 0,
-    lastSeq: 0,
-    version: 1,
-    createdAt: new Date(now).toISOString(),
-    updatedAt: new Date(now).toISOString(),
-  };
+  const run = ownRunFactory();
   const snapshot: RunConfigSnapshot = { prompt: 'p', repos: [], pod: podFactory(), request: {} };
   await repo.create(run, snapshot);
   return run;

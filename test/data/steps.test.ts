@@ -1,12 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { DynamoRunRepository } from '../../shared/adapters/dynamo-run-repository.js';
-import { newRunId } from '../../shared/domain/ids.js';
-import { type Run, ZERO_COST } from '../../shared/domain/run.js';
+import type { Run } from '../../shared/domain/run.js';
 import type { StepContentRef } from '../../shared/domain/steps.js';
 import type { AgentEvent } from '../../shared/ports.js';
 import { useTestTable } from '../support/dynamodb-local.js';
+import { ownRunFactory, podFactory } from '../support/factories.js';
 
 const table = useTestTable();
 let repo: DynamoRunRepository;
@@ -17,47 +16,18 @@ beforeAll(() => {
 const at = (n: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString();
 
 const running = async (): Promise<Run> => {
-  const now = Date.now();
-  const run: Run = {
-    runId: newRunId(now),
-    accountId: `acct-${randomUUID().slice(0, 8)}`,
-    projectId: 'proj-1',
-    itemId: 'item-1',
-    podId: 'pod-a',
-    mode: 'autopilot',
-    status: 'RUNNING',
-    history: [{ status: 'RUNNING', at: new Date(now).toISOString() }],
-    source: 'api',
-    attribution: 'user-1',
-    repos: [],
-    usage: {},
-    cost: { ...ZERO_COST },
-    artifacts: [],
-    attempt: 1,
-    redriveCount: 0,
-    lastSeq: 0,
-    version: 1,
-    createdAt: new Date(now).toISOString(),
-    updatedAt: new Date(now).toISOString(),
-  };
+  const run = ownRunFactory();
   const snapshot = {
     prompt: 'p',
     repos: [],
     request: {},
-    pod: {
+    pod: podFactory({
       accountId: run.accountId,
       podId: 'pod-a',
-      name: 'Pod',
-      image: 'default',
-      cpu: 1024,
-      memoryMiB: 2048,
       model: 'm',
-      enabled: true,
-      maxDurationSeconds: 3600,
       approvalWindowSeconds: 900,
-      runBudgetMicroUsd: 0,
       updatedAt: at(0),
-    },
+    }),
   };
   return (await repo.create(run, snapshot)).run;
 };

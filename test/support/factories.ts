@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, Context, SQSEvent, SQSRecord } from 'aws-lambda';
+import { newRunId } from '../../shared/domain/ids.js';
 import { type Run, ZERO_COST } from '../../shared/domain/run.js';
 import type { Pod, Project } from '../../shared/domain/tenancy.js';
 
@@ -100,6 +102,25 @@ export const projectFactory = (overrides: Partial<Project> = {}): Project => ({
   updatedAt: '2026-01-01T00:00:00.000Z',
   ...overrides,
 });
+
+/**
+ * A run of its own for tests that share a table: a new run id and account, in `status` (RUNNING by
+ * default) since now, on pod `pod-a`.
+ */
+export const ownRunFactory = (overrides: Partial<Run> = {}): Run => {
+  const now = new Date();
+  const status = overrides.status ?? 'RUNNING';
+  return runFactory({
+    runId: newRunId(now.getTime()),
+    accountId: `acct-${randomUUID().slice(0, 8)}`,
+    podId: 'pod-a',
+    status,
+    history: [{ status, at: now.toISOString() }],
+    createdAt: now.toISOString(),
+    updatedAt: now.toISOString(),
+    ...overrides,
+  });
+};
 
 export const podFactory = (overrides: Partial<Pod> = {}): Pod => ({
   accountId: 'acct-1',
