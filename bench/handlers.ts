@@ -6,7 +6,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import type { Metafile } from 'esbuild';
 import { bundleFunction } from '../infra/bundling/build.js';
-import { FUNCTIONS, type FunctionName } from '../infra/definitions.js';
+import { FUNCTIONS, type FunctionName } from '../shared/manifest.js';
 import { median } from './support/stats.js';
 
 /**

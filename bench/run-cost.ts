@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LAUNCH, ROUTES } from '../infra/definitions.js';
+import { LAUNCH } from '../shared/domain/policy.js';
 import type { Run } from '../shared/domain/run.js';
+import { ROUTES } from '../shared/manifest.js';
 import { type BenchCloud, type DemoScript, type Dispatch, terminal } from './support/cloud.js';
 import { between, type ControlPlaneReport, meanReport, reportOf, scaleReport } from './support/usage.js';
 

@@ -1,5 +1,5 @@
-import { LAUNCH } from '../infra/definitions.js';
 import { readEnv } from '../shared/config.js';
+import { LAUNCH } from '../shared/domain/policy.js';
 import { validatedHandler } from '../shared/lambda.js';
 import type { RunRepository } from '../shared/ports.js';
 import { launchFailureReason, markRetrying } from '../shared/usecases/lifecycle.js';

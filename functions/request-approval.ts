@@ -8,7 +8,6 @@ import { type Notifier, systemClock } from '../shared/ports.js';
 import { approvalRequestSchema } from '../shared/schemas/approvals.js';
 import { type ApprovalDeps, requestApproval } from '../shared/usecases/approvals.js';
 import { approvalStore, directoryRepository, runRepository, taskSignals } from '../shared/wiring.js';
-import * as z from '../shared/zod.js';
 
 /**
  * State machine task (waitForTaskToken): a supervised run reached a checkpoint. Store the approval
@@ -38,15 +37,7 @@ export const makeHandler = (
     return { approvalId: approvalId ?? null, notified: notified.length };
   });
 
-const env = readEnv('TABLE_NAME');
-const approvalEnv = z
-  .object({
-    /** the API's public base URL, which the approval links point at */
-    PUBLIC_API_URL: z.url(),
-    /** the verified SES identity approval mail comes from */
-    APPROVAL_SENDER: z.email(),
-  })
-  .parse(process.env);
+const env = readEnv('TABLE_NAME', 'PUBLIC_API_URL', 'APPROVAL_SENDER');
 export const handler = makeHandler(
   {
     runs: runRepository(env.TABLE_NAME),
@@ -54,7 +45,7 @@ export const handler = makeHandler(
     approvals: approvalStore(env.TABLE_NAME),
     signals: taskSignals(),
     clock: systemClock,
-    notifier: new SesNotifier(new SESv2Client({ maxAttempts: 5 }), approvalEnv.APPROVAL_SENDER),
+    notifier: new SesNotifier(new SESv2Client({ maxAttempts: 5 }), env.APPROVAL_SENDER),
   },
-  { secret: approvalSigningSecret(), publicApiUrl: approvalEnv.PUBLIC_API_URL },
+  { secret: approvalSigningSecret(), publicApiUrl: env.PUBLIC_API_URL },
 );

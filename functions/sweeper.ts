@@ -1,5 +1,5 @@
-import { SWEEPER } from '../infra/definitions.js';
 import { readEnv } from '../shared/config.js';
+import { SWEEPER } from '../shared/domain/policy.js';
 import { validatedHandler } from '../shared/lambda.js';
 import { logger } from '../shared/observability.js';
 import { type Clock, type RunQueue, type RunRepository, systemClock } from '../shared/ports.js';

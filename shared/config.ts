@@ -1,4 +1,4 @@
-import { LAUNCH } from '../infra/definitions.js';
+import { LAUNCH } from './domain/policy.js';
 import { CPU_ARCHITECTURES, loadPriceTable } from './domain/pricing.js';
 import * as z from './zod.js';
 
@@ -35,8 +35,20 @@ const envSchema = z.object({
   ),
   /** the CPU architecture of the pods' task definition, which Fargate prices differently */
   POD_CPU_ARCHITECTURE: z._default(z.enum(CPU_ARCHITECTURES), 'ARM64'),
+  /** the API's public base URL, which the approval links point at */
+  PUBLIC_API_URL: z.url(),
+  /** the verified SES identity approval mail comes from */
+  APPROVAL_SENDER: z.email(),
+  /**
+   * The approval links' signing key: on AWS the Secrets Manager secret's ARN, read through the
+   * Parameters and Secrets extension; locally the key itself. Each deployment sets one of the two.
+   */
+  APPROVAL_SECRET_ARN: z.optional(z.string()),
+  APPROVAL_SIGNING_SECRET: z.optional(z.string()),
 });
 export type Env = z.infer<typeof envSchema>;
+/** The variables a handler may read; the manifest declares which ones each function gets. */
+export type EnvName = keyof Env;
 
 /** Read the named variables, failing at cold start with a clear message when one is missing. */
 export const readEnv = <K extends keyof Env>(...keys: K[]): Pick<Env, K> => {

@@ -5,11 +5,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetExecutionHistoryCommand, type HistoryEvent, SFNClient } from '@aws-sdk/client-sfn';
 import { BatchGetCommand, DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
-import { type FunctionName, LAUNCH } from '../../infra/definitions.js';
 import { type LocalCloud, startLocalCloud } from '../../infra/local/cloud.js';
 import type { OperationStats } from '../../infra/local/emulators/json-protocol.js';
 import type { FunctionStats } from '../../infra/local/lambda-runtime.js';
+import { LAUNCH } from '../../shared/domain/policy.js';
 import { executionName, isTerminal, type Run } from '../../shared/domain/run.js';
+import type { FunctionName } from '../../shared/manifest.js';
 import { type AgentMeter, type AgentTraffic, startAgentMeter } from './agent-meter.js';
 import { type CapacityTotals, type DynamoMeter, startDynamoMeter } from './dynamo-meter.js';
 

@@ -1,5 +1,5 @@
 import { type AttributeValue, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
-import { TABLE } from '../../infra/definitions.js';
+import { TABLE } from '../../shared/manifest.js';
 import { type Answer, type Exchange, type Forward, type ProxyServer, startProxy } from './proxy.js';
 
 /**

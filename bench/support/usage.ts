@@ -1,4 +1,4 @@
-import { FUNCTIONS, type FunctionName } from '../../infra/definitions.js';
+import { FUNCTIONS, type FunctionName } from '../../shared/manifest.js';
 import type { AgentTraffic } from './agent-meter.js';
 import type { Counters, MeteredService } from './cloud.js';
 import { type ControlPlaneCost, type ControlPlaneUsage, priceOf } from './prices.js';

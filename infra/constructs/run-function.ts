@@ -6,20 +6,15 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import type { EnvName } from '../../shared/config.js';
+import { FUNCTION_DEFAULT_ENVIRONMENT, type FunctionDefinition } from '../../shared/manifest.js';
 import { LAMBDA_BUNDLE } from '../bundling/lambda.js';
-import type { FunctionDefinition } from '../definitions.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
-/** Powertools reads these; the namespace groups every handler's EMF metrics. */
-const POWERTOOLS_ENVIRONMENT = {
-  POWERTOOLS_SERVICE_NAME: 'execution-runs',
-  POWERTOOLS_METRICS_NAMESPACE: 'ExecutionRuns',
-  POWERTOOLS_LOG_LEVEL: 'INFO',
-};
-
 export interface RunFunctionProps {
   definition: FunctionDefinition;
+  /** the declared variables' values (environmentFor) */
   environment: Record<string, string>;
   /** @default one month */
   logRetention?: logs.RetentionDays;
@@ -34,10 +29,13 @@ export class RunFunction extends Construct {
   public readonly function: NodejsFunction;
   public readonly role: iam.Role;
   public readonly logGroup: logs.LogGroup;
+  private readonly definition: FunctionDefinition;
 
   constructor(scope: Construct, id: string, props: RunFunctionProps) {
     super(scope, id);
     const { definition } = props;
+    this.definition = definition;
+    for (const name of Object.keys(props.environment)) this.assertDeclared(name);
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
@@ -64,11 +62,7 @@ export class RunFunction extends Construct {
       role: this.role,
       logGroup: this.logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
-      environment: {
-        ...POWERTOOLS_ENVIRONMENT,
-        NODE_OPTIONS: '--enable-source-maps',
-        ...props.environment,
-      },
+      environment: { ...FUNCTION_DEFAULT_ENVIRONMENT, ...props.environment },
       bundling: {
         format: OutputFormat.ESM,
         target: LAMBDA_BUNDLE.target,
@@ -89,5 +83,17 @@ export class RunFunction extends Construct {
       reason:
         'Node.js 22 is chosen on purpose: the handlers are bundled for and tested against Node 22; moving to a newer runtime is a deliberate upgrade.',
     });
+  }
+
+  /** Sets one of the function's declared variables, once its value exists (a resource made later). */
+  setVariable(name: EnvName, value: string): void {
+    this.assertDeclared(name);
+    this.function.addEnvironment(name, value);
+  }
+
+  private assertDeclared(name: string): void {
+    if (!(this.definition.environment as readonly string[]).includes(name)) {
+      throw new Error(`${this.definition.entry} does not declare the variable ${name} (shared/manifest.ts)`);
+    }
   }
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEventV2, APIGatewayProxyEventV2WithJWTAuthorizer } from 'aws-lambda';
-import type { FunctionName, RouteDefinition } from '../definitions.js';
+import type { FunctionName, RouteDefinition } from '../../shared/manifest.js';
 
 /**
  * The local API Gateway HTTP API: it matches routes as API Gateway does, runs the JWT authorizer on

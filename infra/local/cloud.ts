@@ -13,6 +13,7 @@ import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import sesLocal from 'aws-ses-v2-local';
 import { buildPodBundle } from '../../pod/build.js';
 import { DynamoDirectory } from '../../shared/adapters/dynamo-directory.js';
+import { SWEEPER } from '../../shared/domain/policy.js';
 import { loadPriceTable } from '../../shared/domain/pricing.js';
 import {
   ASL_SUBSTITUTIONS,
@@ -23,8 +24,7 @@ import {
   POD_CONTAINER_NAME,
   QUEUE,
   ROUTES,
-  SWEEPER,
-} from '../definitions.js';
+} from '../../shared/manifest.js';
 import { startApiGateway } from './api-gateway.js';
 import { renderDefinition } from './asl.js';
 import { createDevIssuer } from './dev-auth.js';

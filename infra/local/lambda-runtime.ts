@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Context } from 'aws-lambda';
-import type { FunctionDefinition, FunctionName } from '../definitions.js';
+import type { FunctionDefinition, FunctionName } from '../../shared/manifest.js';
 
 /**
  * Runs the project's Lambda handlers in this process as Lambda would: the module is loaded once (a warm

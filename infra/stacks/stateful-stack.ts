@@ -9,7 +9,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import { DEAD_LETTER_QUEUE, FUNCTIONS, QUEUE, TABLE } from '../definitions.js';
+import { DEAD_LETTER_QUEUE, FUNCTIONS, QUEUE, TABLE } from '../../shared/manifest.js';
 
 export interface StatefulStackProps extends StackProps {
   /** an address that receives the alarms by email (it must confirm the subscription) */

@@ -22,23 +22,23 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { FactName } from 'aws-cdk-lib/region-info';
 import type { Construct } from 'constructs';
+import type { EnvName } from '../../shared/config.js';
+import { LAUNCH, SWEEPER } from '../../shared/domain/policy.js';
 import { type CpuArchitecture, loadPriceTable } from '../../shared/domain/pricing.js';
-import { RunFunction } from '../constructs/run-function.js';
 import {
   ASL_SUBSTITUTIONS,
   type AslSubstitution,
   DEAD_LETTER_QUEUE,
   EVENT_RULES,
+  environmentFor,
   FUNCTIONS,
   type FunctionName,
-  LAUNCH,
   POD_CONTAINER_NAME,
   QUEUE,
   ROUTES,
   type RouteAuth,
-  SWEEPER,
-  TABLE,
-} from '../definitions.js';
+} from '../../shared/manifest.js';
+import { RunFunction } from '../constructs/run-function.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const aslFile = fileURLToPath(new URL('../../statemachine/run.asl.json', import.meta.url));
@@ -64,19 +64,6 @@ export const POD_IMAGE_EXCLUDES = [
   'cdk.json',
   '*.md',
   '*.log',
-];
-
-/** Item reads and writes; TransactWriteItems is authorized by these per item. */
-const RUNS_TABLE_ACTIONS = [
-  'dynamodb:GetItem',
-  'dynamodb:BatchGetItem',
-  'dynamodb:Query',
-  'dynamodb:Scan',
-  'dynamodb:ConditionCheckItem',
-  'dynamodb:PutItem',
-  'dynamodb:UpdateItem',
-  'dynamodb:DeleteItem',
-  'dynamodb:BatchWriteItem',
 ];
 
 const API_THROTTLE = { rateLimit: 100, burstLimit: 200 };
@@ -259,28 +246,30 @@ export class StatelessStack extends Stack {
     });
   }
 
+  /**
+   * Each function gets its declared variables (shared/manifest.ts) and nothing else; those whose
+   * values depend on resources made later (the state machine, the approval secret) are set there,
+   * through RunFunction.setVariable, which refuses a variable the function does not declare.
+   */
   private createFunctions(props: StatelessStackProps): Record<FunctionName, RunFunction> {
-    const common = {
+    const values: Partial<Record<EnvName, string>> = {
       TABLE_NAME: props.table.tableName,
       QUEUE_URL: props.queue.queueUrl,
       CLUSTER_ARN: this.cluster.clusterArn,
       LOG_GROUP_NAME: props.podLogGroup.logGroupName,
       STEP_LOG_GROUP_NAME: props.stepContentLogGroup.logGroupName,
-      POD_CONTAINER_NAME,
+      // checks hands the pod the Agent API's address.
+      AGENT_API_URL: this.apiStage.url,
       LAUNCH_BACKOFF_SECONDS: LAUNCH.backoffSeconds.join(','),
       POD_HEARTBEAT_SECONDS: String(LAUNCH.heartbeatSeconds),
       CONTROL_POLL_MS: String(LAUNCH.controlPollMs),
       POD_CPU_ARCHITECTURE,
       ...priceTableEnvironment(this.node.tryGetContext('priceTable')),
     };
-    // checks hands the pod the Agent API's address.
-    const extra: Partial<Record<FunctionName, Record<string, string>>> = {
-      checks: { AGENT_API_URL: this.apiStage.url },
-    };
     const entries = FUNCTION_NAMES.map((name) => {
       const fn = new RunFunction(this, upperFirst(name), {
         definition: FUNCTIONS[name],
-        environment: { ...common, ...extra[name] },
+        environment: environmentFor(FUNCTIONS[name], values),
       });
       return [name, fn] as const;
     });
@@ -388,22 +377,23 @@ export class StatelessStack extends Stack {
 
   private grantFunctions(props: StatelessStackProps): void {
     const fns = this.functions;
-    // The table and each of its indexes by name: grantReadWriteData would grant `index/*`.
-    const tableAndIndexes = [
-      props.table.tableArn,
-      ...TABLE.globalSecondaryIndexes.map((index) => `${props.table.tableArn}/index/${index.indexName}`),
-    ];
+    // Exactly the table actions and the indexes each function declares (shared/manifest.ts), which
+    // the local cloud enforces too; grantReadWriteData would grant every action on `index/*`.
     for (const name of FUNCTION_NAMES) {
+      const { actions, indexes } = FUNCTIONS[name].table;
       iam.Grant.addToPrincipal({
         grantee: fns[name].role,
-        actions: RUNS_TABLE_ACTIONS,
-        resourceArns: tableAndIndexes,
+        actions: actions.map((action) => `dynamodb:${action}`),
+        resourceArns: [
+          props.table.tableArn,
+          ...indexes.map((index) => `${props.table.tableArn}/index/${index}`),
+        ],
       });
     }
     props.queue.grantSendMessages(fns.api.role);
     props.queue.grantSendMessages(fns.sweeper.role);
     // Only start-run starts executions; the functions the state machine invokes could not hold its ARN.
-    fns.startRun.function.addEnvironment('STATE_MACHINE_ARN', this.stateMachine.stateMachineArn);
+    fns.startRun.setVariable('STATE_MACHINE_ARN', this.stateMachine.stateMachineArn);
     this.stateMachine.grantStartExecution(fns.startRun.role);
     // GET /v1/runs/{runId}/logs pages through the pods' log streams.
     props.podLogGroup.grant(fns.api.role, 'logs:GetLogEvents', 'logs:FilterLogEvents');
@@ -479,7 +469,7 @@ export class StatelessStack extends Stack {
     );
     for (const fn of [requestApproval, approvals]) {
       fn.function.addLayers(layer);
-      fn.function.addEnvironment('APPROVAL_SECRET_ARN', secret.secretArn);
+      fn.setVariable('APPROVAL_SECRET_ARN', secret.secretArn);
       secret.grantRead(fn.role);
     }
     // A decision settles the approval wait; a run that ended before its approval was stored fails it.
@@ -502,8 +492,8 @@ export class StatelessStack extends Stack {
       ],
       roles: [requestApproval.role],
     });
-    requestApproval.function.addEnvironment('PUBLIC_API_URL', this.apiStage.url);
-    requestApproval.function.addEnvironment('APPROVAL_SENDER', sender);
+    requestApproval.setVariable('PUBLIC_API_URL', this.apiStage.url);
+    requestApproval.setVariable('APPROVAL_SENDER', sender);
     // SendEmail from the sender identity only, verified as the address or as its domain.
     requestApproval.role.addToPrincipalPolicy(
       new iam.PolicyStatement({

@@ -8,7 +8,6 @@ import {
   TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { type IndexName, TABLE } from '../../infra/definitions.js';
 import type { ApprovalHistoryEntry, PendingApproval } from '../domain/approval.js';
 import {
   ConflictError,
@@ -33,6 +32,7 @@ import {
   ZERO_COST,
 } from '../domain/run.js';
 import { STEP_CONTENT_INLINE_BYTES, type Step, type StepContentRef, type StepPage } from '../domain/steps.js';
+import { type IndexName, TABLE } from '../manifest.js';
 import {
   type AgentEvent,
   type Clock,

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DescribeTableCommand, DescribeTimeToLiveCommand, ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { TABLE } from '../../infra/definitions.js';
 import { createTableInput, ensureTable, startDynamoDbLocal } from '../../infra/local/dynamodb.js';
+import { TABLE } from '../../shared/manifest.js';
 import { localClient } from '../support/dynamodb-local.js';
 
 describe('createTableInput', () => {

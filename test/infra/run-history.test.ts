@@ -53,18 +53,21 @@ describe('the run history in the stacks', () => {
     expect(logicalId(stateful.stepContentLogGroup)).not.toBe(logicalId(stateful.podLogGroup));
   });
 
-  it('tells the API and the Agent API both log groups', () => {
+  it('tells the API both log groups, and the Agent API where step text goes', () => {
     const functions = statelessTemplate.findResources('AWS::Lambda::Function');
-    for (const fn of [stateless.functions.api, stateless.functions.agentApi]) {
-      expect(functions[logicalId(fn.function)]?.Properties.Environment.Variables).toEqual(
-        expect.objectContaining({
-          LOG_GROUP_NAME: { 'Fn::ImportValue': expect.stringContaining(logicalId(stateful.podLogGroup)) },
-          STEP_LOG_GROUP_NAME: {
-            'Fn::ImportValue': expect.stringContaining(logicalId(stateful.stepContentLogGroup)),
-          },
-        }),
-      );
-    }
+    const variables = (fn: (typeof stateless.functions)['api']) =>
+      functions[logicalId(fn.function)]?.Properties.Environment.Variables;
+    const stepGroup = { 'Fn::ImportValue': expect.stringContaining(logicalId(stateful.stepContentLogGroup)) };
+    expect(variables(stateless.functions.api)).toEqual(
+      expect.objectContaining({
+        LOG_GROUP_NAME: { 'Fn::ImportValue': expect.stringContaining(logicalId(stateful.podLogGroup)) },
+        STEP_LOG_GROUP_NAME: stepGroup,
+      }),
+    );
+    expect(variables(stateless.functions.agentApi)).toEqual(
+      expect.objectContaining({ STEP_LOG_GROUP_NAME: stepGroup }),
+    );
+    expect(variables(stateless.functions.agentApi)).not.toHaveProperty('LOG_GROUP_NAME');
   });
 
   it('lets only the Agent API write step text, only the API read logs, each on its own log groups', () => {

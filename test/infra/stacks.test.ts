@@ -6,6 +6,8 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.js';
+import { POD_IMAGE_EXCLUDES } from '../../infra/stacks/stateless-stack.js';
+import { SWEEPER } from '../../shared/domain/policy.js';
 import {
   ASL_SUBSTITUTIONS,
   DEAD_LETTER_QUEUE,
@@ -15,10 +17,8 @@ import {
   POD_CONTAINER_NAME,
   QUEUE,
   ROUTES,
-  SWEEPER,
   TABLE,
-} from '../../infra/definitions.js';
-import { POD_IMAGE_EXCLUDES } from '../../infra/stacks/stateless-stack.js';
+} from '../../shared/manifest.js';
 
 // One app for the whole file, synthesized once: the same context `cdk synth` reads, minus bundling.
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
@@ -384,16 +384,26 @@ describe('the stateless stack', () => {
     });
   });
 
-  it('grants table access on the table and its named indexes, never index/*', () => {
-    const tableResources = policyStatements(statelessTemplate)
-      .filter((statement) => asArray(statement.Action).includes('dynamodb:Query'))
-      .map((statement) => JSON.stringify(statement.Resource));
-    expect(tableResources).toHaveLength(functionNames.length);
-    for (const resources of tableResources) {
+  it('grants each function exactly the table actions and indexes it declares, never index/*', () => {
+    const tableStatements = policyStatements(statelessTemplate).filter((statement) =>
+      asArray(statement.Action).some((action) => action.startsWith('dynamodb:')),
+    );
+    for (const name of functionNames) {
+      const roleId = logicalId(stateless.functions[name].role);
+      const own = tableStatements.filter((statement) => statement.roleIds.includes(roleId));
+      expect(own, name).toHaveLength(1);
+      const [statement] = own as [PolicyStatement];
+      const { actions, indexes } = FUNCTIONS[name].table;
+      expect(asArray(statement.Action).sort(), name).toEqual(actions.map((a) => `dynamodb:${a}`).sort());
+      const resources = JSON.stringify(statement.Resource);
       expect(resources).not.toContain('index/*');
-      for (const index of TABLE.globalSecondaryIndexes)
-        expect(resources).toContain(`/index/${index.indexName}"`);
+      for (const index of TABLE.globalSecondaryIndexes) {
+        if (indexes.includes(index.indexName)) expect(resources).toContain(`/index/${index.indexName}"`);
+        else expect(resources).not.toContain(`/index/${index.indexName}"`);
+      }
     }
+    expect(FUNCTIONS.agentApi.table.actions).not.toContain('DeleteItem');
+    expect(FUNCTIONS.sweeper.table.indexes).toEqual(['queued']);
   });
 
   it('hands start-run the state machine ARN and checks the Agent API URL', () => {

@@ -1,7 +1,7 @@
 import { SendMessageCommand, SetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { describe, expect, it } from 'vitest';
-import { QUEUE } from '../../infra/definitions.js';
 import type { Run } from '../../shared/domain/run.js';
+import { QUEUE } from '../../shared/manifest.js';
 import { api, dispatch, endpoints, getRun, waitForRun, waitForTerminal } from './support/api.js';
 import { ecsControl, executionsOf, sfnControl, sqs, taskStatus, waitForTaskStopped } from './support/aws.js';
 

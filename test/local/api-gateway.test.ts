@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { APIGatewayProxyEventV2, APIGatewayProxyEventV2WithJWTAuthorizer } from 'aws-lambda';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type FunctionName, ROUTES, type RouteDefinition } from '../../infra/definitions.js';
 import { type RunningApiGateway, startApiGateway } from '../../infra/local/api-gateway.js';
 import { createDevIssuer, type DevIssuer } from '../../infra/local/dev-auth.js';
+import { type FunctionName, ROUTES, type RouteDefinition } from '../../shared/manifest.js';
 
 const ISSUER = 'http://127.0.0.1/dev-issuer';
 const AUDIENCE = 'execution-runs-api';

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { EVENT_RULES } from '../../infra/definitions.js';
 import { type BusEvent, createEventBus, matchesPattern } from '../../infra/local/event-bus.js';
+import { EVENT_RULES } from '../../shared/manifest.js';
 
 const event = (detail: unknown, extra: Record<string, unknown> = {}) => ({
   source: 'test.app',

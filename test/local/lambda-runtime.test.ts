@@ -2,12 +2,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FUNCTIONS, type FunctionDefinition } from '../../infra/definitions.js';
 import {
   createLambdaRuntime,
   LambdaFunctionError,
   type LambdaRuntime,
 } from '../../infra/local/lambda-runtime.js';
+import { FUNCTIONS, type FunctionDefinition } from '../../shared/manifest.js';
 
 const HANDLERS: Record<string, string> = {
   echo: `export const handler = async (event, context) => ({
@@ -38,6 +38,8 @@ const fn = (entry: string, timeoutSeconds = 3): FunctionDefinition => ({
   timeoutSeconds,
   memoryMiB: 384,
   description: entry,
+  environment: [],
+  table: { actions: [], indexes: [] },
 });
 
 describe('createLambdaRuntime', () => {

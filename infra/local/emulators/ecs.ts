@@ -13,7 +13,7 @@ import {
 } from '@aws-sdk/client-cloudwatch-logs';
 import type { EventBridgeEvent } from 'aws-lambda';
 import { z } from 'zod';
-import { POD_CONTAINER_NAME } from '../../definitions.js';
+import { POD_CONTAINER_NAME } from '../../../shared/manifest.js';
 import { AwsError, sendJson, startJsonProtocolServer } from './json-protocol.js';
 import { type PodHostCommand, podHost } from './pod-host.js';
 

@@ -1,8 +1,11 @@
+import type { EnvName } from './config.js';
+
 /**
- * The one description of the deployed resources that both the CDK stacks and the local cloud read:
- * the table and its indexes, the queues, the functions and their triggers, the HTTP routes, the
- * EventBridge rules and the schedule. Nothing here imports aws-cdk-lib, so the local cloud can use it
- * without CDK.
+ * The manifest: the one description of the deployed resources that the CDK stacks, the local cloud
+ * and the runtime code all read: the table and its indexes, the queues, the functions with their
+ * environment and grants, the HTTP routes, the EventBridge rules. Topology only; the lifecycle's
+ * policy (attempts, back-offs, ages) is domain (shared/domain/policy.ts). Nothing here imports
+ * aws-cdk-lib, so the local cloud and the handlers use it without CDK.
  */
 
 export const TABLE = {
@@ -54,13 +57,55 @@ export type FunctionName =
   | 'requestApproval'
   | 'approvals';
 
+/** DynamoDB actions a function may take on the table (TransactWriteItems is authorized per inner action). */
+export type TableAction =
+  | 'GetItem'
+  | 'BatchGetItem'
+  | 'Query'
+  | 'PutItem'
+  | 'UpdateItem'
+  | 'DeleteItem'
+  | 'BatchWriteItem'
+  | 'ConditionCheckItem';
+
 export interface FunctionDefinition {
   /** file under functions/, without extension */
   entry: string;
   timeoutSeconds: number;
   memoryMiB: number;
   description: string;
+  /**
+   * Every variable the handler reads, and nothing else: the CDK function and the local Lambda
+   * runtime both give it exactly these (values from the deployment), so a variable missing from a
+   * deployed function is missing locally too.
+   */
+  environment: readonly EnvName[];
+  /** What it may do to the runs table and which list indexes it may query: the grant, in CDK and locally. */
+  table: { actions: readonly TableAction[]; indexes: readonly IndexName[] };
 }
+
+/** Set on every function: Powertools reads them, and they group every handler's logs and metrics. */
+export const FUNCTION_DEFAULT_ENVIRONMENT = {
+  POWERTOOLS_SERVICE_NAME: 'execution-runs',
+  POWERTOOLS_METRICS_NAMESPACE: 'ExecutionRuns',
+  POWERTOOLS_LOG_LEVEL: 'INFO',
+  NODE_OPTIONS: '--enable-source-maps',
+} as const;
+
+const READ_WRITE_RUN: TableAction[] = ['GetItem', 'UpdateItem'];
+/** Ending a run settles its cost: the settlement is put in a transaction with the run's and the spend's updates. */
+const SETTLE: TableAction[] = ['GetItem', 'UpdateItem', 'PutItem'];
+const PRICING: readonly EnvName[] = ['PRICE_TABLE', 'POD_CPU_ARCHITECTURE'];
+const CLAIMS: readonly EnvName[] = ['TENANT_CLAIM', 'ACCOUNT_ROLE_CLAIM'];
+const APPROVAL_SECRET: readonly EnvName[] = ['APPROVAL_SECRET_ARN', 'APPROVAL_SIGNING_SECRET'];
+const LIST_INDEXES: IndexName[] = [
+  'byAccount',
+  'byAccountStatus',
+  'byProject',
+  'byProjectStatus',
+  'byAccountPod',
+  'byAccountSource',
+];
 
 export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
   api: {
@@ -68,74 +113,137 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     timeoutSeconds: 10,
     memoryMiB: 512,
     description: 'HTTP API v1: runs, pods, projects, account',
+    environment: [
+      'TABLE_NAME',
+      'QUEUE_URL',
+      'CLUSTER_ARN',
+      'LOG_GROUP_NAME',
+      'STEP_LOG_GROUP_NAME',
+      ...CLAIMS,
+    ],
+    table: {
+      actions: ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'ConditionCheckItem'],
+      indexes: LIST_INDEXES,
+    },
   },
   agentApi: {
     entry: 'agent-api',
     timeoutSeconds: 10,
     memoryMiB: 512,
     description: 'Agent API: pod events and control',
+    environment: [
+      'TABLE_NAME',
+      'POD_HEARTBEAT_SECONDS',
+      'CONTROL_POLL_MS',
+      'STEP_LOG_GROUP_NAME',
+      ...PRICING,
+    ],
+    table: { actions: ['GetItem', 'Query', 'PutItem', 'UpdateItem', 'BatchWriteItem'], indexes: [] },
   },
   startRun: {
     entry: 'start-run',
     timeoutSeconds: 30,
     memoryMiB: 256,
     description: 'SQS runs queue -> StartExecution',
+    environment: ['TABLE_NAME', 'STATE_MACHINE_ARN', 'CLUSTER_ARN', ...PRICING],
+    table: { actions: SETTLE, indexes: [] },
   },
-  deadLetter: { entry: 'dead-letter', timeoutSeconds: 30, memoryMiB: 256, description: 'DLQ -> DEAD_LETTER' },
+  deadLetter: {
+    entry: 'dead-letter',
+    timeoutSeconds: 30,
+    memoryMiB: 256,
+    description: 'DLQ -> DEAD_LETTER',
+    environment: ['TABLE_NAME'],
+    table: { actions: READ_WRITE_RUN, indexes: [] },
+  },
   checks: {
     entry: 'checks',
     timeoutSeconds: 15,
     memoryMiB: 256,
     description: 'Pre-flight checks and launch parameters',
+    environment: ['TABLE_NAME', 'AGENT_API_URL', 'POD_HEARTBEAT_SECONDS'],
+    table: { actions: ['GetItem', 'Query', 'UpdateItem'], indexes: [] },
   },
   markRetrying: {
     entry: 'mark-retrying',
     timeoutSeconds: 10,
     memoryMiB: 256,
     description: 'Launch failed: RETRYING or give up',
+    environment: ['TABLE_NAME', 'LAUNCH_BACKOFF_SECONDS'],
+    table: { actions: READ_WRITE_RUN, indexes: [] },
   },
   parkPod: {
     entry: 'park-pod',
     timeoutSeconds: 10,
     memoryMiB: 256,
     description: 'Parks the pod-wait task token',
+    environment: ['TABLE_NAME'],
+    table: { actions: READ_WRITE_RUN, indexes: [] },
   },
   finalize: {
     entry: 'finalize',
     timeoutSeconds: 30,
     memoryMiB: 256,
     description: 'Stops the sandbox, writes the terminal status',
+    environment: ['TABLE_NAME', 'CLUSTER_ARN', ...PRICING],
+    table: { actions: SETTLE, indexes: [] },
   },
   podStopped: {
     entry: 'pod-stopped',
     timeoutSeconds: 15,
     memoryMiB: 256,
     description: 'ECS task STOPPED -> run facts',
+    environment: ['TABLE_NAME'],
+    table: { actions: READ_WRITE_RUN, indexes: [] },
   },
   reconcile: {
     entry: 'reconcile',
     timeoutSeconds: 15,
     memoryMiB: 256,
     description: 'Execution ended abnormally -> run terminal',
+    environment: ['TABLE_NAME', 'CLUSTER_ARN', ...PRICING],
+    table: { actions: SETTLE, indexes: [] },
   },
   sweeper: {
     entry: 'sweeper',
     timeoutSeconds: 60,
     memoryMiB: 256,
-    description: 'Re-enqueues QUEUED runs whose message was lost',
+    description: 'Re-enqueues QUEUED runs whose message was lost; dead-letters those that never start',
+    environment: ['TABLE_NAME', 'QUEUE_URL'],
+    table: { actions: ['GetItem', 'BatchGetItem', 'Query', 'UpdateItem'], indexes: ['queued'] },
   },
   requestApproval: {
     entry: 'request-approval',
     timeoutSeconds: 30,
     memoryMiB: 256,
     description: 'Checkpoint reached: stores the approval, mails the project admins',
+    environment: ['TABLE_NAME', 'PUBLIC_API_URL', 'APPROVAL_SENDER', ...APPROVAL_SECRET],
+    table: { actions: ['GetItem', 'PutItem', 'UpdateItem'], indexes: [] },
   },
   approvals: {
     entry: 'approvals',
     timeoutSeconds: 10,
     memoryMiB: 256,
     description: 'Approval link page and decisions (link and API)',
+    environment: ['TABLE_NAME', ...CLAIMS, ...APPROVAL_SECRET],
+    table: { actions: READ_WRITE_RUN, indexes: [] },
   },
+};
+
+/**
+ * A function's environment in one deployment: each variable it declares that the deployment gives a
+ * value, and nothing else.
+ */
+export const environmentFor = (
+  definition: FunctionDefinition,
+  values: Partial<Record<EnvName, string>>,
+): Record<string, string> => {
+  const environment: Record<string, string> = {};
+  for (const name of definition.environment) {
+    const value = values[name];
+    if (value !== undefined) environment[name] = value;
+  }
+  return environment;
 };
 
 export type RouteAuth = 'jwt' | 'agent' | 'none';
@@ -207,25 +315,8 @@ export const EVENT_RULES = [
   },
 ] as const;
 
-export const SWEEPER = {
-  rateMinutes: 5,
-  /** a QUEUED run older than this without an execution is re-enqueued */
-  staleAfterSeconds: 120,
-} as const;
-
 /** Container name in the task definition; the state machine overrides its environment. */
 export const POD_CONTAINER_NAME = 'pod';
-
-export const LAUNCH = {
-  maxAttempts: 3,
-  backoffSeconds: [5, 20],
-  heartbeatSeconds: 60,
-  /**
-   * How often a pod paused for approval asks whether to go on: a person's decision reaches it within
-   * this long, and each hour paused costs 3,600,000 / this many Agent API requests.
-   */
-  controlPollMs: 10_000,
-} as const;
 
 /** Names of the `${...}` substitutions in statemachine/run.asl.json. */
 export const ASL_SUBSTITUTIONS = [

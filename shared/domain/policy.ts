@@ -1,0 +1,28 @@
+/**
+ * The lifecycle's policy: how often and how long the system tries before it gives a run up. Pure
+ * numbers, read by the use cases and handed to the deployment (CDK) and the local cloud alike.
+ */
+
+export const LAUNCH = {
+  /** sandbox launches a run may spend before it ends FAILED */
+  maxAttempts: 3,
+  /** seconds between launch attempts, one per retry */
+  backoffSeconds: [5, 20],
+  heartbeatSeconds: 60,
+  /**
+   * How often a pod paused for approval asks whether to go on: a person's decision reaches it within
+   * this long, and each hour paused costs 3,600,000 / this many Agent API requests.
+   */
+  controlPollMs: 10_000,
+} as const;
+
+export const SWEEPER = {
+  rateMinutes: 5,
+  /** a QUEUED run older than this without an execution is re-enqueued */
+  staleAfterSeconds: 120,
+  /**
+   * Re-enqueues a QUEUED run gets from the sweeper before it is dead-lettered with the reason: a run
+   * whose message keeps getting lost, or whose execution cannot start, must not go round forever.
+   */
+  maxRequeues: 3,
+} as const;
