@@ -7,7 +7,8 @@ import {
   type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { statusIndexAttributes } from '../shared/adapters/dynamo-keys.js';
-import { DynamoRunRepository } from '../shared/adapters/dynamo-run-repository.js';
+import { DynamoRunList } from '../shared/adapters/dynamo-run-list.js';
+import { DynamoRunStore } from '../shared/adapters/dynamo-run-store.js';
 import type { RunStatus } from '../shared/domain/run.js';
 import type { Caller } from '../shared/domain/tenancy.js';
 import type { DirectoryRepository, RunListFilter, RunQueue } from '../shared/ports.js';
@@ -101,7 +102,7 @@ const runItems = async (count: number, firstIndex: number): Promise<Record<strin
     }),
   } as unknown as DirectoryRepository;
   const deps = {
-    runs: new DynamoRunRepository(capture, 'capture'),
+    runs: new DynamoRunStore(capture, 'capture'),
     directory,
     queue: { enqueue: async () => {} } satisfies RunQueue,
     // older runs first, so run ids (time-ordered) grow as a real table's do
@@ -149,7 +150,7 @@ const load = async (db: DynamoDBDocumentClient, table: string, items: Record<str
 };
 
 /** Both filters, sample by sample in turn, so a pause of DynamoDB Local's JVM hits both alike. */
-const timePages = async (repo: DynamoRunRepository) => {
+const timePages = async (repo: DynamoRunList) => {
   const samples = Object.fromEntries(Object.keys(FILTERS).map((name) => [name, [] as number[]]));
   for (let i = 0; i < WARM_UP + SAMPLES; i++) {
     for (const [name, filter] of Object.entries(FILTERS)) {
@@ -168,7 +169,7 @@ const timePages = async (repo: DynamoRunRepository) => {
 };
 
 /** Read units of one page of each filter, as DynamoDB would bill them. */
-const unitsPerPage = async (bench: BenchCloud, repo: DynamoRunRepository) => {
+const unitsPerPage = async (bench: BenchCloud, repo: DynamoRunList) => {
   const units: Record<string, number> = {};
   bench.dynamo.setMetering(true);
   try {
@@ -188,8 +189,8 @@ export const measureListScale = async (
   log: (line: string) => void,
 ): Promise<ListScaleResult> => {
   const table = bench.cloud.endpoints.tableName;
-  const repo = new DynamoRunRepository(bench.db, table);
-  const metered = new DynamoRunRepository(
+  const repo = new DynamoRunList(bench.db, table);
+  const metered = new DynamoRunList(
     DynamoDBDocumentClient.from(
       new DynamoDBClient({
         endpoint: bench.dynamo.url,

@@ -1,38 +1,52 @@
 import { readEnv } from '../shared/config.js';
 import { header, MAX_BODY_BYTES, parseJsonBody, pathParam } from '../shared/http/request.js';
 import { json } from '../shared/http/responses.js';
-import { routeHandler } from '../shared/http/router.js';
+import { type RouteHandler, routeHandler } from '../shared/http/router.js';
 import { systemClock } from '../shared/ports.js';
-import { agentEventBatchSchema } from '../shared/schemas/agent-events.js';
+import { agentEventBatchSchema, launchCodeExchangeSchema } from '../shared/schemas/agent-events.js';
 import {
   type AgentDeps,
   type AgentSettings,
   authenticateAgent,
   controlFor,
+  exchangeLaunchCode,
   ingestEvents,
   podConfig,
 } from '../shared/usecases/agent.js';
-import { directoryRepository, runRepository, stepContentStore, taskSignals } from '../shared/wiring.js';
+import {
+  directoryRepository,
+  runStore,
+  spendLedger,
+  stepContentStore,
+  taskSignals,
+} from '../shared/wiring.js';
 
 /** Batches carry step content; a step can be large, so the Agent API takes bigger bodies than v1. */
 const MAX_EVENTS_BODY_BYTES = 16 * MAX_BODY_BYTES;
 
 /** The Agent API: the pod's only way in, with its run-scoped token. Every answer carries control. */
 export const makeHandler = (deps: AgentDeps, settings: AgentSettings) => {
-  const authenticated = (event: Parameters<Parameters<typeof routeHandler>[0][string]>[0]) => {
-    const runId = pathParam(event, 'runId');
-    return authenticateAgent(deps.runs, runId, header(event, 'authorization'));
-  };
+  const authenticated = (event: Parameters<RouteHandler>[0]) =>
+    authenticateAgent(deps.runs, pathParam(event, 'runId'), header(event, 'authorization'));
   return routeHandler({
+    'POST /agent/v1/runs/{runId}/token': async (event) =>
+      json(
+        200,
+        await exchangeLaunchCode(
+          deps.runs,
+          pathParam(event, 'runId'),
+          parseJsonBody(event, launchCodeExchangeSchema),
+        ),
+      ),
     'GET /agent/v1/runs/{runId}': async (event) =>
-      json(200, await podConfig(deps.runs, await authenticated(event), settings)),
+      json(200, await podConfig(deps.runs, (await authenticated(event)).run, settings)),
     'POST /agent/v1/runs/{runId}/events': async (event) => {
-      const run = await authenticated(event);
+      const read = await authenticated(event);
       const batch = parseJsonBody(event, agentEventBatchSchema, MAX_EVENTS_BODY_BYTES);
-      return json(200, await ingestEvents(deps, settings, run, batch.events));
+      return json(200, await ingestEvents(deps, settings, read, batch.events));
     },
     'GET /agent/v1/runs/{runId}/control': async (event) =>
-      json(200, controlFor(await authenticated(event), settings)),
+      json(200, controlFor((await authenticated(event)).run, settings)),
   });
 };
 
@@ -46,7 +60,8 @@ const env = readEnv(
 );
 export const handler = makeHandler(
   {
-    runs: runRepository(env.TABLE_NAME),
+    runs: runStore(env.TABLE_NAME),
+    ledger: spendLedger(env.TABLE_NAME),
     signals: taskSignals(),
     clock: systemClock,
     stepContent: stepContentStore(env.STEP_LOG_GROUP_NAME),

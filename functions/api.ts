@@ -4,7 +4,7 @@ import { callerFromEvent } from '../shared/http/auth.js';
 import { header, parseJsonBody, pathParam } from '../shared/http/request.js';
 import { json } from '../shared/http/responses.js';
 import { type RouteHandler, routeHandler } from '../shared/http/router.js';
-import { systemClock } from '../shared/ports.js';
+import { type SpendLedger, systemClock } from '../shared/ports.js';
 import {
   accountLimitsSchema,
   dispatchRequestSchema,
@@ -24,17 +24,20 @@ import { getStepContent, listSteps, type TimelineDeps } from '../shared/usecases
 import {
   directoryRepository,
   logReader,
+  runList,
   runQueue,
-  runRepository,
+  runStore,
   sandbox,
+  spendLedger,
   stepContentStore,
   taskSignals,
+  timeline,
 } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 /** HTTP API v1: runs, pods, projects, account. Parse → use case → answer. */
 export const makeHandler = (
-  deps: RunCommandDeps & DirectoryDeps & TimelineDeps & RunLogDeps,
+  deps: RunCommandDeps & DirectoryDeps & TimelineDeps & RunLogDeps & { ledger: SpendLedger },
   claims: { tenant: string; accountRole: string },
 ) => {
   type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
@@ -151,7 +154,10 @@ const env = readEnv(
 );
 export const handler = makeHandler(
   {
-    runs: runRepository(env.TABLE_NAME),
+    runs: runStore(env.TABLE_NAME),
+    list: runList(env.TABLE_NAME),
+    timeline: timeline(env.TABLE_NAME),
+    ledger: spendLedger(env.TABLE_NAME),
     directory: directoryRepository(env.TABLE_NAME),
     queue: runQueue(env.QUEUE_URL),
     signals: taskSignals(),

@@ -16,7 +16,7 @@ import {
   decideByLink,
   viewApprovalLink,
 } from '../shared/usecases/approvals.js';
-import { approvalStore, directoryRepository, runRepository, taskSignals } from '../shared/wiring.js';
+import { approvalStore, directoryRepository, runStore, taskSignals } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
@@ -96,7 +96,7 @@ export const makeHandler = (deps: ApprovalDeps, settings: { secret: SecretSource
 const env = readEnv('TABLE_NAME', 'TENANT_CLAIM', 'ACCOUNT_ROLE_CLAIM');
 export const handler = makeHandler(
   {
-    runs: runRepository(env.TABLE_NAME),
+    runs: runStore(env.TABLE_NAME),
     directory: directoryRepository(env.TABLE_NAME),
     approvals: approvalStore(env.TABLE_NAME),
     signals: taskSignals(),

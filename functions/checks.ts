@@ -1,18 +1,23 @@
 import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
-import { type Clock, type DirectoryRepository, type RunRepository, systemClock } from '../shared/ports.js';
-import { type LaunchSettings, runChecks } from '../shared/usecases/lifecycle.js';
-import { directoryRepository, runRepository } from '../shared/wiring.js';
+import { systemClock } from '../shared/ports.js';
+import { type LaunchSettings, type LifecycleDeps, runChecks } from '../shared/usecases/lifecycle.js';
+import { directoryRepository, runStore, spendLedger } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 /** State machine task: pre-flight checks; passing returns the launch parameters. */
 export const makeHandler = (
-  deps: { runs: RunRepository; directory: DirectoryRepository; clock: Clock },
+  deps: Pick<LifecycleDeps, 'runs' | 'ledger' | 'directory' | 'clock'>,
   settings: LaunchSettings,
 ) => validatedHandler(z.object({ runId: z.string() }), ({ runId }) => runChecks(deps, settings, runId));
 
 const env = readEnv('TABLE_NAME', 'AGENT_API_URL', 'POD_HEARTBEAT_SECONDS');
 export const handler = makeHandler(
-  { runs: runRepository(env.TABLE_NAME), directory: directoryRepository(env.TABLE_NAME), clock: systemClock },
+  {
+    runs: runStore(env.TABLE_NAME),
+    ledger: spendLedger(env.TABLE_NAME),
+    directory: directoryRepository(env.TABLE_NAME),
+    clock: systemClock,
+  },
   { agentApiUrl: env.AGENT_API_URL, heartbeatSeconds: env.POD_HEARTBEAT_SECONDS },
 );

@@ -1,15 +1,15 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { readEnv } from '../shared/config.js';
 import { createMetrics, logger } from '../shared/observability.js';
-import { type Clock, type RunRepository, systemClock } from '../shared/ports.js';
+import { type Clock, type RunStore, systemClock } from '../shared/ports.js';
 import { runMessageHandler } from '../shared/sqs-batch.js';
 import { markDeadLetter } from '../shared/usecases/lifecycle.js';
-import { runRepository } from '../shared/wiring.js';
+import { runStore } from '../shared/wiring.js';
 
 const metrics = createMetrics();
 
 /** DLQ → DEAD_LETTER for runs still waiting, counted as a metric. */
-export const makeHandler = (deps: { runs: RunRepository; clock: Clock }) =>
+export const makeHandler = (deps: { runs: RunStore; clock: Clock }) =>
   runMessageHandler(async (runId, record) => {
     const marked = await markDeadLetter(deps, runId);
     logger.warn('run message dead-lettered', {
@@ -24,4 +24,4 @@ export const makeHandler = (deps: { runs: RunRepository; clock: Clock }) =>
   });
 
 const env = readEnv('TABLE_NAME');
-export const handler = makeHandler({ runs: runRepository(env.TABLE_NAME), clock: systemClock });
+export const handler = makeHandler({ runs: runStore(env.TABLE_NAME), clock: systemClock });

@@ -1,11 +1,10 @@
 import { readEnv } from '../shared/config.js';
 import { EXIT_REASONS } from '../shared/domain/run.js';
 import { validatedHandler } from '../shared/lambda.js';
-import { type Clock, type RunRepository, type Sandbox, systemClock } from '../shared/ports.js';
+import { systemClock } from '../shared/ports.js';
 import { approvalOutcomeSchema, checkpointSignalSchema } from '../shared/schemas/approvals.js';
-import { finalizeRun } from '../shared/usecases/lifecycle.js';
-import type { Pricing } from '../shared/usecases/spend.js';
-import { runRepository, sandbox } from '../shared/wiring.js';
+import { finalizeRun, type LifecycleDeps } from '../shared/usecases/lifecycle.js';
+import { runStore, sandbox, spendLedger } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 const stateSchema = z.looseObject({
@@ -36,16 +35,13 @@ const stateSchema = z.looseObject({
 });
 
 /** State machine task, the last on every path: stop the sandbox, write the terminal status, settle the cost. */
-export const makeHandler = (deps: {
-  runs: RunRepository;
-  sandbox: Sandbox;
-  clock: Clock;
-  pricing: Pricing;
-}) => validatedHandler(stateSchema, (state) => finalizeRun(deps, state));
+export const makeHandler = (deps: Pick<LifecycleDeps, 'runs' | 'ledger' | 'sandbox' | 'clock' | 'pricing'>) =>
+  validatedHandler(stateSchema, (state) => finalizeRun(deps, state));
 
 const env = readEnv('TABLE_NAME', 'CLUSTER_ARN', 'PRICE_TABLE', 'POD_CPU_ARCHITECTURE');
 export const handler = makeHandler({
-  runs: runRepository(env.TABLE_NAME),
+  runs: runStore(env.TABLE_NAME),
+  ledger: spendLedger(env.TABLE_NAME),
   sandbox: sandbox(env.CLUSTER_ARN),
   clock: systemClock,
   pricing: { table: env.PRICE_TABLE, architecture: env.POD_CPU_ARCHITECTURE },

@@ -1,9 +1,10 @@
 import { readEnv } from '../shared/config.js';
+import { launchFailureReason } from '../shared/domain/execution.js';
 import { LAUNCH } from '../shared/domain/policy.js';
 import { validatedHandler } from '../shared/lambda.js';
-import type { RunRepository } from '../shared/ports.js';
-import { launchFailureReason, markRetrying } from '../shared/usecases/lifecycle.js';
-import { runRepository } from '../shared/wiring.js';
+import { systemClock } from '../shared/ports.js';
+import { type LifecycleDeps, markRetrying } from '../shared/usecases/lifecycle.js';
+import { runStore } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 const inputSchema = z.looseObject({
@@ -16,8 +17,8 @@ const inputSchema = z.looseObject({
 
 /** State machine task: a launch failed; decide whether to try again and after how long. */
 export const makeHandler = (
-  deps: { runs: RunRepository },
-  policy: { maxAttempts: number; backoffSeconds: number[] },
+  deps: Pick<LifecycleDeps, 'runs' | 'clock'>,
+  policy: { maxAttempts: number; backoffSeconds: readonly number[] },
 ) =>
   validatedHandler(inputSchema, (state) =>
     markRetrying(deps, policy, state.runId, launchFailureReason(state)),
@@ -25,6 +26,6 @@ export const makeHandler = (
 
 const env = readEnv('TABLE_NAME', 'LAUNCH_BACKOFF_SECONDS');
 export const handler = makeHandler(
-  { runs: runRepository(env.TABLE_NAME) },
+  { runs: runStore(env.TABLE_NAME), clock: systemClock },
   { maxAttempts: LAUNCH.maxAttempts, backoffSeconds: env.LAUNCH_BACKOFF_SECONDS.split(',').map(Number) },
 );

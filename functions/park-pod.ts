@@ -1,13 +1,13 @@
 import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
-import type { RunRepository, TaskSignals } from '../shared/ports.js';
+import { systemClock } from '../shared/ports.js';
 import { approvalOutcomeSchema } from '../shared/schemas/approvals.js';
-import { parkPod } from '../shared/usecases/lifecycle.js';
-import { runRepository, taskSignals } from '../shared/wiring.js';
+import { type LifecycleDeps, parkPod } from '../shared/usecases/lifecycle.js';
+import { runStore, taskSignals } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 /** State machine task (waitForTaskToken): park the token the pod's checkpoint or result will settle. */
-export const makeHandler = (deps: { runs: RunRepository; signals: TaskSignals }) =>
+export const makeHandler = (deps: Pick<LifecycleDeps, 'runs' | 'signals' | 'clock'>) =>
   validatedHandler(
     z.object({
       runId: z.string(),
@@ -20,4 +20,8 @@ export const makeHandler = (deps: { runs: RunRepository; signals: TaskSignals })
   );
 
 const env = readEnv('TABLE_NAME');
-export const handler = makeHandler({ runs: runRepository(env.TABLE_NAME), signals: taskSignals() });
+export const handler = makeHandler({
+  runs: runStore(env.TABLE_NAME),
+  signals: taskSignals(),
+  clock: systemClock,
+});

@@ -1,8 +1,8 @@
 import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
-import { type Clock, type RunRepository, systemClock, type TaskSignals } from '../shared/ports.js';
-import { onPodStopped } from '../shared/usecases/lifecycle.js';
-import { runRepository, taskSignals } from '../shared/wiring.js';
+import { systemClock } from '../shared/ports.js';
+import { type LifecycleDeps, onPodStopped } from '../shared/usecases/lifecycle.js';
+import { runStore, taskSignals } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 const eventSchema = z.looseObject({
@@ -18,12 +18,12 @@ const eventSchema = z.looseObject({
 });
 
 /** EventBridge: ECS task STOPPED. Catches a sandbox that died under a run, long before a heartbeat would. */
-export const makeHandler = (deps: { runs: RunRepository; signals: TaskSignals; clock: Clock }) =>
+export const makeHandler = (deps: Pick<LifecycleDeps, 'runs' | 'signals' | 'clock'>) =>
   validatedHandler(eventSchema, (event) => onPodStopped(deps, event.detail));
 
 const env = readEnv('TABLE_NAME');
 export const handler = makeHandler({
-  runs: runRepository(env.TABLE_NAME),
+  runs: runStore(env.TABLE_NAME),
   signals: taskSignals(),
   clock: systemClock,
 });

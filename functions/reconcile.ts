@@ -1,9 +1,8 @@
 import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
-import { type Clock, type RunRepository, type Sandbox, systemClock } from '../shared/ports.js';
-import { reconcileExecution } from '../shared/usecases/lifecycle.js';
-import type { Pricing } from '../shared/usecases/spend.js';
-import { runRepository, sandbox } from '../shared/wiring.js';
+import { systemClock } from '../shared/ports.js';
+import { type LifecycleDeps, reconcileExecution } from '../shared/usecases/lifecycle.js';
+import { runStore, sandbox, spendLedger } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 /** EventBridge sends `null` for a field the execution does not have. */
@@ -15,6 +14,7 @@ const optionalText = z.pipe(
 const eventSchema = z.looseObject({
   detail: z.looseObject({
     status: z.string(),
+    executionArn: z.optional(z.string()),
     input: optionalText,
     error: optionalText,
     cause: optionalText,
@@ -22,16 +22,13 @@ const eventSchema = z.looseObject({
 });
 
 /** EventBridge: an execution FAILED, TIMED_OUT or was ABORTED, so Finalize never ran. */
-export const makeHandler = (deps: {
-  runs: RunRepository;
-  sandbox: Sandbox;
-  clock: Clock;
-  pricing: Pricing;
-}) => validatedHandler(eventSchema, (event) => reconcileExecution(deps, event.detail));
+export const makeHandler = (deps: Pick<LifecycleDeps, 'runs' | 'ledger' | 'sandbox' | 'clock' | 'pricing'>) =>
+  validatedHandler(eventSchema, (event) => reconcileExecution(deps, event.detail));
 
 const env = readEnv('TABLE_NAME', 'CLUSTER_ARN', 'PRICE_TABLE', 'POD_CPU_ARCHITECTURE');
 export const handler = makeHandler({
-  runs: runRepository(env.TABLE_NAME),
+  runs: runStore(env.TABLE_NAME),
+  ledger: spendLedger(env.TABLE_NAME),
   sandbox: sandbox(env.CLUSTER_ARN),
   clock: systemClock,
   pricing: { table: env.PRICE_TABLE, architecture: env.POD_CPU_ARCHITECTURE },

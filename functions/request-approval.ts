@@ -7,7 +7,7 @@ import { logger } from '../shared/observability.js';
 import { type Notifier, systemClock } from '../shared/ports.js';
 import { approvalRequestSchema } from '../shared/schemas/approvals.js';
 import { type ApprovalDeps, requestApproval } from '../shared/usecases/approvals.js';
-import { approvalStore, directoryRepository, runRepository, taskSignals } from '../shared/wiring.js';
+import { approvalStore, directoryRepository, runStore, taskSignals } from '../shared/wiring.js';
 
 /**
  * State machine task (waitForTaskToken): a supervised run reached a checkpoint. Store the approval
@@ -40,7 +40,7 @@ export const makeHandler = (
 const env = readEnv('TABLE_NAME', 'PUBLIC_API_URL', 'APPROVAL_SENDER');
 export const handler = makeHandler(
   {
-    runs: runRepository(env.TABLE_NAME),
+    runs: runStore(env.TABLE_NAME),
     directory: directoryRepository(env.TABLE_NAME),
     approvals: approvalStore(env.TABLE_NAME),
     signals: taskSignals(),

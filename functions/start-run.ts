@@ -1,15 +1,20 @@
 import { readEnv } from '../shared/config.js';
-import type { Orchestrator, RunRepository } from '../shared/ports.js';
+import { systemClock } from '../shared/ports.js';
 import { runMessageHandler } from '../shared/sqs-batch.js';
-import { startRun } from '../shared/usecases/lifecycle.js';
-import { orchestrator, runRepository } from '../shared/wiring.js';
+import { type LifecycleDeps, startRun } from '../shared/usecases/lifecycle.js';
+import { orchestrator, runStore, sandbox, spendLedger } from '../shared/wiring.js';
 
 /** Runs queue → one Step Functions execution per run (named after it, so redelivery is harmless). */
-export const makeHandler = (deps: { runs: RunRepository; orchestrator: Orchestrator }) =>
-  runMessageHandler((runId) => startRun(deps, runId));
+export const makeHandler = (
+  deps: Pick<LifecycleDeps, 'runs' | 'ledger' | 'orchestrator' | 'sandbox' | 'clock' | 'pricing'>,
+) => runMessageHandler((runId) => startRun(deps, runId));
 
-const env = readEnv('TABLE_NAME', 'STATE_MACHINE_ARN');
+const env = readEnv('TABLE_NAME', 'STATE_MACHINE_ARN', 'CLUSTER_ARN', 'PRICE_TABLE', 'POD_CPU_ARCHITECTURE');
 export const handler = makeHandler({
-  runs: runRepository(env.TABLE_NAME),
+  runs: runStore(env.TABLE_NAME),
+  ledger: spendLedger(env.TABLE_NAME),
   orchestrator: orchestrator(env.STATE_MACHINE_ARN),
+  sandbox: sandbox(env.CLUSTER_ARN),
+  clock: systemClock,
+  pricing: { table: env.PRICE_TABLE, architecture: env.POD_CPU_ARCHITECTURE },
 });

@@ -2,22 +2,26 @@ import { readEnv } from '../shared/config.js';
 import { SWEEPER } from '../shared/domain/policy.js';
 import { validatedHandler } from '../shared/lambda.js';
 import { logger } from '../shared/observability.js';
-import { type Clock, type RunQueue, type RunRepository, systemClock } from '../shared/ports.js';
-import { sweepQueued } from '../shared/usecases/lifecycle.js';
-import { runQueue, runRepository } from '../shared/wiring.js';
+import { systemClock } from '../shared/ports.js';
+import { type LifecycleDeps, sweepQueued } from '../shared/usecases/lifecycle.js';
+import { runList, runQueue, runStore } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
-/** Schedule: re-enqueue QUEUED runs whose message was lost (a failed enqueue, a purged queue). */
-export const makeHandler = (deps: { runs: RunRepository; queue: RunQueue; clock: Clock }) =>
+/**
+ * Schedule: re-enqueue QUEUED runs whose message was lost (a failed enqueue, a purged queue), and
+ * dead-letter those re-queued too often.
+ */
+export const makeHandler = (deps: Pick<LifecycleDeps, 'runs' | 'list' | 'queue' | 'clock'>) =>
   validatedHandler(z.unknown(), async () => {
-    const requeued = await sweepQueued(deps, SWEEPER.staleAfterSeconds);
-    if (requeued > 0) logger.info('re-enqueued stale runs', { requeued });
-    return { requeued };
+    const swept = await sweepQueued(deps, SWEEPER);
+    if (swept.requeued + swept.deadLettered > 0) logger.warn('swept stale queued runs', swept);
+    return swept;
   });
 
 const env = readEnv('TABLE_NAME', 'QUEUE_URL');
 export const handler = makeHandler({
-  runs: runRepository(env.TABLE_NAME),
+  runs: runStore(env.TABLE_NAME),
+  list: runList(env.TABLE_NAME),
   queue: runQueue(env.QUEUE_URL),
   clock: systemClock,
 });

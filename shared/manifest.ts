@@ -283,6 +283,8 @@ export const ROUTES: RouteDefinition[] = [
   v1('GET', '/v1/account'),
   v1('PUT', '/v1/account/limits'),
   v1('GET', '/v1/account/spend'),
+  // The launched pod's one-time code for its run-scoped token (the handler checks the code).
+  { method: 'POST', path: '/agent/v1/runs/{runId}/token', fn: 'agentApi', auth: 'agent' },
   { method: 'GET', path: '/agent/v1/runs/{runId}', fn: 'agentApi', auth: 'agent' },
   { method: 'POST', path: '/agent/v1/runs/{runId}/events', fn: 'agentApi', auth: 'agent' },
   { method: 'GET', path: '/agent/v1/runs/{runId}/control', fn: 'agentApi', auth: 'agent' },

@@ -1,12 +1,7 @@
-import type {
-  Approval,
-  ApprovalHistoryEntry,
-  DecisionRecord,
-  PendingApproval,
-  RunApprovals,
-} from './domain/approval.js';
-import type { SandboxCharge, TokenCharge, TokenCounts } from './domain/pricing.js';
-import type { ExitReason, Phase, PodResult, Run, RunSource, RunStatus } from './domain/run.js';
+import type { BatchPlan } from './domain/agent-batch.js';
+import type { Approval, DecisionRecord, PendingApproval } from './domain/approval.js';
+import type { SandboxCharge } from './domain/pricing.js';
+import type { ExitReason, PodResult, Run, RunSource, RunStatus, Transition } from './domain/run.js';
 import type { Step, StepContentRef, StepPage } from './domain/steps.js';
 import type { Account, AccountLimits, Pod, Project } from './domain/tenancy.js';
 import type { AgentEvent } from './schemas/agent-events.js';
@@ -38,39 +33,20 @@ export interface RunPage {
   lastRunId?: string;
 }
 
-/** Fields a transition may set alongside the new status. `undefined` values are ignored. */
-export type RunPatch = Partial<
-  Pick<
-    Run,
-    | 'phase'
-    | 'exitReason'
-    | 'startedAt'
-    | 'completedAt'
-    | 'durationMs'
-    | 'executionArn'
-    | 'taskArn'
-    | 'logStream'
-    | 'stopCode'
-    | 'stoppedReason'
-    | 'containerExitCode'
-    | 'attempt'
-    | 'redriveCount'
-    | 'result'
-    | 'message'
-    | 'pullRequest'
-    | 'lastHeartbeatAt'
-  >
-> &
-  Pick<RunApprovals, 'pendingApproval'>;
+/** Infrastructure facts about a run: recorded as they become known, whatever its status. */
+export type RunFacts = Partial<
+  Pick<Run, 'executionArn' | 'taskArn' | 'logStream' | 'stopCode' | 'stoppedReason' | 'containerExitCode'>
+>;
 
-export interface TransitionRequest {
-  runId: string;
-  to: RunStatus;
-  /** restrict further than the lifecycle allows (e.g. only from QUEUED) */
-  from?: RunStatus[];
-  patch?: RunPatch;
-  /** expected version for optimistic locking */
-  expectedVersion?: number;
+/**
+ * What the server keeps on the run record and never shows: the token of the state machine's current
+ * wait on the run (the pod's, or while a checkpoint waits, its approval's), the hash of the pod's
+ * run-scoped token, and the hash of the one-time code the pod exchanges for that token.
+ */
+export interface RunSecrets {
+  podTaskToken?: string;
+  agentTokenHash?: string;
+  launchCodeHash?: string;
 }
 
 /** Whose spend a priced entry counts toward, besides its run's: the account, by project and pod. */
@@ -78,12 +54,6 @@ export interface SpendScope {
   accountId: string;
   projectId: string;
   podId: string;
-}
-
-/** Prices the usage a batch of events carries. */
-export interface UsagePricing {
-  scope: SpendScope;
-  price(model: string, tokens: TokenCounts): TokenCharge;
 }
 
 /** The run's sandbox time and per-run fee, charged once when the run has ended. */
@@ -102,61 +72,81 @@ export interface HourlySpend {
   byPod: Record<string, number>;
 }
 
-export interface RunRepository {
+/** A transition written, or refused because the run was no longer where it was decided from. */
+export type Applied = { applied: true; run: Run } | { applied: false; run?: Run };
+
+/** The run records: the run, its frozen config, its status changes and the secrets kept on it. */
+export interface RunStore {
   create(
     run: Run,
     snapshot: RunConfigSnapshot,
     idempotencyKey?: string,
   ): Promise<{ run: Run; created: boolean }>;
   get(runId: string): Promise<Run | undefined>;
+  /** The run and its secrets, from one consistent read. */
+  getWithSecrets(runId: string): Promise<{ run: Run; secrets: RunSecrets } | undefined>;
   getSnapshot(runId: string): Promise<RunConfigSnapshot | undefined>;
-  /** Conditional status change; throws TransitionRefusedError when the run is not in an allowed status. */
-  transition(req: TransitionRequest): Promise<Run>;
-  /** Update non-status facts; `onlyIf` statuses guard it. Returns the new run, or undefined if refused. */
-  update(runId: string, patch: RunPatch, onlyIf?: RunStatus[]): Promise<Run | undefined>;
-  list(filter: RunListFilter): Promise<RunPage>;
-  /** QUEUED runs created before `olderThan` (epoch ms), oldest first */
-  listQueuedBefore(olderThan: number, limit: number): Promise<Run[]>;
-  /** Park the state machine's task token for the pod wait; returns the run as stored. */
-  setPodTaskToken(runId: string, token: string): Promise<Run>;
-  getPodTaskToken(runId: string): Promise<string | undefined>;
-  clearPodTaskToken(runId: string): Promise<void>;
+  /**
+   * Writes a transition decided from `decidedFrom`, only while the run is still in `t.from` (and, when
+   * it closes a checkpoint, still pending that one). Refused: the run as it now is, to decide again.
+   */
+  apply(decidedFrom: Run, t: Transition): Promise<Applied>;
+  recordFacts(runId: string, facts: RunFacts): Promise<void>;
+  /**
+   * Writes a planned event batch (its steps and records, ledger lines, the run's changes and the
+   * account's spend) only while the run is still at `run.version`. False: the run changed since it
+   * was read; plan again.
+   */
+  recordBatch(run: Run, plan: BatchPlan, written: BatchWriteContext): Promise<boolean>;
+  /** Park the token of the state machine's pod wait; returns the run and its secrets as stored. */
+  parkPodToken(runId: string, token: string): Promise<{ run: Run; secrets: RunSecrets }>;
+  clearPodToken(runId: string): Promise<void>;
   /**
    * The approval for the pending checkpoint `pending.seq` was requested: record its id and expiry, and
    * park its task token as the run's current wait (so a stop or a lost sandbox settles it). Undefined
    * when the run no longer awaits that checkpoint.
    */
   parkApproval(runId: string, pending: PendingApproval, token: string): Promise<Run | undefined>;
-  /** Move the pending approval of checkpoint `entry.seq` into the run's history; false if it is not pending. */
-  closeApproval(runId: string, entry: ApprovalHistoryEntry): Promise<boolean>;
-  /** Store the hash of the pod's run-scoped token. */
-  setAgentTokenHash(runId: string, hash: string): Promise<void>;
-  getAgentTokenHash(runId: string): Promise<string | undefined>;
+  /** Checks passed: the hash of the one-time code the launched pod exchanges for its token. */
+  setLaunchCode(runId: string, codeHash: string): Promise<void>;
   /**
-   * Record agent events; returns which seqs were new. Idempotent per (runId, seq). `fullContent` says
-   * where the whole text of a step whose content is cut in its record was kept, by seq.
+   * The pod's exchange, once: while the run is active, the code's hash is the one set and the task is
+   * the run's, the code is spent and the token's hash stored. False when any of that does not hold.
    */
-  recordEvents(
+  exchangeLaunchCode(
     runId: string,
-    events: AgentEvent[],
-    fullContent?: ReadonlyMap<number, StepContentRef>,
-    /** prices each usage ledger entry; the run's cost and the account's hourly spend grow with it */
-    pricing?: UsagePricing,
-  ): Promise<{ accepted: AgentEvent[]; duplicates: number }>;
+    exchange: { codeHash: string; taskArn: string; tokenHash: string },
+  ): Promise<boolean>;
+}
+
+/** What a batch's write needs besides the plan. */
+export interface BatchWriteContext {
+  /** where the whole text of each step too large for its record was kept, by seq */
+  fullContent: ReadonlyMap<number, StepContentRef>;
+  /** whose spend the batch's priced usage counts toward */
+  scope: SpendScope;
+}
+
+/** The run lists: by account, project, status, pod and source, newest first; and the stale queue. */
+export interface RunList {
+  list(filter: RunListFilter): Promise<RunPage>;
+  /** QUEUED runs created before `olderThan` (epoch ms), oldest first */
+  listQueuedBefore(olderThan: number, limit: number): Promise<Run[]>;
+}
+
+/** The step timeline. */
+export interface Timeline {
+  /** Steps with seq above `afterSeq` and at most `throughSeq`, in seq order. */
+  listSteps(runId: string, query: { afterSeq: number; throughSeq: number; limit: number }): Promise<StepPage>;
+  getStep(runId: string, seq: number): Promise<Step | undefined>;
+}
+
+/** The ledger of what runs cost and the accounts' spend. */
+export interface SpendLedger {
   /** Charge the settlement once, with the account's spend; false when the run was settled before. */
   settle(runId: string, settlement: Settlement, scope: SpendScope): Promise<boolean>;
   /** The account's hourly spend from `fromHour` to `toHour`, both included; hours without spend are absent. */
   hourlySpend(accountId: string, fromHour: string, toHour: string): Promise<HourlySpend[]>;
-  /**
-   * Steps with seq above `afterSeq`, in seq order. `settledOnly` leaves out steps of a batch still
-   * being written, so a reader following with `afterSeq` never skips one.
-   */
-  listSteps(
-    runId: string,
-    query: { afterSeq: number; limit: number; settledOnly: boolean },
-  ): Promise<StepPage>;
-  getStep(runId: string, seq: number): Promise<Step | undefined>;
-  advancePhase(runId: string, phase: Phase): Promise<void>;
 }
 
 export interface DirectoryRepository {
@@ -175,12 +165,21 @@ export interface RunQueue {
   enqueue(runId: string): Promise<void>;
 }
 
+/** How an execution stands; `error` and `cause` once it failed. */
+export interface ExecutionStatus {
+  status: 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'ABORTED' | 'PENDING_REDRIVE';
+  error?: string;
+  cause?: string;
+}
+
 export interface Orchestrator {
   /** Start the run's execution; an execution that already exists counts as started. */
   start(
     executionName: string,
     input: { runId: string },
   ): Promise<{ executionArn: string; alreadyExisted: boolean }>;
+  /** How the execution stands; undefined when there is no such execution. */
+  describe(executionArn: string): Promise<ExecutionStatus | undefined>;
 }
 
 /** Settling the task tokens the state machine parks. 'gone': the wait was already over. */

@@ -7,7 +7,10 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { CloudWatchLogReader, CloudWatchStepContentStore } from './adapters/cloudwatch-logs.js';
 import { DynamoApprovalStore } from './adapters/dynamo-approvals.js';
 import { DynamoDirectory } from './adapters/dynamo-directory.js';
-import { DynamoRunRepository } from './adapters/dynamo-run-repository.js';
+import { DynamoRunList } from './adapters/dynamo-run-list.js';
+import { DynamoRunStore } from './adapters/dynamo-run-store.js';
+import { DynamoSpendLedger } from './adapters/dynamo-spend-ledger.js';
+import { DynamoTimeline } from './adapters/dynamo-timeline.js';
 import { EcsSandbox } from './adapters/ecs-sandbox.js';
 import { StepFunctionsOrchestrator, StepFunctionsTaskSignals } from './adapters/sfn-orchestrator.js';
 import { SqsRunQueue } from './adapters/sqs-run-queue.js';
@@ -17,10 +20,17 @@ import { SqsRunQueue } from './adapters/sqs-run-queue.js';
  * uses, at module scope, so clients are created once per container. Endpoints come from the SDK's
  * own `AWS_ENDPOINT_URL_<SERVICE>` variables, which is how the local cloud points them at emulators.
  */
+let sharedDocumentClient: DynamoDBDocumentClient | undefined;
+/** One DynamoDB client per container, whatever number of repositories it serves: one connection pool. */
 const documentClient = () =>
-  DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
+  (sharedDocumentClient ??= DynamoDBDocumentClient.from(new DynamoDBClient({}), {
+    marshallOptions: { removeUndefinedValues: true },
+  }));
 
-export const runRepository = (tableName: string) => new DynamoRunRepository(documentClient(), tableName);
+export const runStore = (tableName: string) => new DynamoRunStore(documentClient(), tableName);
+export const runList = (tableName: string) => new DynamoRunList(documentClient(), tableName);
+export const timeline = (tableName: string) => new DynamoTimeline(documentClient(), tableName);
+export const spendLedger = (tableName: string) => new DynamoSpendLedger(documentClient(), tableName);
 export const directoryRepository = (tableName: string) => new DynamoDirectory(documentClient(), tableName);
 export const approvalStore = (tableName: string) => new DynamoApprovalStore(documentClient(), tableName);
 export const runQueue = (queueUrl: string) => new SqsRunQueue(new SQSClient({}), queueUrl);

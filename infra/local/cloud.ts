@@ -13,8 +13,10 @@ import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import sesLocal from 'aws-ses-v2-local';
 import { buildPodBundle } from '../../pod/build.js';
 import { DynamoDirectory } from '../../shared/adapters/dynamo-directory.js';
+import { Expression } from '../../shared/adapters/dynamo-keys.js';
 import { SWEEPER } from '../../shared/domain/policy.js';
 import { loadPriceTable } from '../../shared/domain/pricing.js';
+import { LAUNCHED_STATUSES } from '../../shared/domain/run.js';
 import {
   ASL_SUBSTITUTIONS,
   type AslSubstitution,
@@ -122,24 +124,17 @@ export interface LocalCloud {
  * here: it runs once, at start-up of a local, persisted table, never on a request path.
  */
 const inFlightRunIds = async (doc: DynamoDBDocumentClient, tableName: string): Promise<string[]> => {
-  const inFlight = ['PROVISIONING', 'RETRYING', 'RUNNING', 'AWAITING_APPROVAL'];
+  const expr = new Expression();
   const ids: string[] = [];
   let startKey: Record<string, unknown> | undefined;
   do {
     const page = await doc.send(
       new ScanCommand({
         TableName: tableName,
-        FilterExpression: 'sk = :run AND #status IN (:a, :b, :c, :d)',
-        ExpressionAttributeNames: { '#status': 'status' },
-        ExpressionAttributeValues: {
-          ':run': 'RUN',
-          ':a': inFlight[0],
-          ':b': inFlight[1],
-          ':c': inFlight[2],
-          ':d': inFlight[3],
-        },
-        ProjectionExpression: 'runId',
+        FilterExpression: `${expr.name('sk')} = ${expr.value('RUN')} AND ${expr.in('status', LAUNCHED_STATUSES)}`,
+        ProjectionExpression: expr.name('runId'),
         ExclusiveStartKey: startKey,
+        ...expr.attributes(),
       }),
     );
     for (const item of page.Items ?? []) ids.push(item.runId as string);

@@ -1,5 +1,14 @@
 import { fileURLToPath } from 'node:url';
-import { CfnOutput, CfnParameter, Duration, Fn, Stack, type StackProps, Validations } from 'aws-cdk-lib';
+import {
+  ArnFormat,
+  CfnOutput,
+  CfnParameter,
+  Duration,
+  Fn,
+  Stack,
+  type StackProps,
+  Validations,
+} from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpJwtAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
@@ -395,6 +404,26 @@ export class StatelessStack extends Stack {
     // Only start-run starts executions; the functions the state machine invokes could not hold its ARN.
     fns.startRun.setVariable('STATE_MACHINE_ARN', this.stateMachine.stateMachineArn);
     this.stateMachine.grantStartExecution(fns.startRun.role);
+    // It also reads how a run's execution stands, to end a run whose execution closed without ending it.
+    fns.startRun.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['states:DescribeExecution'],
+        resources: [
+          this.formatArn({
+            service: 'states',
+            resource: 'execution',
+            resourceName: `${this.stateMachine.stateMachineName}:*`,
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          }),
+        ],
+      }),
+    );
+    const stateMachineId = this.getLogicalId(this.stateMachine.node.defaultChild as sfn.CfnStateMachine);
+    Validations.of(fns.startRun.role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${stateMachineId}.Name>:*]`,
+      reason:
+        'Execution names are the run ids, known only at run time: scoped to the executions of this one state machine.',
+    });
     // GET /v1/runs/{runId}/logs pages through the pods' log streams.
     props.podLogGroup.grant(fns.api.role, 'logs:GetLogEvents', 'logs:FilterLogEvents');
     // The Agent API keeps the whole text of oversized steps; the API reads it back.
@@ -425,7 +454,8 @@ export class StatelessStack extends Stack {
           conditions: { ArnEquals: { 'ecs:cluster': this.cluster.clusterArn } },
         }),
       ],
-      roles: [fns.finalize.role, fns.api.role, fns.reconcile.role, fns.podStopped.role, fns.parkPod.role],
+      // the functions that end runs: a stop, Finalize, reconcile, and start-run for an execution already over
+      roles: [fns.finalize.role, fns.api.role, fns.reconcile.role, fns.startRun.role],
     });
     Validations.of(sandboxControl).acknowledge({
       id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/<${this.getLogicalId(this.cluster.node.defaultChild as ecs.CfnCluster)}>/*]`,

@@ -1,5 +1,6 @@
 import {
   type AgentEvent,
+  agentTokenSchema,
   type Control,
   controlSchema,
   type EventsResponse,
@@ -34,17 +35,28 @@ export class InvalidAnswerError extends Error {}
 
 const GONE_STATUSES = new Set([401, 403, 404]);
 
-/** The pod's only connection to the backend: a run-scoped bearer token and three routes. */
+/**
+ * The pod's only connection to the backend: its run's routes, with the run-scoped bearer token it
+ * gets by exchanging the one-time launch code (`exchange`).
+ */
 export class AgentApi {
   private readonly runUrl: string;
 
   constructor(
     baseUrl: string,
     runId: string,
-    private readonly token: string,
+    private token = '',
     private readonly requestTimeoutMs = 15_000,
   ) {
     this.runUrl = `${baseUrl.replace(/\/+$/, '')}/agent/v1/runs/${encodeURIComponent(runId)}`;
+  }
+
+  /** Spends the launch code, with the task the pod runs as, for the run-scoped token; returns it. */
+  async exchange(code: string, taskArn: string, signal?: AbortSignal): Promise<string> {
+    const body = JSON.stringify({ code, taskArn });
+    const { token } = await this.request('POST', '/token', agentTokenSchema, body, signal);
+    this.token = token;
+    return token;
   }
 
   getConfig(signal?: AbortSignal): Promise<PodRunConfig> {
@@ -72,7 +84,7 @@ export class AgentApi {
       response = await fetch(`${this.runUrl}${path}`, {
         method,
         headers: {
-          authorization: `Bearer ${this.token}`,
+          ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         body,
@@ -105,4 +117,13 @@ export class AgentApi {
 export const backoffMs = (attempt: number, baseMs: number, capMs: number): number => {
   const ceiling = Math.min(capMs, baseMs * 2 ** attempt);
   return ceiling / 2 + (Math.random() * ceiling) / 2;
+};
+
+/** The task's ARN, from the task metadata endpoint ECS gives every container. */
+export const ownTaskArn = async (metadataUri: string, signal?: AbortSignal): Promise<string> => {
+  const response = await fetch(`${metadataUri}/task`, { signal: signal ?? AbortSignal.timeout(5000) });
+  if (!response.ok) throw new RetryableError(`the task metadata endpoint answered ${response.status}`);
+  const { TaskARN } = (await response.json()) as { TaskARN?: unknown };
+  if (typeof TaskARN !== 'string') throw new Error('the task metadata has no TaskARN');
+  return TaskARN;
 };

@@ -36,7 +36,8 @@ const startPod = async (demo: Record<string, unknown>, fake: FakeAgentApiOptions
       PATH: process.env.PATH ?? '',
       RUN_ID: server.runId,
       AGENT_API_URL: server.url,
-      AGENT_TOKEN: server.token,
+      AGENT_LAUNCH_CODE: server.launchCode,
+      ECS_CONTAINER_METADATA_URI_V4: server.metadataUri,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AgentEvent } from '../../shared/schemas/agent-events.js';
+import { AgentApi } from './agent-api.js';
 import { type PodOptions, runPod } from './runtime.js';
 import { type FakeAgentApi, type FakeAgentApiOptions, startFakeAgentApi } from './testing/fake-agent-api.js';
 
@@ -39,8 +40,7 @@ const startRun = async (
   const stderr = new Capture();
   const exit = runPod({
     runId: server.runId,
-    apiUrl: server.url,
-    token: server.token,
+    api: new AgentApi(server.url, server.runId, server.token),
     stdout,
     stderr,
     timing: FAST,

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Control, PodRunConfig } from '../../shared/schemas/agent-events.js';
 import { type Agent, type AgentContext, AgentCrash } from './agent.js';
-import { AgentApi, backoffMs, InvalidAnswerError, RetryableError, RunGoneError } from './agent-api.js';
+import { type AgentApi, backoffMs, InvalidAnswerError, RetryableError, RunGoneError } from './agent-api.js';
 import { runDemoAgent } from './demo-agent.js';
 import { Reporter, type ReporterOptions } from './reporter.js';
 
@@ -15,8 +15,8 @@ export interface PodTiming
 
 export interface PodOptions {
   runId: string;
-  apiUrl: string;
-  token: string;
+  /** the Agent API, with the run-scoped token already in hand */
+  api: AgentApi;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
   /** aborted when the container is asked to stop (SIGTERM) */
@@ -48,7 +48,7 @@ export const runPod = async (options: PodOptions): Promise<number> => {
   const pollMs = timing.pollMs ?? 5000;
   const retryBaseMs = timing.retryBaseMs ?? 250;
   const retryMaxMs = timing.retryMaxMs ?? 10_000;
-  const api = new AgentApi(options.apiUrl, options.runId, options.token);
+  const { api } = options;
 
   const lifetime = new AbortController();
   const end = (reason: PodEnd) => {

@@ -1,5 +1,7 @@
 import {
+  DescribeExecutionCommand,
   ExecutionAlreadyExists,
+  ExecutionDoesNotExist,
   InvalidToken,
   SendTaskFailureCommand,
   SendTaskHeartbeatCommand,
@@ -9,7 +11,7 @@ import {
   TaskDoesNotExist,
   TaskTimedOut,
 } from '@aws-sdk/client-sfn';
-import type { Orchestrator, TaskSignals } from '../ports.js';
+import type { ExecutionStatus, Orchestrator, TaskSignals } from '../ports.js';
 
 /** A token that was settled, timed out or never existed: the wait it belonged to is over. */
 const isGone = (err: unknown): boolean =>
@@ -36,6 +38,17 @@ export class StepFunctionsOrchestrator implements Orchestrator {
       // The execution name is the run's: a redelivered message finds its execution already there.
       if (err instanceof ExecutionAlreadyExists)
         return { executionArn: this.executionArn(executionName), alreadyExisted: true };
+      throw err;
+    }
+  }
+
+  async describe(executionArn: string): Promise<ExecutionStatus | undefined> {
+    try {
+      const out = await this.sfn.send(new DescribeExecutionCommand({ executionArn }));
+      if (!out.status) return undefined;
+      return { status: out.status, error: out.error, cause: out.cause };
+    } catch (err) {
+      if (err instanceof ExecutionDoesNotExist) return undefined;
       throw err;
     }
   }

@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { randomToken } from './ids.js';
-import type { Run, StatusChange } from './run.js';
+import type { StatusChange } from './run.js';
 import type { Project } from './tenancy.js';
 
 /**
@@ -53,15 +53,6 @@ export interface ApprovalHistoryEntry extends CheckpointRef {
   email?: string;
   via?: DecisionVia;
 }
-
-/** The approval fields of a run record. */
-export interface RunApprovals {
-  pendingApproval?: PendingApproval;
-  approvals?: ApprovalHistoryEntry[];
-}
-
-/** The run record carries these beside the Run fields. */
-export const approvalsOf = (run: Run): RunApprovals => run as Run & RunApprovals;
 
 export interface DecisionRecord {
   decision: Decision;
@@ -159,6 +150,10 @@ export const decidedEntry = (approval: Approval, decision: DecisionRecord): Appr
   email: decision.email,
   via: decision.via,
 });
+
+/** The history entry of a decision that reached the state machine. */
+export const historyEntryOf = ({ podSecondsLeft: _left, ...entry }: ApprovalOutcome): ApprovalHistoryEntry =>
+  entry;
 
 /** The entry for a pending approval the run left without a decision reaching the state machine. */
 export const undecidedEntry = (

@@ -1,7 +1,10 @@
+import type { ApprovalHistoryEntry, PendingApproval } from './approval.js';
+
 /**
  * The execution run and its lifecycle. Pure domain: no AWS imports, no I/O.
- * Every status change in the system goes through `assertTransition` / `allowedFrom`, and the
- * repository turns `allowedFrom(to)` into a DynamoDB condition, so the database enforces this table.
+ * Every status change in the system is a Transition made by one of the commands in commands.ts, each
+ * hop checked against this table; the store writes it only while the run is still in the status it
+ * was decided from, so the database enforces the table and a lost race is decided again.
  */
 
 export const RUN_STATUSES = [
@@ -34,17 +37,29 @@ export const TERMINAL_STATUSES: ReadonlySet<RunStatus> = new Set([
 
 export const isTerminal = (status: RunStatus): boolean => TERMINAL_STATUSES.has(status);
 
-/** Statuses in which a run may be stopped by a user: it has not ended yet. */
+/** Not ended yet: a user may stop it, and something must still carry it to a terminal status. */
 export const ACTIVE_STATUSES: readonly RunStatus[] = RUN_STATUSES.filter((s) => !isTerminal(s));
+
+/** Past the queue and not ended: an execution carries the run and a sandbox may exist for it. */
+export const LAUNCHED_STATUSES: readonly RunStatus[] = [
+  'PROVISIONING',
+  'RETRYING',
+  'RUNNING',
+  'AWAITING_APPROVAL',
+];
+
+export const isLaunched = (status: RunStatus): boolean => LAUNCHED_STATUSES.includes(status);
 
 /**
  * The one transition table. Terminal statuses only leave for DONE (a human closed the run),
  * PR_REJECTED (its pull request was closed unmerged) or, from DEAD_LETTER, QUEUED (redrive).
+ * CANCELLED means nothing executed: a pre-flight check may fail before the first launch (QUEUED),
+ * when a Checks retry runs after the move to PROVISIONING, or before a relaunch (RETRYING).
  */
 export const TRANSITIONS: Readonly<Record<RunStatus, readonly RunStatus[]>> = {
   QUEUED: ['PROVISIONING', 'CANCELLED', 'STOPPED', 'DEAD_LETTER'],
-  PROVISIONING: ['RUNNING', 'RETRYING', 'FAILED', 'STOPPED'],
-  RETRYING: ['PROVISIONING', 'FAILED', 'STOPPED'],
+  PROVISIONING: ['RUNNING', 'RETRYING', 'CANCELLED', 'FAILED', 'STOPPED'],
+  RETRYING: ['PROVISIONING', 'CANCELLED', 'FAILED', 'STOPPED'],
   RUNNING: ['AWAITING_APPROVAL', 'COMPLETED', 'FAILED', 'STOPPED'],
   AWAITING_APPROVAL: ['RUNNING', 'ABANDONED', 'STOPPED', 'FAILED'],
   COMPLETED: ['PR_REJECTED', 'DONE'],
@@ -58,10 +73,6 @@ export const TRANSITIONS: Readonly<Record<RunStatus, readonly RunStatus[]>> = {
 };
 
 export const canTransition = (from: RunStatus, to: RunStatus): boolean => TRANSITIONS[from].includes(to);
-
-/** The statuses a run may be in for a move to `to` to be allowed: the repository's condition. */
-export const allowedFrom = (to: RunStatus): RunStatus[] =>
-  RUN_STATUSES.filter((from) => TRANSITIONS[from].includes(to));
 
 export const PHASES = [
   'STARTED',
@@ -100,15 +111,6 @@ export const EXIT_REASONS = [
   'dead_letter',
 ] as const;
 export type ExitReason = (typeof EXIT_REASONS)[number];
-
-/** Failure kinds a pod may report as its own exit reason. */
-export const POD_FAILURE_REASONS = [
-  'tool_call_failed',
-  'lifecycle_hook_failed',
-  'missing_repo_access',
-  'budget_hit',
-  'error',
-] as const satisfies readonly ExitReason[];
 
 export const RUN_MODES = ['autopilot', 'supervised'] as const;
 export type RunMode = (typeof RUN_MODES)[number];
@@ -187,6 +189,8 @@ export interface Run {
   message?: string;
   attempt: number;
   redriveCount: number;
+  /** times the sweeper put the run back on the queue since it was last queued by a person */
+  requeues?: number;
   executionArn?: string;
   taskArn?: string;
   logStream?: string;
@@ -194,10 +198,61 @@ export interface Run {
   stoppedReason?: string;
   containerExitCode?: number;
   lastSeq: number;
+  /** the event seqs recorded, as sorted, disjoint, inclusive ranges: what makes a repeated seq a duplicate */
+  seqs?: [number, number][];
   lastHeartbeatAt?: string;
+  pendingApproval?: PendingApproval;
+  /** how each checkpoint the run paused at ended */
+  approvals?: ApprovalHistoryEntry[];
   version: number;
   updatedAt: string;
 }
+
+/** Fields a transition may set alongside the status. `undefined` values are left as they are. */
+export type RunPatch = Partial<
+  Pick<
+    Run,
+    | 'phase'
+    | 'exitReason'
+    | 'startedAt'
+    | 'completedAt'
+    | 'durationMs'
+    | 'executionArn'
+    | 'taskArn'
+    | 'logStream'
+    | 'stopCode'
+    | 'stoppedReason'
+    | 'containerExitCode'
+    | 'attempt'
+    | 'redriveCount'
+    | 'requeues'
+    | 'result'
+    | 'message'
+    | 'pullRequest'
+    | 'lastHeartbeatAt'
+  >
+> & { pendingApproval?: PendingApproval };
+
+/**
+ * A change of the run decided from the run as read: written only while its status is still `from`
+ * (otherwise the command is decided again from what is stored). `path` holds the statuses the run
+ * passes through, each hop allowed by TRANSITIONS; empty when only `patch` changes.
+ */
+export interface Transition {
+  runId: string;
+  from: RunStatus;
+  path: RunStatus[];
+  /** when the run passes through each status of `path` */
+  at: string;
+  patch: RunPatch;
+  /** the run has ended: the pod's credentials go with the same write (a run that ended takes no events) */
+  revokeCredentials: boolean;
+  /** the checkpoint pending on the run leaves it for its history, as this entry says it ended */
+  closeApproval?: ApprovalHistoryEntry;
+}
+
+/** The status a transition leaves the run in. */
+export const statusAfter = (t: Transition): RunStatus => t.path.at(-1) ?? t.from;
 
 export const ZERO_COST: RunCost = {
   tokenUsd: 0,
@@ -210,23 +265,3 @@ export const ZERO_COST: RunCost = {
 /** Step Functions reserves an execution name for 90 days, so each redrive needs a new one. */
 export const executionName = (run: Pick<Run, 'runId' | 'redriveCount'>): string =>
   run.redriveCount === 0 ? run.runId : `${run.runId}-r${run.redriveCount}`;
-
-/** The exit reason a terminal status implies when nothing more specific is known. */
-export const defaultExitReason = (status: RunStatus): ExitReason | undefined => {
-  switch (status) {
-    case 'COMPLETED':
-      return 'completed';
-    case 'STOPPED':
-      return 'stopped';
-    case 'ABANDONED':
-      return 'abandoned';
-    case 'CANCELLED':
-      return 'cancelled';
-    case 'DEAD_LETTER':
-      return 'dead_letter';
-    case 'FAILED':
-      return 'error';
-    default:
-      return undefined;
-  }
-};

@@ -72,6 +72,15 @@ export const eventsResponseSchema = z.object({
 });
 export type EventsResponse = z.infer<typeof eventsResponseSchema>;
 
+/** The launched pod's one-time code and the task it runs as (from the ECS task metadata endpoint). */
+export const launchCodeExchangeSchema = z.strictObject({
+  code: z.string().check(z.minLength(16), z.maxLength(200)),
+  taskArn: z.string().check(z.regex(/^arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task\/[A-Za-z0-9_/-]{1,255}$/)),
+});
+
+/** The run-scoped token the exchange hands the pod. */
+export const agentTokenSchema = z.object({ token: z.string() });
+
 /** The frozen configuration a pod fetches when it starts (`GET /agent/v1/runs/{runId}`). */
 export const podRunConfigSchema = z.object({
   runId: z.string(),

@@ -1,17 +1,29 @@
 import { timingSafeEqual } from 'node:crypto';
-import { NotFoundError, UnauthorizedError } from '../domain/errors.js';
-import { isTerminal, type Run } from '../domain/run.js';
-import type { Clock, DirectoryRepository, RunRepository, StepContentStore, TaskSignals } from '../ports.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { owedSignal, planBatch, runAfter } from '../domain/agent-batch.js';
+import { NotFoundError, ServiceUnavailableError, UnauthorizedError } from '../domain/errors.js';
+import { randomToken } from '../domain/ids.js';
+import { priceTokens, type TokenCounts } from '../domain/pricing.js';
+import { isLaunched, isTerminal, type Run } from '../domain/run.js';
+import type {
+  Clock,
+  DirectoryRepository,
+  RunSecrets,
+  RunStore,
+  SpendLedger,
+  StepContentStore,
+  TaskSignals,
+} from '../ports.js';
 import type { AgentEvent, Control, EventsResponse, PodRunConfig } from '../schemas/agent-events.js';
-import { pauseAtCheckpoint } from './approvals.js';
-import { failOverBudget, hashAgentToken } from './lifecycle.js';
-import { limitBreach, type Pricing, usagePricing } from './spend.js';
+import { failOverBudget, hashSecret } from './lifecycle.js';
+import { limitBreach, type Pricing, spendScopeOf } from './spend.js';
 import { keepFullStepContent } from './timeline.js';
 
 /** The Agent API: what a pod may do with its run-scoped token, and nothing else. */
 
 export interface AgentDeps {
-  runs: RunRepository;
+  runs: RunStore;
+  ledger: SpendLedger;
   signals: TaskSignals;
   clock: Clock;
   /** keeps the whole text of steps too large for their record */
@@ -26,22 +38,58 @@ export interface AgentSettings {
   controlPollMs: number;
 }
 
-/** The token is `<runId>.<secret>`; only its hash is stored, compared in constant time. */
+/**
+ * How often a batch is planned again when the run keeps changing under it (a pod sends one batch at
+ * a time, but a retried request may race its original), with a short random pause between tries.
+ */
+const MAX_PLANS = 16;
+const replanPause = (plans: number) => sleep(Math.random() * Math.min(250, 5 * 2 ** plans));
+
+const sameHash = (stored: string | undefined, secret: string): boolean =>
+  stored !== undefined && timingSafeEqual(Buffer.from(stored, 'hex'), Buffer.from(hashSecret(secret), 'hex'));
+
+/**
+ * The pod's token is `<runId>.<secret>`; only its hash is kept on the run, compared in constant time.
+ * It is good only while its run is active: an ended run's token is refused (and was deleted with the
+ * move that ended it). One consistent read serves the check and the request.
+ */
 export const authenticateAgent = async (
-  runs: RunRepository,
+  runs: RunStore,
   runId: string,
   authorization?: string,
-): Promise<Run> => {
+): Promise<{ run: Run; secrets: RunSecrets }> => {
   const token = authorization?.startsWith('Bearer ') ? authorization.slice(7) : undefined;
   if (!token?.startsWith(`${runId}.`)) throw new UnauthorizedError('a run-scoped bearer token is required');
-  const stored = await runs.getAgentTokenHash(runId);
-  const presented = Buffer.from(hashAgentToken(token), 'hex');
-  if (!stored || !timingSafeEqual(Buffer.from(stored, 'hex'), presented)) {
+  const found = await runs.getWithSecrets(runId);
+  if (!found || !sameHash(found.secrets.agentTokenHash, token)) {
     throw new UnauthorizedError('the token does not belong to this run');
   }
+  if (isTerminal(found.run.status)) throw new UnauthorizedError(`the run has ended (${found.run.status})`);
+  return found;
+};
+
+/**
+ * The launched pod exchanges its one-time code, with the task it runs as, for its run-scoped token.
+ * The code is spent by the exchange; it works only for the run's own task, while the run is active.
+ * Before the state machine has recorded the task, the pod is asked to try again shortly.
+ */
+export const exchangeLaunchCode = async (
+  runs: RunStore,
+  runId: string,
+  request: { code: string; taskArn: string },
+): Promise<{ token: string }> => {
   const run = await runs.get(runId);
-  if (!run) throw new NotFoundError('run', runId);
-  return run;
+  if (!run || !isLaunched(run.status)) throw new UnauthorizedError('the run takes no pod');
+  if (!run.taskArn)
+    throw new ServiceUnavailableError('the sandbox is still being recorded; try again shortly');
+  const token = `${runId}.${randomToken()}`;
+  const exchanged = await runs.exchangeLaunchCode(runId, {
+    codeHash: hashSecret(request.code),
+    taskArn: request.taskArn,
+    tokenHash: hashSecret(token),
+  });
+  if (!exchanged) throw new UnauthorizedError('the launch code is spent, or not this run’s task’s');
+  return { token };
 };
 
 export const controlFor = (run: Run, settings: AgentSettings): Control => {
@@ -52,11 +100,7 @@ export const controlFor = (run: Run, settings: AgentSettings): Control => {
   return { action: 'continue' };
 };
 
-export const podConfig = async (
-  runs: RunRepository,
-  run: Run,
-  settings: AgentSettings,
-): Promise<PodRunConfig> => {
+export const podConfig = async (runs: RunStore, run: Run, settings: AgentSettings): Promise<PodRunConfig> => {
   const snapshot = await runs.getSnapshot(run.runId);
   if (!snapshot) throw new NotFoundError('config snapshot of run', run.runId);
   return {
@@ -72,57 +116,62 @@ export const podConfig = async (
 };
 
 /**
- * Record a batch of pod events. The first event of a provisioned run makes it RUNNING; a result
- * settles the parked wait (or waits for the token to be parked, which then settles it); heartbeats
- * keep the state machine's heartbeat alive; a checkpoint pauses a supervised run for approval.
+ * What the state machine is owed according to the stored run, on the wait parked when the run was
+ * read (the token and the run come from one read, and the batch's write held on that version):
+ * the checkpoint a supervised run paused at, or the pod's result; else a heartbeat, if one came.
+ */
+const signalWait = async (
+  deps: Pick<AgentDeps, 'signals'>,
+  token: string | undefined,
+  run: Run,
+  heartbeat: boolean,
+): Promise<void> => {
+  if (!token || isTerminal(run.status)) return;
+  const owed = owedSignal(run);
+  if (owed) await deps.signals.succeedTask(token, owed);
+  else if (heartbeat && run.status !== 'AWAITING_APPROVAL') await deps.signals.heartbeat(token);
+};
+
+/**
+ * Record a batch of pod events, from the run as read with the token check. The batch's plan (the
+ * start, the pause at a checkpoint, the result, steps, usage, artifacts) is written at once; then
+ * whatever the state machine is owed according to the stored run is sent, so a batch sent again
+ * after a failure completes what the first one left. Over its budget or its account's cap, the run
+ * ends here and the answer tells the pod to stop.
  */
 export const ingestEvents = async (
   deps: AgentDeps,
   settings: AgentSettings,
-  run: Run,
+  read: { run: Run; secrets: RunSecrets },
   events: AgentEvent[],
 ): Promise<EventsResponse> => {
-  if (isTerminal(run.status))
-    return { accepted: 0, duplicates: events.length, control: controlFor(run, settings) };
-  const now = deps.clock.now().toISOString();
-  let current = run;
-  if (run.status === 'PROVISIONING') {
-    current = await deps.runs
-      .transition({ runId: run.runId, to: 'RUNNING', from: ['PROVISIONING'], patch: { startedAt: now } })
-      .catch(async () => (await deps.runs.get(run.runId)) ?? run);
+  const price = (model: string, tokens: TokenCounts) => priceTokens(deps.pricing.table, model, tokens);
+  let { run, secrets } = read;
+  for (let plans = 1; ; plans++) {
+    const plan = planBatch(run, events, deps.clock.now(), price);
+    // Steps too large for their record are kept whole first, so the record can say where.
+    const fullContent = await keepFullStepContent(deps, run.runId, plan.steps);
+    if (await deps.runs.recordBatch(run, plan, { fullContent, scope: spendScopeOf(run) })) {
+      let after = runAfter(run, plan);
+      await signalWait(
+        deps,
+        secrets.podTaskToken,
+        after,
+        plan.accepted.some((e) => e.type === 'heartbeat'),
+      );
+      const addedSpend = plan.ledger.length > 0;
+      const breach = await limitBreach(deps, after, addedSpend);
+      if (breach) after = await failOverBudget(deps, after, breach);
+      return {
+        accepted: plan.accepted.length,
+        duplicates: plan.duplicates,
+        control: controlFor(after, settings),
+      };
+    }
+    if (plans >= MAX_PLANS) throw new ServiceUnavailableError('the run kept changing; send the batch again');
+    await replanPause(plans);
+    const reread = await deps.runs.getWithSecrets(run.runId);
+    if (!reread) throw new NotFoundError('run', run.runId);
+    ({ run, secrets } = reread);
   }
-  const ordered = [...events].sort((a, b) => a.seq - b.seq);
-  // Steps too large for their record are kept whole first, so the record can say where.
-  const fullContent = await keepFullStepContent(deps, run, ordered);
-  // Recording applies each event once: steps, usage, artifacts, phases (forward only), heartbeats.
-  const { accepted, duplicates } = await deps.runs.recordEvents(
-    run.runId,
-    ordered,
-    fullContent,
-    usagePricing(deps.pricing, run),
-  );
-  const result = accepted.find((e) => e.type === 'result');
-  const checkpoint = accepted.find((e) => e.type === 'checkpoint');
-  const paused = checkpoint && (await pauseAtCheckpoint(deps, current, checkpoint));
-  // While a person decides, the parked token is the approval's: no pod event may settle or extend it.
-  // A result then waits on the run for the resumed wait to pick up.
-  const waitingForDecision = (paused ?? current).status === 'AWAITING_APPROVAL';
-  const token = waitingForDecision ? undefined : await deps.runs.getPodTaskToken(run.runId);
-  if (result) {
-    const podResult = { outcome: result.outcome, exitReason: result.exitReason, message: result.message };
-    await deps.runs.update(run.runId, { result: podResult }, [
-      'PROVISIONING',
-      'RUNNING',
-      'AWAITING_APPROVAL',
-    ]);
-    if (token) await deps.signals.succeedTask(token, podResult);
-  } else if (token && events.some((e) => e.type === 'heartbeat')) {
-    await deps.signals.heartbeat(token);
-  }
-  let latest = (await deps.runs.get(run.runId)) ?? current;
-  // Over its budget or its account's cap, the run ends here and the answer tells the pod to stop.
-  const addedSpend = accepted.some((e) => e.type === 'usage' || (e.type === 'step' && e.usage));
-  const breach = await limitBreach(deps, latest, addedSpend);
-  if (breach) latest = await failOverBudget(deps, latest, breach);
-  return { accepted: accepted.length, duplicates, control: controlFor(latest, settings) };
 };

@@ -1,46 +1,37 @@
 import {
   type Approval,
   type ApprovalAction,
-  type ApprovalHistoryEntry,
   type ApprovalOutcome,
   approvalRecipients,
   approvalState,
-  approvalsOf,
   type CheckpointRef,
-  type CheckpointSignal,
   type DecisionRecord,
   decidedEntry,
   decisionFor,
+  historyEntryOf,
   isProjectAdminMember,
   newApprovalId,
   podSecondsLeft,
   signApprovalLink,
-  undecidedEntry,
   verifyApprovalLink,
 } from '../domain/approval.js';
-import { ConflictError, ForbiddenError, NotFoundError, TransitionRefusedError } from '../domain/errors.js';
+import { resume } from '../domain/commands.js';
+import { ConflictError, ForbiddenError, NotFoundError } from '../domain/errors.js';
 import type { Run } from '../domain/run.js';
 import { type Caller, hasProjectRole, type Project } from '../domain/tenancy.js';
 import { type ApprovalContext, type ApprovalView, renderApprovalMail } from '../http/approval-page.js';
-import type {
-  ApprovalStore,
-  Clock,
-  DirectoryRepository,
-  Notifier,
-  RunRepository,
-  TaskSignals,
-  TransitionRequest,
-} from '../ports.js';
-import type { AgentEvent } from '../schemas/agent-events.js';
+import type { ApprovalStore, Clock, DirectoryRepository, Notifier, RunStore, TaskSignals } from '../ports.js';
+import { carryOut } from './carry-out.js';
 
 /**
- * Supervised mode. The pod's checkpoint ends its wait with a checkpoint signal; the state machine's
- * RequestApproval parks a token and mails the project admins a signed link; a decision (link or API) is
- * recorded once, by a conditional write, and only then settles that token.
+ * Supervised mode. A checkpoint pauses the run as its batch is recorded (agent-batch.ts) and ends the
+ * pod's wait with a checkpoint signal; the state machine's RequestApproval parks a token and mails the
+ * project admins a signed link; a decision (link or API) is recorded once, by a conditional write, and
+ * only then settles that token.
  */
 
 export interface ApprovalDeps {
-  runs: RunRepository;
+  runs: RunStore;
   directory: DirectoryRepository;
   approvals: ApprovalStore;
   signals: TaskSignals;
@@ -54,96 +45,6 @@ export interface LinkSettings {
 }
 
 const APPROVAL_ID = /^[A-Za-z0-9_-]{16,64}$/;
-
-const tryTransition = async (runs: RunRepository, request: TransitionRequest): Promise<Run | undefined> => {
-  try {
-    return await runs.transition(request);
-  } catch (err) {
-    if (err instanceof TransitionRefusedError) return undefined;
-    throw err;
-  }
-};
-
-export const checkpointSignal = (checkpoint: CheckpointRef): CheckpointSignal => ({
-  outcome: 'checkpoint',
-  checkpoint: { seq: checkpoint.seq, name: checkpoint.name },
-});
-
-/**
- * The Agent API got a checkpoint. A supervised run pauses before the pod hears back (the pod takes
- * `continue` as the go-ahead, so the answer to this very batch must say `wait`), then the pod wait ends
- * with the checkpoint signal. If the wait is not parked yet, ParkPod sends the signal when it is. In
- * autopilot the recorded checkpoint passes at once. Returns the paused run.
- */
-export const pauseAtCheckpoint = async (
-  deps: Pick<ApprovalDeps, 'runs' | 'signals' | 'clock'>,
-  run: Run,
-  event: Extract<AgentEvent, { type: 'checkpoint' }>,
-): Promise<Run | undefined> => {
-  if (run.mode !== 'supervised') return undefined;
-  const paused = await tryTransition(deps.runs, {
-    runId: run.runId,
-    to: 'AWAITING_APPROVAL',
-    from: ['RUNNING'],
-    patch: {
-      pendingApproval: {
-        seq: event.seq,
-        name: event.name,
-        summary: event.summary,
-        requestedAt: deps.clock.now().toISOString(),
-      },
-    },
-  });
-  if (!paused) return undefined;
-  const token = await deps.runs.getPodTaskToken(run.runId);
-  if (token) await deps.signals.succeedTask(token, checkpointSignal(event));
-  return paused;
-};
-
-/** For a pod wait being parked: the checkpoint the agent already reached, not yet handed on. */
-export const pendingCheckpointSignal = (run: Run): CheckpointSignal | undefined => {
-  const pending = approvalsOf(run).pendingApproval;
-  if (run.status !== 'AWAITING_APPROVAL' || !pending || pending.approvalId) return undefined;
-  return checkpointSignal(pending);
-};
-
-const historyOf = ({ podSecondsLeft: _left, ...entry }: ApprovalOutcome): ApprovalHistoryEntry => entry;
-
-/**
- * A decision reached the state machine: the checkpoint leaves the run's pending slot for its history
- * and, when approved, the run goes on. Called by the decision itself and again by the resumed pod
- * wait, so a decision whose writer died half-way still takes effect.
- */
-export const settleApprovalOnRun = async (
-  runs: RunRepository,
-  runId: string,
-  outcome: ApprovalOutcome,
-): Promise<void> => {
-  await runs.closeApproval(runId, historyOf(outcome));
-  if (outcome.decision !== 'approved') return;
-  const run = await runs.get(runId);
-  // Paused with nothing pending is this approval's pause; a new pending checkpoint means the run went on.
-  if (run?.status !== 'AWAITING_APPROVAL' || approvalsOf(run).pendingApproval) return;
-  await tryTransition(runs, { runId, to: 'RUNNING', from: ['AWAITING_APPROVAL'] });
-};
-
-/**
- * Finalize: a run that ends with a checkpoint pending records how it ended. The decision that reached
- * the state machine, if it was for that checkpoint; else expired (the window passed) or withdrawn.
- */
-export const closePendingApproval = async (
-  runs: RunRepository,
-  run: Run,
-  ending: { decided?: ApprovalOutcome; expired: boolean; at: string },
-): Promise<void> => {
-  const pending = approvalsOf(run).pendingApproval;
-  if (!pending) return;
-  const entry =
-    ending.decided && ending.decided.approvalId === pending.approvalId
-      ? historyOf(ending.decided)
-      : undecidedEntry(pending, ending.expired ? 'expired' : 'withdrawn', ending.at);
-  await runs.closeApproval(run.runId, entry);
-};
 
 export const approvalLink = (settings: LinkSettings, approvalId: string, userId: string): string =>
   `${settings.publicApiUrl.replace(/\/+$/, '')}/approve/${encodeURIComponent(approvalId)}?for=${encodeURIComponent(
@@ -198,7 +99,7 @@ export const requestApproval = async (
     return { notified: [], failed: [] };
   };
   const run = await deps.runs.get(input.runId);
-  const pending = run && approvalsOf(run).pendingApproval;
+  const pending = run?.pendingApproval;
   if (run?.status !== 'AWAITING_APPROVAL' || pending?.seq !== input.checkpoint.seq) return refuse(run);
 
   const now = deps.clock.now();
@@ -264,7 +165,7 @@ const viewOf = async (
   const { decision } = approval;
   if (decision) return { kind: 'decided', approval: { ...approval, decision }, context, yours };
   if (approvalState(approval, deps.clock.now()) === 'expired') return { kind: 'expired', approval, context };
-  const pending = approvalsOf(run).pendingApproval;
+  const pending = run.pendingApproval;
   if (run.status !== 'AWAITING_APPROVAL' || pending?.approvalId !== approval.approvalId) {
     return { kind: 'closed', approval, context };
   }
@@ -297,7 +198,10 @@ const decide = async (
     await deps.approvals.markNotApplied(approval.approvalId);
     return viewOf(deps, { ...recorded.approval, decision: { ...decision, applied: false } }, project, true);
   }
-  await settleApprovalOnRun(deps.runs, approval.runId, outcome);
+  // The run goes on now; the resumed pod wait does the same if this request dies half-way.
+  if (outcome.decision === 'approved') {
+    await carryOut(deps.runs, approval.runId, (r) => resume(r, historyEntryOf(outcome), deps.clock.now()));
+  }
   return viewOf(deps, recorded.approval, project, true);
 };
 
@@ -372,7 +276,7 @@ export const decideByApi = async (
   if (!hasProjectRole(project, caller, 'admin')) {
     throw new ForbiddenError(`deciding a checkpoint needs the admin role in project ${run.projectId}`);
   }
-  const pending = approvalsOf(run).pendingApproval;
+  const pending = run.pendingApproval;
   if (run.status !== 'AWAITING_APPROVAL' || !pending) {
     throw new ConflictError(`run ${runId} has no checkpoint waiting for a decision; it is ${run.status}`, {
       status: run.status,

@@ -1,32 +1,41 @@
 import { createHash } from 'node:crypto';
-import type { ApprovalOutcome, CheckpointSignal } from '../domain/approval.js';
-import { TransitionRefusedError } from '../domain/errors.js';
-import { randomToken } from '../domain/ids.js';
+import { owedSignal } from '../domain/agent-batch.js';
+import { type ApprovalOutcome, historyEntryOf } from '../domain/approval.js';
 import {
-  type ExitReason,
-  executionName,
-  isTerminal,
-  type PodResult,
-  type Run,
-  type RunStatus,
-} from '../domain/run.js';
+  deadLetter,
+  type Ending,
+  end,
+  fail,
+  provision,
+  requeue,
+  resume,
+  retryLaunch,
+} from '../domain/commands.js';
+import { TransitionRefusedError } from '../domain/errors.js';
+import { type ExecutionState, endingOf, endingOfExecution } from '../domain/execution.js';
+import { randomToken } from '../domain/ids.js';
+import { type ExitReason, executionName, isTerminal, type Run, type RunStatus } from '../domain/run.js';
 import { hasSpendCaps, preflight } from '../domain/tenancy.js';
 import type {
   Clock,
   DirectoryRepository,
   Orchestrator,
+  RunList,
   RunQueue,
-  RunRepository,
+  RunStore,
   Sandbox,
+  SpendLedger,
   TaskSignals,
 } from '../ports.js';
-import { closePendingApproval, pendingCheckpointSignal, settleApprovalOnRun } from './approvals.js';
+import { carryOut } from './carry-out.js';
 import { type Pricing, settleRun, trailingSpend } from './spend.js';
 
 /** The state machine's steps and the handlers that catch what it cannot see. */
 
 export interface LifecycleDeps {
-  runs: RunRepository;
+  runs: RunStore;
+  ledger: SpendLedger;
+  list: RunList;
   directory: DirectoryRepository;
   orchestrator: Orchestrator;
   signals: TaskSignals;
@@ -36,35 +45,55 @@ export interface LifecycleDeps {
   pricing: Pricing;
 }
 
-export const hashAgentToken = (token: string): string => createHash('sha256').update(token).digest('hex');
+/** Only hashes of the pod's credentials are stored. */
+export const hashSecret = (secret: string): string => createHash('sha256').update(secret).digest('hex');
 
-/** Move a run unless it already moved on; a refusal here means another path got there first. */
-const tryTransition = async (
-  runs: RunRepository,
-  ...args: Parameters<RunRepository['transition']>
-): Promise<Run | undefined> => {
-  try {
-    return await runs.transition(...args);
-  } catch (err) {
-    if (err instanceof TransitionRefusedError) return undefined;
-    throw err;
-  }
+/** What ending a run takes besides its status: the sandbox stopped, the wait released, the cost settled. */
+type EndingDeps = Pick<LifecycleDeps, 'runs' | 'ledger' | 'sandbox' | 'clock' | 'pricing'>;
+
+/**
+ * End a run whose execution is over without having ended it (failed, timed out, aborted, or closed
+ * with the run still open): its sandbox goes, its wait is released, it reaches a terminal status and
+ * its cost is settled (once, whoever comes first).
+ */
+export const reconcileRun = async (deps: EndingDeps, run: Run, ending: Ending): Promise<Run> => {
+  if (run.taskArn)
+    await deps.sandbox.stop(run.taskArn, `the run's execution is over: ${ending.message ?? ''}`);
+  await deps.runs.clearPodToken(run.runId);
+  const { run: ended } = await carryOut(deps.runs, run, (r) => end(r, ending, deps.clock.now()));
+  await settleRun(deps, ended);
+  return ended;
 };
 
-const ended = (run: Run, now: Date) => ({
-  completedAt: now.toISOString(),
-  durationMs: Math.max(0, now.getTime() - Date.parse(run.startedAt ?? run.createdAt)),
-});
+/** The execution, if it is over: a run it left open is ended as reconcile would. */
+const endIfExecutionClosed = async (
+  deps: EndingDeps & Pick<LifecycleDeps, 'orchestrator'>,
+  run: Run,
+  executionArn: string,
+): Promise<void> => {
+  const execution = await deps.orchestrator.describe(executionArn);
+  if (!execution || execution.status === 'RUNNING' || execution.status === 'PENDING_REDRIVE') return;
+  await reconcileRun(deps, run, endingOfExecution(execution.status, execution.error, execution.cause));
+};
 
-/** SQS → Step Functions. A run that is no longer QUEUED (stopped, already started) needs nothing. */
+/**
+ * SQS → Step Functions. A queued run gets its execution, named after it, so a redelivered message
+ * starts nothing twice. An execution that already exists and is over while its run is still open
+ * (Finalize failed, or the run was re-queued after it) is a run to end, not one to leave waiting.
+ */
 export const startRun = async (
-  deps: Pick<LifecycleDeps, 'runs' | 'orchestrator'>,
+  deps: EndingDeps & Pick<LifecycleDeps, 'orchestrator'>,
   runId: string,
 ): Promise<void> => {
   const run = await deps.runs.get(runId);
-  if (run?.status !== 'QUEUED') return;
-  const { executionArn } = await deps.orchestrator.start(executionName(run), { runId });
-  if (run.executionArn !== executionArn) await deps.runs.update(runId, { executionArn }, ['QUEUED']);
+  if (!run || isTerminal(run.status)) return;
+  if (run.status !== 'QUEUED') {
+    if (run.executionArn) await endIfExecutionClosed(deps, run, run.executionArn);
+    return;
+  }
+  const { executionArn, alreadyExisted } = await deps.orchestrator.start(executionName(run), { runId });
+  if (run.executionArn !== executionArn) await deps.runs.recordFacts(runId, { executionArn });
+  if (alreadyExisted) await endIfExecutionClosed(deps, { ...run, executionArn }, executionArn);
 };
 
 /** The queue gave up on this run's message. Only a run still waiting becomes DEAD_LETTER. */
@@ -74,17 +103,10 @@ export const markDeadLetter = async (
 ): Promise<boolean> => {
   const run = await deps.runs.get(runId);
   if (!run) return false;
-  const moved = await tryTransition(deps.runs, {
-    runId,
-    to: 'DEAD_LETTER',
-    from: ['QUEUED'],
-    patch: {
-      exitReason: 'dead_letter',
-      message: 'the run could not be started after repeated attempts',
-      ...ended(run, deps.clock.now()),
-    },
-  });
-  return moved !== undefined;
+  const { changed } = await carryOut(deps.runs, run, (r) =>
+    deadLetter(r, 'the run could not be started after repeated attempts', deps.clock.now()),
+  );
+  return changed;
 };
 
 export interface LaunchSettings {
@@ -108,11 +130,13 @@ export interface ChecksResult {
 }
 
 /**
- * Pre-flight checks. Passing moves the run to PROVISIONING and mints the pod's run-scoped token (only
- * its hash is stored); failing leaves the run QUEUED for Finalize to cancel with the reason.
+ * Pre-flight checks, before the first launch and before each relaunch. Passing moves the run to
+ * PROVISIONING and sets the one-time code the launched pod exchanges for its run-scoped token (only
+ * hashes are stored; the code is spent within seconds, so the execution history holds nothing that
+ * still works). Failing, or a run that ended meanwhile (stopped during a back-off), launches nothing.
  */
 export const runChecks = async (
-  deps: Pick<LifecycleDeps, 'runs' | 'directory' | 'clock'>,
+  deps: Pick<LifecycleDeps, 'runs' | 'ledger' | 'directory' | 'clock'>,
   settings: LaunchSettings,
   runId: string,
 ): Promise<ChecksResult> => {
@@ -124,27 +148,28 @@ export const runChecks = async (
   });
   const run = await deps.runs.get(runId);
   if (!run) return refuse('error', `run ${runId} does not exist`);
-  if (run.status !== 'QUEUED' && run.status !== 'PROVISIONING')
-    return refuse('cancelled', `run is ${run.status}`);
+  if (isTerminal(run.status)) return refuse('cancelled', `the run is ${run.status}`);
   const [pod, account] = await Promise.all([
     deps.directory.getPod(run.accountId, run.podId),
     deps.directory.getAccount(run.accountId),
   ]);
   const spend =
     account && hasSpendCaps(account.limits)
-      ? await trailingSpend(deps.runs, account.accountId, account.limits, deps.clock.now())
+      ? await trailingSpend(deps.ledger, account.accountId, account.limits, deps.clock.now())
       : undefined;
   const outcome = preflight(pod, account, spend);
   if (!outcome.ok) return refuse(outcome.exitReason, outcome.message);
   const snapshot = await deps.runs.getSnapshot(runId);
   const frozenPod = snapshot?.pod ?? pod;
   if (!frozenPod) return refuse('cancelled', 'the pod no longer exists');
-  const token = `${runId}.${randomToken()}`;
-  await deps.runs.setAgentTokenHash(runId, hashAgentToken(token));
-  if (run.status === 'QUEUED') {
-    const moved = await tryTransition(deps.runs, { runId, to: 'PROVISIONING', from: ['QUEUED'] });
-    if (!moved) return refuse('cancelled', 'the run left QUEUED before it could be provisioned');
+  try {
+    await carryOut(deps.runs, run, (r) => provision(r, deps.clock.now()));
+  } catch (err) {
+    if (!(err instanceof TransitionRefusedError)) throw err;
+    return refuse('cancelled', `the run is ${err.current ?? 'gone'}; nothing was launched`);
   }
+  const code = randomToken();
+  await deps.runs.setLaunchCode(runId, hashSecret(code));
   return {
     ok: true,
     exitReason: null,
@@ -155,7 +180,7 @@ export const runChecks = async (
       environment: [
         { Name: 'RUN_ID', Value: runId },
         { Name: 'AGENT_API_URL', Value: settings.agentApiUrl },
-        { Name: 'AGENT_TOKEN', Value: token },
+        { Name: 'AGENT_LAUNCH_CODE', Value: code },
       ],
       maxDurationSeconds: frozenPod.maxDurationSeconds,
       heartbeatSeconds: settings.heartbeatSeconds,
@@ -165,39 +190,27 @@ export const runChecks = async (
 };
 
 /**
- * A launch failed before the agent acted (capacity, ENI, throttling). RETRYING and back off, or give
- * up once the attempts are spent.
+ * A launch failed before the agent acted (capacity, ENI, throttling). RETRYING and back off (Checks
+ * run again before the relaunch), or give up once the attempts are spent.
  */
 export const markRetrying = async (
-  deps: Pick<LifecycleDeps, 'runs'>,
-  policy: { maxAttempts: number; backoffSeconds: number[] },
+  deps: Pick<LifecycleDeps, 'runs' | 'clock'>,
+  policy: { maxAttempts: number; backoffSeconds: readonly number[] },
   runId: string,
   reason: string,
 ): Promise<{ retry: boolean; waitSeconds: number; attempt: number }> => {
+  let decision: ReturnType<typeof retryLaunch> = { retry: false, attempt: 0 };
   const run = await deps.runs.get(runId);
-  if (!run || isTerminal(run.status) || run.attempt >= policy.maxAttempts) {
-    return { retry: false, waitSeconds: 0, attempt: run?.attempt ?? 0 };
+  if (run) {
+    await carryOut(deps.runs, run, (r) => {
+      decision = retryLaunch(r, policy, reason, deps.clock.now());
+      return decision.retry ? decision.transition : undefined;
+    });
   }
-  const attempt = run.attempt + 1;
-  const patch = { attempt, message: `launch attempt ${run.attempt} failed: ${reason}`.slice(0, 1000) };
-  const moved =
-    run.status === 'RETRYING'
-      ? await deps.runs.update(runId, patch, ['RETRYING'])
-      : await tryTransition(deps.runs, { runId, to: 'RETRYING', from: ['PROVISIONING'], patch });
-  if (!moved) return { retry: false, waitSeconds: 0, attempt: run.attempt };
+  const { retry, attempt } = decision;
+  if (!retry) return { retry, waitSeconds: 0, attempt };
   const waitSeconds = policy.backoffSeconds[Math.min(attempt - 2, policy.backoffSeconds.length - 1)] ?? 0;
-  return { retry: true, waitSeconds, attempt };
-};
-
-/** The reason a launch failed, from either the 200 answer's failures or the caught error. */
-export const launchFailureReason = (state: {
-  launch?: { failures?: { Reason?: string; Arn?: string }[] };
-  launchError?: { Error?: string; Cause?: string };
-}): string => {
-  const failure = state.launch?.failures?.[0];
-  if (failure?.Reason) return failure.Reason;
-  if (state.launchError?.Error) return `${state.launchError.Error}: ${state.launchError.Cause ?? ''}`.trim();
-  return 'no task was started';
+  return { retry, waitSeconds, attempt };
 };
 
 export const logStreamOf = (taskArn: string, prefix = 'pod', container = 'pod'): string =>
@@ -205,186 +218,81 @@ export const logStreamOf = (taskArn: string, prefix = 'pod', container = 'pod'):
 
 /**
  * The pod is launched, or goes on after an approval (`approval`): park the token that ends its wait.
- * A checkpoint or a result that came before the token did, or a stop that already ended the run,
- * settles the token at once, so no signal is lost.
+ * Whatever the state machine is owed already (a checkpoint or a result that came before the token
+ * did), or a run that already ended, settles the token at once, so no signal is lost.
  */
 export const parkPod = async (
-  deps: Pick<LifecycleDeps, 'runs' | 'signals'>,
+  deps: Pick<LifecycleDeps, 'runs' | 'signals' | 'clock'>,
   input: { runId: string; taskArn: string; taskToken: string; approval?: ApprovalOutcome },
 ): Promise<void> => {
+  const { approval } = input;
   // The decision already did this unless its writer died half-way: then the run goes on from here.
-  if (input.approval) await settleApprovalOnRun(deps.runs, input.runId, input.approval);
-  const current = await deps.runs.get(input.runId);
-  if (current?.status === 'RETRYING') {
-    await tryTransition(deps.runs, { runId: input.runId, to: 'PROVISIONING', from: ['RETRYING'] });
+  if (approval?.decision === 'approved') {
+    await carryOut(deps.runs, input.runId, (r) => resume(r, historyEntryOf(approval), deps.clock.now()));
   }
-  await deps.runs.update(input.runId, { taskArn: input.taskArn, logStream: logStreamOf(input.taskArn) });
-  const run = await deps.runs.setPodTaskToken(input.runId, input.taskToken);
-  const checkpoint = pendingCheckpointSignal(run);
+  await deps.runs.recordFacts(input.runId, { taskArn: input.taskArn, logStream: logStreamOf(input.taskArn) });
+  const { run } = await deps.runs.parkPodToken(input.runId, input.taskToken);
   if (isTerminal(run.status)) {
     await deps.signals.failTask(input.taskToken, 'Run.Ended', `the run is already ${run.status}`);
-  } else if (checkpoint) {
-    // a person decides before anything else: a result the pod sent meanwhile waits for the next wait
-    await deps.signals.succeedTask(input.taskToken, checkpoint);
-  } else if (run.result) {
-    await deps.signals.succeedTask(input.taskToken, run.result);
+    return;
   }
-};
-
-interface ExecutionState {
-  runId: string;
-  checks?: { ok: boolean; exitReason: ExitReason | null; message: string | null };
-  launch?: { tasks?: { TaskArn?: string }[] };
-  retry?: { retry: boolean; attempt: number };
-  pod?: PodResult | CheckpointSignal;
-  /** the last decision that reached the state machine */
-  approval?: ApprovalOutcome;
-  error?: { Error?: string; Cause?: string };
-}
-
-interface Outcome {
-  to: RunStatus;
-  exitReason: ExitReason;
-  message?: string;
-}
-
-const causeMessage = (cause: string | undefined): string | undefined => {
-  if (!cause) return undefined;
-  try {
-    const parsed = JSON.parse(cause) as { errorMessage?: string };
-    return parsed.errorMessage ?? cause;
-  } catch {
-    return cause;
-  }
-};
-
-/** What the path through the state machine means for the run. */
-export const outcomeOf = (state: ExecutionState): Outcome => {
-  if (state.error) {
-    const message = causeMessage(state.error.Cause);
-    switch (state.error.Error) {
-      case 'States.HeartbeatTimeout':
-      case 'Pod.Interrupted':
-        return { to: 'FAILED', exitReason: 'interrupted', message: message ?? 'the pod stopped reporting' };
-      case 'States.Timeout':
-        return {
-          to: 'FAILED',
-          exitReason: 'timed_out',
-          message: message ?? 'the run exceeded its maximum duration',
-        };
-      case 'Run.Stopped':
-        return { to: 'STOPPED', exitReason: 'stopped', message };
-      // RequestApproval's own timeout, told apart from the pod waits' States.Timeout by the ASL
-      case 'Approval.Expired':
-        return {
-          to: 'ABANDONED',
-          exitReason: 'timed_out',
-          message: message ?? 'no decision was made within the approval window',
-        };
-      default:
-        return { to: 'FAILED', exitReason: 'error', message: message ?? state.error.Error };
-    }
-  }
-  if (state.checks && !state.checks.ok) {
-    return {
-      to: 'CANCELLED',
-      exitReason: state.checks.exitReason ?? 'cancelled',
-      message: state.checks.message ?? undefined,
-    };
-  }
-  if (state.retry && !state.retry.retry) {
-    return {
-      to: 'FAILED',
-      exitReason: 'error',
-      message: `no sandbox could be launched after ${state.retry.attempt} attempts`,
-    };
-  }
-  // a cancellation goes straight to Finalize, so it is the last word
-  if (state.approval?.decision === 'cancelled') {
-    const by = state.approval.by ? ` by ${state.approval.by}` : '';
-    return {
-      to: 'ABANDONED',
-      exitReason: 'abandoned',
-      message: `cancelled at the checkpoint ${state.approval.name}${by}`,
-    };
-  }
-  if (state.pod?.outcome === 'completed')
-    return { to: 'COMPLETED', exitReason: 'completed', message: state.pod.message };
-  if (state.pod?.outcome === 'failed') {
-    return { to: 'FAILED', exitReason: state.pod.exitReason ?? 'error', message: state.pod.message };
-  }
-  return { to: 'FAILED', exitReason: 'error', message: 'the execution ended without an outcome' };
-};
-
-/** Always the last step: stop the sandbox, write the terminal status the path implies, settle its cost. */
-export const finalizeRun = async (
-  deps: Pick<LifecycleDeps, 'runs' | 'sandbox' | 'clock' | 'pricing'>,
-  state: ExecutionState,
-): Promise<{ status: RunStatus }> => {
-  const run = await deps.runs.get(state.runId);
-  if (!run) return { status: 'FAILED' };
-  const taskArn = run.taskArn ?? state.launch?.tasks?.[0]?.TaskArn;
-  await deps.runs.clearPodTaskToken(state.runId);
-  // A checkpoint still pending records how it ended: decided, expired, or withdrawn with the run.
-  await closePendingApproval(deps.runs, run, {
-    decided: state.approval,
-    expired: state.error?.Error === 'Approval.Expired',
-    at: deps.clock.now().toISOString(),
-  });
-  let final = run;
-  if (!isTerminal(run.status)) {
-    const outcome = outcomeOf(state);
-    const moved = await tryTransition(deps.runs, {
-      runId: run.runId,
-      to: outcome.to,
-      patch: { exitReason: outcome.exitReason, message: outcome.message, ...ended(run, deps.clock.now()) },
-    });
-    final = moved ?? (await deps.runs.get(run.runId)) ?? run;
-  }
-  // Stopped after the terminal status is written: the task-stopped event then finds the run ended and
-  // cannot give it another reason (a cancelled or expired approval is not an interrupted pod).
-  if (taskArn) await deps.sandbox.stop(taskArn, 'the run is finalized');
-  await settleRun(deps, final);
-  return { status: final.status };
-};
-
-/** A run ends FAILED when its sandbox disappears under it, whatever the state machine is waiting for. */
-export const failInterrupted = async (
-  deps: Pick<LifecycleDeps, 'runs' | 'signals' | 'clock'>,
-  run: Run,
-  message: string,
-): Promise<void> => {
-  const moved = await tryTransition(deps.runs, {
-    runId: run.runId,
-    to: 'FAILED',
-    from: ['PROVISIONING', 'RUNNING', 'AWAITING_APPROVAL'],
-    patch: { exitReason: 'interrupted', message, ...ended(run, deps.clock.now()) },
-  });
-  if (!moved) return;
-  const token = await deps.runs.getPodTaskToken(run.runId);
-  if (token) await deps.signals.failTask(token, 'Pod.Interrupted', message);
+  const owed = owedSignal(run);
+  if (owed) await deps.signals.succeedTask(input.taskToken, owed);
 };
 
 /**
- * A run over its budget or its account's cap ends FAILED / budget_hit at once; settling its pod wait
- * sends the execution to Finalize, which stops the sandbox. Returns the run as it now is.
+ * Always the last step: write the terminal status the path implies (one the run can take from where
+ * it is), release the wait, stop the sandbox, settle the cost. A run still not terminal after that is
+ * an error: the execution then fails and reconcile ends the run.
  */
-export const failOverBudget = async (
+export const finalizeRun = async (
+  deps: EndingDeps,
+  state: ExecutionState,
+): Promise<{ status: RunStatus | null }> => {
+  const found = await deps.runs.get(state.runId);
+  if (!found) return { status: null };
+  const { run } = await carryOut(deps.runs, found, (r) => end(r, endingOf(state), deps.clock.now()));
+  if (!isTerminal(run.status)) throw new Error(`run ${run.runId} is still ${run.status} after Finalize`);
+  await deps.runs.clearPodToken(run.runId);
+  // Stopped after the terminal status is written: the task-stopped event then finds the run ended and
+  // cannot give it another reason (a cancelled or expired approval is not an interrupted pod).
+  const taskArn = run.taskArn ?? state.launch?.tasks?.[0]?.TaskArn;
+  if (taskArn) await deps.sandbox.stop(taskArn, 'the run is finalized');
+  await settleRun(deps, run);
+  return { status: run.status };
+};
+
+/**
+ * A run that must end while an execution waits on it (its sandbox is gone, a limit is reached): it
+ * ends FAILED at once, and the wait the state machine has parked on it is failed, so Finalize runs.
+ */
+const failWithWait = async (
+  deps: Pick<LifecycleDeps, 'runs' | 'signals' | 'clock'>,
+  run: Run,
+  why: { exitReason: 'interrupted' | 'budget_hit'; error: string; message: string },
+): Promise<Run> => {
+  const { run: after, changed } = await carryOut(deps.runs, run, (r) =>
+    fail(r, why.exitReason, why.message, deps.clock.now()),
+  );
+  if (!changed) return after;
+  const token = (await deps.runs.getWithSecrets(run.runId))?.secrets.podTaskToken;
+  if (token) await deps.signals.failTask(token, why.error, why.message);
+  return after;
+};
+
+/** The run's sandbox disappeared under it, whatever the state machine is waiting for. */
+export const failInterrupted = (
   deps: Pick<LifecycleDeps, 'runs' | 'signals' | 'clock'>,
   run: Run,
   message: string,
-): Promise<Run> => {
-  const moved = await tryTransition(deps.runs, {
-    runId: run.runId,
-    to: 'FAILED',
-    from: ['PROVISIONING', 'RUNNING', 'AWAITING_APPROVAL'],
-    patch: { exitReason: 'budget_hit', message, ...ended(run, deps.clock.now()) },
-  });
-  if (!moved) return (await deps.runs.get(run.runId)) ?? run;
-  const token = await deps.runs.getPodTaskToken(run.runId);
-  if (token) await deps.signals.failTask(token, 'Run.BudgetHit', message);
-  return moved;
-};
+) => failWithWait(deps, run, { exitReason: 'interrupted', error: 'Pod.Interrupted', message });
+
+/** A run over its budget or its account's cap; returns the run as it now is. */
+export const failOverBudget = (
+  deps: Pick<LifecycleDeps, 'runs' | 'signals' | 'clock'>,
+  run: Run,
+  message: string,
+) => failWithWait(deps, run, { exitReason: 'budget_hit', error: 'Run.BudgetHit', message });
 
 export interface TaskStoppedDetail {
   taskArn: string;
@@ -405,7 +313,7 @@ export const onPodStopped = async (
   // A stale task from an earlier launch attempt says nothing about the current one.
   if (!run || (run.taskArn && run.taskArn !== detail.taskArn)) return;
   const exitCode = detail.containers?.find((c) => c.exitCode !== undefined)?.exitCode;
-  await deps.runs.update(runId, {
+  await deps.runs.recordFacts(runId, {
     stopCode: detail.stopCode,
     stoppedReason: detail.stoppedReason,
     containerExitCode: exitCode,
@@ -420,8 +328,8 @@ export const onPodStopped = async (
 
 /** The execution itself failed, timed out or was aborted: the run must still end, and its sandbox go. */
 export const reconcileExecution = async (
-  deps: Pick<LifecycleDeps, 'runs' | 'sandbox' | 'clock' | 'pricing'>,
-  detail: { status: string; input?: string; error?: string; cause?: string },
+  deps: EndingDeps,
+  detail: { status: string; executionArn?: string; input?: string; error?: string; cause?: string },
 ): Promise<void> => {
   let runId: string | undefined;
   try {
@@ -429,50 +337,36 @@ export const reconcileExecution = async (
   } catch {
     return;
   }
-  if (!runId) return;
+  if (typeof runId !== 'string') return;
   const run = await deps.runs.get(runId);
-  if (!run) return;
-  if (run.taskArn) await deps.sandbox.stop(run.taskArn, `execution ${detail.status}`);
-  await deps.runs.clearPodTaskToken(runId);
-  await closePendingApproval(deps.runs, run, { expired: false, at: deps.clock.now().toISOString() });
-  // Finalize may never have run, so the cost is settled here too (once, whoever comes first).
-  if (isTerminal(run.status)) {
-    await settleRun(deps, run);
-    return;
-  }
-  const outcome: Outcome =
-    detail.status === 'TIMED_OUT'
-      ? { to: 'FAILED', exitReason: 'timed_out', message: 'the execution timed out' }
-      : detail.status === 'ABORTED'
-        ? { to: 'STOPPED', exitReason: 'stopped', message: 'the execution was aborted' }
-        : {
-            to: 'FAILED',
-            exitReason: 'error',
-            message: `the execution failed: ${detail.error ?? ''} ${detail.cause ?? ''}`.trim(),
-          };
-  // A run that never left the queue cannot fail; it is cancelled instead.
-  const moved = await tryTransition(deps.runs, {
-    runId,
-    to: run.status === 'QUEUED' && outcome.to === 'FAILED' ? 'CANCELLED' : outcome.to,
-    patch: {
-      exitReason: outcome.exitReason,
-      message: outcome.message?.slice(0, 1000),
-      ...ended(run, deps.clock.now()),
-    },
-  });
-  await settleRun(deps, moved ?? (await deps.runs.get(runId)) ?? run);
+  // An earlier execution of a redriven run says nothing about the current one.
+  if (!run || (detail.executionArn && run.executionArn && run.executionArn !== detail.executionArn)) return;
+  await reconcileRun(deps, run, endingOfExecution(detail.status, detail.error, detail.cause));
 };
 
-/** Re-enqueue runs whose message was lost: QUEUED for longer than a message takes to be picked up. */
+/**
+ * Re-enqueue runs whose message was lost: QUEUED for longer than a message takes to be picked up. Each
+ * is re-queued a bounded number of times, then dead-lettered with the reason.
+ */
 export const sweepQueued = async (
-  deps: Pick<LifecycleDeps, 'runs' | 'queue' | 'clock'>,
-  staleAfterSeconds: number,
+  deps: Pick<LifecycleDeps, 'runs' | 'list' | 'queue' | 'clock'>,
+  policy: { staleAfterSeconds: number; maxRequeues: number },
   limit = 500,
-): Promise<number> => {
-  const stale = await deps.runs.listQueuedBefore(
-    deps.clock.now().getTime() - staleAfterSeconds * 1000,
-    limit,
-  );
-  for (const run of stale) await deps.queue.enqueue(run.runId);
-  return stale.length;
+): Promise<{ requeued: number; deadLettered: number }> => {
+  const now = deps.clock.now();
+  const stale = await deps.list.listQueuedBefore(now.getTime() - policy.staleAfterSeconds * 1000, limit);
+  let requeued = 0;
+  let deadLettered = 0;
+  for (const found of stale) {
+    const why = found.executionArn
+      ? `its execution ${found.executionArn} did not take it out of the queue`
+      : 'no execution was started for it: its queue messages were lost or failed';
+    const { run, changed } = await carryOut(deps.runs, found, (r) => requeue(r, policy, why, now));
+    if (!changed) continue;
+    if (run.status === 'QUEUED') {
+      await deps.queue.enqueue(run.runId);
+      requeued += 1;
+    } else deadLettered += 1;
+  }
+  return { requeued, deadLettered };
 };

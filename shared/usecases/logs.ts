@@ -1,7 +1,7 @@
 import { ValidationError } from '../domain/errors.js';
 import { isTerminal, type Run } from '../domain/run.js';
 import type { Caller } from '../domain/tenancy.js';
-import type { LogEvent, LogReader, RunRepository } from '../ports.js';
+import type { LogEvent, LogReader, RunStore } from '../ports.js';
 import type { LogsQuery } from '../schemas/timeline.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { getRun } from './runs.js';
@@ -17,7 +17,7 @@ import { getRun } from './runs.js';
  */
 
 export interface RunLogDeps {
-  runs: RunRepository;
+  runs: RunStore;
   logs: LogReader;
 }
 

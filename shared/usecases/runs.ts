@@ -1,21 +1,25 @@
+import { close, redrive, stop } from '../domain/commands.js';
 import { ForbiddenError, NotFoundError, ServiceUnavailableError, ValidationError } from '../domain/errors.js';
 import { newRunId } from '../domain/ids.js';
-import { ACTIVE_STATUSES, isTerminal, type Run, ZERO_COST } from '../domain/run.js';
+import { type Run, ZERO_COST } from '../domain/run.js';
 import { type Caller, hasProjectRole, type Project, type ProjectRole } from '../domain/tenancy.js';
 import type {
   Clock,
   DirectoryRepository,
   RunConfigSnapshot,
+  RunList,
   RunQueue,
-  RunRepository,
+  RunStore,
   Sandbox,
   TaskSignals,
 } from '../ports.js';
 import type { DispatchRequest, ListQuery } from '../schemas/api.js';
+import { carryOut } from './carry-out.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 
 export interface RunCommandDeps {
-  runs: RunRepository;
+  runs: RunStore;
+  list: RunList;
   directory: DirectoryRepository;
   queue: RunQueue;
   signals: TaskSignals;
@@ -24,7 +28,7 @@ export interface RunCommandDeps {
 }
 
 /** Runs and projects of other tenants do not exist for the caller. */
-const ownRun = async (runs: RunRepository, caller: Caller, runId: string): Promise<Run> => {
+const ownRun = async (runs: RunStore, caller: Caller, runId: string): Promise<Run> => {
   const run = await runs.get(runId);
   if (!run || run.accountId !== caller.accountId) throw new NotFoundError('run', runId);
   return run;
@@ -130,7 +134,7 @@ export const getRun = (deps: Pick<RunCommandDeps, 'runs'>, caller: Caller, runId
   ownRun(deps.runs, caller, runId);
 
 export const listRuns = async (
-  deps: Pick<RunCommandDeps, 'runs' | 'directory'>,
+  deps: Pick<RunCommandDeps, 'list' | 'directory'>,
   caller: Caller,
   query: ListQuery,
   projectId?: string,
@@ -141,7 +145,7 @@ export const listRuns = async (
   }
   const scope = { a: caller.accountId, p: projectId, s: query.status, src: query.source, pod: query.podId };
   const before = query.cursor ? decodeCursor(scope, query.cursor) : undefined;
-  const page = await deps.runs.list({
+  const page = await deps.list.list({
     accountId: caller.accountId,
     projectId,
     statuses: query.status,
@@ -157,30 +161,19 @@ export const listRuns = async (
 export const stopRun = async (deps: RunCommandDeps, caller: Caller, runId: string): Promise<Run> => {
   const run = await ownRun(deps.runs, caller, runId);
   await projectWithRole(deps.directory, caller, run.projectId, 'admin');
-  const now = deps.clock.now();
-  const stopped = await deps.runs.transition({
-    runId,
-    to: 'STOPPED',
-    from: [...ACTIVE_STATUSES],
-    patch: {
-      exitReason: 'stopped',
-      message: `stopped by ${caller.userId}`,
-      completedAt: now.toISOString(),
-      durationMs: now.getTime() - Date.parse(run.startedAt ?? run.createdAt),
-    },
-  });
+  const { run: stopped } = await carryOut(deps.runs, run, (r) => stop(r, caller.userId, deps.clock.now()));
   await releaseSandbox(deps, stopped, 'Run.Stopped', 'the run was stopped');
   return stopped;
 };
 
-/** Settle a parked pod wait with a failure and stop the task: the state machine then finalizes. */
+/** Settle the wait the state machine has parked on the run with a failure, and stop the task. */
 export const releaseSandbox = async (
   deps: Pick<RunCommandDeps, 'runs' | 'signals' | 'sandbox'>,
   run: Run,
   error: string,
   cause: string,
 ): Promise<void> => {
-  const token = await deps.runs.getPodTaskToken(run.runId);
+  const token = (await deps.runs.getWithSecrets(run.runId))?.secrets.podTaskToken;
   if (token) await deps.signals.failTask(token, error, cause);
   if (run.taskArn) await deps.sandbox.stop(run.taskArn, cause);
 };
@@ -188,8 +181,7 @@ export const releaseSandbox = async (
 export const closeRun = async (deps: RunCommandDeps, caller: Caller, runId: string): Promise<Run> => {
   const run = await ownRun(deps.runs, caller, runId);
   await projectWithRole(deps.directory, caller, run.projectId, 'admin');
-  if (!isTerminal(run.status)) throw new ValidationError(`run ${runId} has not ended yet (${run.status})`);
-  return deps.runs.transition({ runId, to: 'DONE', patch: { message: `closed by ${caller.userId}` } });
+  return (await carryOut(deps.runs, run, (r) => close(r, caller.userId, deps.clock.now()))).run;
 };
 
 /** A new run from the same frozen config snapshot. */
@@ -224,12 +216,7 @@ export const replayRun = async (deps: RunCommandDeps, caller: Caller, runId: str
 export const redriveRun = async (deps: RunCommandDeps, caller: Caller, runId: string): Promise<Run> => {
   const run = await ownRun(deps.runs, caller, runId);
   await projectWithRole(deps.directory, caller, run.projectId, 'admin');
-  const queued = await deps.runs.transition({
-    runId,
-    to: 'QUEUED',
-    from: ['DEAD_LETTER'],
-    patch: { redriveCount: run.redriveCount + 1, attempt: 1, message: `redriven by ${caller.userId}` },
-  });
+  const { run: queued } = await carryOut(deps.runs, run, (r) => redrive(r, caller.userId, deps.clock.now()));
   await enqueue(deps, queued);
   return queued;
 };

@@ -3,7 +3,6 @@ import {
   type CpuArchitecture,
   type PriceTable,
   priceSandbox,
-  priceTokens,
   type SandboxCharge,
   type SandboxUse,
   SPEND_WINDOWS,
@@ -19,14 +18,7 @@ import {
   type Pod,
   type TrailingSpend,
 } from '../domain/tenancy.js';
-import type {
-  Clock,
-  DirectoryRepository,
-  HourlySpend,
-  RunRepository,
-  SpendScope,
-  UsagePricing,
-} from '../ports.js';
+import type { Clock, DirectoryRepository, HourlySpend, RunStore, SpendLedger, SpendScope } from '../ports.js';
 import * as z from '../zod.js';
 
 /** What runs cost and what accounts spent: pricing usage, settling sandboxes, and the spend limits. */
@@ -41,11 +33,6 @@ export const spendScopeOf = (run: Pick<Run, 'accountId' | 'projectId' | 'podId'>
   accountId: run.accountId,
   projectId: run.projectId,
   podId: run.podId,
-});
-
-export const usagePricing = (pricing: Pricing, run: Run): UsagePricing => ({
-  scope: spendScopeOf(run),
-  price: (model, tokens) => priceTokens(pricing.table, model, tokens),
 });
 
 /**
@@ -83,7 +70,7 @@ export const sandboxCharge = (
  * Settling twice changes nothing: the settlement is one ledger entry, written only if absent.
  */
 export const settleRun = async (
-  deps: { runs: RunRepository; pricing: Pricing; clock: Clock },
+  deps: { runs: RunStore; ledger: SpendLedger; pricing: Pricing; clock: Clock },
   run: Run,
 ): Promise<void> => {
   if (!isTerminal(run.status) || !sandboxStartedAt(run)) return;
@@ -91,21 +78,21 @@ export const settleRun = async (
   if (!snapshot) throw new Error(`run ${run.runId} has no config snapshot to settle its sandbox from`);
   const until = run.completedAt ? new Date(run.completedAt) : deps.clock.now();
   const charge = sandboxCharge(deps.pricing, run, snapshot.pod, until);
-  if (charge) await deps.runs.settle(run.runId, charge, spendScopeOf(run));
+  if (charge) await deps.ledger.settle(run.runId, charge, spendScopeOf(run));
 };
 
 const sumOf = (hours: HourlySpend[]): number => hours.reduce((sum, h) => sum + h.totalMicroUsd, 0);
 
 /** The account's spend over its trailing windows; the 30-day window is read only when it is capped. */
 export const trailingSpend = async (
-  runs: RunRepository,
+  ledger: SpendLedger,
   accountId: string,
   limits: AccountLimits,
   now: Date,
 ): Promise<TrailingSpend> => {
   const month = windowHours(now, SPEND_WINDOWS['30d']);
   const day = windowHours(now, SPEND_WINDOWS['24h']);
-  const hours = await runs.hourlySpend(
+  const hours = await ledger.hourlySpend(
     accountId,
     limits.monthlyCapMicroUsd > 0 ? month.from : day.from,
     day.to,
@@ -120,7 +107,7 @@ export const trailingSpend = async (
 const FROZEN_MEMO_SIZE = 10_000;
 const frozenPods = new Map<string, PodSize & Pick<Pod, 'runBudgetMicroUsd'>>();
 
-const frozenPod = async (runs: RunRepository, runId: string) => {
+const frozenPod = async (runs: RunStore, runId: string) => {
   const known = frozenPods.get(runId);
   if (known) return known;
   const snapshot = await runs.getSnapshot(runId);
@@ -136,7 +123,8 @@ const frozenPod = async (runs: RunRepository, runId: string) => {
 };
 
 export interface LimitDeps {
-  runs: RunRepository;
+  runs: RunStore;
+  ledger: SpendLedger;
   directory: DirectoryRepository;
   pricing: Pricing;
   clock: Clock;
@@ -163,7 +151,7 @@ export const limitBreach = async (
   if (!addedSpend) return undefined;
   const account = await deps.directory.getAccount(run.accountId);
   if (!account || !hasSpendCaps(account.limits)) return undefined;
-  const spent = await trailingSpend(deps.runs, run.accountId, account.limits, now);
+  const spent = await trailingSpend(deps.ledger, run.accountId, account.limits, now);
   return capReached(account.limits, {
     last24hMicroUsd: spent.last24hMicroUsd + unsettled,
     last30dMicroUsd: spent.last30dMicroUsd + unsettled,
@@ -197,14 +185,14 @@ const largestFirst = <K extends string>(totals: Map<string, number>, key: K) =>
 
 /** `GET /v1/account/spend`: what the caller's account spent over a trailing window, by project and pod. */
 export const getAccountSpend = async (
-  deps: { runs: RunRepository; directory: DirectoryRepository; clock: Clock },
+  deps: { ledger: SpendLedger; directory: DirectoryRepository; clock: Clock },
   caller: Caller,
   window: SpendWindow,
 ): Promise<AccountSpend> => {
   const now = deps.clock.now();
   const range = windowHours(now, SPEND_WINDOWS[window]);
   const [hours, account] = await Promise.all([
-    deps.runs.hourlySpend(caller.accountId, range.from, range.to),
+    deps.ledger.hourlySpend(caller.accountId, range.from, range.to),
     deps.directory.getAccount(caller.accountId),
   ]);
   const byProject = new Map<string, number>();

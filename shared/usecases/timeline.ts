@@ -1,15 +1,17 @@
+import type { StepEvent } from '../domain/agent-batch.js';
 import { NotFoundError } from '../domain/errors.js';
 import { isTerminal, type Run } from '../domain/run.js';
 import { STEP_CONTENT_INLINE_BYTES, type Step, type StepContentRef } from '../domain/steps.js';
 import type { Caller } from '../domain/tenancy.js';
-import type { AgentEvent, RunRepository, StepContentStore } from '../ports.js';
+import type { RunStore, StepContentStore, Timeline } from '../ports.js';
 import type { StepsQuery } from '../schemas/timeline.js';
 import { getRun } from './runs.js';
 
 /** The step timeline: every step the agent took, in the pod's seq order, whole text on demand. */
 
 export interface TimelineDeps {
-  runs: RunRepository;
+  runs: RunStore;
+  timeline: Timeline;
   stepContent: StepContentStore;
 }
 
@@ -42,19 +44,31 @@ export const stepView = (runId: string, step: Step): StepView => {
   return view;
 };
 
+/** The highest seq a step can have: its key holds ten digits. */
+const MAX_SEQ = 9_999_999_999;
+
+/**
+ * The last seq a follower may read up to: while the run is active, the end of its first run of
+ * recorded seqs, since a batch's steps are written before its seqs are recorded and a batch still
+ * being written (or lost) leaves a gap after them, so a reader following with `after` never skips a
+ * step. Once the run has ended nothing more is written.
+ */
+const settledThrough = (run: Run): number => {
+  if (isTerminal(run.status)) return MAX_SEQ;
+  return run.seqs?.[0]?.[1] ?? 0;
+};
+
 export const listSteps = async (
-  deps: Pick<TimelineDeps, 'runs'>,
+  deps: Pick<TimelineDeps, 'runs' | 'timeline'>,
   caller: Caller,
   runId: string,
   query: StepsQuery,
 ): Promise<{ items: StepView[]; nextAfter: number | null }> => {
   const run = await getRun(deps, caller, runId);
-  // Once the run has ended nothing is being written, so the settled mark is not needed (nor trusted:
-  // a pod that died mid-batch never raised it).
-  const page = await deps.runs.listSteps(run.runId, {
+  const page = await deps.timeline.listSteps(run.runId, {
     afterSeq: query.after,
+    throughSeq: settledThrough(run),
     limit: query.limit,
-    settledOnly: !isTerminal(run.status),
   });
   const last = page.items.at(-1);
   return {
@@ -71,7 +85,7 @@ export const getStepContent = async (
   seq: number,
 ): Promise<string> => {
   const run = await getRun(deps, caller, runId);
-  const step = await deps.runs.getStep(run.runId, seq);
+  const step = await deps.timeline.getStep(run.runId, seq);
   if (!step) throw new NotFoundError('step', `${runId}/${seq}`);
   if (!step.truncated) return step.content;
   const text = step.fullContent ? await deps.stepContent.get(step.fullContent) : undefined;
@@ -80,22 +94,19 @@ export const getStepContent = async (
   return text;
 };
 
-const isOversized = (e: AgentEvent): e is Extract<AgentEvent, { type: 'step' }> =>
-  e.type === 'step' && Buffer.byteLength(e.content, 'utf8') > STEP_CONTENT_INLINE_BYTES;
-
 /**
- * Before a batch is recorded: keep the whole text of each step too large for its record, and say where,
- * by seq. A step the run has already recorded (a resent batch) is not kept again.
+ * Before a batch is recorded: keep the whole text of each of its new steps too large for its record,
+ * and say where, by seq.
  */
 export const keepFullStepContent = async (
-  deps: TimelineDeps,
-  run: Run,
-  events: AgentEvent[],
+  deps: Pick<TimelineDeps, 'stepContent'>,
+  runId: string,
+  steps: readonly StepEvent[],
 ): Promise<Map<number, StepContentRef>> => {
   const kept = new Map<number, StepContentRef>();
-  for (const e of events.filter(isOversized)) {
-    if (e.seq <= run.lastSeq && (await deps.runs.getStep(run.runId, e.seq))) continue;
-    kept.set(e.seq, await deps.stepContent.put(run.runId, e.seq, e.content));
+  for (const e of steps) {
+    if (Buffer.byteLength(e.content, 'utf8') <= STEP_CONTENT_INLINE_BYTES) continue;
+    kept.set(e.seq, await deps.stepContent.put(runId, e.seq, e.content));
   }
   return kept;
 };

@@ -2,18 +2,21 @@ import { randomUUID } from 'node:crypto';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DynamoApprovalStore } from '../../shared/adapters/dynamo-approvals.js';
-import { DynamoRunRepository } from '../../shared/adapters/dynamo-run-repository.js';
-import { type Approval, approvalsOf, type DecisionRecord } from '../../shared/domain/approval.js';
+import { DynamoRunStore } from '../../shared/adapters/dynamo-run-store.js';
+import type { Approval, DecisionRecord } from '../../shared/domain/approval.js';
+import { resume, stop } from '../../shared/domain/commands.js';
 import { newRunId } from '../../shared/domain/ids.js';
+import type { Run, Transition } from '../../shared/domain/run.js';
 import { useTestTable } from '../support/dynamodb-local.js';
 import { podFactory, runFactory } from '../support/factories.js';
+import { recordBatch } from '../support/record-batch.js';
 
 const table = useTestTable();
 let store: DynamoApprovalStore;
-let runs: DynamoRunRepository;
+let runs: DynamoRunStore;
 beforeAll(() => {
   store = new DynamoApprovalStore(table.doc, table.tableName);
-  runs = new DynamoRunRepository(table.doc, table.tableName);
+  runs = new DynamoRunStore(table.doc, table.tableName);
 });
 
 const NOW = new Date('2026-03-01T12:00:00.000Z');
@@ -41,16 +44,17 @@ const decision = (by: string, value: 'approved' | 'cancelled' = 'approved'): Dec
 
 /** A supervised run paused at checkpoint 3. */
 const pausedRun = async () => {
-  const run = runFactory({ runId: newRunId(), mode: 'supervised', status: 'RUNNING' });
-  await runs.create(run, { prompt: 'p', repos: [], pod: podFactory(), request: {} });
-  await runs.transition({
-    runId: run.runId,
-    to: 'AWAITING_APPROVAL',
-    from: ['RUNNING'],
-    patch: { pendingApproval: { seq: 3, name: 'plan', summary: 'Plan: 2 steps', requestedAt: 't0' } },
+  const run = runFactory({
+    runId: newRunId(),
+    mode: 'supervised',
+    status: 'AWAITING_APPROVAL',
+    pendingApproval: { seq: 3, name: 'plan', summary: 'Plan: 2 steps', requestedAt: 't0' },
   });
+  await runs.create(run, { prompt: 'p', repos: [], pod: podFactory(), request: {} });
   return run.runId;
 };
+const current = async (runId: string) => (await runs.get(runId)) as Run;
+const tokenOf = async (runId: string) => (await runs.getWithSecrets(runId))?.secrets.podTaskToken;
 
 describe('DynamoApprovalStore', () => {
   it('keeps the task token apart from the approval it returns, and a TTL past the window', async () => {
@@ -118,7 +122,7 @@ describe('DynamoApprovalStore', () => {
 
   it('reads the full details of the checkpoint event the run recorded', async () => {
     const runId = await pausedRun();
-    await runs.recordEvents(runId, [
+    await recordBatch(runs, runId, [
       { type: 'checkpoint', seq: 3, at: NOW.toISOString(), name: 'plan', summary: 's', details: 'all of it' },
     ]);
     expect(await store.checkpointDetails(runId, 3)).toEqual({ details: 'all of it', truncated: false });
@@ -139,13 +143,14 @@ describe('the approval on the run record', () => {
     };
     expect(await runs.parkApproval(runId, { ...pending, seq: 4 }, 'approval-token')).toBeUndefined();
     const parked = await runs.parkApproval(runId, pending, 'approval-token');
-    expect(approvalsOf(parked as NonNullable<typeof parked>).pendingApproval).toEqual(pending);
+    expect(parked?.pendingApproval).toEqual(pending);
     expect(parked).not.toHaveProperty('podTaskToken');
-    expect(await runs.getPodTaskToken(runId)).toBe('approval-token');
+    expect(await tokenOf(runId)).toBe('approval-token');
 
-    await runs.transition({ runId, to: 'STOPPED' });
+    const paused = await current(runId);
+    await runs.apply(paused, stop(paused, 'alice', NOW));
     expect(await runs.parkApproval(runId, pending, 'approval-token-2')).toBeUndefined();
-    expect(await runs.getPodTaskToken(runId)).toBe('approval-token');
+    expect(await tokenOf(runId)).toBe('approval-token');
   });
 
   it('moves a pending approval into the history once, for its own checkpoint only', async () => {
@@ -158,10 +163,16 @@ describe('the approval on the run record', () => {
       decision: 'approved' as const,
       at: 't1',
     };
-    expect(await runs.closeApproval(runId, { ...entry, seq: 9 })).toBe(false);
-    expect(await runs.closeApproval(runId, entry)).toBe(true);
-    expect(await runs.closeApproval(runId, entry)).toBe(false);
-    const run = approvalsOf((await runs.get(runId)) as NonNullable<Awaited<ReturnType<typeof runs.get>>>);
+    const paused = await current(runId);
+    expect(resume(paused, { ...entry, seq: 9 }, NOW)).toBeUndefined();
+    const resumed = resume(paused, entry, NOW) as Transition;
+    expect((await runs.apply(paused, { ...resumed, closeApproval: { ...entry, seq: 9 } })).applied).toBe(
+      false,
+    );
+    expect((await runs.apply(paused, resumed)).applied).toBe(true);
+    expect((await runs.apply(paused, resumed)).applied).toBe(false);
+    const run = await current(runId);
+    expect(run.status).toBe('RUNNING');
     expect(run.pendingApproval).toBeUndefined();
     expect(run.approvals).toEqual([entry]);
   });

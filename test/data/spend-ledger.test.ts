@@ -1,28 +1,44 @@
 import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, it } from 'vitest';
-import { DynamoRunRepository } from '../../shared/adapters/dynamo-run-repository.js';
-import { DEFAULT_PRICE_TABLE, priceSandbox, priceTokens } from '../../shared/domain/pricing.js';
-import type { Run } from '../../shared/domain/run.js';
-import type { AgentEvent, RunConfigSnapshot, Settlement, UsagePricing } from '../../shared/ports.js';
+import { DynamoRunStore } from '../../shared/adapters/dynamo-run-store.js';
+import { DynamoSpendLedger } from '../../shared/adapters/dynamo-spend-ledger.js';
+import {
+  DEFAULT_PRICE_TABLE,
+  priceSandbox,
+  priceTokens,
+  type TokenCounts,
+} from '../../shared/domain/pricing.js';
+import type { AgentEvent, RunConfigSnapshot, Settlement } from '../../shared/ports.js';
 import { useTestTable } from '../support/dynamodb-local.js';
 import { ownRunFactory, podFactory } from '../support/factories.js';
+import { recordBatch } from '../support/record-batch.js';
 
 const table = useTestTable();
-const repoAt = (iso: string) =>
-  new DynamoRunRepository(table.doc, table.tableName, { now: () => new Date(iso) });
 
-const seed = async (repo: DynamoRunRepository) => {
+/** The run store and the ledger as they would be at `iso`: batches are priced in that hour. */
+const repoAt = (iso: string) => {
+  const now = new Date(iso);
+  const store = new DynamoRunStore(table.doc, table.tableName, { now: () => now });
+  const ledger = new DynamoSpendLedger(table.doc, table.tableName, { now: () => now });
+  const price = (model: string, tokens: TokenCounts) => priceTokens(DEFAULT_PRICE_TABLE, model, tokens);
+  return {
+    get: (runId: string) => store.get(runId),
+    create: (...args: Parameters<DynamoRunStore['create']>) => store.create(...args),
+    record: (runId: string, events: AgentEvent[], priced = true) =>
+      recordBatch(store, runId, events, { now, price: priced ? price : undefined }),
+    settle: (...args: Parameters<DynamoSpendLedger['settle']>) => ledger.settle(...args),
+    hourlySpend: (...args: Parameters<DynamoSpendLedger['hourlySpend']>) => ledger.hourlySpend(...args),
+  };
+};
+
+const seed = async (repo: ReturnType<typeof repoAt>) => {
   const run = ownRunFactory();
   const snapshot: RunConfigSnapshot = { prompt: 'p', repos: [], pod: podFactory(), request: {} };
   await repo.create(run, snapshot);
   return run;
 };
 
-const pricingFor = (run: Run): UsagePricing => ({
-  scope: { accountId: run.accountId, projectId: run.projectId, podId: run.podId },
-  price: (model, tokens) => priceTokens(DEFAULT_PRICE_TABLE, model, tokens),
-});
-
+/** The ledger's items: a batch's priced lines together, and the settlement. */
 const ledgerOf = async (runId: string) => {
   const out = await table.doc.send(
     new QueryCommand({
@@ -34,6 +50,12 @@ const ledgerOf = async (runId: string) => {
   );
   return out.Items ?? [];
 };
+
+/** Every priced line of the ledger: each batch item's lines, and the settlement. */
+const linesOf = async (runId: string) =>
+  (await ledgerOf(runId)).flatMap((item) =>
+    Array.isArray(item.lines) ? (item.lines as Record<string, unknown>[]) : [item],
+  );
 
 const sum = (items: Record<string, unknown>[], field: string) =>
   items.reduce((n, item) => n + Number(item[field] ?? 0), 0);
@@ -69,15 +91,11 @@ describe('the priced usage ledger', () => {
       }),
     );
 
-    await Promise.all(
-      batches.map((batch) => repo.recordEvents(run.runId, batch, undefined, pricingFor(run))),
-    );
+    await Promise.all(batches.map((batch) => repo.record(run.runId, batch)));
     // a pod re-sending batches it got no answer for changes nothing
-    await Promise.all(
-      batches.slice(0, 3).map((b) => repo.recordEvents(run.runId, b, undefined, pricingFor(run))),
-    );
+    await Promise.all(batches.slice(0, 3).map((b) => repo.record(run.runId, b)));
 
-    const ledger = await ledgerOf(run.runId);
+    const ledger = await linesOf(run.runId);
     expect(ledger).toHaveLength(120);
     expect(new Set(ledger.map((e) => e.priceTableVersion))).toEqual(new Set(['builtin-2025-11']));
     const stored = await repo.get(run.runId);
@@ -122,10 +140,12 @@ describe('the priced usage ledger', () => {
   it('records usage unpriced when no pricing is given', async () => {
     const repo = repoAt('2026-03-01T05:30:00.000Z');
     const run = await seed(repo);
-    await repo.recordEvents(run.runId, [
-      { seq: 1, at: at(1), type: 'usage', model: 'm', inputTokens: 10, outputTokens: 1 },
-    ]);
-    const [entry] = await ledgerOf(run.runId);
+    await repo.record(
+      run.runId,
+      [{ seq: 1, at: at(1), type: 'usage', model: 'm', inputTokens: 10, outputTokens: 1 }],
+      false,
+    );
+    const [entry] = await linesOf(run.runId);
     expect(entry?.priceTableVersion).toBeUndefined();
     expect((await repo.get(run.runId))?.cost.totalUsd).toBe(0);
     expect(await repo.hourlySpend(run.accountId, '2026-03-01T00', '2026-03-01T23')).toEqual([]);
@@ -142,21 +162,9 @@ describe('settling a run', () => {
     const early = repoAt('2026-03-01T05:59:00.000Z');
     const run = await seed(early);
     const scope = { accountId: run.accountId, projectId: run.projectId, podId: run.podId };
-    await early.recordEvents(
-      run.runId,
-      [
-        {
-          seq: 1,
-          at: at(1),
-          type: 'usage',
-          model: 'claude-sonnet-4-5',
-          inputTokens: 100_000,
-          outputTokens: 0,
-        },
-      ],
-      undefined,
-      pricingFor(run),
-    );
+    await early.record(run.runId, [
+      { seq: 1, at: at(1), type: 'usage', model: 'claude-sonnet-4-5', inputTokens: 100_000, outputTokens: 0 },
+    ]);
     const late = repoAt('2026-03-01T06:01:00.000Z');
     const settlement = settlementOf(90_500);
     expect(await late.settle(run.runId, settlement, scope)).toBe(true);

@@ -1,17 +1,21 @@
-import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
-import { DynamoRunRepository } from '../../shared/adapters/dynamo-run-repository.js';
+import { DynamoRunStore } from '../../shared/adapters/dynamo-run-store.js';
+import { DynamoTimeline } from '../../shared/adapters/dynamo-timeline.js';
 import type { Run } from '../../shared/domain/run.js';
 import type { StepContentRef } from '../../shared/domain/steps.js';
 import type { AgentEvent } from '../../shared/ports.js';
 import { useTestTable } from '../support/dynamodb-local.js';
 import { ownRunFactory, podFactory } from '../support/factories.js';
+import { recordBatch } from '../support/record-batch.js';
 
 const table = useTestTable();
-let repo: DynamoRunRepository;
+let repo: DynamoRunStore;
+let timeline: DynamoTimeline;
 beforeAll(() => {
-  repo = new DynamoRunRepository(table.doc, table.tableName);
+  repo = new DynamoRunStore(table.doc, table.tableName);
+  timeline = new DynamoTimeline(table.doc, table.tableName);
 });
+const MAX_SEQ = 9_999_999_999;
 
 const at = (n: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString();
 
@@ -42,7 +46,7 @@ const stepEvent = (seq: number, content = `step ${seq}`): AgentEvent => ({
   usage: { inputTokens: 10, outputTokens: 2 },
 });
 
-describe('DynamoRunRepository steps', () => {
+describe('the step timeline', () => {
   it('lists steps in seq order page by page, leaving out other events and repeats', async () => {
     const run = await running();
     const events: AgentEvent[] = [];
@@ -50,15 +54,15 @@ describe('DynamoRunRepository steps', () => {
       events.push(seq % 10 === 0 ? { seq, at: at(1), type: 'heartbeat' } : stepEvent(seq));
     }
     // recorded out of order, in two batches, with a batch repeated
-    await repo.recordEvents(run.runId, events.slice(60));
-    await repo.recordEvents(run.runId, events.slice(0, 60));
-    const repeat = await repo.recordEvents(run.runId, events.slice(0, 60));
+    await recordBatch(repo, run.runId, events.slice(60));
+    await recordBatch(repo, run.runId, events.slice(0, 60));
+    const repeat = await recordBatch(repo, run.runId, events.slice(0, 60));
     expect(repeat.accepted.filter((e) => e.type === 'step')).toEqual([]);
 
     const seen: number[] = [];
     let afterSeq = 0;
     for (;;) {
-      const page = await repo.listSteps(run.runId, { afterSeq, limit: 50, settledOnly: true });
+      const page = await timeline.listSteps(run.runId, { afterSeq, throughSeq: MAX_SEQ, limit: 50 });
       seen.push(...page.items.map((s) => s.seq));
       const last = page.items.at(-1);
       if (!page.more || !last) break;
@@ -66,7 +70,7 @@ describe('DynamoRunRepository steps', () => {
       afterSeq = last.seq;
     }
     expect(seen).toEqual(events.filter((e) => e.type === 'step').map((e) => e.seq));
-    const [first] = (await repo.listSteps(run.runId, { afterSeq: 0, limit: 1, settledOnly: false })).items;
+    const [first] = (await timeline.listSteps(run.runId, { afterSeq: 0, throughSeq: 1, limit: 1 })).items;
     expect(first).toEqual({
       seq: 1,
       at: at(1),
@@ -86,7 +90,8 @@ describe('DynamoRunRepository steps', () => {
       parts: 1,
       bytes: 50_000,
     };
-    await repo.recordEvents(
+    await recordBatch(
+      repo,
       run.runId,
       [
         { seq: 1, at: at(1), type: 'step', kind: 'assistant', content },
@@ -101,50 +106,38 @@ describe('DynamoRunRepository steps', () => {
         },
         { seq: 3, at: at(3), type: 'step', kind: 'tool_call', content: 'x', args: { c: 'y'.repeat(9000) } },
       ],
-      new Map([[1, ref]]),
+      { fullContent: new Map([[1, ref]]) },
     );
-    const cut = await repo.getStep(run.runId, 1);
+    const cut = await timeline.getStep(run.runId, 1);
     expect(cut).toMatchObject({ truncated: true, contentBytes: 50_000, fullContent: ref });
     expect(cut?.content).toBe(content.slice(0, 32 * 1024));
-    expect(await repo.getStep(run.runId, 2)).toMatchObject({ tool: 'bash', args: '{"c":"ls"}' });
-    expect(await repo.getStep(run.runId, 2)).not.toHaveProperty('truncated');
-    expect(await repo.getStep(run.runId, 3)).toMatchObject({ argsTruncated: true, argsBytes: 9008 });
-    expect(await repo.getStep(run.runId, 3)).not.toHaveProperty('truncated');
-    expect(await repo.getStep(run.runId, 4)).toBeUndefined();
+    expect(await timeline.getStep(run.runId, 2)).toMatchObject({ tool: 'bash', args: '{"c":"ls"}' });
+    expect(await timeline.getStep(run.runId, 2)).not.toHaveProperty('truncated');
+    expect(await timeline.getStep(run.runId, 3)).toMatchObject({ argsTruncated: true, argsBytes: 9008 });
+    expect(await timeline.getStep(run.runId, 3)).not.toHaveProperty('truncated');
+    expect(await timeline.getStep(run.runId, 4)).toBeUndefined();
   });
 
-  it('leaves out, while asked to, a step written beyond the last batch known to be complete', async () => {
+  it('reads up to a given seq only, so a follower stops where a batch is still being written', async () => {
     const run = await running();
-    await repo.recordEvents(run.runId, [stepEvent(1), stepEvent(2)]);
-    // a batch still being written: its seq 4 landed, its seq 3 not yet
-    await table.doc.send(
-      new PutCommand({
-        TableName: table.tableName,
-        Item: {
-          pk: `RUN#${run.runId}`,
-          sk: 'STEP#0000000004',
-          seq: 4,
-          at: at(4),
-          kind: 'assistant',
-          content: 'x',
-        },
-      }),
-    );
-    const settled = await repo.listSteps(run.runId, { afterSeq: 0, limit: 10, settledOnly: true });
-    expect(settled.items.map((s) => s.seq)).toEqual([1, 2]);
-    const all = await repo.listSteps(run.runId, { afterSeq: 0, limit: 10, settledOnly: false });
-    expect(all.items.map((s) => s.seq)).toEqual([1, 2, 4]);
-    await repo.recordEvents(run.runId, [stepEvent(3), stepEvent(4)]);
-    const later = await repo.listSteps(run.runId, { afterSeq: 2, limit: 10, settledOnly: true });
-    expect(later.items.map((s) => s.seq)).toEqual([3, 4]);
+    await recordBatch(repo, run.runId, [stepEvent(1), stepEvent(2), stepEvent(4)]);
+    const upTo = async (throughSeq: number) =>
+      (await timeline.listSteps(run.runId, { afterSeq: 0, throughSeq, limit: 10 })).items.map((s) => s.seq);
+    expect(await upTo(2)).toEqual([1, 2]);
+    expect(await upTo(MAX_SEQ)).toEqual([1, 2, 4]);
+    expect(await upTo(0)).toEqual([]);
+    expect((await repo.get(run.runId))?.seqs).toEqual([
+      [1, 2],
+      [4, 4],
+    ]);
   });
 
-  it('writes an ordinary step with at most 2 write units: its record and the small settled mark', async () => {
+  it('writes an ordinary step with one write unit, its record, in a batch write', async () => {
     const run = await running();
     const send = vi.spyOn(table.doc, 'send');
     let calls: unknown[][] = [];
     try {
-      await repo.recordEvents(run.runId, [
+      await recordBatch(repo, run.runId, [
         {
           seq: 1,
           at: at(1),
@@ -159,17 +152,13 @@ describe('DynamoRunRepository steps', () => {
       calls = [...send.mock.calls];
       send.mockRestore();
     }
-    const stepWrites = calls
-      .map(([command]) => (command as unknown as { input: Record<string, unknown> }).input)
-      .filter((input) => {
-        const key = (input.Item ?? input.Key) as { sk?: string } | undefined;
-        return key?.sk?.startsWith('STEP');
-      });
-    expect(stepWrites.map((input) => ((input.Item ?? input.Key) as { sk: string }).sk)).toEqual([
-      'STEP#0000000001',
-      'STEPS',
-    ]);
-    // one write unit covers an item of up to 1 KB; the mark holds its keys, the run id and a number
-    expect(Buffer.byteLength(JSON.stringify(stepWrites[0]?.Item))).toBeLessThan(1024);
+    const written = calls
+      .map(([command]) => command as { constructor: { name: string }; input: Record<string, unknown> })
+      .filter((command) => command.constructor.name === 'BatchWriteCommand')
+      .flatMap((command) => Object.values(command.input.RequestItems as Record<string, unknown[]>).flat())
+      .map((request) => (request as { PutRequest: { Item: Record<string, unknown> } }).PutRequest.Item);
+    expect(written.map((item) => item.sk)).toEqual(['STEP#0000000001']);
+    // one write unit covers an item of up to 1 KB
+    expect(Buffer.byteLength(JSON.stringify(written[0]))).toBeLessThan(1024);
   });
 });

@@ -4,11 +4,7 @@ import path from 'node:path';
 import { type BrowserContext, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitForTerminal } from '../integration/support/api.js';
-import {
-  approvalLinkFor,
-  dispatchSupervised,
-  type RunWithApprovals,
-} from '../integration/support/approvals.js';
+import { approvalLinkFor, dispatchSupervised } from '../integration/support/approvals.js';
 
 /** Debian's chromium, which .ci/run installs; playwright-core brings no browser of its own. */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -67,7 +63,7 @@ describe('the approval link in a browser', () => {
 
     const { run } = await waitForTerminal(queued.runId);
     expect(run.status).toBe('COMPLETED');
-    expect((run as RunWithApprovals).approvals?.[0]).toMatchObject({
+    expect(run.approvals?.[0]).toMatchObject({
       decision: 'approved',
       via: 'email_link',
     });

@@ -353,7 +353,8 @@ describe('the stateless stack', () => {
     ['states:StartExecution', ['startRun']],
     ['states:SendTaskSuccess', ['agentApi', 'api', 'approvals', 'parkPod', 'podStopped']],
     ['states:SendTaskHeartbeat', ['agentApi', 'api', 'parkPod', 'podStopped']],
-    ['ecs:StopTask', ['api', 'finalize', 'parkPod', 'podStopped', 'reconcile']],
+    ['ecs:StopTask', ['api', 'finalize', 'reconcile', 'startRun']],
+    ['states:DescribeExecution', ['startRun']],
     ['dynamodb:UpdateItem', [...functionNames].sort()],
   ])('grants %s only to %j', (action, expected) => {
     expect(rolesAllowedTo(action)).toEqual(expected);

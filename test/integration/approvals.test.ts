@@ -1,17 +1,17 @@
 import { GetExecutionHistoryCommand } from '@aws-sdk/client-sfn';
 import { describe, expect, it } from 'vitest';
+import type { Run } from '../../shared/domain/run.js';
 import { api, dispatch, endpoints, getRun, waitForRun, waitForTerminal } from './support/api.js';
 import {
   approvalLinkFor,
   dispatchSupervised,
   inbox,
   postDecision,
-  type RunWithApprovals,
   waitForApproval,
 } from './support/approvals.js';
 import { executionsOf, sfn, tokenFor, waitForTaskStopped } from './support/aws.js';
 
-const run = async (runId: string) => (await getRun(runId)) as RunWithApprovals;
+const run = async (runId: string) => await getRun(runId);
 
 /** TaskSucceeded events of the execution's approval waits, with what each was settled with. */
 const approvalSettlements = async (runId: string) => {
@@ -51,7 +51,7 @@ describe('a supervised run', () => {
     expect(await approved.text()).toContain('Your approval was recorded');
 
     const { run: done } = await waitForTerminal(queued.runId);
-    const final = done as RunWithApprovals;
+    const final = done;
     expect(final.status).toBe('COMPLETED');
     expect(final.history.map((h) => h.status)).toEqual([
       'QUEUED',
@@ -83,7 +83,7 @@ describe('a supervised run', () => {
     const { run: done } = await waitForTerminal(queued.runId);
     expect(done.status).toBe('ABANDONED');
     expect(done.exitReason).toBe('abandoned');
-    expect((done as RunWithApprovals).approvals?.[0]).toMatchObject({
+    expect(done.approvals?.[0]).toMatchObject({
       decision: 'cancelled',
       via: 'email_link',
     });
@@ -93,7 +93,7 @@ describe('a supervised run', () => {
   it('is decided through the API at each checkpoint: approved at the plan, cancelled at the commit', async () => {
     const { body: queued } = await dispatchSupervised({ checkpoints: ['plan', 'commit'] });
     const { pending: plan } = await waitForApproval(queued.runId);
-    const approved = await api<{ approval: { decision: { via: string } }; run: RunWithApprovals }>(
+    const approved = await api<{ approval: { decision: { via: string } }; run: Run }>(
       'POST',
       `/v1/runs/${queued.runId}/approve`,
     );
@@ -110,7 +110,7 @@ describe('a supervised run', () => {
     const { run: done } = await waitForTerminal(queued.runId);
     expect(done.status).toBe('ABANDONED');
     expect(done.exitReason).toBe('abandoned');
-    expect((done as RunWithApprovals).approvals?.map((a) => [a.name, a.decision, a.via])).toEqual([
+    expect(done.approvals?.map((a) => [a.name, a.decision, a.via])).toEqual([
       ['plan', 'approved', 'api'],
       ['commit', 'cancelled', 'api'],
     ]);
@@ -136,7 +136,7 @@ describe('a supervised run', () => {
     const { run: done } = await waitForTerminal(queued.runId, 30_000);
     expect(done.status).toBe('ABANDONED');
     expect(done.exitReason).toBe('timed_out');
-    expect((done as RunWithApprovals).approvals).toEqual([
+    expect(done.approvals).toEqual([
       expect.objectContaining({ approvalId: pending.approvalId, decision: 'expired' }),
     ]);
     await waitForTaskStopped(waiting.taskArn as string);
@@ -246,7 +246,7 @@ describe('the approval link', () => {
     expect(statuses.filter((s) => s === 200)).toHaveLength(1);
     expect(statuses.filter((s) => s === 409)).toHaveLength(19);
     const { run: done } = await waitForTerminal(queued.runId);
-    const final = done as RunWithApprovals;
+    const final = done;
     expect(final.approvals).toHaveLength(1);
     expect(final.status).toBe(final.approvals?.[0]?.decision === 'approved' ? 'COMPLETED' : 'ABANDONED');
     const settlements = await approvalSettlements(queued.runId);

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeTasksCommand, ListTasksCommand } from '@aws-sdk/client-ecs';
-import { DynamoDBDocumentClient, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, it } from 'vitest';
 import {
   type CpuArchitecture,
@@ -13,7 +12,7 @@ import {
 import { type Run, TERMINAL_STATUSES } from '../../shared/domain/run.js';
 import type { AccountSpend } from '../../shared/usecases/spend.js';
 import { api, endpoints, waitForRun, waitForTerminal } from './support/api.js';
-import { ecs, tokenFor, waitForTaskStopped } from './support/aws.js';
+import { dynamo, ecs, takeOverPod, tokenFor, waitForTaskStopped } from './support/aws.js';
 
 // The local cloud's handlers read the same variables from the environment this process passed on.
 const prices = loadPriceTable(process.env.PRICE_TABLE);
@@ -22,18 +21,12 @@ const DEMO_POD = { cpu: 1024, memoryMiB: 2048 };
 
 const unique = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
 
-const db = () =>
-  DynamoDBDocumentClient.from(
-    new DynamoDBClient({
-      region: endpoints().region,
-      endpoint: endpoints().services.dynamodb,
-      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-    }),
-  );
-
-/** The run's usage ledger, as someone inspecting the table would read it. */
+/**
+ * The run's usage ledger, as someone inspecting the table would read it: each batch's priced lines,
+ * and the settlement.
+ */
 const ledgerOf = async (runId: string) => {
-  const out = await db().send(
+  const out = await dynamo().send(
     new QueryCommand({
       TableName: endpoints().tableName,
       KeyConditionExpression: 'pk = :pk AND begins_with(sk, :usage)',
@@ -41,7 +34,9 @@ const ledgerOf = async (runId: string) => {
       ConsistentRead: true,
     }),
   );
-  return out.Items ?? [];
+  return (out.Items ?? []).flatMap((item) =>
+    Array.isArray(item.lines) ? (item.lines as Record<string, unknown>[]) : [item],
+  );
 };
 
 const sum = <T extends object>(items: T[], field: keyof T & string) =>
@@ -215,18 +210,12 @@ describe('what runs cost', () => {
         podId: endpoints().podId,
         mode: 'autopilot',
         prompt: 'Concurrent batches',
-        config: { demo: { steps: 2000, stepDelayMs: 50 } },
+        // the pod goes quiet once it has started, so the test can play the pod
+        config: { demo: { steps: 1, stepDelayMs: 0, failure: 'hang' } },
       },
     });
-    const { run: running } = await waitForRun(
-      body.runId,
-      (r) => r.status === 'RUNNING' && Boolean(r.taskArn),
-    );
-    // The pod's run-scoped token is in its launch environment, as ECS describes the task.
-    const environment = (await describeTask(running.taskArn as string))?.overrides?.containerOverrides?.[0]
-      ?.environment;
-    const agentToken = environment?.find((v) => v.name === 'AGENT_TOKEN')?.value;
-    expect(agentToken).toBeTruthy();
+    await waitForRun(body.runId, (r) => r.status === 'RUNNING' && Boolean(r.taskArn));
+    const agentToken = await takeOverPod(body.runId);
 
     const models = ['claude-opus-4-1', 'claude-sonnet-4-5', 'some-unlisted-model'];
     const batches = Array.from({ length: 10 }, (_, b) =>
@@ -325,7 +314,7 @@ describe('what runs cost', () => {
   it('cancels a run of an account without a valid payment method before anything is launched', async () => {
     const unpaid = await tenant('unpaid');
     // Payment standing is the billing system's to set; here it is written as that system would.
-    await db().send(
+    await dynamo().send(
       new UpdateCommand({
         TableName: endpoints().tableName,
         Key: { pk: `ACCT#${unpaid.accountId}`, sk: 'ACCOUNT' },

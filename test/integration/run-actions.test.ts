@@ -8,7 +8,8 @@ describe('what a human does with a run', () => {
     const { body: long } = await dispatch({ config: { demo: { steps: 2000, stepDelayMs: 50 } } });
     await waitForRun(long.runId, (r) => r.status === 'RUNNING');
     const refused = await api<{ error: { code: string } }>('POST', `/v1/runs/${long.runId}/done`);
-    expect(refused.status).toBe(400);
+    expect(refused.status).toBe(409);
+    expect(refused.body.error.code).toBe('TransitionRefused');
     await api('POST', `/v1/runs/${long.runId}/stop`);
 
     const { body } = await dispatch({ config: { demo: { steps: 1, stepDelayMs: 1 } } });

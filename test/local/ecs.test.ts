@@ -488,14 +488,17 @@ describe('ECS emulator', () => {
 
     it("runs the real pod in the host the local cloud builds, through the pod's whole life", async () => {
       const dir = await mkdtemp(join(tmpdir(), 'pod-host-'));
-      const agentApi = await startFakeAgentApi({ config: { demo: { steps: 1, stepDelayMs: 0 } } });
+      const agentApi = await startFakeAgentApi({
+        config: { demo: { steps: 1, stepDelayMs: 0 } },
+        anyTask: true,
+      });
       try {
         const bundle = join(dir, 'pod-host.mjs');
         await buildPodBundle(bundle, POD_HOST_ENTRY);
         const real = await start({ podHost: { command: process.execPath, args: [bundle] } });
 
         const { taskArn, stopped } = await run(
-          { RUN_ID: agentApi.runId, AGENT_API_URL: agentApi.url, AGENT_TOKEN: agentApi.token },
+          { RUN_ID: agentApi.runId, AGENT_API_URL: agentApi.url, AGENT_LAUNCH_CODE: agentApi.launchCode },
           clientFor(real),
         );
         const event = await stopped;
@@ -503,6 +506,8 @@ describe('ECS emulator', () => {
         expect(event.detail.containers[0]?.exitCode).toBe(0);
         expect(logsAtStop.get(taskArn)).toContain('pod: agent finished');
         expect(agentApi.accepted().at(-1)).toMatchObject({ type: 'result', outcome: 'completed' });
+        // the pod found its task in the task metadata ECS gave it, and spent its launch code once
+        expect(agentApi.exchanges).toEqual([taskArn]);
       } finally {
         await agentApi.close();
         await rm(dir, { recursive: true, force: true });

@@ -44,9 +44,12 @@ interface ChecksResult {
   launch: Launch | null;
 }
 
-/** What one run's fakes answer: Checks, then one ECS outcome per Launch, one MarkRetrying answer per failure. */
+/**
+ * What one run's fakes answer: Checks (one answer for every call, or one per call), then one ECS
+ * outcome per Launch, one MarkRetrying answer per failure.
+ */
 interface Scenario {
-  checks: ChecksResult;
+  checks: ChecksResult | ChecksResult[];
   launches: ('started' | 'noCapacity' | 'ecsException' | 'throttled')[];
   retries: { retry: boolean; waitSeconds: number; attempt: number }[];
 }
@@ -110,7 +113,7 @@ beforeAll(async () => {
         (log[role] as unknown[]).push(payload);
         switch (role) {
           case 'checks':
-            return scenario.checks;
+            return Array.isArray(scenario.checks) ? take(scenario.checks, 'Checks answers') : scenario.checks;
           case 'markRetrying':
             return take(scenario.retries, 'MarkRetrying answers');
           case 'parkPod':
@@ -309,10 +312,39 @@ describe('run state machine', () => {
       'LaunchFailed',
       'RetryLaunch',
       'Backoff',
+      'Checks',
+      'ChecksPassed',
       'Launch',
       'Launched',
       'WaitForPod',
       'PodOutcome',
+      'Finalize',
+    ]);
+    expect(log.checks).toHaveLength(2);
+  });
+
+  it('launches nothing when the run was stopped during the back-off: Checks run again first', async () => {
+    const runId = 'run_stopped_in_backoff';
+    const stopped: ChecksResult = {
+      ok: false,
+      exitReason: 'cancelled',
+      message: 'the run is STOPPED',
+      launch: null,
+    };
+    const { executionArn, log } = await startRun(runId, {
+      checks: [passed(runId), stopped],
+      launches: ['noCapacity'],
+      retries: [{ retry: true, waitSeconds: 0, attempt: 2 }],
+    });
+    const finalize = await finalized(executionArn, log);
+    expect(log.ecs).toHaveLength(1);
+    expect(log.parkPod).toEqual([]);
+    expect(finalize.checks).toEqual(stopped);
+    expect((await statesEntered(client, executionArn)).slice(-5)).toEqual([
+      'RetryLaunch',
+      'Backoff',
+      'Checks',
+      'ChecksPassed',
       'Finalize',
     ]);
   });

@@ -2,106 +2,31 @@ import { beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   type Approval,
   type ApprovalOutcome,
-  approvalsOf,
   type DecisionRecord,
-  type RunApprovals,
   signApprovalLink,
 } from '../../shared/domain/approval.js';
-import {
-  ConflictError,
-  ForbiddenError,
-  NotFoundError,
-  TransitionRefusedError,
-} from '../../shared/domain/errors.js';
-import { allowedFrom, type Run } from '../../shared/domain/run.js';
+import { end } from '../../shared/domain/commands.js';
+import { ConflictError, ForbiddenError, NotFoundError } from '../../shared/domain/errors.js';
+import { endingOf } from '../../shared/domain/execution.js';
+import type { Run } from '../../shared/domain/run.js';
 import type { Caller, Project } from '../../shared/domain/tenancy.js';
-import type {
-  ApprovalStore,
-  DirectoryRepository,
-  Mail,
-  Notifier,
-  RunRepository,
-  TaskSignals,
-  TransitionRequest,
-} from '../../shared/ports.js';
+import type { ApprovalStore, DirectoryRepository, Mail, Notifier, TaskSignals } from '../../shared/ports.js';
 import {
   type ApprovalDeps,
-  closePendingApproval,
   decideByApi,
   decideByLink,
-  pauseAtCheckpoint,
   requestApproval,
-  settleApprovalOnRun,
   viewApprovalLink,
 } from '../../shared/usecases/approvals.js';
-import { outcomeOf, parkPod } from '../../shared/usecases/lifecycle.js';
+import { parkPod } from '../../shared/usecases/lifecycle.js';
 import { podFactory, projectFactory, runFactory } from '../support/factories.js';
+import { MemoryRuns } from '../support/memory-runs.js';
 
 const SECRET = 's'.repeat(64);
 const NOW = new Date('2026-01-01T00:10:00.000Z');
 const settings = { secret: SECRET, publicApiUrl: 'https://api.example.com/' };
 
-type StoredRun = Run & RunApprovals;
-
-/** A run repository in memory, with the conditions the DynamoDB one writes with. */
-class MemoryRuns {
-  readonly runs = new Map<string, StoredRun>();
-  readonly tokens = new Map<string, string>();
-
-  put(run: StoredRun) {
-    this.runs.set(run.runId, structuredClone(run));
-  }
-
-  async get(runId: string) {
-    const run = this.runs.get(runId);
-    return run && structuredClone(run);
-  }
-
-  async transition(req: TransitionRequest): Promise<Run> {
-    const run = this.runs.get(req.runId);
-    if (!run) throw new NotFoundError('run', req.runId);
-    const allowed = allowedFrom(req.to).filter((s) => !req.from || req.from.includes(s));
-    if (!allowed.includes(run.status)) throw new TransitionRefusedError(req.runId, req.to, run.status);
-    Object.assign(run, req.patch, { status: req.to, version: run.version + 1 });
-    run.history.push({ status: req.to, at: NOW.toISOString() });
-    return structuredClone(run);
-  }
-
-  async update(runId: string, patch: Partial<Run>) {
-    const run = this.runs.get(runId);
-    if (run) Object.assign(run, patch);
-    return run && structuredClone(run);
-  }
-
-  async setPodTaskToken(runId: string, token: string) {
-    this.tokens.set(runId, token);
-    return this.get(runId);
-  }
-
-  async getPodTaskToken(runId: string) {
-    return this.tokens.get(runId);
-  }
-
-  async parkApproval(runId: string, pending: StoredRun['pendingApproval'] & object, token: string) {
-    const run = this.runs.get(runId);
-    if (run?.status !== 'AWAITING_APPROVAL' || run.pendingApproval?.seq !== pending.seq) return undefined;
-    run.pendingApproval = pending;
-    this.tokens.set(runId, token);
-    return structuredClone(run);
-  }
-
-  async closeApproval(runId: string, entry: NonNullable<StoredRun['approvals']>[number]) {
-    const run = this.runs.get(runId);
-    if (run?.pendingApproval?.seq !== entry.seq) return false;
-    delete run.pendingApproval;
-    run.approvals = [...(run.approvals ?? []), entry];
-    return true;
-  }
-
-  asRepository() {
-    return this as unknown as RunRepository;
-  }
-}
+type StoredRun = Run;
 
 class MemoryApprovals implements ApprovalStore {
   readonly approvals = new Map<string, Approval>();
@@ -204,7 +129,7 @@ beforeEach(() => {
     getPod: vi.fn(async () => podFactory({ name: 'Demo pod' })),
   } as unknown as DirectoryRepository;
   deps = {
-    runs: runs.asRepository(),
+    runs,
     directory,
     approvals,
     signals,
@@ -230,56 +155,6 @@ const request = async (windowSeconds = 3600) => {
   };
 };
 
-describe('pausing at a checkpoint', () => {
-  const checkpoint = {
-    type: 'checkpoint' as const,
-    seq: 5,
-    at: NOW.toISOString(),
-    name: 'plan',
-    summary: 'Plan',
-  };
-
-  it('moves a supervised run to AWAITING_APPROVAL first, then ends the pod wait with the checkpoint', async () => {
-    runs.put(runFactory({ runId, mode: 'supervised', status: 'RUNNING' }));
-    runs.tokens.set(runId, 'pod-token');
-    const paused = await pauseAtCheckpoint(
-      deps,
-      runFactory({ runId, mode: 'supervised', status: 'RUNNING' }),
-      checkpoint,
-    );
-    expect(paused?.status).toBe('AWAITING_APPROVAL');
-    expect(approvalsOf(paused as Run).pendingApproval).toEqual({
-      seq: 5,
-      name: 'plan',
-      summary: 'Plan',
-      requestedAt: NOW.toISOString(),
-    });
-    expect(signals.succeedTask).toHaveBeenCalledWith('pod-token', {
-      outcome: 'checkpoint',
-      checkpoint: { seq: 5, name: 'plan' },
-    });
-  });
-
-  it('lets an autopilot checkpoint pass: nothing moves, nothing is signalled', async () => {
-    const run = runFactory({ runId, mode: 'autopilot', status: 'RUNNING' });
-    runs.put(run);
-    expect(await pauseAtCheckpoint(deps, run, checkpoint)).toBeUndefined();
-    expect((await runs.get(runId))?.status).toBe('RUNNING');
-    expect(signals.succeedTask).not.toHaveBeenCalled();
-  });
-
-  it('leaves the signal to ParkPod when the pod wait is not parked yet', async () => {
-    runs.put(runFactory({ runId, mode: 'supervised', status: 'RUNNING' }));
-    await pauseAtCheckpoint(deps, runFactory({ runId, mode: 'supervised', status: 'RUNNING' }), checkpoint);
-    expect(signals.succeedTask).not.toHaveBeenCalled();
-    await parkPod(deps, { runId, taskArn: 'arn:task/1', taskToken: 'late-pod-token' });
-    expect(signals.succeedTask).toHaveBeenCalledWith('late-pod-token', {
-      outcome: 'checkpoint',
-      checkpoint: { seq: 5, name: 'plan' },
-    });
-  });
-});
-
 describe('requesting an approval', () => {
   it('stores it with its token, makes it the pending approval and parks its token on the run', async () => {
     const { approvalId } = await request();
@@ -293,8 +168,8 @@ describe('requesting an approval', () => {
       podSecondsLeft: 3240,
     });
     expect(approvals.tokens.get(approvalId)).toBe('approval-token');
-    expect(runs.tokens.get(runId)).toBe('approval-token');
-    expect(approvalsOf((await runs.get(runId)) as Run).pendingApproval).toMatchObject({
+    expect(runs.secrets.get(runId)?.podTaskToken).toBe('approval-token');
+    expect((await runs.get(runId))?.pendingApproval).toMatchObject({
       approvalId,
       expiresAt: '2026-01-01T01:10:00.000Z',
     });
@@ -421,7 +296,7 @@ describe('deciding by the email link', () => {
 
   it('records nothing when the run no longer waits (stopped meanwhile)', async () => {
     const { approvalId, link } = await request();
-    await runs.transition({ runId, to: 'STOPPED' });
+    runs.stored(runId).status = 'STOPPED';
     const view = await decideByLink(deps, SECRET, approvalId, link('alice'), 'cancel');
     expect(view.kind).toBe('closed');
     expect((await approvals.get(approvalId))?.decision).toBeUndefined();
@@ -440,18 +315,21 @@ describe('deciding by the email link', () => {
     await decideByLink(deps, SECRET, approvalId, link('bob'), 'cancel');
     const run = (await runs.get(runId)) as StoredRun;
     expect(run.status).toBe('AWAITING_APPROVAL');
-    expect(run.approvals?.[0]).toMatchObject({ decision: 'cancelled', by: 'bob' });
     const outcome = signals.succeedTask.mock.calls[0]?.[1] as ApprovalOutcome;
-    expect(
-      outcomeOf({
-        runId,
-        approval: outcome,
-        pod: { outcome: 'checkpoint', checkpoint: { seq: 5, name: 'plan' } },
-      }),
-    ).toEqual({
+    const ending = endingOf({
+      runId,
+      approval: outcome,
+      pod: { outcome: 'checkpoint', checkpoint: { seq: 5, name: 'plan' } },
+    });
+    expect(ending).toMatchObject({
       to: 'ABANDONED',
       exitReason: 'abandoned',
       message: 'cancelled at the checkpoint plan by bob',
+    });
+    // Finalize's ending closes the pending checkpoint with that decision, in the same write.
+    expect(end(run, ending, NOW)).toMatchObject({
+      path: ['ABANDONED'],
+      closeApproval: { decision: 'cancelled', by: 'bob', seq: 5 },
     });
   });
 });
@@ -520,48 +398,49 @@ describe('the approval on the run record', () => {
     expect(run.status).toBe('RUNNING');
     expect(run.approvals).toHaveLength(1);
     expect(signals.succeedTask).not.toHaveBeenCalled();
-    expect(runs.tokens.get(runId)).toBe('resumed-token');
+    expect(runs.secrets.get(runId)?.podTaskToken).toBe('resumed-token');
   });
 
   it('does not resume a run that already paused at its next checkpoint', async () => {
     runs.put(pendingRun({ pendingApproval: { seq: 9, name: 'commit', summary: 'c', requestedAt: 't' } }));
-    await settleApprovalOnRun(runs.asRepository(), runId, outcome('a1', 'approved'));
+    await parkPod(deps, {
+      runId,
+      taskArn: 'arn:task/1',
+      taskToken: 't2',
+      approval: outcome('a1', 'approved'),
+    });
     const run = (await runs.get(runId)) as StoredRun;
     expect(run.status).toBe('AWAITING_APPROVAL');
     expect(run.pendingApproval?.seq).toBe(9);
   });
 
-  it('closes as expired when the window passed, withdrawn when the run ended otherwise', async () => {
-    const pending = { ...pendingOf(pendingRun()), approvalId: 'a1' };
-    runs.put(pendingRun({ pendingApproval: pending }));
-    await closePendingApproval(runs.asRepository(), pendingRun({ pendingApproval: pending }), {
-      expired: true,
-      at: 't9',
-    });
-    expect((await runs.get(runId))?.approvals).toEqual([
-      expect.objectContaining({ decision: 'expired', at: 't9' }),
-    ]);
-
-    runs.put(pendingRun({ pendingApproval: pending }));
-    await closePendingApproval(runs.asRepository(), pendingRun({ pendingApproval: pending }), {
-      decided: outcome('other', 'approved'),
-      expired: false,
-      at: 't9',
-    });
-    expect((await runs.get(runId))?.approvals).toEqual([expect.objectContaining({ decision: 'withdrawn' })]);
+  it('closes as expired when the window passed, withdrawn when the run ended otherwise', () => {
+    const run = pendingRun({ pendingApproval: { ...pendingOf(pendingRun()), approvalId: 'a1' } });
+    const at = new Date('2026-01-01T02:00:00.000Z');
+    expect(end(run, endingOf({ runId, error: { Error: 'Approval.Expired' } }), at)?.closeApproval).toEqual(
+      expect.objectContaining({ decision: 'expired', approvalId: 'a1', at: at.toISOString() }),
+    );
+    expect(end(run, endingOf({ runId, error: { Error: 'Run.Stopped' } }), at)?.closeApproval).toEqual(
+      expect.objectContaining({ decision: 'withdrawn' }),
+    );
+    // a decision for another checkpoint does not close this one as decided
+    const other = { ...outcome('other', 'cancelled'), seq: 3 };
+    expect(end(run, endingOf({ runId, approval: other }), at)?.closeApproval).toEqual(
+      expect.objectContaining({ decision: 'withdrawn' }),
+    );
   });
 
   it('tells an expired approval window (ABANDONED / timed_out) from the pod running out of time (FAILED)', () => {
-    expect(outcomeOf({ runId, error: { Error: 'Approval.Expired' } })).toMatchObject({
+    expect(endingOf({ runId, error: { Error: 'Approval.Expired' } })).toMatchObject({
       to: 'ABANDONED',
       exitReason: 'timed_out',
     });
-    expect(outcomeOf({ runId, error: { Error: 'States.Timeout' } })).toMatchObject({
+    expect(endingOf({ runId, error: { Error: 'States.Timeout' } })).toMatchObject({
       to: 'FAILED',
       exitReason: 'timed_out',
     });
     expect(
-      outcomeOf({ runId, pod: { outcome: 'completed' }, approval: outcome('a1', 'approved') }),
+      endingOf({ runId, pod: { outcome: 'completed' }, approval: outcome('a1', 'approved') }),
     ).toMatchObject({ to: 'COMPLETED' });
   });
 });

@@ -7,12 +7,15 @@ import type {
   DirectoryRepository,
   LogReader,
   Orchestrator,
+  RunList,
   RunQueue,
-  RunRepository,
   Sandbox,
+  SpendLedger,
   StepContentStore,
   TaskSignals,
+  Timeline,
 } from '../../shared/ports.js';
+import { hashSecret } from '../../shared/usecases/lifecycle.js';
 import {
   httpEvent,
   lambdaContext,
@@ -22,6 +25,7 @@ import {
   sqsEvent,
   sqsRecordFactory,
 } from '../support/factories.js';
+import { MemoryRuns } from '../support/memory-runs.js';
 
 // The handler modules build their production composition root at import; give it what it reads.
 vi.hoisted(() => {
@@ -36,31 +40,28 @@ vi.hoisted(() => {
   });
 });
 
-const fakeRuns = (overrides: Partial<RunRepository> = {}) =>
-  ({
-    get: vi.fn(),
-    create: vi.fn(),
-    update: vi.fn(),
-    getPodTaskToken: vi.fn(),
-    getAgentTokenHash: vi.fn(),
-    ...overrides,
-  }) as unknown as RunRepository;
-
 const clock = { now: () => new Date('2026-01-01T00:00:00.000Z') };
+const pricing = { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' as const };
+const ledger = { settle: vi.fn(async () => true), hourlySpend: vi.fn(async () => []) } as SpendLedger;
+const sandbox: Sandbox = { stop: vi.fn(async () => undefined) };
 
 describe('start-run handler', () => {
+  const queued = (...runIds: string[]) => {
+    const runs = new MemoryRuns();
+    for (const runId of runIds) runs.put(runFactory({ runId, status: 'QUEUED' }));
+    return runs;
+  };
+
   it('starts one execution per queued run and reports only the failed messages', async () => {
-    const runs = fakeRuns({
-      get: vi.fn(async (runId: string) => runFactory({ runId })),
-      update: vi.fn(async () => runFactory()),
-    });
+    const runs = queued('run_ok', 'run_bad', 'run_dup');
     const orchestrator: Orchestrator = {
       start: vi.fn(async (name: string) => {
         if (name === 'run_bad') throw new Error('StateMachineDoesNotExist');
         return { executionArn: `arn:exec:${name}`, alreadyExisted: name === 'run_dup' };
       }),
+      describe: vi.fn(async () => ({ status: 'RUNNING' as const })),
     };
-    const handler = makeStartRun({ runs, orchestrator });
+    const handler = makeStartRun({ runs, ledger, orchestrator, sandbox, clock, pricing });
     const result = await handler(
       sqsEvent(
         sqsRecordFactory({ runId: 'run_ok' }, 'm-ok'),
@@ -71,13 +72,34 @@ describe('start-run handler', () => {
     );
     expect(result).toEqual({ batchItemFailures: [{ itemIdentifier: 'm-bad' }] });
     expect(orchestrator.start).toHaveBeenCalledWith('run_ok', { runId: 'run_ok' });
-    expect(runs.update).toHaveBeenCalledWith('run_ok', { executionArn: 'arn:exec:run_ok' }, ['QUEUED']);
+    expect(runs.stored('run_ok').executionArn).toBe('arn:exec:run_ok');
+    // an execution already running carries its run: nothing more to do
+    expect(orchestrator.describe).toHaveBeenCalledWith('arn:exec:run_dup');
+    expect(runs.stored('run_dup').status).toBe('QUEUED');
+  });
+
+  it('ends a queued run whose execution already exists and is over, instead of leaving it queued', async () => {
+    const runs = queued('run_closed');
+    const orchestrator: Orchestrator = {
+      start: vi.fn(async (name: string) => ({ executionArn: `arn:exec:${name}`, alreadyExisted: true })),
+      describe: vi.fn(async () => ({ status: 'FAILED' as const, error: 'States.Runtime', cause: 'boom' })),
+    };
+    const result = await makeStartRun({ runs, ledger, orchestrator, sandbox, clock, pricing })(
+      sqsEvent(sqsRecordFactory({ runId: 'run_closed' }, 'm-1')),
+      lambdaContext(),
+    );
+    expect(result).toEqual({ batchItemFailures: [] });
+    expect(runs.stored('run_closed')).toMatchObject({
+      status: 'CANCELLED',
+      exitReason: 'error',
+      message: expect.stringContaining('the execution failed: States.Runtime boom'),
+    });
   });
 
   it('skips a run that is no longer QUEUED and reports a malformed message as failed', async () => {
-    const runs = fakeRuns({ get: vi.fn(async () => runFactory({ status: 'STOPPED' })) });
-    const orchestrator: Orchestrator = { start: vi.fn() };
-    const result = await makeStartRun({ runs, orchestrator })(
+    const runs = new MemoryRuns().put(runFactory({ runId: 'run_1', status: 'STOPPED' }));
+    const orchestrator: Orchestrator = { start: vi.fn(), describe: vi.fn() };
+    const result = await makeStartRun({ runs, ledger, orchestrator, sandbox, clock, pricing })(
       sqsEvent(sqsRecordFactory({ runId: 'run_1' }, 'm-1'), sqsRecordFactory('not json', 'm-2')),
       lambdaContext(),
     );
@@ -88,9 +110,8 @@ describe('start-run handler', () => {
 
 describe('api handler: dispatch', () => {
   const deps = () => {
-    const runs = fakeRuns({
-      create: vi.fn(async (run) => ({ run, created: true })),
-    });
+    const runs = new MemoryRuns();
+    vi.spyOn(runs, 'create');
     const directory = {
       getProject: vi.fn(async () => projectFactory()),
       getPod: vi.fn(async (_: string, podId: string) => (podId === 'pod-1' ? podFactory() : undefined)),
@@ -98,6 +119,9 @@ describe('api handler: dispatch', () => {
     const queue: RunQueue = { enqueue: vi.fn(async () => undefined) };
     return {
       runs,
+      list: {} as RunList,
+      timeline: {} as Timeline,
+      ledger,
       directory,
       queue,
       signals: {} as TaskSignals,
@@ -169,11 +193,14 @@ describe('api handler: dispatch', () => {
 });
 
 describe('agent-api handler', () => {
-  it('refuses a token that is not the run’s', async () => {
-    const runs = fakeRuns({ getAgentTokenHash: vi.fn(async () => 'aa'.repeat(32)) });
+  it('refuses a token that is not the run’s, and any token once the run has ended', async () => {
+    const runs = new MemoryRuns()
+      .put(runFactory({ runId: 'run_1', status: 'RUNNING' }), { agentTokenHash: hashSecret('run_1.right') })
+      .put(runFactory({ runId: 'run_3', status: 'STOPPED' }), { agentTokenHash: hashSecret('run_3.right') });
     const handler = makeAgentApi(
       {
         runs,
+        ledger,
         signals: {} as TaskSignals,
         stepContent: {} as StepContentStore,
         directory: {} as DirectoryRepository,
@@ -198,5 +225,15 @@ describe('agent-api handler', () => {
       lambdaContext(),
     );
     expect(other.statusCode).toBe(401);
+    const control = (runId: string) =>
+      handler(
+        httpEvent('GET /agent/v1/runs/{runId}/control', {
+          pathParameters: { runId },
+          headers: { authorization: `Bearer ${runId}.right` },
+        }),
+        lambdaContext(),
+      );
+    expect((await control('run_1')).statusCode).toBe(200);
+    expect((await control('run_3')).statusCode).toBe(401);
   });
 });

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { launchFailureReason, logStreamOf, outcomeOf } from '../../shared/usecases/lifecycle.js';
+import { endingOf, endingOfExecution, launchFailureReason } from '../../shared/domain/execution.js';
+import { logStreamOf } from '../../shared/usecases/lifecycle.js';
 
-describe('outcomeOf: what the path through the state machine means for the run', () => {
+describe('endingOf: what the path through the state machine means for the run', () => {
   it.each([
     [{ runId: 'r', pod: { outcome: 'completed' as const } }, 'COMPLETED', 'completed'],
     [
@@ -31,20 +32,37 @@ describe('outcomeOf: what the path through the state machine means for the run',
     ],
     [{ runId: 'r' }, 'FAILED', 'error'],
   ])('%j → %s / %s', (state, status, exitReason) => {
-    const outcome = outcomeOf(state);
+    const outcome = endingOf(state);
     expect(outcome.to).toBe(status);
     expect(outcome.exitReason).toBe(exitReason);
   });
 
   it('prefers a caught error over an earlier pod result', () => {
     expect(
-      outcomeOf({ runId: 'r', pod: { outcome: 'completed' }, error: { Error: 'States.Timeout' } }).to,
+      endingOf({ runId: 'r', pod: { outcome: 'completed' }, error: { Error: 'States.Timeout' } }).to,
     ).toBe('FAILED');
   });
 
   it("reads a Lambda error's message out of its JSON cause", () => {
     const cause = JSON.stringify({ errorType: 'Error', errorMessage: 'boom' });
-    expect(outcomeOf({ runId: 'r', error: { Error: 'Error', Cause: cause } }).message).toBe('boom');
+    expect(endingOf({ runId: 'r', error: { Error: 'Error', Cause: cause } }).message).toBe('boom');
+  });
+});
+
+describe('endingOfExecution: a run whose execution ended abnormally', () => {
+  it.each([
+    ['TIMED_OUT', 'FAILED', 'timed_out'],
+    ['ABORTED', 'STOPPED', 'stopped'],
+    ['FAILED', 'FAILED', 'error'],
+    ['SUCCEEDED', 'FAILED', 'error'],
+  ])('%s → %s / %s', (status, to, exitReason) => {
+    expect(endingOfExecution(status)).toMatchObject({ to, exitReason });
+  });
+
+  it('says what the execution failed with', () => {
+    expect(endingOfExecution('FAILED', 'Lambda.Unknown', 'out of memory').message).toBe(
+      'the execution failed: Lambda.Unknown out of memory',
+    );
   });
 });
 

@@ -2,13 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { NotFoundError, ValidationError } from '../../shared/domain/errors.js';
 import type { Run } from '../../shared/domain/run.js';
 import type { Caller } from '../../shared/domain/tenancy.js';
-import type {
-  LogEvent,
-  LogEventsPage,
-  LogEventsRequest,
-  LogReader,
-  RunRepository,
-} from '../../shared/ports.js';
+import type { LogEvent, LogEventsPage, LogEventsRequest, LogReader, RunStore } from '../../shared/ports.js';
 import { logsQuerySchema } from '../../shared/schemas/timeline.js';
 import { type RunLogPage, readRunLogs } from '../../shared/usecases/logs.js';
 import { runFactory } from '../support/factories.js';
@@ -74,7 +68,7 @@ const setup = (run: Partial<Run> = {}) => {
   };
   const main = add(run);
   const deps = {
-    runs: { get: async (runId: string) => runs.get(runId) } as unknown as RunRepository,
+    runs: { get: async (runId: string) => runs.get(runId) } as unknown as RunStore,
     logs: stream,
   };
   const read = (query: Record<string, string> = {}, runId = main.runId) =>

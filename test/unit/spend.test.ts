@@ -3,11 +3,11 @@ import { DEFAULT_PRICE_TABLE } from '../../shared/domain/pricing.js';
 import type { Run } from '../../shared/domain/run.js';
 import { type Account, preflight } from '../../shared/domain/tenancy.js';
 import type {
-  AgentEvent,
   DirectoryRepository,
   HourlySpend,
   RunConfigSnapshot,
-  RunRepository,
+  RunStore,
+  SpendLedger,
   StepContentStore,
   TaskSignals,
 } from '../../shared/ports.js';
@@ -20,6 +20,7 @@ import {
   trailingSpend,
 } from '../../shared/usecases/spend.js';
 import { podFactory, runFactory } from '../support/factories.js';
+import { MemoryRuns } from '../support/memory-runs.js';
 
 const pricing: Pricing = { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' };
 const NOW = new Date('2026-03-01T05:30:00.000Z');
@@ -38,13 +39,15 @@ const snapshotWith = (pod: Partial<RunConfigSnapshot['pod']> = {}): RunConfigSna
   request: {},
 });
 
-const fakeRuns = (overrides: Partial<RunRepository> = {}) =>
+/** The run store's snapshots and the spend ledger, as one fake. */
+type RunsAndLedger = RunStore & SpendLedger;
+const fakeRuns = (overrides: Partial<RunsAndLedger> = {}) =>
   ({
     getSnapshot: vi.fn(async () => snapshotWith()),
     settle: vi.fn(async () => true),
     hourlySpend: vi.fn(async (): Promise<HourlySpend[]> => []),
     ...overrides,
-  }) as unknown as RunRepository;
+  }) as unknown as RunsAndLedger;
 
 const account = (limits: Account['limits']): Account => ({
   accountId: 'acct-1',
@@ -112,7 +115,7 @@ describe('settleRun', () => {
       completedAt: ago(0),
       taskArn: 'arn:task/1',
     });
-    await settleRun({ runs, pricing, clock }, run);
+    await settleRun({ runs, ledger: runs, pricing, clock }, run);
     expect(runs.settle).toHaveBeenCalledWith(
       run.runId,
       {
@@ -144,7 +147,7 @@ describe('settleRun', () => {
       ],
       completedAt: ago(0),
     });
-    await settleRun({ runs, pricing, clock }, run);
+    await settleRun({ runs, ledger: runs, pricing, clock }, run);
     expect(runs.settle).toHaveBeenCalledWith(
       run.runId,
       expect.objectContaining({ runningMs: 300_000, billedSeconds: 300, cpu: 4096 }),
@@ -154,8 +157,14 @@ describe('settleRun', () => {
 
   it('charges nothing for a run that never had a sandbox or has not ended', async () => {
     const runs = fakeRuns();
-    await settleRun({ runs, pricing, clock }, aRun({ status: 'CANCELLED', startedAt: undefined }));
-    await settleRun({ runs, pricing, clock }, aRun({ status: 'RUNNING', taskArn: 'arn:task/3' }));
+    await settleRun(
+      { runs, ledger: runs, pricing, clock },
+      aRun({ status: 'CANCELLED', startedAt: undefined }),
+    );
+    await settleRun(
+      { runs, ledger: runs, pricing, clock },
+      aRun({ status: 'RUNNING', taskArn: 'arn:task/3' }),
+    );
     expect(runs.settle).not.toHaveBeenCalled();
     expect(runs.getSnapshot).not.toHaveBeenCalled();
   });
@@ -184,7 +193,13 @@ describe('trailingSpend', () => {
 });
 
 describe('limitBreach', () => {
-  const deps = (runs: RunRepository, a?: Account) => ({ runs, directory: directoryWith(a), pricing, clock });
+  const deps = (runs: RunsAndLedger, a?: Account) => ({
+    runs,
+    ledger: runs,
+    directory: directoryWith(a),
+    pricing,
+    clock,
+  });
 
   it('stops a run whose total with its unsettled sandbox time and fee reaches its budget', async () => {
     // 30 s running bills the 60 s minimum: 540 + 119 + fee 10,013 = 10,672 not settled yet
@@ -229,7 +244,7 @@ describe('getAccountSpend', () => {
     });
     const caller = { accountId: 'acct-1', userId: 'alice', accountRole: 'member' as const };
     const directory = directoryWith(account({ dailyCapMicroUsd: 1_000, monthlyCapMicroUsd: 9_000 }));
-    const spend = await getAccountSpend({ runs, directory, clock }, caller, '30d');
+    const spend = await getAccountSpend({ ledger: runs, directory, clock }, caller, '30d');
     expect(runs.hourlySpend).toHaveBeenCalledWith('acct-1', '2026-01-30T06', '2026-03-01T05');
     expect(spend).toEqual({
       accountId: 'acct-1',
@@ -252,23 +267,24 @@ describe('getAccountSpend', () => {
 
 describe('ingestEvents and spend', () => {
   it('prices the batch, and a run pushed over its budget ends FAILED / budget_hit with the pod told to stop', async () => {
-    const run = aRun();
-    const failed = { ...run, status: 'FAILED' as const, exitReason: 'budget_hit' as const };
-    const overBudget = { ...run, cost: { ...run.cost, totalUsd: 2_000_000 } };
-    const runs = fakeRuns({
-      getSnapshot: vi.fn(async () => snapshotWith({ runBudgetMicroUsd: 1_000_000 })),
-      recordEvents: vi.fn(async (_id: string, events: AgentEvent[]) => ({
-        accepted: events,
-        duplicates: 0,
-      })),
-      getPodTaskToken: vi.fn(async () => 'token-1'),
-      get: vi.fn(async () => overBudget),
-      transition: vi.fn(async () => failed),
+    const run = aRun({
+      cost: { tokenUsd: 0, sandboxCpuUsd: 0, sandboxMemoryUsd: 0, feeUsd: 0, totalUsd: 0 },
     });
-    const signals = { failTask: vi.fn(async () => 'sent'), heartbeat: vi.fn() } as unknown as TaskSignals;
+    const runs = new MemoryRuns().put(
+      run,
+      { podTaskToken: 'token-1' },
+      snapshotWith({ runBudgetMicroUsd: 1_000_000 }),
+    );
+    const ledger = { settle: vi.fn(), hourlySpend: vi.fn(async () => []) } as unknown as SpendLedger;
+    const signals = {
+      failTask: vi.fn(async () => 'sent'),
+      heartbeat: vi.fn(),
+      succeedTask: vi.fn(),
+    } as unknown as TaskSignals;
     const answer = await ingestEvents(
       {
         runs,
+        ledger,
         signals,
         clock,
         stepContent: {} as StepContentStore,
@@ -276,7 +292,7 @@ describe('ingestEvents and spend', () => {
         pricing,
       },
       { heartbeatSeconds: 60, controlPollMs: 3000 },
-      run,
+      { run, secrets: { podTaskToken: 'token-1' } },
       [
         {
           seq: 1,
@@ -288,24 +304,13 @@ describe('ingestEvents and spend', () => {
         },
       ],
     );
-    const usagePricing = vi.mocked(runs.recordEvents).mock.calls[0]?.[3];
-    expect(usagePricing?.scope).toEqual({ accountId: 'acct-1', projectId: 'proj-1', podId: 'pod-1' });
-    expect(
-      usagePricing?.price('claude-sonnet-4-5', {
-        inputTokens: 1_000_000,
-        outputTokens: 0,
-        cacheReadTokens: 0,
-        cacheWriteTokens: 0,
-      }),
-    ).toMatchObject({
-      tokenMicroUsd: 3_000_000,
-      feeMicroUsd: 60_000,
-    });
-    expect(runs.transition).toHaveBeenCalledWith({
-      runId: run.runId,
-      to: 'FAILED',
-      from: ['PROVISIONING', 'RUNNING', 'AWAITING_APPROVAL'],
-      patch: expect.objectContaining({ exitReason: 'budget_hit', completedAt: NOW.toISOString() }),
+    const [written] = runs.batches;
+    expect(written?.written.scope).toEqual({ accountId: 'acct-1', projectId: 'proj-1', podId: 'pod-1' });
+    expect(written?.plan.ledger[0]?.charge).toMatchObject({ tokenMicroUsd: 3_000_000, feeMicroUsd: 60_000 });
+    expect(runs.stored(run.runId)).toMatchObject({
+      status: 'FAILED',
+      exitReason: 'budget_hit',
+      completedAt: NOW.toISOString(),
     });
     expect(signals.failTask).toHaveBeenCalledWith(
       'token-1',

@@ -628,12 +628,14 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
     clusterNames.add(clusterName);
     const containerOverride = input.overrides?.containerOverrides?.[0];
     const containerName = containerOverride?.name ?? POD_CONTAINER_NAME;
-    const environment = Object.fromEntries(
+    const overridden = Object.fromEntries(
       (containerOverride?.environment ?? []).map((kv) => [kv.name, kv.value]),
     );
     const started: Task[] = [];
     for (let i = 0; i < count; i++) {
       const taskId = randomBytes(16).toString('hex');
+      // Fargate tells each container where its task metadata is; the pod learns its task ARN there.
+      const environment = { ...overridden, ECS_CONTAINER_METADATA_URI_V4: `${metadataUrl}/v4/${taskId}` };
       const taskArn = `arn:aws:ecs:${region}:${accountId}:task/${clusterName}/${taskId}`;
       const task: Task = {
         taskArn,
@@ -745,6 +747,22 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
       }
     };
 
+  let metadataUrl = '';
+  /** The task metadata endpoint (v4): `GET /v4/<taskId>/task`, as the ECS agent answers a container. */
+  const taskMetadata = (req: IncomingMessage, _body: string, res: ServerResponse) => {
+    const match = /^\/v4\/([0-9a-f]+)\/task$/.exec((req.url ?? '').split('?')[0] ?? '');
+    const task = match && req.method === 'GET' ? tasks.get(match[1] as string) : undefined;
+    if (!task) return sendJson(res, 404, { message: 'no such task metadata' });
+    sendJson(res, 200, {
+      Cluster: task.clusterArn,
+      TaskARN: task.taskArn,
+      Family: task.taskDefinitionArn.split('/').pop()?.split(':')[0],
+      DesiredStatus: task.desiredStatus,
+      KnownStatus: task.lastStatus,
+      LaunchType: task.launchType,
+    });
+  };
+
   const server = await startJsonProtocolServer(
     {
       targetPrefix: 'AmazonEC2ContainerServiceV20141113',
@@ -778,10 +796,12 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
           return { taskArn: task.taskArn };
         }),
       },
+      fallback: taskMetadata,
     },
     opts.port ?? 0,
     opts.host ?? '127.0.0.1',
   );
+  metadataUrl = server.url;
 
   // No orphans even when the host process exits without close(): the pods are in their own groups.
   const killAllOnExit = () => {

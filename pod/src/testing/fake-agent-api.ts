@@ -22,12 +22,23 @@ export interface FakeAgentApiOptions {
   eventsAnswer?: (batch: AgentEvent[], n: number) => FakeAnswer;
   /** answers the n-th control request (from 1); default continue */
   controlAnswer?: (n: number) => FakeAnswer;
+  /** answers the n-th launch-code exchange (from 1); default the token, once, for the right code and task */
+  exchangeAnswer?: (n: number) => FakeAnswer;
+  /** take the task ARN the pod presents, whoever's metadata it read (pods hosted by the local ECS) */
+  anyTask?: boolean;
 }
 
 export interface FakeAgentApi {
   url: string;
   runId: string;
   token: string;
+  /** the one-time code the pod exchanges for `token`, and the task it must say it runs as */
+  launchCode: string;
+  taskArn: string;
+  /** the task metadata endpoint (ECS_CONTAINER_METADATA_URI_V4) that names `taskArn` */
+  metadataUri: string;
+  /** the task ARN each launch-code exchange presented */
+  exchanges: string[];
   /** every events post as received, retries and refused ones included */
   posts: AgentEvent[][];
   /** bodies that did not match the batch schema */
@@ -49,6 +60,9 @@ const readBody = async (req: IncomingMessage) => {
 export const startFakeAgentApi = async (options: FakeAgentApiOptions = {}): Promise<FakeAgentApi> => {
   const runId = 'run_01JTESTRUN0000000000000000';
   const token = 'agent-token';
+  const launchCode = 'launch-code-0123456789';
+  const taskArn = 'arn:aws:ecs:us-east-1:000000000000:task/pods/0123456789abcdef';
+  let codeSpent = false;
   const accepted = new Map<number, AgentEvent>();
   const counts = { config: 0, events: 0 };
   const config: PodRunConfig = {
@@ -65,6 +79,10 @@ export const startFakeAgentApi = async (options: FakeAgentApiOptions = {}): Prom
     url: '',
     runId,
     token,
+    launchCode,
+    taskArn,
+    metadataUri: '',
+    exchanges: [],
     posts: [],
     invalidBodies: [],
     controlRequests: 0,
@@ -86,6 +104,15 @@ export const startFakeAgentApi = async (options: FakeAgentApiOptions = {}): Prom
       res.end(JSON.stringify(status < 300 ? ok() : { error: { code: 'Fake', message: `status ${status}` } }));
     };
     const base = `/agent/v1/runs/${runId}`;
+    if (req.method === 'GET' && req.url === '/metadata/task') return reply({}, () => ({ TaskARN: taskArn }));
+    if (req.method === 'POST' && req.url === `${base}/token`) {
+      const { code, taskArn: presented } = JSON.parse(body || '{}') as { code?: string; taskArn?: string };
+      api.exchanges.push(String(presented));
+      const answer = options.exchangeAnswer?.(api.exchanges.length) ?? {};
+      const good = !codeSpent && code === launchCode && (options.anyTask || presented === taskArn);
+      if ((answer.status ?? 200) < 300) codeSpent ||= good;
+      return reply(good ? answer : { status: 401 }, () => ({ token }));
+    }
     if (req.headers.authorization !== `Bearer ${token}`) return reply({ status: 401 }, () => ({}));
     if (req.method === 'GET' && req.url === base) {
       counts.config += 1;
@@ -122,5 +149,6 @@ export const startFakeAgentApi = async (options: FakeAgentApiOptions = {}): Prom
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   api.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  api.metadataUri = `${api.url}/metadata`;
   return api;
 };

@@ -1,10 +1,8 @@
-import type { PendingApproval, RunApprovals } from '../../../shared/domain/approval.js';
+import type { PendingApproval } from '../../../shared/domain/approval.js';
 import type { Run } from '../../../shared/domain/run.js';
 import { dispatch, endpoints, waitForRun } from './api.js';
 
 /** Supervised runs on the local cloud: the inbox, the approval mail and its link. */
-
-export type RunWithApprovals = Run & RunApprovals;
 
 export interface InboxMail {
   messageId: string;
@@ -54,14 +52,14 @@ export const dispatchSupervised = (
 export const waitForApproval = async (
   runId: string,
   timeoutMs = 30_000,
-): Promise<{ run: RunWithApprovals; pending: PendingApproval & { approvalId: string } }> => {
+): Promise<{ run: Run; pending: PendingApproval & { approvalId: string } }> => {
   const { run } = await waitForRun(
     runId,
-    (r) => r.status === 'AWAITING_APPROVAL' && Boolean((r as RunWithApprovals).pendingApproval?.approvalId),
+    (r) => r.status === 'AWAITING_APPROVAL' && Boolean(r.pendingApproval?.approvalId),
     timeoutMs,
   );
-  const pending = (run as RunWithApprovals).pendingApproval as PendingApproval & { approvalId: string };
-  return { run: run as RunWithApprovals, pending };
+  const pending = run.pendingApproval as PendingApproval & { approvalId: string };
+  return { run, pending };
 };
 
 /** The pending run's approval link, from the admin's mail. */

@@ -1,7 +1,10 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeTasksCommand, ECSClient } from '@aws-sdk/client-ecs';
 import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { importJWK, type JWK, SignJWT } from 'jose';
 import { endpoints } from './api.js';
 
@@ -12,6 +15,8 @@ const config = () => ({
 });
 
 export const sqs = () => new SQSClient({ ...config(), endpoint: endpoints().services.sqs });
+export const dynamo = () =>
+  DynamoDBDocumentClient.from(new DynamoDBClient({ ...config(), endpoint: endpoints().services.dynamodb }));
 export const sfn = () => new SFNClient({ ...config(), endpoint: endpoints().services.stepfunctions });
 export const ecs = () => new ECSClient({ ...config(), endpoint: endpoints().services.ecs });
 
@@ -68,4 +73,22 @@ export const tokenFor = async (claims: {
     .setIssuedAt()
     .setExpirationTime('1h')
     .sign(key);
+};
+
+/**
+ * For a test that plays the pod: a run-scoped token of its own, whose hash replaces the pod's on the
+ * run record (the pod spent its launch code already; its own token stops working).
+ */
+export const takeOverPod = async (runId: string): Promise<string> => {
+  const token = `${runId}.${randomBytes(32).toString('base64url')}`;
+  await dynamo().send(
+    new UpdateCommand({
+      TableName: endpoints().tableName,
+      Key: { pk: `RUN#${runId}`, sk: 'RUN' },
+      UpdateExpression: 'SET agentTokenHash = :hash',
+      ConditionExpression: 'attribute_exists(pk)',
+      ExpressionAttributeValues: { ':hash': createHash('sha256').update(token).digest('hex') },
+    }),
+  );
+  return token;
 };

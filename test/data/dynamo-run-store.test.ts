@@ -3,25 +3,31 @@ import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { ulid } from 'ulid';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
-import { DynamoRunRepository } from '../../shared/adapters/dynamo-run-repository.js';
-import { ConflictError, NotFoundError, TransitionRefusedError } from '../../shared/domain/errors.js';
+import { DynamoRunList } from '../../shared/adapters/dynamo-run-list.js';
+import { DynamoRunStore } from '../../shared/adapters/dynamo-run-store.js';
+import { planBatch } from '../../shared/domain/agent-batch.js';
+import { end, provision, stop } from '../../shared/domain/commands.js';
+import { ConflictError, NotFoundError } from '../../shared/domain/errors.js';
 import { newRunId } from '../../shared/domain/ids.js';
 import {
-  canTransition,
   RUN_STATUSES,
   type Run,
   type RunSource,
   type RunStatus,
+  type Transition,
   ZERO_COST,
 } from '../../shared/domain/run.js';
 import type { Pod } from '../../shared/domain/tenancy.js';
 import type { AgentEvent, RunConfigSnapshot, RunListFilter } from '../../shared/ports.js';
 import { useTestTable } from '../support/dynamodb-local.js';
+import { recordBatch } from '../support/record-batch.js';
 
 const table = useTestTable();
-let repo: DynamoRunRepository;
+let repo: DynamoRunStore;
+let list: DynamoRunList;
 beforeAll(() => {
-  repo = new DynamoRunRepository(table.doc, table.tableName);
+  repo = new DynamoRunStore(table.doc, table.tableName);
+  list = new DynamoRunList(table.doc, table.tableName);
 });
 
 const uniqueId = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
@@ -123,8 +129,22 @@ const conflictOnNextTransaction = () => {
 };
 
 const at = (n: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString();
+const NOW = new Date('2026-01-01T00:10:00.000Z');
+const scope = (run: Run) => ({ accountId: run.accountId, projectId: run.projectId, podId: run.podId });
 
-describe('DynamoRunRepository create and read', () => {
+const record = (runId: string, events: AgentEvent[]) => recordBatch(repo, runId, events, { now: NOW });
+
+/** A transition straight to `to` (the store writes what it is given; the domain checks the table). */
+const moveTo = (run: Run, to: RunStatus, patch: Transition['patch'] = {}): Transition => ({
+  runId: run.runId,
+  from: run.status,
+  path: [to],
+  at: NOW.toISOString(),
+  patch,
+  revokeCredentials: false,
+});
+
+describe('DynamoRunStore create and read', () => {
   it('stores a run and its config snapshot and reads both back', async () => {
     const run = makeRun({
       accountId: uniqueId('acct'),
@@ -154,25 +174,28 @@ describe('DynamoRunRepository create and read', () => {
     expect(await repo.getSnapshot(newRunId())).toBeUndefined();
   });
 
-  it('keeps the pod task token and the agent token hash out of every returned run', async () => {
-    const run = await seed({ accountId: uniqueId('acct') });
-    const withToken = await repo.setPodTaskToken(run.runId, 'task-token-1');
-    await repo.setAgentTokenHash(run.runId, 'hash-1');
+  it('keeps the secrets out of every run it returns, and gives them only with getWithSecrets', async () => {
+    const run = await seed({ accountId: uniqueId('acct'), status: 'PROVISIONING', taskArn: 'arn:task/1' });
+    const parked = await repo.parkPodToken(run.runId, 'task-token-1');
+    await repo.setLaunchCode(run.runId, 'code-hash');
 
-    expect(withToken).not.toHaveProperty('podTaskToken');
-    expect(await repo.getPodTaskToken(run.runId)).toBe('task-token-1');
-    expect(await repo.getAgentTokenHash(run.runId)).toBe('hash-1');
+    expect(parked.run).not.toHaveProperty('podTaskToken');
+    expect(parked.secrets.podTaskToken).toBe('task-token-1');
+    expect((await repo.getWithSecrets(run.runId))?.secrets).toEqual({
+      podTaskToken: 'task-token-1',
+      launchCodeHash: 'code-hash',
+    });
     const read = await repo.get(run.runId);
-    expect(read).not.toHaveProperty('podTaskToken');
-    expect(read).not.toHaveProperty('agentTokenHash');
-    const listed = await repo.list({ accountId: run.accountId, limit: 10 });
+    for (const secret of ['podTaskToken', 'agentTokenHash', 'launchCodeHash'])
+      expect(read).not.toHaveProperty(secret);
+    const listed = await list.list({ accountId: run.accountId, limit: 10 });
     expect(listed.items[0]).not.toHaveProperty('podTaskToken');
 
-    await repo.clearPodTaskToken(run.runId);
-    await repo.clearPodTaskToken(run.runId);
-    expect(await repo.getPodTaskToken(run.runId)).toBeUndefined();
-    await expect(repo.setAgentTokenHash(newRunId(), 'h')).rejects.toBeInstanceOf(NotFoundError);
-    await expect(repo.setPodTaskToken(newRunId(), 't')).rejects.toBeInstanceOf(NotFoundError);
+    await repo.clearPodToken(run.runId);
+    await repo.clearPodToken(run.runId);
+    expect((await repo.getWithSecrets(run.runId))?.secrets.podTaskToken).toBeUndefined();
+    await expect(repo.setLaunchCode(newRunId(), 'h')).rejects.toBeInstanceOf(NotFoundError);
+    await expect(repo.parkPodToken(newRunId(), 't')).rejects.toBeInstanceOf(NotFoundError);
   });
 
   it('refuses a second run with the same id', async () => {
@@ -192,7 +215,7 @@ describe('DynamoRunRepository create and read', () => {
     expect(await repo.get(second.runId)).toBeUndefined();
     expect(await repo.getSnapshot(second.runId)).toBeUndefined();
     expect((await repo.getSnapshot(first.runId))?.prompt).toBe('first prompt');
-    expect((await repo.list({ accountId, limit: 10 })).items.map((r) => r.runId)).toEqual([first.runId]);
+    expect((await list.list({ accountId, limit: 10 })).items.map((r) => r.runId)).toEqual([first.runId]);
   });
 
   it('creates exactly one run when concurrent dispatches share an idempotency key', async () => {
@@ -202,7 +225,7 @@ describe('DynamoRunRepository create and read', () => {
 
     expect(results.filter((r) => r.created)).toHaveLength(1);
     expect(new Set(results.map((r) => r.run.runId)).size).toBe(1);
-    expect((await repo.list({ accountId, limit: 10 })).items).toHaveLength(1);
+    expect((await list.list({ accountId, limit: 10 })).items).toHaveLength(1);
   });
 
   it('retries a create that a conflicting writer cancelled', async () => {
@@ -225,157 +248,144 @@ describe('DynamoRunRepository create and read', () => {
   });
 });
 
-describe('DynamoRunRepository transition', () => {
-  it('allows exactly the moves in the transition table and refuses the rest with the current status', async () => {
+describe('DynamoRunStore apply', () => {
+  it('writes a transition only while the run is in the status it was decided from, else hands back the run', async () => {
     const accountId = uniqueId('acct');
-    const pairs = RUN_STATUSES.flatMap((from) => RUN_STATUSES.map((to) => ({ from, to })));
-
-    const outcomes = await inBatches(pairs, 20, async ({ from, to }) => {
-      const run = await seed({ accountId, status: from });
-      try {
-        const moved = await repo.transition({ runId: run.runId, to });
-        const history = moved.history.map((c) => c.status).join(',');
-        return `${from}->${to}: moved to ${moved.status}, version +${moved.version - run.version}, history ${history}`;
-      } catch (err) {
-        return `${from}->${to}: refused in ${err instanceof TransitionRefusedError ? err.current : String(err)}`;
-      }
+    const outcomes = await inBatches([...RUN_STATUSES], 13, async (actual) => {
+      const run = await seed({ accountId, status: actual });
+      const written = await repo.apply(run, moveTo({ ...run, status: 'RUNNING' }, 'COMPLETED'));
+      return `${actual}: ${written.applied ? 'written' : `refused, run is ${written.run?.status}`}`;
     });
-
-    const expected = pairs.map(({ from, to }) =>
-      canTransition(from, to)
-        ? `${from}->${to}: moved to ${to}, version +1, history ${from},${to}`
-        : `${from}->${to}: refused in ${from}`,
+    expect(outcomes).toEqual(
+      RUN_STATUSES.map((s) => (s === 'RUNNING' ? `${s}: written` : `${s}: refused, run is ${s}`)),
     );
-    expect(outcomes).toEqual(expected);
   });
 
   it('moves the run between the status partitions of the list indexes', async () => {
     const accountId = uniqueId('acct');
     const run = await seed({ accountId, status: 'QUEUED' });
     const inStatus = async (status: RunStatus, projectId?: string) =>
-      (await repo.list({ accountId, projectId, statuses: [status], limit: 5 })).items.map((r) => r.runId);
+      (await list.list({ accountId, projectId, statuses: [status], limit: 5 })).items.map((r) => r.runId);
 
-    await repo.transition({ runId: run.runId, to: 'DEAD_LETTER' });
+    const dead = await repo.apply(run, moveTo(run, 'DEAD_LETTER'));
     expect(await inStatus('QUEUED')).toEqual([]);
     expect(await inStatus('DEAD_LETTER', run.projectId)).toEqual([run.runId]);
     expect(await rawRunItem(run.runId)).not.toHaveProperty('gQueued');
 
-    await repo.transition({ runId: run.runId, to: 'QUEUED' });
+    if (!dead.applied) throw new Error('not written');
+    await repo.apply(dead.run, moveTo(dead.run, 'QUEUED'));
     expect(await inStatus('DEAD_LETTER')).toEqual([]);
     expect(await inStatus('QUEUED', run.projectId)).toEqual([run.runId]);
     expect((await rawRunItem(run.runId))?.gQueued).toBe('QUEUED');
   });
 
-  it('writes the patch, the history and updatedAt with the status, ignoring undefined patch fields', async () => {
-    const run = await seed({ accountId: uniqueId('acct'), status: 'RUNNING', message: 'keep me' });
-    const now = '2026-02-03T04:05:06.007Z';
-    const clocked = new DynamoRunRepository(table.doc, table.tableName, { now: () => new Date(now) });
-    const done = await clocked.transition({
-      runId: run.runId,
-      to: 'COMPLETED',
-      patch: {
-        exitReason: 'completed',
-        completedAt: '2026-01-01T01:00:00.000Z',
-        durationMs: 3_600_000,
-        result: { outcome: 'completed', message: undefined },
-        message: undefined,
-      },
-    });
-    expect(done).toMatchObject({
+  it('writes the patch, every status of the path in the history, and updatedAt, ignoring undefined fields', async () => {
+    const run = await seed({ accountId: uniqueId('acct'), status: 'PROVISIONING', message: 'keep me' });
+    const t = end(run, { to: 'COMPLETED', exitReason: 'completed' }, NOW) as Transition;
+    const written = await repo.apply(run, { ...t, patch: { ...t.patch, message: undefined } });
+    if (!written.applied) throw new Error('not written');
+    expect(written.run).toMatchObject({
       status: 'COMPLETED',
       exitReason: 'completed',
-      durationMs: 3_600_000,
-      result: { outcome: 'completed' },
+      startedAt: NOW.toISOString(),
       message: 'keep me',
       version: run.version + 1,
-      updatedAt: now,
-      history: [...run.history, { status: 'COMPLETED', at: now }],
+      updatedAt: NOW.toISOString(),
+      history: [
+        ...run.history,
+        { status: 'RUNNING', at: NOW.toISOString() },
+        { status: 'COMPLETED', at: NOW.toISOString() },
+      ],
     });
-    expect(await repo.get(run.runId)).toEqual(done);
+    expect(await repo.get(run.runId)).toEqual(written.run);
   });
 
-  it('refuses statuses outside `from` and a stale expectedVersion, naming the current status', async () => {
+  it('revokes the pod’s credentials with the move that ends the run', async () => {
     const run = await seed({ accountId: uniqueId('acct'), status: 'RUNNING' });
-    await expect(
-      repo.transition({ runId: run.runId, to: 'STOPPED', from: ['QUEUED'] }),
-    ).rejects.toMatchObject({
-      code: 'TransitionRefused',
-      current: 'RUNNING',
+    await repo.parkPodToken(run.runId, 'wait-token');
+    await repo.setLaunchCode(run.runId, 'code-hash');
+    const current = (await repo.get(run.runId)) as Run;
+    await repo.apply(current, stop(current, 'alice', NOW));
+    // the wait's token stays for whoever must release it; the pod's credentials are gone
+    expect((await repo.getWithSecrets(run.runId))?.secrets).toEqual({ podTaskToken: 'wait-token' });
+  });
+
+  it('closes a pending checkpoint into the history only while it is still that checkpoint', async () => {
+    const pending = { seq: 5, name: 'plan', summary: 's', requestedAt: at(1) };
+    const run = await seed({
+      accountId: uniqueId('acct'),
+      status: 'AWAITING_APPROVAL',
+      pendingApproval: pending,
     });
-    await expect(
-      repo.transition({
-        runId: run.runId,
-        to: 'STOPPED',
-        from: ['RUNNING'],
-        expectedVersion: run.version + 5,
-      }),
-    ).rejects.toMatchObject({ code: 'TransitionRefused', current: 'RUNNING' });
-    const stopped = await repo.transition({ runId: run.runId, to: 'STOPPED', expectedVersion: run.version });
-    expect(stopped.status).toBe('STOPPED');
+    const stale = { ...(end(run, { to: 'STOPPED', exitReason: 'stopped' }, NOW) as Transition) };
+    const other = {
+      ...stale,
+      closeApproval: { ...stale.closeApproval, seq: 9 } as Transition['closeApproval'],
+    };
+    expect((await repo.apply(run, other)).applied).toBe(false);
+    const written = await repo.apply(run, stale);
+    if (!written.applied) throw new Error('not written');
+    expect(written.run.pendingApproval).toBeUndefined();
+    expect(written.run.approvals).toEqual([expect.objectContaining({ seq: 5, decision: 'withdrawn' })]);
   });
 
-  it('works in a process that has not read the run before', async () => {
-    const run = await seed({ accountId: uniqueId('acct'), status: 'QUEUED' });
-    const fresh = new DynamoRunRepository(table.doc, table.tableName);
-    await fresh.transition({ runId: run.runId, to: 'PROVISIONING' });
-    const listed = await repo.list({ accountId: run.accountId, statuses: ['PROVISIONING'], limit: 5 });
-    expect(listed.items.map((r) => r.runId)).toEqual([run.runId]);
-  });
-
-  it('throws NotFoundError for a run that does not exist', async () => {
-    await expect(repo.transition({ runId: newRunId(), to: 'PROVISIONING' })).rejects.toBeInstanceOf(
-      NotFoundError,
-    );
-    await expect(
-      repo.transition({ runId: newRunId(), to: 'QUEUED', from: ['RUNNING'] }),
-    ).rejects.toBeInstanceOf(NotFoundError);
+  it('answers not applied, with no run, for a run that does not exist', async () => {
+    const ghost = makeRun({ status: 'QUEUED' });
+    expect(await repo.apply(ghost, provision(ghost, NOW) as Transition)).toEqual({ applied: false });
   });
 
   it('lets exactly one of 50 concurrent conflicting transitions win', async () => {
     const run = await seed({ accountId: uniqueId('acct'), status: 'RUNNING' });
-    const racer = new DynamoRunRepository(table.doc, table.tableName);
-
-    const results = await Promise.allSettled(
+    const racer = new DynamoRunStore(table.doc, table.tableName);
+    const results = await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
-        racer.transition({ runId: run.runId, to: i % 2 === 0 ? 'COMPLETED' : 'FAILED' }),
+        racer.apply(run, moveTo(run, i % 2 === 0 ? 'COMPLETED' : 'FAILED')),
       ),
     );
-
-    const won = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-    const lost = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
+    const won = results.filter((r) => r.applied);
     expect(won).toHaveLength(1);
-    expect(lost).toHaveLength(49);
-    const winner = won[0]?.status;
-    for (const err of lost) {
-      expect(err).toBeInstanceOf(TransitionRefusedError);
-      expect((err as TransitionRefusedError).current).toBe(winner);
-    }
+    const winner = won[0]?.run?.status;
+    for (const lost of results.filter((r) => !r.applied)) expect(lost.run?.status).toBe(winner);
     expect(await repo.get(run.runId)).toMatchObject({ status: winner, version: run.version + 1 });
   });
 });
 
-describe('DynamoRunRepository update', () => {
-  it('writes facts only while the run is in one of the given statuses', async () => {
-    const run = await seed({ accountId: uniqueId('acct'), status: 'QUEUED' });
+describe('DynamoRunStore facts and the launch code', () => {
+  it('records facts whatever the status, and refuses an unknown run', async () => {
+    const run = await seed({ accountId: uniqueId('acct'), status: 'STOPPED' });
+    await repo.recordFacts(run.runId, { executionArn: 'arn:exec:1', stopCode: undefined });
+    expect(await repo.get(run.runId)).toMatchObject({ executionArn: 'arn:exec:1', version: run.version + 1 });
+    await expect(repo.recordFacts(newRunId(), { taskArn: 'x' })).rejects.toBeInstanceOf(NotFoundError);
+  });
 
-    const updated = await repo.update(run.runId, { executionArn: 'arn:exec:1' }, ['QUEUED']);
-    expect(updated).toMatchObject({ executionArn: 'arn:exec:1', status: 'QUEUED', version: run.version + 1 });
+  it('exchanges a launch code once, only for the run’s own task while the run is launched', async () => {
+    const run = await seed({ accountId: uniqueId('acct'), status: 'PROVISIONING', taskArn: 'arn:task/own' });
+    await repo.setLaunchCode(run.runId, 'code-hash');
+    const exchange = (codeHash: string, taskArn: string) =>
+      repo.exchangeLaunchCode(run.runId, { codeHash, taskArn, tokenHash: 'token-hash' });
+    expect(await exchange('other-hash', 'arn:task/own')).toBe(false);
+    expect(await exchange('code-hash', 'arn:task/other')).toBe(false);
+    expect(await exchange('code-hash', 'arn:task/own')).toBe(true);
+    expect(await exchange('code-hash', 'arn:task/own')).toBe(false);
+    expect((await repo.getWithSecrets(run.runId))?.secrets).toEqual({ agentTokenHash: 'token-hash' });
 
-    expect(await repo.update(run.runId, { executionArn: 'arn:exec:2' }, ['RUNNING'])).toBeUndefined();
-    expect(await repo.update(run.runId, { executionArn: 'arn:exec:3' }, [])).toBeUndefined();
-    expect((await repo.get(run.runId))?.executionArn).toBe('arn:exec:1');
-
-    expect(await repo.update(run.runId, { taskArn: 'arn:task:1' })).toMatchObject({ taskArn: 'arn:task:1' });
-    await expect(repo.update(newRunId(), { taskArn: 'x' })).rejects.toBeInstanceOf(NotFoundError);
+    const ended = await seed({ accountId: uniqueId('acct'), status: 'STOPPED', taskArn: 'arn:task/own' });
+    await repo.setLaunchCode(ended.runId, 'code-hash');
+    expect(
+      await repo.exchangeLaunchCode(ended.runId, {
+        codeHash: 'code-hash',
+        taskArn: 'arn:task/own',
+        tokenHash: 't',
+      }),
+    ).toBe(false);
   });
 });
 
-describe('DynamoRunRepository list', () => {
+describe('DynamoRunList list', () => {
   const accountId = uniqueId('acct');
   const seeded: Run[] = [];
   const statuses: RunStatus[] = ['QUEUED', 'RUNNING', 'COMPLETED', 'FAILED'];
   const sources: RunSource[] = ['api', 'cron', 'manual'];
-
   beforeAll(async () => {
     const shapes = Array.from({ length: 36 }, (_, i) => ({
       accountId,
@@ -433,27 +443,27 @@ describe('DynamoRunRepository list', () => {
   ];
 
   it.each(cases)('lists %s newest first', async (_, filter, pick) => {
-    const page = await repo.list({ accountId, ...filter, limit: 100 });
+    const page = await list.list({ accountId, ...filter, limit: 100 });
     expect(page.items.map((r) => r.runId)).toEqual(expectedIds(pick));
     expect(page.lastRunId).toBeUndefined();
   });
 
   it('returns full runs, and lastRunId only when more may follow', async () => {
-    const page = await repo.list({ accountId, statuses: ['RUNNING', 'FAILED'], limit: 4 });
+    const page = await list.list({ accountId, statuses: ['RUNNING', 'FAILED'], limit: 4 });
     const ids = expectedIds((r) => r.status === 'RUNNING' || r.status === 'FAILED', 4);
     expect(page.items.map((r) => r.runId)).toEqual(ids);
     expect(page.items[0]).toEqual(seeded.find((r) => r.runId === ids[0]));
     expect(page.lastRunId).toBe(ids[3]);
     const all = expectedIds(() => true);
-    const exact = await repo.list({ accountId, limit: all.length });
+    const exact = await list.list({ accountId, limit: all.length });
     expect(exact.lastRunId).toBeUndefined();
   });
 
   it('never scans the table', async () => {
     const send = vi.spyOn(table.doc, 'send');
     try {
-      for (const [, filter] of cases) await repo.list({ accountId, ...filter, limit: 3 });
-      await repo.listQueuedBefore(Date.now(), 5);
+      for (const [, filter] of cases) await list.list({ accountId, ...filter, limit: 3 });
+      await list.listQueuedBefore(Date.now(), 5);
       const commands = send.mock.calls.map(([command]) => command.constructor.name);
       expect(commands).toContain('QueryCommand');
       expect(commands).not.toContain('ScanCommand');
@@ -475,7 +485,7 @@ describe('DynamoRunRepository list', () => {
       const seen: string[] = [];
       let before: string | undefined;
       for (let pages = 0; pages < 100; pages++) {
-        const page = await repo.list({ ...filter, before });
+        const page = await list.list({ ...filter, before });
         seen.push(...page.items.map((r) => r.runId));
         if (!page.lastRunId) return seen;
         before = page.lastRunId;
@@ -491,7 +501,7 @@ describe('DynamoRunRepository list', () => {
   });
 });
 
-describe('DynamoRunRepository listQueuedBefore', () => {
+describe('DynamoRunList listQueuedBefore', () => {
   it('returns QUEUED runs created before the cut-off, oldest first', async () => {
     // Run ids from 2001 keep this test apart from every other QUEUED run in the table. (newRunId is
     // monotonic within a process, so it cannot mint ids older than the ones it already made.)
@@ -502,19 +512,19 @@ describe('DynamoRunRepository listQueuedBefore', () => {
     const [q1, q2, q3] = await Promise.all([queuedAt(t0), queuedAt(t0 + 1_000), queuedAt(t0 + 2_000)]);
     await Promise.all([queuedAt(t0 + 500, 'PROVISIONING'), queuedAt(t0 + 60_000)]);
     const ids = async (limit: number) =>
-      (await repo.listQueuedBefore(t0 + 30_000, limit)).map((r) => r.runId);
+      (await list.listQueuedBefore(t0 + 30_000, limit)).map((r) => r.runId);
 
     expect(await ids(10)).toEqual([q1.runId, q2.runId, q3.runId]);
     expect(await ids(2)).toEqual([q1.runId, q2.runId]);
 
-    await repo.transition({ runId: q1.runId, to: 'DEAD_LETTER' });
+    const dead = await repo.apply(q1, moveTo(q1, 'DEAD_LETTER'));
     expect(await ids(10)).toEqual([q2.runId, q3.runId]);
-    await repo.transition({ runId: q1.runId, to: 'QUEUED' });
+    if (dead.applied) await repo.apply(dead.run, moveTo(dead.run, 'QUEUED'));
     expect(await ids(10)).toEqual([q1.runId, q2.runId, q3.runId]);
   });
 });
 
-describe('DynamoRunRepository recordEvents', () => {
+describe('DynamoRunStore recordBatch', () => {
   const running = () => seed({ accountId: uniqueId('acct'), status: 'RUNNING' });
 
   it('records each seq once and counts repeats as duplicates', async () => {
@@ -527,22 +537,41 @@ describe('DynamoRunRepository recordEvents', () => {
       { seq: 4, at: at(4), type: 'result', outcome: 'failed' },
     ];
 
-    const first = await repo.recordEvents(run.runId, events);
+    const first = await record(run.runId, events);
     expect(first.accepted.map((e) => e.seq)).toEqual([1, 2, 3, 4]);
     expect(first.duplicates).toBe(1);
 
-    const again = await repo.recordEvents(run.runId, events);
-    expect(again).toEqual({ accepted: [], duplicates: 5 });
+    const again = await record(run.runId, events);
+    expect(again.accepted).toEqual([]);
+    expect(again.duplicates).toBe(5);
 
     const stored = await repo.get(run.runId);
     expect(stored?.usage.m1?.inputTokens).toBe(100);
-    expect(stored?.lastSeq).toBe(4);
+    expect(stored).toMatchObject({ lastSeq: 4, seqs: [[1, 4]], result: { outcome: 'completed' } });
     expect(await itemsOf(run.runId, 'STEP#')).toHaveLength(1);
     expect(await itemsOf(run.runId, 'USAGE#')).toHaveLength(1);
     expect((await itemsOf(run.runId, 'EVT#')).map((i) => [i.sk, i.type, i.outcome ?? i.name])).toEqual([
       ['EVT#0000000003', 'checkpoint', 'plan'],
       ['EVT#0000000004', 'result', 'completed'],
     ]);
+  });
+
+  it('writes the start of a provisioned run with its first batch, and refuses a plan made from an older version', async () => {
+    const run = await seed({ accountId: uniqueId('acct'), status: 'PROVISIONING' });
+    const plan = planBatch(run, [{ seq: 1, at: at(1), type: 'phase', phase: 'STARTED' }], NOW);
+    await repo.recordFacts(run.runId, { taskArn: 'arn:task/1' });
+    expect(await repo.recordBatch(run, plan, { fullContent: new Map(), scope: scope(run) })).toBe(false);
+    expect((await repo.get(run.runId))?.status).toBe('PROVISIONING');
+
+    await record(run.runId, [{ seq: 1, at: at(1), type: 'phase', phase: 'STARTED' }]);
+    expect(await repo.get(run.runId)).toMatchObject({
+      status: 'RUNNING',
+      startedAt: NOW.toISOString(),
+      phase: 'STARTED',
+      history: [...run.history, { status: 'RUNNING', at: NOW.toISOString() }],
+    });
+    const listed = await list.list({ accountId: run.accountId, statuses: ['RUNNING'], limit: 5 });
+    expect(listed.items.map((r) => r.runId)).toEqual([run.runId]);
   });
 
   it("keeps the run's usage totals equal to its ledger under concurrent batches", async () => {
@@ -572,20 +601,21 @@ describe('DynamoRunRepository recordEvents', () => {
       }),
     );
 
-    const results = await Promise.all(batches.map((batch) => repo.recordEvents(run.runId, batch)));
+    const results = await Promise.all(batches.map((batch) => record(run.runId, batch)));
     // a pod that re-sends batches it got no answer for
-    const repeats = await Promise.all(
-      batches.slice(0, 4).map((batch) => repo.recordEvents(run.runId, batch)),
-    );
+    const repeats = await Promise.all(batches.slice(0, 4).map((batch) => record(run.runId, batch)));
 
     expect(results.reduce((n, r) => n + r.accepted.length, 0)).toBe(100);
     expect(repeats.reduce((n, r) => n + r.duplicates, 0)).toBe(40);
-    const ledger = await itemsOf(run.runId, 'USAGE#');
+    const ledger = (await itemsOf(run.runId, 'USAGE#')).flatMap(
+      (item) => item.lines as Record<string, unknown>[],
+    );
     expect(ledger).toHaveLength(100);
     const fromLedger: Record<string, Record<string, number>> = {};
     for (const entry of ledger) {
-      const totals = fromLedger[entry.model] ?? {};
-      fromLedger[entry.model] = totals;
+      const model = String(entry.model);
+      const totals = fromLedger[model] ?? {};
+      fromLedger[model] = totals;
       for (const field of ['inputTokens', 'outputTokens', 'cacheReadTokens', 'cacheWriteTokens']) {
         totals[field] = (totals[field] ?? 0) + Number(entry[field]);
       }
@@ -610,14 +640,14 @@ describe('DynamoRunRepository recordEvents', () => {
     );
     expect(totals).toEqual(fromLedger);
     expect(stored?.cost).toEqual(ZERO_COST);
-    expect(stored?.lastSeq).toBe(100);
+    expect(stored).toMatchObject({ lastSeq: 100, seqs: [[1, 100]] });
   });
 
-  it('retries a usage transaction that a conflicting writer cancelled, applying it once', async () => {
+  it('retries a batch transaction that a conflicting writer cancelled, applying it once', async () => {
     const run = await running();
     const spy = conflictOnNextTransaction();
     try {
-      const out = await repo.recordEvents(run.runId, [
+      const out = await record(run.runId, [
         { seq: 1, at: at(1), type: 'usage', model: 'm1', inputTokens: 7, outputTokens: 3 },
       ]);
       expect(out.accepted).toHaveLength(1);
@@ -631,7 +661,7 @@ describe('DynamoRunRepository recordEvents', () => {
   it('cuts step content above 32 KB and marks the step truncated with its original size', async () => {
     const run = await running();
     const content = 'é'.repeat(40_000);
-    await repo.recordEvents(run.runId, [
+    await record(run.runId, [
       { seq: 1, at: at(1), type: 'step', kind: 'tool_result', tool: 'bash', content, args: { cmd: 'ls' } },
     ]);
     const [step] = await itemsOf(run.runId, 'STEP#');
@@ -658,8 +688,8 @@ describe('DynamoRunRepository recordEvents', () => {
         number: 7,
       },
     ];
-    await repo.recordEvents(run.runId, events);
-    const repeated = await repo.recordEvents(run.runId, events);
+    await record(run.runId, events);
+    const repeated = await record(run.runId, events);
 
     expect(repeated.duplicates).toBe(2);
     const stored = await repo.get(run.runId);
@@ -672,51 +702,51 @@ describe('DynamoRunRepository recordEvents', () => {
 
   it('raises lastSeq and lastHeartbeatAt and never lowers them', async () => {
     const run = await running();
-    await repo.recordEvents(run.runId, [
+    await record(run.runId, [
       { seq: 9, at: '2026-01-01T00:00:09.000+00:00', type: 'heartbeat' },
       { seq: 8, at: at(8), type: 'heartbeat' },
     ]);
-    await repo.recordEvents(run.runId, [{ seq: 3, at: at(3), type: 'heartbeat' }]);
+    await record(run.runId, [{ seq: 3, at: at(3), type: 'heartbeat' }]);
 
     const stored = await repo.get(run.runId);
-    expect(stored?.lastSeq).toBe(9);
+    expect(stored).toMatchObject({
+      lastSeq: 9,
+      seqs: [
+        [3, 3],
+        [8, 9],
+      ],
+    });
     expect(stored?.lastHeartbeatAt).toBe('2026-01-01T00:00:09.000Z');
     expect(await itemsOf(run.runId, 'EVT#')).toEqual([]);
   });
 
   it('advances the phase from phase events, only forward', async () => {
     const run = await running();
-    await repo.recordEvents(run.runId, [
+    await record(run.runId, [
       { seq: 1, at: at(1), type: 'phase', phase: 'PLANNING' },
       { seq: 2, at: at(2), type: 'phase', phase: 'EXECUTING' },
     ]);
-    await repo.recordEvents(run.runId, [{ seq: 3, at: at(3), type: 'phase', phase: 'STARTED' }]);
+    await record(run.runId, [{ seq: 3, at: at(3), type: 'phase', phase: 'STARTED' }]);
     expect((await repo.get(run.runId))?.phase).toBe('EXECUTING');
   });
 
-  it('throws NotFoundError for an unknown run and writes nothing', async () => {
-    const runId = newRunId();
-    await expect(
-      repo.recordEvents(runId, [{ seq: 1, at: at(1), type: 'step', kind: 'assistant', content: 'x' }]),
-    ).rejects.toBeInstanceOf(NotFoundError);
-    expect(await itemsOf(runId, 'STEP#')).toEqual([]);
-  });
-});
-
-describe('DynamoRunRepository advancePhase', () => {
-  it('moves the phase forward only and keeps final phases', async () => {
-    const run = await seed({ accountId: uniqueId('acct'), status: 'RUNNING' });
-    const phaseAfter = async (phase: Parameters<DynamoRunRepository['advancePhase']>[1]) => {
-      await repo.advancePhase(run.runId, phase);
-      return (await repo.get(run.runId))?.phase;
-    };
-
-    expect(await phaseAfter('PLANNING')).toBe('PLANNING');
-    expect(await phaseAfter('COMMITTING')).toBe('COMMITTING');
-    expect(await phaseAfter('EXECUTING')).toBe('COMMITTING');
-    expect(await phaseAfter('COMMITTING')).toBe('COMMITTING');
-    expect(await phaseAfter('FAILED')).toBe('FAILED');
-    expect(await phaseAfter('COMPLETED')).toBe('FAILED');
-    await expect(repo.advancePhase(newRunId(), 'PLANNING')).rejects.toBeInstanceOf(NotFoundError);
+  it('writes a batch in at most one transaction and one batch write per 25 items', async () => {
+    const run = await running();
+    const send = vi.spyOn(table.doc, 'send');
+    try {
+      const steps = Array.from(
+        { length: 100 },
+        (_, i): AgentEvent => ({ seq: i + 1, at: at(i), type: 'step', kind: 'assistant', content: `s${i}` }),
+      );
+      const current = (await repo.get(run.runId)) as Run;
+      send.mockClear();
+      const plan = planBatch(current, steps, NOW);
+      expect(await repo.recordBatch(current, plan, { fullContent: new Map(), scope: scope(run) })).toBe(true);
+      const commands = send.mock.calls.map(([command]) => command.constructor.name);
+      expect(commands.sort()).toEqual([...Array(4).fill('BatchWriteCommand'), 'TransactWriteCommand']);
+    } finally {
+      send.mockRestore();
+    }
+    expect(await itemsOf(run.runId, 'STEP#')).toHaveLength(100);
   });
 });
