@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEventV2, APIGatewayProxyEventV2WithJWTAuthorizer } from 'aws-lambda';
+import { z } from 'zod';
 import type { FunctionName, RouteDefinition } from '../../shared/manifest.js';
 
 /**
@@ -34,6 +35,21 @@ const MAX_BODY_BYTES = 10 * 1024 * 1024;
 const TEXT_MEDIA_TYPES = new Set(['application/json', 'application/xml', 'application/javascript']);
 
 const CORS_ALLOW_HEADERS = 'authorization,content-type,idempotency-key';
+
+/**
+ * A network fault the gateway plays on the next `times` requests of a route (its route key, e.g.
+ * `POST /agent/v1/runs/{runId}/events`): each is delivered again `replayAfterMs` later (a duplicate
+ * that arrives after whatever came meanwhile), and/or its answer is lost (the caller gets API
+ * Gateway's 504 although the function ran). Set with `POST /_local/faults`, cleared with DELETE.
+ */
+const deliveryFaultSchema = z.strictObject({
+  routeKey: z.string(),
+  times: z.int().positive(),
+  replayAfterMs: z.int().nonnegative().optional(),
+  loseAnswer: z.boolean().optional(),
+});
+type DeliveryFault = z.infer<typeof deliveryFaultSchema>;
+const FAULTS_PATH = '/_local/faults';
 
 type Segment =
   | { kind: 'literal'; value: string }
@@ -298,6 +314,28 @@ export const startApiGateway = async (options: ApiGatewayOptions): Promise<Runni
     }
   };
 
+  const faults: DeliveryFault[] = [];
+  const takeFault = (routeKey: string): DeliveryFault | undefined => {
+    const fault = faults.find((f) => f.routeKey === routeKey && f.times > 0);
+    if (fault) fault.times -= 1;
+    return fault;
+  };
+  const setFaults = (method: string, body: Buffer, res: ServerResponse) => {
+    if (method === 'DELETE') faults.length = 0;
+    else {
+      let input: unknown;
+      try {
+        input = JSON.parse(body.toString('utf8') || '{}');
+      } catch {
+        return sendJson(res, 400, { message: 'the body is not JSON' });
+      }
+      const parsed = deliveryFaultSchema.safeParse(input);
+      if (!parsed.success) return sendJson(res, 400, { message: parsed.error.message });
+      faults.push(parsed.data);
+    }
+    sendJson(res, 200, { faults });
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const now = new Date();
     const requestId = `${randomBytes(10).toString('base64').slice(0, 14)}=`;
@@ -324,6 +362,9 @@ export const startApiGateway = async (options: ApiGatewayOptions): Promise<Runni
     }
 
     if (body === undefined) return sendJson(res, 413, { message: 'Request Entity Too Large' }, baseHeaders);
+    if ((req.url ?? '').split('?')[0] === FAULTS_PATH && (method === 'POST' || method === 'DELETE')) {
+      return setFaults(method, body, res);
+    }
     // Browsers and mail scanners send HEAD to links; a GET route answers it unless a HEAD route exists.
     const match = find(method, rawSegments) ?? (method === 'HEAD' ? find('GET', rawSegments) : undefined);
     if (!match) return sendJson(res, 404, { message: 'Not Found' }, baseHeaders);
@@ -348,6 +389,15 @@ export const startApiGateway = async (options: ApiGatewayOptions): Promise<Runni
       event = withAuthorizer;
     }
 
+    const fault = takeFault(event.routeKey);
+    if (fault?.replayAfterMs !== undefined) {
+      const copy = structuredClone(event);
+      setTimeout(() => {
+        invoke(match.route.fn, copy).catch((err: unknown) =>
+          logError(`${copy.routeKey}: replay failed`, err),
+        );
+      }, fault.replayAfterMs).unref();
+    }
     let response: HttpResponse;
     try {
       response = toHttpResponse(await invoke(match.route.fn, event));
@@ -355,6 +405,7 @@ export const startApiGateway = async (options: ApiGatewayOptions): Promise<Runni
       logError(`${event.routeKey} (${requestId}): function ${match.route.fn} failed`, err);
       return sendJson(res, 500, { message: 'Internal Server Error' }, baseHeaders);
     }
+    if (fault?.loseAnswer) return sendJson(res, 504, { message: 'Endpoint request timed out' }, baseHeaders);
     res.writeHead(response.statusCode, {
       ...baseHeaders,
       ...response.headers,

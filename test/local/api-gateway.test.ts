@@ -176,6 +176,38 @@ describe('startApiGateway', () => {
     });
   });
 
+  describe('delivery faults', () => {
+    const events = (body: string) =>
+      fetch(`${gateway.url}/agent/v1/runs/run_1/events`, { method: 'POST', body });
+    const fault = (rule: unknown) =>
+      fetch(`${gateway.url}/_local/faults`, { method: 'POST', body: JSON.stringify(rule) });
+
+    it('delivers a request again later, after what came meanwhile, as many times as asked', async () => {
+      expect(
+        (await fault({ routeKey: 'POST /agent/v1/runs/{runId}/events', times: 1, replayAfterMs: 100 }))
+          .status,
+      ).toBe(200);
+      expect((await events('first')).status).toBe(200);
+      expect((await events('second')).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(calls.map((c) => c.event.body)).toEqual(['first', 'second', 'first']);
+    });
+
+    it('loses the answer of a request the function handled, as a timed-out gateway does', async () => {
+      await fault({ routeKey: 'POST /agent/v1/runs/{runId}/events', times: 1, loseAnswer: true });
+      expect((await events('lost')).status).toBe(504);
+      expect(calls.map((c) => c.event.body)).toEqual(['lost']);
+      expect((await events('kept')).status).toBe(200);
+    });
+
+    it('refuses a malformed rule and clears the rules on DELETE', async () => {
+      expect((await fault({ routeKey: 'GET /x', times: 0 })).status).toBe(400);
+      await fault({ routeKey: 'POST /agent/v1/runs/{runId}/events', times: 5, loseAnswer: true });
+      expect((await fetch(`${gateway.url}/_local/faults`, { method: 'DELETE' })).status).toBe(200);
+      expect((await events('after')).status).toBe(200);
+    });
+  });
+
   describe('route matching', () => {
     it('prefers a literal segment to a parameter', async () => {
       await fetch(`${gateway.url}/things/latest`);
