@@ -11,17 +11,23 @@ import * as z from '../shared/zod.js';
  * Schedule: re-enqueue QUEUED runs whose message was lost (a failed enqueue, a purged queue), and
  * dead-letter those re-queued too often.
  */
-export const makeHandler = (deps: Pick<LifecycleDeps, 'runs' | 'list' | 'queue' | 'clock'>) =>
+export const makeHandler = (
+  deps: Pick<LifecycleDeps, 'runs' | 'list' | 'queue' | 'clock'>,
+  policy: { staleAfterSeconds: number; maxRequeues: number },
+) =>
   validatedHandler(z.unknown(), async () => {
-    const swept = await sweepQueued(deps, SWEEPER);
+    const swept = await sweepQueued(deps, policy);
     if (swept.requeued + swept.deadLettered > 0) logger.warn('swept stale queued runs', swept);
     return swept;
   });
 
-const env = readEnv('TABLE_NAME', 'QUEUE_URL');
-export const handler = makeHandler({
-  runs: runStore(env.TABLE_NAME),
-  list: runList(env.TABLE_NAME),
-  queue: runQueue(env.QUEUE_URL),
-  clock: systemClock,
-});
+const env = readEnv('TABLE_NAME', 'QUEUE_URL', 'SWEEPER_STALE_AFTER_SECONDS');
+export const handler = makeHandler(
+  {
+    runs: runStore(env.TABLE_NAME),
+    list: runList(env.TABLE_NAME),
+    queue: runQueue(env.QUEUE_URL),
+    clock: systemClock,
+  },
+  { staleAfterSeconds: env.SWEEPER_STALE_AFTER_SECONDS, maxRequeues: SWEEPER.maxRequeues },
+);

@@ -1,4 +1,4 @@
-import { LAUNCH } from './domain/policy.js';
+import { LAUNCH, SWEEPER } from './domain/policy.js';
 import { CPU_ARCHITECTURES, loadPriceTable } from './domain/pricing.js';
 import * as z from './zod.js';
 
@@ -19,6 +19,11 @@ const envSchema = z.object({
   /** seconds between launch attempts, comma-separated, one per retry */
   LAUNCH_BACKOFF_SECONDS: z._default(z.string(), '5,20'),
   POD_HEARTBEAT_SECONDS: z._default(z.coerce.number().check(z.int(), z.positive()), LAUNCH.heartbeatSeconds),
+  /** how long a run may stay QUEUED before the sweeper re-queues it (shorter in fault tests) */
+  SWEEPER_STALE_AFTER_SECONDS: z._default(
+    z.coerce.number().check(z.int(), z.positive()),
+    SWEEPER.staleAfterSeconds,
+  ),
   /** how often a paused pod asks for control */
   CONTROL_POLL_MS: z._default(z.coerce.number().check(z.int(), z.positive()), LAUNCH.controlPollMs),
   /** the price table as JSON (shared/domain/pricing.ts); empty or unset: the built-in one */

@@ -209,7 +209,7 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     timeoutSeconds: 60,
     memoryMiB: 256,
     description: 'Re-enqueues QUEUED runs whose message was lost; dead-letters those that never start',
-    environment: ['TABLE_NAME', 'QUEUE_URL'],
+    environment: ['TABLE_NAME', 'QUEUE_URL', 'SWEEPER_STALE_AFTER_SECONDS'],
     table: { actions: ['GetItem', 'BatchGetItem', 'Query', 'UpdateItem'], indexes: ['queued'] },
   },
   requestApproval: {

@@ -61,12 +61,13 @@ export interface Ending {
 
 /**
  * The statuses an ending passes through from `from`: the one asked for when the table allows it; a
- * completion recorded before the pod's start was (the pod did run) goes through RUNNING; otherwise the
- * nearest truthful terminal status: CANCELLED when nothing left the queue, FAILED once launched.
+ * completion of a run whose start was never recorded (the pod did run) goes through RUNNING; otherwise
+ * the nearest truthful terminal status: CANCELLED when nothing left the queue, FAILED once launched.
+ * (A run waiting for a person never completes without the decision.)
  */
 export const endingPath = (from: RunStatus, wanted: RunStatus): RunStatus[] => {
   if (canTransition(from, wanted)) return [wanted];
-  if (wanted === 'COMPLETED' && canTransition(from, 'RUNNING')) return ['RUNNING', 'COMPLETED'];
+  if (wanted === 'COMPLETED' && from === 'PROVISIONING') return ['RUNNING', 'COMPLETED'];
   return [from === 'QUEUED' ? 'CANCELLED' : 'FAILED'];
 };
 

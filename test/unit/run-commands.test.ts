@@ -95,6 +95,11 @@ describe('end: a run reaches a terminal status from wherever it is', () => {
     );
   });
 
+  it('never completes a run waiting for a person: the decision comes first', () => {
+    const t = end(runIn('AWAITING_APPROVAL'), { to: 'COMPLETED', exitReason: 'completed' }, NOW);
+    expect(t).toMatchObject({ path: ['FAILED'], patch: { exitReason: 'error' } });
+  });
+
   it('never reports a completion it had to turn into a failure as completed', () => {
     const t = end(runIn('RETRYING'), { to: 'COMPLETED', exitReason: 'completed' }, NOW);
     expect(t).toMatchObject({ path: ['FAILED'], patch: { exitReason: 'error' } });

@@ -1,0 +1,307 @@
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { DEFAULT_PRICE_TABLE } from '../../shared/domain/pricing.js';
+import { isTerminal, type Run, type RunStatus } from '../../shared/domain/run.js';
+import type {
+  DirectoryRepository,
+  Orchestrator,
+  RunList,
+  RunQueue,
+  Sandbox,
+  SpendLedger,
+  TaskSignals,
+} from '../../shared/ports.js';
+import {
+  finalizeRun,
+  type LifecycleDeps,
+  markRetrying,
+  onPodStopped,
+  reconcileExecution,
+  runChecks,
+  startRun,
+  sweepQueued,
+} from '../../shared/usecases/lifecycle.js';
+import { podFactory, runFactory } from '../support/factories.js';
+import { MemoryRuns } from '../support/memory-runs.js';
+
+const NOW = new Date('2026-01-01T01:00:00.000Z');
+const RUN_ID = 'run_01J0000000000000000000000A';
+const TASK = 'arn:aws:ecs:us-east-1:1:task/c/t1';
+
+let runs: MemoryRuns;
+let deps: LifecycleDeps;
+let stopped: string[];
+let settled: string[];
+
+beforeEach(() => {
+  runs = new MemoryRuns();
+  stopped = [];
+  settled = [];
+  const sandbox: Sandbox = { stop: vi.fn(async (taskArn: string) => void stopped.push(taskArn)) };
+  const ledger = {
+    settle: vi.fn(async (runId: string) => {
+      settled.push(runId);
+      return true;
+    }),
+    hourlySpend: vi.fn(async () => []),
+  } satisfies SpendLedger;
+  deps = {
+    runs,
+    ledger,
+    list: { list: vi.fn(), listQueuedBefore: vi.fn(async () => []) } as RunList,
+    directory: {
+      getPod: vi.fn(async () => podFactory()),
+      getAccount: vi.fn(async () => ({
+        accountId: 'acct-1',
+        name: 'a',
+        paymentStatus: 'active',
+        limits: { dailyCapMicroUsd: 0, monthlyCapMicroUsd: 0 },
+        updatedAt: 't',
+      })),
+    } as unknown as DirectoryRepository,
+    orchestrator: { start: vi.fn(), describe: vi.fn() } as Orchestrator,
+    signals: {
+      succeedTask: vi.fn(async () => 'sent' as const),
+      failTask: vi.fn(async () => 'sent' as const),
+      heartbeat: vi.fn(async () => 'sent' as const),
+    } as TaskSignals,
+    sandbox,
+    queue: { enqueue: vi.fn(async () => undefined) } satisfies RunQueue,
+    clock: { now: () => NOW },
+    pricing: { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' },
+  };
+});
+
+const seed = (status: RunStatus, over: Partial<Run> = {}) =>
+  runs.put(
+    runFactory({ runId: RUN_ID, status, ...over }),
+    { podTaskToken: 'wait' },
+    {
+      prompt: 'p',
+      repos: [],
+      pod: podFactory(),
+      request: {},
+    },
+  );
+
+describe('finalizeRun', () => {
+  it.each([
+    ['QUEUED', { error: { Error: 'Lambda.Unknown', Cause: 'throttled' } }, 'CANCELLED'],
+    [
+      'PROVISIONING',
+      { checks: { ok: false, exitReason: 'budget_hit' as const, message: 'cap' } },
+      'CANCELLED',
+    ],
+    ['PROVISIONING', { pod: { outcome: 'completed' as const } }, 'COMPLETED'],
+    ['RETRYING', { retry: { retry: false, attempt: 3 } }, 'FAILED'],
+    ['RUNNING', { error: { Error: 'Run.Stopped' } }, 'STOPPED'],
+    ['AWAITING_APPROVAL', { error: { Error: 'Approval.Expired' } }, 'ABANDONED'],
+  ] as const)('ends a %s run whatever the path asks for (%j → %s)', async (from, path, to) => {
+    seed(from, { taskArn: TASK });
+    const { status } = await finalizeRun(deps, { runId: RUN_ID, ...path });
+    expect(status).toBe(to);
+    expect(runs.stored(RUN_ID).status).toBe(to);
+    expect(runs.secrets.get(RUN_ID)?.podTaskToken).toBeUndefined();
+    expect(stopped).toEqual([TASK]);
+  });
+
+  it('leaves an ended run as it is, and still tears its sandbox down and settles it', async () => {
+    seed('STOPPED', { taskArn: TASK, exitReason: 'stopped', startedAt: '2026-01-01T00:59:00.000Z' });
+    expect(await finalizeRun(deps, { runId: RUN_ID, pod: { outcome: 'completed' } })).toEqual({
+      status: 'STOPPED',
+    });
+    expect(runs.stored(RUN_ID).exitReason).toBe('stopped');
+    expect(stopped).toEqual([TASK]);
+    expect(settled).toEqual([RUN_ID]);
+  });
+
+  it('stops the task the launch started when the run never recorded it', async () => {
+    seed('PROVISIONING');
+    await finalizeRun(deps, { runId: RUN_ID, launch: { tasks: [{ TaskArn: 'arn:task/from-launch' }] } });
+    expect(stopped).toEqual(['arn:task/from-launch']);
+  });
+
+  it('decides again when the run moved on under it', async () => {
+    seed('RUNNING');
+    const apply = runs.apply.bind(runs);
+    vi.spyOn(runs, 'apply').mockImplementationOnce(async (decidedFrom, t) => {
+      runs.stored(RUN_ID).status = 'AWAITING_APPROVAL';
+      return apply(decidedFrom, t);
+    });
+    await finalizeRun(deps, { runId: RUN_ID, pod: { outcome: 'completed' } });
+    // COMPLETED is no move from AWAITING_APPROVAL: it ends FAILED, saying why
+    expect(runs.stored(RUN_ID)).toMatchObject({
+      status: 'FAILED',
+      message: expect.stringContaining('AWAITING'),
+    });
+  });
+
+  it('answers no status for a run that does not exist', async () => {
+    expect(await finalizeRun(deps, { runId: 'run_gone' })).toEqual({ status: null });
+  });
+});
+
+describe('startRun', () => {
+  it('ends an open run whose execution is over, and leaves one whose execution runs', async () => {
+    seed('RUNNING', { executionArn: 'arn:exec:1', taskArn: TASK });
+    vi.mocked(deps.orchestrator.describe).mockResolvedValueOnce({ status: 'RUNNING' });
+    await startRun(deps, RUN_ID);
+    expect(runs.stored(RUN_ID).status).toBe('RUNNING');
+    vi.mocked(deps.orchestrator.describe).mockResolvedValueOnce({ status: 'SUCCEEDED' });
+    await startRun(deps, RUN_ID);
+    expect(runs.stored(RUN_ID)).toMatchObject({ status: 'FAILED', exitReason: 'error' });
+    expect(stopped).toEqual([TASK]);
+    expect(deps.orchestrator.start).not.toHaveBeenCalled();
+  });
+
+  it('does nothing for a run that has ended or does not exist', async () => {
+    seed('COMPLETED');
+    await startRun(deps, RUN_ID);
+    await startRun(deps, 'run_gone');
+    expect(deps.orchestrator.start).not.toHaveBeenCalled();
+    expect(deps.orchestrator.describe).not.toHaveBeenCalled();
+  });
+});
+
+describe('reconcileExecution', () => {
+  it('ends the run of an aborted execution, tearing its sandbox down and settling it', async () => {
+    seed('RUNNING', { executionArn: 'arn:exec:1', taskArn: TASK });
+    await reconcileExecution(deps, {
+      status: 'ABORTED',
+      executionArn: 'arn:exec:1',
+      input: JSON.stringify({ runId: RUN_ID }),
+    });
+    expect(runs.stored(RUN_ID)).toMatchObject({ status: 'STOPPED', exitReason: 'stopped' });
+    expect(stopped).toEqual([TASK]);
+    expect(runs.secrets.get(RUN_ID)?.podTaskToken).toBeUndefined();
+  });
+
+  it('ignores an earlier execution of a redriven run, and input that names no run', async () => {
+    seed('RUNNING', { executionArn: 'arn:exec:1-r1' });
+    await reconcileExecution(deps, {
+      status: 'FAILED',
+      executionArn: 'arn:exec:1',
+      input: JSON.stringify({ runId: RUN_ID }),
+    });
+    await reconcileExecution(deps, { status: 'FAILED', input: 'not json' });
+    await reconcileExecution(deps, { status: 'FAILED', input: '{"runId":7}' });
+    expect(runs.stored(RUN_ID).status).toBe('RUNNING');
+  });
+});
+
+describe('sweepQueued', () => {
+  const policy = { staleAfterSeconds: 120, maxRequeues: 3 };
+
+  it('re-queues stale queued runs a bounded number of times, then dead-letters them with the reason', async () => {
+    seed('QUEUED');
+    vi.mocked(deps.list.listQueuedBefore).mockImplementation(async (olderThan) => {
+      expect(olderThan).toBe(NOW.getTime() - 120_000);
+      const run = runs.stored(RUN_ID);
+      return run.status === 'QUEUED' ? [structuredClone(run)] : [];
+    });
+    const sweeps = [];
+    for (let i = 0; i < 5; i++) sweeps.push(await sweepQueued(deps, policy));
+    expect(sweeps).toEqual([
+      { requeued: 1, deadLettered: 0 },
+      { requeued: 1, deadLettered: 0 },
+      { requeued: 1, deadLettered: 0 },
+      { requeued: 0, deadLettered: 1 },
+      { requeued: 0, deadLettered: 0 },
+    ]);
+    expect(deps.queue.enqueue).toHaveBeenCalledTimes(3);
+    expect(runs.stored(RUN_ID)).toMatchObject({
+      status: 'DEAD_LETTER',
+      requeues: 3,
+      message: expect.stringContaining('no execution was started for it'),
+    });
+  });
+});
+
+describe('runChecks', () => {
+  const settings = { agentApiUrl: 'https://api.example', heartbeatSeconds: 60 };
+
+  it('provisions the run and hands the launch a one-time code, keeping only its hash', async () => {
+    seed('QUEUED');
+    const checks = await runChecks(deps, settings, RUN_ID);
+    expect(checks.ok).toBe(true);
+    const environment = Object.fromEntries((checks.launch?.environment ?? []).map((v) => [v.Name, v.Value]));
+    expect(Object.keys(environment).sort()).toEqual(['AGENT_API_URL', 'AGENT_LAUNCH_CODE', 'RUN_ID']);
+    expect(runs.stored(RUN_ID).status).toBe('PROVISIONING');
+    const secrets = runs.secrets.get(RUN_ID);
+    expect(secrets?.launchCodeHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(JSON.stringify(secrets)).not.toContain(environment.AGENT_LAUNCH_CODE);
+  });
+
+  it('launches nothing for a run that ended meanwhile (stopped during a back-off)', async () => {
+    seed('STOPPED');
+    expect(await runChecks(deps, settings, RUN_ID)).toMatchObject({
+      ok: false,
+      exitReason: 'cancelled',
+      launch: null,
+    });
+    expect(runs.secrets.get(RUN_ID)?.launchCodeHash).toBeUndefined();
+  });
+
+  it('provisions a retrying run again before its relaunch', async () => {
+    seed('RETRYING', { attempt: 2 });
+    expect((await runChecks(deps, settings, RUN_ID)).ok).toBe(true);
+    expect(runs.stored(RUN_ID).status).toBe('PROVISIONING');
+  });
+});
+
+describe('markRetrying', () => {
+  const policy = { maxAttempts: 3, backoffSeconds: [5, 20] };
+
+  it('backs off longer on each attempt and gives up after the last', async () => {
+    seed('PROVISIONING', { attempt: 1 });
+    expect(await markRetrying(deps, policy, RUN_ID, 'RESOURCE:ENI')).toEqual({
+      retry: true,
+      waitSeconds: 5,
+      attempt: 2,
+    });
+    runs.stored(RUN_ID).status = 'PROVISIONING';
+    expect(await markRetrying(deps, policy, RUN_ID, 'RESOURCE:ENI')).toEqual({
+      retry: true,
+      waitSeconds: 20,
+      attempt: 3,
+    });
+    runs.stored(RUN_ID).status = 'PROVISIONING';
+    expect(await markRetrying(deps, policy, RUN_ID, 'RESOURCE:ENI')).toEqual({
+      retry: false,
+      waitSeconds: 0,
+      attempt: 3,
+    });
+    expect(await markRetrying(deps, policy, 'run_gone', 'x')).toEqual({
+      retry: false,
+      waitSeconds: 0,
+      attempt: 0,
+    });
+  });
+});
+
+describe('onPodStopped', () => {
+  it('fails a run whose sandbox stopped under it, and fails the wait the state machine parked', async () => {
+    seed('RUNNING', { taskArn: TASK });
+    await onPodStopped(deps, {
+      taskArn: TASK,
+      startedBy: RUN_ID,
+      stopCode: 'EssentialContainerExited',
+      stoppedReason: 'exited',
+      containers: [{ exitCode: 137 }],
+    });
+    expect(runs.stored(RUN_ID)).toMatchObject({
+      status: 'FAILED',
+      exitReason: 'interrupted',
+      containerExitCode: 137,
+      message: 'the sandbox stopped (EssentialContainerExited: exited, exit code 137)',
+    });
+    expect(deps.signals.failTask).toHaveBeenCalledWith('wait', 'Pod.Interrupted', expect.any(String));
+  });
+
+  it('leaves a run that reported its result, and ignores an earlier launch’s task', async () => {
+    seed('RUNNING', { taskArn: TASK, result: { outcome: 'completed' } });
+    await onPodStopped(deps, { taskArn: TASK, startedBy: RUN_ID });
+    await onPodStopped(deps, { taskArn: 'arn:task/old', startedBy: RUN_ID, stopCode: 'X' });
+    expect(isTerminal(runs.stored(RUN_ID).status)).toBe(false);
+    expect(runs.stored(RUN_ID).stopCode).toBeUndefined();
+  });
+});
