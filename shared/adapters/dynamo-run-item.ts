@@ -1,4 +1,4 @@
-import { type ModelUsage, type Run, type RunCost, ZERO_COST } from '../domain/run.js';
+import { type ModelUsage, noUsage, type Run, type RunCost, ZERO_COST } from '../domain/run.js';
 import { TABLE } from '../manifest.js';
 import type { RunSecrets } from '../ports.js';
 import { compact, keys, runIndexAttributes } from './dynamo-keys.js';
@@ -52,14 +52,6 @@ export const toRunItem = (run: Run): Record<string, unknown> => {
   return item;
 };
 
-const emptyUsage = (): ModelUsage => ({
-  inputTokens: 0,
-  outputTokens: 0,
-  cacheReadTokens: 0,
-  cacheWriteTokens: 0,
-  costMicroUsd: 0,
-});
-
 export const fromRunItem = (item: Record<string, unknown>): Run => {
   const run: Record<string, unknown> = {};
   const usage: Record<string, ModelUsage> = {};
@@ -72,7 +64,7 @@ export const fromRunItem = (item: Record<string, unknown>): Run => {
       const cut = rest.lastIndexOf(':');
       const model = rest.slice(0, cut);
       const field = rest.slice(cut + 1) as keyof ModelUsage;
-      usage[model] ??= emptyUsage();
+      usage[model] ??= noUsage();
       usage[model][field] = Number(value);
     } else if (name.startsWith('cost:')) {
       cost[name.slice('cost:'.length) as keyof RunCost] = Number(value);

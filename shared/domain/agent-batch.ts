@@ -7,6 +7,7 @@ import {
   canAdvancePhase,
   isTerminal,
   type ModelUsage,
+  noUsage,
   type PodResult,
   type PullRequest,
   type Run,
@@ -99,14 +100,6 @@ export const withSeqs = (
 export const hasSeq = (ranges: readonly [number, number][], seq: number): boolean =>
   ranges.some(([from, to]) => seq >= from && seq <= to);
 
-const emptyUsage = (): ModelUsage => ({
-  inputTokens: 0,
-  outputTokens: 0,
-  cacheReadTokens: 0,
-  cacheWriteTokens: 0,
-  costMicroUsd: 0,
-});
-
 const pullRequestOf = (e: Extract<AgentEvent, { type: 'artifact' }>): PullRequest | undefined =>
   e.kind === 'pull_request'
     ? { url: e.url, state: 'open', ...(e.number === undefined ? {} : { number: e.number }) }
@@ -192,7 +185,7 @@ export const planBatch = (
       ...counts,
       charge,
     });
-    const line = usage[model] ?? emptyUsage();
+    const line = usage[model] ?? noUsage();
     usage[model] = line;
     line.inputTokens += counts.inputTokens;
     line.outputTokens += counts.outputTokens;
@@ -293,7 +286,7 @@ export const planBatch = (
 const addUsageTo = (run: Run, usage: Record<string, ModelUsage>): Record<string, ModelUsage> => {
   const total: Record<string, ModelUsage> = structuredClone(run.usage);
   for (const [model, line] of Object.entries(usage)) {
-    const sum = total[model] ?? emptyUsage();
+    const sum = total[model] ?? noUsage();
     total[model] = sum;
     for (const field of Object.keys(line) as (keyof ModelUsage)[]) sum[field] += line[field];
   }

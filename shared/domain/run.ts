@@ -254,6 +254,15 @@ export interface Transition {
 /** The status a transition leaves the run in. */
 export const statusAfter = (t: Transition): RunStatus => t.path.at(-1) ?? t.from;
 
+/** A model's usage before any of it is counted. */
+export const noUsage = (): ModelUsage => ({
+  inputTokens: 0,
+  outputTokens: 0,
+  cacheReadTokens: 0,
+  cacheWriteTokens: 0,
+  costMicroUsd: 0,
+});
+
 export const ZERO_COST: RunCost = {
   tokenUsd: 0,
   sandboxCpuUsd: 0,
