@@ -3,9 +3,10 @@ import { type BenchCloud, type DemoScript, terminal } from './support/cloud.js';
 import { between } from './support/usage.js';
 
 /**
- * (7) Agent events into one run: how fast the Agent API takes a pod's batched events, and what each
- * step costs in DynamoDB write units. The demo pod emits its steps as fast as it can and its reporter
- * batches them as it would for a real agent (up to 100 events per request, one request in flight).
+ * (7) Agent events into one run: how fast the Agent API takes a pod's batched events, how many
+ * DynamoDB requests an event batch takes, and what each step costs in write units. The demo pod emits
+ * its steps as fast as it can and its reporter batches them as it would for a real agent (up to 100
+ * events per request, one request in flight).
  */
 
 export const THROUGHPUT_STEPS = 3000;
@@ -23,6 +24,13 @@ export interface IngestionResult {
   eventsPerBusySecond: number;
   /** (write units of a run with N steps - those of the same run with none) / N */
   writeUnitsPerStep: number;
+  /**
+   * (DynamoDB requests of a run with N steps - those of the same run with none) / (its event batches -
+   * those of the other): what one more batch of steps costs in requests, every function included
+   */
+  dynamoRequestsPerBatch: number;
+  /** the event batches the metered run with N steps sent */
+  meteredBatches: number;
   meteredSteps: number;
 }
 
@@ -34,11 +42,17 @@ const completed = async (bench: BenchCloud, runId: string): Promise<Run> => {
   return run;
 };
 
-const writeUnitsOf = async (bench: BenchCloud, steps: number): Promise<number> => {
+/** What a whole run with this many steps took of DynamoDB, and how many event batches its pod sent. */
+const meter = async (bench: BenchCloud, steps: number) => {
   await bench.settle();
   const before = await bench.counters();
   await completed(bench, await bench.dispatch({ demo: script(steps) }));
-  return between(before, await bench.counters()).dynamo.writeUnits;
+  const used = between(before, await bench.counters());
+  return {
+    writeUnits: used.dynamo.writeUnits,
+    requests: Object.values(used.dynamo.requests).reduce((n, count) => n + count, 0),
+    batches: used.agent.eventBatches,
+  };
 };
 
 export const measureIngestion = async (bench: BenchCloud): Promise<IngestionResult> => {
@@ -50,18 +64,21 @@ export const measureIngestion = async (bench: BenchCloud): Promise<IngestionResu
   bench.dynamo.setMetering(true);
   const [withSteps, withoutSteps] = await (async () => {
     try {
-      return [await writeUnitsOf(bench, METERED_STEPS), await writeUnitsOf(bench, 0)];
+      return [await meter(bench, METERED_STEPS), await meter(bench, 0)];
     } finally {
       bench.dynamo.setMetering(false);
     }
   })();
+  const extraBatches = withSteps.batches - withoutSteps.batches;
   return {
     steps: THROUGHPUT_STEPS,
     events: traffic.events,
     batches: traffic.eventBatches + traffic.heartbeatBatches,
     eventsPerSecond: traffic.events / (span / 1000),
     eventsPerBusySecond: traffic.events / ((traffic.eventsBusyMs ?? span) / 1000),
-    writeUnitsPerStep: (withSteps - withoutSteps) / METERED_STEPS,
+    writeUnitsPerStep: (withSteps.writeUnits - withoutSteps.writeUnits) / METERED_STEPS,
+    dynamoRequestsPerBatch: (withSteps.requests - withoutSteps.requests) / Math.max(1, extraBatches),
+    meteredBatches: withSteps.batches,
     meteredSteps: METERED_STEPS,
   };
 };
