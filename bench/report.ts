@@ -126,7 +126,7 @@ export const targetRows = (results: Results): Row[] => {
   const rows: Row[] = [];
   const { runCost, listScale, dispatchLatency, dispatchApi, launchBurst, handlers, ingestion } = results;
   if (runCost) {
-    // the cost target is what an autopilot run cost before the event path was made leaner (Nov 2025)
+    // the cost target is what an autopilot run cost before the event path was made leaner (2026-11-25)
     rows.push(...costRows('1', 'Autopilot run', runCost.autopilot, { transitions: 10, usd: 0.0002462 }));
     if (unavailable(runCost.supervised)) {
       rows.push({
