@@ -13,7 +13,7 @@ import {
   podRequestSchema,
   projectRequestSchema,
 } from '../shared/schemas/api.js';
-import { logsQuerySchema, stepSeqSchema, stepsQuerySchema } from '../shared/schemas/timeline.js';
+import { logsQuerySchema, stepsQuerySchema } from '../shared/schemas/timeline.js';
 import type { DirectoryDeps } from '../shared/usecases/directory.js';
 import * as directoryCases from '../shared/usecases/directory.js';
 import { type RunLogDeps, readRunLogs } from '../shared/usecases/logs.js';
@@ -74,12 +74,7 @@ export const makeHandler = (
     'GET /v1/runs/{runId}/steps/{seq}/content': async (event) => ({
       statusCode: 200,
       headers: { 'content-type': 'text/plain; charset=utf-8' },
-      body: await getStepContent(
-        deps,
-        caller(event),
-        pathParam(event, 'runId'),
-        stepSeqSchema.parse(pathParam(event, 'seq')),
-      ),
+      body: await getStepContent(deps, caller(event), pathParam(event, 'runId'), pathParam(event, 'seq')),
     }),
     'GET /v1/runs/{runId}/logs': async (event) =>
       json(

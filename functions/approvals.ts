@@ -78,14 +78,9 @@ export const makeHandler = (deps: ApprovalDeps, settings: { secret: SecretSource
       return renderApprovalPage(view, 'GET', { for: link.for ?? '', sig: link.sig ?? '' });
     }),
     'POST /approve/{approvalId}': htmlPage(async (event) => {
+      const approvalId = pathParam(event, 'approvalId');
       const form = decisionFormSchema.parse(formBody(event));
-      const view = await decideByLink(
-        deps,
-        await settings.secret(),
-        pathParam(event, 'approvalId'),
-        form,
-        form.decision,
-      );
+      const view = await decideByLink(deps, await settings.secret(), approvalId, form, form.decision);
       return renderApprovalPage(view, 'POST', { for: form.for ?? '', sig: form.sig ?? '' });
     }),
     'POST /v1/runs/{runId}/approve': apiDecision('approve'),

@@ -2,10 +2,8 @@ import { DISPATCH_SOURCES, RUN_MODES, RUN_SOURCES, RUN_STATUSES } from '../domai
 import { PROJECT_ROLES } from '../domain/tenancy.js';
 import * as z from '../zod.js';
 import { demoScriptSchema } from './demo.js';
+import { idSchema as id } from './ids.js';
 
-const id = z
-  .string()
-  .check(z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'letters, digits, _ . - (at most 128)'));
 const repo = z.string().check(z.minLength(1), z.maxLength(300));
 
 export const idempotencyKeySchema = z

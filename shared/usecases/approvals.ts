@@ -1,4 +1,5 @@
 import {
+  APPROVAL_ID_PATTERN as APPROVAL_ID,
   type Approval,
   type ApprovalAction,
   type ApprovalHistoryEntry,
@@ -52,8 +53,6 @@ export interface LinkSettings {
   secret: string;
   publicApiUrl: string;
 }
-
-const APPROVAL_ID = /^[A-Za-z0-9_-]{16,64}$/;
 
 const tryTransition = async (runs: RunRepository, request: TransitionRequest): Promise<Run | undefined> => {
   try {

@@ -169,6 +169,8 @@ describe('api handler: dispatch', () => {
 });
 
 describe('agent-api handler', () => {
+  const RUN = 'run_01J0000000000000000000000A';
+  const OTHER_RUN = 'run_01J0000000000000000000000B';
   it('refuses a token that is not the run’s', async () => {
     const runs = fakeRuns({ getAgentTokenHash: vi.fn(async () => 'aa'.repeat(32)) });
     const handler = makeAgentApi(
@@ -184,16 +186,16 @@ describe('agent-api handler', () => {
     );
     const res = await handler(
       httpEvent('GET /agent/v1/runs/{runId}/control', {
-        pathParameters: { runId: 'run_1' },
-        headers: { authorization: 'Bearer run_1.wrong' },
+        pathParameters: { runId: RUN },
+        headers: { authorization: `Bearer ${RUN}.wrong` },
       }),
       lambdaContext(),
     );
     expect(res.statusCode).toBe(401);
     const other = await handler(
       httpEvent('GET /agent/v1/runs/{runId}/control', {
-        pathParameters: { runId: 'run_1' },
-        headers: { authorization: 'Bearer run_2.secret' },
+        pathParameters: { runId: RUN },
+        headers: { authorization: `Bearer ${OTHER_RUN}.secret` },
       }),
       lambdaContext(),
     );
