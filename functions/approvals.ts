@@ -1,5 +1,5 @@
 import type { APIGatewayProxyEventV2WithJWTAuthorizer } from 'aws-lambda';
-import { approvalSigningSecret, type SecretSource } from '../shared/adapters/approval-secret.js';
+import { type SecretSource, signingSecret } from '../shared/adapters/signing-secret.js';
 import { readEnv } from '../shared/config.js';
 import { DomainError } from '../shared/domain/errors.js';
 import { renderApprovalPage, renderErrorPage } from '../shared/http/approval-page.js';
@@ -98,7 +98,7 @@ export const handler = makeHandler(
     clock: systemClock,
   },
   {
-    secret: approvalSigningSecret(),
+    secret: signingSecret('approval'),
     claims: { tenant: env.TENANT_CLAIM, accountRole: env.ACCOUNT_ROLE_CLAIM },
   },
 );

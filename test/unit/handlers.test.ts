@@ -33,6 +33,7 @@ vi.hoisted(() => {
     LOG_GROUP_NAME: '/pods',
     STEP_LOG_GROUP_NAME: '/steps',
     AWS_REGION: 'us-east-1',
+    CURSOR_SIGNING_SECRET: 'c'.repeat(32),
   });
 });
 
@@ -104,6 +105,7 @@ describe('api handler: dispatch', () => {
       sandbox: {} as Sandbox,
       logs: {} as LogReader,
       stepContent: {} as StepContentStore,
+      cursorKey: async () => 'c'.repeat(32),
       clock,
     };
   };

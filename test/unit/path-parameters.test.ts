@@ -14,6 +14,7 @@ vi.hoisted(() => {
     LOG_GROUP_NAME: '/pods',
     STEP_LOG_GROUP_NAME: '/steps',
     AWS_REGION: 'us-east-1',
+    CURSOR_SIGNING_SECRET: 'c'.repeat(32),
     APPROVAL_SIGNING_SECRET: 'a'.repeat(32),
   });
 });
