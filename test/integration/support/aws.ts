@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeTasksCommand, ECSClient } from '@aws-sdk/client-ecs';
 import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
@@ -14,6 +15,7 @@ const config = () => ({
 export const sqs = () => new SQSClient({ ...config(), endpoint: endpoints().services.sqs });
 export const sfn = () => new SFNClient({ ...config(), endpoint: endpoints().services.stepfunctions });
 export const ecs = () => new ECSClient({ ...config(), endpoint: endpoints().services.ecs });
+export const dynamodb = () => new DynamoDBClient({ ...config(), endpoint: endpoints().services.dynamodb });
 
 export const executionsOf = async (runId: string) => {
   const out = await sfn().send(
@@ -46,13 +48,16 @@ export const ecsControl = (route: string, body: unknown) =>
 export const sfnControl = (route: string, body: unknown) =>
   fetch(`${endpoints().services.stepfunctions}${route}`, { method: 'POST', body: JSON.stringify(body) });
 
-/** A token from the local issuer for any user of any tenant. */
-export const tokenFor = async (claims: {
-  sub: string;
-  accountId: string;
-  accountRole?: 'admin' | 'member';
-  email?: string;
-}) => {
+/** A token from the local issuer for any user of any tenant; `expiresAt` as jose takes it (a past one for expired tokens). */
+export const tokenFor = async (
+  claims: {
+    sub: string;
+    accountId: string;
+    accountRole?: 'admin' | 'member';
+    email?: string;
+  },
+  expiresAt: number | string = '1h',
+) => {
   const e = endpoints();
   const jwk = JSON.parse(await readFile(e.devIssuerKeyPath, 'utf8')) as JWK & { privateJwk?: JWK };
   const key = await importJWK(jwk.privateJwk ?? jwk, 'RS256');
@@ -66,6 +71,6 @@ export const tokenFor = async (claims: {
     .setIssuer(e.issuer)
     .setAudience(e.audience)
     .setIssuedAt()
-    .setExpirationTime('1h')
+    .setExpirationTime(expiresAt)
     .sign(key);
 };
