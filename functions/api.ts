@@ -1,4 +1,5 @@
 import type { APIGatewayProxyEventV2WithJWTAuthorizer } from 'aws-lambda';
+import { signingSecret } from '../shared/adapters/signing-secret.js';
 import { readEnv } from '../shared/config.js';
 import { callerFromEvent } from '../shared/http/auth.js';
 import { header, parseJsonBody, pathParam } from '../shared/http/request.js';
@@ -13,7 +14,7 @@ import {
   podRequestSchema,
   projectRequestSchema,
 } from '../shared/schemas/api.js';
-import { logsQuerySchema, stepSeqSchema, stepsQuerySchema } from '../shared/schemas/timeline.js';
+import { logsQuerySchema, stepsQuerySchema } from '../shared/schemas/timeline.js';
 import type { DirectoryDeps } from '../shared/usecases/directory.js';
 import * as directoryCases from '../shared/usecases/directory.js';
 import { type RunLogDeps, readRunLogs } from '../shared/usecases/logs.js';
@@ -77,12 +78,7 @@ export const makeHandler = (
     'GET /v1/runs/{runId}/steps/{seq}/content': async (event) => ({
       statusCode: 200,
       headers: { 'content-type': 'text/plain; charset=utf-8' },
-      body: await getStepContent(
-        deps,
-        caller(event),
-        pathParam(event, 'runId'),
-        stepSeqSchema.parse(pathParam(event, 'seq')),
-      ),
+      body: await getStepContent(deps, caller(event), pathParam(event, 'runId'), pathParam(event, 'seq')),
     }),
     'GET /v1/runs/{runId}/logs': async (event) =>
       json(
@@ -165,6 +161,7 @@ export const handler = makeHandler(
     clock: systemClock,
     logs: logReader(env.LOG_GROUP_NAME),
     stepContent: stepContentStore(env.STEP_LOG_GROUP_NAME),
+    cursorKey: signingSecret('cursor'),
   },
   { tenant: env.TENANT_CLAIM, accountRole: env.ACCOUNT_ROLE_CLAIM },
 );

@@ -1,5 +1,5 @@
 import type { APIGatewayProxyEventV2WithJWTAuthorizer } from 'aws-lambda';
-import { approvalSigningSecret, type SecretSource } from '../shared/adapters/approval-secret.js';
+import { type SecretSource, signingSecret } from '../shared/adapters/signing-secret.js';
 import { readEnv } from '../shared/config.js';
 import { DomainError } from '../shared/domain/errors.js';
 import { renderApprovalPage, renderErrorPage } from '../shared/http/approval-page.js';
@@ -78,14 +78,9 @@ export const makeHandler = (deps: ApprovalDeps, settings: { secret: SecretSource
       return renderApprovalPage(view, 'GET', { for: link.for ?? '', sig: link.sig ?? '' });
     }),
     'POST /approve/{approvalId}': htmlPage(async (event) => {
+      const approvalId = pathParam(event, 'approvalId');
       const form = decisionFormSchema.parse(formBody(event));
-      const view = await decideByLink(
-        deps,
-        await settings.secret(),
-        pathParam(event, 'approvalId'),
-        form,
-        form.decision,
-      );
+      const view = await decideByLink(deps, await settings.secret(), approvalId, form, form.decision);
       return renderApprovalPage(view, 'POST', { for: form.for ?? '', sig: form.sig ?? '' });
     }),
     'POST /v1/runs/{runId}/approve': apiDecision('approve'),
@@ -103,7 +98,7 @@ export const handler = makeHandler(
     clock: systemClock,
   },
   {
-    secret: approvalSigningSecret(),
+    secret: signingSecret('approval'),
     claims: { tenant: env.TENANT_CLAIM, accountRole: env.ACCOUNT_ROLE_CLAIM },
   },
 );

@@ -1,6 +1,6 @@
 import { SESv2Client } from '@aws-sdk/client-sesv2';
-import { approvalSigningSecret, type SecretSource } from '../shared/adapters/approval-secret.js';
 import { SesNotifier } from '../shared/adapters/ses-notifier.js';
+import { type SecretSource, signingSecret } from '../shared/adapters/signing-secret.js';
 import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
 import { logger } from '../shared/observability.js';
@@ -47,5 +47,5 @@ export const handler = makeHandler(
     clock: systemClock,
     notifier: new SesNotifier(new SESv2Client({ maxAttempts: 5 }), env.APPROVAL_SENDER),
   },
-  { secret: approvalSigningSecret(), publicApiUrl: env.PUBLIC_API_URL },
+  { secret: signingSecret('approval'), publicApiUrl: env.PUBLIC_API_URL },
 );

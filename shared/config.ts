@@ -50,6 +50,9 @@ const envSchema = z.object({
    */
   APPROVAL_SECRET_ARN: z.optional(z.string()),
   APPROVAL_SIGNING_SECRET: z.optional(z.string()),
+  /** The page cursors' signing key (the API's own), given the same two ways. */
+  CURSOR_SECRET_ARN: z.optional(z.string()),
+  CURSOR_SIGNING_SECRET: z.optional(z.string()),
 });
 export type Env = z.infer<typeof envSchema>;
 /** The variables a handler may read; the manifest declares which ones each function gets. */

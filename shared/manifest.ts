@@ -98,6 +98,7 @@ const SETTLE: TableAction[] = ['GetItem', 'UpdateItem', 'PutItem'];
 const PRICING: readonly EnvName[] = ['PRICE_TABLE', 'POD_CPU_ARCHITECTURE'];
 const CLAIMS: readonly EnvName[] = ['TENANT_CLAIM', 'ACCOUNT_ROLE_CLAIM'];
 const APPROVAL_SECRET: readonly EnvName[] = ['APPROVAL_SECRET_ARN', 'APPROVAL_SIGNING_SECRET'];
+const CURSOR_SECRET: readonly EnvName[] = ['CURSOR_SECRET_ARN', 'CURSOR_SIGNING_SECRET'];
 const LIST_INDEXES: IndexName[] = [
   'byAccount',
   'byAccountStatus',
@@ -120,6 +121,7 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
       'LOG_GROUP_NAME',
       'STEP_LOG_GROUP_NAME',
       ...CLAIMS,
+      ...CURSOR_SECRET,
     ],
     table: {
       actions: ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'ConditionCheckItem'],

@@ -151,7 +151,8 @@ export interface SpendLedger {
 
 export interface DirectoryRepository {
   getAccount(accountId: string): Promise<Account | undefined>;
-  putAccount(account: Account): Promise<void>;
+  /** Stores the account unless one exists (a concurrent request may have made it); answers the one stored. */
+  createAccount(account: Account): Promise<Account>;
   setAccountLimits(accountId: string, limits: AccountLimits): Promise<Account>;
   getProject(accountId: string, projectId: string): Promise<Project | undefined>;
   putProject(project: Project): Promise<void>;

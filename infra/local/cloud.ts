@@ -163,7 +163,7 @@ const startSes = async (port: number, host: string): Promise<{ url: string; clos
   };
 };
 
-/** The approval links' signing key; with --persist it survives restarts, and so do the links. */
+/** A signing key (approval links, page cursors); with --persist it survives restarts, and so do the links. */
 const loadOrCreateSecret = async (file: string): Promise<string> => {
   const existing = (await readFile(file, 'utf8').catch(() => '')).trim();
   if (existing.length >= 32) return existing;
@@ -328,6 +328,9 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     const approvalSecret = await loadOrCreateSecret(
       path.join(options.persist ? dataDir : options.stateDir, 'approval-signing-secret'),
     );
+    const cursorSecret = await loadOrCreateSecret(
+      path.join(options.persist ? dataDir : options.stateDir, 'cursor-signing-secret'),
+    );
     const issuer = await createDevIssuer({
       issuer: issuerUrl,
       audience: 'execution-runs',
@@ -357,6 +360,8 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       PUBLIC_API_URL: api.url,
       APPROVAL_SENDER: 'approvals@example.com',
       APPROVAL_SIGNING_SECRET: approvalSecret,
+      // The API's own key for the page cursors it hands out, kept beside it.
+      CURSOR_SIGNING_SECRET: cursorSecret,
       TABLE_NAME: NAMES.table,
       QUEUE_URL: queueUrl,
       STATE_MACHINE_ARN: machine.stateMachineArn,

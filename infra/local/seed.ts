@@ -12,15 +12,13 @@ export const DEMO = {
 
 export const seedDemo = async (directory: DirectoryRepository) => {
   const now = new Date().toISOString();
-  if (!(await directory.getAccount(DEMO.accountId))) {
-    await directory.putAccount({
-      accountId: DEMO.accountId,
-      name: 'Demo account',
-      paymentStatus: 'active',
-      limits: { dailyCapMicroUsd: 0, monthlyCapMicroUsd: 0 },
-      updatedAt: now,
-    });
-  }
+  await directory.createAccount({
+    accountId: DEMO.accountId,
+    name: 'Demo account',
+    paymentStatus: 'active',
+    limits: { dailyCapMicroUsd: 0, monthlyCapMicroUsd: 0 },
+    updatedAt: now,
+  });
   if (!(await directory.getProject(DEMO.accountId, DEMO.projectId))) {
     await directory.putProject({
       accountId: DEMO.accountId,

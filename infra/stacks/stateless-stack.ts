@@ -31,6 +31,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { FactName } from 'aws-cdk-lib/region-info';
 import type { Construct } from 'constructs';
+import { SIGNING_SECRETS, type SigningPurpose } from '../../shared/adapters/signing-secret.js';
 import type { EnvName } from '../../shared/config.js';
 import { LAUNCH, SWEEPER } from '../../shared/domain/policy.js';
 import { type CpuArchitecture, loadPriceTable } from '../../shared/domain/pricing.js';
@@ -139,6 +140,7 @@ export class StatelessStack extends Stack {
   public readonly podTaskDefinition: ecs.FargateTaskDefinition;
   public readonly podTaskRole: iam.Role;
   public readonly eventDeliveryDeadLetterQueue: sqs.Queue;
+  public readonly signingSecrets: Record<SigningPurpose, secretsmanager.Secret>;
 
   constructor(scope: Construct, id: string, props: StatelessStackProps) {
     super(scope, id, props);
@@ -169,6 +171,7 @@ export class StatelessStack extends Stack {
     this.addRoutes(props);
     this.stateMachine = this.createStateMachine();
     this.grantFunctions(props);
+    this.signingSecrets = this.createSigningSecrets();
     this.wireApprovals();
     this.connectEventSources(props);
     this.eventDeliveryDeadLetterQueue = this.createEventRules();
@@ -464,29 +467,25 @@ export class StatelessStack extends Stack {
   }
 
   /**
-   * Supervised runs: requestApproval mails from the verified SES identity (the `approvalSender`
-   * context, or the ApprovalSender parameter at deploy) with links to this API; both approval
-   * functions read the link-signing secret, generated at deploy, through the Parameters and Secrets
-   * Lambda Extension (a layer; no SDK client in the bundle).
+   * The signing keys (shared/adapters/signing-secret.ts), generated at deploy, one per purpose: each
+   * goes to the functions that declare its variable (shared/manifest.ts) and to no other, read through
+   * the Parameters and Secrets Lambda Extension (a layer; no SDK client in the bundle).
    */
-  private wireApprovals(): void {
-    const { requestApproval, approvals } = this.functions;
-    const context = this.node.tryGetContext('approvalSender');
-    const sender = new CfnParameter(this, 'ApprovalSender', {
-      type: 'String',
-      description: 'The verified SES identity (an address) that approval mail is sent from',
-      allowedPattern: '^[^@\\s]+@[^@\\s]+$',
-      ...(typeof context === 'string' && context !== '' ? { default: context } : {}),
-    }).valueAsString;
-    const secret = new secretsmanager.Secret(this, 'ApprovalLinkSecret', {
-      description: 'Signs the approval links mailed to project admins',
-      generateSecretString: { passwordLength: 64, excludePunctuation: true },
-    });
-    Validations.of(secret).acknowledge({
-      id: 'AwsSolutions-SMG4',
-      reason:
-        'Rotating the link-signing key would invalidate every approval link in flight; it is a random 64-character key that never leaves Secrets Manager and the two approval functions.',
-    });
+  private createSigningSecrets(): Record<SigningPurpose, secretsmanager.Secret> {
+    const secrets: Record<SigningPurpose, { id: string; description: string; rotation: string }> = {
+      approval: {
+        id: 'ApprovalLinkSecret',
+        description: 'Signs the approval links mailed to project admins',
+        rotation:
+          'Rotating the link-signing key would invalidate every approval link in flight; it is a random 64-character key that never leaves Secrets Manager and the two approval functions.',
+      },
+      cursor: {
+        id: 'PageCursorSecret',
+        description: 'Signs the page cursors the API hands out (run lists, sandbox logs)',
+        rotation:
+          'Rotating the cursor key would only make the cursors clients hold start over; it is a random 64-character key that never leaves Secrets Manager and the API function.',
+      },
+    };
     const layer = lambda.LayerVersion.fromLayerVersionArn(
       this,
       'ParamsAndSecretsLayer',
@@ -497,11 +496,39 @@ export class StatelessStack extends Stack {
         ),
       ),
     );
-    for (const fn of [requestApproval, approvals]) {
-      fn.function.addLayers(layer);
-      fn.setVariable('APPROVAL_SECRET_ARN', secret.secretArn);
-      secret.grantRead(fn.role);
-    }
+    const created = (purpose: SigningPurpose): secretsmanager.Secret => {
+      const { id, description, rotation } = secrets[purpose];
+      const secret = new secretsmanager.Secret(this, id, {
+        description,
+        generateSecretString: { passwordLength: 64, excludePunctuation: true },
+      });
+      Validations.of(secret).acknowledge({ id: 'AwsSolutions-SMG4', reason: rotation });
+      const variable = SIGNING_SECRETS[purpose].arn;
+      for (const name of FUNCTION_NAMES.filter((fn) => FUNCTIONS[fn].environment.includes(variable))) {
+        const fn = this.functions[name];
+        fn.function.addLayers(layer);
+        fn.setVariable(variable, secret.secretArn);
+        secret.grantRead(fn.role);
+      }
+      return secret;
+    };
+    return { approval: created('approval'), cursor: created('cursor') };
+  }
+
+  /**
+   * Supervised runs: requestApproval mails from the verified SES identity (the `approvalSender`
+   * context, or the ApprovalSender parameter at deploy) with links to this API, signed with the
+   * approval secret (createSigningSecrets).
+   */
+  private wireApprovals(): void {
+    const { requestApproval, approvals } = this.functions;
+    const context = this.node.tryGetContext('approvalSender');
+    const sender = new CfnParameter(this, 'ApprovalSender', {
+      type: 'String',
+      description: 'The verified SES identity (an address) that approval mail is sent from',
+      allowedPattern: '^[^@\\s]+@[^@\\s]+$',
+      ...(typeof context === 'string' && context !== '' ? { default: context } : {}),
+    }).valueAsString;
     // A decision settles the approval wait; a run that ended before its approval was stored fails it.
     // Separate policies: requestApproval is invoked by the state machine (see grantFunctions).
     new iam.Policy(this, 'ApprovalDecisionPolicy', {

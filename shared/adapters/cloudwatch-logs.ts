@@ -5,7 +5,7 @@ import {
   type GetLogEventsCommandOutput,
   PutLogEventsCommand,
 } from '@aws-sdk/client-cloudwatch-logs';
-import { ServiceUnavailableError } from '../domain/errors.js';
+import { ServiceUnavailableError, ValidationError } from '../domain/errors.js';
 import type { StepContentRef } from '../domain/steps.js';
 import type { LogEventsPage, LogEventsRequest, LogReader, StepContentStore } from '../ports.js';
 import { errorName } from './dynamo-keys.js';
@@ -52,7 +52,14 @@ export class CloudWatchLogReader implements LogReader {
         nextBackwardToken: out.nextBackwardToken,
       };
     } catch (err) {
-      if (errorName(err) === 'ResourceNotFoundException') return undefined;
+      const name = errorName(err);
+      if (name === 'ResourceNotFoundException') return undefined;
+      // The token came from a cursor: CloudWatch refuses one that has expired (or was never its own).
+      if (name === 'InvalidParameterException' && request.token !== undefined) {
+        throw new ValidationError(
+          'the cursor has expired or is no longer valid: load the newest page again, without cursor or after',
+        );
+      }
       return unavailableOr(err);
     }
   }

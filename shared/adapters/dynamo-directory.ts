@@ -28,8 +28,24 @@ export class DynamoDirectory implements DirectoryRepository {
     return this.read<Account>(keys.account(accountId));
   }
 
-  async putAccount(account: Account): Promise<void> {
-    await this.write(keys.account(account.accountId), account);
+  async createAccount(account: Account): Promise<Account> {
+    const key = keys.account(account.accountId);
+    try {
+      await this.db.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: { ...compact(account), ...key },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+      return account;
+    } catch (err) {
+      if (!isConditionFailed(err)) throw err;
+    }
+    // Another request made it first, perhaps with caps set since: that one stands.
+    const stored = await this.read<Account>(key);
+    if (!stored) throw new Error(`account ${account.accountId} exists and cannot be read`);
+    return stored;
   }
 
   async setAccountLimits(accountId: string, limits: AccountLimits): Promise<Account> {
@@ -85,7 +101,7 @@ export class DynamoDirectory implements DirectoryRepository {
     return out.Item ? withoutKeys<T>(out.Item) : undefined;
   }
 
-  private async write(key: Key, record: Account | Project | Pod): Promise<void> {
+  private async write(key: Key, record: Project | Pod): Promise<void> {
     await this.db.send(new PutCommand({ TableName: this.tableName, Item: { ...compact(record), ...key } }));
   }
 

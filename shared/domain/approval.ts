@@ -89,6 +89,9 @@ export interface ApprovalOutcome extends ApprovalHistoryEntry {
 /** Opaque and unguessable; the link also needs the signature. */
 export const newApprovalId = (): string => randomToken(18);
 
+/** What an approval id may look like: the ones newApprovalId makes (24 characters), with room to grow. */
+export const APPROVAL_ID_PATTERN = /^[A-Za-z0-9_-]{16,64}$/;
+
 export type ApprovalState = 'pending' | 'decided' | 'expired';
 
 export const approvalState = (approval: Approval, now: Date): ApprovalState => {

@@ -1,6 +1,7 @@
 import type { APIGatewayProxyEventV2WithJWTAuthorizer } from 'aws-lambda';
 import { UnauthorizedError } from '../domain/errors.js';
 import type { Caller } from '../domain/tenancy.js';
+import { idSchema } from '../schemas/ids.js';
 
 export interface ClaimNames {
   tenant: string;
@@ -20,6 +21,10 @@ export const callerFromEvent = (
   const userId = claims.sub;
   if (typeof accountId !== 'string' || accountId === '' || typeof userId !== 'string' || userId === '') {
     throw new UnauthorizedError('the token carries no tenant or subject');
+  }
+  // The tenant becomes part of every key the caller reads and writes: it must look like an id.
+  if (!idSchema.safeParse(accountId).success) {
+    throw new UnauthorizedError('the token’s tenant claim is not an account id');
   }
   const email = typeof claims.email === 'string' ? claims.email : undefined;
   return {

@@ -1,5 +1,6 @@
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { DomainError, ValidationError } from '../domain/errors.js';
+import { PATH_PARAMETERS, type PathParameter } from '../schemas/ids.js';
 import type * as z from '../zod.js';
 
 /** Largest request body a route accepts. */
@@ -34,10 +35,21 @@ export const parseJsonBody = <T>(
   return schema.parse(value);
 };
 
-export const pathParam = (event: APIGatewayProxyEventV2, name: string): string => {
+/** A path parameter, checked against what it must look like (shared/schemas/ids.ts). */
+export const pathParam = <N extends PathParameter>(
+  event: APIGatewayProxyEventV2,
+  name: N,
+): z.output<(typeof PATH_PARAMETERS)[N]> => {
   const value = event.pathParameters?.[name];
   if (!value) throw new ValidationError(`missing path parameter ${name}`);
-  return value;
+  const parsed = PATH_PARAMETERS[name].safeParse(value);
+  // The message says what the id must look like; the value itself is not echoed (it may be huge).
+  if (!parsed.success) {
+    throw new ValidationError(
+      `invalid ${name} in the path: expected ${parsed.error.issues.map((i) => i.message).join('; ')}`,
+    );
+  }
+  return parsed.data as z.output<(typeof PATH_PARAMETERS)[N]>;
 };
 
 export const header = (event: APIGatewayProxyEventV2, name: string): string | undefined =>

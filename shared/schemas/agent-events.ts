@@ -1,16 +1,32 @@
 import { EXIT_REASONS, PHASES } from '../domain/run.js';
 import * as z from '../zod.js';
+import { seqSchema } from './ids.js';
 
-/** Events a pod sends to the Agent API. Each carries a per-run sequence number. */
-const base = { seq: z.int().check(z.nonnegative()), at: z.iso.datetime({ offset: true }) };
+/**
+ * Events a pod sends to the Agent API. Each carries a per-run sequence number. The pod runs untrusted
+ * code, so everything it reports is bounded: what the run record, the ledger and the pages keep.
+ */
+const base = { seq: seqSchema, at: z.iso.datetime({ offset: true }) };
+
+/** Far above any one model call (a million-token context is 1,000,000), far below what breaks the sums. */
+const MAX_TOKENS_PER_EVENT = 100_000_000;
+const tokens = z
+  .int()
+  .check(z.nonnegative(), z.lte(MAX_TOKENS_PER_EVENT, `at most ${MAX_TOKENS_PER_EVENT} tokens an event`));
 
 export const usageFields = {
   model: z.string().check(z.minLength(1), z.maxLength(200)),
-  inputTokens: z.int().check(z.nonnegative()),
-  outputTokens: z.int().check(z.nonnegative()),
-  cacheReadTokens: z.optional(z.int().check(z.nonnegative())),
-  cacheWriteTokens: z.optional(z.int().check(z.nonnegative())),
+  inputTokens: tokens,
+  outputTokens: tokens,
+  cacheReadTokens: z.optional(tokens),
+  cacheWriteTokens: z.optional(tokens),
 };
+
+/** Links the run shows and the console opens: web addresses only, of a sane length. */
+const MAX_URL_CHARS = 2048;
+const webUrl = z
+  .url({ protocol: /^https?$/, error: 'an http or https URL' })
+  .check(z.maxLength(MAX_URL_CHARS, `at most ${MAX_URL_CHARS} characters`));
 
 export const agentEventSchema = z.discriminatedUnion('type', [
   z.object({ ...base, type: z.literal('phase'), phase: z.enum(PHASES) }),
@@ -36,7 +52,7 @@ export const agentEventSchema = z.discriminatedUnion('type', [
     ...base,
     type: z.literal('artifact'),
     kind: z.enum(['commit', 'pull_request']),
-    url: z.url(),
+    url: webUrl,
     sha: z.optional(z.string().check(z.maxLength(100))),
     number: z.optional(z.int().check(z.positive())),
   }),

@@ -2,10 +2,8 @@ import { DISPATCH_SOURCES, RUN_MODES, RUN_SOURCES, RUN_STATUSES } from '../domai
 import { PROJECT_ROLES } from '../domain/tenancy.js';
 import * as z from '../zod.js';
 import { demoScriptSchema } from './demo.js';
+import { idSchema as id } from './ids.js';
 
-const id = z
-  .string()
-  .check(z.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'letters, digits, _ . - (at most 128)'));
 const repo = z.string().check(z.minLength(1), z.maxLength(300));
 
 export const idempotencyKeySchema = z
@@ -47,19 +45,49 @@ export const listQuerySchema = z.strictObject({
 });
 export type ListQuery = z.infer<typeof listQuerySchema>;
 
-export const podRequestSchema = z.strictObject({
-  name: z.string().check(z.minLength(1), z.maxLength(200)),
-  image: z._default(z.string().check(z.minLength(1), z.maxLength(500)), 'default'),
-  cpu: z.union([z.literal(256), z.literal(512), z.literal(1024), z.literal(2048), z.literal(4096)]),
-  memoryMiB: z.int().check(z.gte(512), z.lte(30_720)),
-  model: z.string().check(z.minLength(1), z.maxLength(200)),
-  enabled: z._default(z.boolean(), true),
-  maxDurationSeconds: z._default(z.int().check(z.gte(60), z.lte(86_400)), 3600),
-  // From 5 s, so tests and demos can watch a window expire; real windows are hours. Step Functions
-  // enforces it as RequestApproval's timeout, whatever its length.
-  approvalWindowSeconds: z._default(z.int().check(z.gte(5), z.lte(7 * 86_400)), 86_400),
-  runBudgetMicroUsd: z._default(z.int().check(z.nonnegative()), 0),
+/** The task sizes Fargate runs (AWS's table for Linux): each CPU (units) with the memory (MiB) it allows. */
+const inSteps = (from: number, to: number) => ({
+  memoryMiB: Array.from({ length: (to - from) / 1024 + 1 }, (_, i) => from + i * 1024),
+  says: `${from} to ${to} MiB in steps of 1024`,
 });
+const FARGATE_SIZES = {
+  256: { memoryMiB: [512, 1024, 2048], says: '512, 1024 or 2048 MiB' },
+  512: inSteps(1024, 4096),
+  1024: inSteps(2048, 8192),
+  2048: inSteps(4096, 16_384),
+  4096: inSteps(8192, 30_720),
+} as const;
+
+export const podRequestSchema = z
+  .strictObject({
+    name: z.string().check(z.minLength(1), z.maxLength(200)),
+    image: z._default(z.string().check(z.minLength(1), z.maxLength(500)), 'default'),
+    cpu: z.union([z.literal(256), z.literal(512), z.literal(1024), z.literal(2048), z.literal(4096)], {
+      error: '256, 512, 1024, 2048 or 4096 (CPU units; 1024 is one vCPU)',
+    }),
+    memoryMiB: z.int().check(z.gte(512), z.lte(30_720)),
+    model: z.string().check(z.minLength(1), z.maxLength(200)),
+    enabled: z._default(z.boolean(), true),
+    maxDurationSeconds: z._default(z.int().check(z.gte(60), z.lte(86_400)), 3600),
+    // From 5 s, so tests and demos can watch a window expire; real windows are hours. Step Functions
+    // enforces it as RequestApproval's timeout, whatever its length.
+    approvalWindowSeconds: z._default(z.int().check(z.gte(5), z.lte(7 * 86_400)), 86_400),
+    runBudgetMicroUsd: z._default(z.int().check(z.nonnegative()), 0),
+  })
+  // A size Fargate does not run would only fail at launch, run after run.
+  .check(
+    z.superRefine((pod, ctx) => {
+      const size = FARGATE_SIZES[pod.cpu];
+      if (!(size.memoryMiB as readonly number[]).includes(pod.memoryMiB)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['memoryMiB'],
+          message: `a pod with cpu ${pod.cpu} runs with ${size.says} (the task sizes Fargate offers)`,
+          input: pod.memoryMiB,
+        });
+      }
+    }),
+  );
 
 export const projectRequestSchema = z.strictObject({
   name: z.string().check(z.minLength(1), z.maxLength(200)),

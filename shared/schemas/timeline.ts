@@ -1,18 +1,16 @@
 import * as z from '../zod.js';
+import { seqTextSchema } from './ids.js';
 
 /** Query strings of the run's history: its step timeline and its sandbox log. */
 
-const seq = z.coerce.number().check(z.int(), z.gte(0), z.lte(9_999_999_999));
 const cursor = z.string().check(z.minLength(1), z.maxLength(2000));
 
 export const stepsQuerySchema = z.strictObject({
   /** steps with a seq above this one; 0 (the default) is the start */
-  after: z._default(seq, 0),
+  after: z._default(seqTextSchema, 0),
   limit: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(100)), 50),
 });
 export type StepsQuery = z.infer<typeof stepsQuerySchema>;
-
-export const stepSeqSchema = seq;
 
 export const logsQuerySchema = z
   .strictObject({

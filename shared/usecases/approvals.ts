@@ -1,4 +1,5 @@
 import {
+  APPROVAL_ID_PATTERN as APPROVAL_ID,
   type Approval,
   type ApprovalAction,
   type ApprovalOutcome,
@@ -43,8 +44,6 @@ export interface LinkSettings {
   secret: string;
   publicApiUrl: string;
 }
-
-const APPROVAL_ID = /^[A-Za-z0-9_-]{16,64}$/;
 
 export const approvalLink = (settings: LinkSettings, approvalId: string, userId: string): string =>
   `${settings.publicApiUrl.replace(/\/+$/, '')}/approve/${encodeURIComponent(approvalId)}?for=${encodeURIComponent(

@@ -15,19 +15,21 @@ const requireAccountAdmin = (caller: Caller) => {
   if (caller.accountRole !== 'admin') throw new ForbiddenError('this needs the account admin role');
 };
 
-/** The account record comes into being with the first thing an admin configures. */
+/**
+ * The account record comes into being with the first thing an admin configures. Two first requests
+ * may race: the account is created only where none exists, so the loser never resets what the winner
+ * set (its caps); it gets the winner's record.
+ */
 const ensureAccount = async (deps: DirectoryDeps, caller: Caller): Promise<Account> => {
   const existing = await deps.directory.getAccount(caller.accountId);
   if (existing) return existing;
-  const account: Account = {
+  return deps.directory.createAccount({
     accountId: caller.accountId,
     name: caller.accountId,
     paymentStatus: 'active',
     limits: { dailyCapMicroUsd: 0, monthlyCapMicroUsd: 0 },
     updatedAt: deps.clock.now().toISOString(),
-  };
-  await deps.directory.putAccount(account);
-  return account;
+  });
 };
 
 export const getAccount = async (deps: DirectoryDeps, caller: Caller): Promise<Account> => {

@@ -3,7 +3,7 @@ import { isTerminal, type Run } from '../domain/run.js';
 import type { Caller } from '../domain/tenancy.js';
 import type { LogEvent, LogReader, RunStore } from '../ports.js';
 import type { LogsQuery } from '../schemas/timeline.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
+import { type CursorDeps, PageCursors } from './cursor.js';
 import { getRun } from './runs.js';
 
 /**
@@ -16,7 +16,7 @@ import { getRun } from './runs.js';
  * calls when they come back short, and the end is the repeated token, never an empty page.
  */
 
-export interface RunLogDeps {
+export interface RunLogDeps extends CursorDeps {
   runs: RunStore;
   logs: LogReader;
 }
@@ -47,22 +47,21 @@ interface Position {
 
 type Direction = 'older' | 'newer';
 
-const cursorScope = (runId: string, direction: Direction) => ({ logs: runId, direction });
+/** The run's cursors in one direction: signed, and bound to the run and the direction (any other is a 400). */
+class LogCursors {
+  constructor(
+    private readonly cursors: PageCursors,
+    private readonly runId: string,
+  ) {}
 
-const encodePosition = (runId: string, direction: Direction, position: Position): string =>
-  encodeCursor(cursorScope(runId, direction), JSON.stringify(position));
-
-/** Cursors are bound to their run and direction: any other is refused (400). */
-const decodePosition = (runId: string, direction: Direction, cursor: string): Position => {
-  const raw = decodeCursor(cursorScope(runId, direction), cursor);
-  try {
-    const { s, t } = JSON.parse(raw) as Partial<Position>;
-    if ((typeof s === 'string' || s === null) && (typeof t === 'string' || t === null)) return { s, t };
-  } catch {
-    // falls through to the refusal
+  encode(direction: Direction, position: Position): string {
+    return this.cursors.encode({ logs: this.runId, direction }, JSON.stringify(position));
   }
-  throw new ValidationError('the cursor is not valid');
-};
+
+  decode(direction: Direction, cursor: string): Position {
+    return JSON.parse(this.cursors.decode({ logs: this.runId, direction }, cursor)) as Position;
+  }
+}
 
 const pageBytes = (events: LogEvent[]) => events.reduce((sum, e) => sum + Buffer.byteLength(e.message), 0);
 
@@ -73,29 +72,31 @@ export const readRunLogs = async (
   query: LogsQuery,
 ): Promise<RunLogPage> => {
   const run = await getRun(deps, caller, runId);
+  const cursors = new LogCursors(new PageCursors(await deps.cursorKey()), run.runId);
   // Decoded before anything else, so a cursor of another run is refused whatever state this one is in.
-  const older = query.cursor === undefined ? undefined : decodePosition(run.runId, 'older', query.cursor);
-  const newer = query.after === undefined ? undefined : decodePosition(run.runId, 'newer', query.after);
+  const older = query.cursor === undefined ? undefined : cursors.decode('older', query.cursor);
+  const newer = query.after === undefined ? undefined : cursors.decode('newer', query.after);
   const stream = run.logStream;
   if (!stream) {
     return {
       items: [],
       nextCursor: null,
       // a follower starts at the first line once the sandbox writes
-      afterCursor: isTerminal(run.status) ? null : encodePosition(run.runId, 'newer', { s: null, t: null }),
+      afterCursor: isTerminal(run.status) ? null : cursors.encode('newer', { s: null, t: null }),
       reason: 'not_started',
     };
   }
-  if (newer) return follow(deps, run, stream, newer, query.limit);
+  if (newer) return follow(deps, cursors, run, stream, newer, query.limit);
   if (older && older.s !== stream) {
     throw new ValidationError('the cursor belongs to an earlier sandbox of this run');
   }
-  return pageBack(deps, run, stream, older?.t ?? undefined, query.limit);
+  return pageBack(deps, cursors, run, stream, older?.t ?? undefined, query.limit);
 };
 
 /** The `limit` lines before `token` (the newest without one), oldest first. */
 const pageBack = async (
   deps: RunLogDeps,
+  cursors: LogCursors,
   run: Run,
   stream: string,
   token: string | undefined,
@@ -115,7 +116,7 @@ const pageBack = async (
       token: position,
       limit: limit - count,
     });
-    if (!page) return missingStream(run, stream);
+    if (!page) return missingStream(cursors, run, stream);
     if (token === undefined && calls === 1) afterToken = page.nextForwardToken;
     chunks.unshift(page.events);
     count += page.events.length;
@@ -143,9 +144,8 @@ const pageBack = async (
   const items = chunks.flat();
   return {
     items,
-    nextCursor: atStart ? null : encodePosition(run.runId, 'older', { s: stream, t: position ?? null }),
-    afterCursor:
-      afterToken === undefined ? null : encodePosition(run.runId, 'newer', { s: stream, t: afterToken }),
+    nextCursor: atStart ? null : cursors.encode('older', { s: stream, t: position ?? null }),
+    afterCursor: afterToken === undefined ? null : cursors.encode('newer', { s: stream, t: afterToken }),
     ...(items.length === 0 && token === undefined && atStart && isTerminal(run.status) && run.startedAt
       ? { reason: 'expired' as const }
       : {}),
@@ -155,6 +155,7 @@ const pageBack = async (
 /** Lines written after the position, oldest first; the new afterCursor continues from the last. */
 const follow = async (
   deps: RunLogDeps,
+  cursors: LogCursors,
   run: Run,
   stream: string,
   from: Position,
@@ -171,7 +172,7 @@ const follow = async (
       token: position,
       limit,
     });
-    if (!page) return missingStream(run, stream, position);
+    if (!page) return missingStream(cursors, run, stream, position);
     items = page.events;
     const caughtUp = isEnd(position, page.nextForwardToken);
     if (!caughtUp) position = page.nextForwardToken;
@@ -181,7 +182,7 @@ const follow = async (
   return {
     items,
     nextCursor: null,
-    afterCursor: encodePosition(run.runId, 'newer', { s: stream, t: position ?? null }),
+    afterCursor: cursors.encode('newer', { s: stream, t: position ?? null }),
   };
 };
 
@@ -190,14 +191,13 @@ const isEnd = (given: string | undefined, answered: string | undefined): boolean
   answered === undefined || (given !== undefined && answered === given);
 
 /** The stream does not exist: not created yet (a follower waits at `token`), or deleted after the run. */
-const missingStream = (run: Run, stream: string, token?: string): RunLogPage => {
+const missingStream = (cursors: LogCursors, run: Run, stream: string, token?: string): RunLogPage => {
   const reason: LogPageReason =
     isTerminal(run.status) && run.startedAt !== undefined ? 'expired' : 'not_started';
   return {
     items: [],
     nextCursor: null,
-    afterCursor:
-      reason === 'expired' ? null : encodePosition(run.runId, 'newer', { s: stream, t: token ?? null }),
+    afterCursor: reason === 'expired' ? null : cursors.encode('newer', { s: stream, t: token ?? null }),
     reason,
   };
 };

@@ -15,7 +15,7 @@ import type {
 } from '../ports.js';
 import type { DispatchRequest, ListQuery } from '../schemas/api.js';
 import { carryOut } from './carry-out.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
+import { type CursorDeps, PageCursors } from './cursor.js';
 
 export interface RunCommandDeps {
   runs: RunStore;
@@ -134,7 +134,7 @@ export const getRun = (deps: Pick<RunCommandDeps, 'runs'>, caller: Caller, runId
   ownRun(deps.runs, caller, runId);
 
 export const listRuns = async (
-  deps: Pick<RunCommandDeps, 'list' | 'directory'>,
+  deps: Pick<RunCommandDeps, 'list' | 'directory'> & CursorDeps,
   caller: Caller,
   query: ListQuery,
   projectId?: string,
@@ -144,7 +144,8 @@ export const listRuns = async (
     if (!project) throw new NotFoundError('project', projectId);
   }
   const scope = { a: caller.accountId, p: projectId, s: query.status, src: query.source, pod: query.podId };
-  const before = query.cursor ? decodeCursor(scope, query.cursor) : undefined;
+  const cursors = new PageCursors(await deps.cursorKey());
+  const before = query.cursor ? cursors.decode(scope, query.cursor) : undefined;
   const page = await deps.list.list({
     accountId: caller.accountId,
     projectId,
@@ -154,7 +155,7 @@ export const listRuns = async (
     limit: query.limit,
     before,
   });
-  return { items: page.items, nextCursor: page.lastRunId ? encodeCursor(scope, page.lastRunId) : null };
+  return { items: page.items, nextCursor: page.lastRunId ? cursors.encode(scope, page.lastRunId) : null };
 };
 
 /** Stop a run mid-flight: STOPPED first (so nothing moves it on), then release the wait and the sandbox. */

@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDirectory } from '../../shared/adapters/dynamo-directory.js';
 import { NotFoundError, ValidationError } from '../../shared/domain/errors.js';
-import type { Account, Pod, Project } from '../../shared/domain/tenancy.js';
+import type { Account, Caller, Pod, Project } from '../../shared/domain/tenancy.js';
+import type { DirectoryRepository } from '../../shared/ports.js';
+import { putPod, setAccountLimits } from '../../shared/usecases/directory.js';
 import { useTestTable } from '../support/dynamodb-local.js';
 
 const table = useTestTable();
@@ -50,19 +52,32 @@ const pod = (accountId: string, podId: string): Pod => ({
 });
 
 describe('DynamoDirectory accounts', () => {
-  it('stores, replaces and reads an account', async () => {
+  it('creates an account once: a later create answers the stored one and changes nothing', async () => {
     const accountId = uniqueId('acct');
-    await directory.putAccount(account(accountId));
+    expect(await directory.createAccount(account(accountId))).toEqual(account(accountId));
     expect(await directory.getAccount(accountId)).toEqual(account(accountId));
+    const limits = { dailyCapMicroUsd: 10_000_000, monthlyCapMicroUsd: 200_000_000 };
+    const capped = await directory.setAccountLimits(accountId, limits);
 
-    await directory.putAccount({ ...account(accountId), paymentStatus: 'payment_required' });
-    expect((await directory.getAccount(accountId))?.paymentStatus).toBe('payment_required');
+    const again = await directory.createAccount({ ...account(accountId), name: 'Other' });
+
+    expect(again).toEqual(capped);
+    expect(await directory.getAccount(accountId)).toEqual(capped);
     expect(await directory.getAccount(uniqueId('missing'))).toBeUndefined();
+  });
+
+  it('answers every concurrent create with the one account that won', async () => {
+    const accountId = uniqueId('acct');
+    const created = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => directory.createAccount({ ...account(accountId), name: `n${i}` })),
+    );
+    const stored = await directory.getAccount(accountId);
+    for (const answer of created) expect(answer).toEqual(stored);
   });
 
   it('sets the limits of an existing account only', async () => {
     const accountId = uniqueId('acct');
-    await directory.putAccount(account(accountId));
+    await directory.createAccount(account(accountId));
     const limits = { dailyCapMicroUsd: 10_000_000, monthlyCapMicroUsd: 200_000_000 };
 
     const updated = await directory.setAccountLimits(accountId, limits);
@@ -76,7 +91,7 @@ describe('DynamoDirectory accounts', () => {
   });
 
   it('refuses ids that could reach into another key', async () => {
-    await expect(directory.putAccount(account('a#b'))).rejects.toBeInstanceOf(ValidationError);
+    await expect(directory.createAccount(account('a#b'))).rejects.toBeInstanceOf(ValidationError);
     await expect(directory.getProject('a', 'b#c')).rejects.toBeInstanceOf(ValidationError);
   });
 });
@@ -96,7 +111,7 @@ describe('DynamoDirectory projects and pods', () => {
   it("lists one account's projects and pods, and nothing else in its partition", async () => {
     const accountId = uniqueId('acct');
     const other = uniqueId('other');
-    await directory.putAccount(account(accountId));
+    await directory.createAccount(account(accountId));
     await Promise.all([
       ...['web', 'api', 'docs'].map((id) => directory.putProject(project(accountId, id))),
       ...['pod-1', 'pod-2'].map((id) => directory.putPod(pod(accountId, id))),
@@ -127,5 +142,44 @@ describe('DynamoDirectory projects and pods', () => {
     const ids = Array.from({ length: 14 }, (_, i) => `p${String(i).padStart(2, '0')}`);
     for (const id of ids) await directory.putProject(big(id));
     expect((await directory.listProjects(accountId)).map((p) => p.projectId)).toEqual(ids);
+  });
+});
+
+describe('ensureAccount, as the first configuration of an account', () => {
+  const admin: Caller = { accountId: '', userId: 'root', accountRole: 'admin' };
+  const podRequest = {
+    name: 'Pod',
+    image: 'default',
+    cpu: 1024 as const,
+    memoryMiB: 2048,
+    model: 'm',
+    enabled: true,
+    maxDurationSeconds: 3600,
+    approvalWindowSeconds: 900,
+    runBudgetMicroUsd: 0,
+  };
+
+  it('never resets the caps a concurrent request set: the one that lost the race reads the winner', async () => {
+    const caller = { ...admin, accountId: uniqueId('acct') };
+    // putPod finds no account, then waits while another request creates it and sets its caps
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const slow: DirectoryRepository = Object.assign(Object.create(directory), {
+      getAccount: async (accountId: string) => {
+        const found = await directory.getAccount(accountId);
+        await held;
+        return found;
+      },
+    });
+    const putting = putPod({ directory: slow, clock }, caller, 'pod-1', podRequest);
+    const limits = { dailyCapMicroUsd: 1_000_000, monthlyCapMicroUsd: 20_000_000 };
+    await setAccountLimits({ directory, clock }, caller, limits);
+    release();
+    await putting;
+
+    expect((await directory.getAccount(caller.accountId))?.limits).toEqual(limits);
+    expect(await directory.getPod(caller.accountId, 'pod-1')).toMatchObject({ name: 'Pod' });
   });
 });

@@ -407,6 +407,32 @@ describe('the stateless stack', () => {
     expect(FUNCTIONS.sweeper.table.indexes).toEqual(['queued']);
   });
 
+  it('gives each signing secret only to the functions that sign with it, read through the Parameters and Secrets layer', () => {
+    const resources = statelessTemplate.toJSON().Resources as Record<string, { Properties: Json }>;
+    const propertiesOf = (fn: FunctionName) => resources[functionIds[fn]]?.Properties ?? {};
+    const layersOf = (fn: FunctionName) => propertiesOf(fn).Layers;
+    const signers = { approval: ['approvals', 'requestApproval'], cursor: ['api'] } as const;
+    for (const [purpose, functions] of Object.entries(signers)) {
+      const secretId = logicalId(stateless.signingSecrets[purpose as keyof typeof signers]);
+      const readers = policyStatements(statelessTemplate)
+        .filter(
+          (statement) =>
+            statement.Effect === 'Allow' &&
+            asArray(statement.Action).includes('secretsmanager:GetSecretValue') &&
+            JSON.stringify(statement.Resource).includes(`"${secretId}"`),
+        )
+        .flatMap((statement) => statement.roleIds)
+        .map((roleId) => functionRoleIds.get(roleId) ?? roleId);
+      expect([...new Set(readers)].sort(), purpose).toEqual([...functions].sort());
+      for (const fn of functions) {
+        const { Variables: variables } = propertiesOf(fn).Environment as { Variables: Json };
+        expect(variables[`${purpose.toUpperCase()}_SECRET_ARN`], fn).toEqual({ Ref: secretId });
+        expect(layersOf(fn), fn).toHaveLength(1);
+        expect(layersOf(fn), fn).toEqual(layersOf('approvals'));
+      }
+    }
+  });
+
   it('hands start-run the state machine ARN and checks the Agent API URL', () => {
     statelessTemplate.hasResourceProperties('AWS::Lambda::Function', {
       Description: FUNCTIONS.startRun.description,

@@ -1,9 +1,13 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import {
   CloudWatchLogsClient,
   DeleteLogStreamCommand,
   GetLogEventsCommand,
 } from '@aws-sdk/client-cloudwatch-logs';
 import { describe, expect, it } from 'vitest';
+import { PageCursors } from '../../shared/usecases/cursor.js';
 import type { RunLogPage } from '../../shared/usecases/logs.js';
 import { api, dispatch, endpoints, waitForRun, waitForTerminal } from './support/api.js';
 import { tokenFor, waitForTaskStopped } from './support/aws.js';
@@ -132,6 +136,38 @@ describe('GET /v1/runs/{runId}/logs', () => {
     const stranger = await tokenFor({ sub: 'mallory', accountId: `acct-other-${Date.now()}` });
     const foreign = await logs(a.runId, {}, stranger);
     expect(foreign.status).toBe(404);
+  });
+
+  it('refuses with 400 a cursor it did not sign, and one whose position CloudWatch no longer takes', async () => {
+    const run = await finishedRun({ steps: 1, logLines: 300, stepDelayMs: 0 });
+    const position = JSON.stringify({ s: run.logStream, t: 'b/100' });
+    // what a client could write before cursors were signed: the position and the query's fingerprint
+    const handMade = Buffer.from(
+      JSON.stringify({
+        p: position,
+        f: createHash('sha256')
+          .update(JSON.stringify({ logs: run.runId, direction: 'older' }))
+          .digest('base64url')
+          .slice(0, 12),
+      }),
+    ).toString('base64url');
+    const forged = await logs(run.runId, { cursor: handMade });
+    expect(forged.status).toBe(400);
+    expect(forged.body).toMatchObject({ error: { code: 'ValidationError', message: /not valid/ } });
+
+    // A cursor the API signed whose token CloudWatch refuses, as it refuses an expired one: signed here
+    // with the local cloud's key, which it keeps beside the dev issuer's.
+    const key = await readFile(
+      path.join(path.dirname(endpoints().devIssuerKeyPath), 'cursor-signing-secret'),
+      'utf8',
+    );
+    const stale = new PageCursors(key.trim()).encode(
+      { logs: run.runId, direction: 'older' },
+      JSON.stringify({ s: run.logStream, t: 'token-of-yesterday' }),
+    );
+    const expired = await logs(run.runId, { cursor: stale });
+    expect(expired.status).toBe(400);
+    expect(expired.body).toMatchObject({ error: { code: 'ValidationError', message: /expired/ } });
   });
 
   it('answers a run that never started, and one whose stream has expired, with an empty page and a reason', async () => {

@@ -2,6 +2,7 @@ import {
   CloudWatchLogsClient,
   CreateLogStreamCommand,
   GetLogEventsCommand,
+  InvalidParameterException,
   PutLogEventsCommand,
   ResourceAlreadyExistsException,
   ResourceNotFoundException,
@@ -15,7 +16,7 @@ import {
   CloudWatchStepContentStore,
   splitForLogEvents,
 } from '../../shared/adapters/cloudwatch-logs.js';
-import { ServiceUnavailableError } from '../../shared/domain/errors.js';
+import { ServiceUnavailableError, ValidationError } from '../../shared/domain/errors.js';
 
 const meta = { $metadata: {} };
 const GROUP = '/execution-runs/pods';
@@ -74,6 +75,19 @@ describe('CloudWatchLogReader', () => {
     logs.on(GetLogEventsCommand).rejects(new ThrottlingException({ message: 'Rate exceeded', ...meta }));
     await expect(reader().getEvents({ logStream: 's', limit: 10, forward: false })).rejects.toBeInstanceOf(
       ServiceUnavailableError,
+    );
+  });
+
+  it('turns a position CloudWatch refuses (an expired or made-up token) into a 400', async () => {
+    logs
+      .on(GetLogEventsCommand)
+      .rejects(new InvalidParameterException({ message: 'The specified nextToken is invalid.', ...meta }));
+    await expect(
+      reader().getEvents({ logStream: 's', limit: 10, forward: false, token: 'b/old' }),
+    ).rejects.toBeInstanceOf(ValidationError);
+    // without a token the request is the backend's own: a refusal is a fault, not the caller's
+    await expect(reader().getEvents({ logStream: 's', limit: 10, forward: false })).rejects.toBeInstanceOf(
+      InvalidParameterException,
     );
   });
 

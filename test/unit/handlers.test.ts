@@ -37,6 +37,7 @@ vi.hoisted(() => {
     LOG_GROUP_NAME: '/pods',
     STEP_LOG_GROUP_NAME: '/steps',
     AWS_REGION: 'us-east-1',
+    CURSOR_SIGNING_SECRET: 'c'.repeat(32),
   });
 });
 
@@ -128,6 +129,7 @@ describe('api handler: dispatch', () => {
       sandbox: {} as Sandbox,
       logs: {} as LogReader,
       stepContent: {} as StepContentStore,
+      cursorKey: async () => 'c'.repeat(32),
       clock,
     };
   };
@@ -193,10 +195,13 @@ describe('api handler: dispatch', () => {
 });
 
 describe('agent-api handler', () => {
+  const RUN = 'run_01J0000000000000000000000A';
+  const OTHER_RUN = 'run_01J0000000000000000000000B';
+  const ENDED = 'run_01J0000000000000000000000C';
   it('refuses a token that is not the run’s, and any token once the run has ended', async () => {
     const runs = new MemoryRuns()
-      .put(runFactory({ runId: 'run_1', status: 'RUNNING' }), { agentTokenHash: hashSecret('run_1.right') })
-      .put(runFactory({ runId: 'run_3', status: 'STOPPED' }), { agentTokenHash: hashSecret('run_3.right') });
+      .put(runFactory({ runId: RUN, status: 'RUNNING' }), { agentTokenHash: hashSecret(`${RUN}.right`) })
+      .put(runFactory({ runId: ENDED, status: 'STOPPED' }), { agentTokenHash: hashSecret(`${ENDED}.right`) });
     const handler = makeAgentApi(
       {
         runs,
@@ -211,16 +216,16 @@ describe('agent-api handler', () => {
     );
     const res = await handler(
       httpEvent('GET /agent/v1/runs/{runId}/control', {
-        pathParameters: { runId: 'run_1' },
-        headers: { authorization: 'Bearer run_1.wrong' },
+        pathParameters: { runId: RUN },
+        headers: { authorization: `Bearer ${RUN}.wrong` },
       }),
       lambdaContext(),
     );
     expect(res.statusCode).toBe(401);
     const other = await handler(
       httpEvent('GET /agent/v1/runs/{runId}/control', {
-        pathParameters: { runId: 'run_1' },
-        headers: { authorization: 'Bearer run_2.secret' },
+        pathParameters: { runId: RUN },
+        headers: { authorization: `Bearer ${OTHER_RUN}.secret` },
       }),
       lambdaContext(),
     );
@@ -233,7 +238,7 @@ describe('agent-api handler', () => {
         }),
         lambdaContext(),
       );
-    expect((await control('run_1')).statusCode).toBe(200);
-    expect((await control('run_3')).statusCode).toBe(401);
+    expect((await control(RUN)).statusCode).toBe(200);
+    expect((await control(ENDED)).statusCode).toBe(401);
   });
 });

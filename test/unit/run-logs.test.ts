@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { NotFoundError, ValidationError } from '../../shared/domain/errors.js';
 import type { Run } from '../../shared/domain/run.js';
@@ -70,6 +71,7 @@ const setup = (run: Partial<Run> = {}) => {
   const deps = {
     runs: { get: async (runId: string) => runs.get(runId) } as unknown as RunStore,
     logs: stream,
+    cursorKey: async () => 'k'.repeat(64),
   };
   const read = (query: Record<string, string> = {}, runId = main.runId) =>
     readRunLogs(deps, caller, runId, logsQuerySchema.parse(query));
@@ -137,6 +139,21 @@ describe('readRunLogs: paging back', () => {
     );
     await expect(read({ cursor: first.afterCursor as string })).rejects.toBeInstanceOf(ValidationError);
     await expect(read({ cursor: 'not-a-cursor' })).rejects.toBeInstanceOf(ValidationError);
+  });
+
+  it('refuses a cursor it did not sign, so a client cannot hand CloudWatch a token of its own', async () => {
+    const { stream, read, main } = setup();
+    stream.write(300);
+    const scope = { logs: main.runId, direction: 'older' };
+    const forged = Buffer.from(
+      JSON.stringify({
+        p: JSON.stringify({ s: STREAM, t: 'b/150' }),
+        f: createHash('sha256').update(JSON.stringify(scope)).digest('base64url').slice(0, 12),
+      }),
+    ).toString('base64url');
+    await expect(read({ cursor: forged })).rejects.toThrow(/not valid/);
+    await expect(read({ after: forged })).rejects.toThrow(/not valid/);
+    expect(stream.requests).toEqual([]);
   });
 
   it('refuses an older-lines cursor from an earlier sandbox of the run', async () => {

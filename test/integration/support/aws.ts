@@ -19,6 +19,7 @@ export const dynamo = () =>
   DynamoDBDocumentClient.from(new DynamoDBClient({ ...config(), endpoint: endpoints().services.dynamodb }));
 export const sfn = () => new SFNClient({ ...config(), endpoint: endpoints().services.stepfunctions });
 export const ecs = () => new ECSClient({ ...config(), endpoint: endpoints().services.ecs });
+export const dynamodb = () => new DynamoDBClient({ ...config(), endpoint: endpoints().services.dynamodb });
 
 export const executionsOf = async (runId: string) => {
   const out = await sfn().send(
@@ -51,13 +52,16 @@ export const ecsControl = (route: string, body: unknown) =>
 export const sfnControl = (route: string, body: unknown) =>
   fetch(`${endpoints().services.stepfunctions}${route}`, { method: 'POST', body: JSON.stringify(body) });
 
-/** A token from the local issuer for any user of any tenant. */
-export const tokenFor = async (claims: {
-  sub: string;
-  accountId: string;
-  accountRole?: 'admin' | 'member';
-  email?: string;
-}) => {
+/** A token from the local issuer for any user of any tenant; `expiresAt` as jose takes it (a past one for expired tokens). */
+export const tokenFor = async (
+  claims: {
+    sub: string;
+    accountId: string;
+    accountRole?: 'admin' | 'member';
+    email?: string;
+  },
+  expiresAt: number | string = '1h',
+) => {
   const e = endpoints();
   const jwk = JSON.parse(await readFile(e.devIssuerKeyPath, 'utf8')) as JWK & { privateJwk?: JWK };
   const key = await importJWK(jwk.privateJwk ?? jwk, 'RS256');
@@ -71,7 +75,7 @@ export const tokenFor = async (claims: {
     .setIssuer(e.issuer)
     .setAudience(e.audience)
     .setIssuedAt()
-    .setExpirationTime('1h')
+    .setExpirationTime(expiresAt)
     .sign(key);
 };
 

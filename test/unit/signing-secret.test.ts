@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { approvalSigningSecret } from '../../shared/adapters/approval-secret.js';
+import { signingSecret } from '../../shared/adapters/signing-secret.js';
 
 const SECRET = 'k'.repeat(64);
 
@@ -32,19 +32,25 @@ const env = () => ({
   AWS_SESSION_TOKEN: 'session-token',
 });
 
-describe('the approval signing secret', () => {
-  it('comes from APPROVAL_SIGNING_SECRET locally', async () => {
-    expect(await approvalSigningSecret({ APPROVAL_SIGNING_SECRET: SECRET })()).toBe(SECRET);
+describe('the signing secrets', () => {
+  it('come from APPROVAL_SIGNING_SECRET and CURSOR_SIGNING_SECRET locally, each for its purpose', async () => {
+    const env = { APPROVAL_SIGNING_SECRET: SECRET, CURSOR_SIGNING_SECRET: 'c'.repeat(32) };
+    expect(await signingSecret('approval', env)()).toBe(SECRET);
+    expect(await signingSecret('cursor', env)()).toBe('c'.repeat(32));
   });
 
-  it('refuses a short secret and a missing configuration at cold start', () => {
-    expect(() => approvalSigningSecret({ APPROVAL_SIGNING_SECRET: 'short' })).toThrow(/shorter than 32/);
-    expect(() => approvalSigningSecret({})).toThrow(/APPROVAL_SIGNING_SECRET or APPROVAL_SECRET_ARN/);
+  it('refuse a short secret and a missing configuration at cold start', () => {
+    expect(() => signingSecret('approval', { APPROVAL_SIGNING_SECRET: 'short' })).toThrow(/shorter than 32/);
+    expect(() => signingSecret('approval', {})).toThrow(/APPROVAL_SIGNING_SECRET or APPROVAL_SECRET_ARN/);
+    // one purpose never falls back on the other's key
+    expect(() => signingSecret('cursor', { APPROVAL_SIGNING_SECRET: SECRET })).toThrow(
+      /CURSOR_SIGNING_SECRET or CURSOR_SECRET_ARN/,
+    );
   });
 
-  it('is read once through the extension, with the session token, and then reused', async () => {
+  it('are read once through the extension, with the session token, and then reused', async () => {
     requests.length = 0;
-    const secret = approvalSigningSecret(env());
+    const secret = signingSecret('approval', env());
     expect(await Promise.all([secret(), secret()])).toEqual([SECRET, SECRET]);
     expect(await secret()).toBe(SECRET);
     expect(requests).toHaveLength(1);
@@ -54,10 +60,10 @@ describe('the approval signing secret', () => {
     expect(requests[0]?.headers['x-aws-parameters-secrets-token']).toBe('session-token');
   });
 
-  it('is read again by the next request after a failed read', async () => {
+  it('are read again by the next request after a failed read', async () => {
     requests.length = 0;
     answers = [{ status: 400, body: { message: 'not ready' } }];
-    const secret = approvalSigningSecret(env());
+    const secret = signingSecret('approval', env());
     await expect(secret()).rejects.toThrow(/answered 400/);
     expect(await secret()).toBe(SECRET);
     expect(requests).toHaveLength(2);
