@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { type AttributeValue, paginateScan } from '@aws-sdk/client-dynamodb';
-import { DescribeTasksCommand } from '@aws-sdk/client-ecs';
 import { paginateListExecutions } from '@aws-sdk/client-sfn';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import fc from 'fast-check';
@@ -10,9 +9,10 @@ import { newRunId } from '../../shared/domain/ids.js';
 import type { Run } from '../../shared/domain/run.js';
 import { MAX_BODY_BYTES } from '../../shared/http/request.js';
 import { ROUTES, type RouteDefinition } from '../../shared/manifest.js';
+import { agentEventBatchSchema } from '../../shared/schemas/agent-events.js';
 import { api, dispatch, endpoints, waitForTerminal } from './support/api.js';
-import { approvalLinkFor, dispatchSupervised } from './support/approvals.js';
-import { dynamodb, ecs, sfn, sqs, tokenFor, waitForTaskStopped } from './support/aws.js';
+import { approvalLinkFor, dispatchSupervised, waitForApproval } from './support/approvals.js';
+import { dynamodb, ecsControl, sfn, sqs, takeOverPod, tokenFor, waitForTaskStopped } from './support/aws.js';
 
 /**
  * Malformed requests over the whole route table, against the local cloud over HTTP: bodies, path
@@ -82,6 +82,10 @@ const VALID_BODIES: Record<string, Record<string, unknown>> = {
   'PUT /v1/projects/{projectId}': { name: 'Fuzz', repos: [], members: [] },
   'PUT /v1/account/limits': { dailyCapMicroUsd: 0, monthlyCapMicroUsd: 0 },
   'POST /agent/v1/runs/{runId}/events': { events: [{ seq: 1, at: AT, type: 'heartbeat' }] },
+  'POST /agent/v1/runs/{runId}/token': {
+    code: 'a-launch-code-of-sixteen',
+    taskArn: 'arn:aws:ecs:us-east-1:000000000000:task/execution-runs/0123',
+  },
 };
 /** Run actions: they act on the run in the path, so they only ever get one the caller cannot act on. */
 const isRunAction = (r: RouteDefinition) =>
@@ -186,7 +190,8 @@ const quietSnapshot = async (timeoutMs = 60_000) => {
 // the fixture: real runs, cursors, a decided approval link and tokens of every kind
 
 interface Fixture {
-  runs: { finished: Run; supervised: Run };
+  /** `paused` waits for a decision with its pod frozen, so the test can play its pod and nothing moves */
+  runs: { finished: Run; supervised: Run; paused: Run };
   agentToken: string;
   approval: { approvalId: string; for: string; sig: string };
   cursors: { list: string; listOfCompleted: string; logsOlder: string; logsAfter: string };
@@ -197,14 +202,15 @@ interface Fixture {
   auth: { admins: string[]; others: string[]; invalid: string[] };
 }
 
-const agentTokenOf = async (run: Run) => {
-  const out = await ecs().send(
-    new DescribeTasksCommand({ cluster: endpoints().clusterArn, tasks: [run.taskArn as string] }),
-  );
-  const environment = out.tasks?.[0]?.overrides?.containerOverrides?.[0]?.environment ?? [];
-  const token = environment.find((v) => v.name === 'AGENT_TOKEN')?.value;
-  if (!token) throw new Error(`no agent token for ${run.runId}`);
-  return token;
+/**
+ * A run paused at a checkpoint whose pod is frozen (SIGSTOP), and a token of the test's own for it: the
+ * Agent API takes it, the run stays as it is, and what the fuzzer sends it must never write.
+ */
+const pausedRunWithToken = async () => {
+  const { body } = await dispatchSupervised({ steps: 1, stepDelayMs: 0 });
+  const { run } = await waitForApproval(body.runId);
+  expect((await ecsControl('/_local/kill', { taskArn: run.taskArn, signal: 'SIGSTOP' })).status).toBe(200);
+  return { run, token: await takeOverPod(run.runId) };
 };
 
 /** A token the local issuer's checks refuse: signed with another key under the issuer's key id. */
@@ -225,6 +231,7 @@ const setUp = async (): Promise<Fixture> => {
   const { body: queued } = await dispatch({ config: { demo: { steps: 2, stepDelayMs: 0, logLines: 40 } } });
   const { body: supervisedQueued } = await dispatchSupervised({ steps: 1, stepDelayMs: 0 });
   const { link } = await approvalLinkFor(supervisedQueued.runId);
+  const paused = await pausedRunWithToken();
   expect((await api('POST', `/v1/runs/${supervisedQueued.runId}/approve`)).status).toBe(200);
   const [{ run: finished }, { run: supervised }] = await Promise.all([
     waitForTerminal(queued.runId, 90_000),
@@ -245,8 +252,8 @@ const setUp = async (): Promise<Fixture> => {
     Math.floor(Date.now() / 1000) - 60,
   );
   return {
-    runs: { finished, supervised },
-    agentToken: await agentTokenOf(finished),
+    runs: { finished, supervised, paused: paused.run },
+    agentToken: paused.token,
     approval: {
       approvalId: link.pathname.split('/').pop() as string,
       for: link.searchParams.get('for') as string,
@@ -844,75 +851,81 @@ describe('the API under malformed input', { shuffle: false }, () => {
     await fuzz(arbitrary, REQUESTS.approvalLinks);
   });
 
-  it('answers Agent API calls with bad tokens, malformed events or huge batches with a 4xx, writing nothing for a finished run', async () => {
-    const event = fc.oneof(
-      fc.constantFrom(
-        { seq: 1, at: AT, type: 'heartbeat' },
-        { seq: 2, at: AT, type: 'phase', phase: 'EXECUTING' },
-        {
-          seq: 3,
-          at: AT,
-          type: 'step',
-          kind: 'assistant',
-          content: 'x',
-          usage: { inputTokens: 1, outputTokens: 1 },
-        },
-        { seq: 4, at: AT, type: 'usage', model: 'm', inputTokens: 1, outputTokens: 1 },
-        {
-          seq: 5,
-          at: AT,
-          type: 'artifact',
-          kind: 'pull_request',
-          url: 'https://github.com/a/b/pull/1',
-          number: 1,
-        },
-        { seq: 6, at: AT, type: 'checkpoint', name: 'plan', summary: 's' },
-        { seq: 7, at: AT, type: 'result', outcome: 'completed' },
-      ),
-      fc
-        .tuple(
-          fc.constantFrom(
-            { seq: 1, at: AT, type: 'usage', model: 'm', inputTokens: 1, outputTokens: 1 },
-            {
-              seq: 1,
-              at: AT,
-              type: 'artifact',
-              kind: 'commit',
-              url: 'https://github.com/a/b/commit/1',
-            },
-          ),
-          fc.constantFrom(
-            'seq',
-            'at',
-            'type',
-            'url',
-            'inputTokens',
-            'outputTokens',
-            'cacheReadTokens',
-            'kind',
-            'model',
-          ),
-          fc.oneof(
-            wrongValue,
-            fc.constantFrom(
-              -1,
-              1.5,
-              1e10,
-              1e20,
-              10_000_000_000,
-              100_000_001,
-              'javascript:alert(1)',
-              'file:///etc/passwd',
-              `https://x.io/${'a'.repeat(3000)}`,
-            ),
-          ),
-        )
-        .map(([valid, field, value]) => ({ ...valid, [field]: value })),
+  it('answers Agent API calls with bad tokens, malformed events or huge batches with a 4xx, writing nothing', async () => {
+    /** Events the schema takes. */
+    const event = fc.constantFrom(
+      { seq: 1, at: AT, type: 'heartbeat' },
+      { seq: 2, at: AT, type: 'phase', phase: 'EXECUTING' },
+      {
+        seq: 3,
+        at: AT,
+        type: 'step',
+        kind: 'assistant',
+        content: 'x',
+        usage: { inputTokens: 1, outputTokens: 1 },
+      },
+      { seq: 4, at: AT, type: 'usage', model: 'm', inputTokens: 1, outputTokens: 1 },
+      {
+        seq: 5,
+        at: AT,
+        type: 'artifact',
+        kind: 'pull_request',
+        url: 'https://github.com/a/b/pull/1',
+        number: 1,
+      },
+      { seq: 6, at: AT, type: 'checkpoint', name: 'plan', summary: 's' },
+      { seq: 7, at: AT, type: 'result', outcome: 'completed' },
     );
-    const batch = fc.oneof(
+    /** An event the schema refuses: a valid one with one field made wrong. */
+    const malformedEvent = fc
+      .tuple(
+        fc.constantFrom(
+          { seq: 1, at: AT, type: 'usage', model: 'm', inputTokens: 1, outputTokens: 1 },
+          {
+            seq: 1,
+            at: AT,
+            type: 'artifact',
+            kind: 'commit',
+            url: 'https://github.com/a/b/commit/1',
+          },
+        ),
+        fc.constantFrom(
+          'seq',
+          'at',
+          'type',
+          'url',
+          'inputTokens',
+          'outputTokens',
+          'cacheReadTokens',
+          'kind',
+          'model',
+        ),
+        fc.oneof(
+          wrongValue,
+          fc.constantFrom(
+            -1,
+            1.5,
+            1e10,
+            1e20,
+            10_000_000_000,
+            100_000_001,
+            'javascript:alert(1)',
+            'file:///etc/passwd',
+            `https://x.io/${'a'.repeat(3000)}`,
+          ),
+        ),
+      )
+      .map(([valid, field, value]) => ({ ...valid, [field]: value }));
+    const anyEvent = fc.oneof(event, malformedEvent);
+    /** Batches the schema refuses: a malformed event among others, too many, too large, or not JSON. */
+    const refusedBatch = fc.oneof(
       {
         weight: 6,
-        arbitrary: fc.array(event, { maxLength: 20 }).map((events) => JSON.stringify({ events })),
+        arbitrary: fc
+          .tuple(fc.array(anyEvent, { maxLength: 10 }), malformedEvent, fc.array(anyEvent, { maxLength: 10 }))
+          .map(([before, bad, after]) => JSON.stringify({ events: [...before, bad, ...after] }))
+          // a wrong value in a field the event does not have is dropped, not refused
+          .filter((body) => !agentEventBatchSchema.safeParse(JSON.parse(body)).success),
       },
       {
         weight: 1,
@@ -935,16 +948,36 @@ describe('the API under malformed input', { shuffle: false }, () => {
       { weight: 2, arbitrary: junkText },
       { weight: 1, arbitrary: fc.uint8Array({ maxLength: 2000 }) },
     );
+    /** Any batch, the schema's accepted ones included: for runs no token of the test's may write to. */
+    const anyBatch = fc.oneof(
+      {
+        weight: 3,
+        arbitrary: fc.array(event, { maxLength: 20 }).map((events) => JSON.stringify({ events })),
+      },
+      { weight: 7, arbitrary: refusedBatch },
+    );
     const agent = ROUTES.filter((r) => r.auth === 'agent');
+    // The paused run takes the test's token, so it only ever gets what the schema refuses; the others
+    // (ended, unknown, hostile ids) refuse the token, so they get anything.
+    const target = fc.oneof(
+      { weight: 4, arbitrary: fc.record({ runId: fc.constant(f.runs.paused.runId), body: refusedBatch }) },
+      {
+        weight: 3,
+        arbitrary: fc.record({
+          runId: fc.oneof(
+            fc.constant(f.runs.finished.runId),
+            fc.constant(f.runs.supervised.runId),
+            fc.constant(newRunId()),
+            inPath(hostileId),
+          ),
+          body: anyBatch,
+        }),
+      },
+    );
     const arbitrary = fc
       .record({
         r: fc.constantFrom(...agent),
-        runId: fc.oneof(
-          { weight: 4, arbitrary: fc.constant(f.runs.finished.runId) },
-          { weight: 1, arbitrary: fc.constant(f.runs.supervised.runId) },
-          { weight: 1, arbitrary: fc.constant(newRunId()) },
-          { weight: 1, arbitrary: inPath(hostileId) },
-        ),
+        target,
         auth: fc.oneof(
           { weight: 4, arbitrary: fc.constant(`Bearer ${f.agentToken}`) },
           {
@@ -961,11 +994,10 @@ describe('the API under malformed input', { shuffle: false }, () => {
           },
           { weight: 1, arbitrary: printable(200).map((t) => `Bearer ${t}`) },
         ),
-        body: batch,
         type: contentType,
       })
       .map(
-        ({ r, runId, auth, body, type }): Probe => ({
+        ({ r, target: { runId, body }, auth, type }): Probe => ({
           route: r,
           params: { runId },
           headers: {
@@ -982,7 +1014,7 @@ describe('the API under malformed input', { shuffle: false }, () => {
     for (const r of [route('PUT /v1/pods/{podId}'), route('POST /agent/v1/runs/{runId}/events')]) {
       const probe: Probe = {
         route: r,
-        params: { podId: 'demo-pod', runId: f.runs.finished.runId },
+        params: { podId: 'demo-pod', runId: f.runs.paused.runId },
         headers: { authorization: `Bearer ${r.auth === 'agent' ? f.agentToken : endpoints().token}` },
         body: `{"a":"${'a'.repeat(10 * 1024 * 1024)}"}`,
       };

@@ -15,11 +15,11 @@ const config = () => ({
 });
 
 export const sqs = () => new SQSClient({ ...config(), endpoint: endpoints().services.sqs });
-export const dynamo = () =>
-  DynamoDBDocumentClient.from(new DynamoDBClient({ ...config(), endpoint: endpoints().services.dynamodb }));
 export const sfn = () => new SFNClient({ ...config(), endpoint: endpoints().services.stepfunctions });
 export const ecs = () => new ECSClient({ ...config(), endpoint: endpoints().services.ecs });
 export const dynamodb = () => new DynamoDBClient({ ...config(), endpoint: endpoints().services.dynamodb });
+/** The same, with the document client's plain values. */
+export const dynamo = () => DynamoDBDocumentClient.from(dynamodb());
 
 export const executionsOf = async (runId: string) => {
   const out = await sfn().send(
