@@ -202,6 +202,17 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     const persisted = (file: string) => (options.persist ? path.join(dataDir, file) : undefined);
     const { host } = options;
 
+    // First, so the functions' bundles build while the emulators start.
+    const runtime = createLambdaRuntime({
+      functionsDir: path.join(ROOT, 'functions'),
+      bundleDir: path.join(options.stateDir, 'functions'),
+      functions: FUNCTIONS,
+      region: REGION,
+      accountId: ACCOUNT,
+      // quiet locally unless asked otherwise
+      logLevel: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN',
+    });
+    stops.push(() => runtime.close());
     const dynamo = await startDynamoDbLocal({
       port: portFor(options, 1),
       dataDir: options.persist ? dataDir : undefined,
@@ -293,16 +304,6 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     });
     stops.push(() => ecs.close());
 
-    const runtime = createLambdaRuntime({
-      functionsDir: path.join(ROOT, 'functions'),
-      bundleDir: path.join(options.stateDir, 'functions'),
-      functions: FUNCTIONS,
-      region: REGION,
-      accountId: ACCOUNT,
-      // quiet locally unless asked otherwise
-      logLevel: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN',
-    });
-    stops.push(() => runtime.close());
     const ecsClient = new ECSClient({ ...client, endpoint: ecs.url });
     const sfn = await startStepFunctionsEmulator({
       port: portFor(options, 3),
