@@ -236,15 +236,14 @@ export const startDynamoDbFront = async (options: DynamoDbFrontOptions): Promise
     if (input.function !== undefined && !(input.function in functions)) {
       return sendJson(res, 400, { message: `no function ${input.function}` });
     }
-    const fault: Fault = {
+    faults.push({
       function: input.function,
       operation: input.operation,
       error: input.error,
       message: input.message ?? `injected fault: ${input.error}`,
       remaining: input.times ?? Number.POSITIVE_INFINITY,
       until: input.durationMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + input.durationMs,
-    };
-    faults.push(fault);
+    });
     sendJson(res, 200, input);
   };
 

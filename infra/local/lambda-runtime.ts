@@ -1,5 +1,4 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -145,17 +144,16 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
   const arnOf = (fn: FunctionName) => `arn:aws:lambda:${region}:${accountId}:function:${nameOf(fn)}`;
   const taskRoot = (fn: FunctionName) => path.join(bundleDir, fn);
 
+  // The sandbox's own code, built too: a worker thread does not inherit this process's TypeScript loader.
   const sandboxScript = path.join(bundleDir, 'lambda-sandbox.mjs');
-  const buildSandbox = mkdir(bundleDir, { recursive: true }).then(() =>
-    build({
-      entryPoints: [SANDBOX_ENTRY],
-      outfile: sandboxScript,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      logLevel: 'error',
-    }),
-  );
+  const buildSandbox = build({
+    entryPoints: [SANDBOX_ENTRY],
+    outfile: sandboxScript,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    logLevel: 'error',
+  });
   const bundledTogether = bundleFunctions(
     Object.fromEntries(names.map((fn) => [fn, functions[fn].entry])),
     bundleDir,
