@@ -61,11 +61,15 @@ await import(process.argv[1]);
 process.stdout.write(String(performance.now() - started));`;
 
 /**
- * A fresh Node process imports the bundle, timed around the import alone. The environment is the one
- * the local cloud gives its handlers, which is everything a handler reads at import.
+ * A fresh Node process imports the bundle, timed around the import alone, in the environment the local
+ * cloud gives the function's sandboxes, which holds everything a handler reads at import.
  */
-const coldImportMs = async (outfile: string, sourceMaps: boolean): Promise<number> => {
-  const env = { ...process.env, NODE_OPTIONS: sourceMaps ? '--enable-source-maps' : '' };
+const coldImportMs = async (
+  outfile: string,
+  environment: Record<string, string>,
+  sourceMaps: boolean,
+): Promise<number> => {
+  const env = { ...environment, NODE_OPTIONS: sourceMaps ? '--enable-source-maps' : '' };
   const { stdout } = await run(
     process.execPath,
     ['--input-type=module', '-e', TIMER, pathToFileURL(outfile).href],
@@ -76,7 +80,10 @@ const coldImportMs = async (outfile: string, sourceMaps: boolean): Promise<numbe
   return Number(stdout);
 };
 
-export const measureHandlers = async (log: (line: string) => void): Promise<HandlerResult[]> => {
+export const measureHandlers = async (
+  log: (line: string) => void,
+  environmentOf: (fn: FunctionName) => Record<string, string>,
+): Promise<HandlerResult[]> => {
   const outdir = await mkdtemp(path.join(tmpdir(), 'bench-bundles-'));
   try {
     const results: HandlerResult[] = [];
@@ -88,8 +95,8 @@ export const measureHandlers = async (log: (line: string) => void): Promise<Hand
       const withMaps: number[] = [];
       const withoutMaps: number[] = [];
       for (let i = 0; i < IMPORTS; i++) {
-        withMaps.push(await coldImportMs(outfile, true));
-        withoutMaps.push(await coldImportMs(outfile, false));
+        withMaps.push(await coldImportMs(outfile, environmentOf(fn), true));
+        withoutMaps.push(await coldImportMs(outfile, environmentOf(fn), false));
       }
       const result: HandlerResult = {
         fn,

@@ -67,7 +67,9 @@ log(`[${elapsed()}] starting the local cloud`);
 // the handlers' cold imports too read the environment the local cloud gives its handlers
 const bench = await startBenchCloud((line) => log(`  cloud: ${line}`));
 try {
-  await step('handlers', '(6) handler bundles and cold imports', () => measureHandlers(log));
+  await step('handlers', '(6) handler bundles and cold imports', () =>
+    measureHandlers(log, (fn) => bench.cloud.runtime.environmentOf(fn)),
+  );
   await step('runCost', '(1) control-plane cost per run', () => measureRunCost(bench, log));
   await step('ingestion', '(7) agent event ingestion', () => measureIngestion(bench));
   await step('dispatchLatency', '(3) dispatch → RUNNING latency', () => measureDispatchLatency(bench));

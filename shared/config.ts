@@ -57,6 +57,7 @@ const envSchema = z.object({
 export type Env = z.infer<typeof envSchema>;
 /** The variables a handler may read; the manifest declares which ones each function gets. */
 export type EnvName = keyof Env;
+export const ENV_NAMES = Object.keys(envSchema.shape) as EnvName[];
 
 /** Read the named variables, failing at cold start with a clear message when one is missing. */
 export const readEnv = <K extends keyof Env>(...keys: K[]): Pick<Env, K> => {

@@ -16,8 +16,9 @@ import { type CapacityTotals, type DynamoMeter, startDynamoMeter } from './dynam
 
 /**
  * The local cloud, started in this process as `npm start -- --shared-pod-host` starts it but with the
- * deployed launch and heartbeat settings, with meters in front of DynamoDB Local and the Agent API. The
- * benchmark itself reads runs straight from DynamoDB Local, so its own reads cost the runs nothing.
+ * deployed launch and heartbeat settings, with meters in front of DynamoDB Local (behind the functions'
+ * DynamoDB front) and the Agent API. The benchmark itself reads runs straight from DynamoDB Local, so
+ * its own reads cost the runs nothing.
  */
 
 export const SERVICES = ['sqs', 'stepfunctions', 'ecs', 'logs'] as const;
@@ -93,10 +94,10 @@ export const startBenchCloud = async (log: (line: string) => void): Promise<Benc
   const { endpoints } = cloud;
   const dynamo = await startDynamoMeter(endpoints.services.dynamodb);
   const agent = await startAgentMeter(endpoints.apiUrl);
-  // No handler has run yet, and each reads its endpoints when it is first loaded: from here on the
-  // handlers talk to DynamoDB and hand pods an Agent API URL through the meters.
-  process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.url;
-  process.env.AGENT_API_URL = agent.url;
+  // From here on what the functions' DynamoDB front lets through passes the meter, and the checks hand
+  // pods the Agent API meter's URL (a new configuration, which every function's next sandbox gets).
+  cloud.dynamoDbFront.setUpstream(dynamo.url);
+  cloud.runtime.configure({ values: { AGENT_API_URL: agent.url } });
 
   const aws = { region: endpoints.region, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } };
   const db = DynamoDBDocumentClient.from(

@@ -23,7 +23,6 @@ import {
   DEAD_LETTER_QUEUE,
   EVENT_RULES,
   FUNCTIONS,
-  POD_CONTAINER_NAME,
   QUEUE,
   ROUTES,
 } from '../../shared/manifest.js';
@@ -31,6 +30,7 @@ import { startApiGateway } from './api-gateway.js';
 import { renderDefinition } from './asl.js';
 import { createDevIssuer } from './dev-auth.js';
 import { ensureTable, startDynamoDbLocal } from './dynamodb.js';
+import { type DynamoDbFront, startDynamoDbFront } from './dynamodb-front.js';
 import { startEcsEmulator } from './emulators/ecs.js';
 import { startLogsEmulator } from './emulators/logs.js';
 import { startSqsEmulator } from './emulators/sqs.js';
@@ -62,7 +62,7 @@ const NAMES = {
 };
 
 export interface LocalCloudOptions {
-  /** first of eight consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, spare); 0 = any free ports */
+  /** first of eight consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front); 0 = any free ports */
   basePort: number;
   host: string;
   /** where endpoints.json, the pod bundle and persisted data go */
@@ -101,7 +101,10 @@ export interface Endpoints {
   issuer: string;
   audience: string;
   services: {
+    /** DynamoDB Local itself, to look at the table */
     dynamodb: string;
+    /** what the functions call: their grants and injected faults (dynamodb-front.ts) */
+    dynamodbFront: string;
     sqs: string;
     stepfunctions: string;
     ecs: string;
@@ -117,6 +120,8 @@ export interface LocalCloud {
   dynamoDbPid: number | undefined;
   /** the handlers' runtime, whose stats() count invocations and their durations per function */
   runtime: LambdaRuntime;
+  /** between the handlers and DynamoDB Local */
+  dynamoDbFront: DynamoDbFront;
 }
 
 /**
@@ -192,11 +197,32 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     const persisted = (file: string) => (options.persist ? path.join(dataDir, file) : undefined);
     const { host } = options;
 
+    // First, so the functions' bundles build while the emulators start.
+    const runtime = createLambdaRuntime({
+      functionsDir: path.join(ROOT, 'functions'),
+      bundleDir: path.join(options.stateDir, 'functions'),
+      functions: FUNCTIONS,
+      region: REGION,
+      accountId: ACCOUNT,
+      // quiet locally unless asked otherwise
+      logLevel: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN',
+    });
+    stops.push(() => runtime.close());
     const dynamo = await startDynamoDbLocal({
       port: portFor(options, 1),
       dataDir: options.persist ? dataDir : undefined,
     });
     stops.push(() => dynamo.stop());
+    const dynamoDbFront = await startDynamoDbFront({
+      port: portFor(options, 7),
+      host,
+      upstream: dynamo.endpoint,
+      functions: FUNCTIONS,
+      tableName: NAMES.table,
+      region: REGION,
+      accountId: ACCOUNT,
+    });
+    stops.push(() => dynamoDbFront.close());
     const sqs = await startSqsEmulator({
       port: portFor(options, 2),
       host,
@@ -273,12 +299,6 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     });
     stops.push(() => ecs.close());
 
-    const runtime = createLambdaRuntime({
-      functionsDir: path.join(ROOT, 'functions'),
-      functions: FUNCTIONS,
-      region: REGION,
-      accountId: ACCOUNT,
-    });
     const ecsClient = new ECSClient({ ...client, endpoint: ecs.url });
     const sfn = await startStepFunctionsEmulator({
       port: portFor(options, 3),
@@ -345,36 +365,37 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     });
     stops.push(() => api.close());
 
-    // The handlers read their configuration and endpoints from the environment, as in Lambda.
-    Object.assign(process.env, {
-      AWS_REGION: REGION,
-      AWS_ACCESS_KEY_ID: credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
-      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
-      AWS_ENDPOINT_URL_SQS: sqs.url,
-      AWS_ENDPOINT_URL_SFN: sfn.url,
-      AWS_ENDPOINT_URL_ECS: ecs.url,
-      AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: logs.url,
-      AWS_ENDPOINT_URL_SESV2: ses.url,
-      // Approval links point at the local API and are signed with a key kept beside the issuer's.
-      PUBLIC_API_URL: api.url,
-      APPROVAL_SENDER: 'approvals@example.com',
-      APPROVAL_SIGNING_SECRET: approvalSecret,
-      // The API's own key for the page cursors it hands out, kept beside it.
-      CURSOR_SIGNING_SECRET: cursorSecret,
-      TABLE_NAME: NAMES.table,
-      QUEUE_URL: queueUrl,
-      STATE_MACHINE_ARN: machine.stateMachineArn,
-      CLUSTER_ARN: clusterArn,
-      AGENT_API_URL: api.url,
-      LOG_GROUP_NAME: NAMES.podLogGroup,
-      STEP_LOG_GROUP_NAME: NAMES.stepLogGroup,
-      POD_CONTAINER_NAME,
-      LAUNCH_BACKOFF_SECONDS: options.launchBackoffSeconds,
-      POD_HEARTBEAT_SECONDS: String(options.podHeartbeatSeconds),
-      CONTROL_POLL_MS: String(options.controlPollMs),
-      POWERTOOLS_METRICS_NAMESPACE: 'ExecutionRuns',
-      POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN',
+    // Each function gets the variables it declares, with this deployment's values, as CDK sets them.
+    runtime.configure({
+      values: {
+        TABLE_NAME: NAMES.table,
+        QUEUE_URL: queueUrl,
+        STATE_MACHINE_ARN: machine.stateMachineArn,
+        CLUSTER_ARN: clusterArn,
+        AGENT_API_URL: api.url,
+        LOG_GROUP_NAME: NAMES.podLogGroup,
+        STEP_LOG_GROUP_NAME: NAMES.stepLogGroup,
+        LAUNCH_BACKOFF_SECONDS: options.launchBackoffSeconds,
+        POD_HEARTBEAT_SECONDS: String(options.podHeartbeatSeconds),
+        CONTROL_POLL_MS: String(options.controlPollMs),
+        // what a deployment takes as CDK context, `npm start` takes from its own environment
+        PRICE_TABLE: process.env.PRICE_TABLE,
+        POD_CPU_ARCHITECTURE: process.env.POD_CPU_ARCHITECTURE,
+        // Approval links point at the local API and are signed with a key kept beside the issuer's.
+        PUBLIC_API_URL: api.url,
+        APPROVAL_SENDER: 'approvals@example.com',
+        APPROVAL_SIGNING_SECRET: approvalSecret,
+        // The API's own key for the page cursors it hands out, kept beside it.
+        CURSOR_SIGNING_SECRET: cursorSecret,
+      },
+      endpoints: (fn) => ({
+        AWS_ENDPOINT_URL_DYNAMODB: dynamoDbFront.endpointOf(fn),
+        AWS_ENDPOINT_URL_SQS: sqs.url,
+        AWS_ENDPOINT_URL_SFN: sfn.url,
+        AWS_ENDPOINT_URL_ECS: ecs.url,
+        AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: logs.url,
+        AWS_ENDPOINT_URL_SESV2: ses.url,
+      }),
     });
 
     for (const rule of EVENT_RULES)
@@ -456,6 +477,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       audience: 'execution-runs',
       services: {
         dynamodb: dynamo.endpoint,
+        dynamodbFront: dynamoDbFront.url,
         sqs: sqs.url,
         stepfunctions: sfn.url,
         ecs: ecs.url,
@@ -464,7 +486,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       },
     };
     await writeFile(path.join(options.stateDir, 'endpoints.json'), `${JSON.stringify(endpoints, null, 2)}\n`);
-    return { endpoints, stop, runtime, dynamoDbPid: dynamo.pid };
+    return { endpoints, stop, runtime, dynamoDbFront, dynamoDbPid: dynamo.pid };
   } catch (err) {
     await stop();
     throw err;

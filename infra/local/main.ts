@@ -20,8 +20,9 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(`Usage: npm start -- [options]
 
-  --base-port N     first of 7 consecutive ports: API N, DynamoDB N+1, SQS N+2, Step Functions N+3,
-                    ECS N+4, CloudWatch Logs N+5, SES N+6 (default 4510; 0 = any free ports)
+  --base-port N     first of 8 consecutive ports: API N, DynamoDB N+1, SQS N+2, Step Functions N+3,
+                    ECS N+4, CloudWatch Logs N+5, SES N+6, the functions' DynamoDB front N+7
+                    (default 4510; 0 = any free ports)
   --host H          address to listen on (default 127.0.0.1)
   --state-dir DIR   where endpoints.json, the pod bundle and persisted data go (default .local)
   --persist         keep tables, queues, logs and the dev signing key between starts
@@ -57,7 +58,7 @@ The local cloud is running.
   Project      ${e.projectId}      Pod ${e.podId}
   Endpoints    ${path.join(stateDir, 'endpoints.json')}
 
-  Services     dynamodb ${e.services.dynamodb}  sqs ${e.services.sqs}
+  Services     dynamodb ${e.services.dynamodb} (front ${e.services.dynamodbFront})  sqs ${e.services.sqs}
                stepfunctions ${e.services.stepfunctions}  ecs ${e.services.ecs}
                logs ${e.services.logs}  sesv2 ${e.services.sesv2}
 

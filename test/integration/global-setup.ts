@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import type { Endpoints } from '../../infra/local/cloud.js';
+import type { FrontStats } from '../../infra/local/dynamodb-front.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -45,10 +46,27 @@ export default async function setup(project: TestProject) {
   project.provide('endpoints', endpoints);
   project.provide('startupOutput', output);
   return async () => {
+    const refused = await refusedGrants(endpoints);
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
     await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000).unref())]);
     if (child.exitCode === null) child.kill('SIGKILL');
     await rm(stateDir, { recursive: true, force: true });
+    if (refused.length > 0) {
+      throw new Error(
+        `the DynamoDB front refused functions what their grants in shared/manifest.ts lack: ${refused.join(', ')}`,
+      );
+    }
   };
 }
+
+/** `function Operation` for each refusal: every path the tests took must be within the grants. */
+const refusedGrants = async (endpoints: Endpoints): Promise<string[]> => {
+  const response = await fetch(`${endpoints.services.dynamodbFront}/_local/stats`);
+  const { functions } = (await response.json()) as { functions: Record<string, Record<string, FrontStats>> };
+  return Object.entries(functions).flatMap(([fn, operations]) =>
+    Object.entries(operations)
+      .filter(([, stats]) => stats.denied > 0)
+      .map(([operation, stats]) => `${fn} ${operation} (${stats.denied}×)`),
+  );
+};

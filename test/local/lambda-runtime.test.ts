@@ -7,7 +7,7 @@ import {
   LambdaFunctionError,
   type LambdaRuntime,
 } from '../../infra/local/lambda-runtime.js';
-import { FUNCTIONS, type FunctionDefinition } from '../../shared/manifest.js';
+import type { FunctionDefinition } from '../../shared/manifest.js';
 
 const HANDLERS: Record<string, string> = {
   echo: `export const handler = async (event, context) => ({
@@ -23,22 +23,40 @@ const HANDLERS: Record<string, string> = {
   counter: 'let calls = 0;\nexport const handler = async () => ++calls;',
   fails: `class RunNotFoundError extends Error { name = 'RunNotFoundError'; }
 export const handler = async () => { throw new RunNotFoundError('no run run_1'); };`,
-  slow: 'export const handler = () => new Promise((resolve) => setTimeout(() => resolve("late"), 400));',
   callback:
     'export const handler = (event, context, callback) => { setTimeout(() => callback(null, { via: "callback" }), 5); };',
   'no-handler': 'export const somethingElse = 1;',
-  'init-fails-once': `const g = globalThis as { initTries?: number };
-g.initTries = (g.initTries ?? 0) + 1;
-if (g.initTries === 1) throw new TypeError('TABLE_NAME is not set');
+  // a marker beside the bundle outlives the sandbox whose init failed
+  'init-fails-once': `import { existsSync, writeFileSync } from 'node:fs';
+const marker = new URL('./init-tried', import.meta.url);
+if (!existsSync(marker)) {
+  writeFileSync(marker, '');
+  throw new TypeError('TABLE_NAME is not set');
+}
 export const handler = async () => 'initialised';`,
+  environment: 'export const handler = async () => ({ ...process.env });',
+  'sandbox-id': `const id = Math.random();
+export const handler = async (event: { waitMs?: number }) => {
+  await new Promise((resolve) => setTimeout(resolve, event.waitMs ?? 0));
+  return id;
+};`,
+  crashes: `export const handler = async (event: { how: string }) => {
+  if (event.how === 'exit') process.exit(3);
+  setTimeout(() => { throw new RangeError('a stray callback'); }, 1);
+  return new Promise(() => undefined);
+};`,
 };
 
-const fn = (entry: string, timeoutSeconds = 3): FunctionDefinition => ({
+const fn = (
+  entry: string,
+  timeoutSeconds = 3,
+  environment: FunctionDefinition['environment'] = [],
+): FunctionDefinition => ({
   entry,
   timeoutSeconds,
   memoryMiB: 384,
   description: entry,
-  environment: [],
+  environment,
   table: { actions: [], indexes: [] },
 });
 
@@ -53,23 +71,34 @@ describe('createLambdaRuntime', () => {
     );
     runtime = createLambdaRuntime({
       functionsDir: dir,
+      bundleDir: join(dir, 'bundles'),
       functions: {
-        ...FUNCTIONS,
         api: fn('echo', 2),
         agentApi: fn('counter'),
         startRun: fn('fails'),
-        deadLetter: fn('slow', 0.1),
+        deadLetter: fn('echo'),
         checks: fn('callback'),
         markRetrying: fn('no-handler'),
         finalize: fn('does-not-exist'),
         parkPod: fn('init-fails-once'),
+        podStopped: fn('environment', 3, ['TABLE_NAME', 'AGENT_API_URL']),
+        reconcile: fn('sandbox-id', 0.2),
+        sweeper: fn('crashes'),
+        requestApproval: fn('environment'),
+        approvals: fn('echo'),
       },
       region: 'eu-west-1',
       accountId: '111122223333',
+      logLevel: 'ERROR',
+    });
+    runtime.configure({
+      values: { TABLE_NAME: 'runs', QUEUE_URL: 'http://queue', AGENT_API_URL: 'http://agent' },
+      endpoints: (name) => ({ AWS_ENDPOINT_URL_DYNAMODB: `http://127.0.0.1:1/fn/${name}` }),
     });
   });
 
   afterAll(async () => {
+    await runtime.close();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -107,18 +136,73 @@ describe('createLambdaRuntime', () => {
 
     expect(error).toBeInstanceOf(LambdaFunctionError);
     expect(error).toMatchObject({ errorType: 'RunNotFoundError', errorMessage: 'no run run_1' });
-    expect((error as LambdaFunctionError).trace[0]).toContain('no run run_1');
+    const { trace } = error as LambdaFunctionError;
+    expect(trace[0]).toContain('no run run_1');
+    // the bundle's source map leads the trace back to the handler's source
+    expect(trace[1]).toMatch(/fails\.ts:2:\d+\)$/);
   });
 
-  it('times out with Lambda wording and leaves the handler running', async () => {
-    const started = Date.now();
-    const error = await runtime.invoke('deadLetter', {}).catch((err: unknown) => err);
+  it('gives each function exactly its declared variables, the defaults, Lambda’s own and the endpoints', async () => {
+    const env = (await runtime.invoke('podStopped', {})) as Record<string, string>;
 
-    expect(Date.now() - started).toBeLessThan(350);
+    expect(env).toMatchObject({
+      TABLE_NAME: 'runs',
+      AGENT_API_URL: 'http://agent',
+      POWERTOOLS_SERVICE_NAME: 'execution-runs',
+      POWERTOOLS_LOG_LEVEL: 'ERROR',
+      AWS_REGION: 'eu-west-1',
+      AWS_LAMBDA_FUNCTION_NAME: 'execution-runs-podStopped',
+      AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '384',
+      AWS_ACCESS_KEY_ID: expect.any(String),
+      AWS_ENDPOINT_URL_DYNAMODB: 'http://127.0.0.1:1/fn/podStopped',
+    });
+    // declared by no function here, or by another one, or only in this process
+    expect(env.QUEUE_URL).toBeUndefined();
+    expect(env.HOME).toBeUndefined();
+    expect(env.PATH).not.toBe(process.env.PATH);
+    expect((await runtime.invoke('requestApproval', {})) as Record<string, string>).not.toHaveProperty(
+      'TABLE_NAME',
+    );
+  });
+
+  it('times out with Lambda wording and discards the sandbox, letting the rest of its work finish', async () => {
+    const first = await runtime.invoke('reconcile', {});
+    const slow = runtime.invoke('reconcile', { waitMs: 150 });
+    const started = Date.now();
+    const error = await runtime.invoke('reconcile', { waitMs: 1000 }).catch((err: unknown) => err);
+
+    expect(Date.now() - started).toBeLessThan(500);
     expect(error).toMatchObject({
       errorType: 'Sandbox.Timedout',
-      errorMessage: 'Task timed out after 0.10 seconds',
+      errorMessage: 'Task timed out after 0.20 seconds',
     });
+    expect(await slow).toBe(first);
+    const next = await runtime.invoke('reconcile', {});
+    expect(next).not.toBe(first);
+    expect(await runtime.invoke('reconcile', {})).toBe(next);
+  });
+
+  it('reports a sandbox that exits or crashes as the invocation’s error, and starts a fresh one next time', async () => {
+    await expect(runtime.invoke('sweeper', { how: 'exit' })).rejects.toMatchObject({
+      errorType: 'Runtime.ExitError',
+      errorMessage: 'Runtime exited with error: exit status 3',
+    });
+    await expect(runtime.invoke('sweeper', { how: 'throw' })).rejects.toMatchObject({
+      errorType: 'RangeError',
+      errorMessage: 'a stray callback',
+    });
+  });
+
+  it('retires warm sandboxes when the configuration changes, as a new deployment does', async () => {
+    expect(await runtime.invoke('podStopped', {})).toMatchObject({ TABLE_NAME: 'runs' });
+
+    runtime.configure({ values: { TABLE_NAME: 'runs-2' } });
+
+    expect(await runtime.invoke('podStopped', {})).toMatchObject({
+      TABLE_NAME: 'runs-2',
+      AGENT_API_URL: 'http://agent',
+    });
+    expect(runtime.environmentOf('podStopped')).toMatchObject({ TABLE_NAME: 'runs-2' });
   });
 
   it('reports a missing handler export and a missing module as runtime errors', async () => {
@@ -150,7 +234,7 @@ describe('createLambdaRuntime', () => {
     expect(after.agentApi.invocations - before.agentApi.invocations).toBe(1);
     expect(after.agentApi.errors - before.agentApi.errors).toBe(0);
     expect(after.startRun.errors - before.startRun.errors).toBe(1);
-    expect(after.deadLetter.totalMs).toBeGreaterThanOrEqual(100);
+    expect(after.reconcile.totalMs).toBeGreaterThanOrEqual(200);
   });
 
   it('names functions and finds them again from an ARN or a name', () => {
