@@ -198,7 +198,13 @@ describe('every command', () => {
     ['requeue', (run) => requeue(run, { maxRequeues: 1 }, 'lost', NOW)],
     ['requeue when spent', (run) => requeue(run, { maxRequeues: 0 }, 'lost', NOW)],
     ['provision', (run) => provision(run, NOW)],
-    ['retryLaunch', (run) => retryLaunch(run, { maxAttempts: 3 }, 'x', NOW).transition],
+    [
+      'retryLaunch',
+      (run) => {
+        const retry = retryLaunch(run, { maxAttempts: 3 }, 'x', NOW);
+        return retry.retry ? retry.transition : undefined;
+      },
+    ],
     ['resume', (run) => resume(run, decided, NOW)],
     ['fail', (run) => fail(run, 'interrupted', 'gone', NOW)],
   ];
