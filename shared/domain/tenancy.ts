@@ -70,6 +70,7 @@ export const projectRoleOf = (project: Project, caller: Caller): ProjectRole | u
 
 export const hasProjectRole = (project: Project, caller: Caller, needed: ProjectRole): boolean => {
   const role = projectRoleOf(project, caller);
+  // Stryker disable next-line ConditionalExpression: equivalent, no role has no rank and undefined >= n is false
   return role !== undefined && RANK[role] >= RANK[needed];
 };
 
