@@ -15,37 +15,37 @@ describe('domain errors', () => {
   it.each([
     [
       'ValidationError',
-      new ValidationError('bad seq', { seq: 3 }),
+      () => new ValidationError('bad seq', { seq: 3 }),
       { code: 'ValidationError', message: 'bad seq', details: { seq: 3 } },
     ],
     [
       'NotFoundError',
-      new NotFoundError('run', 'run_1'),
+      () => new NotFoundError('run', 'run_1'),
       { code: 'NotFound', message: 'run run_1 was not found', details: { id: 'run_1' } },
     ],
     [
       'ForbiddenError',
-      new ForbiddenError('admins only'),
+      () => new ForbiddenError('admins only'),
       { code: 'Forbidden', message: 'admins only', details: undefined },
     ],
     [
       'UnauthorizedError',
-      new UnauthorizedError(),
+      () => new UnauthorizedError(),
       { code: 'Unauthorized', message: 'missing or invalid credentials', details: undefined },
     ],
     [
       'UnauthorizedError',
-      new UnauthorizedError('token expired'),
+      () => new UnauthorizedError('token expired'),
       { code: 'Unauthorized', message: 'token expired', details: undefined },
     ],
     [
       'ConflictError',
-      new ConflictError('decided already', { decision: 'approved' }),
+      () => new ConflictError('decided already', { decision: 'approved' }),
       { code: 'Conflict', message: 'decided already', details: { decision: 'approved' } },
     ],
     [
       'TransitionRefusedError',
-      new TransitionRefusedError('run_1', 'DONE', 'RUNNING'),
+      () => new TransitionRefusedError('run_1', 'DONE', 'RUNNING'),
       {
         code: 'TransitionRefused',
         message: 'run run_1 cannot move to DONE from RUNNING',
@@ -54,7 +54,7 @@ describe('domain errors', () => {
     ],
     [
       'TransitionRefusedError',
-      new TransitionRefusedError('run_1', 'DONE'),
+      () => new TransitionRefusedError('run_1', 'DONE'),
       {
         code: 'TransitionRefused',
         message: 'run run_1 cannot move to DONE',
@@ -63,10 +63,12 @@ describe('domain errors', () => {
     ],
     [
       'ServiceUnavailableError',
-      new ServiceUnavailableError('logs are throttled', { retryAfterSeconds: 1 }),
+      () => new ServiceUnavailableError('logs are throttled', { retryAfterSeconds: 1 }),
       { code: 'ServiceUnavailable', message: 'logs are throttled', details: { retryAfterSeconds: 1 } },
     ],
-  ])('%s carries its code, message and details (case %#)', (name, err, expected) => {
+  ])('%s carries its code, message and details (case %#)', (name, make, expected) => {
+    const err = make();
+
     expect(err).toBeInstanceOf(DomainError);
     expect(err).toBeInstanceOf(Error);
     expect(err.name).toBe(name);
