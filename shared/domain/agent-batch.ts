@@ -210,7 +210,7 @@ export const planBatch = (
         break;
       case 'artifact': {
         records.push(e);
-        if ((run.artifacts?.length ?? 0) + artifacts.length < RUN_LIMITS.artifacts) {
+        if (run.artifacts.length + artifacts.length < RUN_LIMITS.artifacts) {
           artifacts.push({
             kind: e.kind,
             url: e.url,
@@ -235,6 +235,7 @@ export const planBatch = (
         break;
       case 'heartbeat': {
         const at = new Date(e.at).toISOString();
+        // Stryker disable next-line EqualityOperator: equivalent, a heartbeat at the same time sets the same value
         if (!heartbeatAt || at > heartbeatAt) heartbeatAt = at;
         break;
       }
@@ -306,7 +307,7 @@ export const runAfter = (run: Run, plan: BatchPlan): Run => {
     history,
     seqs: plan.seqs,
     lastSeq: plan.lastSeq,
-    artifacts: [...(run.artifacts ?? []), ...plan.artifacts],
+    artifacts: [...run.artifacts, ...plan.artifacts],
     usage: addUsageTo(run, plan.usage),
     cost: {
       tokenUsd: run.cost.tokenUsd + plan.cost.tokenUsd,

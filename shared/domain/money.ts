@@ -10,6 +10,7 @@ export const usdToMicro = (usd: number): number => Math.round(usd * MICRO_PER_US
 
 /** Price `quantity` units at `microUsdPerUnit / per` each, rounded half up to a whole micro-USD. */
 export const priceMicro = (quantity: number, microUsdPerUnit: number, per = 1): number => {
+  // Stryker disable next-line EqualityOperator: equivalent at 0, which the formula below prices at 0 too
   if (quantity <= 0 || microUsdPerUnit <= 0) return 0;
   // Integer arithmetic where possible; BigInt keeps large token counts exact.
   const numerator = BigInt(Math.round(quantity)) * BigInt(Math.round(microUsdPerUnit));
@@ -24,6 +25,7 @@ export const priceMicroSum = (
 ): number => {
   let numerator = 0n;
   for (const [quantity, microUsdPerUnit] of lines) {
+    // Stryker disable next-line EqualityOperator: equivalent at 0, a line of 0 adds 0 either way
     if (quantity > 0 && microUsdPerUnit > 0)
       numerator += BigInt(Math.round(quantity)) * BigInt(Math.round(microUsdPerUnit));
   }

@@ -23,6 +23,7 @@ export type CpuArchitecture = (typeof CPU_ARCHITECTURES)[number];
 const usd = z.number().check(
   z.nonnegative(),
   z.lte(1_000_000),
+  // Stryker disable next-line EqualityOperator: equivalent, < and <= differ only at exactly the float tolerance
   z.refine((value) => Math.abs(value * MICRO_PER_USD - usdToMicro(value)) < 1e-6, {
     message: 'at most six decimal places (whole micro-USD)',
   }),
@@ -32,6 +33,7 @@ const PERCENT_SCALE = 10_000;
 const percent = z.number().check(
   z.gte(0),
   z.lte(100),
+  // Stryker disable next-line EqualityOperator: equivalent, < and <= differ only at exactly the float tolerance
   z.refine((value) => Math.abs(value * PERCENT_SCALE - Math.round(value * PERCENT_SCALE)) < 1e-6, {
     message: 'at most four decimal places',
   }),

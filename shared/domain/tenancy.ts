@@ -70,7 +70,9 @@ export const projectRoleOf = (project: Project, caller: Caller): ProjectRole | u
 
 export const hasProjectRole = (project: Project, caller: Caller, needed: ProjectRole): boolean => {
   const role = projectRoleOf(project, caller);
-  return role !== undefined && RANK[role] >= RANK[needed];
+  // Stryker disable next-line ConditionalExpression: equivalent, without it RANK[undefined] >= any rank is false too
+  if (role === undefined) return false;
+  return RANK[role] >= RANK[needed];
 };
 
 /** What the pre-flight checks decide before anything is launched. */

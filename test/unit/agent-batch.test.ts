@@ -26,6 +26,17 @@ const step = (seq: number, over: Partial<Extract<AgentEvent, { type: 'step' }>> 
   content: `step ${seq}`,
   ...over,
 });
+const artifact = (
+  seq: number,
+  over: Partial<Extract<AgentEvent, { type: 'artifact' }>> = {},
+): AgentEvent => ({
+  seq,
+  at: at(seq),
+  type: 'artifact',
+  kind: 'commit',
+  url: `https://git.example/c/${seq}`,
+  ...over,
+});
 const checkpoint = (seq: number): AgentEvent => ({
   seq,
   at: at(seq),
@@ -132,6 +143,18 @@ describe('planBatch', () => {
     );
     expect(fromStart.transition?.path).toEqual(['RUNNING', 'AWAITING_APPROVAL']);
   });
+
+  it.each(['QUEUED', 'RETRYING', 'AWAITING_APPROVAL'] as const)(
+    'does not pause a supervised run that is not running (%s)',
+    (status) => {
+      const run = runFactory({ status, mode: 'supervised' });
+
+      const plan = planBatch(run, [checkpoint(1)], NOW);
+
+      expect(plan.transition).toBeUndefined();
+      expect(plan.records.map((e) => e.seq)).toEqual([1]);
+    },
+  );
 
   it('does not pause an autopilot run, a run already paused, or for a checkpoint seen before', () => {
     expect(planBatch(running({ mode: 'autopilot' }), [checkpoint(1)], NOW).transition).toBeUndefined();
@@ -284,6 +307,48 @@ describe('planBatch', () => {
     expect(capped.records).toHaveLength(3);
   });
 
+  it('sums every token count of a model over its lines', () => {
+    const usage = (seq: number, n: number): AgentEvent => ({
+      seq,
+      at: at(seq),
+      type: 'usage',
+      model: 'm',
+      inputTokens: n,
+      outputTokens: 2 * n,
+      cacheReadTokens: 3 * n,
+      cacheWriteTokens: 4 * n,
+    });
+
+    const plan = planBatch(running(), [usage(1, 1), usage(2, 10)], NOW);
+
+    expect(plan.usage).toEqual({
+      m: { inputTokens: 11, outputTokens: 22, cacheReadTokens: 33, cacheWriteTokens: 44, costMicroUsd: 0 },
+    });
+    expect(plan.ledger.map((l) => l.cacheWriteTokens)).toEqual([4, 40]);
+  });
+
+  it('keeps an artifact with only the fields the pod sent', () => {
+    const plan = planBatch(running(), [artifact(1), artifact(2, { kind: 'pull_request' })], NOW);
+
+    expect(plan.artifacts).toStrictEqual([
+      { kind: 'commit', url: 'https://git.example/c/1', at: at(1) },
+      { kind: 'pull_request', url: 'https://git.example/c/2', at: at(2) },
+    ]);
+    expect(plan.patch.pullRequest).toStrictEqual({ url: 'https://git.example/c/2', state: 'open' });
+  });
+
+  it('takes the pull request only from a pull request artifact, and keeps it past later commits', () => {
+    const commits = planBatch(running(), [artifact(1)], NOW);
+    expect(commits.patch).toStrictEqual({});
+
+    const pr = artifact(2, { kind: 'pull_request', url: 'https://git.example/pr/7', number: 7 });
+    const prThenCommit = planBatch(running(), [pr, artifact(3)], NOW);
+
+    expect(prThenCommit.patch).toStrictEqual({
+      pullRequest: { url: 'https://git.example/pr/7', number: 7, state: 'open' },
+    });
+  });
+
   it('refuses a batch that would take the run past its limits, without planning anything', () => {
     const usage = Object.fromEntries(
       Array.from({ length: RUN_LIMITS.models }, (_, i) => [
@@ -302,6 +367,9 @@ describe('planBatch', () => {
     };
     expect(() => planBatch(crowded, [known], NOW)).not.toThrow();
     expect(() => planBatch(crowded, [{ ...known, model: 'one-more' }], NOW)).toThrow(ValidationError);
+    expect(() => planBatch(crowded, [{ ...known, model: 'one-more' }], NOW)).toThrow(
+      `a run reports usage for at most ${RUN_LIMITS.models} models`,
+    );
     const gaps = Array.from({ length: RUN_LIMITS.seqRanges }, (_, i) => step(i * 2 + 1));
     expect(() => planBatch(running(), gaps, NOW)).not.toThrow();
     expect(() => planBatch(running(), [...gaps, step(1000)], NOW)).toThrow(/gaps/);

@@ -9,9 +9,11 @@ import {
   type PriceTableDocument,
   percentFee,
   priceSandbox,
+  priceTableSchema,
   priceTokens,
   windowHours,
 } from '../../shared/domain/pricing.js';
+import * as z from '../../shared/zod.js';
 
 const table = DEFAULT_PRICE_TABLE;
 const tokens = (input: number, output = 0, cacheRead = 0, cacheWrite = 0) => ({
@@ -106,6 +108,15 @@ describe('modelRates', () => {
     // an unlisted version is not taken for a listed one with a shorter name
     expect(modelRates(table, 'claude-opus-4-7')).toBe(table.defaultModel);
     expect(modelRates(table, 'demo-model')).toBe(table.defaultModel);
+  });
+
+  it.each([
+    ['more after the date', 'claude-opus-4-5-20251101-beta'],
+    ['a longer number', 'claude-opus-4-5-202511010'],
+    ['a shorter number', 'claude-opus-4-5-2025110'],
+    ['more before the date', 'claude-opus-4-5-x-20251101'],
+  ])('takes no name with %s for a dated snapshot', (_, model) => {
+    expect(modelRates(table, model)).toBe(table.defaultModel);
   });
 });
 
@@ -225,6 +236,31 @@ describe('loadPriceTable', () => {
       loadPriceTable(JSON.stringify({ ...DEFAULT_PRICE_TABLE_DOCUMENT, currency: 'EUR' })),
     ).toThrow(/price table/);
     expect(() => loadPriceTable('{version')).toThrow(/not JSON/);
+  });
+
+  it('refuses a fee percentage with more than four decimals', () => {
+    const bad = structuredClone(DEFAULT_PRICE_TABLE_DOCUMENT);
+    bad.fee.percent = 2.00001;
+    expect(() => loadPriceTable(JSON.stringify(bad))).toThrow(
+      'price table: fee.percent: at most four decimal places',
+    );
+  });
+
+  it('names every problem of a document, and the document itself when it is not an object', () => {
+    const bad = structuredClone(DEFAULT_PRICE_TABLE_DOCUMENT);
+    bad.version = '';
+    bad.fargate.minimumBilledSeconds = -1;
+    expect(() => loadPriceTable(JSON.stringify(bad))).toThrow(
+      /^price table: version: [^;]+; fargate\.minimumBilledSeconds: [^;]+$/,
+    );
+    expect(() => loadPriceTable('42')).toThrow(/^price table: \(root\): /);
+  });
+
+  it('describes its model prices as USD per million tokens to whoever reads its schema', () => {
+    const schema = z.toJSONSchema(priceTableSchema) as {
+      properties: Record<string, { description?: string }>;
+    };
+    expect(schema.properties.defaultModel?.description).toBe('USD per million tokens');
   });
 });
 

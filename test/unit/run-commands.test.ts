@@ -188,6 +188,65 @@ describe('user commands', () => {
   });
 });
 
+describe('every command', () => {
+  const pending = { seq: 4, name: 'plan', summary: 's', requestedAt: 't0', approvalId: 'a1' };
+  const decided: ApprovalHistoryEntry = { ...pending, decision: 'approved', at: 't1' };
+  const commands: [string, (run: Run) => Transition | undefined][] = [
+    ...RUN_STATUSES.filter(isTerminal).map((to): [string, (run: Run) => Transition | undefined] => [
+      `end ${to}`,
+      (run) => end(run, { to, exitReason: 'error' }, NOW),
+    ]),
+    ['stop', (run) => stop(run, 'alice', NOW)],
+    ['close', (run) => close(run, 'alice', NOW)],
+    ['redrive', (run) => redrive(run, 'alice', NOW)],
+    ['deadLetter', (run) => deadLetter(run, 'gave up', NOW)],
+    ['requeue', (run) => requeue(run, { maxRequeues: 1 }, 'lost', NOW)],
+    ['requeue when spent', (run) => requeue(run, { maxRequeues: 0 }, 'lost', NOW)],
+    ['provision', (run) => provision(run, NOW)],
+    [
+      'retryLaunch',
+      (run) => {
+        const retry = retryLaunch(run, { maxAttempts: 3 }, 'x', NOW);
+        return retry.retry ? retry.transition : undefined;
+      },
+    ],
+    ['resume', (run) => resume(run, decided, NOW)],
+    ['fail', (run) => fail(run, 'interrupted', 'gone', NOW)],
+  ];
+
+  it.each(
+    commands.flatMap(([name, command]) => RUN_STATUSES.map((status) => [name, status, command] as const)),
+  )('%s on a %s run moves only along the table, or refuses', (_, status, command) => {
+    let t: Transition | undefined;
+    try {
+      t = command(runIn(status, { pendingApproval: pending }));
+    } catch (err) {
+      expect(err).toBeInstanceOf(TransitionRefusedError);
+      return;
+    }
+    if (t === undefined) return;
+    expect(t.from).toBe(status);
+    expect(isTerminal(walk(t))).toBe(t.revokeCredentials);
+  });
+});
+
+describe('refusals', () => {
+  it.each([
+    ['stop', 'COMPLETED', 'STOPPED', (run: Run) => stop(run, 'alice', NOW)],
+    ['close', 'RUNNING', 'DONE', (run: Run) => close(run, 'alice', NOW)],
+    ['close', 'DONE', 'DONE', (run: Run) => close(run, 'alice', NOW)],
+    ['redrive', 'FAILED', 'QUEUED', (run: Run) => redrive(run, 'alice', NOW)],
+    ['provision', 'RUNNING', 'PROVISIONING', (run: Run) => provision(run, NOW)],
+  ] as const)(
+    '%s of a %s run names the refused move to %s and the status it was in',
+    (_, from, to, command) => {
+      const err = refusal(() => command(runIn(from)));
+      expect(err).toBeInstanceOf(TransitionRefusedError);
+      expect(err).toMatchObject({ runId: runIn(from).runId, to, current: from });
+    },
+  );
+});
+
 describe('the queue', () => {
   it('dead-letters only a run still waiting', () => {
     expect(deadLetter(runIn('QUEUED'), 'gave up', NOW)).toMatchObject({
@@ -282,5 +341,9 @@ describe('resume', () => {
       resume(runIn('AWAITING_APPROVAL', { pendingApproval: { ...pending, seq: 9 } }), decided, NOW),
     ).toBeUndefined();
     expect(resume(runIn('STOPPED', { pendingApproval: pending }), decided, NOW)).toBeUndefined();
+  });
+
+  it('leaves a paused run with no checkpoint on record', () => {
+    expect(resume(runIn('AWAITING_APPROVAL'), decided, NOW)).toBeUndefined();
   });
 });

@@ -4,12 +4,18 @@ import {
   ACTIVE_STATUSES,
   canAdvancePhase,
   canTransition,
+  executionName,
+  isLaunched,
   isTerminal,
+  LAUNCHED_STATUSES,
   PHASES,
   type Phase,
   RUN_STATUSES,
   type RunStatus,
+  statusAfter,
+  TERMINAL_STATUSES,
   TRANSITIONS,
+  ZERO_COST,
 } from '../../shared/domain/run.js';
 
 /** The lifecycle as the design states it, written out independently of the table under test. */
@@ -27,6 +33,31 @@ const EXPECTED: Record<RunStatus, RunStatus[]> = {
   PR_REJECTED: ['DONE'],
   DEAD_LETTER: ['QUEUED', 'DONE'],
   DONE: [],
+};
+
+/** Where a run has ended, and where an execution carries it, as the design states them. */
+const ENDED: RunStatus[] = [
+  'COMPLETED',
+  'DONE',
+  'FAILED',
+  'CANCELLED',
+  'STOPPED',
+  'ABANDONED',
+  'PR_REJECTED',
+  'DEAD_LETTER',
+];
+const LAUNCHED: RunStatus[] = ['PROVISIONING', 'RETRYING', 'RUNNING', 'AWAITING_APPROVAL'];
+
+/** The phases a run's phase may move to, from none yet and from each phase, as the design states them. */
+const PHASE_MOVES: Record<Phase | 'none', Phase[]> = {
+  none: ['STARTED', 'PLANNING', 'EXECUTING', 'COMMITTING', 'PR_RAISED', 'COMPLETED', 'FAILED'],
+  STARTED: ['PLANNING', 'EXECUTING', 'COMMITTING', 'PR_RAISED', 'COMPLETED', 'FAILED'],
+  PLANNING: ['EXECUTING', 'COMMITTING', 'PR_RAISED', 'COMPLETED', 'FAILED'],
+  EXECUTING: ['COMMITTING', 'PR_RAISED', 'COMPLETED', 'FAILED'],
+  COMMITTING: ['PR_RAISED', 'COMPLETED', 'FAILED'],
+  PR_RAISED: ['COMPLETED', 'FAILED'],
+  COMPLETED: [],
+  FAILED: [],
 };
 
 const pairs = RUN_STATUSES.flatMap((from) => RUN_STATUSES.map((to) => [from, to] as const));
@@ -81,5 +112,68 @@ describe('run lifecycle transition table', () => {
         return true;
       }),
     );
+  });
+});
+
+describe('status sets', () => {
+  it.each(RUN_STATUSES)('%s has ended exactly when the design says so', (status) => {
+    expect(isTerminal(status)).toBe(ENDED.includes(status));
+    expect(TERMINAL_STATUSES.has(status)).toBe(ENDED.includes(status));
+  });
+
+  it.each(RUN_STATUSES)(
+    '%s is launched exactly when an execution carries it and it has not ended',
+    (status) => {
+      expect(isLaunched(status)).toBe(LAUNCHED.includes(status));
+    },
+  );
+
+  it('counts as active every status that has not ended, and only those', () => {
+    expect([...ACTIVE_STATUSES].sort()).toEqual([
+      'AWAITING_APPROVAL',
+      'PROVISIONING',
+      'QUEUED',
+      'RETRYING',
+      'RUNNING',
+    ]);
+    expect([...LAUNCHED_STATUSES].sort()).toEqual([...LAUNCHED].sort());
+  });
+});
+
+describe('run phases', () => {
+  const phasePairs = (['none', ...PHASES] as const).flatMap((from) =>
+    PHASES.map((to) => [from, to] as const),
+  );
+
+  it.each(phasePairs)('%s -> %s is a move exactly when the design allows it', (from, to) => {
+    expect(canAdvancePhase(from === 'none' ? undefined : from, to)).toBe(PHASE_MOVES[from].includes(to));
+  });
+});
+
+describe('statusAfter', () => {
+  const transition = { runId: 'r', at: 't', patch: {}, revokeCredentials: false };
+
+  it('is the last status of the path', () => {
+    expect(statusAfter({ ...transition, from: 'PROVISIONING', path: ['RUNNING', 'AWAITING_APPROVAL'] })).toBe(
+      'AWAITING_APPROVAL',
+    );
+  });
+
+  it('is the status the run was in when only fields change', () => {
+    expect(statusAfter({ ...transition, from: 'QUEUED', path: [] })).toBe('QUEUED');
+  });
+});
+
+describe('executionName', () => {
+  it('is the run id for the first execution, and a new name for each redrive', () => {
+    expect(executionName({ runId: 'run_1', redriveCount: 0 })).toBe('run_1');
+    expect(executionName({ runId: 'run_1', redriveCount: 1 })).toBe('run_1-r1');
+    expect(executionName({ runId: 'run_1', redriveCount: 12 })).toBe('run_1-r12');
+  });
+});
+
+describe('ZERO_COST', () => {
+  it('is what a run that used nothing costs, on every line', () => {
+    expect(ZERO_COST).toEqual({ tokenUsd: 0, sandboxCpuUsd: 0, sandboxMemoryUsd: 0, feeUsd: 0, totalUsd: 0 });
   });
 });
