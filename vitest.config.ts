@@ -35,6 +35,20 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      {
+        test: {
+          name: 'faults',
+          // faults injected into a local cloud of its own; each test states the bound its runs end within
+          include: ['test/faults/**/*.test.ts'],
+          environment: 'node',
+          globalSetup: ['test/faults/global-setup.ts'],
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
+          fileParallelism: false,
+          // after the other projects, so no other test's load skews the bounds its runs are held to
+          sequence: { groupOrder: 1 },
+        },
+      },
     ],
   },
 });

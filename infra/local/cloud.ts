@@ -77,6 +77,8 @@ export interface LocalCloudOptions {
   launchLimits: boolean;
   /** pods in one shared process rather than a process each: for bursts of runs on a small machine */
   sharedPodHost?: boolean;
+  /** the sweeper's schedule and how long a run may stay QUEUED before it re-queues it (default: the policy's) */
+  sweeper?: { everySeconds: number; staleAfterSeconds: number };
   log: (line: string) => void;
 }
 
@@ -178,6 +180,10 @@ const loadOrCreateSecret = async (file: string): Promise<string> => {
 };
 
 export const startLocalCloud = async (options: LocalCloudOptions): Promise<LocalCloud> => {
+  const sweeper = options.sweeper ?? {
+    everySeconds: SWEEPER.rateMinutes * 60,
+    staleAfterSeconds: SWEEPER.staleAfterSeconds,
+  };
   const stops: (() => Promise<void> | void)[] = [];
   const stop = async () => {
     for (const fn of stops.reverse()) {
@@ -378,6 +384,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         LAUNCH_BACKOFF_SECONDS: options.launchBackoffSeconds,
         POD_HEARTBEAT_SECONDS: String(options.podHeartbeatSeconds),
         CONTROL_POLL_MS: String(options.controlPollMs),
+        SWEEPER_STALE_AFTER_SECONDS: String(sweeper.staleAfterSeconds),
         // what a deployment takes as CDK context, `npm start` takes from its own environment
         PRICE_TABLE: process.env.PRICE_TABLE,
         POD_CPU_ARCHITECTURE: process.env.POD_CPU_ARCHITECTURE,
@@ -425,7 +432,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       await Promise.all(sources.map((s) => s.stop()));
     });
     stops.push(
-      bus.every('sweeper', SWEEPER.rateMinutes * 60_000, (event) => runtime.invoke('sweeper', event)),
+      bus.every('sweeper', sweeper.everySeconds * 1000, (event) => runtime.invoke('sweeper', event)),
     );
     stops.push(() => bus.close());
 

@@ -66,7 +66,8 @@ describe('Reporter', () => {
     const { server, reporter } = await setUp({}, { flushIntervalMs: 60_000 });
 
     for (let i = 0; i < 150; i++) reporter.emit(step(`s${i}`));
-    await eventually(() => server.posts.length === 1);
+    // the rest may follow at once: what matters is that the first 100 went without the interval
+    await eventually(() => server.posts.length >= 1);
     const firstBatch = server.posts[0]?.map((e) => e.seq);
     await reporter.flush();
 

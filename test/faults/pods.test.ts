@@ -1,0 +1,57 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Run } from '../../shared/domain/run.js';
+import { dispatch, waitForRun } from '../integration/support/api.js';
+import { dispatchSupervised } from '../integration/support/approvals.js';
+import { ecsControl } from '../integration/support/aws.js';
+import { clearFaults, expectKeptItsPromises } from './support/faults.js';
+
+/**
+ * The pod killed in every phase of its run: the run ends FAILED / interrupted from the task-stopped
+ * event, within seconds (long before a heartbeat would time out), settled once, with no process left.
+ */
+
+afterEach(clearFaults);
+
+const kill = async (run: Run) => {
+  const res = await ecsControl('/_local/kill', { taskArn: run.taskArn, signal: 'SIGKILL' });
+  expect(res.status).toBe(200);
+};
+
+const slow = { steps: 40, stepDelayMs: 150, checkpoints: [] };
+
+describe('a pod killed', () => {
+  it('before it reported anything (PROVISIONING)', async () => {
+    // the demo pod starts its agent only once it has its token; killing it as soon as its task exists
+    const { body } = await dispatch({ config: { demo: slow } });
+    const launched = await waitForRun(body.runId, (r) => Boolean(r.taskArn), 30_000);
+    await kill(launched.run);
+    const run = await expectKeptItsPromises(body.runId, 20_000);
+    expect(run).toMatchObject({ status: 'FAILED', exitReason: 'interrupted', containerExitCode: 137 });
+  });
+
+  it.each(['STARTED', 'PLANNING', 'EXECUTING', 'COMMITTING'] as const)('in phase %s', async (phase) => {
+    const { body } = await dispatch({ config: { demo: slow } });
+    const { run: seen } = await waitForRun(
+      body.runId,
+      (r) => r.phase === phase && Boolean(r.taskArn),
+      60_000,
+    );
+    await kill(seen);
+    const run = await expectKeptItsPromises(body.runId, 20_000);
+    expect(run).toMatchObject({ status: 'FAILED', exitReason: 'interrupted' });
+  });
+
+  it('while its run waits for a person: the checkpoint is withdrawn', async () => {
+    const { body } = await dispatchSupervised({ steps: 2, stepDelayMs: 10, checkpoints: ['plan'] });
+    const { run: paused } = await waitForRun(
+      body.runId,
+      (r) => r.status === 'AWAITING_APPROVAL' && Boolean(r.pendingApproval?.approvalId),
+      30_000,
+    );
+    await kill(paused);
+    const run = await expectKeptItsPromises(body.runId, 20_000);
+    expect(run).toMatchObject({ status: 'FAILED', exitReason: 'interrupted' });
+    expect(run.pendingApproval).toBeUndefined();
+    expect(run.approvals).toEqual([expect.objectContaining({ name: 'plan', decision: 'withdrawn' })]);
+  });
+});
