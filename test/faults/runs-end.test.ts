@@ -20,6 +20,13 @@ import {
 
 const quick = { steps: 2, stepDelayMs: 10 };
 
+/** StartExecution calls the Step Functions emulator answered with an error, so far. */
+const startExecutionErrors = async () => {
+  const res = await fetch(`${endpoints().services.stepfunctions}/_local/stats`);
+  const { operations } = (await res.json()) as { operations: Record<string, { errors: number }> };
+  return operations.StartExecution?.errors ?? 0;
+};
+
 beforeAll(async () => {
   // a failed message is received again after a second, not a minute
   await sqs().send(
@@ -48,16 +55,19 @@ describe('every run ends', () => {
   });
 
   it('starts a run whose StartExecution failed, once the queue delivers its message again', async () => {
+    // more failures than the SDK retries itself: the first message fails, its redelivery starts the run
     await stepFunctionsFault({
       operation: 'StartExecution',
       error: 'ServiceUnavailable',
-      times: 2,
+      times: 8,
       namePrefix: 'run_',
     });
+    const before = await startExecutionErrors();
     const { body } = await dispatch({ config: { demo: quick } });
     const run = await expectKeptItsPromises(body.runId, 60_000);
     expect(run.status).toBe('COMPLETED');
     expect(await executionsOf(body.runId)).toHaveLength(1);
+    expect((await startExecutionErrors()) - before).toBe(8);
   });
 
   it('ends an open run whose execution is already over when its message comes again', async () => {
