@@ -28,7 +28,11 @@ export const keys = {
     pk: `IDEM#${segment(accountId)}#${key}`,
     sk: 'IDEM',
   }),
-  step: (runId: string, seq: number): Key => ({ pk: `RUN#${segment(runId)}`, sk: `STEP#${padSeq(seq)}` }),
+  /** the steps of one batch, from this seq on, packed together */
+  steps: (runId: string, firstSeq: number): Key => ({
+    pk: `RUN#${segment(runId)}`,
+    sk: `STEPS#${padSeq(firstSeq)}`,
+  }),
   usage: (runId: string, seq: number): Key => ({ pk: `RUN#${segment(runId)}`, sk: `USAGE#${padSeq(seq)}` }),
   /** the ledger's last entry: sandbox time and the per-run fee, written once the run has ended */
   settlement: (runId: string): Key => ({ pk: `RUN#${segment(runId)}`, sk: 'USAGE#SETTLEMENT' }),
@@ -52,7 +56,6 @@ export const keys = {
 export const SK_PREFIX = {
   project: 'PROJECT#',
   pod: 'POD#',
-  step: 'STEP#',
   usage: 'USAGE#',
   spendHour: 'H#',
   event: 'EVT#',

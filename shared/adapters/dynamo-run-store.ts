@@ -45,7 +45,7 @@ import {
 } from './dynamo-keys.js';
 import { costAttribute, fromRunItem, secretsOf, toRunItem, usageAttribute } from './dynamo-run-item.js';
 import { ledgerItem, spendUpdates } from './dynamo-spend-ledger.js';
-import { eventItem, stepItem } from './dynamo-timeline.js';
+import { eventItem, stepPacks } from './dynamo-timeline.js';
 
 /*
  * The run records (one table, pk/sk; the run item's attributes are in dynamo-run-item.ts):
@@ -57,12 +57,26 @@ import { eventItem, stepItem } from './dynamo-timeline.js';
  *
  * Status changes are Transitions written on the condition `status = from` (so the table's rule holds in
  * the database, and a lost race is decided again by the caller). An event batch is written on the
- * condition `version = <as read>`: its steps and records first (keyed by seq, so writing them again is
- * harmless), then one transaction with the run's changes, its ledger item and the account's spend.
+ * condition `version = <as read>`: one transaction with the run's changes, its steps (packed) and
+ * per-seq records, its ledger item and the account's spend; what does not fit in one transaction is
+ * written just before it (keyed by seq, so writing it again is harmless).
  */
 
 const CONDITION_FAILED = 'ConditionalCheckFailed';
 const BATCH_WRITE_ITEMS = 25;
+/** TransactWriteItems takes 100 actions and 4 MB; room is left for the run's update and the keys. */
+const TRANSACTION_ITEMS = 100;
+const TRANSACTION_BYTES = 3.5 * 1024 * 1024;
+
+/** How many of `items`, from the first, fit in `count` actions and `bytes` of JSON. */
+const fitting = (items: Record<string, unknown>[], count: number, bytes: number): number => {
+  let used = 0;
+  for (const [i, item] of items.entries()) {
+    used += Buffer.byteLength(JSON.stringify(item), 'utf8');
+    if (i >= count || used > bytes) return i;
+  }
+  return items.length;
+};
 const IDEMPOTENCY_KEY_SECONDS = 24 * 3600;
 
 const runFromWire = (item: Record<string, unknown> | undefined): Run | undefined =>
@@ -221,34 +235,32 @@ export class DynamoRunStore implements RunStore {
         line.from === 'step' && line.charge ? [[line.seq, line.charge.tokenMicroUsd] as const] : [],
       ),
     );
-    await this.putAll([
-      ...plan.steps.map((e) => stepItem(run.runId, e, written.fullContent.get(e.seq), stepCost.get(e.seq))),
-      ...plan.records.map((e) => eventItem(run.runId, e)),
-    ]);
-    const now = new Date(plan.at);
-    const runUpdate = this.batchUpdate(run, plan);
-    const ledger = plan.ledger.length
-      ? [
-          {
-            Put: {
-              TableName: this.tableName,
-              Item: ledgerItem(run.runId, plan.ledger),
-              ConditionExpression: 'attribute_not_exists(pk)',
+    const claim = [
+      { Update: this.batchUpdate(run, plan) },
+      ...(plan.ledger.length
+        ? [
+            {
+              Put: {
+                TableName: this.tableName,
+                Item: ledgerItem(run.runId, plan.ledger),
+                ConditionExpression: 'attribute_not_exists(pk)',
+              },
             },
-          },
-        ]
-      : [];
+          ]
+        : []),
+      ...spendUpdates(this.tableName, written.scope, plan.spendMicroUsd, new Date(plan.at)),
+    ];
+    const records = [
+      ...stepPacks(run.runId, plan.steps, written.fullContent, (seq) => stepCost.get(seq)),
+      ...plan.records.map((e) => eventItem(run.runId, e)),
+    ];
+    // What fits goes in the claim's own transaction; a batch too large for one is written first.
+    const fits = fitting(records, TRANSACTION_ITEMS - claim.length, TRANSACTION_BYTES);
+    await this.putAll(records.slice(fits));
+    const puts = records.slice(0, fits).map((Item) => ({ Put: { TableName: this.tableName, Item } }));
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.db.send(
-          new TransactWriteCommand({
-            TransactItems: [
-              { Update: runUpdate },
-              ...ledger,
-              ...spendUpdates(this.tableName, written.scope, plan.spendMicroUsd, now),
-            ],
-          }),
-        );
+        await this.db.send(new TransactWriteCommand({ TransactItems: [...claim, ...puts] }));
         return true;
       } catch (err) {
         const reasons = cancellationReasons(err);

@@ -1,4 +1,4 @@
-import { type DynamoDBDocumentClient, GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import type { StepEvent } from '../domain/agent-batch.js';
 import { STEP_CONTENT_INLINE_BYTES, type Step, type StepContentRef, type StepPage } from '../domain/steps.js';
 import type { AgentEvent, Timeline } from '../ports.js';
@@ -7,16 +7,23 @@ import { compact, Expression, keys } from './dynamo-keys.js';
 /*
  * The step timeline and the other per-seq records of a run, in the run's partition:
  *
- *   RUN#<runId>  STEP#<seq:10>  an agent step; content above 32 KB is cut (`truncated`, `contentBytes`)
- *                               and `fullContent` points at the whole text, kept in CloudWatch Logs.
- *   RUN#<runId>  EVT#<seq:10>   a checkpoint (with its details, up to 96 KB), an artifact or a result.
+ *   RUN#<runId>  STEPS#<seq:10>  the steps of one event batch from this seq on (`steps`, in seq order,
+ *                                with `first` and `last`), packed into as few items as fit (each well
+ *                                under DynamoDB's 400 KB): a batch of small steps is one item, written
+ *                                in the batch's own transaction, and costs a write unit per KB, not
+ *                                per step. A step's content above 32 KB is cut (`truncated`,
+ *                                `contentBytes`) and `fullContent` points at the whole text, kept in
+ *                                CloudWatch Logs.
+ *   RUN#<runId>  EVT#<seq:10>    a checkpoint (with its details, up to 96 KB), an artifact or a result.
  *
- * Both are written by the run store as part of a batch, before the batch's write to the run records
- * their seqs: a seq the run has recorded always has its item.
+ * Both are written with the batch that records their seqs on the run (or, for a batch too large for
+ * one transaction, just before it): a seq the run has recorded always has its item.
  */
 
 const STEP_ARGS_LIMIT = 8 * 1024;
 const CHECKPOINT_DETAILS_LIMIT = 96 * 1024;
+/** A pack's steps stay under this many bytes of JSON, which is more than they take in the item. */
+export const STEP_PACK_BYTES = 300 * 1024;
 
 export const truncateUtf8 = (
   text: string,
@@ -32,18 +39,16 @@ export const truncateUtf8 = (
   return { text: cut, bytes, truncated: true };
 };
 
-export const stepItem = (
-  runId: string,
+/** A step as it is kept: content and arguments cut to their limits, with where the whole text is. */
+const stepRecord = (
   e: StepEvent,
   fullContent: StepContentRef | undefined,
   costMicroUsd: number | undefined,
-): Record<string, unknown> => {
+) => {
   const content = truncateUtf8(e.content, STEP_CONTENT_INLINE_BYTES);
   // JSON text, not a map: tool arguments are arbitrary and may nest deeper than DynamoDB allows.
   const args = e.args === undefined ? undefined : truncateUtf8(JSON.stringify(e.args), STEP_ARGS_LIMIT);
   return compact({
-    ...keys.step(runId, e.seq),
-    runId,
     seq: e.seq,
     at: e.at,
     kind: e.kind,
@@ -55,6 +60,33 @@ export const stepItem = (
     costMicroUsd,
     ...(content.truncated ? { truncated: true, contentBytes: content.bytes, fullContent } : {}),
     ...(args?.truncated ? { argsTruncated: true, argsBytes: args.bytes } : {}),
+  }) as Step;
+};
+
+/** The items a batch's steps are kept in: consecutive steps, in seq order, each item under the size. */
+export const stepPacks = (
+  runId: string,
+  steps: readonly StepEvent[],
+  fullContent: ReadonlyMap<number, StepContentRef>,
+  costOf: (seq: number) => number | undefined,
+): Record<string, unknown>[] => {
+  const packs: Step[][] = [];
+  let bytes = 0;
+  for (const e of steps) {
+    const record = stepRecord(e, fullContent.get(e.seq), costOf(e.seq));
+    const size = Buffer.byteLength(JSON.stringify(record), 'utf8');
+    const current = packs.at(-1);
+    if (current && bytes + size <= STEP_PACK_BYTES) {
+      current.push(record);
+      bytes += size;
+    } else {
+      packs.push([record]);
+      bytes = size;
+    }
+  }
+  return packs.map((pack) => {
+    const first = pack[0]?.seq ?? 0;
+    return { ...keys.steps(runId, first), runId, first, last: pack.at(-1)?.seq ?? first, steps: pack };
   });
 };
 
@@ -68,11 +100,8 @@ export const eventItem = (runId: string, e: AgentEvent): Record<string, unknown>
   return compact({ ...keys.event(runId, e.seq), runId, ...fields });
 };
 
-/** The item without its keys; `costMicroUsd`, once steps are priced, comes along. */
-const fromStepItem = (item: Record<string, unknown>): Step => {
-  const { pk: _pk, sk: _sk, runId: _runId, ...step } = item;
-  return step as unknown as Step;
-};
+const stepsOf = (item: Record<string, unknown> | undefined): Step[] =>
+  Array.isArray(item?.steps) ? (item.steps as Step[]) : [];
 
 export class DynamoTimeline implements Timeline {
   constructor(
@@ -80,36 +109,62 @@ export class DynamoTimeline implements Timeline {
     private readonly tableName: string,
   ) {}
 
+  /** The pack that holds `seq` if any does: the last one starting at or before it. */
+  private async packAtOrBefore(runId: string, seq: number): Promise<Record<string, unknown> | undefined> {
+    const expr = new Expression();
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        KeyConditionExpression: `${expr.name('pk')} = ${expr.value(keys.run(runId).pk)} AND ${expr.name('sk')} BETWEEN ${expr.value(keys.steps(runId, 0).sk)} AND ${expr.value(keys.steps(runId, seq).sk)}`,
+        ScanIndexForward: false,
+        Limit: 1,
+        ConsistentRead: true,
+        ...expr.attributes(),
+      }),
+    );
+    return out.Items?.[0];
+  }
+
   async listSteps(
     runId: string,
     query: { afterSeq: number; throughSeq: number; limit: number },
   ): Promise<StepPage> {
-    if (query.limit <= 0 || query.throughSeq <= query.afterSeq) return { items: [], more: false };
+    const { afterSeq, throughSeq, limit } = query;
+    if (limit <= 0 || throughSeq <= afterSeq) return { items: [], more: false };
     // One more than asked for tells whether another page follows.
-    const want = query.limit + 1;
-    const found: Record<string, unknown>[] = [];
+    const want = limit + 1;
+    const found: Step[] = [];
+    const take = (steps: Step[]) => {
+      for (const step of steps) {
+        // a seq is kept once; a step packed twice (a batch written again with others) shows once
+        const last = found.at(-1)?.seq ?? afterSeq;
+        if (step.seq > last && step.seq <= throughSeq) found.push(step);
+      }
+    };
+    take(stepsOf(await this.packAtOrBefore(runId, afterSeq + 1)));
     const range = new Expression();
-    const keyCondition = `${range.name('pk')} = ${range.value(keys.run(runId).pk)} AND ${range.name('sk')} BETWEEN ${range.value(keys.step(runId, query.afterSeq + 1).sk)} AND ${range.value(keys.step(runId, query.throughSeq).sk)}`;
+    const keyCondition = `${range.name('pk')} = ${range.value(keys.run(runId).pk)} AND ${range.name('sk')} BETWEEN ${range.value(keys.steps(runId, afterSeq + 2).sk)} AND ${range.value(keys.steps(runId, throughSeq).sk)}`;
     let startKey: Record<string, unknown> | undefined;
-    do {
+    while (found.length < want && throughSeq >= afterSeq + 2) {
       const page = await this.db.send(
         new QueryCommand({
           TableName: this.tableName,
           KeyConditionExpression: keyCondition,
           ConsistentRead: true,
-          Limit: want - found.length,
+          // packs hold many steps each: a few at a time is plenty
+          Limit: 10,
           ExclusiveStartKey: startKey,
           ...range.attributes(),
         }),
       );
-      found.push(...(page.Items ?? []));
+      for (const item of page.Items ?? []) take(stepsOf(item));
       startKey = page.LastEvaluatedKey;
-    } while (startKey && found.length < want);
-    return { items: found.slice(0, query.limit).map(fromStepItem), more: found.length > query.limit };
+      if (!startKey) break;
+    }
+    return { items: found.slice(0, limit), more: found.length > limit };
   }
 
   async getStep(runId: string, seq: number): Promise<Step | undefined> {
-    const out = await this.db.send(new GetCommand({ TableName: this.tableName, Key: keys.step(runId, seq) }));
-    return out.Item ? fromStepItem(out.Item) : undefined;
+    return stepsOf(await this.packAtOrBefore(runId, seq)).find((step) => step.seq === seq);
   }
 }

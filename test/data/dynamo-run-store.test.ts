@@ -99,16 +99,26 @@ const rawRunItem = async (runId: string) =>
     )
   ).Item;
 
-const itemsOf = async (runId: string, skPrefix: string) =>
-  (
-    await table.doc.send(
+/** Every item of the run's partition under the prefix, through all the Query's pages. */
+// biome-ignore lint/suspicious/noExplicitAny: the tests read whatever attributes an item has
+type Item = Record<string, any>;
+const itemsOf = async (runId: string, skPrefix: string) => {
+  const items: Item[] = [];
+  let startKey: Record<string, unknown> | undefined;
+  do {
+    const page = await table.doc.send(
       new QueryCommand({
         TableName: table.tableName,
         KeyConditionExpression: 'pk = :pk AND begins_with(sk, :sk)',
         ExpressionAttributeValues: { ':pk': `RUN#${runId}`, ':sk': skPrefix },
+        ExclusiveStartKey: startKey,
       }),
-    )
-  ).Items ?? [];
+    );
+    items.push(...(page.Items ?? []));
+    startKey = page.LastEvaluatedKey;
+  } while (startKey);
+  return items;
+};
 
 /** Makes the next TransactWriteItems fail as DynamoDB does when another writer holds one of its items. */
 const conflictOnNextTransaction = () => {
@@ -548,7 +558,7 @@ describe('DynamoRunStore recordBatch', () => {
     const stored = await repo.get(run.runId);
     expect(stored?.usage.m1?.inputTokens).toBe(100);
     expect(stored).toMatchObject({ lastSeq: 4, seqs: [[1, 4]], result: { outcome: 'completed' } });
-    expect(await itemsOf(run.runId, 'STEP#')).toHaveLength(1);
+    expect((await itemsOf(run.runId, 'STEPS#')).map((i) => [i.first, i.last])).toEqual([[1, 1]]);
     expect(await itemsOf(run.runId, 'USAGE#')).toHaveLength(1);
     expect((await itemsOf(run.runId, 'EVT#')).map((i) => [i.sk, i.type, i.outcome ?? i.name])).toEqual([
       ['EVT#0000000003', 'checkpoint', 'plan'],
@@ -664,7 +674,7 @@ describe('DynamoRunStore recordBatch', () => {
     await record(run.runId, [
       { seq: 1, at: at(1), type: 'step', kind: 'tool_result', tool: 'bash', content, args: { cmd: 'ls' } },
     ]);
-    const [step] = await itemsOf(run.runId, 'STEP#');
+    const step = (await itemsOf(run.runId, 'STEPS#'))[0]?.steps[0];
     expect(step).toMatchObject({
       truncated: true,
       contentBytes: 80_000,
@@ -730,7 +740,7 @@ describe('DynamoRunStore recordBatch', () => {
     expect((await repo.get(run.runId))?.phase).toBe('EXECUTING');
   });
 
-  it('writes a batch in at most one transaction and one batch write per 25 items', async () => {
+  it('writes a batch of small steps in one transaction, its steps packed in one item', async () => {
     const run = await running();
     const send = vi.spyOn(table.doc, 'send');
     try {
@@ -743,10 +753,34 @@ describe('DynamoRunStore recordBatch', () => {
       const plan = planBatch(current, steps, NOW);
       expect(await repo.recordBatch(current, plan, { fullContent: new Map(), scope: scope(run) })).toBe(true);
       const commands = send.mock.calls.map(([command]) => command.constructor.name);
-      expect(commands.sort()).toEqual([...Array(4).fill('BatchWriteCommand'), 'TransactWriteCommand']);
+      expect(commands).toEqual(['TransactWriteCommand']);
     } finally {
       send.mockRestore();
     }
-    expect(await itemsOf(run.runId, 'STEP#')).toHaveLength(100);
+    const packs = await itemsOf(run.runId, 'STEPS#');
+    expect(packs.map((p) => [p.first, p.last, p.steps.length])).toEqual([[1, 100, 100]]);
+  });
+
+  it('packs large steps into several items under the item limit, and writes what the transaction cannot hold first', async () => {
+    const run = await running();
+    // 150 steps of 30 KB: 4.5 MB, more than a transaction takes
+    const big = (seq: number): AgentEvent => ({
+      seq,
+      at: at(seq),
+      type: 'step',
+      kind: 'assistant',
+      content: `${seq}`.padEnd(30_000, 'x'),
+    });
+    const plan = await record(
+      run.runId,
+      Array.from({ length: 150 }, (_, i) => big(i + 1)),
+    );
+    expect(plan.accepted).toHaveLength(150);
+    const packs = await itemsOf(run.runId, 'STEPS#');
+    expect(packs.length).toBeGreaterThan(10);
+    for (const pack of packs) expect(Buffer.byteLength(JSON.stringify(pack))).toBeLessThan(350 * 1024);
+    expect(packs.flatMap((p) => p.steps.map((s: { seq: number }) => s.seq))).toEqual(
+      Array.from({ length: 150 }, (_, i) => i + 1),
+    );
   });
 });

@@ -121,10 +121,13 @@ describe('the priced usage ledger', () => {
         cacheWriteTokens: 91,
       }).tokenMicroUsd,
     );
-    const step = await table.doc.send(
-      new GetCommand({ TableName: table.tableName, Key: { pk: `RUN#${run.runId}`, sk: 'STEP#0000000001' } }),
+    const pack = await table.doc.send(
+      new GetCommand({ TableName: table.tableName, Key: { pk: `RUN#${run.runId}`, sk: 'STEPS#0000000001' } }),
     );
-    expect(step.Item?.costMicroUsd).toBe(ledger.find((e) => e.seq === 1)?.costMicroUsd);
+    expect(pack.Item?.steps[0]).toMatchObject({
+      seq: 1,
+      costMicroUsd: ledger.find((e) => e.seq === 1)?.costMicroUsd,
+    });
 
     const hours = await repo.hourlySpend(run.accountId, '2026-03-01T00', '2026-03-01T23');
     expect(hours).toEqual([

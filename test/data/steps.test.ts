@@ -132,33 +132,29 @@ describe('the step timeline', () => {
     ]);
   });
 
-  it('writes an ordinary step with one write unit, its record, in a batch write', async () => {
+  it('keeps a batch’s steps in its own transaction, in one item for steps this small', async () => {
     const run = await running();
     const send = vi.spyOn(table.doc, 'send');
     let calls: unknown[][] = [];
     try {
-      await recordBatch(repo, run.runId, [
-        {
-          seq: 1,
-          at: at(1),
-          type: 'step',
-          kind: 'tool_call',
-          content: 'npm test',
-          tool: 'bash',
-          args: { c: 'npm test' },
-        },
-      ]);
+      await recordBatch(
+        repo,
+        run.runId,
+        Array.from({ length: 10 }, (_, i) => stepEvent(i + 1)),
+      );
     } finally {
       calls = [...send.mock.calls];
       send.mockRestore();
     }
-    const written = calls
+    const writes = calls
       .map(([command]) => command as { constructor: { name: string }; input: Record<string, unknown> })
-      .filter((command) => command.constructor.name === 'BatchWriteCommand')
-      .flatMap((command) => Object.values(command.input.RequestItems as Record<string, unknown[]>).flat())
-      .map((request) => (request as { PutRequest: { Item: Record<string, unknown> } }).PutRequest.Item);
-    expect(written.map((item) => item.sk)).toEqual(['STEP#0000000001']);
-    // one write unit covers an item of up to 1 KB
-    expect(Buffer.byteLength(JSON.stringify(written[0]))).toBeLessThan(1024);
+      .filter((command) => command.constructor.name !== 'GetCommand');
+    expect(writes.map((command) => command.constructor.name)).toEqual(['TransactWriteCommand']);
+    const actions = (writes[0]?.input.TransactItems ?? []) as { Put?: { Item: Record<string, unknown> } }[];
+    const puts = actions.flatMap((action) => (action.Put ? [action.Put.Item] : []));
+    const pack = puts.find((item) => String(item.sk).startsWith('STEPS#'));
+    expect(pack).toMatchObject({ sk: 'STEPS#0000000001', first: 1, last: 10 });
+    // ten steps for about a write unit each in a transaction of its own would be 20; together, 2
+    expect(Buffer.byteLength(JSON.stringify(pack))).toBeLessThan(1024 * 2);
   });
 });
