@@ -1,6 +1,6 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { once } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import type { ExitReason } from '../../shared/domain/run.js';
 import { type DemoScript, demoScriptSchema } from '../../shared/schemas/demo.js';
 import { type AgentContext, AgentCrash } from './agent.js';
@@ -21,7 +21,12 @@ export const runDemoAgent = async (ctx: AgentContext): Promise<void> => {
     ctx.log(`agent: phase ${name}`);
     ctx.emit({ type: 'phase', phase: name });
   };
-  const pause = () => sleep(script.stepDelayMs, undefined, { signal });
+  // No delay is no timer: Node clamps a zero timeout to a millisecond, which would cap the pace at a
+  // thousand steps a second; yielding once lets the reporter's requests go on between steps.
+  const pause = () =>
+    script.stepDelayMs > 0
+      ? sleep(script.stepDelayMs, undefined, { signal })
+      : setImmediate(undefined, { signal });
 
   phase('STARTED');
   for (const url of ctx.config.repos) ctx.log(`agent: cloning ${url}`);
