@@ -16,6 +16,11 @@ export interface ContainerIo {
 
 /** How long the pod keeps trying to exchange its launch code before it gives up. */
 const EXCHANGE_DEADLINE_MS = 120_000;
+/**
+ * The first retries come quickly: a pod that starts before the state machine has recorded its task
+ * (at once in the local cloud's shared pod host; never on Fargate) is let in a moment later.
+ */
+const EXCHANGE_RETRY_BASE_MS = 50;
 
 /**
  * The one-time launch code (readable to anyone who can read the run's execution history) is spent
@@ -36,7 +41,7 @@ const exchangeLaunchCode = async (
       return;
     } catch (err) {
       if (!(err instanceof RetryableError) || Date.now() > deadline) throw err;
-      const wait = backoffMs(attempt, 250, 5000);
+      const wait = backoffMs(attempt, EXCHANGE_RETRY_BASE_MS, 5000);
       warn(`pod: exchanging the launch code failed (${err.message}); retrying in ${Math.round(wait)} ms`);
       await sleep(wait, undefined, { signal: terminate });
     }

@@ -1,9 +1,8 @@
-import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Step } from '../../shared/domain/steps.js';
-import { api, dispatch, endpoints } from '../integration/support/api.js';
+import { api, dispatch } from '../integration/support/api.js';
 import { approvalLinkFor, dispatchSupervised, postDecision } from '../integration/support/approvals.js';
-import { dynamo } from '../integration/support/aws.js';
+import { ledgerLinesOf } from '../integration/support/aws.js';
 import {
   clearFaults,
   dynamoFault,
@@ -30,17 +29,9 @@ const stepsOf = async (runId: string) => {
   return body.items;
 };
 
-const ledgerLines = async (runId: string) => {
-  const out = await dynamo().send(
-    new QueryCommand({
-      TableName: endpoints().tableName,
-      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :usage)',
-      ExpressionAttributeValues: { ':pk': `RUN#${runId}`, ':usage': 'USAGE#0' },
-      ConsistentRead: true,
-    }),
-  );
-  return (out.Items ?? []).flatMap((item) => item.lines as { seq: number }[]);
-};
+/** The usage lines the run's batches priced, the settlement left out. */
+const usageLines = async (runId: string) =>
+  (await ledgerLinesOf(runId)).filter((line) => line.from !== 'settlement') as { seq: number }[];
 
 describe('event batches', () => {
   it('delivered twice, the second copy after later batches, record every step and usage line once', async () => {
@@ -52,7 +43,7 @@ describe('event batches', () => {
     expect(steps.length).toBeGreaterThanOrEqual(12);
     expect(new Set(steps.map((s) => s.seq)).size).toBe(steps.length);
     // one usage line per step, each once, though every batch arrived twice
-    const lines = await ledgerLines(body.runId);
+    const lines = await usageLines(body.runId);
     expect(lines).toHaveLength(12);
     expect(new Set(lines.map((l) => l.seq)).size).toBe(12);
     expect(run.usage['claude-haiku-4-5']).toMatchObject({ inputTokens: 12_000, outputTokens: 1200 });

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { DescribeTasksCommand, ListTasksCommand } from '@aws-sdk/client-ecs';
-import { QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, it } from 'vitest';
 import {
   type CpuArchitecture,
@@ -12,7 +12,7 @@ import {
 import { type Run, TERMINAL_STATUSES } from '../../shared/domain/run.js';
 import type { AccountSpend } from '../../shared/usecases/spend.js';
 import { api, endpoints, waitForRun, waitForTerminal } from './support/api.js';
-import { dynamo, ecs, takeOverPod, tokenFor, waitForTaskStopped } from './support/aws.js';
+import { dynamo, ecs, ledgerLinesOf, takeOverPod, tokenFor, waitForTaskStopped } from './support/aws.js';
 
 // The local cloud's handlers read the same variables from the environment this process passed on.
 const prices = loadPriceTable(process.env.PRICE_TABLE);
@@ -21,23 +21,7 @@ const DEMO_POD = { cpu: 1024, memoryMiB: 2048 };
 
 const unique = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
 
-/**
- * The run's usage ledger, as someone inspecting the table would read it: each batch's priced lines,
- * and the settlement.
- */
-const ledgerOf = async (runId: string) => {
-  const out = await dynamo().send(
-    new QueryCommand({
-      TableName: endpoints().tableName,
-      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :usage)',
-      ExpressionAttributeValues: { ':pk': `RUN#${runId}`, ':usage': 'USAGE#' },
-      ConsistentRead: true,
-    }),
-  );
-  return (out.Items ?? []).flatMap((item) =>
-    Array.isArray(item.lines) ? (item.lines as Record<string, unknown>[]) : [item],
-  );
-};
+const ledgerOf = ledgerLinesOf;
 
 const sum = <T extends object>(items: T[], field: keyof T & string) =>
   items.reduce((n, item) => n + Number(item[field] ?? 0), 0);

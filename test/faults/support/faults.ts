@@ -1,9 +1,8 @@
 import { ListTasksCommand } from '@aws-sdk/client-ecs';
-import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { expect } from 'vitest';
 import { isTerminal, type Run } from '../../../shared/domain/run.js';
 import { endpoints, getRun } from '../../integration/support/api.js';
-import { dynamo, ecs, executionsOf } from '../../integration/support/aws.js';
+import { ecs, executionsOf, ledgerItemsOf } from '../../integration/support/aws.js';
 
 /**
  * Faults injected into the local cloud over its emulators' own control routes, and the promises every
@@ -55,19 +54,6 @@ export const clearFaults = async () => {
     }),
   ]);
 };
-
-/** The run's ledger items, as someone inspecting the table would read them. */
-const ledgerItems = async (runId: string) =>
-  (
-    await dynamo().send(
-      new QueryCommand({
-        TableName: endpoints().tableName,
-        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :usage)',
-        ExpressionAttributeValues: { ':pk': `RUN#${runId}`, ':usage': 'USAGE#' },
-        ConsistentRead: true,
-      }),
-    )
-  ).Items ?? [];
 
 const total = (items: Record<string, unknown>[], field: string) =>
   items.reduce((n, item) => n + Number(item[field] ?? 0), 0);
@@ -129,7 +115,7 @@ export const expectKeptItsPromises = async (runId: string, withinMs: number): Pr
   const ledger = await within(
     `the settlement of ${runId}`,
     15_000,
-    () => ledgerItems(runId),
+    () => ledgerItemsOf(runId),
     (items) => items.some((i) => i.sk === 'USAGE#SETTLEMENT'),
   );
   expect(ledger.filter((i) => i.sk === 'USAGE#SETTLEMENT')).toHaveLength(1);

@@ -4,7 +4,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeTasksCommand, ECSClient } from '@aws-sdk/client-ecs';
 import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { importJWK, type JWK, SignJWT } from 'jose';
 import { endpoints } from './api.js';
 
@@ -96,3 +96,22 @@ export const takeOverPod = async (runId: string): Promise<string> => {
   );
   return token;
 };
+
+/** The run's ledger items, as someone inspecting the table reads them: one per event batch, and the settlement. */
+export const ledgerItemsOf = async (runId: string) =>
+  (
+    await dynamo().send(
+      new QueryCommand({
+        TableName: endpoints().tableName,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :usage)',
+        ExpressionAttributeValues: { ':pk': `RUN#${runId}`, ':usage': 'USAGE#' },
+        ConsistentRead: true,
+      }),
+    )
+  ).Items ?? [];
+
+/** Every priced line of the run's ledger: each batch item's lines, and the settlement. */
+export const ledgerLinesOf = async (runId: string): Promise<Record<string, unknown>[]> =>
+  (await ledgerItemsOf(runId)).flatMap((item) =>
+    Array.isArray(item.lines) ? (item.lines as Record<string, unknown>[]) : [item],
+  );
