@@ -11,6 +11,10 @@ import type { AgentEvent } from './schemas/agent-events.js';
 export interface RunConfigSnapshot {
   prompt: string;
   repos: string[];
+  /** the branch, tag or commit to check out; absent: each repository's default branch */
+  ref?: string;
+  /** who dispatched (or replayed) the run; absent from snapshots frozen before it was recorded */
+  dispatcher?: { userId: string; email?: string };
   pod: Pod;
   request: Record<string, unknown>;
   demo?: Record<string, unknown>;

@@ -5,6 +5,9 @@ import type { ExitReason } from '../../shared/domain/run.js';
 import { type DemoScript, demoScriptSchema } from '../../shared/schemas/demo.js';
 import { type AgentContext, AgentCrash } from './agent.js';
 
+/** The model the demo agent's assistant steps name: it calls none. */
+const DEMO_MODEL = 'demo-model';
+
 /**
  * A scripted agent that walks the phases a real one would (clone, plan, execute steps, commit, open a
  * pull request) as `config.demo` says, so every path of the run lifecycle can be driven without a
@@ -35,7 +38,7 @@ export const runDemoAgent = async (ctx: AgentContext): Promise<void> => {
   await ctx.proceed();
   phase('PLANNING');
   const plan = planFor(ctx.config.prompt, script);
-  ctx.emit({ type: 'step', kind: 'assistant', content: plan, model: ctx.config.model });
+  ctx.emit({ type: 'step', kind: 'assistant', content: plan, model: DEMO_MODEL });
   if (script.checkpoints.includes('plan')) {
     ctx.log('agent: checkpoint plan');
     await ctx.checkpoint('plan', `Plan for ${ctx.config.itemId}: ${script.steps} steps`, plan);
@@ -55,7 +58,7 @@ export const runDemoAgent = async (ctx: AgentContext): Promise<void> => {
       type: 'step',
       kind: 'assistant',
       content: bigContent(script.bigStepBytes),
-      model: ctx.config.model,
+      model: DEMO_MODEL,
     });
   }
   if (script.logLines > 0) await writeLogLines(ctx.stdout, script.logLines, signal);
@@ -124,7 +127,7 @@ const emitStep = (ctx: AgentContext, script: DemoScript, index: number) => {
       type: 'step',
       kind,
       content: `Step ${index + 1}: next I will run \`${command}\`.`,
-      model: ctx.config.model,
+      model: DEMO_MODEL,
     });
   } else if (kind === 'tool_call') {
     ctx.emit({ type: 'step', kind, content: command, tool: 'bash', args: { command } });

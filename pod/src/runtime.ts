@@ -116,7 +116,7 @@ export const runPod = async (options: PodOptions): Promise<number> => {
 
   try {
     const config = await fetchConfig();
-    log(`pod: run ${config.runId} starting (${config.mode}, ${config.model})`);
+    log(`pod: run ${config.runId} starting (${config.mode}, ${config.agent.kind} agent)`);
     heartbeatMs = (config.heartbeatSeconds * 1000) / 3;
     reporter.startHeartbeats(heartbeatMs);
     const context: AgentContext = {

@@ -6,7 +6,13 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { NotFoundError } from '../domain/errors.js';
-import type { Account, AccountLimits, Pod, Project } from '../domain/tenancy.js';
+import {
+  type Account,
+  type AccountLimits,
+  type Pod,
+  type Project,
+  podFromStorage,
+} from '../domain/tenancy.js';
 import { type Clock, type DirectoryRepository, systemClock } from '../ports.js';
 import { compact, Expression, isConditionFailed, type Key, keys, SK_PREFIX, Update } from './dynamo-keys.js';
 
@@ -83,7 +89,8 @@ export class DynamoDirectory implements DirectoryRepository {
   }
 
   async getPod(accountId: string, podId: string): Promise<Pod | undefined> {
-    return this.read<Pod>(keys.pod(accountId, podId));
+    const stored = await this.read<Pod>(keys.pod(accountId, podId));
+    return stored && podFromStorage(stored);
   }
 
   async putPod(pod: Pod): Promise<void> {
@@ -91,7 +98,7 @@ export class DynamoDirectory implements DirectoryRepository {
   }
 
   async listPods(accountId: string): Promise<Pod[]> {
-    return this.listOf<Pod>(keys.account(accountId).pk, SK_PREFIX.pod);
+    return (await this.listOf<Pod>(keys.account(accountId).pk, SK_PREFIX.pod)).map(podFromStorage);
   }
 
   private async read<T>(key: Key): Promise<T | undefined> {

@@ -20,6 +20,7 @@ import {
   statusAfter,
   type Transition,
 } from '../domain/run.js';
+import { podFromStorage } from '../domain/tenancy.js';
 import {
   type Applied,
   type BatchWriteContext,
@@ -195,7 +196,8 @@ export class DynamoRunStore implements RunStore {
     const out = await this.db.send(
       new GetCommand({ TableName: this.tableName, Key: keys.snapshot(runId), ConsistentRead: true }),
     );
-    return out.Item?.snapshot as RunConfigSnapshot | undefined;
+    const stored = out.Item?.snapshot as RunConfigSnapshot | undefined;
+    return stored && { ...stored, pod: podFromStorage(stored.pod) };
   }
 
   async apply(decidedFrom: Run, t: Transition): Promise<Applied> {

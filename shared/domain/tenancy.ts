@@ -30,14 +30,51 @@ export interface Project {
   updatedAt: string;
 }
 
+/** The checkpoints a supervised run pauses at: once the agent has planned, and before its commit is pushed. */
+export const CHECKPOINTS = ['plan', 'commit'] as const;
+export type Checkpoint = (typeof CHECKPOINTS)[number];
+
+/**
+ * The coding agent a pod runs. Whatever the kind, one runtime drives it over one protocol and
+ * reports the run's phases itself.
+ */
+export type PodAgent =
+  | { kind: 'claude-code'; model: string; maxTurns?: number; allowedTools?: string[] }
+  /** any executable in the image that speaks the JSON-lines agent protocol on stdout */
+  | { kind: 'command'; command: string[] }
+  /** the scripted agent, driven by a dispatch's `config.demo` */
+  | { kind: 'demo' };
+
+/** A shell command the runtime runs at a point of the run's life; failing or overrunning ends the run. */
+export interface Hook {
+  command: string;
+  timeoutSeconds: number;
+}
+
+export interface PodHooks {
+  /** once the sandbox is up, before anything is cloned */
+  postStart?: Hook;
+  /** in each clone */
+  postClone?: Hook;
+}
+
 export interface Pod {
   accountId: string;
   podId: string;
   name: string;
-  image: string;
+  /** the container image; absent: the stack's own pod image */
+  image?: string;
   cpu: number;
   memoryMiB: number;
-  model: string;
+  agent: PodAgent;
+  hooks: PodHooks;
+  checkpoints: Checkpoint[];
+  /** plain variables for the agent and the hooks */
+  env: Record<string, string>;
+  /** variable name → name of the Secrets Manager secret whose value it holds in the container */
+  secrets: Record<string, string>;
+  /** the task definition registered for the pod's own image or secrets; absent: the stack's */
+  taskDefinitionArn?: string;
   enabled: boolean;
   maxDurationSeconds: number;
   approvalWindowSeconds: number;
@@ -45,6 +82,23 @@ export interface Pod {
   runBudgetMicroUsd: number;
   updatedAt: string;
 }
+
+/** A pod as stored before its agent was configurable: one model, which it ran Claude Code with. */
+type StoredPod = Omit<Pod, 'agent' | 'hooks' | 'checkpoints' | 'env' | 'secrets'> &
+  Partial<Pod> & { model?: string };
+
+/**
+ * A pod read back from storage (the directory, or a run's frozen snapshot): one saved before agents
+ * were configurable runs Claude Code with its model and the defaults every new pod gets.
+ */
+export const podFromStorage = ({ model, ...stored }: StoredPod): Pod => ({
+  ...stored,
+  agent: stored.agent ?? { kind: 'claude-code', model: model ?? 'unknown' },
+  hooks: stored.hooks ?? {},
+  checkpoints: stored.checkpoints ?? [...CHECKPOINTS],
+  env: stored.env ?? {},
+  secrets: stored.secrets ?? {},
+});
 
 export interface AccountLimits {
   /** micro-USD; 0 = no cap */

@@ -1,6 +1,7 @@
 import { EXIT_REASONS, PHASES } from '../domain/run.js';
 import * as z from '../zod.js';
 import { seqSchema } from './ids.js';
+import { checkpointsSchema, podAgentSchema, podHooksSchema } from './pod.js';
 
 /**
  * Events a pod sends to the Agent API. Each carries a per-run sequence number. The pod runs untrusted
@@ -100,11 +101,22 @@ export const agentTokenSchema = z.object({ token: z.string() });
 /** The frozen configuration a pod fetches when it starts (`GET /agent/v1/runs/{runId}`). */
 export const podRunConfigSchema = z.object({
   runId: z.string(),
+  podId: z.string(),
   mode: z.enum(['autopilot', 'supervised']),
   prompt: z.string(),
   repos: z.array(z.string()),
-  model: z.string(),
+  /** the branch, tag or commit to check out in each repository; absent: its default branch */
+  ref: z.optional(z.string()),
   itemId: z.string(),
+  /** who dispatched the run: the commit's co-author when they have an email */
+  dispatcher: z.object({ userId: z.string(), email: z.optional(z.string()) }),
+  agent: podAgentSchema,
+  hooks: podHooksSchema,
+  /** where a supervised run pauses; empty in autopilot */
+  checkpoints: checkpointsSchema,
+  env: z.record(z.string(), z.string()),
+  /** the variables the task definition fills from secrets: their values are masked in all the pod reports */
+  secretVariables: z.array(z.string()),
   demo: z.optional(z.record(z.string(), z.unknown())),
   heartbeatSeconds: z.int().check(z.positive()),
 });

@@ -1,8 +1,9 @@
 import { DISPATCH_SOURCES, RUN_MODES, RUN_SOURCES, RUN_STATUSES } from '../domain/run.js';
-import { PROJECT_ROLES } from '../domain/tenancy.js';
+import { CHECKPOINTS, PROJECT_ROLES } from '../domain/tenancy.js';
 import * as z from '../zod.js';
 import { demoScriptSchema } from './demo.js';
 import { idSchema as id } from './ids.js';
+import { checkpointsSchema, podAgentSchema, podEnvSchema, podHooksSchema, podSecretsSchema } from './pod.js';
 
 const repo = z.string().check(z.minLength(1), z.maxLength(300));
 
@@ -16,6 +17,17 @@ export const dispatchRequestSchema = z.strictObject({
   mode: z.enum(RUN_MODES),
   prompt: z.string().check(z.minLength(1), z.maxLength(200_000)),
   repos: z.optional(z.array(repo).check(z.maxLength(20))),
+  /** the branch, tag or commit each repository is checked out at; absent: its default branch */
+  ref: z.optional(
+    z
+      .string()
+      .check(
+        z.regex(
+          /^(?![-/.])(?!.*(?:\.\.|\/\/|@\{|\.lock$|[/.]$))[A-Za-z0-9._/@+-]{1,255}$/,
+          'a git branch, tag or commit (letters, digits and . _ / @ + -; no "..")',
+        ),
+      ),
+  ),
   source: z._default(z.enum(DISPATCH_SOURCES), 'api'),
   attribution: z.optional(z.string().check(z.maxLength(200))),
   config: z.optional(z.strictObject({ demo: z.optional(demoScriptSchema) })),
@@ -61,12 +73,21 @@ const FARGATE_SIZES = {
 export const podRequestSchema = z
   .strictObject({
     name: z.string().check(z.minLength(1), z.maxLength(200)),
-    image: z._default(z.string().check(z.minLength(1), z.maxLength(500)), 'default'),
+    /** a container image reference; absent: the stack's own pod image */
+    image: z.optional(
+      z
+        .string()
+        .check(z.regex(/^[\x21-\x7e]{1,500}$/, 'an image reference (1 to 500 characters, no spaces)')),
+    ),
     cpu: z.union([z.literal(256), z.literal(512), z.literal(1024), z.literal(2048), z.literal(4096)], {
       error: '256, 512, 1024, 2048 or 4096 (CPU units; 1024 is one vCPU)',
     }),
     memoryMiB: z.int().check(z.gte(512), z.lte(30_720)),
-    model: z.string().check(z.minLength(1), z.maxLength(200)),
+    agent: podAgentSchema,
+    hooks: z._default(podHooksSchema, {}),
+    checkpoints: z._default(checkpointsSchema, [...CHECKPOINTS]),
+    env: z._default(podEnvSchema, {}),
+    secrets: z._default(podSecretsSchema, {}),
     enabled: z._default(z.boolean(), true),
     maxDurationSeconds: z._default(z.int().check(z.gte(60), z.lte(86_400)), 3600),
     // From 5 s, so tests and demos can watch a window expire; real windows are hours. Step Functions
@@ -85,6 +106,16 @@ export const podRequestSchema = z
           message: `a pod with cpu ${pod.cpu} runs with ${size.says} (the task sizes Fargate offers)`,
           input: pod.memoryMiB,
         });
+      }
+      for (const name of Object.keys(pod.secrets)) {
+        if (name in pod.env) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['secrets', name],
+            message: `${name} is in env too: a variable is plain or secret, not both`,
+            input: name,
+          });
+        }
       }
     }),
   );

@@ -103,13 +103,21 @@ export const controlFor = (run: Run, settings: AgentSettings): Control => {
 export const podConfig = async (runs: RunStore, run: Run, settings: AgentSettings): Promise<PodRunConfig> => {
   const snapshot = await runs.getSnapshot(run.runId);
   if (!snapshot) throw new NotFoundError('config snapshot of run', run.runId);
+  const { pod } = snapshot;
   return {
     runId: run.runId,
+    podId: run.podId,
     mode: run.mode,
     prompt: snapshot.prompt,
     repos: snapshot.repos,
-    model: snapshot.pod.model,
+    ...(snapshot.ref === undefined ? {} : { ref: snapshot.ref }),
     itemId: run.itemId,
+    dispatcher: snapshot.dispatcher ?? { userId: run.attribution },
+    agent: pod.agent,
+    hooks: pod.hooks,
+    checkpoints: run.mode === 'supervised' ? pod.checkpoints : [],
+    env: pod.env,
+    secretVariables: Object.keys(pod.secrets),
     demo: snapshot.demo,
     heartbeatSeconds: settings.heartbeatSeconds,
   };

@@ -90,6 +90,9 @@ const enqueue = async (deps: RunCommandDeps, run: Run): Promise<void> => {
   }
 };
 
+const dispatcherOf = (caller: Caller): RunConfigSnapshot['dispatcher'] =>
+  caller.email ? { userId: caller.userId, email: caller.email } : { userId: caller.userId };
+
 export const dispatchRun = async (
   deps: RunCommandDeps,
   caller: Caller,
@@ -103,6 +106,11 @@ export const dispatchRun = async (
     deps.directory.getPod(caller.accountId, request.podId),
   ]);
   if (!pod) throw new ValidationError(`unknown pod ${request.podId}`, { podId: request.podId });
+  if (request.config?.demo && pod.agent.kind !== 'demo') {
+    throw new ValidationError(`config.demo scripts the demo agent; pod ${pod.podId} runs ${pod.agent.kind}`, {
+      podId: pod.podId,
+    });
+  }
   const repos = [...new Set([...project.repos, ...(request.repos ?? [])])];
   const run = newRun(
     {
@@ -121,6 +129,8 @@ export const dispatchRun = async (
     prompt: request.prompt,
     repos,
     pod,
+    ...(request.ref === undefined ? {} : { ref: request.ref }),
+    dispatcher: dispatcherOf(caller),
     request: { itemId: request.itemId, podId: request.podId, mode: request.mode, source: request.source },
     demo: request.config?.demo,
   };
@@ -207,6 +217,7 @@ export const replayRun = async (deps: RunCommandDeps, caller: Caller, runId: str
   );
   const { run: created } = await deps.runs.create(run, {
     ...snapshot,
+    dispatcher: dispatcherOf(caller),
     request: { ...snapshot.request, source: 'replay' },
   });
   await enqueue(deps, created);

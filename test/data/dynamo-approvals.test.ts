@@ -8,7 +8,7 @@ import { resume, stop } from '../../shared/domain/commands.js';
 import { newRunId } from '../../shared/domain/ids.js';
 import type { Run, Transition } from '../../shared/domain/run.js';
 import { useTestTable } from '../support/dynamodb-local.js';
-import { podFactory, runFactory } from '../support/factories.js';
+import { runFactory, snapshotFactory } from '../support/factories.js';
 import { recordBatch } from '../support/record-batch.js';
 
 const table = useTestTable();
@@ -50,7 +50,7 @@ const pausedRun = async () => {
     status: 'AWAITING_APPROVAL',
     pendingApproval: { seq: 3, name: 'plan', summary: 'Plan: 2 steps', requestedAt: 't0' },
   });
-  await runs.create(run, { prompt: 'p', repos: [], pod: podFactory(), request: {} });
+  await runs.create(run, snapshotFactory());
   return run.runId;
 };
 const current = async (runId: string) => (await runs.get(runId)) as Run;

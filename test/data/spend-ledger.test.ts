@@ -8,9 +8,9 @@ import {
   priceTokens,
   type TokenCounts,
 } from '../../shared/domain/pricing.js';
-import type { AgentEvent, RunConfigSnapshot, Settlement } from '../../shared/ports.js';
+import type { AgentEvent, Settlement } from '../../shared/ports.js';
 import { useTestTable } from '../support/dynamodb-local.js';
-import { ownRunFactory, podFactory } from '../support/factories.js';
+import { ownRunFactory, snapshotFactory } from '../support/factories.js';
 import { recordBatch } from '../support/record-batch.js';
 
 const table = useTestTable();
@@ -33,7 +33,7 @@ const repoAt = (iso: string) => {
 
 const seed = async (repo: ReturnType<typeof repoAt>) => {
   const run = ownRunFactory();
-  const snapshot: RunConfigSnapshot = { prompt: 'p', repos: [], pod: podFactory(), request: {} };
+  const snapshot = snapshotFactory();
   await repo.create(run, snapshot);
   return run;
 };

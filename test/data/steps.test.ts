@@ -5,7 +5,7 @@ import type { Run } from '../../shared/domain/run.js';
 import type { StepContentRef } from '../../shared/domain/steps.js';
 import type { AgentEvent } from '../../shared/ports.js';
 import { useTestTable } from '../support/dynamodb-local.js';
-import { ownRunFactory, podFactory } from '../support/factories.js';
+import { ownRunFactory, podFactory, snapshotFactory } from '../support/factories.js';
 import { recordBatch } from '../support/record-batch.js';
 
 const table = useTestTable();
@@ -21,18 +21,14 @@ const at = (n: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString();
 
 const running = async (): Promise<Run> => {
   const run = ownRunFactory();
-  const snapshot = {
-    prompt: 'p',
-    repos: [],
-    request: {},
+  const snapshot = snapshotFactory({
     pod: podFactory({
       accountId: run.accountId,
       podId: 'pod-a',
-      model: 'm',
       approvalWindowSeconds: 900,
       updatedAt: at(0),
     }),
-  };
+  });
   return (await repo.create(run, snapshot)).run;
 };
 

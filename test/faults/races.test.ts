@@ -17,7 +17,7 @@ const podWithWindow = async (seconds: number) => {
       name: `pod with a ${seconds} s approval window`,
       cpu: 1024,
       memoryMiB: 2048,
-      model: 'claude-sonnet-4-5',
+      agent: { kind: 'demo' },
       approvalWindowSeconds: seconds,
     },
   });

@@ -124,7 +124,7 @@ describe('a supervised run', () => {
         name: 'Short approval window',
         cpu: 256,
         memoryMiB: 512,
-        model: 'demo-model',
+        agent: { kind: 'demo' },
         approvalWindowSeconds: 5,
       },
     });

@@ -105,7 +105,7 @@ const podBody = (over: Record<string, unknown> = {}) => ({
   name: 'Costed pod',
   cpu: DEMO_POD.cpu,
   memoryMiB: DEMO_POD.memoryMiB,
-  model: 'claude-sonnet-4-5',
+  agent: { kind: 'demo' },
   ...over,
 });
 

@@ -78,7 +78,7 @@ const VALID_BODIES: Record<string, Record<string, unknown>> = {
     mode: 'autopilot',
     prompt: 'p',
   },
-  'PUT /v1/pods/{podId}': { name: 'Fuzz', cpu: 256, memoryMiB: 512, model: 'm' },
+  'PUT /v1/pods/{podId}': { name: 'Fuzz', cpu: 256, memoryMiB: 512, agent: { kind: 'demo' } },
   'PUT /v1/projects/{projectId}': { name: 'Fuzz', repos: [], members: [] },
   'PUT /v1/account/limits': { dailyCapMicroUsd: 0, monthlyCapMicroUsd: 0 },
   'POST /agent/v1/runs/{runId}/events': { events: [{ seq: 1, at: AT, type: 'heartbeat' }] },

@@ -172,7 +172,7 @@ describe('GET /v1/runs/{runId}/logs', () => {
 
   it('answers a run that never started, and one whose stream has expired, with an empty page and a reason', async () => {
     const podId = `disabled-${Date.now()}`;
-    const pod = { name: 'Disabled', cpu: 256, memoryMiB: 512, model: 'm', enabled: false };
+    const pod = { name: 'Disabled', cpu: 256, memoryMiB: 512, agent: { kind: 'demo' }, enabled: false };
     expect((await api('PUT', `/v1/pods/${podId}`, { body: pod })).status).toBe(200);
     const { body: queued } = await dispatch({ podId });
     const { run: cancelled } = await waitForTerminal(queued.runId);

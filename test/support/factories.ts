@@ -3,6 +3,7 @@ import type { APIGatewayProxyEventV2WithJWTAuthorizer, Context, SQSEvent, SQSRec
 import { newRunId } from '../../shared/domain/ids.js';
 import { type Run, ZERO_COST } from '../../shared/domain/run.js';
 import type { Pod, Project } from '../../shared/domain/tenancy.js';
+import type { RunConfigSnapshot } from '../../shared/ports.js';
 
 /** Event and record factories for handler tests. */
 
@@ -126,14 +127,27 @@ export const podFactory = (overrides: Partial<Pod> = {}): Pod => ({
   accountId: 'acct-1',
   podId: 'pod-1',
   name: 'Pod',
-  image: 'default',
   cpu: 1024,
   memoryMiB: 2048,
-  model: 'model-1',
+  agent: { kind: 'demo' },
+  hooks: {},
+  checkpoints: ['plan', 'commit'],
+  env: {},
+  secrets: {},
   enabled: true,
   maxDurationSeconds: 3600,
   approvalWindowSeconds: 86_400,
   runBudgetMicroUsd: 0,
   updatedAt: '2026-01-01T00:00:00.000Z',
+  ...overrides,
+});
+
+/** The config a run is frozen with at dispatch: on `podFactory()`'s pod unless told otherwise. */
+export const snapshotFactory = (overrides: Partial<RunConfigSnapshot> = {}): RunConfigSnapshot => ({
+  prompt: 'p',
+  repos: [],
+  dispatcher: { userId: 'alice' },
+  pod: podFactory(),
+  request: {},
   ...overrides,
 });

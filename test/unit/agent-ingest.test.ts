@@ -16,7 +16,7 @@ import {
   ingestEvents,
 } from '../../shared/usecases/agent.js';
 import { hashSecret, parkPod } from '../../shared/usecases/lifecycle.js';
-import { podFactory, runFactory } from '../support/factories.js';
+import { runFactory, snapshotFactory } from '../support/factories.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 
 const NOW = new Date('2026-01-01T00:10:00.000Z');
@@ -51,12 +51,7 @@ beforeEach(() => {
 });
 
 const seed = (over: Partial<Run>, secrets: RunSecrets = { podTaskToken: 'pod-wait' }) =>
-  runs.put(runFactory({ runId: RUN_ID, status: 'RUNNING', ...over }), secrets, {
-    prompt: 'p',
-    repos: [],
-    pod: podFactory(),
-    request: {},
-  });
+  runs.put(runFactory({ runId: RUN_ID, status: 'RUNNING', ...over }), secrets, snapshotFactory());
 
 /** A batch as the Agent API gets it: the run and its secrets read once, then ingested. */
 const send = async (events: AgentEvent[]) => {

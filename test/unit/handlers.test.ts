@@ -115,7 +115,11 @@ describe('api handler: dispatch', () => {
     vi.spyOn(runs, 'create');
     const directory = {
       getProject: vi.fn(async () => projectFactory()),
-      getPod: vi.fn(async (_: string, podId: string) => (podId === 'pod-1' ? podFactory() : undefined)),
+      getPod: vi.fn(async (_: string, podId: string) => {
+        if (podId === 'pod-1') return podFactory();
+        if (podId === 'claude-pod') return podFactory({ podId, agent: { kind: 'claude-code', model: 'm' } });
+        return undefined;
+      }),
     } as unknown as DirectoryRepository;
     const queue: RunQueue = { enqueue: vi.fn(async () => undefined) };
     return {
@@ -158,6 +162,20 @@ describe('api handler: dispatch', () => {
     ['a missing prompt', JSON.stringify({ itemId: 'I', podId: 'pod-1', mode: 'autopilot' })],
     ['an unknown mode', JSON.stringify({ itemId: 'I', podId: 'pod-1', mode: 'yolo', prompt: 'x' })],
     ['an unknown pod', JSON.stringify({ itemId: 'I', podId: 'pod-9', mode: 'autopilot', prompt: 'x' })],
+    [
+      'a demo script for a pod whose agent is not the demo',
+      JSON.stringify({
+        itemId: 'I',
+        podId: 'claude-pod',
+        mode: 'autopilot',
+        prompt: 'x',
+        config: { demo: {} },
+      }),
+    ],
+    [
+      'a ref git would refuse',
+      JSON.stringify({ itemId: 'I', podId: 'pod-1', mode: 'autopilot', prompt: 'x', ref: 'a..b' }),
+    ],
   ])('answers %s with 400 and writes nothing', async (_, body) => {
     const d = deps();
     const res = await makeApi(d, claims)(dispatch(body), lambdaContext());

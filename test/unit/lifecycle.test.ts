@@ -20,7 +20,7 @@ import {
   startRun,
   sweepQueued,
 } from '../../shared/usecases/lifecycle.js';
-import { podFactory, runFactory } from '../support/factories.js';
+import { podFactory, runFactory, snapshotFactory } from '../support/factories.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 
 const NOW = new Date('2026-01-01T01:00:00.000Z');
@@ -72,16 +72,7 @@ beforeEach(() => {
 });
 
 const seed = (status: RunStatus, over: Partial<Run> = {}) =>
-  runs.put(
-    runFactory({ runId: RUN_ID, status, ...over }),
-    { podTaskToken: 'wait' },
-    {
-      prompt: 'p',
-      repos: [],
-      pod: podFactory(),
-      request: {},
-    },
-  );
+  runs.put(runFactory({ runId: RUN_ID, status, ...over }), { podTaskToken: 'wait' }, snapshotFactory());
 
 describe('finalizeRun', () => {
   it.each([

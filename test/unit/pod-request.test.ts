@@ -13,7 +13,7 @@ const FARGATE: Record<number, number[]> = {
   4096: range(8192, 30_720),
 };
 
-const pod = (cpu: number, memoryMiB: number) => ({ name: 'P', cpu, memoryMiB, model: 'm' });
+const pod = (cpu: number, memoryMiB: number) => ({ name: 'P', cpu, memoryMiB, agent: { kind: 'demo' } });
 
 describe('PUT /v1/pods/{podId} body', () => {
   it('takes every CPU and memory pair Fargate runs', () => {
@@ -56,5 +56,67 @@ describe('PUT /v1/pods/{podId} body', () => {
         message: expect.stringMatching(/^256, 512, 1024, 2048 or 4096/),
       }),
     ]);
+  });
+
+  const withAgent = (over: Record<string, unknown>) => ({ ...pod(1024, 2048), ...over });
+  const issuesOf = (body: unknown) => podRequestSchema.safeParse(body).error?.issues ?? [];
+
+  it('takes each agent kind, and gives a pod both checkpoints, no hooks and no variables by default', () => {
+    const claude = podRequestSchema.parse(
+      withAgent({
+        agent: { kind: 'claude-code', model: 'claude-sonnet-4-5', maxTurns: 30, allowedTools: ['Bash'] },
+      }),
+    );
+    expect(claude).toMatchObject({ hooks: {}, checkpoints: ['plan', 'commit'], env: {}, secrets: {} });
+    expect(claude.image).toBeUndefined();
+    const command = podRequestSchema.parse(
+      withAgent({ agent: { kind: 'command', command: ['my-agent', '--json'] } }),
+    );
+    expect(command.agent).toEqual({ kind: 'command', command: ['my-agent', '--json'] });
+  });
+
+  it.each([
+    ['no agent', { agent: undefined }, ['agent']],
+    ['an unknown agent kind', { agent: { kind: 'gpt' } }, ['agent', 'kind']],
+    ['a claude-code agent without its model', { agent: { kind: 'claude-code' } }, ['agent', 'model']],
+    ['an empty command', { agent: { kind: 'command', command: [] } }, ['agent', 'command']],
+    ['the old top-level model', { model: 'm' }, []],
+    [
+      'a hook without a command',
+      { hooks: { postClone: { timeoutSeconds: 5 } } },
+      ['hooks', 'postClone', 'command'],
+    ],
+    [
+      'a hook that may run for days',
+      { hooks: { postStart: { command: 'x', timeoutSeconds: 86_400 } } },
+      ['hooks', 'postStart', 'timeoutSeconds'],
+    ],
+    ['an unknown hook', { hooks: { preCommit: { command: 'x' } } }, ['hooks']],
+    ['an unknown checkpoint', { checkpoints: ['push'] }, ['checkpoints', 0]],
+    ['a checkpoint twice', { checkpoints: ['plan', 'plan'] }, ['checkpoints']],
+    ['a variable the runtime sets', { env: { AGENT_API_URL: 'x' } }, ['env', 'AGENT_API_URL']],
+    ['an AWS variable', { env: { AWS_REGION: 'x' } }, ['env', 'AWS_REGION']],
+    ['a variable name with a dash', { env: { 'MY-VAR': 'x' } }, ['env', 'MY-VAR']],
+    ['a secret outside the pods prefix', { secrets: { TOKEN: 'prod/db-password' } }, ['secrets', 'TOKEN']],
+    [
+      'a variable both plain and secret',
+      { env: { TOKEN: 'a' }, secrets: { TOKEN: 'execution-runs/pods/t' } },
+      ['secrets', 'TOKEN'],
+    ],
+    ['an image with a space', { image: 'my image' }, ['image']],
+  ])('refuses %s, naming the field', (_, over, path) => {
+    const issues = issuesOf(withAgent(over));
+    expect(issues.length).toBeGreaterThan(0);
+    expect(issues.map((i) => i.path)).toContainEqual(path);
+  });
+
+  it('takes a secret under the pods prefix and an image reference', () => {
+    const parsed = podRequestSchema.parse(
+      withAgent({
+        image: '123456789012.dkr.ecr.eu-west-1.amazonaws.com/agents:1.2',
+        secrets: { ANTHROPIC_API_KEY: 'execution-runs/pods/anthropic' },
+      }),
+    );
+    expect(parsed.secrets).toEqual({ ANTHROPIC_API_KEY: 'execution-runs/pods/anthropic' });
   });
 });

@@ -19,7 +19,7 @@ import {
   settleRun,
   trailingSpend,
 } from '../../shared/usecases/spend.js';
-import { podFactory, runFactory } from '../support/factories.js';
+import { podFactory, runFactory, snapshotFactory } from '../support/factories.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 
 const pricing: Pricing = { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' };
@@ -32,12 +32,8 @@ let runCount = 0;
 const aRun = (overrides: Partial<Run> = {}) =>
   runFactory({ runId: `run_spend_${++runCount}`, status: 'RUNNING', startedAt: ago(30_000), ...overrides });
 
-const snapshotWith = (pod: Partial<RunConfigSnapshot['pod']> = {}): RunConfigSnapshot => ({
-  prompt: 'p',
-  repos: [],
-  pod: podFactory(pod),
-  request: {},
-});
+const snapshotWith = (pod: Partial<RunConfigSnapshot['pod']> = {}): RunConfigSnapshot =>
+  snapshotFactory({ pod: podFactory(pod) });
 
 /** The run store's snapshots and the spend ledger, as one fake. */
 type RunsAndLedger = RunStore & SpendLedger;

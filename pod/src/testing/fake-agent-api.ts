@@ -67,11 +67,17 @@ export const startFakeAgentApi = async (options: FakeAgentApiOptions = {}): Prom
   const counts = { config: 0, events: 0 };
   const config: PodRunConfig = {
     runId,
+    podId: 'pod-1',
     mode: 'autopilot',
     prompt: 'Fix the flaky test',
     repos: ['https://github.com/acme/widgets.git'],
-    model: 'claude-sonnet-4',
     itemId: 'item-1',
+    dispatcher: { userId: 'alice', email: 'alice@example.com' },
+    agent: { kind: 'demo' },
+    hooks: {},
+    checkpoints: [],
+    env: {},
+    secretVariables: [],
     heartbeatSeconds: 60,
     ...options.config,
   };
