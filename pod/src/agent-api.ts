@@ -5,6 +5,8 @@ import {
   controlSchema,
   type EventsResponse,
   eventsResponseSchema,
+  type GitCredential,
+  gitCredentialSchema,
   type PodRunConfig,
   podRunConfigSchema,
 } from '../../shared/schemas/agent-events.js';
@@ -65,6 +67,11 @@ export class AgentApi {
 
   postEvents(events: AgentEvent[], signal?: AbortSignal): Promise<EventsResponse> {
     return this.request('POST', '/events', eventsResponseSchema, JSON.stringify({ events }), signal);
+  }
+
+  /** A short-lived credential for the run's repositories. */
+  getGitCredential(signal?: AbortSignal): Promise<GitCredential> {
+    return this.request('POST', '/git-credentials', gitCredentialSchema, '{}', signal);
   }
 
   getControl(signal?: AbortSignal): Promise<Control> {

@@ -7,6 +7,7 @@ import {
   RequestRejectedError,
   RunGoneError,
 } from './agent-api.js';
+import type { Masker } from './masking.js';
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
@@ -26,6 +27,8 @@ export interface ReporterOptions {
   /** the run is over or the token is gone; nothing more will be sent */
   onGone?: (error: RunGoneError) => void;
   warn?: (line: string) => void;
+  /** hides secret values in every event before it leaves the pod */
+  masker?: Masker;
 }
 
 /** Events that must reach the backend at once: a human or the state machine waits on them. */
@@ -77,7 +80,8 @@ export class Reporter {
   emit(input: AgentEventInput): void {
     if (this.gone) return;
     this.seq += 1;
-    this.queue.push({ ...input, seq: this.seq, at: new Date().toISOString() } as AgentEvent);
+    const event = { ...input, seq: this.seq, at: new Date().toISOString() } as AgentEvent;
+    this.queue.push(this.options.masker ? this.options.masker.deep(event) : event);
     if (URGENT.has(input.type) || this.queue.length >= this.maxBatchEvents) {
       void this.flush();
     } else {

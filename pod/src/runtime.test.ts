@@ -76,20 +76,13 @@ const usage = [
 ];
 
 describe('pod runtime with the demo agent', () => {
-  it('walks the phases in order and ends with a pull request and a completed result', async () => {
+  it('walks the phases in order and, with no repository to change, completes without a commit', async () => {
     const { server, code, stdout } = await run({ steps: 4, stepDelayMs: 1, usage });
     const events = server.accepted();
 
     expect(code).toBe(0);
     expect(server.invalidBodies).toEqual([]);
-    expect(phases(events)).toEqual([
-      'STARTED',
-      'PLANNING',
-      'EXECUTING',
-      'COMMITTING',
-      'PR_RAISED',
-      'COMPLETED',
-    ]);
+    expect(phases(events)).toEqual(['STARTED', 'PLANNING', 'EXECUTING', 'COMMITTING', 'COMPLETED']);
     expectContiguousSeqs(events);
     const steps = ofType(events, 'step');
     expect(steps.map((s) => s.kind)).toEqual([
@@ -105,39 +98,22 @@ describe('pod runtime with the demo agent', () => {
         usage.map((u) => expect.objectContaining({ ...u, cacheReadTokens: u.cacheReadTokens ?? 0 })),
       ).flat(),
     );
-    const [commit, pr] = ofType(events, 'artifact');
-    expect(commit).toMatchObject({
-      kind: 'commit',
-      url: expect.stringMatching(/^https:\/\/github\.com\/acme\/widgets\/commit\/[0-9a-f]{40}$/),
+    expect(ofType(events, 'artifact')).toEqual([]);
+    expect(events.at(-1)).toMatchObject({
+      type: 'result',
+      outcome: 'completed',
+      message: expect.stringMatching(/^No changes, no commit/),
     });
-    expect(commit?.url.endsWith(commit.sha ?? '?')).toBe(true);
-    expect(pr?.kind).toBe('pull_request');
-    expect(pr?.url).toBe(`https://github.com/acme/widgets/pull/${pr?.number}`);
-    expect(events.at(-1)).toMatchObject({ type: 'result', outcome: 'completed' });
-    expect(stdout.text).toContain('agent: phase COMPLETED');
-  });
-
-  it('skips the pull request when the script asks for none', async () => {
-    const { server, code } = await run({ steps: 1, pullRequest: false });
-
-    expect(code).toBe(0);
-    expect(phases(server.accepted())).toEqual([
-      'STARTED',
-      'PLANNING',
-      'EXECUTING',
-      'COMMITTING',
-      'COMPLETED',
-    ]);
-    expect(ofType(server.accepted(), 'artifact').map((a) => a.kind)).toEqual(['commit']);
+    expect(stdout.text).toContain('pod: phase COMPLETED');
   });
 
   it('waits at a checkpoint, polling control until the backend says continue', async () => {
     let postsWhenContinued = -1;
     const posts: AgentEvent[][] = [];
     const { server, exit } = await startRun(
-      { steps: 2, stepDelayMs: 0, checkpoints: ['plan'] },
+      { steps: 2, stepDelayMs: 0 },
       {
-        config: { mode: 'supervised' },
+        config: { mode: 'supervised', checkpoints: ['plan'] },
         eventsAnswer: (batch) => {
           posts.push(batch);
           return batch.some((e) => e.type === 'checkpoint')
@@ -159,8 +135,8 @@ describe('pod runtime with the demo agent', () => {
     expect(ofType(events, 'checkpoint')).toEqual([
       expect.objectContaining({
         name: 'plan',
-        summary: expect.stringContaining('2 steps'),
-        details: expect.stringContaining('Plan for'),
+        summary: 'Plan for item-1',
+        details: expect.stringContaining('2. Make the change in 2 steps.'),
       }),
     ]);
     const sentBeforeContinue = server.posts.slice(0, postsWhenContinued).flat();
@@ -168,21 +144,11 @@ describe('pod runtime with the demo agent', () => {
     expect(phases(events).at(-1)).toBe('COMPLETED');
   });
 
-  it('raises the commit checkpoint after the commit and before the pull request', async () => {
-    const { server, code } = await run({ steps: 1, checkpoints: ['commit'] });
-    const types = server
-      .accepted()
-      .map((e) => (e.type === 'phase' ? e.phase : e.type === 'artifact' ? e.kind : e.type));
-
-    expect(code).toBe(0);
-    expect(types.indexOf('checkpoint')).toBeGreaterThan(types.indexOf('commit'));
-    expect(types.indexOf('checkpoint')).toBeLessThan(types.indexOf('PR_RAISED'));
-  });
-
   it('ends without a result when told to stop while waiting', async () => {
     const { server, code } = await run(
-      { steps: 2, checkpoints: ['plan'] },
+      { steps: 2 },
       {
+        config: { checkpoints: ['plan'] },
         eventsAnswer: (batch) =>
           batch.some((e) => e.type === 'checkpoint') ? { control: { action: 'wait' } } : {},
         controlAnswer: (n) => ({
@@ -213,7 +179,7 @@ describe('pod runtime with the demo agent', () => {
     expect(stdout.text).toContain('the backend said stop: user stopped the run');
   });
 
-  it.each(['tool_call_failed', 'lifecycle_hook_failed', 'missing_repo_access', 'error'] as const)(
+  it.each(['tool_call_failed', 'error'] as const)(
     'reports %s after the first executing step as a failed result',
     async (failure) => {
       const { server, code } = await run({ steps: 5, failure });
@@ -268,9 +234,9 @@ describe('pod runtime with the demo agent', () => {
 
   it('sends no heartbeats while it waits for a decision, and heartbeats again once told to continue', async () => {
     const { server, code } = await run(
-      { steps: 3, stepDelayMs: 600, checkpoints: ['plan'] },
+      { steps: 3, stepDelayMs: 600 },
       {
-        config: { heartbeatSeconds: 1 },
+        config: { heartbeatSeconds: 1, checkpoints: ['plan'] },
         eventsAnswer: (batch) =>
           batch.some((e) => e.type === 'checkpoint') ? { control: { action: 'wait' } } : {},
         controlAnswer: (n) => ({

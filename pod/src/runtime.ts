@@ -1,9 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Control, PodRunConfig } from '../../shared/schemas/agent-events.js';
-import { type Agent, type AgentContext, AgentCrash } from './agent.js';
+import type { Control, GitCredential, PodRunConfig } from '../../shared/schemas/agent-events.js';
+import { type Agent, AgentCrash } from './agent.js';
 import { type AgentApi, backoffMs, InvalidAnswerError, RetryableError, RunGoneError } from './agent-api.js';
-import { runDemoAgent } from './demo-agent.js';
+import { agentFor } from './agents/index.js';
+import { Masker } from './masking.js';
 import { Reporter, type ReporterOptions } from './reporter.js';
+import { MODEL_PROVIDER_SECRETS, type RunContext, runSession } from './session.js';
 
 export interface PodTiming
   extends Pick<ReporterOptions, 'flushIntervalMs' | 'maxBatchEvents' | 'retryBaseMs' | 'retryMaxMs'> {
@@ -19,8 +21,11 @@ export interface PodOptions {
   api: AgentApi;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
+  /** the container's environment: where the task definition put the pod's secrets */
+  env?: Record<string, string | undefined>;
   /** aborted when the container is asked to stop (SIGTERM) */
   terminate?: AbortSignal;
+  /** the agent to run instead of the one the run's config names */
   agent?: Agent;
   timing?: PodTiming;
 }
@@ -41,8 +46,10 @@ class PodEnd extends Error {
  * finished or was told to end, 1 when it crashed or failed unexpectedly.
  */
 export const runPod = async (options: PodOptions): Promise<number> => {
-  const log = (line: string) => void options.stdout.write(`${line}\n`);
-  const warn = (line: string) => void options.stderr.write(`${line}\n`);
+  const masker = new Masker();
+  const log = (line: string) => void options.stdout.write(`${masker.text(line)}\n`);
+  const warn = (line: string) => void options.stderr.write(`${masker.text(line)}\n`);
+  const env = options.env ?? {};
   const timing = options.timing ?? {};
   const finalFlushMs = timing.finalFlushMs ?? 5000;
   const pollMs = timing.pollMs ?? 5000;
@@ -67,7 +74,7 @@ export const runPod = async (options: PodOptions): Promise<number> => {
     }
   };
 
-  const reporter = new Reporter(api, { ...timing, onControl: applyControl, onGone: gone, warn });
+  const reporter = new Reporter(api, { ...timing, onControl: applyControl, onGone: gone, warn, masker });
 
   /** set once the run's config names the heartbeat */
   let heartbeatMs: number | undefined;
@@ -101,27 +108,36 @@ export const runPod = async (options: PodOptions): Promise<number> => {
     }
   };
 
-  const fetchConfig = async (): Promise<PodRunConfig> => {
+  /** Asks the Agent API until it answers; what it refuses is final. */
+  const fetchRetrying = async <T>(what: string, request: (signal: AbortSignal) => Promise<T>): Promise<T> => {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await api.getConfig(lifetime.signal);
+        return await request(lifetime.signal);
       } catch (err) {
         if (!(err instanceof RetryableError)) throw err;
         const wait = backoffMs(attempt, retryBaseMs, retryMaxMs);
-        warn(`pod: fetching the run config failed (${err.message}); retrying in ${Math.round(wait)} ms`);
+        warn(`pod: fetching ${what} failed (${err.message}); retrying in ${Math.round(wait)} ms`);
         await sleep(wait, undefined, { signal: lifetime.signal });
       }
     }
   };
+  const fetchConfig = (): Promise<PodRunConfig> => fetchRetrying('the run config', (s) => api.getConfig(s));
+  const gitCredential = async (): Promise<GitCredential> => {
+    const credential = await fetchRetrying('a git credential', (s) => api.getGitCredential(s));
+    masker.add(credential.password);
+    return credential;
+  };
 
   try {
     const config = await fetchConfig();
+    masker.add(...[...config.secretVariables, ...MODEL_PROVIDER_SECRETS].flatMap((name) => env[name] ?? []));
     log(`pod: run ${config.runId} starting (${config.mode}, ${config.agent.kind} agent)`);
     heartbeatMs = (config.heartbeatSeconds * 1000) / 3;
     reporter.startHeartbeats(heartbeatMs);
-    const context: AgentContext = {
+    const context: RunContext = {
       config,
       signal: lifetime.signal,
+      env,
       emit: (event) => reporter.emit(event),
       flush: () => reporter.flush(),
       proceed,
@@ -130,12 +146,13 @@ export const runPod = async (options: PodOptions): Promise<number> => {
         await reporter.flush();
         await proceed();
       },
+      gitCredential,
       stopHeartbeats: () => reporter.stopHeartbeats(),
       stdout: options.stdout,
       log,
       warn,
     };
-    await (options.agent ?? runDemoAgent)(context);
+    await runSession(context, options.agent ?? agentFor(config.agent));
     await reporter.close(finalFlushMs);
     log('pod: agent finished');
     return 0;

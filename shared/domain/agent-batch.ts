@@ -216,6 +216,8 @@ export const planBatch = (
             url: e.url,
             at: e.at,
             ...(e.sha === undefined ? {} : { sha: e.sha }),
+            ...(e.branch === undefined ? {} : { branch: e.branch }),
+            ...(e.repo === undefined ? {} : { repo: e.repo }),
           });
         }
         const pullRequest = pullRequestOf(e);
@@ -228,7 +230,13 @@ export const planBatch = (
         break;
       case 'result':
         records.push(e);
-        result ??= { outcome: e.outcome, exitReason: e.exitReason, message: e.message };
+        result ??= {
+          outcome: e.outcome,
+          exitReason: e.exitReason,
+          message: e.message,
+          ...(e.turns === undefined ? {} : { turns: e.turns }),
+          ...(e.durationMs === undefined ? {} : { durationMs: e.durationMs }),
+        };
         break;
       case 'phase':
         if (canAdvancePhase(phase, e.phase)) phase = e.phase;

@@ -149,6 +149,8 @@ export interface Artifact {
   kind: 'commit' | 'pull_request';
   url: string;
   sha?: string;
+  branch?: string;
+  repo?: string;
   at: string;
 }
 
@@ -156,6 +158,9 @@ export interface PodResult {
   outcome: 'completed' | 'failed';
   exitReason?: ExitReason;
   message?: string;
+  /** the agent's turns and working time, for agents that count them (Claude Code) */
+  turns?: number;
+  durationMs?: number;
 }
 
 export interface StatusChange {

@@ -29,18 +29,19 @@ const webUrl = z
   .url({ protocol: /^https?$/, error: 'an http or https URL' })
   .check(z.maxLength(MAX_URL_CHARS, `at most ${MAX_URL_CHARS} characters`));
 
+/** One step of the agent's work: what it said, a tool it called, what the tool answered. */
+export const stepFields = {
+  kind: z.enum(['assistant', 'tool_call', 'tool_result']),
+  content: z.string(),
+  tool: z.optional(z.string().check(z.maxLength(200))),
+  args: z.optional(z.unknown()),
+  model: z.optional(z.string().check(z.maxLength(200))),
+  usage: z.optional(z.omit(z.object(usageFields), { model: true })),
+};
+
 export const agentEventSchema = z.discriminatedUnion('type', [
   z.object({ ...base, type: z.literal('phase'), phase: z.enum(PHASES) }),
-  z.object({
-    ...base,
-    type: z.literal('step'),
-    kind: z.enum(['assistant', 'tool_call', 'tool_result']),
-    content: z.string(),
-    tool: z.optional(z.string().check(z.maxLength(200))),
-    args: z.optional(z.unknown()),
-    model: z.optional(z.string().check(z.maxLength(200))),
-    usage: z.optional(z.omit(z.object(usageFields), { model: true })),
-  }),
+  z.object({ ...base, type: z.literal('step'), ...stepFields }),
   z.object({ ...base, type: z.literal('usage'), ...usageFields }),
   z.object({
     ...base,
@@ -55,6 +56,9 @@ export const agentEventSchema = z.discriminatedUnion('type', [
     kind: z.enum(['commit', 'pull_request']),
     url: webUrl,
     sha: z.optional(z.string().check(z.maxLength(100))),
+    /** a commit's branch and the repository it was pushed to */
+    branch: z.optional(z.string().check(z.maxLength(255))),
+    repo: z.optional(z.string().check(z.maxLength(300))),
     number: z.optional(z.int().check(z.positive())),
   }),
   z.object({ ...base, type: z.literal('heartbeat') }),
@@ -64,6 +68,9 @@ export const agentEventSchema = z.discriminatedUnion('type', [
     outcome: z.enum(['completed', 'failed']),
     exitReason: z.optional(z.enum(EXIT_REASONS)),
     message: z.optional(z.string().check(z.maxLength(4000))),
+    /** the agent's own count of its work, when it keeps one */
+    turns: z.optional(z.int().check(z.nonnegative(), z.lte(1_000_000))),
+    durationMs: z.optional(z.int().check(z.nonnegative(), z.lte(31 * 86_400_000))),
   }),
 ]);
 export type AgentEvent = z.infer<typeof agentEventSchema>;
@@ -121,3 +128,15 @@ export const podRunConfigSchema = z.object({
   heartbeatSeconds: z.int().check(z.positive()),
 });
 export type PodRunConfig = z.infer<typeof podRunConfigSchema>;
+
+/**
+ * The pod's git credential (`POST /agent/v1/runs/{runId}/git-credentials`): HTTP Basic `username` and
+ * `password` for the run's repositories only, read and push, until `expiresAt` (within the hour).
+ */
+export const gitCredentialSchema = z.object({
+  username: z.string(),
+  password: z.string(),
+  expiresAt: z.iso.datetime(),
+  repos: z.array(z.string()),
+});
+export type GitCredential = z.infer<typeof gitCredentialSchema>;

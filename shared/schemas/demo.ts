@@ -23,16 +23,13 @@ export const demoScriptSchema = z.strictObject({
     [],
   ),
   /**
-   * how the run ends: a reported failure (the pod sends `result` with that exit reason),
-   * `crash` (the process exits 1 without a result) or `hang` (it stops reporting and sleeps).
+   * how the agent ends: a failure it reports (`tool_call_failed`, `error`), `crash` (the process
+   * exits 1 without a result) or `hang` (it stops reporting and sleeps). Hook and repository failures
+   * are the runtime's: a pod's hooks and a run's repositories cause them.
    */
-  failure: z.optional(
-    z.enum(['tool_call_failed', 'lifecycle_hook_failed', 'missing_repo_access', 'error', 'crash', 'hang']),
-  ),
-  /** open a pull request at the end */
-  pullRequest: z._default(z.boolean(), true),
-  /** checkpoints the agent raises, by name: after `plan` and/or before `commit` */
-  checkpoints: z._default(z.array(z.enum(['plan', 'commit'])), []),
+  failure: z.optional(z.enum(['tool_call_failed', 'error', 'crash', 'hang'])),
+  /** add a line to `DEMO_AGENT.md` in the run's first clone, so the run has something to commit */
+  edit: z._default(z.boolean(), true),
   /** numbered lines written to stdout (the log stream) */
   logLines: z._default(z.int().check(z.gte(0), z.lte(1_000_000)), 0),
   /** size in bytes of one extra large assistant step */

@@ -266,7 +266,16 @@ describe('planBatch', () => {
     const plan = planBatch(
       running(),
       [
-        { seq: 1, at: at(1), type: 'artifact', kind: 'commit', url: 'https://git.example/c/1', sha: 'abc' },
+        {
+          seq: 1,
+          at: at(1),
+          type: 'artifact',
+          kind: 'commit',
+          url: 'https://git.example/c/1',
+          sha: 'abc',
+          branch: 'pods/p/r',
+          repo: 'https://git.example/o/r.git',
+        },
         {
           seq: 2,
           at: at(2),
@@ -279,7 +288,14 @@ describe('planBatch', () => {
       NOW,
     );
     expect(plan.artifacts).toEqual([
-      { kind: 'commit', url: 'https://git.example/c/1', sha: 'abc', at: at(1) },
+      {
+        kind: 'commit',
+        url: 'https://git.example/c/1',
+        sha: 'abc',
+        branch: 'pods/p/r',
+        repo: 'https://git.example/o/r.git',
+        at: at(1),
+      },
       { kind: 'pull_request', url: 'https://git.example/pr/7', at: at(2) },
     ]);
     expect(plan.patch.pullRequest).toEqual({ url: 'https://git.example/pr/7', number: 7, state: 'open' });

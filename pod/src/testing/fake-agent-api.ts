@@ -4,6 +4,7 @@ import {
   type AgentEvent,
   agentEventBatchSchema,
   type Control,
+  type GitCredential,
   type PodRunConfig,
 } from '../../../shared/schemas/agent-events.js';
 
@@ -26,6 +27,8 @@ export interface FakeAgentApiOptions {
   exchangeAnswer?: (n: number) => FakeAnswer;
   /** take the task ARN the pod presents, whoever's metadata it read (pods hosted by the local ECS) */
   anyTask?: boolean;
+  /** the git credential the run gets; without one, asking for it is answered 503 */
+  gitCredential?: GitCredential;
 }
 
 export interface FakeAgentApi {
@@ -44,6 +47,7 @@ export interface FakeAgentApi {
   /** bodies that did not match the batch schema */
   invalidBodies: string[];
   controlRequests: number;
+  gitCredentialRequests: number;
   authorizations: (string | undefined)[];
   /** the events the fake accepted, each seq once, in seq order */
   accepted(): AgentEvent[];
@@ -70,7 +74,7 @@ export const startFakeAgentApi = async (options: FakeAgentApiOptions = {}): Prom
     podId: 'pod-1',
     mode: 'autopilot',
     prompt: 'Fix the flaky test',
-    repos: ['https://github.com/acme/widgets.git'],
+    repos: [],
     itemId: 'item-1',
     dispatcher: { userId: 'alice', email: 'alice@example.com' },
     agent: { kind: 'demo' },
@@ -92,6 +96,7 @@ export const startFakeAgentApi = async (options: FakeAgentApiOptions = {}): Prom
     posts: [],
     invalidBodies: [],
     controlRequests: 0,
+    gitCredentialRequests: 0,
     authorizations: [],
     accepted: () => [...accepted.values()].sort((a, b) => a.seq - b.seq),
     close: async () => {
@@ -128,6 +133,11 @@ export const startFakeAgentApi = async (options: FakeAgentApiOptions = {}): Prom
       api.controlRequests += 1;
       const answer = options.controlAnswer?.(api.controlRequests) ?? {};
       return reply(answer, () => answer.control ?? { action: 'continue' });
+    }
+    if (req.method === 'POST' && req.url === `${base}/git-credentials`) {
+      api.gitCredentialRequests += 1;
+      const credential = options.gitCredential;
+      return reply(credential ? {} : { status: 503 }, () => credential);
     }
     if (req.method === 'POST' && req.url === `${base}/events`) {
       const parsed = agentEventBatchSchema.safeParse(JSON.parse(body));
