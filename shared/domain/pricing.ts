@@ -159,13 +159,19 @@ export const loadPriceTable = (json: string | undefined): PriceTable => {
 };
 
 const DATED_SNAPSHOT = /^-\d{8}$/;
+/** Amazon Bedrock's names: a model id (`anthropic.claude-sonnet-4-5-20250929-v1:0`), or a cross-region inference profile's (`us.` before it). */
+const BEDROCK_MODEL = /^(?:[a-z]{2,6}\.)?anthropic\.(.+?)-v\d+(?::\d+)?$/;
 
-/** A model's rates: its own, a listed name it is a dated snapshot of, or the default. */
+/**
+ * A model's rates: its own, a listed name it is a dated snapshot of, or the default. A model named as
+ * Amazon Bedrock names it is priced as the Anthropic model it is.
+ */
 export const modelRates = (table: PriceTable, model: string): ModelRates => {
-  const exact = table.models.get(model);
+  const name = model.match(BEDROCK_MODEL)?.[1] ?? model;
+  const exact = table.models.get(name);
   if (exact) return exact;
-  for (const [name, rates] of table.models) {
-    if (model.startsWith(name) && DATED_SNAPSHOT.test(model.slice(name.length))) return rates;
+  for (const [listed, rates] of table.models) {
+    if (name.startsWith(listed) && DATED_SNAPSHOT.test(name.slice(listed.length))) return rates;
   }
   return table.defaultModel;
 };

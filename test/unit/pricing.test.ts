@@ -110,6 +110,14 @@ describe('modelRates', () => {
     expect(modelRates(table, 'demo-model')).toBe(table.defaultModel);
   });
 
+  it('prices a model named as Amazon Bedrock names it as the Anthropic model it is', () => {
+    expect(modelRates(table, 'anthropic.claude-opus-4-5-20251101-v1:0').input).toBe(5_000_000);
+    expect(modelRates(table, 'us.anthropic.claude-haiku-4-5-20251001-v1:0').output).toBe(5_000_000);
+    expect(modelRates(table, 'global.anthropic.claude-opus-4-20250514-v1:0').input).toBe(15_000_000);
+    expect(modelRates(table, 'us.meta.llama3-70b-instruct-v1:0')).toBe(table.defaultModel);
+    expect(modelRates(table, 'anthropic.claude-opus-4-5')).toBe(table.defaultModel);
+  });
+
   it.each([
     ['more after the date', 'claude-opus-4-5-20251101-beta'],
     ['a longer number', 'claude-opus-4-5-202511010'],

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { type CanUseTool, type Options, query, type SDKResultMessage } from '@anthropic-ai/claude-agent-sdk';
+import type { CanUseTool, Options, SDKResultMessage } from '@anthropic-ai/claude-agent-sdk';
 import type { PodAgent } from '../../../shared/domain/tenancy.js';
 import type { Agent, AgentOutcome } from '../agent.js';
 import { ClaudeCodeEvents, type SdkMessageShape } from './claude-code-events.js';
@@ -21,6 +21,8 @@ const PLAN_APPROVED = 'The plan is approved: carry it out now.';
 export const claudeCodeAgent =
   (agent: ClaudeCodeConfig): Agent =>
   async (task, io) => {
+    // loaded when a run needs it: a pod of another kind starts a tenth of a second sooner without it
+    const { query } = await import('@anthropic-ai/claude-agent-sdk');
     const configDir = path.join(task.home, '.claude');
     const plansDir = path.join(configDir, 'plans');
     const events = new ClaudeCodeEvents();
