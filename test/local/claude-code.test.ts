@@ -149,13 +149,31 @@ describe('Claude Code against the local model', () => {
     expect(result.usage.output_tokens).toBeGreaterThan(0);
     expect(result.usage.cache_read_input_tokens).toBeGreaterThan(0);
     expect(result.modelUsage[MODEL]?.costUSD).toBeCloseTo(result.total_cost_usd, 10);
-    // Per response, the stream events carry the true usage; the assistant messages come before
-    // message_delta and so hold only message_start's placeholder output count.
+    // Per response, the stream events carry the true usage: input and cache counts in message_start,
+    // output in message_delta. The assistant messages come before message_delta, so theirs holds
+    // only message_start's placeholder output count.
+    const starts = messages.flatMap((m) =>
+      m.type === 'stream_event' && m.event.type === 'message_start' ? [m.event.message.usage] : [],
+    );
     const deltas = messages.flatMap((m) =>
       m.type === 'stream_event' && m.event.type === 'message_delta' ? [m.event.usage] : [],
     );
+    expect(starts).toHaveLength(5);
     expect(deltas).toHaveLength(5);
-    expect(deltas.reduce((sum, u) => sum + u.output_tokens, 0)).toBe(result.usage.output_tokens);
+    const sum = (counts: number[]) => counts.reduce((a, b) => a + b, 0);
+    expect({
+      input_tokens: sum(starts.map((u) => u.input_tokens)),
+      cache_creation_input_tokens: sum(starts.map((u) => u.cache_creation_input_tokens ?? 0)),
+      cache_read_input_tokens: sum(starts.map((u) => u.cache_read_input_tokens ?? 0)),
+      output_tokens: sum(deltas.map((u) => u.output_tokens)),
+    }).toEqual({
+      input_tokens: result.usage.input_tokens,
+      cache_creation_input_tokens: result.usage.cache_creation_input_tokens,
+      cache_read_input_tokens: result.usage.cache_read_input_tokens,
+      output_tokens: result.usage.output_tokens,
+    });
+    const assistants = messages.filter((m) => m.type === 'assistant');
+    expect(assistants.every((m) => m.message.usage.output_tokens === 1)).toBe(true);
     expect(model.stats()).toEqual({ '/v1/messages': expect.any(Number) });
 
     await record('autopilot', run, {
@@ -207,7 +225,12 @@ describe('Claude Code against the local model', () => {
     expect(resumed.thrown).toBeUndefined();
     expect(sessionIdOf(resumed.messages)).toBe(sessionIdOf(planned.messages));
     expect(toolCalls(resumed.messages).map((c) => c.name)).toEqual(['Edit', 'Write', 'Bash']);
-    expect(resultOf(resumed.messages)).toMatchObject({ subtype: 'success', is_error: false });
+    const before = resultOf(planned.messages);
+    const after = resultOf(resumed.messages);
+    expect(after).toMatchObject({ subtype: 'success', is_error: false });
+    // usage counts this query alone; modelUsage and total_cost_usd carry the session's earlier queries
+    expect(after.modelUsage[MODEL]?.inputTokens).toBe(before.usage.input_tokens + after.usage.input_tokens);
+    expect(after.total_cost_usd).toBeGreaterThan(before.total_cost_usd);
     expect(await readFile(path.join(run.workspace, 'src/greet.js'), 'utf8')).toContain(
       'export function health()',
     );
