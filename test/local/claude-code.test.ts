@@ -84,6 +84,8 @@ const record = async (name: string, run: Run, fixture: Record<string, unknown>) 
   if (process.env.CLAUDE_CODE_FIXTURES !== 'update') return;
   const text = JSON.stringify(fixture, null, 2)
     .replaceAll(run.workspace, '/workspace')
+    // the CLI keeps a project's sessions and memory under its path with / as -
+    .replaceAll(run.workspace.replaceAll('/', '-'), '-workspace')
     .replaceAll(run.home, '/home/pod');
   await mkdir(FIXTURES, { recursive: true });
   await writeFile(path.join(FIXTURES, `claude-code-${name}.json`), `${text}\n`);
@@ -179,6 +181,33 @@ describe('Claude Code against the local model', () => {
     await record('autopilot', run, {
       prompt: PROMPT,
       options: { permissionMode: 'acceptEdits', includePartialMessages: true },
+      messages,
+    });
+  });
+
+  it('passes a failing command back as an error result, and the session ends saying the tests fail', async () => {
+    const run = await newRun();
+    const failing = path.join(run.workspace, 'test/greet.test.js');
+    await writeFile(failing, (await readFile(failing, 'utf8')).replace("'Hello, Ada!'", "'Hi, Ada!'"));
+
+    const { messages, thrown } = await collect(PROMPT, {
+      ...offlineOptions(run, model),
+      permissionMode: 'acceptEdits',
+      canUseTool: allowAll,
+    });
+
+    expect(thrown).toBeUndefined();
+    const testCall = toolCalls(messages).at(-1);
+    const testRun = toolResults(messages).find((r) => r.tool_use_id === testCall?.id);
+    expect(testRun).toMatchObject({ is_error: true, content: expect.stringMatching(/^Exit code 1\n/) });
+    const result = resultOf(messages);
+    expect(result).toMatchObject({ subtype: 'success', is_error: false });
+    if (result.subtype !== 'success') throw new Error('unreachable');
+    expect(result.result).toMatch(/npm test fails:\n\nnot ok 1 - greets by name/);
+
+    await record('tests-fail', run, {
+      prompt: PROMPT,
+      options: { permissionMode: 'acceptEdits' },
       messages,
     });
   });
