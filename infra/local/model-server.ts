@@ -395,7 +395,7 @@ const sendError = (res: ServerResponse, status: number, type: string, message: s
     .writeHead(status, { 'content-type': 'application/json' })
     .end(JSON.stringify({ type: 'error', error: { type, message } }));
 
-const describe = (reply: Reply) =>
+const outline = (reply: Reply) =>
   reply
     .map((b) =>
       b.type === 'text'
@@ -423,7 +423,7 @@ export const startModelServer = async (options: ModelServerOptions = {}): Promis
       if (!request.model || !Array.isArray(request.messages))
         return sendError(res, 400, 'invalid_request_error', 'model and messages are required');
       const reply = nextStep(request);
-      options.log?.(`model: ${request.messages.length} messages -> ${describe(reply)}`);
+      options.log?.(`model: ${request.messages.length} messages -> ${outline(reply)}`);
       const message = messageOf(request, reply);
       if (request.stream) return sendStream(res, message);
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(message));
