@@ -38,6 +38,7 @@ import { ecsRunTaskResource, startStepFunctionsEmulator } from './emulators/step
 import { createEventBus } from './event-bus.js';
 import { startSqsEventSource } from './event-sources.js';
 import { createLambdaRuntime, type LambdaRuntime } from './lambda-runtime.js';
+import { startModelServer } from './model-server.js';
 import { seedDemo } from './seed.js';
 
 /**
@@ -62,7 +63,7 @@ const NAMES = {
 };
 
 export interface LocalCloudOptions {
-  /** first of eight consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front); 0 = any free ports */
+  /** first of consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front; the local model at N+9); 0 = any free ports */
   basePort: number;
   host: string;
   /** where endpoints.json, the pod bundle and persisted data go */
@@ -112,6 +113,8 @@ export interface Endpoints {
     ecs: string;
     logs: string;
     sesv2: string;
+    /** the local model: a scripted Anthropic Messages API, for ANTHROPIC_BASE_URL */
+    model: string;
   };
 }
 
@@ -247,6 +250,8 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     stops.push(() => logs.close());
     const ses = await startSes(portFor(options, 6), host);
     stops.push(() => ses.close());
+    const model = await startModelServer({ port: portFor(options, 9), host, log: options.log });
+    stops.push(() => model.close());
 
     const client = { region: REGION, credentials };
     const dynamoClient = new DynamoDBClient({ ...client, endpoint: dynamo.endpoint });
@@ -490,6 +495,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         ecs: ecs.url,
         logs: logs.url,
         sesv2: ses.url,
+        model: model.url,
       },
     };
     await writeFile(path.join(options.stateDir, 'endpoints.json'), `${JSON.stringify(endpoints, null, 2)}\n`);

@@ -20,9 +20,9 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(`Usage: npm start -- [options]
 
-  --base-port N     first of 8 consecutive ports: API N, DynamoDB N+1, SQS N+2, Step Functions N+3,
-                    ECS N+4, CloudWatch Logs N+5, SES N+6, the functions' DynamoDB front N+7
-                    (default 4510; 0 = any free ports)
+  --base-port N     first of consecutive ports: API N, DynamoDB N+1, SQS N+2, Step Functions N+3,
+                    ECS N+4, CloudWatch Logs N+5, SES N+6, the functions' DynamoDB front N+7,
+                    the local model N+9 (default 4510; 0 = any free ports)
   --host H          address to listen on (default 127.0.0.1)
   --state-dir DIR   where endpoints.json, the pod bundle and persisted data go (default .local)
   --persist         keep tables, queues, logs and the dev signing key between starts
@@ -61,6 +61,7 @@ The local cloud is running.
   Services     dynamodb ${e.services.dynamodb} (front ${e.services.dynamodbFront})  sqs ${e.services.sqs}
                stepfunctions ${e.services.stepfunctions}  ecs ${e.services.ecs}
                logs ${e.services.logs}  sesv2 ${e.services.sesv2}
+               model ${e.services.model} (ANTHROPIC_BASE_URL for a scripted Claude)
 
 A dev token for the demo project's admin, and a first run:
 
@@ -74,8 +75,8 @@ Ctrl-C stops everything.`);
 const main = async () => {
   checkJava();
   const basePort = Number(values['base-port']);
-  if (!Number.isInteger(basePort) || basePort < 0 || basePort > 65_528) {
-    console.error(`--base-port must be a port number from 0 to 65528, not ${values['base-port']}`);
+  if (!Number.isInteger(basePort) || basePort < 0 || basePort > 65_526) {
+    console.error(`--base-port must be a port number from 0 to 65526, not ${values['base-port']}`);
     process.exit(2);
   }
   let cloud: Awaited<ReturnType<typeof startLocalCloud>>;
