@@ -109,3 +109,15 @@ export const podRunConfigSchema = z.object({
   heartbeatSeconds: z.int().check(z.positive()),
 });
 export type PodRunConfig = z.infer<typeof podRunConfigSchema>;
+
+/**
+ * The pod's git credential (`POST /agent/v1/runs/{runId}/git-credentials`): HTTP Basic `username` and
+ * `password` for the run's repositories only, read and push, until `expiresAt` (within the hour).
+ */
+export const gitCredentialSchema = z.object({
+  username: z.string(),
+  password: z.string(),
+  expiresAt: z.iso.datetime(),
+  repos: z.array(z.string()),
+});
+export type GitCredential = z.infer<typeof gitCredentialSchema>;
