@@ -1,16 +1,14 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { devNull, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GitServer, seedRepository, startGitServer } from '../../infra/local/git-server.js';
+import { gitFailure as failure, git as gitIn } from '../support/git.js';
 
 /** The local git server with the real git client: clone, push and ls-remote, and every refusal. */
 
 const DEMO_SOURCE = fileURLToPath(new URL('../../infra/local/demo-repo', import.meta.url));
-const run = promisify(execFile);
 
 let dir: string;
 let server: GitServer;
@@ -38,36 +36,11 @@ const mint = async (body: unknown) => {
 };
 const tokenFor = async (repos: string[], ttlSeconds = 600) => (await mint({ repos, ttlSeconds })).body.token;
 
-/**
- * git as the pod runs it: the credential in the environment of this one command (an `http.extraHeader`
- * through GIT_CONFIG_*), never in the URL or a config file; no prompts, no machine or user config.
- */
-const git = async (args: string[], options: { cwd?: string; token?: string; user?: string } = {}) => {
-  const credential = options.token
-    ? {
-        GIT_CONFIG_COUNT: '1',
-        GIT_CONFIG_KEY_0: 'http.extraHeader',
-        GIT_CONFIG_VALUE_0: `Authorization: Basic ${Buffer.from(`${options.user ?? 'x-access-token'}:${options.token}`).toString('base64')}`,
-      }
-    : {};
-  return run('git', args, {
+const git = (args: string[], options: { cwd?: string; token?: string } = {}) =>
+  gitIn(args, {
     cwd: options.cwd ?? dir,
-    encoding: 'utf8',
-    env: {
-      PATH: process.env.PATH,
-      HOME: dir,
-      GIT_CONFIG_NOSYSTEM: '1',
-      GIT_CONFIG_GLOBAL: devNull,
-      GIT_TERMINAL_PROMPT: '0',
-      ...credential,
-    },
+    credential: options.token ? { username: 'x-access-token', password: options.token } : undefined,
   });
-};
-const failure = (promise: Promise<unknown>) =>
-  promise.then(
-    () => 'succeeded',
-    (err: { stderr: string }) => err.stderr,
-  );
 const urlOf = (repo: string) => `${server.url}/${repo}`;
 let clones = 0;
 const cloneDir = () => path.join(dir, `clone-${++clones}`);
