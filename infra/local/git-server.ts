@@ -38,9 +38,15 @@ export interface GitServer {
   close(): Promise<void>;
 }
 
-/** `owner/name.git`, each part starting with a letter or digit, so no path can climb out of the root. */
-const REPO_PATH = /^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*\.git$/;
-const GIT_REQUEST = /^\/([A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*\.git)(\/[^?]*)?(?:\?(.*))?$/;
+/**
+ * `owner/name.git`, and what git asks for in it (`/info/refs`, `/git-upload-pack`, `/objects/...`):
+ * every segment starts with a letter, digit, `_` or `-`, so no `.`, `..` or encoded path escapes the
+ * repository the token was checked for.
+ */
+const SEGMENT = '[A-Za-z0-9_-][A-Za-z0-9._-]*';
+const REPO = `${SEGMENT}/${SEGMENT}\\.git`;
+const REPO_PATH = new RegExp(`^${REPO}$`);
+const GIT_REQUEST = new RegExp(`^/(${REPO})((?:/${SEGMENT})*)(?:\\?(.*))?$`);
 const MAX_TTL_SECONDS = 3600;
 
 const tokenRequest = z

@@ -31,6 +31,8 @@ export class LocalGitServerCredentials implements GitCredentials {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ repos, ttlSeconds: request.ttlSeconds }),
+      // well within the Agent API's timeout, so a stuck server is a 503 rather than a timed-out function
+      signal: AbortSignal.timeout(5000),
     }).catch((err: Error) => {
       throw new ServiceUnavailableError('the local git server cannot be reached; try again', {
         cause: err.message,

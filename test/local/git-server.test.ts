@@ -1,4 +1,5 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -143,6 +144,31 @@ describe('the local git server', () => {
     expect(
       await failure(git(['push', urlOf('demo/other.git'), 'main:refs/heads/stolen'], { cwd: into, token })),
     ).toMatch(/returned error: 403/);
+  });
+
+  it('answers 404 to a path that would leave the repository the token was checked for', async () => {
+    const token = await tokenFor(['demo/app.git']);
+    const authorization = `Basic ${Buffer.from(`x-access-token:${token}`).toString('base64')}`;
+    // sent as written: fetch would resolve the dots before sending
+    const statusOf = (rawPath: string) =>
+      new Promise<number | undefined>((resolve, reject) => {
+        const { port } = new URL(server.url);
+        request({ host: '127.0.0.1', port, path: rawPath, headers: { authorization } }, (res) => {
+          res.resume();
+          resolve(res.statusCode);
+        })
+          .on('error', reject)
+          .end();
+      });
+
+    expect(await statusOf('/demo/app.git/info/refs?service=git-upload-pack')).toBe(200);
+    for (const rawPath of [
+      '/demo/app.git/../other.git/info/refs?service=git-upload-pack',
+      '/demo/app.git/%2e%2e/other.git/info/refs?service=git-upload-pack',
+      '/demo/app.git/./info/refs?service=git-upload-pack',
+    ]) {
+      expect(await statusOf(rawPath), rawPath).toBe(404);
+    }
   });
 
   it('mints only for repositories it has, for an hour at most', async () => {
