@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { access, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { devNull, tmpdir } from 'node:os';
@@ -95,22 +95,26 @@ const SEED_IDENTITY = {
 export const seedRepository = async (root: string, repo: string, sourceDir: string): Promise<void> => {
   const gitDir = path.join(root, repo);
   if (await isRepository(gitDir)) return;
-  await mkdir(gitDir, { recursive: true });
-  await git(['init', '--quiet', '--bare', '--initial-branch=main', gitDir]);
+  // Built beside its place and moved there whole, so a seed cut short leaves no half repository.
+  const building = `${gitDir}.seeding`;
+  await rm(building, { recursive: true, force: true });
+  await mkdir(path.dirname(gitDir), { recursive: true });
+  await git(['init', '--quiet', '--bare', '--initial-branch=main', building]);
   // An index of its own, so the files are committed where they are, without a work tree to copy.
   const scratch = await mkdtemp(path.join(tmpdir(), 'git-seed-'));
   try {
     const env = { ...SEED_IDENTITY, GIT_INDEX_FILE: path.join(scratch, 'index') };
-    const inRepo = ['--git-dir', gitDir, '--work-tree', sourceDir];
+    const inRepo = ['--git-dir', building, '--work-tree', sourceDir];
     await git([...inRepo, 'add', '--all'], env);
     const tree = (await git([...inRepo, 'write-tree'], env)).stdout.trim();
     const commit = (
-      await git(['--git-dir', gitDir, 'commit-tree', tree, '-m', 'The demo app'], env)
+      await git(['--git-dir', building, 'commit-tree', tree, '-m', 'Initial commit'], env)
     ).stdout.trim();
-    await git(['--git-dir', gitDir, 'update-ref', 'refs/heads/main', commit]);
+    await git(['--git-dir', building, 'update-ref', 'refs/heads/main', commit]);
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
+  await rename(building, gitDir);
 };
 
 const sendText = (

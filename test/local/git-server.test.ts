@@ -54,7 +54,7 @@ describe('the local git server', () => {
     await git(['clone', '--quiet', urlOf('demo/app.git'), into], { token });
 
     const { stdout } = await git(['log', '--format=%an <%ae> %aI %s', 'main'], { cwd: into });
-    expect(stdout.trim()).toBe('Demo <demo@example.com> 2026-01-01T00:00:00+00:00 The demo app');
+    expect(stdout.trim()).toBe('Demo <demo@example.com> 2026-01-01T00:00:00+00:00 Initial commit');
     const { stdout: files } = await git(['ls-files'], { cwd: into });
     expect(files.split('\n')).toEqual(
       expect.arrayContaining(['package.json', 'src/app.js', 'test/app.test.js']),
