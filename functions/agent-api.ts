@@ -10,11 +10,13 @@ import {
   authenticateAgent,
   controlFor,
   exchangeLaunchCode,
+  gitCredentialFor,
   ingestEvents,
   podConfig,
 } from '../shared/usecases/agent.js';
 import {
   directoryRepository,
+  gitCredentials,
   runStore,
   spendLedger,
   stepContentStore,
@@ -47,6 +49,11 @@ export const makeHandler = (deps: AgentDeps, settings: AgentSettings) => {
     },
     'GET /agent/v1/runs/{runId}/control': async (event) =>
       json(200, controlFor((await authenticated(event)).run, settings)),
+    // A credential is not to be kept by anything between the pod and the API.
+    'POST /agent/v1/runs/{runId}/git-credentials': async (event) =>
+      json(200, await gitCredentialFor(deps.gitCredentials, (await authenticated(event)).run), {
+        'cache-control': 'no-store',
+      }),
   });
 };
 
@@ -57,6 +64,7 @@ const env = readEnv(
   'STEP_LOG_GROUP_NAME',
   'PRICE_TABLE',
   'POD_CPU_ARCHITECTURE',
+  'LOCAL_GIT_SERVER_URL',
 );
 export const handler = makeHandler(
   {
@@ -67,6 +75,7 @@ export const handler = makeHandler(
     stepContent: stepContentStore(env.STEP_LOG_GROUP_NAME),
     directory: directoryRepository(env.TABLE_NAME),
     pricing: { table: env.PRICE_TABLE, architecture: env.POD_CPU_ARCHITECTURE },
+    gitCredentials: gitCredentials(env.LOCAL_GIT_SERVER_URL),
   },
   { heartbeatSeconds: env.POD_HEARTBEAT_SECONDS, controlPollMs: env.CONTROL_POLL_MS },
 );

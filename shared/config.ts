@@ -53,6 +53,8 @@ const envSchema = z.object({
   /** The page cursors' signing key (the API's own), given the same two ways. */
   CURSOR_SECRET_ARN: z.optional(z.string()),
   CURSOR_SIGNING_SECRET: z.optional(z.string()),
+  /** the local cloud's git server, whose tokens are the pods' git credentials; unset on AWS for now */
+  LOCAL_GIT_SERVER_URL: z.optional(z.url()),
 });
 export type Env = z.infer<typeof envSchema>;
 /** The variables a handler may read; the manifest declares which ones each function gets. */

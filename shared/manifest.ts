@@ -132,13 +132,14 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     entry: 'agent-api',
     timeoutSeconds: 10,
     memoryMiB: 512,
-    description: 'Agent API: pod events and control',
+    description: 'Agent API: pod events, control and git credentials',
     environment: [
       'TABLE_NAME',
       'POD_HEARTBEAT_SECONDS',
       'CONTROL_POLL_MS',
       'STEP_LOG_GROUP_NAME',
       ...PRICING,
+      'LOCAL_GIT_SERVER_URL',
     ],
     table: { actions: ['GetItem', 'Query', 'PutItem', 'UpdateItem', 'BatchWriteItem'], indexes: [] },
   },
@@ -290,6 +291,7 @@ export const ROUTES: RouteDefinition[] = [
   { method: 'GET', path: '/agent/v1/runs/{runId}', fn: 'agentApi', auth: 'agent' },
   { method: 'POST', path: '/agent/v1/runs/{runId}/events', fn: 'agentApi', auth: 'agent' },
   { method: 'GET', path: '/agent/v1/runs/{runId}/control', fn: 'agentApi', auth: 'agent' },
+  { method: 'POST', path: '/agent/v1/runs/{runId}/git-credentials', fn: 'agentApi', auth: 'agent' },
   // Supervised runs: the email link (signed; GET only shows) and the same decision for API callers.
   { method: 'GET', path: '/approve/{approvalId}', fn: 'approvals', auth: 'none' },
   { method: 'POST', path: '/approve/{approvalId}', fn: 'approvals', auth: 'none' },

@@ -4,7 +4,7 @@ import type { SandboxCharge } from './domain/pricing.js';
 import type { ExitReason, PodResult, Run, RunSource, RunStatus, Transition } from './domain/run.js';
 import type { Step, StepContentRef, StepPage } from './domain/steps.js';
 import type { Account, AccountLimits, Pod, Project } from './domain/tenancy.js';
-import type { AgentEvent } from './schemas/agent-events.js';
+import type { AgentEvent, GitCredential } from './schemas/agent-events.js';
 
 /** Ports: what the use cases need from the outside world. Adapters in shared/adapters implement them. */
 
@@ -264,10 +264,27 @@ export interface Sandbox {
   stop(taskArn: string, reason: string): Promise<void>;
 }
 
+export interface GitCredentialRequest {
+  /** the run the credential is for */
+  runId: string;
+  /** the only repositories it opens, as the run names them (clone URLs) */
+  repos: string[];
+  /** how long it lasts; a source may give less, never more than an hour */
+  ttlSeconds: number;
+}
+
+/**
+ * Where short-lived git credentials come from: the local git server's tokens here; a GitHub App's
+ * installation tokens on AWS. A repository the source cannot grant is a ForbiddenError.
+ */
+export interface GitCredentials {
+  mint(request: GitCredentialRequest): Promise<GitCredential>;
+}
+
 export interface Clock {
   now(): Date;
 }
 
 export const systemClock: Clock = { now: () => new Date() };
 
-export type { AgentEvent, ExitReason, PodResult, Run };
+export type { AgentEvent, ExitReason, GitCredential, PodResult, Run };

@@ -12,6 +12,7 @@ import { DynamoRunStore } from './adapters/dynamo-run-store.js';
 import { DynamoSpendLedger } from './adapters/dynamo-spend-ledger.js';
 import { DynamoTimeline } from './adapters/dynamo-timeline.js';
 import { EcsSandbox } from './adapters/ecs-sandbox.js';
+import { LocalGitServerCredentials } from './adapters/local-git-credentials.js';
 import { StepFunctionsOrchestrator, StepFunctionsTaskSignals } from './adapters/sfn-orchestrator.js';
 import { SqsRunQueue } from './adapters/sqs-run-queue.js';
 
@@ -49,3 +50,9 @@ export const logReader = (logGroupName: string) =>
   new CloudWatchLogReader(new CloudWatchLogsClient({ retryMode: 'adaptive', maxAttempts: 4 }), logGroupName);
 export const stepContentStore = (logGroupName: string) =>
   new CloudWatchStepContentStore(logsClient(), logGroupName);
+/**
+ * Where the pods' git credentials come from: the local git server when the deployment names one;
+ * otherwise none, and the Agent API says so (GitHub App installation tokens come later).
+ */
+export const gitCredentials = (localGitServerUrl: string | undefined) =>
+  localGitServerUrl === undefined ? undefined : new LocalGitServerCredentials(localGitServerUrl);

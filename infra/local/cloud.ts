@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -37,9 +37,10 @@ import { startSqsEmulator } from './emulators/sqs.js';
 import { ecsRunTaskResource, startStepFunctionsEmulator } from './emulators/stepfunctions.js';
 import { createEventBus } from './event-bus.js';
 import { startSqsEventSource } from './event-sources.js';
+import { seedRepository, startGitServer } from './git-server.js';
 import { createLambdaRuntime, type LambdaRuntime } from './lambda-runtime.js';
 import { startModelServer } from './model-server.js';
-import { seedDemo } from './seed.js';
+import { DEMO, seedDemo } from './seed.js';
 
 /**
  * The whole system on one machine: emulators that speak the AWS wire protocols, the unchanged
@@ -49,6 +50,8 @@ import { seedDemo } from './seed.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** the shared pod host (`sharedPodHost`): the pod's code, served by servePods */
 export const POD_HOST_ENTRY = fileURLToPath(new URL('./pod-host-main.ts', import.meta.url));
+/** the demo repository's files, committed into the git server's `demo/demo-app.git` at start */
+const DEMO_REPO_SOURCE = fileURLToPath(new URL('./demo-repo', import.meta.url));
 export const REGION = 'us-east-1';
 export const ACCOUNT = '000000000000';
 const NAMES = {
@@ -63,7 +66,7 @@ const NAMES = {
 };
 
 export interface LocalCloudOptions {
-  /** first of consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front; the local model at N+9); 0 = any free ports */
+  /** first of ten consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front, git, the local model); 0 = any free ports */
   basePort: number;
   host: string;
   /** where endpoints.json, the pod bundle and persisted data go */
@@ -99,6 +102,8 @@ export interface Endpoints {
   podLogGroup: string;
   /** where the whole text of oversized steps is kept, a stream per step */
   stepLogGroup: string;
+  /** the demo project's repository on the local git server: its clone URL */
+  demoRepo: string;
   /** the local issuer's signing key (JWK), to sign tokens for other users */
   devIssuerKeyPath: string;
   issuer: string;
@@ -113,6 +118,8 @@ export interface Endpoints {
     ecs: string;
     logs: string;
     sesv2: string;
+    /** the git server: smart HTTP with tokens from `POST /_local/tokens` */
+    git: string;
     /** the local model: a scripted Anthropic Messages API, for ANTHROPIC_BASE_URL */
     model: string;
   };
@@ -250,6 +257,19 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     stops.push(() => logs.close());
     const ses = await startSes(portFor(options, 6), host);
     stops.push(() => ses.close());
+    // The repositories live with the persisted data, or start afresh with every start.
+    const gitRoot = path.join(options.persist ? dataDir : options.stateDir, 'git');
+    if (!options.persist) await rm(gitRoot, { recursive: true, force: true });
+    await seedRepository(gitRoot, DEMO.repo, DEMO_REPO_SOURCE);
+    const git = await startGitServer({
+      port: portFor(options, 8),
+      host,
+      root: gitRoot,
+      persistPath: persisted('git-tokens.json'),
+      log: options.log,
+    });
+    stops.push(() => git.close());
+    const demoRepo = `${git.url}/${DEMO.repo}`;
     const model = await startModelServer({ port: portFor(options, 9), host, log: options.log });
     stops.push(() => model.close());
 
@@ -399,6 +419,8 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         APPROVAL_SIGNING_SECRET: approvalSecret,
         // The API's own key for the page cursors it hands out, kept beside it.
         CURSOR_SIGNING_SECRET: cursorSecret,
+        // The pods' git credentials are the local git server's tokens.
+        LOCAL_GIT_SERVER_URL: git.url,
       },
       endpoints: (fn) => ({
         AWS_ENDPOINT_URL_DYNAMODB: dynamoDbFront.endpointOf(fn),
@@ -444,7 +466,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     const doc = DynamoDBDocumentClient.from(dynamoClient, {
       marshallOptions: { removeUndefinedValues: true },
     });
-    const demo = await seedDemo(new DynamoDirectory(doc, NAMES.table));
+    const demo = await seedDemo(new DynamoDirectory(doc, NAMES.table), demoRepo);
     if (options.persist) {
       const orphaned = await inFlightRunIds(doc, NAMES.table);
       // Executions do not outlive the local cloud: end the runs they carried as the cloud would
@@ -484,6 +506,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       clusterArn,
       podLogGroup: NAMES.podLogGroup,
       stepLogGroup: NAMES.stepLogGroup,
+      demoRepo,
       devIssuerKeyPath: issuerKeyPath,
       issuer: issuerUrl,
       audience: 'execution-runs',
@@ -495,6 +518,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         ecs: ecs.url,
         logs: logs.url,
         sesv2: ses.url,
+        git: git.url,
         model: model.url,
       },
     };

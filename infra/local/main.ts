@@ -20,12 +20,12 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(`Usage: npm start -- [options]
 
-  --base-port N     first of consecutive ports: API N, DynamoDB N+1, SQS N+2, Step Functions N+3,
+  --base-port N     first of 10 consecutive ports: API N, DynamoDB N+1, SQS N+2, Step Functions N+3,
                     ECS N+4, CloudWatch Logs N+5, SES N+6, the functions' DynamoDB front N+7,
-                    the local model N+9 (default 4510; 0 = any free ports)
+                    git N+8, the local model N+9 (default 4510; 0 = any free ports)
   --host H          address to listen on (default 127.0.0.1)
   --state-dir DIR   where endpoints.json, the pod bundle and persisted data go (default .local)
-  --persist         keep tables, queues, logs and the dev signing key between starts
+  --persist         keep tables, queues, logs, git repositories and the dev signing key between starts
   --no-launch-limits  do not limit pod launches the way Fargate does (100 burst, 20 per second)
   --shared-pod-host   run pods in one shared process instead of a process each, so a small
                       machine can carry hundreds of runs at once`);
@@ -60,8 +60,9 @@ The local cloud is running.
 
   Services     dynamodb ${e.services.dynamodb} (front ${e.services.dynamodbFront})  sqs ${e.services.sqs}
                stepfunctions ${e.services.stepfunctions}  ecs ${e.services.ecs}
-               logs ${e.services.logs}  sesv2 ${e.services.sesv2}
+               logs ${e.services.logs}  sesv2 ${e.services.sesv2}  git ${e.services.git}
                model ${e.services.model} (ANTHROPIC_BASE_URL for a scripted Claude)
+  Demo repo    ${e.demoRepo}
 
 A dev token for the demo project's admin, and a first run:
 

@@ -8,9 +8,14 @@ export const DEMO = {
   adminUserId: 'demo-admin',
   adminEmail: 'admin@example.com',
   memberUserId: 'demo-member',
+  /** the demo repository on the local git server, seeded from infra/local/demo-repo */
+  repo: 'demo/demo-app.git',
 } as const;
 
-export const seedDemo = async (directory: DirectoryRepository) => {
+/** A demo repository's URL as an earlier start (another port) or an older seed wrote it. */
+const isDemoRepoUrl = (url: string) => /\/demo-app(\.git)?$/.test(url);
+
+export const seedDemo = async (directory: DirectoryRepository, demoRepoUrl: string) => {
   const now = new Date().toISOString();
   await directory.createAccount({
     accountId: DEMO.accountId,
@@ -19,18 +24,23 @@ export const seedDemo = async (directory: DirectoryRepository) => {
     limits: { dailyCapMicroUsd: 0, monthlyCapMicroUsd: 0 },
     updatedAt: now,
   });
-  if (!(await directory.getProject(DEMO.accountId, DEMO.projectId))) {
+  const project = await directory.getProject(DEMO.accountId, DEMO.projectId);
+  if (!project) {
     await directory.putProject({
       accountId: DEMO.accountId,
       projectId: DEMO.projectId,
       name: 'Demo project',
-      repos: ['https://github.com/example/demo-app'],
+      repos: [demoRepoUrl],
       members: [
         { userId: DEMO.adminUserId, role: 'admin', email: DEMO.adminEmail },
         { userId: DEMO.memberUserId, role: 'member', email: 'member@example.com' },
       ],
       updatedAt: now,
     });
+  } else if (project.repos.some((url) => url !== demoRepoUrl && isDemoRepoUrl(url))) {
+    // A persisted project keeps its settings, but its demo repository is wherever this start serves it.
+    const repos = project.repos.map((url) => (isDemoRepoUrl(url) ? demoRepoUrl : url));
+    await directory.putProject({ ...project, repos: [...new Set(repos)], updatedAt: now });
   }
   if (!(await directory.getPod(DEMO.accountId, DEMO.podId))) {
     await directory.putPod({

@@ -51,6 +51,14 @@ export const LAUNCHED_STATUSES: readonly RunStatus[] = [
 export const isLaunched = (status: RunStatus): boolean => LAUNCHED_STATUSES.includes(status);
 
 /**
+ * Launched with a sandbox being started or at work: its pod may clone and push the run's repositories.
+ * RETRYING is between launches, when no sandbox of the run exists.
+ */
+export const SANDBOX_STATUSES: readonly RunStatus[] = ['PROVISIONING', 'RUNNING', 'AWAITING_APPROVAL'];
+
+export const hasSandbox = (status: RunStatus): boolean => SANDBOX_STATUSES.includes(status);
+
+/**
  * The one transition table. Terminal statuses only leave for DONE (a human closed the run),
  * PR_REJECTED (its pull request was closed unmerged) or, from DEAD_LETTER, QUEUED (redrive).
  * CANCELLED means nothing executed: a pre-flight check may fail before the first launch (QUEUED),

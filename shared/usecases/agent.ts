@@ -1,13 +1,20 @@
 import { timingSafeEqual } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { owedSignal, planBatch, runAfter } from '../domain/agent-batch.js';
-import { NotFoundError, ServiceUnavailableError, UnauthorizedError } from '../domain/errors.js';
+import {
+  ConflictError,
+  NotFoundError,
+  ServiceUnavailableError,
+  UnauthorizedError,
+} from '../domain/errors.js';
 import { randomToken } from '../domain/ids.js';
 import { priceTokens, type TokenCounts } from '../domain/pricing.js';
-import { isLaunched, isTerminal, type Run } from '../domain/run.js';
+import { hasSandbox, isLaunched, isTerminal, type Run } from '../domain/run.js';
 import type {
   Clock,
   DirectoryRepository,
+  GitCredential,
+  GitCredentials,
   RunSecrets,
   RunStore,
   SpendLedger,
@@ -31,6 +38,8 @@ export interface AgentDeps {
   /** the account's spend caps */
   directory: DirectoryRepository;
   pricing: Pricing;
+  /** undefined when the deployment has no git provider configured */
+  gitCredentials?: GitCredentials;
 }
 
 export interface AgentSettings {
@@ -121,6 +130,31 @@ export const podConfig = async (runs: RunStore, run: Run, settings: AgentSetting
     demo: snapshot.demo,
     heartbeatSeconds: settings.heartbeatSeconds,
   };
+};
+
+/** As long as a GitHub App installation token lives, and no longer. */
+const GIT_CREDENTIAL_TTL_SECONDS = 3600;
+
+/**
+ * The pod's git credential, minted when it asks: for the run's own repositories only (an empty list
+ * would mean every repository to a GitHub App), while a sandbox works on the run, for an hour at
+ * most. Asked for rather than handed over at launch, so it is in no environment, task override or
+ * execution history, and a pod that starts late or runs long asks again.
+ */
+export const gitCredentialFor = async (
+  credentials: GitCredentials | undefined,
+  run: Run,
+): Promise<GitCredential> => {
+  if (!credentials) {
+    throw new ServiceUnavailableError('this deployment has no git provider configured to give credentials');
+  }
+  if (!hasSandbox(run.status)) {
+    throw new ConflictError(`a run gets git credentials only while its sandbox works (it is ${run.status})`, {
+      status: run.status,
+    });
+  }
+  if (run.repos.length === 0) throw new ConflictError('the run has no repositories');
+  return credentials.mint({ runId: run.runId, repos: run.repos, ttlSeconds: GIT_CREDENTIAL_TTL_SECONDS });
 };
 
 /**

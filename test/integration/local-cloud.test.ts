@@ -5,6 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import type { Endpoints } from '../../infra/local/cloud.js';
+import { git } from '../support/git.js';
 import { endpoints } from './support/api.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -72,7 +73,7 @@ describe('npm start', () => {
     expect(outcome.stderr).toContain('--base-port');
   });
 
-  it('stops every pod on Ctrl-C, and with --persist keeps its runs for the next start', async () => {
+  it('stops every pod on Ctrl-C, and with --persist keeps its runs and git repositories for the next start', async () => {
     const stateDir = await mkdtemp(path.join(tmpdir(), 'persist-'));
     const first = await startCloud(stateDir, ['--persist']);
     const run = await call(first.e, 'POST', `/v1/projects/${first.e.projectId}/runs`, {
@@ -83,6 +84,18 @@ describe('npm start', () => {
       config: { demo: { steps: 5000, stepDelayMs: 50 } },
     });
     await expect.poll(() => podProcesses(stateDir).length, { timeout: 20_000 }).toBe(1);
+    // a branch pushed to the demo repository, with a token minted by the git server
+    const minted = await fetch(`${first.e.services.git}/_local/tokens`, {
+      method: 'POST',
+      body: JSON.stringify({ repos: ['demo/demo-app.git'], ttlSeconds: 3600 }),
+    });
+    const credential = {
+      username: 'x-access-token',
+      password: ((await minted.json()) as { token: string }).token,
+    };
+    const clone = path.join(stateDir, 'clone');
+    await git(['clone', '--quiet', first.e.demoRepo, clone], { cwd: stateDir, credential });
+    await git(['push', '--quiet', 'origin', 'main:refs/heads/kept'], { cwd: clone, credential });
     await first.stop('SIGINT');
     expect(podProcesses(stateDir)).toEqual([]);
 
@@ -93,6 +106,11 @@ describe('npm start', () => {
       expect(again.itemId).toBe('PERSIST-1');
       // Its execution did not survive the stop, so the run was ended rather than left RUNNING.
       expect(again.status).toBe('STOPPED');
+      // The repositories and tokens were kept; the demo project names this start's git server.
+      const { stdout } = await git(['ls-remote', second.e.demoRepo], { cwd: stateDir, credential });
+      expect(stdout).toContain('refs/heads/kept');
+      const project = await call(second.e, 'GET', `/v1/projects/${second.e.projectId}`);
+      expect(project.repos).toEqual([second.e.demoRepo]);
     } finally {
       await second.stop('SIGTERM');
     }

@@ -43,6 +43,7 @@ const VALUES = {
   APPROVAL_SIGNING_SECRET: 'a-local-signing-secret-of-32-characters',
   CURSOR_SIGNING_SECRET: 'a-local-cursor-secret-of-32-characters',
   SWEEPER_STALE_AFTER_SECONDS: '120',
+  LOCAL_GIT_SERVER_URL: NOWHERE,
 } satisfies Record<Exclude<EnvName, 'APPROVAL_SECRET_ARN' | 'CURSOR_SECRET_ARN'>, string>;
 
 /** The project's variables: any a handler may read, and any a function declares. */

@@ -5,6 +5,7 @@ import { makeHandler as makeStartRun } from '../../functions/start-run.js';
 import { DEFAULT_PRICE_TABLE } from '../../shared/domain/pricing.js';
 import type {
   DirectoryRepository,
+  GitCredentials,
   LogReader,
   Orchestrator,
   RunList,
@@ -258,5 +259,39 @@ describe('agent-api handler', () => {
       );
     expect((await control(RUN)).statusCode).toBe(200);
     expect((await control(ENDED)).statusCode).toBe(401);
+  });
+
+  it('answers the pod’s git credential uncached, and 503 where no git provider is configured', async () => {
+    const runs = new MemoryRuns().put(
+      runFactory({ runId: RUN, status: 'RUNNING', repos: ['http://git/a.git'] }),
+      {
+        agentTokenHash: hashSecret(`${RUN}.right`),
+      },
+    );
+    const deps = {
+      runs,
+      ledger,
+      signals: {} as TaskSignals,
+      stepContent: {} as StepContentStore,
+      directory: {} as DirectoryRepository,
+      pricing: { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' as const },
+      clock,
+    };
+    const credential = { username: 'u', password: 'p', expiresAt: '2026-01-01T01:00:00.000Z', repos: ['r'] };
+    const ask = (gitCredentials?: GitCredentials) =>
+      makeAgentApi({ ...deps, gitCredentials }, { heartbeatSeconds: 60, controlPollMs: 3000 })(
+        httpEvent('POST /agent/v1/runs/{runId}/git-credentials', {
+          pathParameters: { runId: RUN },
+          headers: { authorization: `Bearer ${RUN}.right` },
+        }),
+        lambdaContext(),
+      );
+
+    const minted = await ask({ mint: async () => credential });
+    expect(minted).toMatchObject({ statusCode: 200, headers: { 'cache-control': 'no-store' } });
+    expect(JSON.parse(minted.body)).toEqual(credential);
+    const unconfigured = await ask();
+    expect(unconfigured.statusCode).toBe(503);
+    expect(JSON.parse(unconfigured.body).error.code).toBe('ServiceUnavailable');
   });
 });

@@ -5,6 +5,7 @@ import {
   canAdvancePhase,
   canTransition,
   executionName,
+  hasSandbox,
   isLaunched,
   isTerminal,
   LAUNCHED_STATUSES,
@@ -12,6 +13,7 @@ import {
   type Phase,
   RUN_STATUSES,
   type RunStatus,
+  SANDBOX_STATUSES,
   statusAfter,
   TERMINAL_STATUSES,
   TRANSITIONS,
@@ -47,6 +49,8 @@ const ENDED: RunStatus[] = [
   'DEAD_LETTER',
 ];
 const LAUNCHED: RunStatus[] = ['PROVISIONING', 'RETRYING', 'RUNNING', 'AWAITING_APPROVAL'];
+/** Launched, less RETRYING: between launches no sandbox exists. */
+const WITH_SANDBOX: RunStatus[] = ['PROVISIONING', 'RUNNING', 'AWAITING_APPROVAL'];
 
 /** The phases a run's phase may move to, from none yet and from each phase, as the design states them. */
 const PHASE_MOVES: Record<Phase | 'none', Phase[]> = {
@@ -128,6 +132,10 @@ describe('status sets', () => {
     },
   );
 
+  it.each(RUN_STATUSES)('%s has a sandbox exactly when it is launched and not between launches', (status) => {
+    expect(hasSandbox(status)).toBe(WITH_SANDBOX.includes(status));
+  });
+
   it('counts as active every status that has not ended, and only those', () => {
     expect([...ACTIVE_STATUSES].sort()).toEqual([
       'AWAITING_APPROVAL',
@@ -137,6 +145,7 @@ describe('status sets', () => {
       'RUNNING',
     ]);
     expect([...LAUNCHED_STATUSES].sort()).toEqual([...LAUNCHED].sort());
+    expect([...SANDBOX_STATUSES].sort()).toEqual([...WITH_SANDBOX].sort());
   });
 });
 

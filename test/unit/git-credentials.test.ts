@@ -1,0 +1,138 @@
+import { describe, expect, it, vi } from 'vitest';
+import { LocalGitServerCredentials } from '../../shared/adapters/local-git-credentials.js';
+import { RUN_STATUSES } from '../../shared/domain/run.js';
+import type { GitCredentialRequest, GitCredentials } from '../../shared/ports.js';
+import { gitCredentialFor } from '../../shared/usecases/agent.js';
+import { runFactory } from '../support/factories.js';
+
+const REPOS = ['http://git.local:4518/demo/demo-app.git', 'http://git.local:4518/demo/lib.git'];
+
+/** A credential source that mints whatever it is asked for, and remembers what. */
+const fakeSource = () => {
+  const requests: GitCredentialRequest[] = [];
+  const source: GitCredentials = {
+    mint: vi.fn(async (request: GitCredentialRequest) => {
+      requests.push(request);
+      return {
+        username: 'x-access-token',
+        password: 'secret',
+        expiresAt: '2026-01-01T01:00:00.000Z',
+        repos: request.repos,
+      };
+    }),
+  };
+  return { source, requests };
+};
+
+describe('the pod’s git credential', () => {
+  it.each(['PROVISIONING', 'RUNNING', 'AWAITING_APPROVAL'] as const)(
+    'is minted while the run is %s, for its repositories only, for an hour',
+    async (status) => {
+      const { source, requests } = fakeSource();
+      const run = runFactory({ status, repos: REPOS });
+
+      const credential = await gitCredentialFor(source, run);
+
+      expect(requests).toEqual([{ runId: run.runId, repos: REPOS, ttlSeconds: 3600 }]);
+      expect(credential).toEqual({
+        username: 'x-access-token',
+        password: 'secret',
+        expiresAt: '2026-01-01T01:00:00.000Z',
+        repos: REPOS,
+      });
+    },
+  );
+
+  it.each(RUN_STATUSES.filter((s) => !['PROVISIONING', 'RUNNING', 'AWAITING_APPROVAL'].includes(s)))(
+    'is refused while the run is %s, when no sandbox of it works',
+    async (status) => {
+      const { source } = fakeSource();
+      await expect(gitCredentialFor(source, runFactory({ status, repos: REPOS }))).rejects.toMatchObject({
+        code: 'Conflict',
+        details: { status },
+      });
+      expect(source.mint).not.toHaveBeenCalled();
+    },
+  );
+
+  it('is refused for a run without repositories, which a GitHub App would read as all of them', async () => {
+    const { source } = fakeSource();
+    await expect(
+      gitCredentialFor(source, runFactory({ status: 'RUNNING', repos: [] })),
+    ).rejects.toMatchObject({
+      code: 'Conflict',
+      message: 'the run has no repositories',
+    });
+    expect(source.mint).not.toHaveBeenCalled();
+  });
+
+  it('is unavailable, and says so, when the deployment has no git provider', async () => {
+    await expect(
+      gitCredentialFor(undefined, runFactory({ status: 'RUNNING', repos: REPOS })),
+    ).rejects.toMatchObject({
+      code: 'ServiceUnavailable',
+      message: expect.stringMatching(/no git provider/),
+    });
+  });
+});
+
+describe('the local git server’s credentials', () => {
+  const request = { runId: 'run_1', repos: REPOS, ttlSeconds: 3600 };
+  const answer = (status: number, body: unknown) =>
+    vi.fn(
+      async (_url: string | URL | Request, _init?: RequestInit) =>
+        new Response(JSON.stringify(body), { status }),
+    );
+
+  it('are a token minted for the repositories’ paths on the server, with GitHub’s user name', async () => {
+    const http = answer(200, { token: 'tok', expiresAt: '2026-01-01T01:00:00.000Z' });
+    const credential = await new LocalGitServerCredentials('http://git.local:4518/', http).mint(request);
+
+    expect(http).toHaveBeenCalledWith('http://git.local:4518/_local/tokens', expect.anything());
+    expect(JSON.parse(http.mock.calls[0]?.[1]?.body as string)).toEqual({
+      repos: ['demo/demo-app.git', 'demo/lib.git'],
+      ttlSeconds: 3600,
+    });
+    expect(credential).toEqual({
+      username: 'x-access-token',
+      password: 'tok',
+      expiresAt: '2026-01-01T01:00:00.000Z',
+      repos: REPOS,
+    });
+  });
+
+  it('refuse a repository elsewhere, or one the server does not have, as no access', async () => {
+    const http = answer(200, {});
+    const elsewhere = { ...request, repos: [...REPOS, 'https://github.com/example/app'] };
+    await expect(
+      new LocalGitServerCredentials('http://git.local:4518', http).mint(elsewhere),
+    ).rejects.toMatchObject({
+      code: 'Forbidden',
+      message: 'the local git server does not serve https://github.com/example/app',
+    });
+    expect(http).not.toHaveBeenCalled();
+
+    const missing = answer(404, { message: 'no repository demo/lib.git' });
+    await expect(
+      new LocalGitServerCredentials('http://git.local:4518', missing).mint(request),
+    ).rejects.toMatchObject({
+      code: 'Forbidden',
+      message: 'no repository demo/lib.git',
+    });
+  });
+
+  it('are unavailable while the server cannot be reached, and an error when it answers otherwise', async () => {
+    const down = vi.fn(async () => {
+      throw new TypeError('fetch failed');
+    });
+    await expect(
+      new LocalGitServerCredentials('http://git.local:4518', down).mint(request),
+    ).rejects.toMatchObject({
+      code: 'ServiceUnavailable',
+    });
+    const broken = answer(500, { message: 'boom' });
+    await expect(
+      new LocalGitServerCredentials('http://git.local:4518', broken).mint(request),
+    ).rejects.toThrow(/answered 500/);
+  });
+});
