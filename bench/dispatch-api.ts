@@ -50,13 +50,13 @@ interface AutocannonResult {
 }
 
 const fire = async (bench: BenchCloud, seconds: number): Promise<AutocannonResult> => {
-  const { apiUrl, projectId, podId, token } = bench.cloud.endpoints;
+  const { apiUrl, projectId, scriptedPodId: podId, token } = bench.cloud.endpoints;
   const body = JSON.stringify({
     itemId: 'BENCH-API',
     podId,
     mode: 'autopilot',
     prompt: 'Add a health check endpoint',
-    config: { demo: { steps: 0, stepDelayMs: 0, pullRequest: false } },
+    config: { demo: { steps: 0, stepDelayMs: 0, edit: false } },
   });
   const { stdout } = await run(
     process.execPath,

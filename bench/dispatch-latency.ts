@@ -31,7 +31,7 @@ export const measureDispatchLatency = async (bench: BenchCloud): Promise<Latency
   const launchAndPod: number[] = [];
   for (let i = 0; i < LATENCY_RUNS; i++) {
     const sentAt = Date.now();
-    const runId = await bench.dispatch({ demo: { steps: 0, stepDelayMs: 0, pullRequest: false } });
+    const runId = await bench.dispatch({ demo: { steps: 0, stepDelayMs: 0, edit: false } });
     const run = await bench.waitForRun(runId, (r) => r.history.some((h) => h.status === 'RUNNING'), 60_000);
     const running = at(run, 'RUNNING');
     totals.push(running - sentAt);

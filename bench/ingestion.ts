@@ -12,7 +12,7 @@ import { between } from './support/usage.js';
 export const THROUGHPUT_STEPS = 3000;
 const METERED_STEPS = 300;
 
-const script = (steps: number): DemoScript => ({ steps, stepDelayMs: 0, pullRequest: false });
+const script = (steps: number): DemoScript => ({ steps, stepDelayMs: 0, edit: false });
 
 export interface IngestionResult {
   steps: number;

@@ -94,7 +94,7 @@ const count = <T>(items: T[], key: (item: T) => string) =>
  * undefined when the dispatch never got through.
  */
 const dispatchWithRetries = async (bench: BenchCloud, key: string): Promise<string | undefined> => {
-  const demo = { steps: 0, stepDelayMs: 0, pullRequest: false };
+  const demo = { steps: 0, stepDelayMs: 0, edit: false };
   for (let attempt = 1; attempt <= DISPATCH_ATTEMPTS; attempt++) {
     try {
       return await bench.dispatch({ demo, idempotencyKey: key });

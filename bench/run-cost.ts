@@ -12,11 +12,10 @@ import { between, type ControlPlaneReport, meanReport, reportOf, scaleReport } f
 
 export const AUTOPILOT_RUNS = 5;
 
-/** A small but complete run: three steps that report tokens, a commit and a pull request. */
+/** A small but complete run: the demo repository cloned, three steps that report tokens, a commit pushed. */
 export const COST_RUN_DEMO: DemoScript = {
   steps: 3,
   stepDelayMs: 50,
-  pullRequest: true,
   usage: [{ model: 'demo-model', inputTokens: 1200, outputTokens: 300 }],
 };
 
@@ -64,7 +63,8 @@ const measureSupervised = async (
   const start = await bench.counters();
   const runId = await bench.dispatch({
     mode: 'supervised',
-    demo: { ...COST_RUN_DEMO, checkpoints: ['plan'] },
+    demo: COST_RUN_DEMO,
+    checkpoints: ['plan'],
   });
   const paused = await bench.waitForRun(
     runId,

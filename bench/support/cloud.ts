@@ -10,6 +10,7 @@ import type { OperationStats } from '../../infra/local/emulators/json-protocol.j
 import type { FunctionStats } from '../../infra/local/lambda-runtime.js';
 import { LAUNCH } from '../../shared/domain/policy.js';
 import { executionName, isTerminal, type Run } from '../../shared/domain/run.js';
+import type { Checkpoint } from '../../shared/domain/tenancy.js';
 import type { FunctionName } from '../../shared/manifest.js';
 import { type AgentMeter, type AgentTraffic, startAgentMeter } from './agent-meter.js';
 import { type CapacityTotals, type DynamoMeter, startDynamoMeter } from './dynamo-meter.js';
@@ -36,14 +37,16 @@ export interface Counters {
 export interface DemoScript {
   steps?: number;
   stepDelayMs?: number;
-  pullRequest?: boolean;
-  checkpoints?: ('plan' | 'commit')[];
+  /** the demo agent edits a file, which the run commits and pushes (default true) */
+  edit?: boolean;
   usage?: { model: string; inputTokens: number; outputTokens: number }[];
 }
 
 export interface Dispatch {
   mode?: 'autopilot' | 'supervised';
   demo?: DemoScript;
+  /** where a supervised run pauses: the scripted pod's own (plan and commit) unless said */
+  checkpoints?: Checkpoint[];
   /** makes a retried dispatch safe */
   idempotencyKey?: string;
 }
@@ -126,17 +129,44 @@ export const startBenchCloud = async (log: (line: string) => void): Promise<Benc
     };
   };
 
+  const headers = { authorization: `Bearer ${endpoints.token}`, 'content-type': 'application/json' };
+  /** A scripted pod that pauses at `checkpoints`, made once. */
+  const scriptedPods = new Map<string, Promise<string>>();
+  const scriptedPodPausingAt = (checkpoints: Checkpoint[]) => {
+    const podId = `scripted-${checkpoints.join('-') || 'no-checkpoints'}`;
+    const made =
+      scriptedPods.get(podId) ??
+      fetch(`${endpoints.apiUrl}/v1/pods/${podId}`, {
+        method: 'PUT',
+        headers,
+        body: JSON.stringify({
+          name: podId,
+          cpu: 1024,
+          memoryMiB: 2048,
+          agent: { kind: 'demo' },
+          checkpoints,
+        }),
+      }).then((response) => {
+        if (response.status !== 200) throw new Error(`PUT /v1/pods/${podId} answered ${response.status}`);
+        return podId;
+      });
+    scriptedPods.set(podId, made);
+    return made;
+  };
+
   const dispatch = async (request: Dispatch = {}): Promise<string> => {
+    const podId = request.checkpoints
+      ? await scriptedPodPausingAt(request.checkpoints)
+      : endpoints.scriptedPodId;
     const response = await fetch(`${endpoints.apiUrl}/v1/projects/${endpoints.projectId}/runs`, {
       method: 'POST',
       headers: {
-        authorization: `Bearer ${endpoints.token}`,
-        'content-type': 'application/json',
+        ...headers,
         ...(request.idempotencyKey ? { 'idempotency-key': request.idempotencyKey } : {}),
       },
       body: JSON.stringify({
         itemId: 'BENCH-1',
-        podId: endpoints.podId,
+        podId,
         mode: request.mode ?? 'autopilot',
         prompt: 'Add a health check endpoint',
         config: { demo: request.demo ?? {} },

@@ -81,10 +81,43 @@ export interface LocalCloudOptions {
   launchLimits: boolean;
   /** pods in one shared process rather than a process each: for bursts of runs on a small machine */
   sharedPodHost?: boolean;
+  /**
+   * where Claude Code pods reach a model: the local model (default), the Anthropic API with
+   * ANTHROPIC_API_KEY, or Amazon Bedrock with the AWS credentials of this environment
+   */
+  model?: ModelProvider;
   /** the sweeper's schedule and how long a run may stay QUEUED before it re-queues it (default: the policy's) */
   sweeper?: { everySeconds: number; staleAfterSeconds: number };
   log: (line: string) => void;
 }
+
+export const MODEL_PROVIDERS = ['local', 'anthropic', 'bedrock'] as const;
+export type ModelProvider = (typeof MODEL_PROVIDERS)[number];
+
+/**
+ * What the pods' task definition would hold in the cloud: where the model is. Only what is set is
+ * passed on; a real provider's settings come from the environment `npm start` runs in.
+ */
+const modelEnvironment = (provider: ModelProvider, localModelUrl: string): Record<string, string> => {
+  if (provider === 'local') return { ANTHROPIC_BASE_URL: localModelUrl, ANTHROPIC_API_KEY: 'local' };
+  const names =
+    provider === 'anthropic'
+      ? ['ANTHROPIC_API_KEY', 'ANTHROPIC_BASE_URL']
+      : [
+          'AWS_REGION',
+          'AWS_DEFAULT_REGION',
+          'AWS_ACCESS_KEY_ID',
+          'AWS_SECRET_ACCESS_KEY',
+          'AWS_SESSION_TOKEN',
+          'AWS_PROFILE',
+        ];
+  const required = provider === 'anthropic' ? 'ANTHROPIC_API_KEY' : 'AWS_REGION';
+  if (!process.env[required]) throw new Error(`--model ${provider} needs ${required} in the environment`);
+  const passed = Object.fromEntries(
+    names.flatMap((name) => (process.env[name] ? [[name, process.env[name]]] : [])),
+  );
+  return provider === 'bedrock' ? { ...passed, CLAUDE_CODE_USE_BEDROCK: '1' } : passed;
+};
 
 export interface Endpoints {
   apiUrl: string;
@@ -92,7 +125,10 @@ export interface Endpoints {
   inboxUrl: string;
   accountId: string;
   projectId: string;
+  /** the demo pod: Claude Code */
   podId: string;
+  /** the scripted pod: the demo agent, driven by a dispatch's `config.demo` */
+  scriptedPodId: string;
   region: string;
   tableName: string;
   queueUrl: string;
@@ -313,6 +349,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     const bus = createEventBus();
     const podBundle = path.join(options.stateDir, 'pod.mjs');
     await buildPodBundle(podBundle);
+    const podEnvironment = modelEnvironment(options.model ?? 'local', model.url);
     const podHostBundle = path.join(options.stateDir, 'pod-host.mjs');
     if (options.sharedPodHost) await buildPodBundle(podHostBundle, POD_HOST_ENTRY);
     const ecs = await startEcsEmulator({
@@ -320,9 +357,9 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       host,
       region: REGION,
       accountId: ACCOUNT,
-      podCommand: { command: process.execPath, args: [podBundle], cwd: ROOT },
+      podCommand: { command: process.execPath, args: [podBundle], cwd: ROOT, env: podEnvironment },
       podHost: options.sharedPodHost
-        ? { command: process.execPath, args: [podHostBundle], cwd: ROOT }
+        ? { command: process.execPath, args: [podHostBundle], cwd: ROOT, env: podEnvironment }
         : undefined,
       logs: { client: logsClient, logGroupName: NAMES.podLogGroup, streamPrefix: 'pod' },
       onTaskStateChange: (event) => void bus.putEvents([event]),
@@ -498,6 +535,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       accountId: demo.accountId,
       projectId: demo.projectId,
       podId: demo.podId,
+      scriptedPodId: demo.scriptedPodId,
       region: REGION,
       tableName: NAMES.table,
       queueUrl,

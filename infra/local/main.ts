@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { type Endpoints, startLocalCloud } from './cloud.js';
+import { type Endpoints, MODEL_PROVIDERS, startLocalCloud } from './cloud.js';
 
 /** `npm start`: the local cloud in the foreground until Ctrl-C. */
 
@@ -13,6 +13,7 @@ const { values } = parseArgs({
     persist: { type: 'boolean', default: false },
     'no-launch-limits': { type: 'boolean', default: false },
     'shared-pod-host': { type: 'boolean', default: false },
+    model: { type: 'string', default: 'local' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -28,7 +29,10 @@ if (values.help) {
   --persist         keep tables, queues, logs, git repositories and the dev signing key between starts
   --no-launch-limits  do not limit pod launches the way Fargate does (100 burst, 20 per second)
   --shared-pod-host   run pods in one shared process instead of a process each, so a small
-                      machine can carry hundreds of runs at once`);
+                      machine can carry hundreds of runs at once
+  --model M         where Claude Code pods reach a model: local (the scripted local model, the
+                    default), anthropic (the Anthropic API, with ANTHROPIC_API_KEY set) or bedrock
+                    (Amazon Bedrock, with AWS_REGION and AWS credentials set)`);
   process.exit(0);
 }
 
@@ -80,6 +84,11 @@ const main = async () => {
     console.error(`--base-port must be a port number from 0 to 65526, not ${values['base-port']}`);
     process.exit(2);
   }
+  const modelProvider = MODEL_PROVIDERS.find((provider) => provider === values.model);
+  if (!modelProvider) {
+    console.error(`--model must be ${MODEL_PROVIDERS.join(', ')}, not ${values.model}`);
+    process.exit(2);
+  }
   let cloud: Awaited<ReturnType<typeof startLocalCloud>>;
   try {
     cloud = await startLocalCloud({
@@ -92,6 +101,7 @@ const main = async () => {
       controlPollMs: 2000,
       launchLimits: !values['no-launch-limits'],
       sharedPodHost: values['shared-pod-host'],
+      model: modelProvider,
       log: (line) => console.error(line),
     });
   } catch (err) {

@@ -1,10 +1,23 @@
+import type { Pod } from '../../shared/domain/tenancy.js';
 import type { DirectoryRepository } from '../../shared/ports.js';
+
+const DEMO_POD_SIZE = {
+  cpu: 1024,
+  memoryMiB: 2048,
+  enabled: true,
+  maxDurationSeconds: 3600,
+  approvalWindowSeconds: 86_400,
+  runBudgetMicroUsd: 0,
+};
 
 /** The demo tenant `npm start` sets up: an account, a project whose admin receives approval mail, a pod. */
 export const DEMO = {
   accountId: 'demo-account',
   projectId: 'demo-project',
+  /** Claude Code on the local model (or the one `npm start -- --model` names) */
   podId: 'demo-pod',
+  /** the scripted demo agent, which `config.demo` drives: for tests and benchmarks */
+  scriptedPodId: 'scripted-pod',
   adminUserId: 'demo-admin',
   adminEmail: 'admin@example.com',
   memberUserId: 'demo-member',
@@ -42,24 +55,38 @@ export const seedDemo = async (directory: DirectoryRepository, demoRepoUrl: stri
     const repos = project.repos.map((url) => (isDemoRepoUrl(url) ? demoRepoUrl : url));
     await directory.putProject({ ...project, repos: [...new Set(repos)], updatedAt: now });
   }
-  if (!(await directory.getPod(DEMO.accountId, DEMO.podId))) {
-    await directory.putPod({
+  const pods: Pod[] = [
+    {
+      ...DEMO_POD_SIZE,
       accountId: DEMO.accountId,
       podId: DEMO.podId,
-      name: 'Demo pod (scripted agent)',
-      cpu: 1024,
-      memoryMiB: 2048,
+      name: 'Demo pod (Claude Code)',
+      agent: { kind: 'claude-code', model: 'claude-sonnet-4-5', maxTurns: 30 },
+      hooks: {
+        postStart: { command: 'git --version && node --version', timeoutSeconds: 60 },
+        postClone: { command: 'npm test', timeoutSeconds: 300 },
+      },
+      checkpoints: ['plan', 'commit'],
+      // npm would ask the registry for a newer npm after every command
+      env: { npm_config_update_notifier: 'false' },
+      secrets: {},
+      updatedAt: now,
+    },
+    {
+      ...DEMO_POD_SIZE,
+      accountId: DEMO.accountId,
+      podId: DEMO.scriptedPodId,
+      name: 'Scripted pod (demo agent)',
       agent: { kind: 'demo' },
       hooks: {},
       checkpoints: ['plan', 'commit'],
       env: {},
       secrets: {},
-      enabled: true,
-      maxDurationSeconds: 3600,
-      approvalWindowSeconds: 86_400,
-      runBudgetMicroUsd: 0,
       updatedAt: now,
-    });
+    },
+  ];
+  for (const pod of pods) {
+    if (!(await directory.getPod(pod.accountId, pod.podId))) await directory.putPod(pod);
   }
   return DEMO;
 };

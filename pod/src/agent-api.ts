@@ -24,11 +24,24 @@ export class RetryableError extends Error {}
 
 /** The server refused the request itself (another 4xx); sending it again would not help. */
 export class RequestRejectedError extends Error {
+  /** the error code the answer names, such as `MissingRepoAccess` */
+  readonly code: string | undefined;
+  /** the error message the answer gives, or its body */
+  readonly said: string;
+
   constructor(
     readonly status: number,
     body: string,
   ) {
     super(`the Agent API refused the request with ${status}: ${body.slice(0, 500)}`);
+    let error: { code?: unknown; message?: unknown } | undefined;
+    try {
+      error = (JSON.parse(body) as { error?: typeof error }).error;
+    } catch {
+      // not the API's error shape
+    }
+    this.code = typeof error?.code === 'string' ? error.code : undefined;
+    this.said = typeof error?.message === 'string' ? error.message : body.slice(0, 500);
   }
 }
 
@@ -103,7 +116,8 @@ export class AgentApi {
     }
     const text = await response.text().catch(() => '');
     if (GONE_STATUSES.has(response.status)) throw new RunGoneError(response.status);
-    if (response.status === 429 || response.status >= 500) {
+    // 501: the deployment lacks what was asked for; asking again will not help
+    if (response.status === 429 || (response.status >= 500 && response.status !== 501)) {
       throw new RetryableError(`${method} ${path || '/'} answered ${response.status}`);
     }
     if (!response.ok) throw new RequestRejectedError(response.status, text);

@@ -64,5 +64,5 @@ export const runContainer = async ({ env, stdout, stderr, terminate }: Container
     warn(`pod: no run-scoped token: ${(err as Error).message}`);
     return 1;
   }
-  return runPod({ runId: RUN_ID, api, stdout, stderr, terminate });
+  return runPod({ runId: RUN_ID, api, stdout, stderr, env, terminate });
 };

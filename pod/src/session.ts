@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { ExitReason } from '../../shared/domain/run.js';
 import type { GitCredential, PodRunConfig } from '../../shared/schemas/agent-events.js';
 import type { Agent, AgentIo, AgentStats, AgentTask } from './agent.js';
+import { RequestRejectedError } from './agent-api.js';
 import { runProcess } from './processes.js';
 import type { AgentEventInput } from './reporter.js';
 import { type Changes, type Clone, GitError, RepoAccessError, Workspace } from './workspace.js';
@@ -179,6 +180,11 @@ export const runSession = async (ctx: RunContext, agent: Agent): Promise<void> =
 
 const failureOf = (err: unknown): RunFailure | undefined => {
   if (err instanceof RunFailure) return err;
+  // the Agent API refused the run a git credential
+  if (err instanceof RequestRejectedError) {
+    const reason = err.code === 'MissingRepoAccess' ? 'missing_repo_access' : 'error';
+    return new RunFailure(reason, `no git credential for the run's repositories: ${err.said}`);
+  }
   if (err instanceof RepoAccessError) return new RunFailure('missing_repo_access', err.message);
   if (err instanceof GitError) return new RunFailure('error', err.message);
   return undefined;

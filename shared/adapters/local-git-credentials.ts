@@ -1,4 +1,4 @@
-import { ForbiddenError, ServiceUnavailableError } from '../domain/errors.js';
+import { RepoAccessDeniedError, ServiceUnavailableError } from '../domain/errors.js';
 import type { GitCredential, GitCredentialRequest, GitCredentials } from '../ports.js';
 import * as z from '../zod.js';
 
@@ -24,7 +24,7 @@ export class LocalGitServerCredentials implements GitCredentials {
   async mint(request: GitCredentialRequest): Promise<GitCredential> {
     const foreign = request.repos.filter((repo) => !repo.startsWith(`${this.base}/`));
     if (foreign.length > 0) {
-      throw new ForbiddenError(`the local git server does not serve ${foreign.join(', ')}`);
+      throw new RepoAccessDeniedError(`the local git server does not serve ${foreign.join(', ')}`, foreign);
     }
     const repos = request.repos.map((repo) => repo.slice(this.base.length + 1));
     const response = await this.http(`${this.base}/_local/tokens`, {
@@ -40,7 +40,9 @@ export class LocalGitServerCredentials implements GitCredentials {
     });
     const body = (await response.json().catch(() => ({}))) as { message?: string };
     // The server answers 404 for a repository it does not have: no access, as a GitHub App refuses one.
-    if (response.status === 404) throw new ForbiddenError(body.message ?? 'no such repository');
+    if (response.status === 404) {
+      throw new RepoAccessDeniedError(body.message ?? 'no such repository', request.repos);
+    }
     const minted = mintedSchema.safeParse(body);
     if (!response.ok || !minted.success) {
       throw new Error(`the local git server answered ${response.status}: ${JSON.stringify(body)}`);

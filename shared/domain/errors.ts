@@ -57,6 +57,20 @@ export class TransitionRefusedError extends DomainError {
   }
 }
 
+/** The run names repositories its git credential cannot be granted for. */
+export class RepoAccessDeniedError extends DomainError {
+  constructor(message: string, repos: string[]) {
+    super('MissingRepoAccess', message, { repos });
+  }
+}
+
+/** The deployment has nothing configured to do this: asking again will not help. */
+export class NotConfiguredError extends DomainError {
+  constructor(message: string) {
+    super('NotConfigured', message);
+  }
+}
+
 export class ServiceUnavailableError extends DomainError {
   constructor(message: string, details?: Record<string, unknown>) {
     super('ServiceUnavailable', message, details);

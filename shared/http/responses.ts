@@ -22,7 +22,9 @@ const STATUS_BY_CODE: Record<string, number> = {
   NotFound: 404,
   Conflict: 409,
   TransitionRefused: 409,
+  MissingRepoAccess: 409,
   PayloadTooLarge: 413,
+  NotConfigured: 501,
   ServiceUnavailable: 503,
 };
 

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { owedSignal, planBatch, runAfter } from '../domain/agent-batch.js';
 import {
   ConflictError,
+  NotConfiguredError,
   NotFoundError,
   ServiceUnavailableError,
   UnauthorizedError,
@@ -146,7 +147,7 @@ export const gitCredentialFor = async (
   run: Run,
 ): Promise<GitCredential> => {
   if (!credentials) {
-    throw new ServiceUnavailableError('this deployment has no git provider configured to give credentials');
+    throw new NotConfiguredError('this deployment has no git provider configured to give credentials');
   }
   if (!hasSandbox(run.status)) {
     throw new ConflictError(`a run gets git credentials only while its sandbox works (it is ${run.status})`, {

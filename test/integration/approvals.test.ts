@@ -7,6 +7,7 @@ import {
   dispatchSupervised,
   inbox,
   postDecision,
+  scriptedPodPausingAt,
   waitForApproval,
 } from './support/approvals.js';
 import { executionsOf, sfn, tokenFor, waitForTaskStopped } from './support/aws.js';
@@ -152,7 +153,8 @@ describe('a supervised run', () => {
 
   it('passes a checkpoint at once in autopilot, mailing no one', async () => {
     const { body: queued } = await dispatch({
-      config: { demo: { steps: 1, stepDelayMs: 10, checkpoints: ['plan', 'commit'] } },
+      podId: await scriptedPodPausingAt(['plan', 'commit']),
+      config: { demo: { steps: 1, stepDelayMs: 10 } },
     });
     const { run: done } = await waitForTerminal(queued.runId);
     expect(done.status).toBe('COMPLETED');

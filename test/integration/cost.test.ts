@@ -143,7 +143,7 @@ describe('what runs cost', () => {
     const { body } = await api<Run>('POST', `/v1/projects/${endpoints().projectId}/runs`, {
       body: {
         itemId: 'COST-1',
-        podId: endpoints().podId,
+        podId: endpoints().scriptedPodId,
         mode: 'autopilot',
         prompt: 'Count the cost',
         config: { demo: { steps, stepDelayMs: 20, usage } },
@@ -191,7 +191,7 @@ describe('what runs cost', () => {
     const { body } = await api<Run>('POST', `/v1/projects/${endpoints().projectId}/runs`, {
       body: {
         itemId: 'COST-2',
-        podId: endpoints().podId,
+        podId: endpoints().scriptedPodId,
         mode: 'autopilot',
         prompt: 'Concurrent batches',
         // the pod goes quiet once it has started, so the test can play the pod

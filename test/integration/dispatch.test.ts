@@ -136,7 +136,7 @@ describe('run lists', () => {
     do {
       const page: { status: number; body: Page } = await api<Page>(
         'GET',
-        `/v1/projects/${project}/runs?status=COMPLETED,FAILED&podId=${endpoints().podId}&limit=2${cursor ? `&cursor=${cursor}` : ''}`,
+        `/v1/projects/${project}/runs?status=COMPLETED,FAILED&podId=${endpoints().scriptedPodId}&limit=2${cursor ? `&cursor=${cursor}` : ''}`,
       );
       expect(page.status).toBe(200);
       expect(page.body.items.length).toBeLessThanOrEqual(2);

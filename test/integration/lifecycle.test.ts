@@ -6,7 +6,7 @@ import { api, dispatch, endpoints, getRun, waitForRun, waitForTerminal } from '.
 import { ecsControl, executionsOf, sfnControl, sqs, taskStatus, waitForTaskStopped } from './support/aws.js';
 
 describe('a run on the local cloud', () => {
-  it('goes QUEUED → PROVISIONING → RUNNING → COMPLETED in autopilot, with its phases, a PR and timings', async () => {
+  it('goes QUEUED → PROVISIONING → RUNNING → COMPLETED in autopilot, with its phases, a commit and timings', async () => {
     const { status, body: queued } = await dispatch({ config: { demo: { steps: 4, stepDelayMs: 20 } } });
     expect(status).toBe(202);
     expect(queued.status).toBe('QUEUED');
@@ -16,8 +16,15 @@ describe('a run on the local cloud', () => {
     expect(run.exitReason).toBe('completed');
     expect(run.history.map((h) => h.status)).toEqual(['QUEUED', 'PROVISIONING', 'RUNNING', 'COMPLETED']);
     expect(run.phase).toBe('COMPLETED');
-    expect(run.pullRequest?.url).toMatch(/^https:\/\/github\.com\/.+\/pull\/\d+$/);
-    expect(run.artifacts.map((a) => a.kind)).toEqual(['commit', 'pull_request']);
+    expect(run.artifacts).toEqual([
+      expect.objectContaining({
+        kind: 'commit',
+        sha: expect.stringMatching(/^[0-9a-f]{40}$/),
+        branch: `pods/${endpoints().scriptedPodId}/${queued.runId}`,
+        repo: endpoints().demoRepo,
+      }),
+    ]);
+    expect(run.pullRequest).toBeUndefined();
     expect(Date.parse(run.startedAt ?? '')).toBeGreaterThanOrEqual(Date.parse(run.createdAt));
     expect(Date.parse(run.completedAt ?? '')).toBeGreaterThanOrEqual(Date.parse(run.startedAt ?? ''));
     expect(run.durationMs).toBeGreaterThan(0);
@@ -27,8 +34,8 @@ describe('a run on the local cloud', () => {
     expect(await taskStatus(run.taskArn as string)).toBe('STOPPED');
   });
 
-  it.each(['tool_call_failed', 'lifecycle_hook_failed', 'missing_repo_access', 'error'] as const)(
-    'ends FAILED with exit reason %s when the pod reports that failure',
+  it.each(['tool_call_failed', 'error'] as const)(
+    'ends FAILED with exit reason %s when the agent reports that failure',
     async (failure) => {
       const { body } = await dispatch({ config: { demo: { failure, stepDelayMs: 10 } } });
       const { run } = await waitForTerminal(body.runId);

@@ -78,7 +78,7 @@ describe('npm start', () => {
     const first = await startCloud(stateDir, ['--persist']);
     const run = await call(first.e, 'POST', `/v1/projects/${first.e.projectId}/runs`, {
       itemId: 'PERSIST-1',
-      podId: first.e.podId,
+      podId: first.e.scriptedPodId,
       mode: 'autopilot',
       prompt: 'long',
       config: { demo: { steps: 5000, stepDelayMs: 50 } },

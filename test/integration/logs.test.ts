@@ -1,23 +1,12 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import {
-  CloudWatchLogsClient,
-  DeleteLogStreamCommand,
-  GetLogEventsCommand,
-} from '@aws-sdk/client-cloudwatch-logs';
+import { DeleteLogStreamCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { describe, expect, it } from 'vitest';
 import { PageCursors } from '../../shared/usecases/cursor.js';
 import type { RunLogPage } from '../../shared/usecases/logs.js';
 import { api, dispatch, endpoints, waitForRun, waitForTerminal } from './support/api.js';
-import { tokenFor, waitForTaskStopped } from './support/aws.js';
-
-const cloudwatch = () =>
-  new CloudWatchLogsClient({
-    region: endpoints().region,
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-    endpoint: endpoints().services.logs,
-  });
+import { cloudwatch, tokenFor, waitForTaskStopped, wholeStream } from './support/aws.js';
 
 const logs = (runId: string, query: Record<string, string | number> = {}, token?: string) =>
   api<RunLogPage>(
@@ -25,26 +14,6 @@ const logs = (runId: string, query: Record<string, string | number> = {}, token?
     `/v1/runs/${runId}/logs?${new URLSearchParams(Object.entries(query).map(([k, v]): [string, string] => [k, String(v)]))}`,
     token === undefined ? {} : { token },
   );
-
-/** Every message of the stream, read forward from its head straight from CloudWatch Logs. */
-const wholeStream = async (logStreamName: string): Promise<string[]> => {
-  const client = cloudwatch();
-  const messages: string[] = [];
-  let token: string | undefined;
-  for (;;) {
-    const page = await client.send(
-      new GetLogEventsCommand({
-        logGroupName: endpoints().podLogGroup,
-        logStreamName,
-        startFromHead: true,
-        nextToken: token,
-      }),
-    );
-    messages.push(...(page.events ?? []).map((e) => e.message ?? ''));
-    if (page.nextForwardToken === token) return messages;
-    token = page.nextForwardToken;
-  }
-};
 
 /** A run that ran to the end, with its sandbox stopped (so its log is complete). */
 const finishedRun = async (demo: Record<string, unknown>) => {

@@ -70,7 +70,7 @@ describe('the pod’s git credential', () => {
     await expect(
       gitCredentialFor(undefined, runFactory({ status: 'RUNNING', repos: REPOS })),
     ).rejects.toMatchObject({
-      code: 'ServiceUnavailable',
+      code: 'NotConfigured',
       message: expect.stringMatching(/no git provider/),
     });
   });
@@ -107,8 +107,9 @@ describe('the local git server’s credentials', () => {
     await expect(
       new LocalGitServerCredentials('http://git.local:4518', http).mint(elsewhere),
     ).rejects.toMatchObject({
-      code: 'Forbidden',
+      code: 'MissingRepoAccess',
       message: 'the local git server does not serve https://github.com/example/app',
+      details: { repos: ['https://github.com/example/app'] },
     });
     expect(http).not.toHaveBeenCalled();
 
@@ -116,7 +117,7 @@ describe('the local git server’s credentials', () => {
     await expect(
       new LocalGitServerCredentials('http://git.local:4518', missing).mint(request),
     ).rejects.toMatchObject({
-      code: 'Forbidden',
+      code: 'MissingRepoAccess',
       message: 'no repository demo/lib.git',
     });
   });

@@ -2,6 +2,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { makeHandler as makeAgentApi } from '../../functions/agent-api.js';
 import { makeHandler as makeApi } from '../../functions/api.js';
 import { makeHandler as makeStartRun } from '../../functions/start-run.js';
+import { RepoAccessDeniedError } from '../../shared/domain/errors.js';
 import { DEFAULT_PRICE_TABLE } from '../../shared/domain/pricing.js';
 import type {
   DirectoryRepository,
@@ -261,7 +262,7 @@ describe('agent-api handler', () => {
     expect((await control(ENDED)).statusCode).toBe(401);
   });
 
-  it('answers the pod’s git credential uncached, and 503 where no git provider is configured', async () => {
+  it('answers the pod’s git credential uncached, 501 where no git provider is configured, 409 naming a repository it cannot grant', async () => {
     const runs = new MemoryRuns().put(
       runFactory({ runId: RUN, status: 'RUNNING', repos: ['http://git/a.git'] }),
       {
@@ -291,7 +292,17 @@ describe('agent-api handler', () => {
     expect(minted).toMatchObject({ statusCode: 200, headers: { 'cache-control': 'no-store' } });
     expect(JSON.parse(minted.body)).toEqual(credential);
     const unconfigured = await ask();
-    expect(unconfigured.statusCode).toBe(503);
-    expect(JSON.parse(unconfigured.body).error.code).toBe('ServiceUnavailable');
+    expect(unconfigured.statusCode).toBe(501);
+    expect(JSON.parse(unconfigured.body).error.code).toBe('NotConfigured');
+    const refused = await ask({
+      mint: async () => {
+        throw new RepoAccessDeniedError('no access to http://git/a.git', ['http://git/a.git']);
+      },
+    });
+    expect(refused.statusCode).toBe(409);
+    expect(JSON.parse(refused.body).error).toMatchObject({
+      code: 'MissingRepoAccess',
+      details: { repos: ['http://git/a.git'] },
+    });
   });
 });

@@ -38,7 +38,13 @@ export const api = async <T = unknown>(
 export const dispatch = async (request: Record<string, unknown> = {}, headers?: Record<string, string>) => {
   const e = endpoints();
   return api<Run>('POST', `/v1/projects/${e.projectId}/runs`, {
-    body: { itemId: 'ITEM-1', podId: e.podId, mode: 'autopilot', prompt: 'Add a health check', ...request },
+    body: {
+      itemId: 'ITEM-1',
+      podId: e.scriptedPodId,
+      mode: 'autopilot',
+      prompt: 'Add a health check',
+      ...request,
+    },
     headers,
   });
 };

@@ -1,6 +1,7 @@
 import type { PendingApproval } from '../../../shared/domain/approval.js';
 import type { Run } from '../../../shared/domain/run.js';
-import { dispatch, endpoints, waitForRun } from './api.js';
+import type { Checkpoint } from '../../../shared/domain/tenancy.js';
+import { api, dispatch, endpoints, waitForRun } from './api.js';
 
 /** Supervised runs on the local cloud: the inbox, the approval mail and its link. */
 
@@ -38,13 +39,32 @@ export const linkIn = (mail: InboxMail): URL => {
   return new URL(match[0]);
 };
 
-export const dispatchSupervised = (
-  demo: Record<string, unknown> = {},
+const scriptedPods = new Map<string, Promise<string>>();
+
+/** A scripted pod (the demo agent) whose supervised runs pause at `checkpoints`. */
+export const scriptedPodPausingAt = (checkpoints: Checkpoint[]): Promise<string> => {
+  const podId = `scripted-${checkpoints.join('-') || 'no-checkpoints'}`;
+  const made =
+    scriptedPods.get(podId) ??
+    api('PUT', `/v1/pods/${podId}`, {
+      body: { name: podId, cpu: 1024, memoryMiB: 2048, agent: { kind: 'demo' }, checkpoints },
+    }).then(({ status }) => {
+      if (status !== 200) throw new Error(`PUT /v1/pods/${podId} answered ${status}`);
+      return podId;
+    });
+  scriptedPods.set(podId, made);
+  return made;
+};
+
+/** A supervised run of the demo agent that pauses at `checkpoints` (the plan, by default). */
+export const dispatchSupervised = async (
+  { checkpoints = ['plan'], ...demo }: Record<string, unknown> & { checkpoints?: Checkpoint[] } = {},
   request: Record<string, unknown> = {},
 ) =>
   dispatch({
     mode: 'supervised',
-    config: { demo: { steps: 2, stepDelayMs: 10, checkpoints: ['plan'], ...demo } },
+    podId: await scriptedPodPausingAt(checkpoints),
+    config: { demo: { steps: 2, stepDelayMs: 10, ...demo } },
     ...request,
   });
 

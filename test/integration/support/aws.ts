@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { CloudWatchLogsClient, GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeTasksCommand, ECSClient } from '@aws-sdk/client-ecs';
 import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
@@ -13,6 +14,33 @@ const config = () => ({
   region: endpoints().region,
   credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
 });
+
+export const cloudwatch = () =>
+  new CloudWatchLogsClient({
+    region: endpoints().region,
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    endpoint: endpoints().services.logs,
+  });
+
+/** Every message of the stream, read forward from its head straight from CloudWatch Logs. */
+export const wholeStream = async (logStreamName: string): Promise<string[]> => {
+  const client = cloudwatch();
+  const messages: string[] = [];
+  let token: string | undefined;
+  for (;;) {
+    const page = await client.send(
+      new GetLogEventsCommand({
+        logGroupName: endpoints().podLogGroup,
+        logStreamName,
+        startFromHead: true,
+        nextToken: token,
+      }),
+    );
+    messages.push(...(page.events ?? []).map((e) => e.message ?? ''));
+    if (page.nextForwardToken === token) return messages;
+    token = page.nextForwardToken;
+  }
+};
 
 export const sqs = () => new SQSClient({ ...config(), endpoint: endpoints().services.sqs });
 export const sfn = () => new SFNClient({ ...config(), endpoint: endpoints().services.stepfunctions });
