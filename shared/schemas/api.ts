@@ -5,7 +5,21 @@ import { demoScriptSchema } from './demo.js';
 import { idSchema as id } from './ids.js';
 import { checkpointsSchema, podAgentSchema, podEnvSchema, podHooksSchema, podSecretsSchema } from './pod.js';
 
-const repo = z.string().check(z.minLength(1), z.maxLength(300));
+/**
+ * A repository is named by its clone URL, which the pod clones with the run's git credential: http(s)
+ * only, and without a user or password of its own (the credential is the run's, and never stored).
+ */
+const repo = z.string().check(
+  z.maxLength(300, 'at most 300 characters'),
+  z.refine((value) => {
+    try {
+      const url = new URL(value);
+      return /^https?:$/.test(url.protocol) && !url.username && !url.password && url.pathname.length > 1;
+    } catch {
+      return false;
+    }
+  }, 'a repository clone URL: http(s), without a user or password, e.g. https://github.com/org/app.git'),
+);
 
 export const idempotencyKeySchema = z
   .string()

@@ -28,7 +28,7 @@ const project = (accountId: string, projectId: string): Project => ({
   accountId,
   projectId,
   name: `Project ${projectId}`,
-  repos: ['org/repo'],
+  repos: ['https://git.example/org/repo.git'],
   members: [
     { userId: 'u1', role: 'admin', email: 'admin@example.com' },
     { userId: 'u2', role: 'viewer', email: undefined },

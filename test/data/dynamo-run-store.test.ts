@@ -43,7 +43,7 @@ const makeRun = (over: Partial<Run> = {}, at = Date.now()): Run => ({
   status: 'QUEUED',
   source: 'api',
   attribution: 'user-1',
-  repos: ['org/repo'],
+  repos: ['https://git.example/org/repo.git'],
   usage: {},
   cost: { ...ZERO_COST },
   createdAt: new Date(at).toISOString(),

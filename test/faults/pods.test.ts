@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Run } from '../../shared/domain/run.js';
-import { dispatch, waitForRun } from '../integration/support/api.js';
+import { api, dispatch, waitForRun } from '../integration/support/api.js';
 import { dispatchSupervised } from '../integration/support/approvals.js';
 import { ecsControl } from '../integration/support/aws.js';
 import { clearFaults, expectKeptItsPromises } from './support/faults.js';
@@ -17,8 +17,18 @@ const kill = async (run: Run) => {
   expect(res.status).toBe(200);
 };
 
-/** A pod that stays a few seconds in each of STARTED (its pause after starting) and EXECUTING (its steps). */
+/** A run that stays a few seconds in EXECUTING (its steps). */
 const slow = { steps: 40, stepDelayMs: 3000 };
+
+const slowStartingPod = async () => {
+  const podId = 'slow-starting';
+  const hooks = { postStart: { command: 'sleep 20', timeoutSeconds: 60 } };
+  const put = await api('PUT', `/v1/pods/${podId}`, {
+    body: { name: podId, cpu: 1024, memoryMiB: 2048, agent: { kind: 'demo' }, hooks },
+  });
+  expect(put.status).toBe(200);
+  return podId;
+};
 
 describe('a pod killed', () => {
   it('before it reported anything (PROVISIONING)', async () => {
@@ -30,7 +40,9 @@ describe('a pod killed', () => {
   });
 
   it.each(['STARTED', 'EXECUTING'] as const)('in phase %s', async (phase) => {
-    const { body } = await dispatch({ config: { demo: slow } });
+    // a pod stays in STARTED while its postStart hook runs
+    const podId = phase === 'STARTED' ? await slowStartingPod() : undefined;
+    const { body } = await dispatch({ config: { demo: slow }, ...(podId ? { podId } : {}) });
     const { run: seen } = await waitForRun(
       body.runId,
       (r) => r.phase === phase && Boolean(r.taskArn),

@@ -18,6 +18,7 @@ const podWithWindow = async (seconds: number) => {
       cpu: 1024,
       memoryMiB: 2048,
       agent: { kind: 'demo' },
+      checkpoints: ['plan'],
       approvalWindowSeconds: seconds,
     },
   });

@@ -88,7 +88,7 @@ describe('dispatch', () => {
       token: member,
       body: {
         itemId: 'I',
-        podId: 'demo-pod',
+        podId: endpoints().scriptedPodId,
         mode: 'autopilot',
         prompt: 'x',
         config: { demo: { steps: 1, stepDelayMs: 1 } },

@@ -1,10 +1,10 @@
 import path from 'node:path';
 import type { CanUseTool, Options, SDKResultMessage } from '@anthropic-ai/claude-agent-sdk';
-import type { PodAgent } from '../../../shared/domain/tenancy.js';
+import type { PodRunConfig } from '../../../shared/schemas/agent-events.js';
 import type { Agent, AgentOutcome } from '../agent.js';
 import { ClaudeCodeEvents, type SdkMessageShape } from './claude-code-events.js';
 
-type ClaudeCodeConfig = Extract<PodAgent, { kind: 'claude-code' }>;
+type ClaudeCodeConfig = Extract<PodRunConfig['agent'], { kind: 'claude-code' }>;
 
 /** Tools that change files: while planning, only the plan file may be written. */
 const EDITING_TOOLS = new Set(['Write', 'Edit', 'MultiEdit', 'NotebookEdit']);
