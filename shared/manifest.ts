@@ -120,6 +120,9 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
       'CLUSTER_ARN',
       'LOG_GROUP_NAME',
       'STEP_LOG_GROUP_NAME',
+      // PUT /v1/pods registers the task definition of a pod with its own image or secrets
+      'POD_TASK_DEFINITION_ARN',
+      'POD_TASK_FAMILY_PREFIX',
       ...CLAIMS,
       ...CURSOR_SECRET,
     ],

@@ -324,6 +324,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     stops.push(() => sfn.close());
 
     const clusterArn = `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/${NAMES.cluster}`;
+    const podTaskDefinitionArn = `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/${NAMES.taskDefinition}:1`;
     const substitutions: Record<AslSubstitution, string> = {
       ChecksFunctionArn: runtime.arnOf('checks'),
       MarkRetryingFunctionArn: runtime.arnOf('markRetrying'),
@@ -331,7 +332,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       FinalizeFunctionArn: runtime.arnOf('finalize'),
       RequestApprovalFunctionArn: runtime.arnOf('requestApproval'),
       ClusterArn: clusterArn,
-      TaskDefinitionArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/${NAMES.taskDefinition}:1`,
+      TaskDefinitionArn: podTaskDefinitionArn,
       SubnetIds: 'subnet-local-a,subnet-local-b',
       SecurityGroupId: 'sg-local',
       AssignPublicIp: 'ENABLED',
@@ -381,6 +382,8 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         AGENT_API_URL: api.url,
         LOG_GROUP_NAME: NAMES.podLogGroup,
         STEP_LOG_GROUP_NAME: NAMES.stepLogGroup,
+        POD_TASK_DEFINITION_ARN: podTaskDefinitionArn,
+        POD_TASK_FAMILY_PREFIX: `${NAMES.taskDefinition}-`,
         LAUNCH_BACKOFF_SECONDS: options.launchBackoffSeconds,
         POD_HEARTBEAT_SECONDS: String(options.podHeartbeatSeconds),
         CONTROL_POLL_MS: String(options.controlPollMs),

@@ -139,6 +139,8 @@ export class StatelessStack extends Stack {
   public readonly cluster: ecs.Cluster;
   public readonly podTaskDefinition: ecs.FargateTaskDefinition;
   public readonly podTaskRole: iam.Role;
+  /** the families of the pods' own task definitions (registered by the API) begin with it */
+  public readonly podTaskFamilyPrefix: string;
   public readonly eventDeliveryDeadLetterQueue: sqs.Queue;
   public readonly signingSecrets: Record<SigningPurpose, secretsmanager.Secret>;
 
@@ -160,6 +162,7 @@ export class StatelessStack extends Stack {
       description: 'Sandbox pod: runs untrusted repository code, so it is granted nothing at all',
     });
     this.podTaskDefinition = this.createPodTaskDefinition(props.podLogGroup);
+    this.podTaskFamilyPrefix = `${this.podTaskDefinition.family}-pod-`;
 
     this.httpApi = new apigwv2.HttpApi(this, 'HttpApi', {
       description: 'Execution runs: the v1 API and the Agent API',
@@ -270,6 +273,8 @@ export class StatelessStack extends Stack {
       CLUSTER_ARN: this.cluster.clusterArn,
       LOG_GROUP_NAME: props.podLogGroup.logGroupName,
       STEP_LOG_GROUP_NAME: props.stepContentLogGroup.logGroupName,
+      POD_TASK_DEFINITION_ARN: this.podTaskDefinition.taskDefinitionArn,
+      POD_TASK_FAMILY_PREFIX: this.podTaskFamilyPrefix,
       // checks hands the pod the Agent API's address.
       AGENT_API_URL: this.apiStage.url,
       LAUNCH_BACKOFF_SECONDS: LAUNCH.backoffSeconds.join(','),
