@@ -166,7 +166,7 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     timeoutSeconds: 15,
     memoryMiB: 256,
     description: 'Pre-flight checks and launch parameters',
-    environment: ['TABLE_NAME', 'AGENT_API_URL', 'POD_HEARTBEAT_SECONDS'],
+    environment: ['TABLE_NAME', 'AGENT_API_URL', 'POD_HEARTBEAT_SECONDS', 'POD_TASK_DEFINITION_ARN'],
     table: { actions: ['GetItem', 'Query', 'UpdateItem'], indexes: [] },
   },
   markRetrying: {
@@ -322,7 +322,10 @@ export const EVENT_RULES = [
   },
 ] as const;
 
-/** Container name in the task definition; the state machine overrides its environment. */
+/**
+ * Container name in the task definitions (the stack's and the pods' own); the state machine overrides
+ * its environment.
+ */
 export const POD_CONTAINER_NAME = 'pod';
 
 /** Names of the `${...}` substitutions in statemachine/run.asl.json. */
@@ -333,7 +336,6 @@ export const ASL_SUBSTITUTIONS = [
   'FinalizeFunctionArn',
   'RequestApprovalFunctionArn',
   'ClusterArn',
-  'TaskDefinitionArn',
   'SubnetIds',
   'SecurityGroupId',
   'AssignPublicIp',

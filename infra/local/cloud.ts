@@ -332,7 +332,6 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       FinalizeFunctionArn: runtime.arnOf('finalize'),
       RequestApprovalFunctionArn: runtime.arnOf('requestApproval'),
       ClusterArn: clusterArn,
-      TaskDefinitionArn: podTaskDefinitionArn,
       SubnetIds: 'subnet-local-a,subnet-local-b',
       SecurityGroupId: 'sg-local',
       AssignPublicIp: 'ENABLED',

@@ -333,7 +333,6 @@ export class StatelessStack extends Stack {
     );
     const infrastructure: Partial<Record<AslSubstitution, string>> = {
       ClusterArn: this.cluster.clusterArn,
-      TaskDefinitionArn: this.podTaskDefinition.taskDefinitionArn,
       SubnetIds: this.vpc.publicSubnets.map((subnet) => subnet.subnetId).join(','),
       SecurityGroupId: this.podSecurityGroup.securityGroupId,
       AssignPublicIp: 'ENABLED',
