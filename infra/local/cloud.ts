@@ -6,7 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CloudWatchLogsClient, CreateLogGroupCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { ECSClient } from '@aws-sdk/client-ecs';
+import { ECSClient, RegisterTaskDefinitionCommand } from '@aws-sdk/client-ecs';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { CreateStateMachineCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
@@ -23,6 +24,7 @@ import {
   DEAD_LETTER_QUEUE,
   EVENT_RULES,
   FUNCTIONS,
+  POD_CONTAINER_NAME,
   QUEUE,
   ROUTES,
 } from '../../shared/manifest.js';
@@ -33,6 +35,7 @@ import { ensureTable, startDynamoDbLocal } from './dynamodb.js';
 import { type DynamoDbFront, startDynamoDbFront } from './dynamodb-front.js';
 import { startEcsEmulator } from './emulators/ecs.js';
 import { startLogsEmulator } from './emulators/logs.js';
+import { startSecretsManagerEmulator } from './emulators/secretsmanager.js';
 import { startSqsEmulator } from './emulators/sqs.js';
 import { ecsRunTaskResource, startStepFunctionsEmulator } from './emulators/stepfunctions.js';
 import { createEventBus } from './event-bus.js';
@@ -62,7 +65,7 @@ const NAMES = {
 };
 
 export interface LocalCloudOptions {
-  /** first of eight consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front); 0 = any free ports */
+  /** first of nine consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front, Secrets Manager); 0 = any free ports */
   basePort: number;
   host: string;
   /** where endpoints.json, the pod bundle and persisted data go */
@@ -112,6 +115,8 @@ export interface Endpoints {
     ecs: string;
     logs: string;
     sesv2: string;
+    /** the secrets pods name; the local ECS reads them as a task starts */
+    secretsmanager: string;
   };
 }
 
@@ -168,6 +173,46 @@ const startSes = async (port: number, host: string): Promise<{ url: string; clos
         server.close(() => resolve());
       }),
   };
+};
+
+/** The pods' own task definitions are of families under it (the stack gives its own prefix). */
+const POD_TASK_FAMILY_PREFIX = `${NAMES.taskDefinition}-`;
+
+/**
+ * The stack's pod task definition, as CDK deploys it: each start registers it again, as a deploy
+ * would (with --persist, a new revision). Its image is only recorded: every local pod runs the pod
+ * bundle, whatever image its task definition names.
+ */
+const registerPodTaskDefinition = async (ecs: ECSClient): Promise<string> => {
+  const { taskDefinition } = await ecs.send(
+    new RegisterTaskDefinitionCommand({
+      family: NAMES.taskDefinition,
+      taskRoleArn: `arn:aws:iam::${ACCOUNT}:role/execution-runs-pod-task`,
+      executionRoleArn: `arn:aws:iam::${ACCOUNT}:role/execution-runs-pod-execution`,
+      networkMode: 'awsvpc',
+      requiresCompatibilities: ['FARGATE'],
+      cpu: '1024',
+      memory: '2048',
+      runtimePlatform: { cpuArchitecture: 'ARM64', operatingSystemFamily: 'LINUX' },
+      containerDefinitions: [
+        {
+          name: POD_CONTAINER_NAME,
+          image: 'execution-runs/pod:local',
+          essential: true,
+          logConfiguration: {
+            logDriver: 'awslogs',
+            options: {
+              'awslogs-group': NAMES.podLogGroup,
+              'awslogs-region': REGION,
+              'awslogs-stream-prefix': 'pod',
+            },
+          },
+        },
+      ],
+    }),
+  );
+  if (!taskDefinition?.taskDefinitionArn) throw new Error('the local ECS registered no pod task definition');
+  return taskDefinition.taskDefinitionArn;
 };
 
 /** A signing key (approval links, page cursors); with --persist it survives restarts, and so do the links. */
@@ -247,6 +292,14 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     stops.push(() => logs.close());
     const ses = await startSes(portFor(options, 6), host);
     stops.push(() => ses.close());
+    const secretsManager = await startSecretsManagerEmulator({
+      port: portFor(options, 8),
+      host,
+      region: REGION,
+      accountId: ACCOUNT,
+      persistPath: persisted('secretsmanager.json'),
+    });
+    stops.push(() => secretsManager.close());
 
     const client = { region: REGION, credentials };
     const dynamoClient = new DynamoDBClient({ ...client, endpoint: dynamo.endpoint });
@@ -302,10 +355,13 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       logs: { client: logsClient, logGroupName: NAMES.podLogGroup, streamPrefix: 'pod' },
       onTaskStateChange: (event) => void bus.putEvents([event]),
       launchLimits: options.launchLimits ? { burst: 100, perSecond: 20 } : false,
+      secrets: { client: new SecretsManagerClient({ ...client, endpoint: secretsManager.url }) },
+      persistPath: persisted('ecs.json'),
     });
     stops.push(() => ecs.close());
 
     const ecsClient = new ECSClient({ ...client, endpoint: ecs.url });
+    const podTaskDefinitionArn = await registerPodTaskDefinition(ecsClient);
     const sfn = await startStepFunctionsEmulator({
       port: portFor(options, 3),
       host,
@@ -324,7 +380,6 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     stops.push(() => sfn.close());
 
     const clusterArn = `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/${NAMES.cluster}`;
-    const podTaskDefinitionArn = `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/${NAMES.taskDefinition}:1`;
     const substitutions: Record<AslSubstitution, string> = {
       ChecksFunctionArn: runtime.arnOf('checks'),
       MarkRetryingFunctionArn: runtime.arnOf('markRetrying'),
@@ -382,7 +437,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         LOG_GROUP_NAME: NAMES.podLogGroup,
         STEP_LOG_GROUP_NAME: NAMES.stepLogGroup,
         POD_TASK_DEFINITION_ARN: podTaskDefinitionArn,
-        POD_TASK_FAMILY_PREFIX: `${NAMES.taskDefinition}-`,
+        POD_TASK_FAMILY_PREFIX: POD_TASK_FAMILY_PREFIX,
         LAUNCH_BACKOFF_SECONDS: options.launchBackoffSeconds,
         POD_HEARTBEAT_SECONDS: String(options.podHeartbeatSeconds),
         CONTROL_POLL_MS: String(options.controlPollMs),
@@ -492,6 +547,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         ecs: ecs.url,
         logs: logs.url,
         sesv2: ses.url,
+        secretsmanager: secretsManager.url,
       },
     };
     await writeFile(path.join(options.stateDir, 'endpoints.json'), `${JSON.stringify(endpoints, null, 2)}\n`);

@@ -20,12 +20,13 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(`Usage: npm start -- [options]
 
-  --base-port N     first of 8 consecutive ports: API N, DynamoDB N+1, SQS N+2, Step Functions N+3,
-                    ECS N+4, CloudWatch Logs N+5, SES N+6, the functions' DynamoDB front N+7
-                    (default 4510; 0 = any free ports)
+  --base-port N     first of 9 consecutive ports: API N, DynamoDB N+1, SQS N+2, Step Functions N+3,
+                    ECS N+4, CloudWatch Logs N+5, SES N+6, the functions' DynamoDB front N+7,
+                    Secrets Manager N+8 (default 4510; 0 = any free ports)
   --host H          address to listen on (default 127.0.0.1)
   --state-dir DIR   where endpoints.json, the pod bundle and persisted data go (default .local)
-  --persist         keep tables, queues, logs and the dev signing key between starts
+  --persist         keep tables, queues, logs, task definitions, secrets and the dev signing key
+                    between starts
   --no-launch-limits  do not limit pod launches the way Fargate does (100 burst, 20 per second)
   --shared-pod-host   run pods in one shared process instead of a process each, so a small
                       machine can carry hundreds of runs at once`);
@@ -61,6 +62,7 @@ The local cloud is running.
   Services     dynamodb ${e.services.dynamodb} (front ${e.services.dynamodbFront})  sqs ${e.services.sqs}
                stepfunctions ${e.services.stepfunctions}  ecs ${e.services.ecs}
                logs ${e.services.logs}  sesv2 ${e.services.sesv2}
+               secretsmanager ${e.services.secretsmanager}
 
 A dev token for the demo project's admin, and a first run:
 
@@ -74,8 +76,8 @@ Ctrl-C stops everything.`);
 const main = async () => {
   checkJava();
   const basePort = Number(values['base-port']);
-  if (!Number.isInteger(basePort) || basePort < 0 || basePort > 65_528) {
-    console.error(`--base-port must be a port number from 0 to 65528, not ${values['base-port']}`);
+  if (!Number.isInteger(basePort) || basePort < 0 || basePort > 65_527) {
+    console.error(`--base-port must be a port number from 0 to 65527, not ${values['base-port']}`);
     process.exit(2);
   }
   let cloud: Awaited<ReturnType<typeof startLocalCloud>>;

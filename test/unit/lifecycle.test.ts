@@ -318,6 +318,27 @@ describe('onPodStopped', () => {
     expect(deps.signals.failTask).toHaveBeenCalledWith('wait', 'Pod.Interrupted', expect.any(String));
   });
 
+  it('fails a run whose task never started (a secret it could not read), before its task was even recorded', async () => {
+    seed('PROVISIONING');
+    const stoppedReason =
+      'ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to retrieve secret from asm: ResourceNotFoundException';
+    await onPodStopped(deps, {
+      taskArn: TASK,
+      startedBy: RUN_ID,
+      stopCode: 'TaskFailedToStart',
+      stoppedReason,
+      containers: [{ name: 'pod' }],
+    });
+    expect(runs.stored(RUN_ID)).toMatchObject({
+      status: 'FAILED',
+      exitReason: 'interrupted',
+      stopCode: 'TaskFailedToStart',
+      stoppedReason,
+      message: `the sandbox stopped (TaskFailedToStart: ${stoppedReason})`,
+    });
+    expect(runs.stored(RUN_ID).containerExitCode).toBeUndefined();
+  });
+
   it('leaves a run that reported its result, and ignores an earlier launch’s task', async () => {
     seed('RUNNING', { taskArn: TASK, result: { outcome: 'completed' } });
     await onPodStopped(deps, { taskArn: TASK, startedBy: RUN_ID });
