@@ -185,6 +185,8 @@ export class StatelessStack extends Stack {
     new CfnOutput(this, 'ApiUrl', { value: this.apiStage.url });
     new CfnOutput(this, 'StateMachineArn', { value: this.stateMachine.stateMachineArn });
     new CfnOutput(this, 'ClusterArn', { value: this.cluster.clusterArn });
+    // its image is the one a pod's own image is built FROM
+    new CfnOutput(this, 'PodTaskDefinitionArn', { value: this.podTaskDefinition.taskDefinitionArn });
   }
 
   /** Public subnets only: each pod gets a public IP for egress, which spares the NAT gateways. */
