@@ -15,7 +15,7 @@ import {
   projectRequestSchema,
 } from '../shared/schemas/api.js';
 import { logsQuerySchema, stepsQuerySchema } from '../shared/schemas/timeline.js';
-import type { DirectoryDeps } from '../shared/usecases/directory.js';
+import type { PodDeps } from '../shared/usecases/directory.js';
 import * as directoryCases from '../shared/usecases/directory.js';
 import { type RunLogDeps, readRunLogs } from '../shared/usecases/logs.js';
 import type { RunCommandDeps } from '../shared/usecases/runs.js';
@@ -25,6 +25,7 @@ import { getStepContent, listSteps, type TimelineDeps } from '../shared/usecases
 import {
   directoryRepository,
   logReader,
+  podTaskDefinitions,
   runList,
   runQueue,
   runStore,
@@ -38,7 +39,7 @@ import * as z from '../shared/zod.js';
 
 /** HTTP API v1: runs, pods, projects, account. Parse → use case → answer. */
 export const makeHandler = (
-  deps: RunCommandDeps & DirectoryDeps & TimelineDeps & RunLogDeps & { ledger: SpendLedger },
+  deps: RunCommandDeps & PodDeps & TimelineDeps & RunLogDeps & { ledger: SpendLedger },
   claims: { tenant: string; accountRole: string },
 ) => {
   type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
@@ -147,6 +148,8 @@ const env = readEnv(
   'ACCOUNT_ROLE_CLAIM',
   'LOG_GROUP_NAME',
   'STEP_LOG_GROUP_NAME',
+  'POD_TASK_DEFINITION_ARN',
+  'POD_TASK_FAMILY_PREFIX',
 );
 export const handler = makeHandler(
   {
@@ -158,6 +161,10 @@ export const handler = makeHandler(
     queue: runQueue(env.QUEUE_URL),
     signals: taskSignals(),
     sandbox: sandbox(env.CLUSTER_ARN),
+    taskDefinitions: podTaskDefinitions({
+      baseTaskDefinitionArn: env.POD_TASK_DEFINITION_ARN,
+      familyPrefix: env.POD_TASK_FAMILY_PREFIX,
+    }),
     clock: systemClock,
     logs: logReader(env.LOG_GROUP_NAME),
     stepContent: stepContentStore(env.STEP_LOG_GROUP_NAME),

@@ -11,7 +11,7 @@ export const makeHandler = (
   settings: LaunchSettings,
 ) => validatedHandler(z.object({ runId: z.string() }), ({ runId }) => runChecks(deps, settings, runId));
 
-const env = readEnv('TABLE_NAME', 'AGENT_API_URL', 'POD_HEARTBEAT_SECONDS');
+const env = readEnv('TABLE_NAME', 'AGENT_API_URL', 'POD_HEARTBEAT_SECONDS', 'POD_TASK_DEFINITION_ARN');
 export const handler = makeHandler(
   {
     runs: runStore(env.TABLE_NAME),
@@ -19,5 +19,9 @@ export const handler = makeHandler(
     directory: directoryRepository(env.TABLE_NAME),
     clock: systemClock,
   },
-  { agentApiUrl: env.AGENT_API_URL, heartbeatSeconds: env.POD_HEARTBEAT_SECONDS },
+  {
+    agentApiUrl: env.AGENT_API_URL,
+    heartbeatSeconds: env.POD_HEARTBEAT_SECONDS,
+    stackTaskDefinitionArn: env.POD_TASK_DEFINITION_ARN,
+  },
 );

@@ -9,6 +9,10 @@ const envSchema = z.object({
   STATE_MACHINE_ARN: z.string().check(z.minLength(1)),
   CLUSTER_ARN: z.string().check(z.minLength(1)),
   AGENT_API_URL: z.string().check(z.minLength(1)),
+  /** the stack's pod task definition: launched for pods that need none of their own, copied for those that do */
+  POD_TASK_DEFINITION_ARN: z.string().check(z.minLength(1)),
+  /** every pod's own task definition is of a family beginning with it: IAM scopes their use to it */
+  POD_TASK_FAMILY_PREFIX: z.string().check(z.minLength(1)),
   /** the pods' log group (stdout/stderr, a stream per task) */
   LOG_GROUP_NAME: z.string().check(z.minLength(1)),
   /** where the whole text of steps too large for their record is kept */

@@ -120,6 +120,9 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
       'CLUSTER_ARN',
       'LOG_GROUP_NAME',
       'STEP_LOG_GROUP_NAME',
+      // PUT /v1/pods registers the task definition of a pod with its own image or secrets
+      'POD_TASK_DEFINITION_ARN',
+      'POD_TASK_FAMILY_PREFIX',
       ...CLAIMS,
       ...CURSOR_SECRET,
     ],
@@ -164,7 +167,7 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     timeoutSeconds: 15,
     memoryMiB: 256,
     description: 'Pre-flight checks and launch parameters',
-    environment: ['TABLE_NAME', 'AGENT_API_URL', 'POD_HEARTBEAT_SECONDS'],
+    environment: ['TABLE_NAME', 'AGENT_API_URL', 'POD_HEARTBEAT_SECONDS', 'POD_TASK_DEFINITION_ARN'],
     table: { actions: ['GetItem', 'Query', 'UpdateItem'], indexes: [] },
   },
   markRetrying: {
@@ -321,7 +324,10 @@ export const EVENT_RULES = [
   },
 ] as const;
 
-/** Container name in the task definition; the state machine overrides its environment. */
+/**
+ * Container name in the task definitions (the stack's and the pods' own); the state machine overrides
+ * its environment.
+ */
 export const POD_CONTAINER_NAME = 'pod';
 
 /** Names of the `${...}` substitutions in statemachine/run.asl.json. */
@@ -332,7 +338,6 @@ export const ASL_SUBSTITUTIONS = [
   'FinalizeFunctionArn',
   'RequestApprovalFunctionArn',
   'ClusterArn',
-  'TaskDefinitionArn',
   'SubnetIds',
   'SecurityGroupId',
   'AssignPublicIp',

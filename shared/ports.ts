@@ -166,6 +166,15 @@ export interface DirectoryRepository {
   listPods(accountId: string): Promise<Pod[]>;
 }
 
+/** The task definitions of pods that cannot run on the stack's own (needsOwnTaskDefinition). */
+export interface PodTaskDefinitions {
+  /**
+   * Registers a new revision of the pod's own task definition and answers its ARN; undefined when
+   * the stack's task definition serves the pod (no image of its own, no secrets).
+   */
+  register(pod: Pod): Promise<string | undefined>;
+}
+
 export interface RunQueue {
   enqueue(runId: string): Promise<void>;
 }

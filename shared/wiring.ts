@@ -12,6 +12,7 @@ import { DynamoRunStore } from './adapters/dynamo-run-store.js';
 import { DynamoSpendLedger } from './adapters/dynamo-spend-ledger.js';
 import { DynamoTimeline } from './adapters/dynamo-timeline.js';
 import { EcsSandbox } from './adapters/ecs-sandbox.js';
+import { EcsPodTaskDefinitions, type PodTaskDefinitionSettings } from './adapters/ecs-task-definitions.js';
 import { LocalGitServerCredentials } from './adapters/local-git-credentials.js';
 import { StepFunctionsOrchestrator, StepFunctionsTaskSignals } from './adapters/sfn-orchestrator.js';
 import { SqsRunQueue } from './adapters/sqs-run-queue.js';
@@ -40,7 +41,12 @@ const sfnClient = () => new SFNClient({ retryMode: 'adaptive', maxAttempts: 6 })
 export const orchestrator = (stateMachineArn: string) =>
   new StepFunctionsOrchestrator(sfnClient(), stateMachineArn);
 export const taskSignals = () => new StepFunctionsTaskSignals(sfnClient());
-export const sandbox = (clusterArn: string) => new EcsSandbox(new ECSClient({ maxAttempts: 5 }), clusterArn);
+let sharedEcsClient: ECSClient | undefined;
+/** One ECS client per container: the sandbox and the pods' task definitions share its connections. */
+const ecsClient = () => (sharedEcsClient ??= new ECSClient({ maxAttempts: 5 }));
+export const sandbox = (clusterArn: string) => new EcsSandbox(ecsClient(), clusterArn);
+export const podTaskDefinitions = (settings: PodTaskDefinitionSettings) =>
+  new EcsPodTaskDefinitions(ecsClient(), settings);
 export const logsClient = () => new CloudWatchLogsClient({ retryMode: 'adaptive', maxAttempts: 6 });
 /**
  * Throttled reads and writes back off and retry (the client's adaptive mode) before they answer 503.

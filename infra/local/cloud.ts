@@ -6,7 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CloudWatchLogsClient, CreateLogGroupCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { ECSClient } from '@aws-sdk/client-ecs';
+import { ECSClient, RegisterTaskDefinitionCommand } from '@aws-sdk/client-ecs';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { CreateStateMachineCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
@@ -23,6 +24,7 @@ import {
   DEAD_LETTER_QUEUE,
   EVENT_RULES,
   FUNCTIONS,
+  POD_CONTAINER_NAME,
   QUEUE,
   ROUTES,
 } from '../../shared/manifest.js';
@@ -33,6 +35,7 @@ import { ensureTable, startDynamoDbLocal } from './dynamodb.js';
 import { type DynamoDbFront, startDynamoDbFront } from './dynamodb-front.js';
 import { startEcsEmulator } from './emulators/ecs.js';
 import { startLogsEmulator } from './emulators/logs.js';
+import { startSecretsManagerEmulator } from './emulators/secretsmanager.js';
 import { startSqsEmulator } from './emulators/sqs.js';
 import { ecsRunTaskResource, startStepFunctionsEmulator } from './emulators/stepfunctions.js';
 import { createEventBus } from './event-bus.js';
@@ -66,7 +69,7 @@ const NAMES = {
 };
 
 export interface LocalCloudOptions {
-  /** first of ten consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front, git, the local model); 0 = any free ports */
+  /** first of eleven consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front, git, the local model, Secrets Manager); 0 = any free ports */
   basePort: number;
   host: string;
   /** where endpoints.json, the pod bundle and persisted data go */
@@ -158,6 +161,8 @@ export interface Endpoints {
     git: string;
     /** the local model: a scripted Anthropic Messages API, for ANTHROPIC_BASE_URL */
     model: string;
+    /** the secrets pods name; the local ECS reads them as a task starts */
+    secretsmanager: string;
   };
 }
 
@@ -214,6 +219,46 @@ const startSes = async (port: number, host: string): Promise<{ url: string; clos
         server.close(() => resolve());
       }),
   };
+};
+
+/** The pods' own task definitions are of families under it (the stack gives its own prefix). */
+const POD_TASK_FAMILY_PREFIX = `${NAMES.taskDefinition}-`;
+
+/**
+ * The stack's pod task definition, as CDK deploys it: each start registers it again, as a deploy
+ * would (with --persist, a new revision). Its image is only recorded: every local pod runs the pod
+ * bundle, whatever image its task definition names.
+ */
+const registerPodTaskDefinition = async (ecs: ECSClient): Promise<string> => {
+  const { taskDefinition } = await ecs.send(
+    new RegisterTaskDefinitionCommand({
+      family: NAMES.taskDefinition,
+      taskRoleArn: `arn:aws:iam::${ACCOUNT}:role/execution-runs-pod-task`,
+      executionRoleArn: `arn:aws:iam::${ACCOUNT}:role/execution-runs-pod-execution`,
+      networkMode: 'awsvpc',
+      requiresCompatibilities: ['FARGATE'],
+      cpu: '1024',
+      memory: '2048',
+      runtimePlatform: { cpuArchitecture: 'ARM64', operatingSystemFamily: 'LINUX' },
+      containerDefinitions: [
+        {
+          name: POD_CONTAINER_NAME,
+          image: 'execution-runs/pod:local',
+          essential: true,
+          logConfiguration: {
+            logDriver: 'awslogs',
+            options: {
+              'awslogs-group': NAMES.podLogGroup,
+              'awslogs-region': REGION,
+              'awslogs-stream-prefix': 'pod',
+            },
+          },
+        },
+      ],
+    }),
+  );
+  if (!taskDefinition?.taskDefinitionArn) throw new Error('the local ECS registered no pod task definition');
+  return taskDefinition.taskDefinitionArn;
 };
 
 /** A signing key (approval links, page cursors); with --persist it survives restarts, and so do the links. */
@@ -308,6 +353,14 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     const demoRepo = `${git.url}/${DEMO.repo}`;
     const model = await startModelServer({ port: portFor(options, 9), host, log: options.log });
     stops.push(() => model.close());
+    const secretsManager = await startSecretsManagerEmulator({
+      port: portFor(options, 10),
+      host,
+      region: REGION,
+      accountId: ACCOUNT,
+      persistPath: persisted('secretsmanager.json'),
+    });
+    stops.push(() => secretsManager.close());
 
     const client = { region: REGION, credentials };
     const dynamoClient = new DynamoDBClient({ ...client, endpoint: dynamo.endpoint });
@@ -364,10 +417,13 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       logs: { client: logsClient, logGroupName: NAMES.podLogGroup, streamPrefix: 'pod' },
       onTaskStateChange: (event) => void bus.putEvents([event]),
       launchLimits: options.launchLimits ? { burst: 100, perSecond: 20 } : false,
+      secrets: { client: new SecretsManagerClient({ ...client, endpoint: secretsManager.url }) },
+      persistPath: persisted('ecs.json'),
     });
     stops.push(() => ecs.close());
 
     const ecsClient = new ECSClient({ ...client, endpoint: ecs.url });
+    const podTaskDefinitionArn = await registerPodTaskDefinition(ecsClient);
     const sfn = await startStepFunctionsEmulator({
       port: portFor(options, 3),
       host,
@@ -393,7 +449,6 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       FinalizeFunctionArn: runtime.arnOf('finalize'),
       RequestApprovalFunctionArn: runtime.arnOf('requestApproval'),
       ClusterArn: clusterArn,
-      TaskDefinitionArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/${NAMES.taskDefinition}:1`,
       SubnetIds: 'subnet-local-a,subnet-local-b',
       SecurityGroupId: 'sg-local',
       AssignPublicIp: 'ENABLED',
@@ -443,6 +498,8 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         AGENT_API_URL: api.url,
         LOG_GROUP_NAME: NAMES.podLogGroup,
         STEP_LOG_GROUP_NAME: NAMES.stepLogGroup,
+        POD_TASK_DEFINITION_ARN: podTaskDefinitionArn,
+        POD_TASK_FAMILY_PREFIX: POD_TASK_FAMILY_PREFIX,
         LAUNCH_BACKOFF_SECONDS: options.launchBackoffSeconds,
         POD_HEARTBEAT_SECONDS: String(options.podHeartbeatSeconds),
         CONTROL_POLL_MS: String(options.controlPollMs),
@@ -558,6 +615,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         sesv2: ses.url,
         git: git.url,
         model: model.url,
+        secretsmanager: secretsManager.url,
       },
     };
     await writeFile(path.join(options.stateDir, 'endpoints.json'), `${JSON.stringify(endpoints, null, 2)}\n`);

@@ -48,6 +48,7 @@ import {
   ROUTES,
   type RouteAuth,
 } from '../../shared/manifest.js';
+import { POD_SECRETS_PREFIX } from '../../shared/schemas/pod.js';
 import { RunFunction } from '../constructs/run-function.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -139,6 +140,8 @@ export class StatelessStack extends Stack {
   public readonly cluster: ecs.Cluster;
   public readonly podTaskDefinition: ecs.FargateTaskDefinition;
   public readonly podTaskRole: iam.Role;
+  /** the families of the pods' own task definitions (registered by the API) begin with it */
+  public readonly podTaskFamilyPrefix: string;
   public readonly eventDeliveryDeadLetterQueue: sqs.Queue;
   public readonly signingSecrets: Record<SigningPurpose, secretsmanager.Secret>;
 
@@ -160,6 +163,7 @@ export class StatelessStack extends Stack {
       description: 'Sandbox pod: runs untrusted repository code, so it is granted nothing at all',
     });
     this.podTaskDefinition = this.createPodTaskDefinition(props.podLogGroup);
+    this.podTaskFamilyPrefix = `${this.podTaskDefinition.family}-pod-`;
 
     this.httpApi = new apigwv2.HttpApi(this, 'HttpApi', {
       description: 'Execution runs: the v1 API and the Agent API',
@@ -171,6 +175,7 @@ export class StatelessStack extends Stack {
     this.addRoutes(props);
     this.stateMachine = this.createStateMachine();
     this.grantFunctions(props);
+    this.grantPodTaskDefinitions();
     this.signingSecrets = this.createSigningSecrets();
     this.wireApprovals();
     this.connectEventSources(props);
@@ -180,6 +185,8 @@ export class StatelessStack extends Stack {
     new CfnOutput(this, 'ApiUrl', { value: this.apiStage.url });
     new CfnOutput(this, 'StateMachineArn', { value: this.stateMachine.stateMachineArn });
     new CfnOutput(this, 'ClusterArn', { value: this.cluster.clusterArn });
+    // its image is the one a pod's own image is built FROM
+    new CfnOutput(this, 'PodTaskDefinitionArn', { value: this.podTaskDefinition.taskDefinitionArn });
   }
 
   /** Public subnets only: each pod gets a public IP for egress, which spares the NAT gateways. */
@@ -204,11 +211,33 @@ export class StatelessStack extends Stack {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
       description: 'ECS agent: pulls the pod image and ships its output to the pods log group',
     });
-    Validations.of(executionRole).acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason:
-        'ecr:GetAuthorizationToken has no resource-level permissions; the image pull itself is scoped to the asset repository.',
-    });
+    // ECS resolves a pod's secrets (its own task definition's `secrets`) with this role as the task starts.
+    executionRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadPodSecrets',
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [
+          this.formatArn({
+            service: 'secretsmanager',
+            resource: 'secret',
+            resourceName: `${POD_SECRETS_PREFIX}*`,
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          }),
+        ],
+      }),
+    );
+    Validations.of(executionRole).acknowledge(
+      {
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'ecr:GetAuthorizationToken has no resource-level permissions; the image pull itself is scoped to the asset repository.',
+      },
+      {
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${POD_SECRETS_PREFIX}*]`,
+        reason:
+          'The secrets pods name are created by the operator and only known when a pod is saved: scoped to the pods prefix, under which the API accepts only the saving account’s own.',
+      },
+    );
     const taskDefinition = new ecs.FargateTaskDefinition(this, 'PodTask', {
       // The run's pod configuration overrides both per execution.
       cpu: 1024,
@@ -270,6 +299,8 @@ export class StatelessStack extends Stack {
       CLUSTER_ARN: this.cluster.clusterArn,
       LOG_GROUP_NAME: props.podLogGroup.logGroupName,
       STEP_LOG_GROUP_NAME: props.stepContentLogGroup.logGroupName,
+      POD_TASK_DEFINITION_ARN: this.podTaskDefinition.taskDefinitionArn,
+      POD_TASK_FAMILY_PREFIX: this.podTaskFamilyPrefix,
       // checks hands the pod the Agent API's address.
       AGENT_API_URL: this.apiStage.url,
       LAUNCH_BACKOFF_SECONDS: LAUNCH.backoffSeconds.join(','),
@@ -328,7 +359,6 @@ export class StatelessStack extends Stack {
     );
     const infrastructure: Partial<Record<AslSubstitution, string>> = {
       ClusterArn: this.cluster.clusterArn,
-      TaskDefinitionArn: this.podTaskDefinition.taskDefinitionArn,
       SubnetIds: this.vpc.publicSubnets.map((subnet) => subnet.subnetId).join(','),
       SecurityGroupId: this.podSecurityGroup.securityGroupId,
       AssignPublicIp: 'ENABLED',
@@ -364,12 +394,14 @@ export class StatelessStack extends Stack {
       new iam.PolicyStatement({
         sid: 'LaunchPod',
         actions: ['ecs:RunTask'],
+        // the stack's task definition, and the pods' own (their families under the prefix)
         resources: [
           this.formatArn({
             service: 'ecs',
             resource: 'task-definition',
             resourceName: `${this.podTaskDefinition.family}:*`,
           }),
+          this.podTaskDefinitionsArn(),
         ],
         conditions: { ArnEquals: { 'ecs:cluster': this.cluster.clusterArn } },
       }),
@@ -464,6 +496,58 @@ export class StatelessStack extends Stack {
       id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/<${this.getLogicalId(this.cluster.node.defaultChild as ecs.CfnCluster)}>/*]`,
       reason: 'Task ids are only known at run time: scoped to the tasks of this one cluster.',
     });
+  }
+
+  /** Every revision of every pod's own task definition: the families under the pods' prefix. */
+  private podTaskDefinitionsArn(): string {
+    return this.formatArn({
+      service: 'ecs',
+      resource: 'task-definition',
+      resourceName: `${this.podTaskFamilyPrefix}*`,
+    });
+  }
+
+  /**
+   * PUT /v1/pods registers a pod's own task definition (shared/adapters/ecs-task-definitions.ts): it
+   * reads the stack's, registers a copy under the pods' family prefix and passes the pod's two roles,
+   * and only those, to ECS tasks.
+   */
+  private grantPodTaskDefinitions(): void {
+    const { role } = this.functions.api;
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'RegisterPodTaskDefinitions',
+        actions: ['ecs:RegisterTaskDefinition'],
+        resources: [this.podTaskDefinitionsArn()],
+      }),
+    );
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadStackTaskDefinition',
+        actions: ['ecs:DescribeTaskDefinition'],
+        resources: ['*'],
+      }),
+    );
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'PassPodRoles',
+        actions: ['iam:PassRole'],
+        resources: [this.podTaskRole.roleArn, this.podTaskDefinition.obtainExecutionRole().roleArn],
+        conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+      }),
+    );
+    Validations.of(role).acknowledge(
+      {
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'ecs:DescribeTaskDefinition has no resource-level permissions; the API reads only the stack’s pod task definition with it.',
+      },
+      {
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task-definition/${this.podTaskFamilyPrefix}*]`,
+        reason:
+          'A pod’s task definition family is derived from its account and pod ids when it is saved: scoped to the families under the pods’ prefix.',
+      },
+    );
   }
 
   /**
@@ -680,6 +764,11 @@ export class StatelessStack extends Stack {
         id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:${taskDefinitionFamily}]`,
         reason:
           'Every revision of the one pod task definition, and only on this cluster (ecs:cluster condition).',
+      },
+      {
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task-definition/${this.podTaskFamilyPrefix}*]`,
+        reason:
+          'The pods’ own task definitions, registered when a pod is saved: only the families under the prefix the API registers them with, only on this cluster.',
       },
       {
         id: 'AwsSolutions-IAM5[Resource::*]',

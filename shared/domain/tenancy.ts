@@ -83,6 +83,14 @@ export interface Pod {
   updatedAt: string;
 }
 
+/**
+ * A pod that brings its own image or names secrets cannot run on the stack's task definition: the
+ * image and the secrets (ECS fills them in from Secrets Manager as the task starts) are fixed in a
+ * task definition, never in the launch's overrides.
+ */
+export const needsOwnTaskDefinition = (pod: Pick<Pod, 'image' | 'secrets'>): boolean =>
+  pod.image !== undefined || Object.keys(pod.secrets).length > 0;
+
 /** A pod as stored before its agent was configurable: one model, which it ran Claude Code with. */
 type StoredPod = Omit<Pod, 'agent' | 'hooks' | 'checkpoints' | 'env' | 'secrets'> &
   Partial<Pod> & { model?: string };

@@ -87,11 +87,19 @@ const FARGATE_SIZES = {
 export const podRequestSchema = z
   .strictObject({
     name: z.string().check(z.minLength(1), z.maxLength(200)),
-    /** a container image reference; absent: the stack's own pod image */
+    /**
+     * a container image reference, in the characters and length ECS takes in a task definition (so a
+     * reference it would refuse is a 400 here, not a failed registration); absent: the stack's own pod image
+     */
     image: z.optional(
       z
         .string()
-        .check(z.regex(/^[\x21-\x7e]{1,500}$/, 'an image reference (1 to 500 characters, no spaces)')),
+        .check(
+          z.regex(
+            /^[A-Za-z0-9][A-Za-z0-9._/:@#-]{0,254}$/,
+            'an image reference: up to 255 letters, digits and . _ / : @ # - (registry/repository:tag or @digest)',
+          ),
+        ),
     ),
     cpu: z.union([z.literal(256), z.literal(512), z.literal(1024), z.literal(2048), z.literal(4096)], {
       error: '256, 512, 1024, 2048 or 4096 (CPU units; 1024 is one vCPU)',

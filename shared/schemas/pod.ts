@@ -9,6 +9,12 @@ import * as z from '../zod.js';
 /** Secrets Manager secrets a pod may name live under this prefix: the sandbox may read no other. */
 export const POD_SECRETS_PREFIX = 'execution-runs/pods/';
 
+/**
+ * Where an account's own secrets live: one execution role reads every pod's secrets, so a pod may
+ * name only those under its account's prefix, never another tenant's.
+ */
+export const accountSecretsPrefix = (accountId: string): string => `${POD_SECRETS_PREFIX}${accountId}/`;
+
 /** Variables the runtime sets itself or that steer the container: a pod may not replace them. */
 const RESERVED_VARIABLE = /^(RUN_ID|AGENT_API_URL|AGENT_LAUNCH_CODE|PATH|HOME|ECS_.*|AWS_.*)$/;
 

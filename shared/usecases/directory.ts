@@ -1,7 +1,8 @@
-import { ForbiddenError, NotFoundError } from '../domain/errors.js';
+import { ForbiddenError, NotFoundError, ServiceUnavailableError, ValidationError } from '../domain/errors.js';
 import type { Account, Caller, Pod, Project } from '../domain/tenancy.js';
-import type { Clock, DirectoryRepository } from '../ports.js';
+import type { Clock, DirectoryRepository, PodTaskDefinitions } from '../ports.js';
 import type { accountLimitsSchema, podRequestSchema, projectRequestSchema } from '../schemas/api.js';
+import { accountSecretsPrefix } from '../schemas/pod.js';
 import type * as z from '../zod.js';
 
 /** Pods, projects and the account: read by every member of the account, written by account admins. */
@@ -9,6 +10,11 @@ import type * as z from '../zod.js';
 export interface DirectoryDeps {
   directory: DirectoryRepository;
   clock: Clock;
+}
+
+/** Saving a pod may register its own task definition first. */
+export interface PodDeps extends DirectoryDeps {
+  taskDefinitions: PodTaskDefinitions;
 }
 
 const requireAccountAdmin = (caller: Caller) => {
@@ -56,22 +62,53 @@ export const getPod = async (deps: DirectoryDeps, caller: Caller, podId: string)
 
 export const listPods = (deps: DirectoryDeps, caller: Caller) => deps.directory.listPods(caller.accountId);
 
+/** Only the account's own secrets: their names are under its prefix. */
+const requireOwnSecrets = (caller: Caller, secrets: Record<string, string>) => {
+  const prefix = accountSecretsPrefix(caller.accountId);
+  const foreign = Object.entries(secrets).filter(([, name]) => !name.startsWith(prefix));
+  if (foreign.length > 0) {
+    throw new ValidationError(
+      `secrets: a pod may name only its account's secrets, whose names begin with ${prefix} (not ${foreign.map(([, name]) => name).join(', ')})`,
+      { secrets: Object.fromEntries(foreign) },
+    );
+  }
+};
+
+/**
+ * A pod with its own image or secrets gets a task definition registered for them before anything
+ * is written: a pod is never stored without the task definition it needs, and a failed
+ * registration leaves the pod as it was (a 503: saving it again is safe).
+ */
+const registerTaskDefinition = async (deps: PodDeps, pod: Pod): Promise<string | undefined> => {
+  try {
+    return await deps.taskDefinitions.register(pod);
+  } catch (err) {
+    throw new ServiceUnavailableError(
+      `pod ${pod.podId} was not saved: its task definition could not be registered; try again`,
+      { podId: pod.podId, cause: err instanceof Error ? err.name : 'unknown' },
+    );
+  }
+};
+
 export const putPod = async (
-  deps: DirectoryDeps,
+  deps: PodDeps,
   caller: Caller,
   podId: string,
   request: z.infer<typeof podRequestSchema>,
 ): Promise<Pod> => {
   requireAccountAdmin(caller);
-  await ensureAccount(deps, caller);
+  requireOwnSecrets(caller, request.secrets);
   const pod: Pod = {
     ...request,
     accountId: caller.accountId,
     podId,
     updatedAt: deps.clock.now().toISOString(),
   };
-  await deps.directory.putPod(pod);
-  return pod;
+  const taskDefinitionArn = await registerTaskDefinition(deps, pod);
+  await ensureAccount(deps, caller);
+  const saved: Pod = taskDefinitionArn === undefined ? pod : { ...pod, taskDefinitionArn };
+  await deps.directory.putPod(saved);
+  return saved;
 };
 
 export const getProject = async (

@@ -15,7 +15,7 @@ import { TransitionRefusedError } from '../domain/errors.js';
 import { type ExecutionState, endingOf, endingOfExecution } from '../domain/execution.js';
 import { randomToken } from '../domain/ids.js';
 import { type ExitReason, executionName, isTerminal, type Run, type RunStatus } from '../domain/run.js';
-import { hasSpendCaps, preflight } from '../domain/tenancy.js';
+import { hasSpendCaps, needsOwnTaskDefinition, preflight } from '../domain/tenancy.js';
 import type {
   Clock,
   DirectoryRepository,
@@ -112,6 +112,8 @@ export const markDeadLetter = async (
 export interface LaunchSettings {
   agentApiUrl: string;
   heartbeatSeconds: number;
+  /** the stack's pod task definition, launched for a pod that has none of its own */
+  stackTaskDefinitionArn: string;
 }
 
 export interface ChecksResult {
@@ -119,6 +121,8 @@ export interface ChecksResult {
   exitReason: ExitReason | null;
   message: string | null;
   launch: {
+    /** the frozen pod's own task definition, or the stack's */
+    taskDefinition: string;
     cpu: string;
     memory: string;
     environment: { Name: string; Value: string }[];
@@ -162,6 +166,14 @@ export const runChecks = async (
   const snapshot = await deps.runs.getSnapshot(runId);
   const frozenPod = snapshot?.pod ?? pod;
   if (!frozenPod) return refuse('cancelled', 'the pod no longer exists');
+  // Saved before its own task definition was registered: the stack's would run it without its image
+  // or its secrets.
+  if (needsOwnTaskDefinition(frozenPod) && !frozenPod.taskDefinitionArn) {
+    return refuse(
+      'cancelled',
+      `pod ${frozenPod.podId} has its own image or secrets but no task definition registered for them; save the pod again (PUT /v1/pods/${frozenPod.podId}) and dispatch anew`,
+    );
+  }
   try {
     await carryOut(deps.runs, run, (r) => provision(r, deps.clock.now()));
   } catch (err) {
@@ -175,6 +187,7 @@ export const runChecks = async (
     exitReason: null,
     message: null,
     launch: {
+      taskDefinition: frozenPod.taskDefinitionArn ?? settings.stackTaskDefinitionArn,
       cpu: String(frozenPod.cpu),
       memory: String(frozenPod.memoryMiB),
       environment: [

@@ -180,7 +180,12 @@ describe('ensureAccount, as the first configuration of an account', () => {
         return found;
       },
     });
-    const putting = putPod({ directory: slow, clock }, caller, 'pod-1', podRequest);
+    const putting = putPod(
+      { directory: slow, clock, taskDefinitions: { register: async () => undefined } },
+      caller,
+      'pod-1',
+      podRequest,
+    );
     const limits = { dailyCapMicroUsd: 1_000_000, monthlyCapMicroUsd: 20_000_000 };
     await setAccountLimits({ directory, clock }, caller, limits);
     release();

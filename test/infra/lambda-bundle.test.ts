@@ -68,6 +68,7 @@ console.log(JSON.stringify(await handler({ runId: 'run_1' }, context)));`;
           TABLE_NAME: 'runs',
           AGENT_API_URL: 'https://agent.example.com',
           POD_HEARTBEAT_SECONDS: '60',
+          POD_TASK_DEFINITION_ARN: 'arn:aws:ecs:us-east-1:123456789012:task-definition/pod:1',
           POWERTOOLS_LOG_LEVEL: 'SILENT',
         },
       });

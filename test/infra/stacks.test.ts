@@ -19,6 +19,7 @@ import {
   ROUTES,
   TABLE,
 } from '../../shared/manifest.js';
+import { POD_SECRETS_PREFIX } from '../../shared/schemas/pod.js';
 
 // One app for the whole file, synthesized once: the same context `cdk synth` reads, minus bundling.
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
@@ -61,6 +62,15 @@ const logicalId = (construct: IConstruct): string => {
   return Stack.of(construct).getLogicalId(cfn);
 };
 const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
+/** What a task definition ARN built with formatArn names after `task-definition/`. */
+const taskDefinitionOf = (resource: unknown): string => {
+  const parts = (resource as { 'Fn::Join': [string, unknown[]] })['Fn::Join'][1];
+  const tail = parts.at(-1);
+  if (typeof tail !== 'string' || !tail.startsWith(':task-definition/')) {
+    throw new Error(`not a task definition ARN: ${JSON.stringify(resource)}`);
+  }
+  return tail.slice(':task-definition/'.length);
+};
 
 /** Every statement of every AWS::IAM::Policy, with the roles it is attached to. */
 const policyStatements = (template: Template): PolicyStatement[] =>
@@ -129,6 +139,7 @@ describe('the CDK app', () => {
       wildcards.map((statement) => ({ roles: statement.roleIds, actions: asArray(statement.Action).sort() })),
     ).toEqual([
       { roles: [executionRoleId], actions: ['ecr:GetAuthorizationToken'] },
+      { roles: [logicalId(stateless.functions.api.role)], actions: ['ecs:DescribeTaskDefinition'] },
       {
         roles: [stateMachineRoleId],
         actions: [
@@ -306,15 +317,16 @@ describe('the stateless stack', () => {
     expect(invocable).toEqual(invoked.map((name) => ({ 'Fn::GetAtt': [functionIds[name], 'Arn'] })));
   });
 
-  it('scopes the state machine to running this pod task definition on this cluster and passing its two roles', () => {
+  it('scopes the state machine to running the stack’s and the pods’ own task definitions on this cluster and passing their two roles', () => {
     const roleId = logicalId(stateless.stateMachine.role);
     const statements = policyStatements(statelessTemplate).filter((statement) =>
       statement.roleIds.includes(roleId),
     );
     const runTask = statements.find((statement) => asArray(statement.Action).includes('ecs:RunTask'));
-    expect(JSON.stringify(runTask?.Resource)).toContain(
-      `:task-definition/${stateless.podTaskDefinition.family}:*`,
-    );
+    expect(asArray(runTask?.Resource).map(taskDefinitionOf)).toEqual([
+      `${stateless.podTaskDefinition.family}:*`,
+      `${stateless.podTaskFamilyPrefix}*`,
+    ]);
     expect(runTask?.Condition).toEqual({
       ArnEquals: { 'ecs:cluster': { 'Fn::GetAtt': [clusterId, 'Arn'] } },
     });
@@ -323,6 +335,66 @@ describe('the stateless stack', () => {
       { 'Fn::GetAtt': [logicalId(stateless.podTaskRole), 'Arn'] },
       { 'Fn::GetAtt': [logicalId(stateless.podTaskDefinition.obtainExecutionRole()), 'Arn'] },
     ]);
+  });
+
+  it('lets only the API register the pods’ own task definitions, under their family prefix, passing only their two roles to ECS tasks', () => {
+    expect(stateless.podTaskFamilyPrefix).toBe(`${stateless.podTaskDefinition.family}-pod-`);
+    expect(stateless.podTaskFamilyPrefix).toMatch(/^[A-Za-z0-9_-]{1,128}$/);
+    const apiRoleId = logicalId(stateless.functions.api.role);
+    const statements = policyStatements(statelessTemplate).filter((statement) =>
+      statement.roleIds.includes(apiRoleId),
+    );
+    const register = statements.find((statement) =>
+      asArray(statement.Action).includes('ecs:RegisterTaskDefinition'),
+    );
+    expect(asArray(register?.Resource).map(taskDefinitionOf)).toEqual([`${stateless.podTaskFamilyPrefix}*`]);
+    const passRole = statements.find((statement) => asArray(statement.Action).includes('iam:PassRole'));
+    expect(passRole?.Resource).toEqual([
+      { 'Fn::GetAtt': [logicalId(stateless.podTaskRole), 'Arn'] },
+      { 'Fn::GetAtt': [logicalId(stateless.podTaskDefinition.obtainExecutionRole()), 'Arn'] },
+    ]);
+    expect(passRole?.Condition).toEqual({
+      StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' },
+    });
+    expect(rolesAllowedTo('iam:PassRole')).toEqual(['api', logicalId(stateless.stateMachine.role)].sort());
+  });
+
+  it('gives the API the stack’s task definition and the pods’ family prefix, and Checks the stack’s task definition', () => {
+    const resources = statelessTemplate.toJSON().Resources as Record<string, { Properties: Json }>;
+    const variablesOf = (fn: FunctionName) =>
+      (resources[functionIds[fn]]?.Properties.Environment as { Variables: Json } | undefined)?.Variables;
+    const taskDefinition = { Ref: logicalId(stateless.podTaskDefinition) };
+    expect(variablesOf('api')).toMatchObject({
+      POD_TASK_DEFINITION_ARN: taskDefinition,
+      POD_TASK_FAMILY_PREFIX: stateless.podTaskFamilyPrefix,
+    });
+    expect(variablesOf('checks')).toMatchObject({ POD_TASK_DEFINITION_ARN: taskDefinition });
+  });
+
+  it('lets only the pods’ task execution role read secrets under the pods prefix, and no other secret', () => {
+    const executionRoleId = logicalId(stateless.podTaskDefinition.obtainExecutionRole());
+    const reads = policyStatements(statelessTemplate).filter(
+      (statement) =>
+        statement.roleIds.includes(executionRoleId) &&
+        asArray(statement.Action).includes('secretsmanager:GetSecretValue'),
+    );
+    expect(reads.map((statement) => statement.Resource)).toEqual([
+      {
+        'Fn::Join': [
+          '',
+          [
+            'arn:',
+            { Ref: 'AWS::Partition' },
+            ':secretsmanager:',
+            { Ref: 'AWS::Region' },
+            ':',
+            { Ref: 'AWS::AccountId' },
+            `:secret:${POD_SECRETS_PREFIX}*`,
+          ],
+        ],
+      },
+    ]);
+    expect(rolesAllowedTo('secretsmanager:GetSecretValue')).not.toContain(logicalId(stateless.podTaskRole));
   });
 
   it('substitutes a value for every placeholder in the ASL file, and nothing else', () => {
@@ -354,6 +426,8 @@ describe('the stateless stack', () => {
     ['states:SendTaskSuccess', ['agentApi', 'api', 'approvals', 'parkPod', 'podStopped']],
     ['states:SendTaskHeartbeat', ['agentApi', 'api', 'parkPod', 'podStopped']],
     ['ecs:StopTask', ['api', 'finalize', 'reconcile', 'startRun']],
+    ['ecs:RegisterTaskDefinition', ['api']],
+    ['ecs:DescribeTaskDefinition', ['api']],
     ['states:DescribeExecution', ['startRun']],
     ['dynamodb:UpdateItem', [...functionNames].sort()],
   ])('grants %s only to %j', (action, expected) => {

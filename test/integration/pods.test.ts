@@ -2,13 +2,15 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CreateSecretCommand } from '@aws-sdk/client-secrets-manager';
+import { GetExecutionHistoryCommand } from '@aws-sdk/client-sfn';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Run } from '../../shared/domain/run.js';
 import type { StepView } from '../../shared/usecases/timeline.js';
 import { git } from '../support/git.js';
 import { api, dispatch, endpoints, waitForRun, waitForTerminal } from './support/api.js';
 import { approvalLinkFor, waitForApproval } from './support/approvals.js';
-import { waitForTaskStopped, wholeStream } from './support/aws.js';
+import { secretsManager, sfn, waitForTaskStopped, wholeStream } from './support/aws.js';
 
 /** The real pod on the local cloud: clones, hooks, Claude Code on the local model, commits pushed. */
 
@@ -259,5 +261,37 @@ describe('waiting on a supervised run', () => {
     expect(run.status).toBe('FAILED');
     expect(run.message).toMatch(/changed .* before its plan was approved/);
     expect(run.approvals ?? []).toEqual([]);
+  });
+});
+
+describe('a pod’s secret', () => {
+  it('reaches the agent, and shows in none of the execution history, the run record, the log or the steps', async () => {
+    const e = endpoints();
+    const name = `execution-runs/pods/${e.accountId}/fixture-secret-${Date.now().toString(36)}`;
+    const value = `sk-fixture-${Date.now().toString(36)}-7f3a9c`;
+    await secretsManager().send(new CreateSecretCommand({ Name: name, SecretString: value }));
+    const podId = await putPod('fixture-agent-secret', {
+      agent: { kind: 'command', command: [process.execPath, FIXTURE_AGENT] },
+      env: { FIXTURE_AGENT: 'secret' },
+      secrets: { FIXTURE_SECRET: name },
+    });
+    const run = await finished({ podId });
+
+    expect(run.status, run.message).toBe('COMPLETED');
+    const steps = await stepsOf(run.runId);
+    // the agent had it: it said it, and what reached the backend is masked
+    expect(steps.map((s) => s.content)).toContain('The secret is ***.');
+    const log = await logOf(run);
+    expect(log).toContainEqual(expect.stringContaining('FIXTURE_SECRET=***'));
+    const history = await sfn().send(
+      new GetExecutionHistoryCommand({ executionArn: run.executionArn as string, maxResults: 1000 }),
+    );
+    const everywhere = [
+      JSON.stringify(history.events),
+      JSON.stringify(await api('GET', `/v1/runs/${run.runId}`)),
+      JSON.stringify(steps),
+      log.join('\n'),
+    ];
+    for (const place of everywhere) expect(place).not.toContain(value);
   });
 });

@@ -6,13 +6,17 @@ import { fileURLToPath } from 'node:url';
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import {
   DescribeClustersCommand,
+  DescribeTaskDefinitionCommand,
   DescribeTasksCommand,
   ECSClient,
   ListTasksCommand,
+  RegisterTaskDefinitionCommand,
+  type RegisterTaskDefinitionCommandInput,
   RunTaskCommand,
   type RunTaskCommandInput,
   StopTaskCommand,
 } from '@aws-sdk/client-ecs';
+import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { POD_HOST_ENTRY } from '../../infra/local/cloud.js';
 import {
@@ -22,6 +26,10 @@ import {
   startEcsEmulator,
 } from '../../infra/local/emulators/ecs.js';
 import { AwsError, startJsonProtocolServer } from '../../infra/local/emulators/json-protocol.js';
+import {
+  type SecretsManagerEmulator,
+  startSecretsManagerEmulator,
+} from '../../infra/local/emulators/secretsmanager.js';
 import { buildPodBundle } from '../../pod/build.js';
 import { startFakeAgentApi } from '../../pod/src/testing/fake-agent-api.js';
 
@@ -29,12 +37,22 @@ const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 const region = 'eu-west-1';
 const cluster = 'runs';
 const logGroupName = '/local/pods';
+/** The pod's task definition as the local cloud registers it: one container, `pod`. */
+const POD_TASK_DEFINITION: RegisterTaskDefinitionCommandInput = {
+  family: 'pod',
+  networkMode: 'awsvpc',
+  requiresCompatibilities: ['FARGATE'],
+  cpu: '1024',
+  memory: '2048',
+  containerDefinitions: [{ name: 'pod', image: 'execution-runs/pod:local', essential: true }],
+};
 
 /** The pod stand-in: what it does is chosen by the MODE variable the task overrides set. */
 const POD_SCRIPT = `
 const { spawn } = require('node:child_process');
 const mode = process.env.MODE;
 console.log('env ' + process.env.RUN_ID + ' ' + process.env.FROM_POD_COMMAND);
+if (process.env.SHOW) console.log(process.env.SHOW + '=' + process.env[process.env.SHOW]);
 if (mode === 'exit') {
   const lines = Number(process.env.LINES || 0);
   let out = '';
@@ -115,9 +133,12 @@ describe('ECS emulator', () => {
   const logsAtStop = new Map<string, string[]>();
   let ecs: ECSClient;
   let emulator: EcsEmulator;
+  let secretsManager: SecretsManagerEmulator;
+  let secretsClient: SecretsManagerClient;
 
   const start = async (overrides: Partial<EcsEmulatorOptions> = {}) => {
     const started = await startEcsEmulator({
+      secrets: { client: secretsClient },
       region,
       accountId: '123456789012',
       podCommand: { command: process.execPath, args: ['-e', POD_SCRIPT], env: { FROM_POD_COMMAND: 'base' } },
@@ -133,6 +154,7 @@ describe('ECS emulator', () => {
       ...overrides,
     });
     emulators.push(started);
+    await clientFor(started).send(new RegisterTaskDefinitionCommand(POD_TASK_DEFINITION));
     return started;
   };
   const clientFor = (target: EcsEmulator) =>
@@ -143,7 +165,7 @@ describe('ECS emulator', () => {
     extra: Partial<RunTaskCommandInput> = {},
   ): RunTaskCommandInput => ({
     cluster: `arn:aws:ecs:${region}:123456789012:cluster/${cluster}`,
-    taskDefinition: 'pod:7',
+    taskDefinition: 'pod',
     launchType: 'FARGATE',
     startedBy: env.RUN_ID,
     overrides: {
@@ -175,6 +197,8 @@ describe('ECS emulator', () => {
     fetch(`${target.url}${path}`, { method: 'POST', body: JSON.stringify(body) });
 
   beforeAll(async () => {
+    secretsManager = await startSecretsManagerEmulator({ region, accountId: '123456789012' });
+    secretsClient = new SecretsManagerClient({ endpoint: secretsManager.url, region, credentials });
     logs = await startFakeLogs();
     logsClient = new CloudWatchLogsClient({ endpoint: logs.server.url, region, credentials });
     emulator = await start();
@@ -184,6 +208,8 @@ describe('ECS emulator', () => {
   afterAll(async () => {
     for (const started of emulators) await started.close();
     await logs.server.close();
+    secretsClient.destroy();
+    await secretsManager.close();
   });
 
   it('starts the pod with the overrides environment and answers like RunTask', async () => {
@@ -193,16 +219,177 @@ describe('ECS emulator', () => {
     expect(taskArn).toMatch(new RegExp(`^arn:aws:ecs:${region}:123456789012:task/${cluster}/[0-9a-f]{32}$`));
     expect(out.tasks?.[0]).toMatchObject({
       clusterArn: `arn:aws:ecs:${region}:123456789012:cluster/${cluster}`,
-      taskDefinitionArn: `arn:aws:ecs:${region}:123456789012:task-definition/pod:7`,
+      taskDefinitionArn: `arn:aws:ecs:${region}:123456789012:task-definition/pod:1`,
       desiredStatus: 'RUNNING',
       startedBy: 'run_A',
       cpu: '1024',
       memory: '2048',
-      containers: [{ name: 'pod', taskArn }],
+      containers: [{ name: 'pod', taskArn, image: 'execution-runs/pod:local' }],
     });
     expect(out.tasks?.[0]?.createdAt).toBeInstanceOf(Date);
     await stopped;
     expect(logsAtStop.get(taskArn)?.[0]).toBe('env run_A base');
+  });
+
+  it('registers task definitions as revisions of their family, and describes one by ARN, family:revision or family', async () => {
+    const family = 'pods-own-acct-1-pod-1';
+    const first = await ecs.send(
+      new RegisterTaskDefinitionCommand({
+        ...POD_TASK_DEFINITION,
+        family,
+        executionRoleArn: 'arn:aws:iam::1:role/x',
+      }),
+    );
+    const second = await ecs.send(new RegisterTaskDefinitionCommand({ ...POD_TASK_DEFINITION, family }));
+
+    const arn = (revision: number) =>
+      `arn:aws:ecs:${region}:123456789012:task-definition/${family}:${revision}`;
+    expect(first.taskDefinition).toMatchObject({
+      taskDefinitionArn: arn(1),
+      family,
+      revision: 1,
+      status: 'ACTIVE',
+      executionRoleArn: 'arn:aws:iam::1:role/x',
+      containerDefinitions: [{ name: 'pod', image: 'execution-runs/pod:local' }],
+    });
+    expect(second.taskDefinition?.taskDefinitionArn).toBe(arn(2));
+    for (const [reference, revision] of [
+      [arn(1), 1],
+      [`${family}:1`, 1],
+      [family, 2],
+    ] as const) {
+      const described = await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: reference }));
+      expect(described.taskDefinition?.revision, reference).toBe(revision);
+    }
+    await expect(
+      ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: `${family}:3` })),
+    ).rejects.toMatchObject({
+      name: 'ClientException',
+    });
+    await expect(
+      ecs.send(new RegisterTaskDefinitionCommand({ ...POD_TASK_DEFINITION, family: 'not/a/family' })),
+    ).rejects.toMatchObject({ name: 'ClientException' });
+  });
+
+  it('runs only a registered task definition', async () => {
+    const unknown = ecs.send(
+      new RunTaskCommand({
+        ...runInput({ RUN_ID: 'run_X', MODE: 'exit', EXIT_CODE: '0' }),
+        taskDefinition: 'nope:1',
+      }),
+    );
+    await expect(unknown).rejects.toMatchObject({
+      name: 'ClientException',
+      message: 'TaskDefinition not found.',
+    });
+  });
+
+  it('starts a task of a pod’s own task definition with its secrets’ values in that pod’s environment only', async () => {
+    const secret = await secretsClient.send(
+      new CreateSecretCommand({ Name: 'execution-runs/pods/acct-1/api-token', SecretString: 'tok-123' }),
+    );
+    const family = 'pods-own-with-secret';
+    const { taskDefinition } = await ecs.send(
+      new RegisterTaskDefinitionCommand({
+        ...POD_TASK_DEFINITION,
+        family,
+        containerDefinitions: [
+          {
+            name: 'pod',
+            image: 'ghcr.io/acme/pod-with-tools:2',
+            environment: [{ name: 'FROM_DEFINITION', value: 'yes' }],
+            secrets: [
+              {
+                name: 'API_TOKEN',
+                valueFrom: `arn:aws:secretsmanager:${region}:123456789012:secret:execution-runs/pods/acct-1/api-token`,
+              },
+            ],
+          },
+        ],
+      }),
+    );
+    const input = runInput({ RUN_ID: 'run_S', MODE: 'exit', EXIT_CODE: '0', SHOW: 'API_TOKEN' });
+    const out = await ecs.send(new RunTaskCommand({ ...input, taskDefinition: family }));
+    const taskArn = out.tasks?.[0]?.taskArn ?? '';
+    const plain = await run({ RUN_ID: 'run_P', MODE: 'exit', EXIT_CODE: '0', SHOW: 'API_TOKEN' });
+    await eventually(() => logsAtStop.has(taskArn) && logsAtStop.has(plain.taskArn));
+    const stopped = events.find((e) => e.detail.taskArn === taskArn && e.detail.lastStatus === 'STOPPED');
+
+    expect(logsAtStop.get(taskArn)).toContain('API_TOKEN=tok-123');
+    expect(logsAtStop.get(plain.taskArn)).toContain('API_TOKEN=undefined');
+    expect(stopped?.detail).toMatchObject({
+      taskDefinitionArn: taskDefinition?.taskDefinitionArn,
+      stopCode: 'EssentialContainerExited',
+      containers: [{ image: 'ghcr.io/acme/pod-with-tools:2', exitCode: 0 }],
+    });
+    const described = await ecs.send(new DescribeTasksCommand({ cluster, tasks: [taskArn] }));
+    expect(described.tasks?.[0]?.taskDefinitionArn).toBe(taskDefinition?.taskDefinitionArn);
+    // the value is in the pod's environment, never in what ECS shows of the task
+    expect(JSON.stringify([out, described, stopped])).not.toContain('tok-123');
+    expect(secret.ARN).toBeTruthy();
+  });
+
+  it('stops a task whose secret does not exist before it starts, as Fargate does', async () => {
+    const family = 'pods-own-missing-secret';
+    await ecs.send(
+      new RegisterTaskDefinitionCommand({
+        ...POD_TASK_DEFINITION,
+        family,
+        containerDefinitions: [
+          {
+            name: 'pod',
+            image: 'execution-runs/pod:local',
+            secrets: [
+              {
+                name: 'GONE',
+                valueFrom: `arn:aws:secretsmanager:${region}:123456789012:secret:execution-runs/pods/acct-1/never-created`,
+              },
+            ],
+          },
+        ],
+      }),
+    );
+    const out = await ecs.send(
+      new RunTaskCommand({ ...runInput({ RUN_ID: 'run_M', MODE: 'sleep' }), taskDefinition: family }),
+    );
+    const taskArn = out.tasks?.[0]?.taskArn ?? '';
+    await eventually(() => logsAtStop.has(taskArn));
+    const changes = events.filter((e) => e.detail.taskArn === taskArn);
+
+    expect(out.tasks?.[0]?.lastStatus).toBe('PROVISIONING');
+    expect(changes.map((e) => e.detail.lastStatus)).toEqual(['STOPPED']);
+    expect(changes[0]?.detail).toMatchObject({
+      stopCode: 'TaskFailedToStart',
+      stoppedReason: expect.stringMatching(
+        /^ResourceInitializationError: unable to pull secrets .*execution-runs\/pods\/acct-1\/never-created.*ResourceNotFoundException/,
+      ),
+      containers: [{ lastStatus: 'STOPPED' }],
+    });
+    expect(changes[0]?.detail.containers[0]?.exitCode).toBeUndefined();
+    expect(logsAtStop.get(taskArn)).toEqual([]);
+    expect(emulator.runningTasks().map((t) => t.taskArn)).not.toContain(taskArn);
+  });
+
+  it('keeps its task definitions across a restart with a persist path', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ecs-persist-'));
+    const persistPath = join(dir, 'ecs.json');
+    try {
+      const first = await start({ persistPath });
+      await clientFor(first).send(
+        new RegisterTaskDefinitionCommand({ ...POD_TASK_DEFINITION, family: 'kept' }),
+      );
+      await first.close();
+      const second = await start({ persistPath });
+      const described = await clientFor(second).send(
+        new DescribeTaskDefinitionCommand({ taskDefinition: 'kept' }),
+      );
+      expect(described.taskDefinition?.revision).toBe(1);
+      // start() registered `pod` again: a new revision of the family, as a redeploy makes
+      const pod = await clientFor(second).send(new DescribeTaskDefinitionCommand({ taskDefinition: 'pod' }));
+      expect(pod.taskDefinition?.revision).toBe(2);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('ships every output line before the STOPPED event of a task that exits by itself', async () => {

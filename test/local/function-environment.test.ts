@@ -31,6 +31,8 @@ const VALUES = {
   AGENT_API_URL: NOWHERE,
   LOG_GROUP_NAME: '/execution-runs/pods',
   STEP_LOG_GROUP_NAME: '/execution-runs/steps',
+  POD_TASK_DEFINITION_ARN: 'arn:aws:ecs:us-east-1:000000000000:task-definition/execution-runs-pod:1',
+  POD_TASK_FAMILY_PREFIX: 'execution-runs-pod-',
   TENANT_CLAIM: 'custom:accountId',
   ACCOUNT_ROLE_CLAIM: 'custom:accountRole',
   LAUNCH_BACKOFF_SECONDS: '5,20',

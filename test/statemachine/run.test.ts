@@ -22,13 +22,13 @@ const substitutions = {
   FinalizeFunctionArn: fn('finalize'),
   RequestApprovalFunctionArn: fn('requestApproval'),
   ClusterArn: 'arn:aws:ecs:us-east-1:000000000000:cluster/runs',
-  TaskDefinitionArn: 'arn:aws:ecs:us-east-1:000000000000:task-definition/pod:1',
   SubnetIds: 'subnet-a,subnet-b',
   SecurityGroupId: 'sg-pod',
   AssignPublicIp: 'DISABLED',
 };
 
 interface Launch {
+  taskDefinition: string;
   cpu: string;
   memory: string;
   environment: { Name: string; Value: string }[];
@@ -67,7 +67,9 @@ interface Received {
 const scenarios = new Map<string, Scenario>();
 const received = new Map<string, Received>();
 
+const STACK_TASK_DEFINITION = 'arn:aws:ecs:us-east-1:000000000000:task-definition/pod:1';
 const launchFor = (runId: string, overrides: Partial<Launch> = {}): Launch => ({
+  taskDefinition: STACK_TASK_DEFINITION,
   cpu: '1024',
   memory: '2048',
   environment: [
@@ -206,7 +208,7 @@ describe('run state machine', () => {
     expect(log.ecs).toEqual([
       {
         Cluster: substitutions.ClusterArn,
-        TaskDefinition: substitutions.TaskDefinitionArn,
+        TaskDefinition: STACK_TASK_DEFINITION,
         LaunchType: 'FARGATE',
         StartedBy: runId,
         NetworkConfiguration: {
@@ -247,6 +249,29 @@ describe('run state machine', () => {
     expect(podWait?.taskScheduledEventDetails).toMatchObject({
       heartbeatInSeconds: 60,
       timeoutInSeconds: 3600,
+    });
+  });
+
+  it('launches the task definition Checks chose, on every attempt: a pod’s own carries its image and secrets', async () => {
+    const runId = 'run_own_task_definition';
+    const own = 'arn:aws:ecs:us-east-1:000000000000:task-definition/pod-pod-acct-1-pod-1-0123456789abcdef:4';
+    const { executionArn, log } = await startRun(runId, {
+      checks: passed(runId, { taskDefinition: own }),
+      launches: ['noCapacity', 'started'],
+      retries: [{ retry: true, waitSeconds: 0, attempt: 2 }],
+    });
+    const { taskToken } = await parked(log);
+    await client.send(
+      new SendTaskSuccessCommand({ taskToken, output: JSON.stringify({ outcome: 'completed' }) }),
+    );
+    await finalized(executionArn, log);
+
+    expect(log.ecs.map((parameters) => parameters.TaskDefinition)).toEqual([own, own]);
+    // only the environment Checks chose is overridden: no secret reaches the launch's parameters
+    expect(log.ecs[0]?.Overrides).toEqual({
+      Cpu: '1024',
+      Memory: '2048',
+      ContainerOverrides: [{ Name: 'pod', Environment: launchFor(runId).environment }],
     });
   });
 

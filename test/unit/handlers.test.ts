@@ -9,6 +9,7 @@ import type {
   GitCredentials,
   LogReader,
   Orchestrator,
+  PodTaskDefinitions,
   RunList,
   RunQueue,
   Sandbox,
@@ -38,6 +39,8 @@ vi.hoisted(() => {
     CLUSTER_ARN: 'arn:aws:ecs:us-east-1:1:cluster/c',
     LOG_GROUP_NAME: '/pods',
     STEP_LOG_GROUP_NAME: '/steps',
+    POD_TASK_DEFINITION_ARN: 'arn:aws:ecs:us-east-1:1:task-definition/pod:1',
+    POD_TASK_FAMILY_PREFIX: 'pod-',
     AWS_REGION: 'us-east-1',
     CURSOR_SIGNING_SECRET: 'c'.repeat(32),
   });
@@ -133,6 +136,7 @@ describe('api handler: dispatch', () => {
       queue,
       signals: {} as TaskSignals,
       sandbox: {} as Sandbox,
+      taskDefinitions: {} as PodTaskDefinitions,
       logs: {} as LogReader,
       stepContent: {} as StepContentStore,
       cursorKey: async () => 'c'.repeat(32),
@@ -211,6 +215,46 @@ describe('api handler: dispatch', () => {
     );
     expect(res.statusCode).toBe(400);
     expect(d.runs.create).not.toHaveBeenCalled();
+  });
+});
+
+describe('api handler: pods', () => {
+  const putPodEvent = (body: unknown) =>
+    httpEvent('PUT /v1/pods/{podId}', {
+      pathParameters: { podId: 'pod-1' },
+      body: JSON.stringify(body),
+      claims: { sub: 'root', 'custom:accountId': 'acct-1', 'custom:accountRole': 'admin' },
+    });
+  const pod = {
+    name: 'Pod',
+    cpu: 1024,
+    memoryMiB: 2048,
+    agent: { kind: 'demo' },
+    image: 'registry.example/p:1',
+  };
+
+  it('answers 503 with a clear error, and stores nothing, when the task definition cannot be registered', async () => {
+    const directory = { getAccount: vi.fn(), createAccount: vi.fn(), putPod: vi.fn() };
+    const deps = {
+      directory,
+      taskDefinitions: {
+        register: vi.fn(async () => {
+          throw new Error('socket hang up');
+        }),
+      },
+      clock,
+    } as unknown as Parameters<typeof makeApi>[0];
+    const claims = { tenant: 'custom:accountId', accountRole: 'custom:accountRole' };
+
+    const res = await makeApi(deps, claims)(putPodEvent(pod), lambdaContext());
+
+    expect(res.statusCode).toBe(503);
+    expect(JSON.parse(res.body).error).toMatchObject({
+      code: 'ServiceUnavailable',
+      message: expect.stringContaining('its task definition could not be registered'),
+    });
+    expect(directory.putPod).not.toHaveBeenCalled();
+    expect(directory.createAccount).not.toHaveBeenCalled();
   });
 });
 

@@ -208,7 +208,15 @@ describe('sweepQueued', () => {
 });
 
 describe('runChecks', () => {
-  const settings = { agentApiUrl: 'https://api.example', heartbeatSeconds: 60 };
+  const STACK = 'arn:aws:ecs:us-east-1:1:task-definition/pod:3';
+  const OWN = 'arn:aws:ecs:us-east-1:1:task-definition/pod-pod-acct-1-pod-1-0123456789abcdef:2';
+  const settings = {
+    agentApiUrl: 'https://api.example',
+    heartbeatSeconds: 60,
+    stackTaskDefinitionArn: STACK,
+  };
+  const seedWithPod = (pod: Parameters<typeof podFactory>[0]) =>
+    runs.put(runFactory({ runId: RUN_ID, status: 'QUEUED' }), {}, snapshotFactory({ pod: podFactory(pod) }));
 
   it('provisions the run and hands the launch a one-time code, keeping only its hash', async () => {
     seed('QUEUED');
@@ -220,6 +228,28 @@ describe('runChecks', () => {
     const secrets = runs.secrets.get(RUN_ID);
     expect(secrets?.launchCodeHash).toMatch(/^[0-9a-f]{64}$/);
     expect(JSON.stringify(secrets)).not.toContain(environment.AGENT_LAUNCH_CODE);
+  });
+
+  it('launches the stack’s task definition for a pod without one of its own', async () => {
+    seed('QUEUED');
+    expect((await runChecks(deps, settings, RUN_ID)).launch?.taskDefinition).toBe(STACK);
+  });
+
+  it('launches the task definition registered for the frozen pod, whatever the pod became since', async () => {
+    seedWithPod({ image: 'registry.example/pod:1', taskDefinitionArn: OWN });
+    vi.mocked(deps.directory.getPod).mockResolvedValue(podFactory({ taskDefinitionArn: `${OWN}0` }));
+    expect((await runChecks(deps, settings, RUN_ID)).launch?.taskDefinition).toBe(OWN);
+  });
+
+  it('launches nothing for a pod with secrets but no task definition of its own, saying how to mend it', async () => {
+    seedWithPod({ secrets: { TOKEN: 'execution-runs/pods/acct-1/t' } });
+    expect(await runChecks(deps, settings, RUN_ID)).toMatchObject({
+      ok: false,
+      exitReason: 'cancelled',
+      message: expect.stringContaining('save the pod again (PUT /v1/pods/pod-1)'),
+      launch: null,
+    });
+    expect(runs.stored(RUN_ID).status).toBe('QUEUED');
   });
 
   it('launches nothing for a run that ended meanwhile (stopped during a back-off)', async () => {
@@ -286,6 +316,27 @@ describe('onPodStopped', () => {
       message: 'the sandbox stopped (EssentialContainerExited: exited, exit code 137)',
     });
     expect(deps.signals.failTask).toHaveBeenCalledWith('wait', 'Pod.Interrupted', expect.any(String));
+  });
+
+  it('fails a run whose task never started (a secret it could not read), before its task was even recorded', async () => {
+    seed('PROVISIONING');
+    const stoppedReason =
+      'ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to retrieve secret from asm: ResourceNotFoundException';
+    await onPodStopped(deps, {
+      taskArn: TASK,
+      startedBy: RUN_ID,
+      stopCode: 'TaskFailedToStart',
+      stoppedReason,
+      containers: [{ name: 'pod' }],
+    });
+    expect(runs.stored(RUN_ID)).toMatchObject({
+      status: 'FAILED',
+      exitReason: 'interrupted',
+      stopCode: 'TaskFailedToStart',
+      stoppedReason,
+      message: `the sandbox stopped (TaskFailedToStart: ${stoppedReason})`,
+    });
+    expect(runs.stored(RUN_ID).containerExitCode).toBeUndefined();
   });
 
   it('leaves a run that reported its result, and ignores an earlier launch’s task', async () => {

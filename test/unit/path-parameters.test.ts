@@ -13,6 +13,8 @@ vi.hoisted(() => {
     CLUSTER_ARN: 'arn:aws:ecs:us-east-1:1:cluster/c',
     LOG_GROUP_NAME: '/pods',
     STEP_LOG_GROUP_NAME: '/steps',
+    POD_TASK_DEFINITION_ARN: 'arn:aws:ecs:us-east-1:1:task-definition/pod:1',
+    POD_TASK_FAMILY_PREFIX: 'pod-',
     AWS_REGION: 'us-east-1',
     CURSOR_SIGNING_SECRET: 'c'.repeat(32),
     APPROVAL_SIGNING_SECRET: 'a'.repeat(32),

@@ -104,6 +104,12 @@ describe('PUT /v1/pods/{podId} body', () => {
       ['secrets', 'TOKEN'],
     ],
     ['an image with a space', { image: 'my image' }, ['image']],
+    [
+      'an image reference longer than ECS takes',
+      { image: `registry.example/${'a'.repeat(240)}:1` },
+      ['image'],
+    ],
+    ['an image with a character ECS refuses', { image: 'registry.example/pod:1!' }, ['image']],
   ])('refuses %s, naming the field', (_, over, path) => {
     const issues = issuesOf(withAgent(over));
     expect(issues.length).toBeGreaterThan(0);
@@ -113,7 +119,7 @@ describe('PUT /v1/pods/{podId} body', () => {
   it('takes a secret under the pods prefix and an image reference', () => {
     const parsed = podRequestSchema.parse(
       withAgent({
-        image: '123456789012.dkr.ecr.eu-west-1.amazonaws.com/agents:1.2',
+        image: '123456789012.dkr.ecr.eu-west-1.amazonaws.com/agents@sha256:0123abcd',
         secrets: { ANTHROPIC_API_KEY: 'execution-runs/pods/anthropic' },
       }),
     );

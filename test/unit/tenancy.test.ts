@@ -6,6 +6,7 @@ import {
   capReached,
   hasProjectRole,
   hasSpendCaps,
+  needsOwnTaskDefinition,
   type ProjectRole,
   preflight,
   projectRoleOf,
@@ -165,5 +166,16 @@ describe('preflight: what stops a run before anything is launched, first reason 
     ['nothing when all is well', account(), pod, overCap, { ok: true }],
   ] as const)('stops at %s', (_, acct, thePod, spend, outcome) => {
     expect(preflight(thePod, acct, spend)).toEqual(outcome);
+  });
+});
+
+describe('needsOwnTaskDefinition', () => {
+  it.each([
+    ['neither an image nor secrets', {}, false],
+    ['an image of its own', { image: 'registry.example/pod:1' }, true],
+    ['a secret', { secrets: { TOKEN: 'execution-runs/pods/acct-1/t' } }, true],
+    ['both', { image: 'registry.example/pod:1', secrets: { TOKEN: 'execution-runs/pods/acct-1/t' } }, true],
+  ])('says whether a pod with %s needs a task definition of its own', (_, over, needed) => {
+    expect(needsOwnTaskDefinition(podFactory(over))).toBe(needed);
   });
 });

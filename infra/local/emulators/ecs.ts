@@ -11,16 +11,23 @@ import {
   CreateLogStreamCommand,
   PutLogEventsCommand,
 } from '@aws-sdk/client-cloudwatch-logs';
+import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { EventBridgeEvent } from 'aws-lambda';
 import { z } from 'zod';
 import { POD_CONTAINER_NAME } from '../../../shared/manifest.js';
 import { AwsError, sendJson, startJsonProtocolServer } from './json-protocol.js';
+import { loadState, saveState } from './persistence.js';
 import { type PodHostCommand, podHost } from './pod-host.js';
 
 /**
- * ECS for the local cloud: RunTask starts the pod as a child process (its own process group, so the
+ * ECS for the local cloud: task definitions are registered and described, with revisions per family;
+ * RunTask runs a registered one, starting the pod as a child process (its own process group, so the
  * pod and everything it spawns stop together, like a container), or as a pod in a shared host process
- * (pod-host.ts), with the container overrides' environment. Its output goes to CloudWatch Logs the way the awslogs driver ships it, and a stopped
+ * (pod-host.ts), with the environment of its container definition and of the container overrides,
+ * and the values of its `secrets`, read from Secrets Manager as the task starts (as the ECS agent
+ * reads them with the execution role): a secret that cannot be read stops the task before it starts.
+ * The container's image is recorded but not pulled: every pod runs the pod command (there is no
+ * Docker here). Its output goes to CloudWatch Logs the way the awslogs driver ships it, and a stopped
  * task raises the "ECS Task State Change" event EventBridge would deliver.
  */
 
@@ -48,6 +55,7 @@ export interface EcsTaskStateChangeDetail {
     containerArn: string;
     taskArn: string;
     lastStatus: string;
+    image?: string;
     exitCode?: number;
     reason?: string;
   }[];
@@ -77,6 +85,10 @@ export interface EcsEmulatorOptions {
   launchLimits?: { burst: number; perSecond: number } | false;
   /** StopTask sends SIGTERM, then SIGKILL after this long (ECS's stopTimeout) */
   stopTimeoutMs?: number;
+  /** where the tasks' secrets are read as they start; without it a task with secrets fails to start */
+  secrets?: { client: SecretsManagerClient };
+  /** a JSON file: the registered task definitions are loaded from it on start and saved to it on close */
+  persistPath?: string;
 }
 
 export interface RunningTask {
@@ -113,6 +125,8 @@ interface Task {
   container: {
     name: string;
     containerArn: string;
+    /** recorded as ECS shows it; the local pod runs the pod command whatever the image */
+    image?: string;
     lastStatus: 'PENDING' | 'RUNNING' | 'STOPPED';
     exitCode?: number;
     reason?: string;
@@ -159,6 +173,28 @@ const MAX_EVENT_BYTES = 256 * 1024 - EVENT_OVERHEAD_BYTES - 3;
 const LOG_BACKLOG_BYTES = 8 * 1024 * 1024;
 
 const keyValueSchema = z.object({ name: z.string(), value: z.string() });
+const containerDefinitionSchema = z
+  .object({
+    name: z.string({ error: 'Container.name should not be null or empty.' }).min(1),
+    image: z.string({ error: 'Container.image should not be null or empty.' }).min(1),
+    environment: z.array(keyValueSchema).optional(),
+    secrets: z.array(z.object({ name: z.string().min(1), valueFrom: z.string().min(1) })).optional(),
+  })
+  .loose();
+const registerTaskDefinitionInput = z
+  .object({
+    family: z
+      .string({ error: 'Family should not be null or empty.' })
+      .regex(/^[A-Za-z0-9_-]{1,255}$/, 'Family contains invalid characters or is longer than 255.'),
+    containerDefinitions: z
+      .array(containerDefinitionSchema)
+      .min(1, 'TaskDefinition must contain at least one container definition.'),
+    cpu: z.string().optional(),
+    memory: z.string().optional(),
+    requiresCompatibilities: z.array(z.string()).optional(),
+  })
+  .loose();
+const describeTaskDefinitionInput = z.object({ taskDefinition: z.string().min(1) });
 const runTaskInput = z.object({
   cluster: z.string().optional(),
   taskDefinition: z
@@ -207,13 +243,29 @@ const faultsInput = z.object({
 const killInput = z.object({ taskArn: z.string().min(1), signal: z.string().optional() });
 const launchLimitsInput = z.object({ burst: z.number().int().positive(), perSecond: z.number().positive() });
 
-const parse = <T>(schema: z.ZodType<T>, input: unknown): T => {
+const parse = <T>(schema: z.ZodType<T>, input: unknown, code = 'InvalidParameterException'): T => {
   const result = schema.safeParse(input);
   if (!result.success) {
-    throw new AwsError('InvalidParameterException', result.error.issues.map((i) => i.message).join('; '));
+    throw new AwsError(code, result.error.issues.map((i) => i.message).join('; '));
   }
   return result.data;
 };
+
+type ContainerDefinition = z.infer<typeof containerDefinitionSchema>;
+
+/** A registered revision: what RegisterTaskDefinition was given, and what ECS adds. */
+interface RegisteredTaskDefinition {
+  taskDefinitionArn: string;
+  family: string;
+  revision: number;
+  /** epoch ms */
+  registeredAt: number;
+  definition: z.infer<typeof registerTaskDefinitionInput>;
+}
+
+interface PersistedState {
+  taskDefinitions: RegisteredTaskDefinition[];
+}
 
 const epochSeconds = (date: Date | undefined) => (date ? date.getTime() / 1000 : undefined);
 const isoOrUndefined = (date: Date | undefined) => date?.toISOString();
@@ -403,6 +455,12 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
   const limits = opts.launchLimits === undefined ? { burst: 100, perSecond: 20 } : opts.launchLimits;
   let launchBucket = limits ? new TokenBucket(limits.burst, limits.perSecond) : undefined;
   const tasks = new Map<string, Task>();
+  /** revisions by family, oldest first */
+  const taskDefinitions = new Map<string, RegisteredTaskDefinition[]>();
+  const saved = opts.persistPath ? await loadState<PersistedState>(opts.persistPath) : undefined;
+  for (const registered of saved?.taskDefinitions ?? []) {
+    taskDefinitions.set(registered.family, [...(taskDefinitions.get(registered.family) ?? []), registered]);
+  }
   const clusterNames = new Set<string>();
   const faults = { failures: { reason: '', times: 0 }, throw: { code: '', times: 0 } };
   let closing = false;
@@ -412,11 +470,23 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
     return value.startsWith('arn:') ? value.slice(value.lastIndexOf('/') + 1) : value;
   };
   const clusterArnOf = (name: string) => `arn:aws:ecs:${region}:${accountId}:cluster/${name}`;
-  const taskDefinitionArnOf = (value: string) => {
-    if (value.startsWith('arn:')) return value;
-    const [family, revision] = value.split(':');
-    return `arn:aws:ecs:${region}:${accountId}:task-definition/${family}:${revision ?? '1'}`;
+  /** `family` (its latest revision), `family:revision` or the ARN, as RunTask and DescribeTaskDefinition take it */
+  const findTaskDefinition = (reference: string): RegisteredTaskDefinition | undefined => {
+    const name = reference.startsWith('arn:') ? reference.slice(reference.indexOf('/') + 1) : reference;
+    const [family = '', revision] = name.split(':');
+    const revisions = taskDefinitions.get(family) ?? [];
+    return revision === undefined ? revisions.at(-1) : revisions.find((r) => String(r.revision) === revision);
   };
+  const describeTaskDefinitionOf = (registered: RegisteredTaskDefinition) => ({
+    ...registered.definition,
+    taskDefinitionArn: registered.taskDefinitionArn,
+    family: registered.family,
+    revision: registered.revision,
+    status: 'ACTIVE',
+    compatibilities: [...new Set(['EC2', ...(registered.definition.requiresCompatibilities ?? [])])],
+    requiresCompatibilities: registered.definition.requiresCompatibilities,
+    registeredAt: registered.registeredAt / 1000,
+  });
   const findTask = (cluster: string | undefined, ref: string): Task | undefined => {
     const clusterName = clusterNameOf(cluster);
     const task = tasks.get(ref.slice(ref.lastIndexOf('/') + 1));
@@ -463,7 +533,7 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
     };
   };
 
-  const startContainer = (environment: Record<string, string>): Container =>
+  const startProcess = (environment: Record<string, string>): Container =>
     hosted
       ? hosted.start({ AWS_REGION: region, AWS_DEFAULT_REGION: region, ...opts.podHost?.env, ...environment })
       : processContainer(environment);
@@ -545,7 +615,64 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
     }
   };
 
-  const launch = (task: Task, environment: Record<string, string>): Promise<void> => {
+  const markStopped = (task: Task) => {
+    task.lastStatus = 'STOPPED';
+    task.container.lastStatus = 'STOPPED';
+    task.desiredStatus = 'STOPPED';
+    task.stoppedAt = new Date();
+    task.version++;
+    emit(task);
+  };
+
+  /**
+   * The values of the container's secrets, read as the ECS agent reads them with the execution role:
+   * each `valueFrom` (a secret's name, ARN or partial ARN) asked of Secrets Manager as it is.
+   */
+  const readSecrets = async (secrets: NonNullable<ContainerDefinition['secrets']>) => {
+    const values: Record<string, string> = {};
+    for (const { name, valueFrom } of secrets) {
+      try {
+        if (!opts.secrets) throw new Error('no Secrets Manager to read secrets from');
+        const { SecretString } = await opts.secrets.client.send(
+          new GetSecretValueCommand({ SecretId: valueFrom }),
+        );
+        if (SecretString === undefined) throw new Error('the secret has no string value');
+        values[name] = SecretString;
+      } catch (err) {
+        const cause = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+        throw new Error(
+          `ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to retrieve secret from asm: service call has been retried 1 time(s): failed to fetch secret ${valueFrom} from secrets manager: ${cause}`,
+        );
+      }
+    }
+    return values;
+  };
+
+  /**
+   * The task's secrets first, then its container. A secret that cannot be read stops the task before
+   * its container starts (TaskFailedToStart), as on Fargate; so does a stop that came meanwhile.
+   */
+  const launch = async (
+    task: Task,
+    environment: Record<string, string>,
+    secrets: ContainerDefinition['secrets'] = [],
+  ): Promise<void> => {
+    if (secrets.length > 0) {
+      let values: Record<string, string>;
+      try {
+        values = await readSecrets(secrets);
+      } catch (err) {
+        task.stopCode = 'TaskFailedToStart';
+        task.stoppedReason = (err as Error).message.slice(0, 1024);
+        return markStopped(task);
+      }
+      if (task.desiredStatus === 'STOPPED' || closing) return markStopped(task);
+      environment = { ...environment, ...values };
+    }
+    return startContainer(task, environment);
+  };
+
+  const startContainer = (task: Task, environment: Record<string, string>): Promise<void> => {
     const shipper = new LogShipper(
       opts.logs.client,
       opts.logs.logGroupName,
@@ -562,12 +689,7 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
         // the log must be complete by the time anyone sees STOPPED
         if (closing) shipper.discard();
         else await shipper.close();
-        task.lastStatus = 'STOPPED';
-        task.container.lastStatus = 'STOPPED';
-        task.desiredStatus = 'STOPPED';
-        task.stoppedAt = new Date();
-        task.version++;
-        emit(task);
+        markStopped(task);
         resolve();
       };
       const failToStart = (err: Error) => {
@@ -579,7 +701,7 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
 
       let container: Container;
       try {
-        container = startContainer(environment);
+        container = startProcess(environment);
       } catch (err) {
         failToStart(err as Error);
         return;
@@ -621,6 +743,8 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
         failures: Array.from({ length: count }, () => ({ reason: faults.failures.reason })),
       };
     }
+    const registered = findTaskDefinition(input.taskDefinition);
+    if (!registered) throw new AwsError('ClientException', 'TaskDefinition not found.');
     if (launchBucket && !launchBucket.take(count)) throw new AwsError('ThrottlingException', 'Rate exceeded');
     pruneStopped();
 
@@ -628,8 +752,20 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
     clusterNames.add(clusterName);
     const containerOverride = input.overrides?.containerOverrides?.[0];
     const containerName = containerOverride?.name ?? POD_CONTAINER_NAME;
+    const containers = registered.definition.containerDefinitions;
+    const container = containers.find((c) => c.name === containerName);
+    if (!container) {
+      throw new AwsError(
+        'InvalidParameterException',
+        `Override for container named ${containerName} is not a container in the TaskDefinition.`,
+      );
+    }
+    // the container definition's variables, then the overrides', as ECS merges them
     const overridden = Object.fromEntries(
-      (containerOverride?.environment ?? []).map((kv) => [kv.name, kv.value]),
+      [...(container.environment ?? []), ...(containerOverride?.environment ?? [])].map((kv) => [
+        kv.name,
+        kv.value,
+      ]),
     );
     const started: Task[] = [];
     for (let i = 0; i < count; i++) {
@@ -642,16 +778,17 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
         taskId,
         clusterArn: clusterArnOf(clusterName),
         clusterName,
-        taskDefinitionArn: taskDefinitionArnOf(input.taskDefinition),
+        taskDefinitionArn: registered.taskDefinitionArn,
         launchType: input.launchType ?? 'FARGATE',
         startedBy: input.startedBy,
         group: input.group,
-        cpu: input.overrides?.cpu ?? '256',
-        memory: input.overrides?.memory ?? '512',
+        cpu: input.overrides?.cpu ?? registered.definition.cpu ?? '256',
+        memory: input.overrides?.memory ?? registered.definition.memory ?? '512',
         overrides: input.overrides ?? { containerOverrides: [] },
         container: {
           name: containerName,
           containerArn: `arn:aws:ecs:${region}:${accountId}:container/${clusterName}/${taskId}/${randomUUID()}`,
+          image: container.image,
           lastStatus: 'PENDING',
         },
         lastStatus: 'PROVISIONING',
@@ -661,10 +798,32 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
         stopped: Promise.resolve(),
       };
       tasks.set(taskId, task);
-      task.stopped = launch(task, environment);
+      task.stopped = launch(task, environment, container.secrets);
       started.push(task);
     }
     return { tasks: started.map(describe), failures: [] };
+  };
+
+  const registerTaskDefinition = (raw: Record<string, unknown>) => {
+    const definition = parse(registerTaskDefinitionInput, raw, 'ClientException');
+    const revisions = taskDefinitions.get(definition.family) ?? [];
+    const revision = (revisions.at(-1)?.revision ?? 0) + 1;
+    const registered: RegisteredTaskDefinition = {
+      taskDefinitionArn: `arn:aws:ecs:${region}:${accountId}:task-definition/${definition.family}:${revision}`,
+      family: definition.family,
+      revision,
+      registeredAt: Date.now(),
+      definition,
+    };
+    taskDefinitions.set(definition.family, [...revisions, registered]);
+    return { taskDefinition: describeTaskDefinitionOf(registered) };
+  };
+
+  const describeTaskDefinition = (raw: Record<string, unknown>) => {
+    const input = parse(describeTaskDefinitionInput, raw, 'ClientException');
+    const registered = findTaskDefinition(input.taskDefinition);
+    if (!registered) throw new AwsError('ClientException', 'Unable to describe task definition.');
+    return { taskDefinition: describeTaskDefinitionOf(registered) };
   };
 
   const stopTask = (raw: Record<string, unknown>) => {
@@ -768,6 +927,8 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
       targetPrefix: 'AmazonEC2ContainerServiceV20141113',
       errorNamespace: 'com.amazonaws.ecs',
       operations: {
+        RegisterTaskDefinition: registerTaskDefinition,
+        DescribeTaskDefinition: describeTaskDefinition,
         RunTask: runTask,
         StopTask: stopTask,
         DescribeTasks: describeTasks,
@@ -826,6 +987,10 @@ export const startEcsEmulator = async (opts: EcsEmulatorOptions): Promise<EcsEmu
         await Promise.all(pending.map((t) => t.stopped));
         hosted?.kill();
         process.removeListener('exit', killAllOnExit);
+        if (opts.persistPath) {
+          const state: PersistedState = { taskDefinitions: [...taskDefinitions.values()].flat() };
+          await saveState(opts.persistPath, state);
+        }
         await server.close();
       })();
       return closed;

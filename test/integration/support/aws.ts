@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { CloudWatchLogsClient, GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeTasksCommand, ECSClient } from '@aws-sdk/client-ecs';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
@@ -45,6 +46,8 @@ export const wholeStream = async (logStreamName: string): Promise<string[]> => {
 export const sqs = () => new SQSClient({ ...config(), endpoint: endpoints().services.sqs });
 export const sfn = () => new SFNClient({ ...config(), endpoint: endpoints().services.stepfunctions });
 export const ecs = () => new ECSClient({ ...config(), endpoint: endpoints().services.ecs });
+export const secretsManager = () =>
+  new SecretsManagerClient({ ...config(), endpoint: endpoints().services.secretsmanager });
 export const dynamodb = () => new DynamoDBClient({ ...config(), endpoint: endpoints().services.dynamodb });
 /** The same, with the document client's plain values. */
 export const dynamo = () => DynamoDBDocumentClient.from(dynamodb());
