@@ -150,6 +150,7 @@ const env = readEnv(
   'STEP_LOG_GROUP_NAME',
   'POD_TASK_DEFINITION_ARN',
   'POD_TASK_FAMILY_PREFIX',
+  'POD_MODELS',
 );
 export const handler = makeHandler(
   {
@@ -165,6 +166,7 @@ export const handler = makeHandler(
       baseTaskDefinitionArn: env.POD_TASK_DEFINITION_ARN,
       familyPrefix: env.POD_TASK_FAMILY_PREFIX,
     }),
+    podModels: env.POD_MODELS,
     clock: systemClock,
     logs: logReader(env.LOG_GROUP_NAME),
     stepContent: stepContentStore(env.STEP_LOG_GROUP_NAME),

@@ -57,6 +57,21 @@ const envSchema = z.object({
   /** The page cursors' signing key (the API's own), given the same two ways. */
   CURSOR_SECRET_ARN: z.optional(z.string()),
   CURSOR_SIGNING_SECRET: z.optional(z.string()),
+  /**
+   * The models a Claude Code pod may name, comma-separated: on AWS the Bedrock models the pods' task
+   * role may invoke. Unset (locally): any.
+   */
+  POD_MODELS: z.optional(
+    z.pipe(
+      z.string(),
+      z.transform((list) =>
+        list
+          .split(',')
+          .map((model) => model.trim())
+          .filter(Boolean),
+      ),
+    ),
+  ),
   /** the local cloud's git server, whose tokens are the pods' git credentials; unset on AWS for now */
   LOCAL_GIT_SERVER_URL: z.optional(z.url()),
 });

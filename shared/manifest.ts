@@ -123,6 +123,8 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
       // PUT /v1/pods registers the task definition of a pod with its own image or secrets
       'POD_TASK_DEFINITION_ARN',
       'POD_TASK_FAMILY_PREFIX',
+      // a Claude Code pod may name only a model the pods' task role may invoke
+      'POD_MODELS',
       ...CLAIMS,
       ...CURSOR_SECRET,
     ],

@@ -93,6 +93,45 @@ const priceTableEnvironment = (context: unknown): Record<string, string> => {
   return { PRICE_TABLE: JSON.stringify(JSON.parse(json)) };
 };
 
+/** The Bedrock models pods may use unless the CDK context `podModels` names others. */
+export const DEFAULT_POD_MODELS = [
+  'us.anthropic.claude-sonnet-4-5-20250929-v1:0',
+  'us.anthropic.claude-haiku-4-5-20251001-v1:0',
+];
+
+/** A Bedrock model id (`anthropic.claude-…-v1:0`), or a cross-region inference profile's (`us.` before it). */
+const BEDROCK_MODEL_ID = /^(?:(?<geography>[a-z]+(?:-[a-z]+)?)\.)?(?<model>[a-z]+\.[a-z0-9-]+(?::\d+)?)$/;
+
+export interface PodModel {
+  id: string;
+  /** the foundation model behind it, which Bedrock checks too when a profile routes a request */
+  foundationModel: string;
+  /** a cross-region inference profile: its requests may be served from any region of its geography */
+  crossRegion: boolean;
+}
+
+/**
+ * The models from the CDK context `podModels` (a list, or comma-separated text with -c), checked at
+ * synth: the task role may invoke exactly these, and the API refuses a pod naming another.
+ */
+export const podModelsFrom = (context: unknown): PodModel[] => {
+  const ids =
+    context === undefined || context === ''
+      ? DEFAULT_POD_MODELS
+      : typeof context === 'string'
+        ? context.split(',').map((id) => id.trim())
+        : Array.isArray(context) && context.every((id) => typeof id === 'string')
+          ? context
+          : undefined;
+  if (!ids?.length) throw new Error('context "podModels" must list Bedrock model ids');
+  return ids.map((id) => {
+    const parts = BEDROCK_MODEL_ID.exec(id)?.groups;
+    if (!parts?.model)
+      throw new Error(`context "podModels": ${id} is not a Bedrock model or inference profile id`);
+    return { id, foundationModel: parts.model, crossRegion: parts.geography !== undefined };
+  });
+};
+
 /** Why a route has no API Gateway authorizer, for the cdk-nag acknowledgements. */
 const UNAUTHORIZED_ROUTE_REASONS: Record<Exclude<RouteAuth, 'jwt'>, string> = {
   agent:
@@ -144,6 +183,7 @@ export class StatelessStack extends Stack {
   public readonly podTaskFamilyPrefix: string;
   public readonly eventDeliveryDeadLetterQueue: sqs.Queue;
   public readonly signingSecrets: Record<SigningPurpose, secretsmanager.Secret>;
+  public readonly podModels: PodModel[];
 
   constructor(scope: Construct, id: string, props: StatelessStackProps) {
     super(scope, id, props);
@@ -158,10 +198,8 @@ export class StatelessStack extends Stack {
       vpc: this.vpc,
       containerInsightsV2: ecs.ContainerInsights.ENABLED,
     });
-    this.podTaskRole = new iam.Role(this, 'PodTaskRole', {
-      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
-      description: 'Sandbox pod: runs untrusted repository code, so it is granted nothing at all',
-    });
+    this.podModels = podModelsFrom(this.node.tryGetContext('podModels'));
+    this.podTaskRole = this.createPodTaskRole();
     this.podTaskDefinition = this.createPodTaskDefinition(props.podLogGroup);
     this.podTaskFamilyPrefix = `${this.podTaskDefinition.family}-pod-`;
 
@@ -204,6 +242,50 @@ export class StatelessStack extends Stack {
         },
       },
     });
+  }
+
+  /**
+   * The pod runs untrusted repository code, so its role may do one thing: invoke the deployment's pod
+   * models on Amazon Bedrock (Claude Code reaches the model with the task role, no API key).
+   */
+  private createPodTaskRole(): iam.Role {
+    const role = new iam.Role(this, 'PodTaskRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description:
+        'Sandbox pod: runs untrusted repository code, so it may only invoke the pod models on Bedrock',
+    });
+    const foundationModelArn = (model: PodModel) =>
+      this.formatArn({
+        service: 'bedrock',
+        // a cross-region profile routes a request to its foundation model in any region of its geography
+        region: model.crossRegion ? '*' : this.region,
+        account: '',
+        resource: 'foundation-model',
+        resourceName: model.foundationModel,
+      });
+    const profiles = this.podModels.filter((model) => model.crossRegion);
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'InvokePodModels',
+        actions: ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'],
+        resources: [
+          ...new Set(this.podModels.map(foundationModelArn)),
+          ...profiles.map((model) =>
+            this.formatArn({ service: 'bedrock', resource: 'inference-profile', resourceName: model.id }),
+          ),
+        ],
+      }),
+    );
+    if (profiles.length) {
+      Validations.of(role).acknowledge(
+        ...[...new Set(profiles.map((model) => model.foundationModel))].map((foundationModel) => ({
+          id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/${foundationModel}]`,
+          reason:
+            'A cross-region inference profile serves a request from its foundation model in any region of its geography, which Bedrock checks against this grant: the model is fixed, the region cannot be.',
+        })),
+      );
+    }
+    return role;
   }
 
   private createPodTaskDefinition(podLogGroup: logs.ILogGroup): ecs.FargateTaskDefinition {
@@ -257,6 +339,13 @@ export class StatelessStack extends Stack {
         platform: POD_CPU_ARCHITECTURE === 'ARM64' ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64,
       }),
       logging: ecs.LogDrivers.awsLogs({ logGroup: podLogGroup, streamPrefix: 'pod' }),
+      // Claude Code reaches the model through Bedrock in the stack's region, with the task role
+      environment: { CLAUDE_CODE_USE_BEDROCK: '1', AWS_REGION: this.region },
+    });
+    Validations.of(taskDefinition).acknowledge({
+      id: 'AwsSolutions-ECS2',
+      reason:
+        'The two variables say where the model is (Bedrock, the stack region): no secret; pod secrets reach the container through `secrets`.',
     });
     return taskDefinition;
   }
@@ -301,6 +390,7 @@ export class StatelessStack extends Stack {
       STEP_LOG_GROUP_NAME: props.stepContentLogGroup.logGroupName,
       POD_TASK_DEFINITION_ARN: this.podTaskDefinition.taskDefinitionArn,
       POD_TASK_FAMILY_PREFIX: this.podTaskFamilyPrefix,
+      POD_MODELS: this.podModels.map((model) => model.id).join(','),
       // checks hands the pod the Agent API's address.
       AGENT_API_URL: this.apiStage.url,
       LAUNCH_BACKOFF_SECONDS: LAUNCH.backoffSeconds.join(','),

@@ -152,6 +152,31 @@ describe('the pod’s secrets', () => {
   });
 });
 
+describe('the model provider', () => {
+  const providerSaid = (events: AgentEvent[]) =>
+    events.find((e) => e.type === 'step' && e.content.startsWith('The model is on'));
+
+  it('is the container’s (Amazon Bedrock with the task role) for a pod without a key of its own', async () => {
+    const { events } = await run(
+      { env: { FIXTURE_AGENT: 'secret' }, secretVariables: [] },
+      {},
+      { CLAUDE_CODE_USE_BEDROCK: '1', AWS_REGION: 'eu-west-1' },
+    );
+
+    expect(providerSaid(events)).toMatchObject({ content: 'The model is on Amazon Bedrock.' });
+  });
+
+  it('is the Anthropic API for a pod with an ANTHROPIC_API_KEY secret', async () => {
+    const { events } = await run(
+      { env: { FIXTURE_AGENT: 'secret' }, secretVariables: ['ANTHROPIC_API_KEY'] },
+      {},
+      { CLAUDE_CODE_USE_BEDROCK: '1', AWS_REGION: 'eu-west-1', ANTHROPIC_API_KEY: 'sk-ant-fixture' },
+    );
+
+    expect(providerSaid(events)).toMatchObject({ content: 'The model is on the Anthropic API.' });
+  });
+});
+
 describe('hooks', () => {
   it('runs postStart before the agent, its output in the log', async () => {
     const { code, stdout, events } = await run({

@@ -103,7 +103,7 @@ export const runSession = async (ctx: RunContext, agent: Agent): Promise<void> =
       clones: clones.map(({ url, path }) => ({ url, path })),
       workspace: workspace.root,
       home: workspace.home,
-      env: { ...env, ...modelProvider(ctx.env) },
+      env: { ...env, ...modelProvider(ctx.env, config.secretVariables) },
     };
     const outcome = await agent(task, io);
     const stats = {
@@ -236,10 +236,18 @@ export const MODEL_PROVIDER_SECRETS = [
   'AWS_SESSION_TOKEN',
 ] as const;
 
-const modelProvider = (env: Record<string, string | undefined>): Record<string, string> =>
-  Object.fromEntries(
-    MODEL_PROVIDER_VARIABLES.flatMap((name) => (env[name] === undefined ? [] : [[name, env[name]]])),
+/** Bedrock is the container's default; a pod with an Anthropic API key among its secrets uses that instead. */
+const modelProvider = (
+  env: Record<string, string | undefined>,
+  secretVariables: readonly string[],
+): Record<string, string> => {
+  const ownKey = secretVariables.includes('ANTHROPIC_API_KEY');
+  return Object.fromEntries(
+    MODEL_PROVIDER_VARIABLES.flatMap((name) =>
+      env[name] === undefined || (ownKey && name === 'CLAUDE_CODE_USE_BEDROCK') ? [] : [[name, env[name]]],
+    ),
   );
+};
 
 /**
  * The variables the hooks (and, with the model's, the agent) run with: a home of the run's own, the

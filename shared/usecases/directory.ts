@@ -15,7 +15,18 @@ export interface DirectoryDeps {
 /** Saving a pod may register its own task definition first. */
 export interface PodDeps extends DirectoryDeps {
   taskDefinitions: PodTaskDefinitions;
+  /** the models a Claude Code pod may name (the deployment's); undefined: any */
+  podModels?: readonly string[];
 }
+
+/** A model the deployment cannot reach would fail every run at its first model call: refused when saved. */
+const requireDeployedModel = (deps: PodDeps, agent: Pod['agent']) => {
+  if (agent.kind !== 'claude-code' || !deps.podModels || deps.podModels.includes(agent.model)) return;
+  throw new ValidationError(
+    `agent.model: ${agent.model} is not one of the models this deployment lets pods use (${deps.podModels.join(', ')})`,
+    { model: agent.model, models: deps.podModels },
+  );
+};
 
 const requireAccountAdmin = (caller: Caller) => {
   if (caller.accountRole !== 'admin') throw new ForbiddenError('this needs the account admin role');
@@ -98,6 +109,7 @@ export const putPod = async (
 ): Promise<Pod> => {
   requireAccountAdmin(caller);
   requireOwnSecrets(caller, request.secrets);
+  requireDeployedModel(deps, request.agent);
   const pod: Pod = {
     ...request,
     accountId: caller.accountId,

@@ -6,7 +6,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.js';
-import { POD_IMAGE_EXCLUDES } from '../../infra/stacks/stateless-stack.js';
+import { DEFAULT_POD_MODELS, POD_IMAGE_EXCLUDES, podModelsFrom } from '../../infra/stacks/stateless-stack.js';
 import { SWEEPER } from '../../shared/domain/policy.js';
 import {
   ASL_SUBSTITUTIONS,
@@ -241,7 +241,7 @@ describe('the stateful stack', () => {
 });
 
 describe('the stateless stack', () => {
-  it('gives the pod a task role that grants nothing', () => {
+  it('gives the pod a task role that may only invoke the pod models on Bedrock', () => {
     const taskRoleId = logicalId(stateless.podTaskRole);
     statelessTemplate.hasResourceProperties('AWS::ECS::TaskDefinition', {
       TaskRoleArn: { 'Fn::GetAtt': [taskRoleId, 'Arn'] },
@@ -252,7 +252,70 @@ describe('the stateless stack', () => {
     const attached = policyStatements(statelessTemplate).filter((statement) =>
       statement.roleIds.includes(taskRoleId),
     );
-    expect(attached).toEqual([]);
+    const partition = { Ref: 'AWS::Partition' };
+    const arn = (...parts: unknown[]) => ({ 'Fn::Join': ['', parts] });
+    expect(attached.map(({ Action, Resource }) => ({ Action, Resource }))).toEqual([
+      {
+        Action: ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'],
+        Resource: [
+          arn('arn:', partition, ':bedrock:*::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0'),
+          arn('arn:', partition, ':bedrock:*::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0'),
+          ...DEFAULT_POD_MODELS.map((id) =>
+            arn(
+              'arn:',
+              partition,
+              ':bedrock:',
+              { Ref: 'AWS::Region' },
+              ':',
+              { Ref: 'AWS::AccountId' },
+              `:inference-profile/${id}`,
+            ),
+          ),
+        ],
+      },
+    ]);
+  });
+
+  it('reaches the model through Bedrock from the pod container, and lets the API refuse other models', () => {
+    const resources = statelessTemplate.toJSON().Resources as Record<string, { Properties: Json }>;
+    statelessTemplate.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [
+        Match.objectLike({
+          Environment: Match.arrayWith([
+            { Name: 'CLAUDE_CODE_USE_BEDROCK', Value: '1' },
+            { Name: 'AWS_REGION', Value: { Ref: 'AWS::Region' } },
+          ]),
+        }),
+      ],
+    });
+    expect(
+      (resources[functionIds.api]?.Properties.Environment as { Variables: Record<string, unknown> }).Variables
+        .POD_MODELS,
+    ).toBe(DEFAULT_POD_MODELS.join(','));
+  });
+
+  it('takes the pod models from the context: Bedrock model ids or inference profiles, a list or text', () => {
+    expect(
+      podModelsFrom('anthropic.claude-sonnet-4-5-20250929-v1:0, eu.anthropic.claude-haiku-4-5-20251001-v1:0'),
+    ).toEqual([
+      {
+        id: 'anthropic.claude-sonnet-4-5-20250929-v1:0',
+        foundationModel: 'anthropic.claude-sonnet-4-5-20250929-v1:0',
+        crossRegion: false,
+      },
+      {
+        id: 'eu.anthropic.claude-haiku-4-5-20251001-v1:0',
+        foundationModel: 'anthropic.claude-haiku-4-5-20251001-v1:0',
+        crossRegion: true,
+      },
+    ]);
+    expect(podModelsFrom(['us-gov.anthropic.claude-sonnet-4-5-20250929-v1:0'])).toMatchObject([
+      { foundationModel: 'anthropic.claude-sonnet-4-5-20250929-v1:0', crossRegion: true },
+    ]);
+    expect(podModelsFrom(undefined).map((model) => model.id)).toEqual(DEFAULT_POD_MODELS);
+    expect(() => podModelsFrom('claude-sonnet-4-5')).toThrow(/not a Bedrock model/);
+    expect(() => podModelsFrom([])).toThrow(/must list/);
+    expect(() => podModelsFrom({ model: 'x' })).toThrow(/must list/);
   });
 
   it('runs the pod on ARM64 Linux, logging to the stateful pods log group', () => {

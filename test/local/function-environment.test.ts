@@ -33,6 +33,7 @@ const VALUES = {
   STEP_LOG_GROUP_NAME: '/execution-runs/steps',
   POD_TASK_DEFINITION_ARN: 'arn:aws:ecs:us-east-1:000000000000:task-definition/execution-runs-pod:1',
   POD_TASK_FAMILY_PREFIX: 'execution-runs-pod-',
+  POD_MODELS: 'claude-sonnet-4-5,claude-haiku-4-5',
   TENANT_CLAIM: 'custom:accountId',
   ACCOUNT_ROLE_CLAIM: 'custom:accountRole',
   LAUNCH_BACKOFF_SECONDS: '5,20',

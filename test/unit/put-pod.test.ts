@@ -74,6 +74,23 @@ describe('putPod', () => {
     expect(accounts).toEqual([]);
   });
 
+  it('refuses a Claude Code pod naming a model the deployment does not let pods use', async () => {
+    const { deps, pods } = depsWith(async () => undefined);
+    const models = ['us.anthropic.claude-sonnet-4-5-20250929-v1:0'];
+    const agent = (model: string) => ({ agent: { kind: 'claude-code', model } });
+
+    const refused = putPod({ ...deps, podModels: models }, admin, 'pod-1', request(agent('claude-opus-4-1')));
+    await expect(refused).rejects.toBeInstanceOf(ValidationError);
+    await expect(refused).rejects.toMatchObject({
+      message: expect.stringContaining('agent.model: claude-opus-4-1 is not one of the models'),
+    });
+    expect(pods).toEqual([]);
+
+    await putPod({ ...deps, podModels: models }, admin, 'pod-1', request(agent(models[0] as string)));
+    await putPod(deps, admin, 'pod-2', request(agent('claude-opus-4-1')));
+    expect(pods.map((pod) => pod.podId)).toEqual(['pod-1', 'pod-2']);
+  });
+
   it('refuses a secret of another account before registering anything', async () => {
     const { deps, pods } = depsWith(async () => TASK_DEFINITION);
     const secrets = { MINE: 'execution-runs/pods/acct-1/npm', THEIRS: 'execution-runs/pods/acct-2/npm' };

@@ -78,6 +78,11 @@ export const claudeCodeAgent =
         DISABLE_AUTOUPDATER: '1',
         DISABLE_ERROR_REPORTING: '1',
         npm_config_update_notifier: 'false',
+        // Claude Code's background calls use a small model of its own choosing; on Bedrock the task
+        // role may invoke only the deployment's models, so they use the pod's model too
+        ...(task.env.CLAUDE_CODE_USE_BEDROCK
+          ? { ANTHROPIC_DEFAULT_HAIKU_MODEL: agent.model, ANTHROPIC_SMALL_FAST_MODEL: agent.model }
+          : {}),
       },
       stderr: (data) => {
         for (const line of data.split('\n')) if (line.trim()) io.log(`claude-code: ${line}`);
