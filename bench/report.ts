@@ -7,6 +7,7 @@ import type { HandlerResult } from './handlers.js';
 import type { IngestionResult } from './ingestion.js';
 import type { BurstResult, LaunchBurstResult } from './launch-burst.js';
 import type { ListScaleResult } from './list-scale.js';
+import type { RealPodResult } from './real-pod.js';
 import type { RunCostResult } from './run-cost.js';
 import { PRICE_NOTES, PRICES } from './support/prices.js';
 import type { ControlPlaneReport } from './support/usage.js';
@@ -21,6 +22,7 @@ export interface Results {
   launchBurst?: LaunchBurstResult;
   listScale?: ListScaleResult;
   dispatchApi?: DispatchApiResult;
+  realPod?: RealPodResult;
   /** phases that could not be measured, and why */
   errors: Record<string, string>;
 }
@@ -124,7 +126,8 @@ const burstRows = (name: string, burst: BurstResult): Row[] => {
 
 export const targetRows = (results: Results): Row[] => {
   const rows: Row[] = [];
-  const { runCost, listScale, dispatchLatency, dispatchApi, launchBurst, handlers, ingestion } = results;
+  const { runCost, listScale, dispatchLatency, dispatchApi, launchBurst, handlers, ingestion, realPod } =
+    results;
   if (runCost) {
     // the cost target is what an autopilot run cost before the event path was made leaner (2026-11-25)
     rows.push(...costRows('1', 'Autopilot run', runCost.autopilot, { transitions: 10, usd: 0.0002462 }));
@@ -248,6 +251,28 @@ export const targetRows = (results: Results): Row[] => {
       },
     );
   } else rows.push(...missing(results, 'ingestion', '7', 'Agent events into one run', '≥ 1,000 events/s'));
+  if (realPod) {
+    rows.push(
+      {
+        id: '8',
+        figure: `Real pod (Claude Code, local model): dispatch → first agent step p50 / max (${realPod.runs} runs)`,
+        target: '—',
+        measured: `${ms(realPod.firstStepP50Ms)} / ${ms(realPod.firstStepMaxMs)}`,
+      },
+      {
+        id: '8',
+        figure: 'Real pod: dispatch → run completed p50',
+        target: '—',
+        measured: ms(realPod.runP50Ms),
+      },
+      {
+        id: '8',
+        figure: 'Real pod: peak resident memory of its process tree, p50 / max',
+        target: '—',
+        measured: `${Math.round(realPod.peakResidentMiB.p50)} / ${Math.round(realPod.peakResidentMiB.max)} MiB`,
+      },
+    );
+  } else rows.push(...missing(results, 'realPod', '8', 'Real pod: dispatch → first agent step'));
   return rows;
 };
 

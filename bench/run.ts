@@ -7,6 +7,7 @@ import { measureHandlers } from './handlers.js';
 import { measureIngestion } from './ingestion.js';
 import { measureLaunchBurst } from './launch-burst.js';
 import { measureListScale } from './list-scale.js';
+import { measureRealPod } from './real-pod.js';
 import { machine, type Results, render, targetRows, writeResults } from './report.js';
 import { measureRunCost } from './run-cost.js';
 import { startBenchCloud } from './support/cloud.js';
@@ -37,6 +38,7 @@ const STEPS = [
   'listScale',
   'launchBurst',
   'dispatchApi',
+  'realPod',
 ] as const satisfies Exclude<keyof Results, 'errors'>[];
 type Step = (typeof STEPS)[number];
 
@@ -49,9 +51,9 @@ if (unknownSteps.length > 0) {
 }
 
 const results: Results = { errors: {} };
+const selected = (key: Step) => !only || only.includes(key);
 
-const step = async <K extends Step>(key: K, title: string, measure: () => Promise<Results[K]>) => {
-  if (only && !only.includes(key)) return;
+const measureStep = async <K extends Step>(key: K, title: string, measure: () => Promise<Results[K]>) => {
   log(`[${elapsed()}] ${title}`);
   try {
     results[key] = await measure();
@@ -59,6 +61,11 @@ const step = async <K extends Step>(key: K, title: string, measure: () => Promis
     results.errors[key] = err instanceof Error ? err.message : String(err);
     log(`  failed: ${results.errors[key]}`);
   }
+};
+
+const step = async <K extends Step>(key: K, title: string, measure: () => Promise<Results[K]>) => {
+  if (!selected(key)) return;
+  await measureStep(key, title, measure);
   // what one step leaves running must not weigh on the next
   await bench.settle(1000, 60_000).catch(() => log('  the local cloud did not go quiet'));
 };
@@ -81,6 +88,12 @@ try {
   await step('dispatchApi', '(4) dispatch API at a fixed rate', () => measureDispatchApi(bench));
 } finally {
   await bench.stop();
+}
+// on a local cloud of its own, once the other is gone: its pods are processes of their own
+if (selected('realPod')) {
+  await measureStep('realPod', '(8) the real pod: dispatch → first agent step, resident memory', () =>
+    measureRealPod(log),
+  );
 }
 
 const seconds = (performance.now() - started) / 1000;

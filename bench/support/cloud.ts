@@ -43,6 +43,8 @@ export interface DemoScript {
 }
 
 export interface Dispatch {
+  /** a pod of the local cloud (its own config, no script); the scripted pod unless said */
+  podId?: string;
   mode?: 'autopilot' | 'supervised';
   demo?: DemoScript;
   /** where a supervised run pauses: the scripted pod's own (plan and commit) unless said */
@@ -61,6 +63,8 @@ export interface BenchCloud {
   counters(): Promise<Counters>;
   /** POST /v1/projects/{projectId}/runs as the demo admin; resolves to the run id */
   dispatch(request?: Dispatch): Promise<string>;
+  /** GET on the public API as the demo admin */
+  apiGet<T>(path: string): Promise<T>;
   getRun(runId: string): Promise<Run | undefined>;
   getRuns(runIds: string[]): Promise<Run[]>;
   /** polls until `done` holds for the run, or throws after `timeoutMs` */
@@ -78,7 +82,15 @@ const get = async <T>(url: string): Promise<T> => {
   return (await response.json()) as T;
 };
 
-export const startBenchCloud = async (log: (line: string) => void): Promise<BenchCloud> => {
+export interface BenchCloudOptions {
+  /** pods hosted in one process (the default), or each its own process as a Fargate task is */
+  sharedPodHost?: boolean;
+}
+
+export const startBenchCloud = async (
+  log: (line: string) => void,
+  options: BenchCloudOptions = {},
+): Promise<BenchCloud> => {
   const stateDir = await mkdtemp(path.join(tmpdir(), 'bench-cloud-'));
   process.env.POWERTOOLS_LOG_LEVEL ??= 'ERROR';
   const cloud = await startLocalCloud({
@@ -91,7 +103,7 @@ export const startBenchCloud = async (log: (line: string) => void): Promise<Benc
     controlPollMs: LAUNCH.controlPollMs,
     launchLimits: true,
     // a Node process per pod would spend the two cores starting pods (see pod-host.ts)
-    sharedPodHost: true,
+    sharedPodHost: options.sharedPodHost ?? true,
     log,
   });
   const { endpoints } = cloud;
@@ -155,9 +167,9 @@ export const startBenchCloud = async (log: (line: string) => void): Promise<Benc
   };
 
   const dispatch = async (request: Dispatch = {}): Promise<string> => {
-    const podId = request.checkpoints
-      ? await scriptedPodPausingAt(request.checkpoints)
-      : endpoints.scriptedPodId;
+    const podId =
+      request.podId ??
+      (request.checkpoints ? await scriptedPodPausingAt(request.checkpoints) : endpoints.scriptedPodId);
     const response = await fetch(`${endpoints.apiUrl}/v1/projects/${endpoints.projectId}/runs`, {
       method: 'POST',
       headers: {
@@ -169,7 +181,7 @@ export const startBenchCloud = async (log: (line: string) => void): Promise<Benc
         podId,
         mode: request.mode ?? 'autopilot',
         prompt: 'Add a health check endpoint',
-        config: { demo: request.demo ?? {} },
+        ...(request.podId ? {} : { config: { demo: request.demo ?? {} } }),
       }),
     });
     const body = (await response.json()) as { runId?: string };
@@ -177,6 +189,12 @@ export const startBenchCloud = async (log: (line: string) => void): Promise<Benc
       throw new Error(`dispatch answered ${response.status}: ${JSON.stringify(body)}`);
     }
     return body.runId;
+  };
+
+  const apiGet = async <T>(route: string): Promise<T> => {
+    const response = await fetch(`${endpoints.apiUrl}${route}`, { headers });
+    if (!response.ok) throw new Error(`GET ${route} answered ${response.status}`);
+    return (await response.json()) as T;
   };
 
   const runsTable = endpoints.tableName;
@@ -257,6 +275,7 @@ export const startBenchCloud = async (log: (line: string) => void): Promise<Benc
     sfn,
     counters,
     dispatch,
+    apiGet,
     getRun,
     getRuns,
     waitForRun,
