@@ -3,9 +3,10 @@ import type { BenchCloud } from './support/cloud.js';
 import { percentile } from './support/stats.js';
 
 /**
- * (3) From the dispatch request to RUNNING (the pod's first event), one run at a time, each dispatched
- * once the previous one is running. The run's own history dates each step on the same clock, so the
- * time splits into its stages without polling error.
+ * (3) From the dispatch request to RUNNING (the pod’s first event), one run at a time, each dispatched
+ * once the previous one is running, to a project without repositories (the real pod's clone is figure
+ * 8's). The run's own history dates each step on the same clock, so the time splits into its stages
+ * without polling error.
  */
 
 export const LATENCY_RUNS = 50;
@@ -31,7 +32,7 @@ export const measureDispatchLatency = async (bench: BenchCloud): Promise<Latency
   const launchAndPod: number[] = [];
   for (let i = 0; i < LATENCY_RUNS; i++) {
     const sentAt = Date.now();
-    const runId = await bench.dispatch({ demo: { steps: 0, stepDelayMs: 0, edit: false } });
+    const runId = await bench.dispatch({ repoless: true, demo: { steps: 0, stepDelayMs: 0, edit: false } });
     const run = await bench.waitForRun(runId, (r) => r.history.some((h) => h.status === 'RUNNING'), 60_000);
     const running = at(run, 'RUNNING');
     totals.push(running - sentAt);

@@ -14,8 +14,9 @@ import { type BenchCloud, terminal } from './support/cloud.js';
  * the runs are all dispatched before the first is picked up, and arrive at the state machine as a
  * burst, which is what the launch limits must cope with.
  *
- * The pods run in the local cloud's shared pod host (docs/decisions/0008): a Node process per pod
- * would spend the two cores starting pods. The same burst also runs at a tenth of the scale, 100 runs
+ * The runs go to a project without repositories: a thousand clones at once on two cores would
+ * measure git rather than the launch path. The pods run in the local cloud's shared pod host
+ * (docs/decisions/0008): a Node process per pod would spend the two cores starting pods. The same burst also runs at a tenth of the scale, 100 runs
  * against a burst of 10 and 2 launches a second: runs, burst and rate shrink alike, so the launch
  * policy meets the same pressure while the control plane has cores to spare.
  */
@@ -97,7 +98,7 @@ const dispatchWithRetries = async (bench: BenchCloud, key: string): Promise<stri
   const demo = { steps: 0, stepDelayMs: 0, edit: false };
   for (let attempt = 1; attempt <= DISPATCH_ATTEMPTS; attempt++) {
     try {
-      return await bench.dispatch({ demo, idempotencyKey: key });
+      return await bench.dispatch({ repoless: true, demo, idempotencyKey: key });
     } catch {
       await sleep(Math.min(5000, attempt * 1000));
     }

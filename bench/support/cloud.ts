@@ -47,6 +47,11 @@ export interface Dispatch {
   podId?: string;
   mode?: 'autopilot' | 'supervised';
   demo?: DemoScript;
+  /**
+   * to a project without repositories: the pod clones nothing, so the figure is the control plane's
+   * (a thousand clones at once on two cores would measure git, not the launch path)
+   */
+  repoless?: boolean;
   /** where a supervised run pauses: the scripted pod's own (plan and commit) unless said */
   checkpoints?: Checkpoint[];
   /** makes a retried dispatch safe */
@@ -166,11 +171,27 @@ export const startBenchCloud = async (
     return made;
   };
 
+  const REPOLESS_PROJECT = 'bench-repoless';
+  let repolessProject: Promise<string> | undefined;
+  const projectOf = (request: Dispatch): Promise<string> | string => {
+    if (!request.repoless) return endpoints.projectId;
+    repolessProject ??= fetch(`${endpoints.apiUrl}/v1/projects/${REPOLESS_PROJECT}`, {
+      method: 'PUT',
+      headers,
+      body: JSON.stringify({ name: 'Benchmark runs without repositories', repos: [] }),
+    }).then((response) => {
+      if (response.status !== 200)
+        throw new Error(`PUT /v1/projects/${REPOLESS_PROJECT} answered ${response.status}`);
+      return REPOLESS_PROJECT;
+    });
+    return repolessProject;
+  };
+
   const dispatch = async (request: Dispatch = {}): Promise<string> => {
     const podId =
       request.podId ??
       (request.checkpoints ? await scriptedPodPausingAt(request.checkpoints) : endpoints.scriptedPodId);
-    const response = await fetch(`${endpoints.apiUrl}/v1/projects/${endpoints.projectId}/runs`, {
+    const response = await fetch(`${endpoints.apiUrl}/v1/projects/${await projectOf(request)}/runs`, {
       method: 'POST',
       headers: {
         ...headers,
