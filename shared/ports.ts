@@ -1,9 +1,17 @@
 import type { BatchPlan } from './domain/agent-batch.js';
 import type { Approval, DecisionRecord, PendingApproval } from './domain/approval.js';
 import type { SandboxCharge } from './domain/pricing.js';
-import type { ExitReason, PodResult, Run, RunSource, RunStatus, Transition } from './domain/run.js';
+import type {
+  ExitReason,
+  PodResult,
+  PullRequest,
+  Run,
+  RunSource,
+  RunStatus,
+  Transition,
+} from './domain/run.js';
 import type { Step, StepContentRef, StepPage } from './domain/steps.js';
-import type { Account, AccountLimits, Pod, Project } from './domain/tenancy.js';
+import type { Account, AccountLimits, GitHubLink, Pod, Project } from './domain/tenancy.js';
 import type { AgentEvent, GitCredential } from './schemas/agent-events.js';
 
 /** Ports: what the use cases need from the outside world. Adapters in shared/adapters implement them. */
@@ -158,6 +166,7 @@ export interface DirectoryRepository {
   /** Stores the account unless one exists (a concurrent request may have made it); answers the one stored. */
   createAccount(account: Account): Promise<Account>;
   setAccountLimits(accountId: string, limits: AccountLimits): Promise<Account>;
+  setAccountGitHub(accountId: string, github: GitHubLink): Promise<Account>;
   getProject(accountId: string, projectId: string): Promise<Project | undefined>;
   putProject(project: Project): Promise<void>;
   listProjects(accountId: string): Promise<Project[]>;
@@ -276,6 +285,8 @@ export interface Sandbox {
 export interface GitCredentialRequest {
   /** the run the credential is for */
   runId: string;
+  /** the GitHub App installation of the run's account, where GitHub is the git provider */
+  installationId?: number;
   /** the only repositories it opens, as the run names them (clone URLs) */
   repos: string[];
   /** how long it lasts; a source may give less, never more than an hour */
@@ -290,10 +301,41 @@ export interface GitCredentials {
   mint(request: GitCredentialRequest): Promise<GitCredential>;
 }
 
+export interface GitHubInstallation {
+  installationId: number;
+  /** the organization or user it is installed on */
+  login: string;
+  /** the clone URLs of the repositories it covers */
+  repos: string[];
+}
+
+export interface PullRequestRequest {
+  installationId: number;
+  /** the repository's clone URL, as the run names it */
+  repo: string;
+  /** the branch the run pushed */
+  branch: string;
+  title: string;
+  body: string;
+  draft: boolean;
+}
+
+/**
+ * The deployment's GitHub App, seen from the control plane: its installations, and the pull requests
+ * it opens. Repositories are named by their clone URLs, as runs name them; one outside the App's
+ * GitHub host is covered by no installation.
+ */
+export interface GitHubApp {
+  /** The installation and what it covers; a NotFoundError when the App has no such installation. */
+  installation(installationId: number): Promise<GitHubInstallation>;
+  /** The open pull request from `branch`, or a new one: a retried call never opens a second. */
+  openPullRequest(request: PullRequestRequest): Promise<PullRequest>;
+}
+
 export interface Clock {
   now(): Date;
 }
 
 export const systemClock: Clock = { now: () => new Date() };
 
-export type { AgentEvent, ExitReason, GitCredential, PodResult, Run };
+export type { AgentEvent, ExitReason, GitCredential, PodResult, PullRequest, Run };

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { runBranch } from '../../shared/domain/pull-request.js';
 import type { ExitReason } from '../../shared/domain/run.js';
 import type { GitCredential, PodRunConfig } from '../../shared/schemas/agent-events.js';
 import type { Agent, AgentIo, AgentStats, AgentTask } from './agent.js';
@@ -36,7 +37,7 @@ const HOOK_TAIL_LINES = 20;
 
 /** The branch a run's commit is pushed to. */
 export const branchOf = (config: Pick<PodRunConfig, 'podId' | 'runId'>) =>
-  `pods/${config.podId}/${config.runId}`;
+  runBranch(config.podId, config.runId);
 
 /** A run that cannot go on: reported as its failed result. */
 class RunFailure extends Error {

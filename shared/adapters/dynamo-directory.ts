@@ -9,6 +9,7 @@ import { NotFoundError } from '../domain/errors.js';
 import {
   type Account,
   type AccountLimits,
+  type GitHubLink,
   type Pod,
   type Project,
   podFromStorage,
@@ -55,9 +56,16 @@ export class DynamoDirectory implements DirectoryRepository {
   }
 
   async setAccountLimits(accountId: string, limits: AccountLimits): Promise<Account> {
-    const update = new Update()
-      .set('limits', compact(limits))
-      .set('updatedAt', this.clock.now().toISOString());
+    return this.updateAccount(accountId, new Update().set('limits', compact(limits)));
+  }
+
+  async setAccountGitHub(accountId: string, github: GitHubLink): Promise<Account> {
+    return this.updateAccount(accountId, new Update().set('github', github));
+  }
+
+  /** Changes an existing account, never creating a half one. */
+  private async updateAccount(accountId: string, update: Update): Promise<Account> {
+    update.set('updatedAt', this.clock.now().toISOString());
     try {
       const out = await this.db.send(
         new UpdateCommand({

@@ -211,6 +211,7 @@ export class DynamoRunStore implements RunStore {
       appendTo(update, 'approvals', [compact(t.closeApproval)]);
       condition += ` AND ${update.name('pendingApproval')}.${update.name('seq')} = ${update.value(t.closeApproval.seq)}`;
     }
+    if (t.artifacts?.length) appendTo(update, 'artifacts', t.artifacts.map(compact));
     try {
       return { applied: true, run: await this.updateRun(t.runId, update, condition, t.at) };
     } catch (err) {

@@ -9,7 +9,6 @@ import {
   type ModelUsage,
   noUsage,
   type PodResult,
-  type PullRequest,
   type Run,
   type RunCost,
   type RunPatch,
@@ -99,11 +98,6 @@ export const withSeqs = (
 
 export const hasSeq = (ranges: readonly [number, number][], seq: number): boolean =>
   ranges.some(([from, to]) => seq >= from && seq <= to);
-
-const pullRequestOf = (e: Extract<AgentEvent, { type: 'artifact' }>): PullRequest | undefined =>
-  e.kind === 'pull_request'
-    ? { url: e.url, state: 'open', ...(e.number === undefined ? {} : { number: e.number }) }
-    : undefined;
 
 /** The status change a batch makes, decided from where the run is. */
 const statusChange = (
@@ -220,8 +214,6 @@ export const planBatch = (
             ...(e.repo === undefined ? {} : { repo: e.repo }),
           });
         }
-        const pullRequest = pullRequestOf(e);
-        if (pullRequest) patch.pullRequest = pullRequest;
         break;
       }
       case 'checkpoint':

@@ -5,6 +5,7 @@ import {
   type ExitReason,
   isLaunched,
   isTerminal,
+  type PullRequest,
   type Run,
   type RunPatch,
   type RunStatus,
@@ -194,3 +195,49 @@ export const fail = (
   now: Date,
 ): Transition | undefined =>
   isLaunched(run.status) ? end(run, { to: 'FAILED', exitReason, message }, now) : undefined;
+
+/**
+ * The control plane opened (or found) the run's pull requests, one per repository it pushed to: the
+ * run, still RUNNING, moves to PR_RAISED with the first as its pull request and each as an artifact.
+ * Once raised, a retried step changes nothing.
+ */
+export const raisePullRequests = (
+  run: Run,
+  pullRequests: PullRequest[],
+  now: Date,
+): Transition | undefined => {
+  const [first] = pullRequests;
+  if (!first || run.status !== 'RUNNING' || run.phase === 'PR_RAISED') return undefined;
+  const at = now.toISOString();
+  return {
+    ...move(run, [], { phase: 'PR_RAISED', pullRequest: first }, now),
+    artifacts: pullRequests.map((pr) => ({
+      kind: 'pull_request' as const,
+      url: pr.url,
+      at,
+      ...(pr.branch ? { branch: pr.branch } : {}),
+      ...(pr.repo ? { repo: pr.repo } : {}),
+    })),
+  };
+};
+
+/**
+ * What the run's pull request's fate does to it (GitHub's webhooks arrive late, twice and out of
+ * order): closed unmerged, PR_REJECTED; merged, DONE with who merged and when. Only the run's own pull
+ * request moves it, and only forward: a late `closed` after the merge, or a reopening, changes nothing.
+ */
+export const settlePullRequest = (run: Run, pullRequest: PullRequest, now: Date): Transition | undefined => {
+  if (run.pullRequest?.url !== pullRequest.url) return undefined;
+  if (pullRequest.state === 'merged' && (run.status === 'COMPLETED' || run.status === 'PR_REJECTED')) {
+    return move(
+      run,
+      ['DONE'],
+      { pullRequest, message: `pull request merged by ${pullRequest.mergedBy ?? 'someone'}` },
+      now,
+    );
+  }
+  if (pullRequest.state === 'closed' && run.status === 'COMPLETED') {
+    return move(run, ['PR_REJECTED'], { pullRequest, message: 'pull request closed without merging' }, now);
+  }
+  return undefined;
+};

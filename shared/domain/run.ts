@@ -151,6 +151,14 @@ export interface PullRequest {
   url: string;
   number?: number;
   state: 'open' | 'merged' | 'closed';
+  /** the repository (its clone URL) and branch it merges from */
+  repo?: string;
+  branch?: string;
+  draft?: boolean;
+  /** who merged it (a GitHub login) and when; when it was closed unmerged */
+  mergedBy?: string;
+  mergedAt?: string;
+  closedAt?: string;
 }
 
 export interface Artifact {
@@ -264,6 +272,8 @@ export interface Transition {
   revokeCredentials: boolean;
   /** the checkpoint pending on the run leaves it for its history, as this entry says it ended */
   closeApproval?: ApprovalHistoryEntry;
+  /** appended to the run's artifacts */
+  artifacts?: Artifact[];
 }
 
 /** The status a transition leaves the run in. */

@@ -114,11 +114,21 @@ export interface AccountLimits {
   monthlyCapMicroUsd: number;
 }
 
+/** The account's installation of the deployment's GitHub App: where its runs' repositories live. */
+export interface GitHubLink {
+  installationId: number;
+  /** the GitHub account (organization or user) the App is installed on */
+  login: string;
+  linkedBy: string;
+  linkedAt: string;
+}
+
 export interface Account {
   accountId: string;
   name: string;
   paymentStatus: 'active' | 'payment_required';
   limits: AccountLimits;
+  github?: GitHubLink;
   updatedAt: string;
 }
 

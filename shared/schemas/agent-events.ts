@@ -53,13 +53,13 @@ export const agentEventSchema = z.discriminatedUnion('type', [
   z.object({
     ...base,
     type: z.literal('artifact'),
-    kind: z.enum(['commit', 'pull_request']),
+    // a commit the pod pushed; pull requests are the control plane's to open and record
+    kind: z.literal('commit'),
     url: webUrl,
     sha: z.optional(z.string().check(z.maxLength(100))),
-    /** a commit's branch and the repository it was pushed to */
+    /** the branch and the repository it was pushed to */
     branch: z.optional(z.string().check(z.maxLength(255))),
     repo: z.optional(z.string().check(z.maxLength(300))),
-    number: z.optional(z.int().check(z.positive())),
   }),
   z.object({ ...base, type: z.literal('heartbeat') }),
   z.object({

@@ -690,18 +690,11 @@ describe('DynamoRunStore recordBatch', () => {
     expect(content.startsWith(step?.content)).toBe(true);
   });
 
-  it('appends each artifact once and sets the pull request', async () => {
+  it('appends each artifact once', async () => {
     const run = await running();
     const events: AgentEvent[] = [
       { seq: 5, at: at(5), type: 'artifact', kind: 'commit', url: 'https://example.com/c/abc', sha: 'abc' },
-      {
-        seq: 6,
-        at: at(6),
-        type: 'artifact',
-        kind: 'pull_request',
-        url: 'https://example.com/pr/7',
-        number: 7,
-      },
+      { seq: 6, at: at(6), type: 'artifact', kind: 'commit', url: 'https://example.com/c/def', sha: 'def' },
     ];
     await record(run.runId, events);
     const repeated = await record(run.runId, events);
@@ -710,9 +703,9 @@ describe('DynamoRunStore recordBatch', () => {
     const stored = await repo.get(run.runId);
     expect(stored?.artifacts).toEqual([
       { kind: 'commit', url: 'https://example.com/c/abc', sha: 'abc', at: at(5) },
-      { kind: 'pull_request', url: 'https://example.com/pr/7', at: at(6) },
+      { kind: 'commit', url: 'https://example.com/c/def', sha: 'def', at: at(6) },
     ]);
-    expect(stored?.pullRequest).toEqual({ url: 'https://example.com/pr/7', number: 7, state: 'open' });
+    expect(stored?.pullRequest).toBeUndefined();
   });
 
   it('raises lastSeq and lastHeartbeatAt and never lowers them', async () => {

@@ -262,7 +262,7 @@ describe('planBatch', () => {
     expect(unpriced.usage.m).toMatchObject({ inputTokens: 3, outputTokens: 4, costMicroUsd: 0 });
   });
 
-  it('appends artifacts up to the run’s limit and takes the pull request from its artifact', () => {
+  it('appends artifacts up to the run’s limit', () => {
     const plan = planBatch(
       running(),
       [
@@ -276,14 +276,6 @@ describe('planBatch', () => {
           branch: 'pods/p/r',
           repo: 'https://git.example/o/r.git',
         },
-        {
-          seq: 2,
-          at: at(2),
-          type: 'artifact',
-          kind: 'pull_request',
-          url: 'https://git.example/pr/7',
-          number: 7,
-        },
       ],
       NOW,
     );
@@ -296,9 +288,8 @@ describe('planBatch', () => {
         repo: 'https://git.example/o/r.git',
         at: at(1),
       },
-      { kind: 'pull_request', url: 'https://git.example/pr/7', at: at(2) },
     ]);
-    expect(plan.patch.pullRequest).toEqual({ url: 'https://git.example/pr/7', number: 7, state: 'open' });
+    expect(plan.patch.pullRequest).toBeUndefined();
     const full = running({
       artifacts: Array.from({ length: RUN_LIMITS.artifacts - 1 }, (_, i) => ({
         kind: 'commit' as const,
@@ -344,25 +335,13 @@ describe('planBatch', () => {
   });
 
   it('keeps an artifact with only the fields the pod sent', () => {
-    const plan = planBatch(running(), [artifact(1), artifact(2, { kind: 'pull_request' })], NOW);
+    const plan = planBatch(running(), [artifact(1), artifact(2)], NOW);
 
     expect(plan.artifacts).toStrictEqual([
       { kind: 'commit', url: 'https://git.example/c/1', at: at(1) },
-      { kind: 'pull_request', url: 'https://git.example/c/2', at: at(2) },
+      { kind: 'commit', url: 'https://git.example/c/2', at: at(2) },
     ]);
-    expect(plan.patch.pullRequest).toStrictEqual({ url: 'https://git.example/c/2', state: 'open' });
-  });
-
-  it('takes the pull request only from a pull request artifact, and keeps it past later commits', () => {
-    const commits = planBatch(running(), [artifact(1)], NOW);
-    expect(commits.patch).toStrictEqual({});
-
-    const pr = artifact(2, { kind: 'pull_request', url: 'https://git.example/pr/7', number: 7 });
-    const prThenCommit = planBatch(running(), [pr, artifact(3)], NOW);
-
-    expect(prThenCommit.patch).toStrictEqual({
-      pullRequest: { url: 'https://git.example/pr/7', number: 7, state: 'open' },
-    });
+    expect(plan.patch).toStrictEqual({});
   });
 
   it('refuses a batch that would take the run past its limits, without planning anything', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { agentEventSchema } from '../../shared/schemas/agent-events.js';
 
 const at = '2026-01-01T00:00:00.000Z';
-const artifact = (url: string) => ({ seq: 1, at, type: 'artifact', kind: 'pull_request', url });
+const artifact = (url: string) => ({ seq: 1, at, type: 'artifact', kind: 'commit', url });
 const usage = (tokens: Record<string, number>) => ({
   seq: 1,
   at,
@@ -26,8 +26,8 @@ const messages = (value: unknown) =>
 
 describe('agent events from the pod', () => {
   it.each([
-    ['a pull request', 'https://github.com/acme/app/pull/7'],
-    ['a local git server', 'http://127.0.0.1:4010/acme/app/pull/7'],
+    ['a commit', 'https://github.com/acme/app/commit/7f3a'],
+    ['a local git server', 'http://127.0.0.1:4010/acme/app/commit/7f3a'],
     ['2 KB', `https://example.com/${'a'.repeat(2048 - 'https://example.com/'.length)}`],
   ])('take an http(s) artifact url: %s', (_, url) => {
     expect(messages(artifact(url))).toEqual([]);
@@ -41,6 +41,12 @@ describe('agent events from the pod', () => {
     'ssh://git@github.com/acme/app.git',
   ])('refuse an artifact url that is not http(s): %s', (url) => {
     expect(messages(artifact(url))).toEqual([expect.stringMatching(/^url: .*http/)]);
+  });
+
+  it('refuse a pull request artifact: pull requests are the control plane’s to open', () => {
+    expect(messages({ ...artifact('https://github.com/acme/app/pull/7'), kind: 'pull_request' })).toEqual([
+      expect.stringMatching(/^kind: /),
+    ]);
   });
 
   it('refuse an artifact url over 2 KB', () => {
