@@ -51,7 +51,7 @@ export const makeHandler = (deps: AgentDeps, settings: AgentSettings) => {
       json(200, controlFor((await authenticated(event)).run, settings)),
     // A credential is not to be kept by anything between the pod and the API.
     'POST /agent/v1/runs/{runId}/git-credentials': async (event) =>
-      json(200, await gitCredentialFor(deps.gitCredentials, (await authenticated(event)).run), {
+      json(200, await gitCredentialFor(deps, (await authenticated(event)).run), {
         'cache-control': 'no-store',
       }),
   });
@@ -65,6 +65,9 @@ const env = readEnv(
   'PRICE_TABLE',
   'POD_CPU_ARCHITECTURE',
   'LOCAL_GIT_SERVER_URL',
+  'GITHUB_APP_ID',
+  'GITHUB_API_URL',
+  'GITHUB_WEB_URL',
 );
 export const handler = makeHandler(
   {
@@ -75,7 +78,7 @@ export const handler = makeHandler(
     stepContent: stepContentStore(env.STEP_LOG_GROUP_NAME),
     directory: directoryRepository(env.TABLE_NAME),
     pricing: { table: env.PRICE_TABLE, architecture: env.POD_CPU_ARCHITECTURE },
-    gitCredentials: gitCredentials(env.LOCAL_GIT_SERVER_URL),
+    gitCredentials: gitCredentials(env),
   },
   { heartbeatSeconds: env.POD_HEARTBEAT_SECONDS, controlPollMs: env.CONTROL_POLL_MS },
 );

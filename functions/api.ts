@@ -5,10 +5,11 @@ import { callerFromEvent } from '../shared/http/auth.js';
 import { header, parseJsonBody, pathParam } from '../shared/http/request.js';
 import { json } from '../shared/http/responses.js';
 import { type RouteHandler, routeHandler } from '../shared/http/router.js';
-import { type SpendLedger, systemClock } from '../shared/ports.js';
+import { type GitHubApp, type SpendLedger, systemClock } from '../shared/ports.js';
 import {
   accountLimitsSchema,
   dispatchRequestSchema,
+  gitHubLinkSchema,
   idempotencyKeySchema,
   listQuerySchema,
   podRequestSchema,
@@ -24,6 +25,7 @@ import { getAccountSpend, spendQuerySchema } from '../shared/usecases/spend.js';
 import { getStepContent, listSteps, type TimelineDeps } from '../shared/usecases/timeline.js';
 import {
   directoryRepository,
+  gitHubApp,
   logReader,
   podTaskDefinitions,
   runList,
@@ -39,7 +41,7 @@ import * as z from '../shared/zod.js';
 
 /** HTTP API v1: runs, pods, projects, account. Parse → use case → answer. */
 export const makeHandler = (
-  deps: RunCommandDeps & PodDeps & TimelineDeps & RunLogDeps & { ledger: SpendLedger },
+  deps: RunCommandDeps & PodDeps & TimelineDeps & RunLogDeps & { ledger: SpendLedger; github?: GitHubApp },
   claims: { tenant: string; accountRole: string },
 ) => {
   type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
@@ -128,6 +130,15 @@ export const makeHandler = (
         200,
         await directoryCases.setAccountLimits(deps, caller(event), parseJsonBody(event, accountLimitsSchema)),
       ),
+    'PUT /v1/account/github': async (event) =>
+      json(
+        200,
+        await directoryCases.linkGitHub(
+          deps,
+          caller(event),
+          parseJsonBody(event, gitHubLinkSchema).installationId,
+        ),
+      ),
     'GET /v1/account/spend': async (event) =>
       json(
         200,
@@ -151,6 +162,9 @@ const env = readEnv(
   'POD_TASK_DEFINITION_ARN',
   'POD_TASK_FAMILY_PREFIX',
   'POD_MODELS',
+  'GITHUB_APP_ID',
+  'GITHUB_API_URL',
+  'GITHUB_WEB_URL',
 );
 export const handler = makeHandler(
   {
@@ -167,6 +181,7 @@ export const handler = makeHandler(
       familyPrefix: env.POD_TASK_FAMILY_PREFIX,
     }),
     podModels: env.POD_MODELS,
+    github: gitHubApp(env),
     clock: systemClock,
     logs: logReader(env.LOG_GROUP_NAME),
     stepContent: stepContentStore(env.STEP_LOG_GROUP_NAME),

@@ -1,23 +1,30 @@
 import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
 import { systemClock } from '../shared/ports.js';
-import { type LaunchSettings, type LifecycleDeps, runChecks } from '../shared/usecases/lifecycle.js';
-import { directoryRepository, runStore, spendLedger } from '../shared/wiring.js';
+import { type LaunchSettings, runChecks } from '../shared/usecases/lifecycle.js';
+import { directoryRepository, gitHubApp, runStore, spendLedger } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 /** State machine task: pre-flight checks; passing returns the launch parameters. */
-export const makeHandler = (
-  deps: Pick<LifecycleDeps, 'runs' | 'ledger' | 'directory' | 'clock'>,
-  settings: LaunchSettings,
-) => validatedHandler(z.object({ runId: z.string() }), ({ runId }) => runChecks(deps, settings, runId));
+export const makeHandler = (deps: Parameters<typeof runChecks>[0], settings: LaunchSettings) =>
+  validatedHandler(z.object({ runId: z.string() }), ({ runId }) => runChecks(deps, settings, runId));
 
-const env = readEnv('TABLE_NAME', 'AGENT_API_URL', 'POD_HEARTBEAT_SECONDS', 'POD_TASK_DEFINITION_ARN');
+const env = readEnv(
+  'TABLE_NAME',
+  'AGENT_API_URL',
+  'POD_HEARTBEAT_SECONDS',
+  'POD_TASK_DEFINITION_ARN',
+  'GITHUB_APP_ID',
+  'GITHUB_API_URL',
+  'GITHUB_WEB_URL',
+);
 export const handler = makeHandler(
   {
     runs: runStore(env.TABLE_NAME),
     ledger: spendLedger(env.TABLE_NAME),
     directory: directoryRepository(env.TABLE_NAME),
     clock: systemClock,
+    github: gitHubApp(env),
   },
   {
     agentApiUrl: env.AGENT_API_URL,

@@ -74,6 +74,16 @@ const envSchema = z.object({
   ),
   /** the local cloud's git server, whose tokens are the pods' git credentials; unset on AWS for now */
   LOCAL_GIT_SERVER_URL: z.optional(z.url()),
+  /**
+   * The deployment's GitHub App: its id, its REST API (https://api.github.com, or a GitHub Enterprise
+   * Server's /api/v3) and where its repositories are cloned from. Unset: no GitHub.
+   */
+  GITHUB_APP_ID: z.optional(z.coerce.number().check(z.int(), z.positive())),
+  GITHUB_API_URL: z.optional(z.url()),
+  GITHUB_WEB_URL: z.optional(z.url()),
+  /** its private key and webhook secret, as JSON: the secret's ARN on AWS, the JSON itself locally */
+  GITHUB_APP_SECRET_ARN: z.optional(z.string()),
+  GITHUB_APP_SECRET: z.optional(z.string()),
 });
 export type Env = z.infer<typeof envSchema>;
 /** The variables a handler may read; the manifest declares which ones each function gets. */

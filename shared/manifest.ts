@@ -55,7 +55,9 @@ export type FunctionName =
   | 'reconcile'
   | 'sweeper'
   | 'requestApproval'
-  | 'approvals';
+  | 'approvals'
+  | 'raisePullRequest'
+  | 'githubWebhooks';
 
 /** DynamoDB actions a function may take on the table (TransactWriteItems is authorized per inner action). */
 export type TableAction =
@@ -99,6 +101,9 @@ const PRICING: readonly EnvName[] = ['PRICE_TABLE', 'POD_CPU_ARCHITECTURE'];
 const CLAIMS: readonly EnvName[] = ['TENANT_CLAIM', 'ACCOUNT_ROLE_CLAIM'];
 const APPROVAL_SECRET: readonly EnvName[] = ['APPROVAL_SECRET_ARN', 'APPROVAL_SIGNING_SECRET'];
 const CURSOR_SECRET: readonly EnvName[] = ['CURSOR_SECRET_ARN', 'CURSOR_SIGNING_SECRET'];
+/** The deployment's GitHub App (absent: no GitHub), and its keys' secret. */
+const GITHUB_SECRET: readonly EnvName[] = ['GITHUB_APP_SECRET_ARN', 'GITHUB_APP_SECRET'];
+const GITHUB: readonly EnvName[] = ['GITHUB_APP_ID', 'GITHUB_API_URL', 'GITHUB_WEB_URL', ...GITHUB_SECRET];
 const LIST_INDEXES: IndexName[] = [
   'byAccount',
   'byAccountStatus',
@@ -127,6 +132,8 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
       'POD_MODELS',
       ...CLAIMS,
       ...CURSOR_SECRET,
+      // PUT /v1/account/github reads the installation it links
+      ...GITHUB,
     ],
     table: {
       actions: ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'ConditionCheckItem'],
@@ -145,6 +152,8 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
       'STEP_LOG_GROUP_NAME',
       ...PRICING,
       'LOCAL_GIT_SERVER_URL',
+      // the pods' git credentials are the GitHub App's installation tokens
+      ...GITHUB,
     ],
     table: { actions: ['GetItem', 'Query', 'PutItem', 'UpdateItem', 'BatchWriteItem'], indexes: [] },
   },
@@ -169,7 +178,14 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     timeoutSeconds: 15,
     memoryMiB: 256,
     description: 'Pre-flight checks and launch parameters',
-    environment: ['TABLE_NAME', 'AGENT_API_URL', 'POD_HEARTBEAT_SECONDS', 'POD_TASK_DEFINITION_ARN'],
+    environment: [
+      'TABLE_NAME',
+      'AGENT_API_URL',
+      'POD_HEARTBEAT_SECONDS',
+      'POD_TASK_DEFINITION_ARN',
+      // the run's repositories must be covered by its account's installation
+      ...GITHUB,
+    ],
     table: { actions: ['GetItem', 'Query', 'UpdateItem'], indexes: [] },
   },
   markRetrying: {
@@ -236,6 +252,22 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     environment: ['TABLE_NAME', ...CLAIMS, ...APPROVAL_SECRET],
     table: { actions: READ_WRITE_RUN, indexes: [] },
   },
+  raisePullRequest: {
+    entry: 'raise-pull-request',
+    timeoutSeconds: 30,
+    memoryMiB: 256,
+    description: 'Pod completed: opens the pull request of each branch it pushed',
+    environment: ['TABLE_NAME', 'PUBLIC_API_URL', ...GITHUB],
+    table: { actions: READ_WRITE_RUN, indexes: [] },
+  },
+  githubWebhooks: {
+    entry: 'github-webhooks',
+    timeoutSeconds: 10,
+    memoryMiB: 256,
+    description: "GitHub's webhooks: a run's pull request closed or merged",
+    environment: ['TABLE_NAME', ...GITHUB_SECRET],
+    table: { actions: READ_WRITE_RUN, indexes: [] },
+  },
 };
 
 /**
@@ -291,6 +323,7 @@ export const ROUTES: RouteDefinition[] = [
   v1('GET', '/v1/account'),
   v1('PUT', '/v1/account/limits'),
   v1('GET', '/v1/account/spend'),
+  v1('PUT', '/v1/account/github'),
   // The launched pod's one-time code for its run-scoped token (the handler checks the code).
   { method: 'POST', path: '/agent/v1/runs/{runId}/token', fn: 'agentApi', auth: 'agent' },
   { method: 'GET', path: '/agent/v1/runs/{runId}', fn: 'agentApi', auth: 'agent' },
@@ -302,6 +335,8 @@ export const ROUTES: RouteDefinition[] = [
   { method: 'POST', path: '/approve/{approvalId}', fn: 'approvals', auth: 'none' },
   { method: 'POST', path: '/v1/runs/{runId}/approve', fn: 'approvals', auth: 'jwt' },
   { method: 'POST', path: '/v1/runs/{runId}/cancel', fn: 'approvals', auth: 'jwt' },
+  // GitHub's deliveries: the handler verifies X-Hub-Signature-256 before reading anything
+  { method: 'POST', path: '/webhooks/github', fn: 'githubWebhooks', auth: 'none' },
 ];
 
 /** EventBridge rules: the same patterns deploy in CDK and are matched by the local bus. */
@@ -339,6 +374,7 @@ export const ASL_SUBSTITUTIONS = [
   'ParkPodFunctionArn',
   'FinalizeFunctionArn',
   'RequestApprovalFunctionArn',
+  'RaisePullRequestFunctionArn',
   'ClusterArn',
   'SubnetIds',
   'SecurityGroupId',

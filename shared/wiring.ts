@@ -13,8 +13,10 @@ import { DynamoSpendLedger } from './adapters/dynamo-spend-ledger.js';
 import { DynamoTimeline } from './adapters/dynamo-timeline.js';
 import { EcsSandbox } from './adapters/ecs-sandbox.js';
 import { EcsPodTaskDefinitions, type PodTaskDefinitionSettings } from './adapters/ecs-task-definitions.js';
+import { gitHubAppKeys, OctokitGitHubApp } from './adapters/github-app.js';
 import { LocalGitServerCredentials } from './adapters/local-git-credentials.js';
 import { StepFunctionsOrchestrator, StepFunctionsTaskSignals } from './adapters/sfn-orchestrator.js';
+import { signingSecret } from './adapters/signing-secret.js';
 import { SqsRunQueue } from './adapters/sqs-run-queue.js';
 
 /**
@@ -56,9 +58,27 @@ export const logReader = (logGroupName: string) =>
   new CloudWatchLogReader(new CloudWatchLogsClient({ retryMode: 'adaptive', maxAttempts: 4 }), logGroupName);
 export const stepContentStore = (logGroupName: string) =>
   new CloudWatchStepContentStore(logsClient(), logGroupName);
+export interface GitHubAppEnv {
+  GITHUB_APP_ID?: number;
+  GITHUB_API_URL?: string;
+  GITHUB_WEB_URL?: string;
+}
+
+let sharedGitHubApp: OctokitGitHubApp | undefined;
+/** The deployment's GitHub App when it has one (its keys read when first needed); else undefined. */
+export const gitHubApp = (env: GitHubAppEnv): OctokitGitHubApp | undefined => {
+  const { GITHUB_APP_ID: appId, GITHUB_API_URL: apiUrl, GITHUB_WEB_URL: webUrl } = env;
+  if (appId === undefined || !apiUrl || !webUrl) return undefined;
+  sharedGitHubApp ??= new OctokitGitHubApp({ appId, apiUrl, webUrl }, gitHubAppKeys(signingSecret('github')));
+  return sharedGitHubApp;
+};
+
 /**
- * Where the pods' git credentials come from: the local git server when the deployment names one;
- * otherwise none, and the Agent API says so (GitHub App installation tokens come later).
+ * Where the pods' git credentials come from: the deployment's GitHub App (installation tokens), or
+ * the local git server when the deployment names one; otherwise none, and the Agent API says so.
  */
-export const gitCredentials = (localGitServerUrl: string | undefined) =>
-  localGitServerUrl === undefined ? undefined : new LocalGitServerCredentials(localGitServerUrl);
+export const gitCredentials = (env: GitHubAppEnv & { LOCAL_GIT_SERVER_URL?: string }) =>
+  gitHubApp(env) ??
+  (env.LOCAL_GIT_SERVER_URL === undefined
+    ? undefined
+    : new LocalGitServerCredentials(env.LOCAL_GIT_SERVER_URL));

@@ -448,6 +448,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       ParkPodFunctionArn: runtime.arnOf('parkPod'),
       FinalizeFunctionArn: runtime.arnOf('finalize'),
       RequestApprovalFunctionArn: runtime.arnOf('requestApproval'),
+      RaisePullRequestFunctionArn: runtime.arnOf('raisePullRequest'),
       ClusterArn: clusterArn,
       SubnetIds: 'subnet-local-a,subnet-local-b',
       SecurityGroupId: 'sg-local',

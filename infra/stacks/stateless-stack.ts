@@ -132,6 +132,35 @@ export const podModelsFrom = (context: unknown): PodModel[] => {
   });
 };
 
+export interface GitHubAppContext {
+  appId: number;
+  apiUrl: string;
+  webUrl: string;
+}
+
+/**
+ * The GitHub App from the CDK context: `githubAppId`, and `githubHost` for GitHub Enterprise Server
+ * (default github.com, whose REST API is api.github.com).
+ */
+export const gitHubAppFrom = (appId: unknown, host: unknown): GitHubAppContext | undefined => {
+  if (appId === undefined || appId === '') return undefined;
+  const id = Number(appId);
+  if (!Number.isInteger(id) || id <= 0)
+    throw new Error(`context "githubAppId" must be the App's id: ${appId}`);
+  const name = host === undefined || host === '' ? 'github.com' : String(host);
+  if (!/^[a-z0-9.-]+(:\d+)?$/i.test(name))
+    throw new Error(`context "githubHost" must be a host name: ${name}`);
+  return {
+    appId: id,
+    apiUrl: name === 'github.com' ? 'https://api.github.com' : `https://${name}/api/v3`,
+    webUrl: `https://${name}`,
+  };
+};
+
+type StackSecrets = Record<Exclude<SigningPurpose, 'github'>, secretsmanager.Secret> & {
+  github?: secretsmanager.Secret;
+};
+
 /** Why a route has no API Gateway authorizer, for the cdk-nag acknowledgements. */
 const UNAUTHORIZED_ROUTE_REASONS: Record<Exclude<RouteAuth, 'jwt'>, string> = {
   agent:
@@ -182,7 +211,9 @@ export class StatelessStack extends Stack {
   /** the families of the pods' own task definitions (registered by the API) begin with it */
   public readonly podTaskFamilyPrefix: string;
   public readonly eventDeliveryDeadLetterQueue: sqs.Queue;
-  public readonly signingSecrets: Record<SigningPurpose, secretsmanager.Secret>;
+  public readonly signingSecrets: StackSecrets;
+  /** the deployment's GitHub App, from the CDK context; undefined: no GitHub */
+  public readonly github: GitHubAppContext | undefined;
   public readonly podModels: PodModel[];
 
   constructor(scope: Construct, id: string, props: StatelessStackProps) {
@@ -199,6 +230,10 @@ export class StatelessStack extends Stack {
       containerInsightsV2: ecs.ContainerInsights.ENABLED,
     });
     this.podModels = podModelsFrom(this.node.tryGetContext('podModels'));
+    this.github = gitHubAppFrom(
+      this.node.tryGetContext('githubAppId'),
+      this.node.tryGetContext('githubHost'),
+    );
     this.podTaskRole = this.createPodTaskRole();
     this.podTaskDefinition = this.createPodTaskDefinition(props.podLogGroup);
     this.podTaskFamilyPrefix = `${this.podTaskDefinition.family}-pod-`;
@@ -391,6 +426,13 @@ export class StatelessStack extends Stack {
       POD_TASK_DEFINITION_ARN: this.podTaskDefinition.taskDefinitionArn,
       POD_TASK_FAMILY_PREFIX: this.podTaskFamilyPrefix,
       POD_MODELS: this.podModels.map((model) => model.id).join(','),
+      ...(this.github
+        ? {
+            GITHUB_APP_ID: String(this.github.appId),
+            GITHUB_API_URL: this.github.apiUrl,
+            GITHUB_WEB_URL: this.github.webUrl,
+          }
+        : {}),
       // checks hands the pod the Agent API's address.
       AGENT_API_URL: this.apiStage.url,
       LAUNCH_BACKOFF_SECONDS: LAUNCH.backoffSeconds.join(','),
@@ -645,19 +687,39 @@ export class StatelessStack extends Stack {
    * goes to the functions that declare its variable (shared/manifest.ts) and to no other, read through
    * the Parameters and Secrets Lambda Extension (a layer; no SDK client in the bundle).
    */
-  private createSigningSecrets(): Record<SigningPurpose, secretsmanager.Secret> {
-    const secrets: Record<SigningPurpose, { id: string; description: string; rotation: string }> = {
+  private createSigningSecrets(): StackSecrets {
+    const randomKey = { passwordLength: 64, excludePunctuation: true };
+    const secrets: Record<
+      SigningPurpose,
+      { id: string; description: string; rotation: string; generate: secretsmanager.SecretStringGenerator }
+    > = {
       approval: {
         id: 'ApprovalLinkSecret',
         description: 'Signs the approval links mailed to project admins',
         rotation:
           'Rotating the link-signing key would invalidate every approval link in flight; it is a random 64-character key that never leaves Secrets Manager and the two approval functions.',
+        generate: randomKey,
       },
       cursor: {
         id: 'PageCursorSecret',
         description: 'Signs the page cursors the API hands out (run lists, sandbox logs)',
         rotation:
           'Rotating the cursor key would only make the cursors clients hold start over; it is a random 64-character key that never leaves Secrets Manager and the API function.',
+        generate: randomKey,
+      },
+      github: {
+        id: 'GitHubAppSecret',
+        description:
+          'The GitHub App: {"privateKey": the PEM the operator puts in, "webhookSecret": generated here, to give the App}',
+        rotation:
+          'The private key is GitHub’s to issue and the webhook secret is shared with the App: both are rotated by the operator, in GitHub and here together.',
+        // the operator adds the private key; the webhook secret is generated, to be given to the App
+        generate: {
+          secretStringTemplate: JSON.stringify({ privateKey: '' }),
+          generateStringKey: 'webhookSecret',
+          passwordLength: 40,
+          excludePunctuation: true,
+        },
       },
     };
     const layer = lambda.LayerVersion.fromLayerVersionArn(
@@ -671,11 +733,8 @@ export class StatelessStack extends Stack {
       ),
     );
     const created = (purpose: SigningPurpose): secretsmanager.Secret => {
-      const { id, description, rotation } = secrets[purpose];
-      const secret = new secretsmanager.Secret(this, id, {
-        description,
-        generateSecretString: { passwordLength: 64, excludePunctuation: true },
-      });
+      const { id, description, rotation, generate } = secrets[purpose];
+      const secret = new secretsmanager.Secret(this, id, { description, generateSecretString: generate });
       Validations.of(secret).acknowledge({ id: 'AwsSolutions-SMG4', reason: rotation });
       const variable = SIGNING_SECRETS[purpose].arn;
       for (const name of FUNCTION_NAMES.filter((fn) => FUNCTIONS[fn].environment.includes(variable))) {
@@ -686,7 +745,11 @@ export class StatelessStack extends Stack {
       }
       return secret;
     };
-    return { approval: created('approval'), cursor: created('cursor') };
+    return {
+      approval: created('approval'),
+      cursor: created('cursor'),
+      ...(this.github ? { github: created('github') } : {}),
+    };
   }
 
   /**

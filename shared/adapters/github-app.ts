@@ -32,6 +32,26 @@ export const gitHubAppKeysSchema = z.object({
 });
 export type GitHubAppKeys = z.infer<typeof gitHubAppKeysSchema>;
 
+/** The keys from their secret's JSON text, read once and checked, so a secret not yet filled in says so. */
+export const gitHubAppKeys = (secret: () => Promise<string>): (() => Promise<GitHubAppKeys>) => {
+  let keys: Promise<GitHubAppKeys> | undefined;
+  return () => {
+    keys ??= secret()
+      .then((text) => {
+        const parsed = gitHubAppKeysSchema.safeParse(JSON.parse(text));
+        if (!parsed.success) {
+          throw new Error(`the GitHub App secret: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+        }
+        return parsed.data;
+      })
+      .catch((err: unknown) => {
+        keys = undefined;
+        throw err;
+      });
+    return keys;
+  };
+};
+
 /** `owner` and `name` of a clone URL on the App's host (`<webUrl>/<owner>/<name>[.git]`), else undefined. */
 export const repoOnHost = (webUrl: string, cloneUrl: string): { owner: string; name: string } | undefined => {
   const base = `${webUrl.replace(/\/+$/, '')}/`;

@@ -15,6 +15,8 @@ export const SIGNING_SECRETS = {
     arn: 'APPROVAL_SECRET_ARN',
   },
   cursor: { what: 'the cursor signing secret', local: 'CURSOR_SIGNING_SECRET', arn: 'CURSOR_SECRET_ARN' },
+  /** the GitHub App's private key (it signs the App's JWTs) and webhook secret, as JSON */
+  github: { what: 'the GitHub App secret', local: 'GITHUB_APP_SECRET', arn: 'GITHUB_APP_SECRET_ARN' },
 } as const satisfies Record<string, { what: string; local: EnvName; arn: EnvName }>;
 export type SigningPurpose = keyof typeof SIGNING_SECRETS;
 

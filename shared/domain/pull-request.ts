@@ -31,23 +31,23 @@ export interface PullRequestContext {
   run: Run;
   /** the run's instructions, from its frozen config */
   prompt: string;
-  /** where a person reads the run */
+  /** where the run is read: its record, and `/steps` after it for its steps */
   runUrl: string;
-  /** the steps the run recorded */
-  steps: number;
 }
 
+const usd = (n: number) => `$${n.toFixed(4)}`;
+
 /** Title from the item and the first line of the instructions; the body tells the run's story. */
-export const pullRequestText = ({ run, prompt, runUrl, steps }: PullRequestContext) => {
+export const pullRequestText = ({ run, prompt, runUrl }: PullRequestContext) => {
   const firstLine = prompt.trim().split('\n')[0] ?? '';
   const summary = run.result?.message?.trim();
-  const usd = (n: number) => `$${n.toFixed(4)}`;
+  const sandbox = run.cost.sandboxCpuUsd + run.cost.sandboxMemoryUsd;
   const body = [
     summary || 'The pod gave no summary.',
     '',
     '---',
-    `Run [${run.runId}](${runUrl}) of pod \`${run.podId}\` for ${run.itemId}, dispatched by ${run.attribution} (${run.mode}).`,
-    `Steps: ${steps}. Cost so far: ${usd(run.cost.totalUsd)} (model tokens ${usd(run.cost.tokenUsd)}, sandbox ${usd(run.cost.sandboxCpuUsd + run.cost.sandboxMemoryUsd)}).`,
+    `Run [${run.runId}](${runUrl}) of pod \`${run.podId}\` for ${run.itemId}, dispatched by ${run.attribution} (${run.mode}); its steps: ${runUrl}/steps.`,
+    `Cost so far: ${usd(run.cost.totalUsd)} (model tokens ${usd(run.cost.tokenUsd)}, sandbox ${usd(sandbox)}).`,
   ].join('\n');
   return { title: cut(`${run.itemId}: ${firstLine}`, TITLE_MAX_CHARS), body };
 };

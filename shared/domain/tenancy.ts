@@ -69,6 +69,8 @@ export interface Pod {
   agent: PodAgent;
   hooks: PodHooks;
   checkpoints: Checkpoint[];
+  /** the pull requests its runs' changes get are opened as drafts */
+  draftPullRequests?: boolean;
   /** plain variables for the agent and the hooks */
   env: Record<string, string>;
   /** variable name → name of the Secrets Manager secret whose value it holds in the container */
@@ -184,4 +186,18 @@ export const preflight = (
   const capMessage = spend && capReached(account.limits, spend);
   if (capMessage) return { ok: false, exitReason: 'budget_hit', message: capMessage };
   return { ok: true };
+};
+
+/** A repository's identity whichever way its clone URL is written (GitHub's are case-insensitive, `.git` optional). */
+const repoKey = (cloneUrl: string): string =>
+  cloneUrl
+    .trim()
+    .replace(/\/+$/, '')
+    .replace(/\.git$/, '')
+    .toLowerCase();
+
+/** The run's repositories that the installation (its clone URLs) does not cover. */
+export const uncoveredRepos = (repos: readonly string[], covered: readonly string[]): string[] => {
+  const keys = new Set(covered.map(repoKey));
+  return repos.filter((repo) => !keys.has(repoKey(repo)));
 };

@@ -12,7 +12,8 @@ export class PayloadTooLargeError extends DomainError {
   }
 }
 
-const rawBody = (event: APIGatewayProxyEventV2): string => {
+/** The body as sent: a signature is over these bytes, not over a parse of them. */
+export const rawBody = (event: APIGatewayProxyEventV2): string => {
   if (!event.body) return '';
   return event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
 };

@@ -108,6 +108,7 @@ export const podRequestSchema = z
     agent: podAgentSchema,
     hooks: z._default(podHooksSchema, {}),
     checkpoints: z._default(checkpointsSchema, [...CHECKPOINTS]),
+    draftPullRequests: z._default(z.boolean(), false),
     env: z._default(podEnvSchema, {}),
     secrets: z._default(podSecretsSchema, {}),
     enabled: z._default(z.boolean(), true),
@@ -158,6 +159,9 @@ export const projectRequestSchema = z.strictObject({
     [],
   ),
 });
+
+/** The account's installation of the deployment's GitHub App (its id, from the App's settings or its webhook). */
+export const gitHubLinkSchema = z.strictObject({ installationId: z.int().check(z.positive()) });
 
 export const accountLimitsSchema = z.strictObject({
   dailyCapMicroUsd: z.int().check(z.nonnegative()),

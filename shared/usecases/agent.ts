@@ -143,9 +143,10 @@ const GIT_CREDENTIAL_TTL_SECONDS = 3600;
  * execution history, and a pod that starts late or runs long asks again.
  */
 export const gitCredentialFor = async (
-  credentials: GitCredentials | undefined,
+  deps: Pick<AgentDeps, 'gitCredentials' | 'directory'>,
   run: Run,
 ): Promise<GitCredential> => {
+  const credentials = deps.gitCredentials;
   if (!credentials) {
     throw new NotConfiguredError('this deployment has no git provider configured to give credentials');
   }
@@ -155,7 +156,13 @@ export const gitCredentialFor = async (
     });
   }
   if (run.repos.length === 0) throw new ConflictError('the run has no repositories');
-  return credentials.mint({ runId: run.runId, repos: run.repos, ttlSeconds: GIT_CREDENTIAL_TTL_SECONDS });
+  const account = await deps.directory.getAccount(run.accountId);
+  return credentials.mint({
+    runId: run.runId,
+    repos: run.repos,
+    ttlSeconds: GIT_CREDENTIAL_TTL_SECONDS,
+    ...(account?.github ? { installationId: account.github.installationId } : {}),
+  });
 };
 
 /**

@@ -1,6 +1,12 @@
-import { ForbiddenError, NotFoundError, ServiceUnavailableError, ValidationError } from '../domain/errors.js';
+import {
+  ForbiddenError,
+  NotConfiguredError,
+  NotFoundError,
+  ServiceUnavailableError,
+  ValidationError,
+} from '../domain/errors.js';
 import type { Account, Caller, Pod, Project } from '../domain/tenancy.js';
-import type { Clock, DirectoryRepository, PodTaskDefinitions } from '../ports.js';
+import type { Clock, DirectoryRepository, GitHubApp, PodTaskDefinitions } from '../ports.js';
 import type { accountLimitsSchema, podRequestSchema, projectRequestSchema } from '../schemas/api.js';
 import { accountSecretsPrefix } from '../schemas/pod.js';
 import type * as z from '../zod.js';
@@ -63,6 +69,38 @@ export const setAccountLimits = async (
   requireAccountAdmin(caller);
   await ensureAccount(deps, caller);
   return deps.directory.setAccountLimits(caller.accountId, limits);
+};
+
+/**
+ * An account admin links the account to its installation of the deployment's GitHub App: its runs'
+ * repositories must be among those the installation covers. The App reading the installation's
+ * repositories is the proof that the installation is the App's; answered with them.
+ */
+export const linkGitHub = async (
+  deps: DirectoryDeps & { github?: GitHubApp },
+  caller: Caller,
+  installationId: number,
+): Promise<Account & { repositories: string[] }> => {
+  requireAccountAdmin(caller);
+  if (!deps.github) {
+    throw new NotConfiguredError('this deployment has no GitHub App configured (see "Connecting GitHub")');
+  }
+  const installation = await deps.github.installation(installationId).catch((err: unknown) => {
+    if (err instanceof NotFoundError) {
+      throw new ValidationError(`installationId: the GitHub App has no installation ${installationId}`, {
+        installationId,
+      });
+    }
+    throw err;
+  });
+  await ensureAccount(deps, caller);
+  const account = await deps.directory.setAccountGitHub(caller.accountId, {
+    installationId,
+    login: installation.login,
+    linkedBy: caller.userId,
+    linkedAt: deps.clock.now().toISOString(),
+  });
+  return { ...account, repositories: installation.repos };
 };
 
 export const getPod = async (deps: DirectoryDeps, caller: Caller, podId: string): Promise<Pod> => {

@@ -11,14 +11,21 @@ import {
   resume,
   retryLaunch,
 } from '../domain/commands.js';
-import { TransitionRefusedError } from '../domain/errors.js';
+import { NotFoundError, TransitionRefusedError } from '../domain/errors.js';
 import { type ExecutionState, endingOf, endingOfExecution } from '../domain/execution.js';
 import { randomToken } from '../domain/ids.js';
 import { type ExitReason, executionName, isTerminal, type Run, type RunStatus } from '../domain/run.js';
-import { hasSpendCaps, needsOwnTaskDefinition, preflight } from '../domain/tenancy.js';
+import {
+  type Account,
+  hasSpendCaps,
+  needsOwnTaskDefinition,
+  preflight,
+  uncoveredRepos,
+} from '../domain/tenancy.js';
 import type {
   Clock,
   DirectoryRepository,
+  GitHubApp,
   Orchestrator,
   RunList,
   RunQueue,
@@ -134,13 +141,40 @@ export interface ChecksResult {
 }
 
 /**
+ * With GitHub as the git provider, each repository of the run must be one its account's installation
+ * covers, or the pod could not clone it: said before anything launches. Undefined when all are.
+ */
+const repoCoverage = async (
+  github: GitHubApp | undefined,
+  account: Account | undefined,
+  repos: string[],
+): Promise<string | undefined> => {
+  if (!github || !account || repos.length === 0) return undefined;
+  const link = account.github;
+  if (!link) {
+    return `the account has linked no GitHub App installation (PUT /v1/account/github), so ${repos.join(', ')} cannot be cloned`;
+  }
+  const covered = await github.installation(link.installationId).then(
+    (installation) => installation.repos,
+    (err: unknown) => {
+      if (err instanceof NotFoundError) return [];
+      throw err;
+    },
+  );
+  const missing = uncoveredRepos(repos, covered);
+  return missing.length > 0
+    ? `the GitHub App installation ${link.installationId} (${link.login}) does not cover ${missing.join(', ')}`
+    : undefined;
+};
+
+/**
  * Pre-flight checks, before the first launch and before each relaunch. Passing moves the run to
  * PROVISIONING and sets the one-time code the launched pod exchanges for its run-scoped token (only
  * hashes are stored; the code is spent within seconds, so the execution history holds nothing that
  * still works). Failing, or a run that ended meanwhile (stopped during a back-off), launches nothing.
  */
 export const runChecks = async (
-  deps: Pick<LifecycleDeps, 'runs' | 'ledger' | 'directory' | 'clock'>,
+  deps: Pick<LifecycleDeps, 'runs' | 'ledger' | 'directory' | 'clock'> & { github?: GitHubApp },
   settings: LaunchSettings,
   runId: string,
 ): Promise<ChecksResult> => {
@@ -163,6 +197,8 @@ export const runChecks = async (
       : undefined;
   const outcome = preflight(pod, account, spend);
   if (!outcome.ok) return refuse(outcome.exitReason, outcome.message);
+  const notCovered = await repoCoverage(deps.github, account, run.repos);
+  if (notCovered) return refuse('missing_repo_access', notCovered);
   const snapshot = await deps.runs.getSnapshot(runId);
   const frozenPod = snapshot?.pod ?? pod;
   if (!frozenPod) return refuse('cancelled', 'the pod no longer exists');

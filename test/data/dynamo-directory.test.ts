@@ -158,6 +158,7 @@ describe('ensureAccount, as the first configuration of an account', () => {
     agent: { kind: 'demo' as const },
     hooks: {},
     checkpoints: [],
+    draftPullRequests: false,
     env: {},
     secrets: {},
     enabled: true,

@@ -366,7 +366,7 @@ describe('the stateless stack', () => {
     });
   });
 
-  it('lets the state machine role invoke exactly the five functions of the ASL', () => {
+  it('lets the state machine role invoke exactly the six functions of the ASL', () => {
     const roleId = logicalId(stateless.stateMachine.role);
     const invocable = policyStatements(statelessTemplate)
       .filter(
@@ -374,7 +374,14 @@ describe('the stateless stack', () => {
           statement.roleIds.includes(roleId) && asArray(statement.Action).includes('lambda:InvokeFunction'),
       )
       .flatMap((statement) => asArray(statement.Resource));
-    const invoked: FunctionName[] = ['checks', 'markRetrying', 'parkPod', 'finalize', 'requestApproval'];
+    const invoked: FunctionName[] = [
+      'checks',
+      'markRetrying',
+      'parkPod',
+      'finalize',
+      'requestApproval',
+      'raisePullRequest',
+    ];
     expect(invocable).toEqual(invoked.map((name) => ({ 'Fn::GetAtt': [functionIds[name], 'Arn'] })));
   });
 

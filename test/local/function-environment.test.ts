@@ -47,7 +47,14 @@ const VALUES = {
   CURSOR_SIGNING_SECRET: 'a-local-cursor-secret-of-32-characters',
   SWEEPER_STALE_AFTER_SECONDS: '120',
   LOCAL_GIT_SERVER_URL: NOWHERE,
-} satisfies Record<Exclude<EnvName, 'APPROVAL_SECRET_ARN' | 'CURSOR_SECRET_ARN'>, string>;
+  GITHUB_APP_ID: '1',
+  GITHUB_API_URL: NOWHERE,
+  GITHUB_WEB_URL: NOWHERE,
+  GITHUB_APP_SECRET: JSON.stringify({ privateKey: 'a-local-key', webhookSecret: 'a-local-webhook-secret' }),
+} satisfies Record<
+  Exclude<EnvName, 'APPROVAL_SECRET_ARN' | 'CURSOR_SECRET_ARN' | 'GITHUB_APP_SECRET_ARN'>,
+  string
+>;
 
 /** The project's variables: any a handler may read, and any a function declares. */
 const PROJECT_VARIABLES = new Set<string>([

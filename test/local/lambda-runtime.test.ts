@@ -86,6 +86,8 @@ describe('createLambdaRuntime', () => {
         sweeper: fn('crashes'),
         requestApproval: fn('environment'),
         approvals: fn('echo'),
+        raisePullRequest: fn('echo'),
+        githubWebhooks: fn('echo'),
       },
       region: 'eu-west-1',
       accountId: '111122223333',

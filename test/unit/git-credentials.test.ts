@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { LocalGitServerCredentials } from '../../shared/adapters/local-git-credentials.js';
 import { RUN_STATUSES } from '../../shared/domain/run.js';
-import type { GitCredentialRequest, GitCredentials } from '../../shared/ports.js';
+import type { DirectoryRepository, GitCredentialRequest, GitCredentials } from '../../shared/ports.js';
 import { gitCredentialFor } from '../../shared/usecases/agent.js';
 import { runFactory } from '../support/factories.js';
 
@@ -24,6 +24,19 @@ const fakeSource = () => {
   return { source, requests };
 };
 
+/** The run's account, linked to GitHub installation 42 unless `linked` is false. */
+const directoryWith = (linked = true) =>
+  ({
+    getAccount: vi.fn(async (accountId: string) => ({
+      accountId,
+      ...(linked ? { github: { installationId: 42, login: 'demo', linkedBy: 'root', linkedAt: 'x' } } : {}),
+    })),
+  }) as unknown as DirectoryRepository;
+const depsWith = (gitCredentials: GitCredentials | undefined, linked = true) => ({
+  gitCredentials,
+  directory: directoryWith(linked),
+});
+
 describe('the pod’s git credential', () => {
   it.each(['PROVISIONING', 'RUNNING', 'AWAITING_APPROVAL'] as const)(
     'is minted while the run is %s, for its repositories only, for an hour',
@@ -31,9 +44,9 @@ describe('the pod’s git credential', () => {
       const { source, requests } = fakeSource();
       const run = runFactory({ status, repos: REPOS });
 
-      const credential = await gitCredentialFor(source, run);
+      const credential = await gitCredentialFor(depsWith(source), run);
 
-      expect(requests).toEqual([{ runId: run.runId, repos: REPOS, ttlSeconds: 3600 }]);
+      expect(requests).toEqual([{ runId: run.runId, repos: REPOS, ttlSeconds: 3600, installationId: 42 }]);
       expect(credential).toEqual({
         username: 'x-access-token',
         password: 'secret',
@@ -47,7 +60,9 @@ describe('the pod’s git credential', () => {
     'is refused while the run is %s, when no sandbox of it works',
     async (status) => {
       const { source } = fakeSource();
-      await expect(gitCredentialFor(source, runFactory({ status, repos: REPOS }))).rejects.toMatchObject({
+      await expect(
+        gitCredentialFor(depsWith(source), runFactory({ status, repos: REPOS })),
+      ).rejects.toMatchObject({
         code: 'Conflict',
         details: { status },
       });
@@ -58,7 +73,7 @@ describe('the pod’s git credential', () => {
   it('is refused for a run without repositories, which a GitHub App would read as all of them', async () => {
     const { source } = fakeSource();
     await expect(
-      gitCredentialFor(source, runFactory({ status: 'RUNNING', repos: [] })),
+      gitCredentialFor(depsWith(source), runFactory({ status: 'RUNNING', repos: [] })),
     ).rejects.toMatchObject({
       code: 'Conflict',
       message: 'the run has no repositories',
@@ -66,9 +81,16 @@ describe('the pod’s git credential', () => {
     expect(source.mint).not.toHaveBeenCalled();
   });
 
+  it('is asked for without an installation for an account that linked none', async () => {
+    const { source, requests } = fakeSource();
+    const run = runFactory({ status: 'RUNNING', repos: REPOS });
+    await gitCredentialFor(depsWith(source, false), run);
+    expect(requests).toEqual([{ runId: run.runId, repos: REPOS, ttlSeconds: 3600 }]);
+  });
+
   it('is unavailable, and says so, when the deployment has no git provider', async () => {
     await expect(
-      gitCredentialFor(undefined, runFactory({ status: 'RUNNING', repos: REPOS })),
+      gitCredentialFor(depsWith(undefined), runFactory({ status: 'RUNNING', repos: REPOS })),
     ).rejects.toMatchObject({
       code: 'NotConfigured',
       message: expect.stringMatching(/no git provider/),

@@ -318,7 +318,7 @@ describe('agent-api handler', () => {
       ledger,
       signals: {} as TaskSignals,
       stepContent: {} as StepContentStore,
-      directory: {} as DirectoryRepository,
+      directory: { getAccount: async () => undefined } as unknown as DirectoryRepository,
       pricing: { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' as const },
       clock,
     };

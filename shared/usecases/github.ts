@@ -1,0 +1,101 @@
+import { raisePullRequests, settlePullRequest } from '../domain/commands.js';
+import { pullRequestText, pushedCommits, runIdOfBranch } from '../domain/pull-request.js';
+import type { PullRequest } from '../domain/run.js';
+import type { Clock, DirectoryRepository, GitHubApp, RunStore } from '../ports.js';
+import { carryOut } from './carry-out.js';
+
+/**
+ * The run's pull requests on GitHub: opened by the control plane once the pod has pushed, and
+ * their fate (closed unmerged, merged) brought back to the run by GitHub's webhooks.
+ */
+
+export interface PullRequestDeps {
+  runs: RunStore;
+  directory: DirectoryRepository;
+  clock: Clock;
+  /** undefined when the deployment has no GitHub App: no pull request is opened, none invented */
+  github?: GitHubApp;
+}
+
+export interface PullRequestSettings {
+  /** the API's public base URL: the pull request links to the run there */
+  publicApiUrl: string;
+}
+
+/**
+ * After the pod completed and pushed: a pull request for each repository it pushed a commit to,
+ * found by its head branch when a retried step already opened it. The run moves to PR_RAISED.
+ * Answers the pull requests (none for a run that changed nothing).
+ */
+export const openPullRequests = async (
+  deps: PullRequestDeps,
+  settings: PullRequestSettings,
+  runId: string,
+): Promise<PullRequest[]> => {
+  const run = await deps.runs.get(runId);
+  if (run?.status !== 'RUNNING' || !deps.github) return [];
+  const commits = pushedCommits(run);
+  if (commits.length === 0) return [];
+  const [account, snapshot] = await Promise.all([
+    deps.directory.getAccount(run.accountId),
+    deps.runs.getSnapshot(runId),
+  ]);
+  const installationId = account?.github?.installationId;
+  // the pod pushed with this installation's token: without it, nothing could have been pushed
+  if (installationId === undefined) throw new Error(`account ${run.accountId} has no GitHub installation`);
+  const { title, body } = pullRequestText({
+    run,
+    prompt: snapshot?.prompt ?? '',
+    runUrl: `${settings.publicApiUrl.replace(/\/+$/, '')}/v1/runs/${runId}`,
+  });
+  const pullRequests: PullRequest[] = [];
+  for (const commit of commits) {
+    pullRequests.push(
+      await deps.github.openPullRequest({
+        installationId,
+        repo: commit.repo,
+        branch: commit.branch,
+        title,
+        body,
+        draft: snapshot?.pod.draftPullRequests === true,
+      }),
+    );
+  }
+  await carryOut(deps.runs, run, (r) => raisePullRequests(r, pullRequests, deps.clock.now()));
+  return pullRequests;
+};
+
+export interface PullRequestDelivery {
+  /** the installation the delivery is for: only runs of the account that linked it are touched */
+  installationId: number;
+  pullRequest: PullRequest;
+}
+
+export type DeliveryOutcome =
+  | { handled: true; runId: string; status: string }
+  | { handled: false; reason: string };
+
+/**
+ * A pull request changed on GitHub. Its head branch names the run (`pods/<podId>/<runId>`); the run's
+ * command decides what, if anything, changes, so a delivery that comes twice, late or out of order
+ * changes nothing the first did not.
+ */
+export const pullRequestChanged = async (
+  deps: Pick<PullRequestDeps, 'runs' | 'directory' | 'clock'>,
+  delivery: PullRequestDelivery,
+): Promise<DeliveryOutcome> => {
+  const runId = delivery.pullRequest.branch && runIdOfBranch(delivery.pullRequest.branch);
+  if (!runId) return { handled: false, reason: 'not the branch of a run' };
+  const run = await deps.runs.get(runId);
+  if (!run) return { handled: false, reason: `no run ${runId}` };
+  const account = await deps.directory.getAccount(run.accountId);
+  if (account?.github?.installationId !== delivery.installationId) {
+    return { handled: false, reason: `run ${runId} is not of the installation's account` };
+  }
+  const { run: after, changed } = await carryOut(deps.runs, run, (r) =>
+    settlePullRequest(r, delivery.pullRequest, deps.clock.now()),
+  );
+  return changed
+    ? { handled: true, runId, status: after.status }
+    : { handled: false, reason: `run ${runId} is ${after.status}: nothing to change` };
+};
