@@ -240,6 +240,70 @@ describe('the stateful stack', () => {
   });
 });
 
+describe('the GitHub App (context githubAppId, githubHost)', () => {
+  const withGitHub = buildApp({ ...context, githubAppId: '123456', githubHost: 'ghes.example.com' });
+  const template = Template.fromStack(withGitHub.stateless);
+  const resources = template.toJSON().Resources as Record<string, { Type: string; Properties: Json }>;
+  const gitHubFunctions: FunctionName[] = ['api', 'agentApi', 'checks', 'raisePullRequest', 'githubWebhooks'];
+  const idOf = (construct: IConstruct) =>
+    withGitHub.stateless.getLogicalId(construct.node.defaultChild as CfnResource);
+
+  it('keeps its keys in a secret of their own, the webhook secret generated and the private key the operator’s', () => {
+    const secret = withGitHub.stateless.signingSecrets.github;
+    expect(secret).toBeDefined();
+    template.hasResourceProperties('AWS::SecretsManager::Secret', {
+      GenerateSecretString: Match.objectLike({
+        SecretStringTemplate: JSON.stringify({ privateKey: '' }),
+        GenerateStringKey: 'webhookSecret',
+      }),
+    });
+    expect(stateless.signingSecrets.github).toBeUndefined();
+    statelessTemplate.resourceCountIs('AWS::SecretsManager::Secret', 2);
+  });
+
+  it('gives the App’s functions its id, its API and web URLs and its secret, and lets only them read the secret', () => {
+    const secretId = idOf(withGitHub.stateless.signingSecrets.github as IConstruct);
+    for (const name of functionNames) {
+      const fn = withGitHub.stateless.functions[name];
+      const environment = resources[idOf(fn.function)]?.Properties.Environment as
+        | { Variables: Json }
+        | undefined;
+      const variables = environment?.Variables;
+      if (gitHubFunctions.includes(name)) {
+        expect(variables).toMatchObject({
+          ...(name === 'githubWebhooks'
+            ? {}
+            : {
+                GITHUB_APP_ID: '123456',
+                GITHUB_API_URL: 'https://ghes.example.com/api/v3',
+                GITHUB_WEB_URL: 'https://ghes.example.com',
+              }),
+          GITHUB_APP_SECRET_ARN: { Ref: secretId },
+        });
+      } else {
+        expect(variables).not.toHaveProperty('GITHUB_APP_SECRET_ARN');
+      }
+    }
+    const readers = policyStatements(template)
+      .filter((statement) => JSON.stringify(statement.Resource).includes(secretId))
+      .flatMap((statement) => statement.roleIds);
+    expect(new Set(readers)).toEqual(
+      new Set(gitHubFunctions.map((name) => idOf(withGitHub.stateless.functions[name].role))),
+    );
+  });
+
+  it('routes POST /webhooks/github to its function without an authorizer: the handler checks the signature', () => {
+    template.hasResourceProperties('AWS::ApiGatewayV2::Route', {
+      RouteKey: 'POST /webhooks/github',
+      AuthorizationType: 'NONE',
+    });
+  });
+
+  it('refuses a githubAppId that is not an App id', () => {
+    expect(() => buildApp({ ...context, githubAppId: 'my-app' })).toThrow(/githubAppId/);
+  });
+});
+
 describe('the stateless stack', () => {
   it('gives the pod a task role that may only invoke the pod models on Bedrock', () => {
     const taskRoleId = logicalId(stateless.podTaskRole);
