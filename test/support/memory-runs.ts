@@ -71,6 +71,7 @@ export class MemoryRuns implements RunStore {
       delete run.pendingApproval;
       run.approvals = [...(run.approvals ?? []), t.closeApproval];
     }
+    if (t.artifacts) run.artifacts = [...run.artifacts, ...t.artifacts];
     if (t.revokeCredentials) {
       const secrets = this.secrets.get(t.runId) ?? {};
       delete secrets.agentTokenHash;

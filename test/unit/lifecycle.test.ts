@@ -1,4 +1,5 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { NotFoundError } from '../../shared/domain/errors.js';
 import { DEFAULT_PRICE_TABLE } from '../../shared/domain/pricing.js';
 import { isTerminal, type Run, type RunStatus } from '../../shared/domain/run.js';
 import type {
@@ -250,6 +251,59 @@ describe('runChecks', () => {
       launch: null,
     });
     expect(runs.stored(RUN_ID).status).toBe('QUEUED');
+  });
+
+  describe('with GitHub as the git provider', () => {
+    const REPO = 'https://github.com/acme/app.git';
+    const github = (repos: string[] | Error) => ({
+      installation: vi.fn(async (installationId: number) => {
+        if (repos instanceof Error) throw repos;
+        return { installationId, login: 'acme', repos };
+      }),
+      openPullRequest: vi.fn(),
+    });
+    const linkedAccount = (linked: boolean) =>
+      vi.mocked(deps.directory.getAccount).mockResolvedValue({
+        accountId: 'acct-1',
+        name: 'a',
+        paymentStatus: 'active',
+        limits: { dailyCapMicroUsd: 0, monthlyCapMicroUsd: 0 },
+        updatedAt: 't',
+        ...(linked ? { github: { installationId: 42, login: 'acme', linkedBy: 'root', linkedAt: 't' } } : {}),
+      });
+
+    it('launches a run whose repositories the account’s installation covers, however their URLs are written', async () => {
+      seed('QUEUED', { repos: ['https://github.com/ACME/app'] });
+      linkedAccount(true);
+      const app = github([REPO]);
+      expect((await runChecks({ ...deps, github: app }, settings, RUN_ID)).ok).toBe(true);
+      expect(app.installation).toHaveBeenCalledWith(42);
+    });
+
+    it('cancels, before anything launches, a run with a repository the installation does not cover, naming it', async () => {
+      seed('QUEUED', { repos: [REPO, 'https://github.com/acme/secret.git'] });
+      linkedAccount(true);
+      expect(await runChecks({ ...deps, github: github([REPO]) }, settings, RUN_ID)).toMatchObject({
+        ok: false,
+        exitReason: 'missing_repo_access',
+        message: 'the GitHub App installation 42 (acme) does not cover https://github.com/acme/secret.git',
+      });
+      expect(runs.stored(RUN_ID).status).toBe('QUEUED');
+    });
+
+    it('cancels a run of an account that linked no installation, or whose installation is gone', async () => {
+      seed('QUEUED', { repos: [REPO] });
+      linkedAccount(false);
+      expect(await runChecks({ ...deps, github: github([REPO]) }, settings, RUN_ID)).toMatchObject({
+        exitReason: 'missing_repo_access',
+        message: expect.stringContaining('PUT /v1/account/github'),
+      });
+      linkedAccount(true);
+      const gone = github(new NotFoundError('GitHub App installation', '42'));
+      expect(await runChecks({ ...deps, github: gone }, settings, RUN_ID)).toMatchObject({
+        exitReason: 'missing_repo_access',
+      });
+    });
   });
 
   it('launches nothing for a run that ended meanwhile (stopped during a back-off)', async () => {
