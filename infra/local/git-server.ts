@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { access, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { devNull, tmpdir } from 'node:os';
@@ -74,7 +74,8 @@ const hashOf = (token: string) => createHash('sha256').update(token).digest('hex
 const ISOLATED_GIT = { GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: devNull };
 
 const run = promisify(execFile);
-const git = (args: string[], env: Record<string, string> = {}) =>
+/** git on the server's side, e.g. on a bare repository with `--git-dir` */
+export const git = (args: string[], env: Record<string, string> = {}) =>
   run('git', args, { env: { PATH: process.env.PATH, ...ISOLATED_GIT, ...env }, encoding: 'utf8' });
 
 const isRepository = (gitDir: string) =>
@@ -82,6 +83,23 @@ const isRepository = (gitDir: string) =>
     () => true,
     () => false,
   );
+
+/** The names of the repositories `<root>/<owner>/<name>.git`, sorted. */
+export const repositoriesOf = async (root: string, owner: string): Promise<string[]> => {
+  const entries = await readdir(path.join(root, owner), { withFileTypes: true }).catch(
+    (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [];
+      throw err;
+    },
+  );
+  const names: string[] = [];
+  for (const entry of entries) {
+    const gitDir = path.join(root, owner, entry.name);
+    if (entry.isDirectory() && REPO_PATH.test(`${owner}/${entry.name}`) && (await isRepository(gitDir)))
+      names.push(entry.name.slice(0, -'.git'.length));
+  }
+  return names.sort();
+};
 
 /** The author and date of the seeded commit: fixed, so the same files always make the same commit. */
 const SEED_IDENTITY = {
