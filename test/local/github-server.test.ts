@@ -79,17 +79,22 @@ const startStandIn = (publicKeyPem: string) =>
   });
 
 let publicKeyPem: string;
+let otherKey: string;
+
+/** An RSA key pair, the private key a PKCS#1 PEM as GitHub hands out an App's. */
+const appKeyPair = () =>
+  promisify(generateKeyPair)('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'github-server-'));
   root = path.join(dir, 'repos');
   persistPath = path.join(dir, 'github.json');
-  const keys = promisify(generateKeyPair)('rsa', {
-    modulusLength: 2048,
-    // as GitHub hands out an App's private key
-    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-  });
+  // made while the repositories are seeded: the App's, and another to forge its JWTs with
+  const keys = Promise.all([appKeyPair(), appKeyPair()]);
   await Promise.all([
     seedRepository(root, 'demo/app.git', DEMO_SOURCE),
     seedRepository(root, 'demo/other.git', DEMO_SOURCE),
@@ -108,7 +113,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
   receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/webhooks/github`;
-  ({ privateKey, publicKey: publicKeyPem } = await keys);
+  [{ privateKey, publicKey: publicKeyPem }, { privateKey: otherKey }] = await keys;
   github = await startStandIn(publicKeyPem);
 });
 
@@ -207,11 +212,6 @@ describe('the GitHub stand-in: the App and its installation tokens', () => {
       permissions: { contents: 'write', pull_requests: 'write', issues: 'write', metadata: 'read' },
     });
 
-    const { privateKey: otherKey } = await promisify(generateKeyPair)('rsa', {
-      modulusLength: 2048,
-      privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-      publicKeyEncoding: { type: 'spki', format: 'pem' },
-    });
     const forged = new Octokit({
       baseUrl: github.url,
       authStrategy: createAppAuth,
@@ -258,6 +258,21 @@ describe('the GitHub stand-in: the App and its installation tokens', () => {
         'x-accepted-github-permissions'
       ],
     ).toBe('pull_requests=write');
+    const { data: issue } = await asAdmin().rest.issues.create({
+      owner: 'demo',
+      repo: 'app',
+      title: 'Comment here',
+    });
+    expect(
+      await statusOf(
+        client(token).rest.issues.createComment({
+          owner: 'demo',
+          repo: 'app',
+          issue_number: issue.number,
+          body: 'No',
+        }),
+      ),
+    ).toBe(403);
     expect(
       await failure(git(['clone', `${gitServer.url}/demo/other.git`, path.join(dir, 'stolen')], { token })),
     ).toMatch(/returned error: 403/);
