@@ -1304,14 +1304,15 @@ export const startGitHubServer = async (options: GitHubServerOptions): Promise<G
     sending = sending.then(() => attempt(delivery));
   };
 
-  const requestFor = (event: string, payload: Record<string, unknown>): Delivery['request'] => {
+  /** A delivery's request as GitHub makes it: its headers, the signatures of its body among them. */
+  const requestFor = (event: string, guid: string, payload: Record<string, unknown>): Delivery['request'] => {
     const body = JSON.stringify(payload);
     return {
       headers: {
         accept: '*/*',
         'content-type': 'application/json',
         'user-agent': 'GitHub-Hookshot/local',
-        'x-github-delivery': randomUUID(),
+        'x-github-delivery': guid,
         'x-github-event': event,
         'x-github-hook-installation-target-id': String(app.id),
         'x-github-hook-installation-target-type': 'integration',
@@ -1554,8 +1555,8 @@ export const startGitHubServer = async (options: GitHubServerOptions): Promise<G
       // GitHub answers first and delivers after
       res.once('finish', () => {
         for (const { event, action, repositoryId, payload } of announcements) {
-          const request = requestFor(event, payload);
-          const guid = request.headers['x-github-delivery'] as string;
+          const guid = randomUUID();
+          const request = requestFor(event, guid, payload);
           deliver({ guid, event, action, repository_id: repositoryId, redelivery: false, request });
         }
       });
