@@ -1,9 +1,10 @@
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, generateKeyPair, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { CloudWatchLogsClient, CreateLogGroupCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient, RegisterTaskDefinitionCommand } from '@aws-sdk/client-ecs';
@@ -41,6 +42,7 @@ import { ecsRunTaskResource, startStepFunctionsEmulator } from './emulators/step
 import { createEventBus } from './event-bus.js';
 import { startSqsEventSource } from './event-sources.js';
 import { seedRepository, startGitServer } from './git-server.js';
+import { startGitHubServer } from './github-server.js';
 import { createLambdaRuntime, type LambdaRuntime } from './lambda-runtime.js';
 import { startModelServer } from './model-server.js';
 import { DEMO, seedDemo } from './seed.js';
@@ -67,9 +69,11 @@ const NAMES = {
   stepLogGroup: '/execution-runs/steps',
   taskDefinition: 'execution-runs-pod',
 };
+/** the deployment's GitHub App, as the GitHub stand-in knows it: its bot is `execution-runs[bot]` */
+const GITHUB_APP = { id: 1001, slug: 'execution-runs' };
 
 export interface LocalCloudOptions {
-  /** first of eleven consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front, git, the local model, Secrets Manager); 0 = any free ports */
+  /** first of twelve consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front, git, the local model, Secrets Manager, GitHub); 0 = any free ports */
   basePort: number;
   host: string;
   /** where endpoints.json, the pod bundle and persisted data go */
@@ -163,7 +167,11 @@ export interface Endpoints {
     model: string;
     /** the secrets pods name; the local ECS reads them as a task starts */
     secretsmanager: string;
+    /** the GitHub stand-in's REST API (octokit's baseUrl), over the git server's repositories */
+    github: string;
   };
+  /** on the GitHub stand-in: the organization admin's login and personal token, the App and its installation */
+  github: { login: string; userToken: string; appId: number; installationId: number };
 }
 
 export interface LocalCloud {
@@ -175,6 +183,8 @@ export interface LocalCloud {
   runtime: LambdaRuntime;
   /** between the handlers and DynamoDB Local */
   dynamoDbFront: DynamoDbFront;
+  /** what the control plane needs to act as the GitHub App: kept out of endpoints.json */
+  github: { app: { appId: number; privateKeyPem: string; webhookSecret: string } };
 }
 
 /**
@@ -270,6 +280,22 @@ const loadOrCreateSecret = async (file: string): Promise<string> => {
   return secret;
 };
 
+/**
+ * The GitHub App's private key, a PKCS#1 PEM as GitHub hands one out, kept beside the other signing
+ * secrets: with --persist the App signs with the same key after a restart.
+ */
+const loadOrCreatePrivateKey = async (file: string): Promise<string> => {
+  const existing = await readFile(file, 'utf8').catch(() => '');
+  if (existing.includes('PRIVATE KEY')) return existing;
+  const { privateKey } = await promisify(generateKeyPair)('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
+  await writeFile(file, privateKey, { mode: 0o600 });
+  return privateKey;
+};
+
 export const startLocalCloud = async (options: LocalCloudOptions): Promise<LocalCloud> => {
   const sweeper = options.sweeper ?? {
     everySeconds: SWEEPER.rateMinutes * 60,
@@ -361,6 +387,35 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       persistPath: persisted('secretsmanager.json'),
     });
     stops.push(() => secretsManager.close());
+    // The App's key and webhook secret and the admin's token are kept as the other signing secrets.
+    const keptDir = options.persist ? dataDir : options.stateDir;
+    const githubApp = {
+      appId: GITHUB_APP.id,
+      privateKeyPem: await loadOrCreatePrivateKey(path.join(keptDir, 'github-app-key.pem')),
+      webhookSecret: await loadOrCreateSecret(path.join(keptDir, 'github-webhook-secret')),
+    };
+    const githubAdmin = {
+      login: DEMO.github.adminLogin,
+      token: `ghp_${await loadOrCreateSecret(path.join(keptDir, 'github-admin-token'))}`,
+    };
+    const github = await startGitHubServer({
+      port: portFor(options, 11),
+      host,
+      git: { url: git.url, root: gitRoot },
+      app: {
+        ...GITHUB_APP,
+        publicKeyPem: createPublicKey(githubApp.privateKeyPem)
+          .export({ type: 'spki', format: 'pem' })
+          .toString(),
+      },
+      organization: { login: DEMO.github.organization, installationId: DEMO.github.installationId },
+      admin: githubAdmin,
+      // the webhook URL is the API's, known once it has started
+      webhook: { secret: githubApp.webhookSecret },
+      persistPath: persisted('github.json'),
+      log: options.log,
+    });
+    stops.push(() => github.close());
 
     const client = { region: REGION, credentials };
     const dynamoClient = new DynamoDBClient({ ...client, endpoint: dynamo.endpoint });
@@ -488,6 +543,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       verifyJwt: (token) => issuer.verify(token),
     });
     stops.push(() => api.close());
+    github.setWebhookUrl(`${api.url}/webhooks/github`);
 
     // Each function gets the variables it declares, with this deployment's values, as CDK sets them.
     runtime.configure({
@@ -617,10 +673,24 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         git: git.url,
         model: model.url,
         secretsmanager: secretsManager.url,
+        github: github.url,
+      },
+      github: {
+        login: githubAdmin.login,
+        userToken: githubAdmin.token,
+        appId: GITHUB_APP.id,
+        installationId: DEMO.github.installationId,
       },
     };
     await writeFile(path.join(options.stateDir, 'endpoints.json'), `${JSON.stringify(endpoints, null, 2)}\n`);
-    return { endpoints, stop, runtime, dynamoDbFront, dynamoDbPid: dynamo.pid };
+    return {
+      endpoints,
+      stop,
+      runtime,
+      dynamoDbFront,
+      dynamoDbPid: dynamo.pid,
+      github: { app: githubApp },
+    };
   } catch (err) {
     await stop();
     throw err;

@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { access, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { devNull, tmpdir } from 'node:os';
@@ -16,11 +16,13 @@ import { loadState, saveState } from './emulators/persistence.js';
  * token. Clone, fetch, ls-remote and push work as against GitHub, with HTTP Basic
  * `x-access-token:<token>`.
  *
- * - `POST /_local/tokens` `{repos, ttlSeconds}` → `{token, expiresAt}`: a token for those
- *   repositories (paths such as `demo/demo-app.git`), read and push, for at most an hour. A
- *   repository the server does not have is a 404.
+ * - `POST /_local/tokens` `{repos, ttlSeconds, readOnly?}` → `{token, expiresAt}`: a token for those
+ *   repositories (paths such as `demo/demo-app.git`), read and push (or read only, as an installation
+ *   token without `contents: write`), for at most an hour. A repository the server does not have is
+ *   a 404.
  * - `/<owner>/<name>.git/...`: git. Without a token, or with an unknown or expired one, 401 (git
- *   then says "Authentication failed"); with a token that does not name the repository, 403.
+ *   then says "Authentication failed"); with a token that does not name the repository, or a push
+ *   with a read-only token, 403.
  */
 
 export interface GitServerOptions {
@@ -53,6 +55,7 @@ const tokenRequest = z
   .object({
     repos: z.array(z.string().regex(REPO_PATH, 'a repository is a path such as demo/demo-app.git')).min(1),
     ttlSeconds: z.number().int().min(1).max(MAX_TTL_SECONDS),
+    readOnly: z.boolean().optional(),
   })
   .strict();
 
@@ -60,6 +63,8 @@ interface Grant {
   repos: string[];
   /** epoch ms */
   expiresAt: number;
+  /** clone and fetch only; absent in tokens minted before there were read-only ones, which may push */
+  readOnly?: boolean;
 }
 
 /** Only the tokens' hashes are kept, in memory and on disk. */
@@ -69,7 +74,8 @@ const hashOf = (token: string) => createHash('sha256').update(token).digest('hex
 const ISOLATED_GIT = { GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: devNull };
 
 const run = promisify(execFile);
-const git = (args: string[], env: Record<string, string> = {}) =>
+/** git on the server's side, e.g. on a bare repository with `--git-dir` */
+export const git = (args: string[], env: Record<string, string> = {}) =>
   run('git', args, { env: { PATH: process.env.PATH, ...ISOLATED_GIT, ...env }, encoding: 'utf8' });
 
 const isRepository = (gitDir: string) =>
@@ -77,6 +83,23 @@ const isRepository = (gitDir: string) =>
     () => true,
     () => false,
   );
+
+/** The names of the repositories `<root>/<owner>/<name>.git`, sorted. */
+export const repositoriesOf = async (root: string, owner: string): Promise<string[]> => {
+  const entries = await readdir(path.join(root, owner), { withFileTypes: true }).catch(
+    (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [];
+      throw err;
+    },
+  );
+  const names: string[] = [];
+  for (const entry of entries) {
+    const gitDir = path.join(root, owner, entry.name);
+    if (entry.isDirectory() && REPO_PATH.test(`${owner}/${entry.name}`) && (await isRepository(gitDir)))
+      names.push(entry.name.slice(0, -'.git'.length));
+  }
+  return names.sort();
+};
 
 /** The author and date of the seeded commit: fixed, so the same files always make the same commit. */
 const SEED_IDENTITY = {
@@ -199,7 +222,11 @@ export const startGitServer = async (options: GitServerOptions): Promise<GitServ
     forgetExpired();
     const token = `lgt_${randomBytes(32).toString('base64url')}`;
     const expiresAt = Date.now() + input.ttlSeconds * 1000;
-    grants.set(hashOf(token), { repos: [...new Set(input.repos)], expiresAt });
+    grants.set(hashOf(token), {
+      repos: [...new Set(input.repos)],
+      expiresAt,
+      ...(input.readOnly ? { readOnly: true } : {}),
+    });
     sendJson(res, 200, { token, expiresAt: new Date(expiresAt).toISOString() });
   };
 
@@ -207,6 +234,7 @@ export const startGitServer = async (options: GitServerOptions): Promise<GitServ
   const refusal = (
     req: IncomingMessage,
     repo: string,
+    pushing: boolean,
   ): { status: 401 | 403; message: string } | undefined => {
     const credentials = basicToken(req.headers.authorization);
     if (!credentials) {
@@ -222,6 +250,7 @@ export const startGitServer = async (options: GitServerOptions): Promise<GitServ
       return { status: 401, message: `the token expired at ${new Date(grant.expiresAt).toISOString()}` };
     }
     if (!grant.repos.includes(repo)) return { status: 403, message: `the token does not grant ${repo}` };
+    if (pushing && grant.readOnly) return { status: 403, message: `the token may not push to ${repo}` };
     return undefined;
   };
 
@@ -242,7 +271,8 @@ export const startGitServer = async (options: GitServerOptions): Promise<GitServ
         ...passed,
         GIT_PROJECT_ROOT: root,
         GIT_HTTP_EXPORT_ALL: '1',
-        // Every request that gets here carries a token that grants the repository: it may push.
+        // Every request that gets here carries a token that grants the repository, and a push one
+        // that may push.
         REMOTE_USER: LOCAL_GIT_USERNAME,
         GIT_CONFIG_COUNT: '1',
         GIT_CONFIG_KEY_0: 'http.receivepack',
@@ -304,7 +334,10 @@ export const startGitServer = async (options: GitServerOptions): Promise<GitServ
     const match = GIT_REQUEST.exec(url);
     if (!match) return sendText(res, 404, 'not a repository path: /<owner>/<name>.git/...');
     const [, repo = '', rest = '', query = ''] = match;
-    const refused = refusal(req, repo);
+    // a push asks for git-receive-pack: its refs first, then the pack
+    const pushing =
+      rest === '/git-receive-pack' || new URLSearchParams(query).get('service') === 'git-receive-pack';
+    const refused = refusal(req, repo, pushing);
     if (refused) {
       // git asks without credentials first, and is answered 401: only refused credentials are news
       if (req.headers.authorization) log(`git server: refused ${req.method} ${url}: ${refused.message}`);

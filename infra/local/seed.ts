@@ -23,6 +23,8 @@ export const DEMO = {
   memberUserId: 'demo-member',
   /** the demo repository on the local git server, seeded from infra/local/demo-repo */
   repo: 'demo/demo-app.git',
+  /** on the GitHub stand-in: the organization that owns `repo`, the App's installation on it, its admin */
+  github: { organization: 'demo', installationId: 1, adminLogin: 'demo-admin' },
 } as const;
 
 /** A demo repository's URL as an earlier start (another port) or an older seed wrote it. */

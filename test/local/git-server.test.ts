@@ -146,6 +146,24 @@ describe('the local git server', () => {
     ).toMatch(/returned error: 403/);
   });
 
+  it('lets a read-only token clone and fetch but refuses its push with 403', async () => {
+    const { status, body } = await mint({ repos: ['demo/app.git'], ttlSeconds: 600, readOnly: true });
+    expect(status).toBe(200);
+    const into = cloneDir();
+
+    await git(['clone', '--quiet', urlOf('demo/app.git'), into], { token: body.token });
+    await git(['fetch', '--quiet', 'origin'], { cwd: into, token: body.token });
+
+    expect(
+      await failure(git(['push', 'origin', 'main:refs/heads/read-only'], { cwd: into, token: body.token })),
+    ).toMatch(/returned error: 403/);
+    expect(logged.join('\n')).toMatch(
+      /refused GET \/demo\/app\.git\/info\/refs\?service=git-receive-pack.*may not push/,
+    );
+    const { stdout } = await git(['ls-remote', urlOf('demo/app.git')], { token: body.token });
+    expect(stdout).not.toContain('refs/heads/read-only');
+  });
+
   it('answers 404 to a path that would leave the repository the token was checked for', async () => {
     const token = await tokenFor(['demo/app.git']);
     const authorization = `Basic ${Buffer.from(`x-access-token:${token}`).toString('base64')}`;
@@ -181,6 +199,7 @@ describe('the local git server', () => {
       { repos: [], ttlSeconds: 60 },
       { repos: ['../demo/app.git'], ttlSeconds: 60 },
       { repos: ['demo/app.git'] },
+      { repos: ['demo/app.git'], ttlSeconds: 60, readOnly: 'yes' },
     ]) {
       expect((await mint(body)).status, JSON.stringify(body)).toBe(400);
     }
