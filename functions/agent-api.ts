@@ -16,7 +16,7 @@ import {
 } from '../shared/usecases/agent.js';
 import {
   directoryRepository,
-  gitCredentials,
+  gitHubApp,
   runStore,
   spendLedger,
   stepContentStore,
@@ -64,7 +64,6 @@ const env = readEnv(
   'STEP_LOG_GROUP_NAME',
   'PRICE_TABLE',
   'POD_CPU_ARCHITECTURE',
-  'LOCAL_GIT_SERVER_URL',
   'GITHUB_APP_ID',
   'GITHUB_API_URL',
   'GITHUB_WEB_URL',
@@ -78,7 +77,8 @@ export const handler = makeHandler(
     stepContent: stepContentStore(env.STEP_LOG_GROUP_NAME),
     directory: directoryRepository(env.TABLE_NAME),
     pricing: { table: env.PRICE_TABLE, architecture: env.POD_CPU_ARCHITECTURE },
-    gitCredentials: gitCredentials(env),
+    // installation tokens of the deployment's GitHub App; without one, none (the Agent API says so)
+    gitCredentials: gitHubApp(env),
   },
   { heartbeatSeconds: env.POD_HEARTBEAT_SECONDS, controlPollMs: env.CONTROL_POLL_MS },
 );

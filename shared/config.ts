@@ -72,8 +72,6 @@ const envSchema = z.object({
       ),
     ),
   ),
-  /** the local cloud's git server, whose tokens are the pods' git credentials; unset on AWS for now */
-  LOCAL_GIT_SERVER_URL: z.optional(z.url()),
   /**
    * The deployment's GitHub App: its id, its REST API (https://api.github.com, or a GitHub Enterprise
    * Server's /api/v3) and where its repositories are cloned from. Unset: no GitHub.

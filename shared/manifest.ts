@@ -151,7 +151,6 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
       'CONTROL_POLL_MS',
       'STEP_LOG_GROUP_NAME',
       ...PRICING,
-      'LOCAL_GIT_SERVER_URL',
       // the pods' git credentials are the GitHub App's installation tokens
       ...GITHUB,
     ],

@@ -14,7 +14,6 @@ import { DynamoTimeline } from './adapters/dynamo-timeline.js';
 import { EcsSandbox } from './adapters/ecs-sandbox.js';
 import { EcsPodTaskDefinitions, type PodTaskDefinitionSettings } from './adapters/ecs-task-definitions.js';
 import { gitHubAppKeys, OctokitGitHubApp } from './adapters/github-app.js';
-import { LocalGitServerCredentials } from './adapters/local-git-credentials.js';
 import { StepFunctionsOrchestrator, StepFunctionsTaskSignals } from './adapters/sfn-orchestrator.js';
 import { signingSecret } from './adapters/signing-secret.js';
 import { SqsRunQueue } from './adapters/sqs-run-queue.js';
@@ -72,13 +71,3 @@ export const gitHubApp = (env: GitHubAppEnv): OctokitGitHubApp | undefined => {
   sharedGitHubApp ??= new OctokitGitHubApp({ appId, apiUrl, webUrl }, gitHubAppKeys(signingSecret('github')));
   return sharedGitHubApp;
 };
-
-/**
- * Where the pods' git credentials come from: the deployment's GitHub App (installation tokens), or
- * the local git server when the deployment names one; otherwise none, and the Agent API says so.
- */
-export const gitCredentials = (env: GitHubAppEnv & { LOCAL_GIT_SERVER_URL?: string }) =>
-  gitHubApp(env) ??
-  (env.LOCAL_GIT_SERVER_URL === undefined
-    ? undefined
-    : new LocalGitServerCredentials(env.LOCAL_GIT_SERVER_URL));

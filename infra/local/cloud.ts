@@ -570,8 +570,15 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         APPROVAL_SIGNING_SECRET: approvalSecret,
         // The API's own key for the page cursors it hands out, kept beside it.
         CURSOR_SIGNING_SECRET: cursorSecret,
-        // The pods' git credentials are the local git server's tokens.
-        LOCAL_GIT_SERVER_URL: git.url,
+        // GitHub is the stand-in, whose repositories are the git server's: the pods' git credentials
+        // are its installation tokens, and the control plane opens pull requests there.
+        GITHUB_APP_ID: String(githubApp.appId),
+        GITHUB_API_URL: github.url,
+        GITHUB_WEB_URL: git.url,
+        GITHUB_APP_SECRET: JSON.stringify({
+          privateKey: githubApp.privateKeyPem,
+          webhookSecret: githubApp.webhookSecret,
+        }),
       },
       endpoints: (fn) => ({
         AWS_ENDPOINT_URL_DYNAMODB: dynamoDbFront.endpointOf(fn),

@@ -7,7 +7,7 @@ import { devNull, tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { z } from 'zod';
-import { LOCAL_GIT_USERNAME } from '../../shared/adapters/local-git-credentials.js';
+import { INSTALLATION_TOKEN_USERNAME } from '../../shared/adapters/github-app.js';
 import { loadState, saveState } from './emulators/persistence.js';
 
 /**
@@ -240,11 +240,11 @@ export const startGitServer = async (options: GitServerOptions): Promise<GitServ
     if (!credentials) {
       return {
         status: 401,
-        message: `authentication required: user ${LOCAL_GIT_USERNAME}, a token as password`,
+        message: `authentication required: user ${INSTALLATION_TOKEN_USERNAME}, a token as password`,
       };
     }
     const grant = grants.get(hashOf(credentials.token));
-    if (credentials.user !== LOCAL_GIT_USERNAME || !grant)
+    if (credentials.user !== INSTALLATION_TOKEN_USERNAME || !grant)
       return { status: 401, message: 'invalid credentials' };
     if (grant.expiresAt <= Date.now()) {
       return { status: 401, message: `the token expired at ${new Date(grant.expiresAt).toISOString()}` };
@@ -273,7 +273,7 @@ export const startGitServer = async (options: GitServerOptions): Promise<GitServ
         GIT_HTTP_EXPORT_ALL: '1',
         // Every request that gets here carries a token that grants the repository, and a push one
         // that may push.
-        REMOTE_USER: LOCAL_GIT_USERNAME,
+        REMOTE_USER: INSTALLATION_TOKEN_USERNAME,
         GIT_CONFIG_COUNT: '1',
         GIT_CONFIG_KEY_0: 'http.receivepack',
         GIT_CONFIG_VALUE_0: 'true',

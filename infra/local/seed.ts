@@ -39,6 +39,13 @@ export const seedDemo = async (directory: DirectoryRepository, demoRepoUrl: stri
     limits: { dailyCapMicroUsd: 0, monthlyCapMicroUsd: 0 },
     updatedAt: now,
   });
+  // the demo organization's installation of the stand-in's App holds the demo repository
+  await directory.setAccountGitHub(DEMO.accountId, {
+    installationId: DEMO.github.installationId,
+    login: DEMO.github.organization,
+    linkedBy: DEMO.adminUserId,
+    linkedAt: now,
+  });
   const project = await directory.getProject(DEMO.accountId, DEMO.projectId);
   if (!project) {
     await directory.putProject({

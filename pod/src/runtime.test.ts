@@ -82,7 +82,7 @@ describe('pod runtime with the demo agent', () => {
 
     expect(code).toBe(0);
     expect(server.invalidBodies).toEqual([]);
-    expect(phases(events)).toEqual(['STARTED', 'PLANNING', 'EXECUTING', 'COMMITTING', 'COMPLETED']);
+    expect(phases(events)).toEqual(['STARTED', 'PLANNING', 'EXECUTING', 'COMMITTING']);
     expectContiguousSeqs(events);
     const steps = ofType(events, 'step');
     expect(steps.map((s) => s.kind)).toEqual([
@@ -104,7 +104,7 @@ describe('pod runtime with the demo agent', () => {
       outcome: 'completed',
       message: expect.stringMatching(/^No changes, no commit/),
     });
-    expect(stdout.text).toContain('pod: phase COMPLETED');
+    expect(stdout.text).toContain('pod: phase COMMITTING');
   });
 
   it('waits at a checkpoint, polling control until the backend says continue', async () => {
@@ -141,7 +141,7 @@ describe('pod runtime with the demo agent', () => {
     ]);
     const sentBeforeContinue = server.posts.slice(0, postsWhenContinued).flat();
     expect(phases(sentBeforeContinue)).toEqual(['STARTED', 'PLANNING']);
-    expect(phases(events).at(-1)).toBe('COMPLETED');
+    expect(phases(events).at(-1)).toBe('COMMITTING');
   });
 
   it('ends without a result when told to stop while waiting', async () => {
@@ -285,7 +285,7 @@ describe('pod runtime with the demo agent', () => {
 
     expect(code).toBe(0);
     expect(server.authorizations[0]).toBe(`Bearer ${server.token}`);
-    expect(phases(server.accepted()).at(-1)).toBe('COMPLETED');
+    expect(phases(server.accepted()).at(-1)).toBe('COMMITTING');
   });
 
   it('exits 0 without sending anything when the run is gone at start', async () => {

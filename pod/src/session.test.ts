@@ -58,7 +58,7 @@ describe('a command agent over the JSON-lines protocol', () => {
 
     expect(code).toBe(0);
     expect(server.invalidBodies).toEqual([]);
-    expect(phases(events)).toEqual(['STARTED', 'PLANNING', 'EXECUTING', 'COMMITTING', 'COMPLETED']);
+    expect(phases(events)).toEqual(['STARTED', 'PLANNING', 'EXECUTING', 'COMMITTING']);
     expect(events.flatMap((e) => (e.type === 'step' ? [[e.kind, e.tool ?? e.model]] : []))).toEqual([
       ['assistant', 'fixture-model'],
       ['tool_call', 'Write'],

@@ -58,7 +58,9 @@ class RunFailure extends Error {
  */
 export const runSession = async (ctx: RunContext, agent: Agent): Promise<void> => {
   const { config } = ctx;
-  const phase = (name: 'STARTED' | 'PLANNING' | 'EXECUTING' | 'COMMITTING' | 'COMPLETED' | 'FAILED') => {
+  // the run's later phases are the control plane's: PR_RAISED when it opens the pull request,
+  // COMPLETED when the run ends so
+  const phase = (name: 'STARTED' | 'PLANNING' | 'EXECUTING' | 'COMMITTING' | 'FAILED') => {
     ctx.log(`pod: phase ${name}`);
     ctx.emit({ type: 'phase', phase: name });
   };
@@ -122,7 +124,6 @@ export const runSession = async (ctx: RunContext, agent: Agent): Promise<void> =
     );
     if (changed.length === 0) {
       ctx.log('pod: the agent changed nothing; there is no commit');
-      phase('COMPLETED');
       ctx.emit({
         type: 'result',
         outcome: 'completed',
@@ -157,7 +158,6 @@ export const runSession = async (ctx: RunContext, agent: Agent): Promise<void> =
         repo: clone.url,
       });
     }
-    phase('COMPLETED');
     ctx.emit({ type: 'result', outcome: 'completed', message: cut(summary, MESSAGE_MAX_CHARS), ...stats });
     await ctx.flush();
   } catch (err) {

@@ -102,6 +102,9 @@ export const end = (run: Run, ending: Ending, now: Date): Transition | undefined
       : ending.message,
     ...endedAt(run, now),
     ...(path.includes('RUNNING') && !run.startedAt ? { startedAt: now.toISOString() } : {}),
+    // the pod's phases end with its commit (or FAILED); a run that completes without a pull request
+    // is COMPLETED, one that raised one stays PR_RAISED, the phase after which nothing is left to do
+    ...(path.at(-1) === 'COMPLETED' && run.phase !== 'PR_RAISED' ? { phase: 'COMPLETED' as const } : {}),
   };
   return move(run, path, patch, now, closingEntry(run, ending, now.toISOString()));
 };

@@ -37,6 +37,13 @@ describe('the pod’s git credential', () => {
     expect(await gitFailure(git(['ls-remote', endpoints().demoRepo], { cwd }))).toMatch(
       /could not read Username/,
     );
+    // contents: write on the run's repositories, and nothing else: no pull request of its own
+    const opening = await fetch(`${endpoints().services.github}/repos/demo/demo-app/pulls`, {
+      method: 'POST',
+      headers: { authorization: `token ${credential.password}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ title: 'mine', head: 'main', base: 'main' }),
+    });
+    expect(opening.status).toBe(403);
 
     expect((await askForCredential(body.runId)).status).toBe(401);
     expect((await api('POST', `/v1/runs/${body.runId}/stop`)).status).toBe(200);

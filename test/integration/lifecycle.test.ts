@@ -6,7 +6,7 @@ import { api, dispatch, endpoints, getRun, waitForRun, waitForTerminal } from '.
 import { ecsControl, executionsOf, sfnControl, sqs, taskStatus, waitForTaskStopped } from './support/aws.js';
 
 describe('a run on the local cloud', () => {
-  it('goes QUEUED → PROVISIONING → RUNNING → COMPLETED in autopilot, with its phases, a commit and timings', async () => {
+  it('goes QUEUED → PROVISIONING → RUNNING → COMPLETED in autopilot, with its phases, a commit, its pull request and timings', async () => {
     const { status, body: queued } = await dispatch({ config: { demo: { steps: 4, stepDelayMs: 20 } } });
     expect(status).toBe(202);
     expect(queued.status).toBe('QUEUED');
@@ -15,16 +15,18 @@ describe('a run on the local cloud', () => {
     expect(run.status).toBe('COMPLETED');
     expect(run.exitReason).toBe('completed');
     expect(run.history.map((h) => h.status)).toEqual(['QUEUED', 'PROVISIONING', 'RUNNING', 'COMPLETED']);
-    expect(run.phase).toBe('COMPLETED');
+    expect(run.phase).toBe('PR_RAISED');
+    const branch = `pods/${endpoints().scriptedPodId}/${queued.runId}`;
     expect(run.artifacts).toEqual([
       expect.objectContaining({
         kind: 'commit',
         sha: expect.stringMatching(/^[0-9a-f]{40}$/),
-        branch: `pods/${endpoints().scriptedPodId}/${queued.runId}`,
+        branch,
         repo: endpoints().demoRepo,
       }),
+      expect.objectContaining({ kind: 'pull_request', url: run.pullRequest?.url, branch }),
     ]);
-    expect(run.pullRequest).toBeUndefined();
+    expect(run.pullRequest).toMatchObject({ number: expect.any(Number), state: 'open', branch });
     expect(Date.parse(run.startedAt ?? '')).toBeGreaterThanOrEqual(Date.parse(run.createdAt));
     expect(Date.parse(run.completedAt ?? '')).toBeGreaterThanOrEqual(Date.parse(run.startedAt ?? ''));
     expect(run.durationMs).toBeGreaterThan(0);

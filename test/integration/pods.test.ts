@@ -199,13 +199,14 @@ describe('a run the sandbox cannot set up', () => {
     },
   );
 
-  it('ends FAILED / missing_repo_access naming a repository the credential cannot read', async () => {
+  it('ends CANCELLED / missing_repo_access, before anything launches, naming a repository the installation does not cover', async () => {
     const missing = `${endpoints().services.git}/demo/no-such-app.git`;
-    const run = await finished({ repos: [missing] });
+    const run = await finished({ repos: [endpoints().demoRepo, missing] });
 
-    expect(run.status).toBe('FAILED');
+    expect(run.status).toBe('CANCELLED');
     expect(run.exitReason).toBe('missing_repo_access');
-    expect(run.message).toContain('no-such-app');
+    expect(run.message).toBe(`the GitHub App installation 1 (demo) does not cover ${missing}`);
+    expect(run.taskArn).toBeUndefined();
   });
 });
 

@@ -46,7 +46,6 @@ const VALUES = {
   APPROVAL_SIGNING_SECRET: 'a-local-signing-secret-of-32-characters',
   CURSOR_SIGNING_SECRET: 'a-local-cursor-secret-of-32-characters',
   SWEEPER_STALE_AFTER_SECONDS: '120',
-  LOCAL_GIT_SERVER_URL: NOWHERE,
   GITHUB_APP_ID: '1',
   GITHUB_API_URL: NOWHERE,
   GITHUB_WEB_URL: NOWHERE,

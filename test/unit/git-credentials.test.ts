@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { LocalGitServerCredentials } from '../../shared/adapters/local-git-credentials.js';
+import { OctokitGitHubApp } from '../../shared/adapters/github-app.js';
 import { RUN_STATUSES } from '../../shared/domain/run.js';
 import type { DirectoryRepository, GitCredentialRequest, GitCredentials } from '../../shared/ports.js';
 import { gitCredentialFor } from '../../shared/usecases/agent.js';
@@ -98,64 +98,28 @@ describe('the pod’s git credential', () => {
   });
 });
 
-describe('the local git server’s credentials', () => {
-  const request = { runId: 'run_1', repos: REPOS, ttlSeconds: 3600 };
-  const answer = (status: number, body: unknown) =>
-    vi.fn(
-      async (_url: string | URL | Request, _init?: RequestInit) =>
-        new Response(JSON.stringify(body), { status }),
-    );
+describe('the GitHub App’s credentials', () => {
+  const app = new OctokitGitHubApp(
+    { appId: 1, apiUrl: 'http://github.invalid', webUrl: 'https://github.com' },
+    async () => {
+      throw new Error('no key is read before the request is checked');
+    },
+  );
 
-  it('are a token minted for the repositories’ paths on the server, with GitHub’s user name', async () => {
-    const http = answer(200, { token: 'tok', expiresAt: '2026-01-01T01:00:00.000Z' });
-    const credential = await new LocalGitServerCredentials('http://git.local:4518/', http).mint(request);
-
-    expect(http).toHaveBeenCalledWith('http://git.local:4518/_local/tokens', expect.anything());
-    expect(JSON.parse(http.mock.calls[0]?.[1]?.body as string)).toEqual({
-      repos: ['demo/demo-app.git', 'demo/lib.git'],
-      ttlSeconds: 3600,
-    });
-    expect(credential).toEqual({
-      username: 'x-access-token',
-      password: 'tok',
-      expiresAt: '2026-01-01T01:00:00.000Z',
-      repos: REPOS,
-    });
-  });
-
-  it('refuse a repository elsewhere, or one the server does not have, as no access', async () => {
-    const http = answer(200, {});
-    const elsewhere = { ...request, repos: [...REPOS, 'https://github.com/example/app'] };
-    await expect(
-      new LocalGitServerCredentials('http://git.local:4518', http).mint(elsewhere),
-    ).rejects.toMatchObject({
+  it('are refused, naming the repositories, for an account without an installation or a repository elsewhere', async () => {
+    const request = { runId: 'run_1', repos: ['https://github.com/acme/app.git'], ttlSeconds: 3600 };
+    await expect(app.mint(request)).rejects.toMatchObject({
       code: 'MissingRepoAccess',
-      message: 'the local git server does not serve https://github.com/example/app',
-      details: { repos: ['https://github.com/example/app'] },
+      message: 'the account has linked no GitHub App installation',
     });
-    expect(http).not.toHaveBeenCalled();
-
-    const missing = answer(404, { message: 'no repository demo/lib.git' });
-    await expect(
-      new LocalGitServerCredentials('http://git.local:4518', missing).mint(request),
-    ).rejects.toMatchObject({
+    const elsewhere = {
+      ...request,
+      installationId: 42,
+      repos: [...request.repos, 'https://gitlab.com/acme/lib.git'],
+    };
+    await expect(app.mint(elsewhere)).rejects.toMatchObject({
       code: 'MissingRepoAccess',
-      message: 'no repository demo/lib.git',
+      message: 'not on https://github.com: https://gitlab.com/acme/lib.git',
     });
-  });
-
-  it('are unavailable while the server cannot be reached, and an error when it answers otherwise', async () => {
-    const down = vi.fn(async () => {
-      throw new TypeError('fetch failed');
-    });
-    await expect(
-      new LocalGitServerCredentials('http://git.local:4518', down).mint(request),
-    ).rejects.toMatchObject({
-      code: 'ServiceUnavailable',
-    });
-    const broken = answer(500, { message: 'boom' });
-    await expect(
-      new LocalGitServerCredentials('http://git.local:4518', broken).mint(request),
-    ).rejects.toThrow(/answered 500/);
   });
 });
