@@ -81,6 +81,7 @@ const VALID_BODIES: Record<string, Record<string, unknown>> = {
   'PUT /v1/pods/{podId}': { name: 'Fuzz', cpu: 256, memoryMiB: 512, agent: { kind: 'demo' } },
   'PUT /v1/projects/{projectId}': { name: 'Fuzz', repos: [], members: [] },
   'PUT /v1/account/limits': { dailyCapMicroUsd: 0, monthlyCapMicroUsd: 0 },
+  'PUT /v1/account/github': { installationId: 1 },
   'POST /agent/v1/runs/{runId}/events': { events: [{ seq: 1, at: AT, type: 'heartbeat' }] },
   'POST /agent/v1/runs/{runId}/token': {
     code: 'a-launch-code-of-sixteen',
@@ -90,9 +91,16 @@ const VALID_BODIES: Record<string, Record<string, unknown>> = {
 /** Run actions: they act on the run in the path, so they only ever get one the caller cannot act on. */
 const isRunAction = (r: RouteDefinition) =>
   r.method === 'POST' && /^\/v1\/runs\/\{runId\}\/\w+$/.test(r.path);
-const isLink = (r: RouteDefinition) => r.auth === 'none';
-/** Routes that write no record whatever they are sent: a git credential is minted on the git server. */
-const WRITES_NO_RECORD = new Set(['POST /agent/v1/runs/{runId}/git-credentials']);
+/** The approval mail's link and its form: public, and answering in HTML. */
+const isLink = (r: RouteDefinition) => r.auth === 'none' && r.fn === 'approvals';
+/**
+ * Routes that write no record whatever they are sent: a git credential is minted on the git server;
+ * GitHub's webhook acts only on a body signed with the App's webhook secret, which no probe has.
+ */
+const WRITES_NO_RECORD = new Set([
+  'POST /agent/v1/runs/{runId}/git-credentials',
+  'POST /webhooks/github',
+]);
 const takesJsonBody = (r: RouteDefinition) => routeKey(r) in VALID_BODIES;
 
 // ---------------------------------------------------------------------------------------------------

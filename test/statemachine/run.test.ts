@@ -21,6 +21,7 @@ const substitutions = {
   ParkPodFunctionArn: fn('parkPod'),
   FinalizeFunctionArn: fn('finalize'),
   RequestApprovalFunctionArn: fn('requestApproval'),
+  RaisePullRequestFunctionArn: fn('raisePullRequest'),
   ClusterArn: 'arn:aws:ecs:us-east-1:000000000000:cluster/runs',
   SubnetIds: 'subnet-a,subnet-b',
   SecurityGroupId: 'sg-pod',
@@ -52,6 +53,8 @@ interface Scenario {
   checks: ChecksResult | ChecksResult[];
   launches: ('started' | 'noCapacity' | 'ecsException' | 'throttled')[];
   retries: { retry: boolean; waitSeconds: number; attempt: number }[];
+  /** RaisePullRequest's answer to every call: the pull requests it opened, or an error it throws */
+  pullRequests?: string[] | Error;
 }
 
 /** What each role received for one run. */
@@ -61,6 +64,7 @@ interface Received {
   markRetrying: Record<string, unknown>[];
   parkPod: { runId: string; taskArn: string; taskToken: string; approval?: Record<string, unknown> }[];
   requestApproval: { runId: string; taskToken: string; checkpoint: unknown; windowSeconds: number }[];
+  raisePullRequest: Record<string, unknown>[];
   finalize: Record<string, unknown>[];
 }
 
@@ -96,7 +100,13 @@ const take = <T>(queue: T[], what: string): T => {
 };
 
 const roleOf = (functionArn: string) =>
-  functionArn.split(':').at(-1) as 'checks' | 'markRetrying' | 'parkPod' | 'requestApproval' | 'finalize';
+  functionArn.split(':').at(-1) as
+    | 'checks'
+    | 'markRetrying'
+    | 'parkPod'
+    | 'requestApproval'
+    | 'raisePullRequest'
+    | 'finalize';
 
 let emulator: StepFunctionsEmulator;
 let client: SFNClient;
@@ -122,6 +132,9 @@ beforeAll(async () => {
             return { parked: true };
           case 'requestApproval':
             return { approvalId: 'approval-1', notified: 1 };
+          case 'raisePullRequest':
+            if (scenario.pullRequests instanceof Error) throw scenario.pullRequests;
+            return { pullRequests: scenario.pullRequests ?? [] };
           case 'finalize':
             return { status: 'FINALIZED' };
         }
@@ -169,6 +182,7 @@ const startRun = async (runId: string, scenario: Scenario) => {
     markRetrying: [],
     parkPod: [],
     requestApproval: [],
+    raisePullRequest: [],
     finalize: [],
   };
   received.set(runId, log);
@@ -182,25 +196,38 @@ const startRun = async (runId: string, scenario: Scenario) => {
 const parked = (log: Received) => eventually(() => log.parkPod[0]);
 
 /** Runs to the end and returns the single payload Finalize received. */
-const finalized = async (executionArn: string, log: Received) => {
-  const execution = await finished(client, executionArn);
+const finalized = async (executionArn: string, log: Received, timeoutMs?: number) => {
+  const execution = await finished(client, executionArn, timeoutMs);
   expect(execution.status).toBe('SUCCEEDED');
   expect(JSON.parse(execution.output ?? '{}').final).toEqual({ status: 'FINALIZED' });
   expect(log.finalize).toHaveLength(1);
   return log.finalize[0] as Record<string, unknown>;
 };
 
-const HAPPY_PATH = ['Checks', 'ChecksPassed', 'Launch', 'Launched', 'WaitForPod', 'PodOutcome', 'Finalize'];
+const HAPPY_PATH = [
+  'Checks',
+  'ChecksPassed',
+  'Launch',
+  'Launched',
+  'WaitForPod',
+  'PodOutcome',
+  'RaisePullRequest',
+  'Finalize',
+];
+/** A failed pod result: no pull request to raise. */
+const POD_FAILED_PATH = HAPPY_PATH.filter((state) => state !== 'RaisePullRequest');
+const PULL_REQUEST = 'https://github.com/acme/app/pull/7';
 /** The pod wait ended by an error: its Catch goes straight to Finalize. */
 const CAUGHT_PATH = ['Checks', 'ChecksPassed', 'Launch', 'Launched', 'WaitForPod', 'Finalize'];
 
 describe('run state machine', () => {
-  it('launches the pod, parks a task token and finalizes with the pod result on success', async () => {
+  it('launches the pod, parks a task token, raises the pull request and finalizes with the pod result on success', async () => {
     const runId = 'run_success';
     const { executionArn, log } = await startRun(runId, {
       checks: passed(runId),
       launches: ['started'],
       retries: [],
+      pullRequests: [PULL_REQUEST],
     });
     const park = await parked(log);
     expect(park).toEqual({ runId, taskArn: taskArnOf(runId), taskToken: expect.any(String) });
@@ -238,7 +265,9 @@ describe('run state machine', () => {
       checks: passed(runId),
       launch: { tasks: [{ TaskArn: taskArnOf(runId), LastStatus: 'PROVISIONING' }], failures: [] },
       pod: { outcome: 'completed' },
+      pullRequests: { pullRequests: [PULL_REQUEST] },
     });
+    expect(log.raisePullRequest).toEqual([{ runId }]);
     expect(await statesEntered(client, executionArn)).toEqual(HAPPY_PATH);
     const { events = [] } = await client.send(new GetExecutionHistoryCommand({ executionArn }));
     const podWait = events.find(
@@ -275,6 +304,33 @@ describe('run state machine', () => {
     });
   });
 
+  it('finalizes with the error when the pull request cannot be opened after its retries', async () => {
+    const runId = 'run_pull_request_fails';
+    const { executionArn, log } = await startRun(runId, {
+      checks: passed(runId),
+      launches: ['started'],
+      retries: [],
+      pullRequests: Object.assign(new Error('GitHub could not be reached to open the pull request'), {
+        name: 'ServiceUnavailableError',
+      }),
+    });
+    const { taskToken } = await parked(log);
+    await client.send(
+      new SendTaskSuccessCommand({ taskToken, output: JSON.stringify({ outcome: 'completed' }) }),
+    );
+    // three attempts, 2 s then 6 s apart
+    const finalize = await finalized(executionArn, log, 15_000);
+    expect(log.raisePullRequest).toHaveLength(3);
+    expect(finalize).toMatchObject({
+      pod: { outcome: 'completed' },
+      error: {
+        Error: 'ServiceUnavailableError',
+        Cause: expect.stringContaining('GitHub could not be reached'),
+      },
+    });
+    expect(await statesEntered(client, executionArn)).toEqual(HAPPY_PATH);
+  }, 30_000);
+
   it('hands a failed pod result with its exit reason to Finalize', async () => {
     const runId = 'run_pod_failed';
     const { executionArn, log } = await startRun(runId, {
@@ -288,7 +344,7 @@ describe('run state machine', () => {
     const finalize = await finalized(executionArn, log);
     expect(finalize.pod).toEqual(result);
     expect(finalize.error).toBeUndefined();
-    expect(await statesEntered(client, executionArn)).toEqual(HAPPY_PATH);
+    expect(await statesEntered(client, executionArn)).toEqual(POD_FAILED_PATH);
   });
 
   it('finalizes with States.HeartbeatTimeout when the pod stops heartbeating', async () => {
@@ -343,6 +399,7 @@ describe('run state machine', () => {
       'Launched',
       'WaitForPod',
       'PodOutcome',
+      'RaisePullRequest',
       'Finalize',
     ]);
     expect(log.checks).toHaveLength(2);
@@ -481,7 +538,7 @@ describe('run state machine, supervised', () => {
     via: 'email_link',
     podSecondsLeft,
   });
-  const TO_APPROVAL = [...HAPPY_PATH.slice(0, -1), 'RequestApproval'];
+  const TO_APPROVAL = [...POD_FAILED_PATH.slice(0, -1), 'RequestApproval'];
 
   /** Runs to the approval wait: the pod wait ends with a checkpoint signal. */
   const atApproval = async (runId: string, launch: Partial<Launch> = {}) => {
@@ -556,6 +613,7 @@ describe('run state machine, supervised', () => {
       'ApprovalDecision',
       'ResumePod',
       'PodOutcome',
+      'RaisePullRequest',
       'Finalize',
     ]);
   });
