@@ -1,5 +1,5 @@
 import { createAppAuth } from '@octokit/auth-app';
-import { Octokit } from '@octokit/rest';
+import { Octokit } from '@octokit/core';
 import { NotFoundError, RepoAccessDeniedError, ServiceUnavailableError } from '../domain/errors.js';
 import type { PullRequest } from '../domain/run.js';
 import type {
@@ -107,8 +107,10 @@ const unavailable = (err: unknown, what: string): never => {
 
 /**
  * The deployment's GitHub App through octokit: installation tokens (the pods' git credentials, and
- * the control plane's own for pull requests), installations, pull requests. The keys are read when
- * first needed, so a function that never calls GitHub never reads the secret.
+ * the control plane's own for pull requests), installations, pull requests. `@octokit/core` with the
+ * App's auth and GitHub's REST routes by name: the few calls made here do not need the 100 KB of
+ * generated methods `@octokit/rest` adds to every function that holds this adapter. The keys are
+ * read when first needed, so a function that never calls GitHub never reads the secret.
  */
 export class OctokitGitHubApp implements GitHubApp, GitCredentials {
   constructor(
@@ -136,20 +138,23 @@ export class OctokitGitHubApp implements GitHubApp, GitCredentials {
 
   async installation(installationId: number): Promise<GitHubInstallation> {
     const app = await this.client();
-    const { data } = await app.rest.apps.getInstallation({ installation_id: installationId }).catch((err) => {
-      if (statusOf(err) === 404) throw new NotFoundError('GitHub App installation', String(installationId));
-      return unavailable(err, 'read the installation');
-    });
+    const { data } = await app
+      .request('GET /app/installations/{installation_id}', { installation_id: installationId })
+      .catch((err) => {
+        if (statusOf(err) === 404) throw new NotFoundError('GitHub App installation', String(installationId));
+        return unavailable(err, 'read the installation');
+      });
     const installation = await this.client(installationId);
-    const repos = await installation
-      .paginate(installation.rest.apps.listReposAccessibleToInstallation, { per_page: 100 })
-      .catch((err) => unavailable(err, "list the installation's repositories"));
+    const repos: string[] = [];
+    for (let page = 1; ; page++) {
+      const { data: listed } = await installation
+        .request('GET /installation/repositories', { per_page: 100, page })
+        .catch((err) => unavailable(err, "list the installation's repositories"));
+      repos.push(...listed.repositories.map((repo) => this.cloneUrl(repo.full_name)));
+      if (listed.repositories.length < 100 || repos.length >= listed.total_count) break;
+    }
     const account = data.account as { login?: string; slug?: string } | null;
-    return {
-      installationId,
-      login: account?.login ?? account?.slug ?? '',
-      repos: repos.map((repo) => this.cloneUrl(repo.full_name)),
-    };
+    return { installationId, login: account?.login ?? account?.slug ?? '', repos };
   }
 
   /**
@@ -200,16 +205,22 @@ export class OctokitGitHubApp implements GitHubApp, GitCredentials {
       throw new RepoAccessDeniedError(`not on ${this.settings.webUrl}: ${request.repo}`, [request.repo]);
     const client = await this.client(request.installationId);
     const { owner, name: repo } = at;
-    const found = await client.rest.pulls
-      .list({ owner, repo, head: `${owner}:${request.branch}`, state: 'all', per_page: 10 })
+    const found = await client
+      .request('GET /repos/{owner}/{repo}/pulls', {
+        owner,
+        repo,
+        head: `${owner}:${request.branch}`,
+        state: 'all',
+        per_page: 10,
+      })
       .catch((err) => unavailable(err, 'look for the pull request'));
     const existing = found.data.find((pr) => pr.state === 'open') ?? found.data[0];
     if (existing) return pullRequestFrom(existing as GitHubPullRequest, request.repo);
-    const { data: repository } = await client.rest.repos
-      .get({ owner, repo })
+    const { data: repository } = await client
+      .request('GET /repos/{owner}/{repo}', { owner, repo })
       .catch((err) => unavailable(err, 'read the repository'));
-    const { data: created } = await client.rest.pulls
-      .create({
+    const { data: created } = await client
+      .request('POST /repos/{owner}/{repo}/pulls', {
         owner,
         repo,
         head: request.branch,
