@@ -72,6 +72,14 @@ const envSchema = z.object({
       ),
     ),
   ),
+  /** EventBridge Scheduler: the group the schedules' copies are in, ... */
+  SCHEDULE_GROUP_NAME: z.string().check(z.minLength(1)),
+  /** ... the function their ticks invoke (scheduled-dispatch), ... */
+  SCHEDULE_TARGET_ARN: z.string().check(z.minLength(1)),
+  /** ... the role Scheduler invokes it with, ... */
+  SCHEDULER_ROLE_ARN: z.string().check(z.minLength(1)),
+  /** ... and the queue a tick goes to once its retries are spent */
+  SCHEDULE_DEAD_LETTER_QUEUE_ARN: z.string().check(z.minLength(1)),
   /** the local cloud's git server, whose tokens are the pods' git credentials; unset on AWS for now */
   LOCAL_GIT_SERVER_URL: z.optional(z.url()),
 });

@@ -42,6 +42,16 @@ export const QUEUE = {
 
 export const DEAD_LETTER_QUEUE = { batchSize: 10, retentionDays: 14 } as const;
 
+/** EventBridge Scheduler: how each schedule's copy retries its tick before the tick is dead-lettered. */
+export const SCHEDULER = {
+  retry: {
+    maximumRetryAttempts: 10,
+    /** a tick later than this is dropped: the next one is due by then for most schedules */
+    maximumEventAgeSeconds: 3600,
+  },
+  deadLetterRetentionDays: 14,
+} as const;
+
 export type FunctionName =
   | 'api'
   | 'agentApi'
@@ -55,7 +65,8 @@ export type FunctionName =
   | 'reconcile'
   | 'sweeper'
   | 'requestApproval'
-  | 'approvals';
+  | 'approvals'
+  | 'scheduledDispatch';
 
 /** DynamoDB actions a function may take on the table (TransactWriteItems is authorized per inner action). */
 export type TableAction =
@@ -99,6 +110,12 @@ const PRICING: readonly EnvName[] = ['PRICE_TABLE', 'POD_CPU_ARCHITECTURE'];
 const CLAIMS: readonly EnvName[] = ['TENANT_CLAIM', 'ACCOUNT_ROLE_CLAIM'];
 const APPROVAL_SECRET: readonly EnvName[] = ['APPROVAL_SECRET_ARN', 'APPROVAL_SIGNING_SECRET'];
 const CURSOR_SECRET: readonly EnvName[] = ['CURSOR_SECRET_ARN', 'CURSOR_SIGNING_SECRET'];
+const SCHEDULE_TARGET: readonly EnvName[] = [
+  'SCHEDULE_GROUP_NAME',
+  'SCHEDULE_TARGET_ARN',
+  'SCHEDULER_ROLE_ARN',
+  'SCHEDULE_DEAD_LETTER_QUEUE_ARN',
+];
 const LIST_INDEXES: IndexName[] = [
   'byAccount',
   'byAccountStatus',
@@ -113,7 +130,7 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     entry: 'api',
     timeoutSeconds: 10,
     memoryMiB: 512,
-    description: 'HTTP API v1: runs, pods, projects, account',
+    description: 'HTTP API v1: runs, pods, projects, schedules, account',
     environment: [
       'TABLE_NAME',
       'QUEUE_URL',
@@ -125,11 +142,22 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
       'POD_TASK_FAMILY_PREFIX',
       // a Claude Code pod may name only a model the pods' task role may invoke
       'POD_MODELS',
+      // PUT /v1/projects/{projectId}/schedules/{scheduleId} keeps each schedule's copy on EventBridge Scheduler
+      ...SCHEDULE_TARGET,
       ...CLAIMS,
       ...CURSOR_SECRET,
     ],
     table: {
-      actions: ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'ConditionCheckItem'],
+      // DeleteItem: a schedule's record
+      actions: [
+        'GetItem',
+        'BatchGetItem',
+        'Query',
+        'PutItem',
+        'UpdateItem',
+        'DeleteItem',
+        'ConditionCheckItem',
+      ],
       indexes: LIST_INDEXES,
     },
   },
@@ -236,6 +264,16 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     environment: ['TABLE_NAME', ...CLAIMS, ...APPROVAL_SECRET],
     table: { actions: READ_WRITE_RUN, indexes: [] },
   },
+  scheduledDispatch: {
+    entry: 'scheduled-dispatch',
+    timeoutSeconds: 15,
+    memoryMiB: 256,
+    description: 'EventBridge Scheduler tick -> dispatch (source cron), or a recorded skip',
+    environment: ['TABLE_NAME', 'QUEUE_URL'],
+    // reads the schedule, its last run, the project and the pod; a dispatch puts the run, its snapshot
+    // and its idempotency key; the tick's outcome updates the schedule
+    table: { actions: ['GetItem', 'PutItem', 'UpdateItem'], indexes: [] },
+  },
 };
 
 /**
@@ -257,7 +295,7 @@ export const environmentFor = (
 export type RouteAuth = 'jwt' | 'agent' | 'none';
 
 export interface RouteDefinition {
-  method: 'GET' | 'POST' | 'PUT' | 'HEAD';
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'HEAD';
   path: string;
   fn: FunctionName;
   auth: RouteAuth;
@@ -288,6 +326,10 @@ export const ROUTES: RouteDefinition[] = [
   v1('GET', '/v1/projects'),
   v1('GET', '/v1/projects/{projectId}'),
   v1('PUT', '/v1/projects/{projectId}'),
+  v1('GET', '/v1/projects/{projectId}/schedules'),
+  v1('GET', '/v1/projects/{projectId}/schedules/{scheduleId}'),
+  v1('PUT', '/v1/projects/{projectId}/schedules/{scheduleId}'),
+  v1('DELETE', '/v1/projects/{projectId}/schedules/{scheduleId}'),
   v1('GET', '/v1/account'),
   v1('PUT', '/v1/account/limits'),
   v1('GET', '/v1/account/spend'),

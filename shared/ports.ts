@@ -2,6 +2,7 @@ import type { BatchPlan } from './domain/agent-batch.js';
 import type { Approval, DecisionRecord, PendingApproval } from './domain/approval.js';
 import type { SandboxCharge } from './domain/pricing.js';
 import type { ExitReason, PodResult, Run, RunSource, RunStatus, Transition } from './domain/run.js';
+import type { Schedule, ScheduleKey, ScheduleSettings, TickRecord } from './domain/schedule.js';
 import type { Step, StepContentRef, StepPage } from './domain/steps.js';
 import type { Account, AccountLimits, Pod, Project } from './domain/tenancy.js';
 import type { AgentEvent, GitCredential } from './schemas/agent-events.js';
@@ -173,6 +174,37 @@ export interface PodTaskDefinitions {
    * the stack's task definition serves the pod (no image of its own, no secrets).
    */
   register(pod: Pod): Promise<string | undefined>;
+}
+
+/** The schedules' records: what their ticks dispatch, and what the ticks did. */
+export interface ScheduleStore {
+  get(key: ScheduleKey): Promise<Schedule | undefined>;
+  /** every schedule of the project */
+  list(accountId: string, projectId: string): Promise<Schedule[]>;
+  /**
+   * Writes the settings, leaving what ticks recorded as it is, only while the stored revision is still
+   * `expectedRevision` (undefined: while no schedule is stored). Answers the schedule as now stored;
+   * undefined when the condition did not hold and nothing was written.
+   */
+  save(settings: ScheduleSettings, expectedRevision: string | undefined): Promise<Schedule | undefined>;
+  /** True when there was one to delete. */
+  delete(key: ScheduleKey): Promise<boolean>;
+  /**
+   * Records what a tick did, only while the schedule exists and no tick at or after its scheduled time
+   * has been recorded. False when nothing was written.
+   */
+  recordTick(key: ScheduleKey, record: TickRecord): Promise<boolean>;
+}
+
+/**
+ * The service that ticks the schedules (EventBridge Scheduler) and its copy of each: the expression,
+ * time zone and state, and the revision every tick carries back.
+ */
+export interface Scheduler {
+  /** Creates the copy, or replaces it whole. An expression the service refuses is a ValidationError. */
+  put(settings: ScheduleSettings): Promise<void>;
+  /** True when there was a copy to remove. */
+  remove(key: ScheduleKey): Promise<boolean>;
 }
 
 export interface RunQueue {

@@ -1,4 +1,10 @@
 import { DISPATCH_SOURCES, RUN_MODES, RUN_SOURCES, RUN_STATUSES } from '../domain/run.js';
+import {
+  DEFAULT_TIME_ZONE,
+  isTimeZone,
+  parseScheduleExpression,
+  ScheduleExpressionError,
+} from '../domain/schedule.js';
 import { CHECKPOINTS, PROJECT_ROLES } from '../domain/tenancy.js';
 import * as z from '../zod.js';
 import { demoScriptSchema } from './demo.js';
@@ -25,23 +31,25 @@ export const idempotencyKeySchema = z
   .string()
   .check(z.regex(/^[\x21-\x7e]{1,200}$/, 'Idempotency-Key: 1 to 200 printable characters without spaces'));
 
+const prompt = z.string().check(z.minLength(1), z.maxLength(200_000));
+
+/** the branch, tag or commit each repository is checked out at; absent: its default branch */
+const gitRef = z
+  .string()
+  .check(
+    z.regex(
+      /^(?![-/.])(?!.*(?:\.\.|\/\/|@\{|\.lock$|[/.]$))[A-Za-z0-9._/@+-]{1,255}$/,
+      'a git branch, tag or commit (letters, digits and . _ / @ + -; no "..")',
+    ),
+  );
+
 export const dispatchRequestSchema = z.strictObject({
   itemId: id,
   podId: id,
   mode: z.enum(RUN_MODES),
-  prompt: z.string().check(z.minLength(1), z.maxLength(200_000)),
+  prompt,
   repos: z.optional(z.array(repo).check(z.maxLength(20))),
-  /** the branch, tag or commit each repository is checked out at; absent: its default branch */
-  ref: z.optional(
-    z
-      .string()
-      .check(
-        z.regex(
-          /^(?![-/.])(?!.*(?:\.\.|\/\/|@\{|\.lock$|[/.]$))[A-Za-z0-9._/@+-]{1,255}$/,
-          'a git branch, tag or commit (letters, digits and . _ / @ + -; no "..")',
-        ),
-      ),
-  ),
+  ref: z.optional(gitRef),
   source: z._default(z.enum(DISPATCH_SOURCES), 'api'),
   attribution: z.optional(z.string().check(z.maxLength(200))),
   config: z.optional(z.strictObject({ demo: z.optional(demoScriptSchema) })),
@@ -163,3 +171,45 @@ export const accountLimitsSchema = z.strictObject({
   dailyCapMicroUsd: z.int().check(z.nonnegative()),
   monthlyCapMicroUsd: z.int().check(z.nonnegative()),
 });
+
+/**
+ * A schedule's expression as EventBridge Scheduler takes it, checked against its rules here so that a
+ * bad one is a 400 saying what is wrong; kept in its one form (single spaces). One-time `at(...)`
+ * expressions are refused: a schedule starts a run at each tick, and one run later is a dispatch then.
+ */
+const scheduleExpression = z.pipe(
+  z.string(),
+  z.transform((text, ctx) => {
+    try {
+      const expression = parseScheduleExpression(text);
+      if (expression.kind !== 'at') return expression.text;
+      ctx.issues.push({
+        code: 'custom',
+        message:
+          'one-time at(...) expressions are not taken: a schedule starts a run at every tick of a rate(...) or cron(...) expression',
+        input: text,
+      });
+    } catch (err) {
+      if (!(err instanceof ScheduleExpressionError)) throw err;
+      ctx.issues.push({ code: 'custom', message: err.message, input: text });
+    }
+    return z.NEVER;
+  }),
+);
+
+export const scheduleRequestSchema = z.strictObject({
+  expression: scheduleExpression,
+  timezone: z._default(
+    z
+      .string()
+      .check(z.refine(isTimeZone, 'an IANA time zone name, e.g. UTC, Europe/Paris or America/New_York')),
+    DEFAULT_TIME_ZONE,
+  ),
+  podId: id,
+  itemId: id,
+  prompt,
+  mode: z.enum(RUN_MODES),
+  ref: z.optional(gitRef),
+  enabled: z._default(z.boolean(), true),
+});
+export type ScheduleRequest = z.infer<typeof scheduleRequestSchema>;

@@ -34,7 +34,8 @@ const ownRun = async (runs: RunStore, caller: Caller, runId: string): Promise<Ru
   return run;
 };
 
-const projectWithRole = async (
+/** The caller's project, when they hold `role` in it (shared by every use case on a project's things). */
+export const projectWithRole = async (
   directory: DirectoryRepository,
   caller: Caller,
   projectId: string,
@@ -76,7 +77,7 @@ const newRun = (
  * Put a queued run on the queue. If the queue is unavailable the run stays QUEUED and the sweeper
  * enqueues it later; the caller learns it with a 503 that names the run.
  */
-const enqueue = async (deps: RunCommandDeps, run: Run): Promise<void> => {
+const enqueue = async (deps: Pick<RunCommandDeps, 'queue'>, run: Run): Promise<void> => {
   try {
     await deps.queue.enqueue(run.runId);
   } catch (err) {
@@ -93,8 +94,11 @@ const enqueue = async (deps: RunCommandDeps, run: Run): Promise<void> => {
 const dispatcherOf = (caller: Caller): RunConfigSnapshot['dispatcher'] =>
   caller.email ? { userId: caller.userId, email: caller.email } : { userId: caller.userId };
 
+/** What a dispatch needs: a schedule's tick dispatches too, without the rest of the run commands' ports. */
+export type DispatchDeps = Pick<RunCommandDeps, 'runs' | 'directory' | 'queue' | 'clock'>;
+
 export const dispatchRun = async (
-  deps: RunCommandDeps,
+  deps: DispatchDeps,
   caller: Caller,
   projectId: string,
   request: DispatchRequest,

@@ -47,6 +47,10 @@ const VALUES = {
   CURSOR_SIGNING_SECRET: 'a-local-cursor-secret-of-32-characters',
   SWEEPER_STALE_AFTER_SECONDS: '120',
   LOCAL_GIT_SERVER_URL: NOWHERE,
+  SCHEDULE_GROUP_NAME: 'execution-runs',
+  SCHEDULE_TARGET_ARN: 'arn:aws:lambda:us-east-1:000000000000:function:execution-runs-scheduledDispatch',
+  SCHEDULER_ROLE_ARN: 'arn:aws:iam::000000000000:role/execution-runs-scheduler',
+  SCHEDULE_DEAD_LETTER_QUEUE_ARN: 'arn:aws:sqs:us-east-1:000000000000:execution-runs-schedules-dlq',
 } satisfies Record<Exclude<EnvName, 'APPROVAL_SECRET_ARN' | 'CURSOR_SECRET_ARN'>, string>;
 
 /** The project's variables: any a handler may read, and any a function declares. */

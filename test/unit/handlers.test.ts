@@ -13,6 +13,8 @@ import type {
   RunList,
   RunQueue,
   Sandbox,
+  Scheduler,
+  ScheduleStore,
   SpendLedger,
   StepContentStore,
   TaskSignals,
@@ -43,6 +45,10 @@ vi.hoisted(() => {
     POD_TASK_FAMILY_PREFIX: 'pod-',
     AWS_REGION: 'us-east-1',
     CURSOR_SIGNING_SECRET: 'c'.repeat(32),
+    SCHEDULE_GROUP_NAME: 'schedules',
+    SCHEDULE_TARGET_ARN: 'arn:aws:lambda:us-east-1:1:function:scheduled-dispatch',
+    SCHEDULER_ROLE_ARN: 'arn:aws:iam::1:role/scheduler',
+    SCHEDULE_DEAD_LETTER_QUEUE_ARN: 'arn:aws:sqs:us-east-1:1:schedules-dlq',
   });
 });
 
@@ -140,6 +146,8 @@ describe('api handler: dispatch', () => {
       logs: {} as LogReader,
       stepContent: {} as StepContentStore,
       cursorKey: async () => 'c'.repeat(32),
+      schedules: {} as ScheduleStore,
+      scheduler: {} as Scheduler,
       clock,
     };
   };
