@@ -17,6 +17,7 @@ import {
   POD_CONTAINER_NAME,
   QUEUE,
   ROUTES,
+  SCHEDULER,
   TABLE,
 } from '../../shared/manifest.js';
 import { POD_SECRETS_PREFIX } from '../../shared/schemas/pod.js';
@@ -482,7 +483,7 @@ describe('the stateless stack', () => {
   });
 
   it.each([
-    ['sqs:SendMessage', ['api', 'sweeper']],
+    ['sqs:SendMessage', ['api', 'scheduledDispatch', 'sweeper', logicalId(stateless.schedulerRole)].sort()],
     ['states:StartExecution', ['startRun']],
     ['states:SendTaskSuccess', ['agentApi', 'api', 'approvals', 'parkPod', 'podStopped']],
     ['states:SendTaskHeartbeat', ['agentApi', 'api', 'parkPod', 'podStopped']],
@@ -659,6 +660,110 @@ describe('the stateless stack', () => {
         AlarmActions: toTopic,
       });
     }
+  });
+
+  describe('schedules', () => {
+    const groupName = stateless.scheduleGroup.scheduleGroupName;
+    const schedulerRoleId = logicalId(stateless.schedulerRole);
+    const dlqId = logicalId(stateless.scheduleDeadLetterQueue);
+    const groupArn = { 'Fn::GetAtt': [logicalId(stateless.scheduleGroup), 'Arn'] };
+    const schedulesOfGroup = {
+      'Fn::Join': [
+        '',
+        [
+          'arn:',
+          { Ref: 'AWS::Partition' },
+          ':scheduler:',
+          { Ref: 'AWS::Region' },
+          ':',
+          { Ref: 'AWS::AccountId' },
+          `:schedule/${groupName}/*`,
+        ],
+      ],
+    };
+
+    it('gives Scheduler a role only this account’s schedule group may use, to invoke only scheduled-dispatch and dead-letter', () => {
+      const role = statelessTemplate.findResources('AWS::IAM::Role')[schedulerRoleId];
+      expect(role?.Properties.AssumeRolePolicyDocument.Statement).toEqual([
+        {
+          Action: 'sts:AssumeRole',
+          Effect: 'Allow',
+          Principal: { Service: 'scheduler.amazonaws.com' },
+          Condition: {
+            StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
+            ArnEquals: { 'aws:SourceArn': groupArn },
+          },
+        },
+      ]);
+      const statements = policyStatements(statelessTemplate).filter((statement) =>
+        statement.roleIds.includes(schedulerRoleId),
+      );
+      expect(statements.map(({ Action, Resource }) => ({ Action, Resource }))).toEqual([
+        {
+          Action: 'lambda:InvokeFunction',
+          Resource: { 'Fn::GetAtt': [functionIds.scheduledDispatch, 'Arn'] },
+        },
+        {
+          Action: ['sqs:SendMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl'],
+          Resource: { 'Fn::GetAtt': [dlqId, 'Arn'] },
+        },
+      ]);
+      expect(rolesAllowedTo('lambda:InvokeFunction')).toEqual(
+        [schedulerRoleId, logicalId(stateless.stateMachine.role)].sort(),
+      );
+    });
+
+    it('lets only the API create, update and delete the group’s schedules, passing the Scheduler role only to Scheduler', () => {
+      const apiRoleId = logicalId(stateless.functions.api.role);
+      const statements = policyStatements(statelessTemplate).filter((statement) =>
+        asArray(statement.Action).some((action) => action.startsWith('scheduler:')),
+      );
+      expect(statements.map(({ Action, Resource, roleIds }) => ({ Action, Resource, roleIds }))).toEqual([
+        {
+          Action: ['scheduler:CreateSchedule', 'scheduler:UpdateSchedule'],
+          Resource: schedulesOfGroup,
+          roleIds: [apiRoleId],
+        },
+        { Action: 'scheduler:DeleteSchedule', Resource: schedulesOfGroup, roleIds: [apiRoleId] },
+      ]);
+      const passRole = policyStatements(statelessTemplate).filter(
+        (statement) =>
+          asArray(statement.Action).includes('iam:PassRole') &&
+          JSON.stringify(statement.Resource).includes(schedulerRoleId),
+      );
+      expect(passRole).toEqual([
+        expect.objectContaining({
+          roleIds: [apiRoleId],
+          Resource: { 'Fn::GetAtt': [schedulerRoleId, 'Arn'] },
+          Condition: { StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' } },
+        }),
+      ]);
+    });
+
+    it('gives the API the group, the function ticks invoke, the role and the dead-letter queue', () => {
+      const resources = statelessTemplate.toJSON().Resources as Record<string, { Properties: Json }>;
+      const api = resources[functionIds.api]?.Properties.Environment as { Variables: Json } | undefined;
+      expect(api?.Variables).toMatchObject({
+        SCHEDULE_GROUP_NAME: groupName,
+        SCHEDULE_TARGET_ARN: { 'Fn::GetAtt': [functionIds.scheduledDispatch, 'Arn'] },
+        SCHEDULER_ROLE_ARN: { 'Fn::GetAtt': [schedulerRoleId, 'Arn'] },
+        SCHEDULE_DEAD_LETTER_QUEUE_ARN: { 'Fn::GetAtt': [dlqId, 'Arn'] },
+      });
+    });
+
+    it('keeps the undelivered ticks encrypted for two weeks, and alarms on the first', () => {
+      statelessTemplate.hasResourceProperties('AWS::SQS::Queue', {
+        MessageRetentionPeriod: SCHEDULER.deadLetterRetentionDays * 86_400,
+        SqsManagedSseEnabled: true,
+      });
+      statelessTemplate.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'AWS/SQS',
+        MetricName: 'ApproximateNumberOfMessagesVisible',
+        Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [dlqId, 'QueueName'] } }],
+        Threshold: 1,
+        AlarmActions: [{ 'Fn::ImportValue': Match.stringLikeRegexp(logicalId(stateful.alarmTopic)) }],
+      });
+    });
   });
 
   it('stages the pod image from the repository root without the excluded directories', () => {

@@ -88,15 +88,13 @@ describe('EventBridgeScheduler', () => {
   });
 
   it('creates the copy a new schedule does not have yet, ENABLED', async () => {
-    scheduler
-      .on(UpdateScheduleCommand)
-      .rejects(
-        new ResourceNotFoundException({
-          ...meta,
-          message: 'Schedule x does not exist.',
-          Message: 'Schedule x does not exist.',
-        }),
-      );
+    scheduler.on(UpdateScheduleCommand).rejects(
+      new ResourceNotFoundException({
+        ...meta,
+        message: 'Schedule x does not exist.',
+        Message: 'Schedule x does not exist.',
+      }),
+    );
     scheduler.on(CreateScheduleCommand).resolves({ ...meta, ScheduleArn: 'arn:s' });
     await adapter().put(settings());
     expect(scheduler).toHaveReceivedCommandWith(CreateScheduleCommand, {
