@@ -7,9 +7,16 @@ import { fileURLToPath } from 'node:url';
 import { CloudWatchLogsClient, CreateLogGroupCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient, RegisterTaskDefinitionCommand } from '@aws-sdk/client-ecs';
+import { CreateScheduleGroupCommand, SchedulerClient } from '@aws-sdk/client-scheduler';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { CreateStateMachineCommand, SFNClient } from '@aws-sdk/client-sfn';
-import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  SendMessageCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import sesLocal from 'aws-ses-v2-local';
 import { buildPodBundle } from '../../pod/build.js';
@@ -27,6 +34,7 @@ import {
   POD_CONTAINER_NAME,
   QUEUE,
   ROUTES,
+  SCHEDULER,
 } from '../../shared/manifest.js';
 import { startApiGateway } from './api-gateway.js';
 import { renderDefinition } from './asl.js';
@@ -35,6 +43,7 @@ import { ensureTable, startDynamoDbLocal } from './dynamodb.js';
 import { type DynamoDbFront, startDynamoDbFront } from './dynamodb-front.js';
 import { startEcsEmulator } from './emulators/ecs.js';
 import { startLogsEmulator } from './emulators/logs.js';
+import { startSchedulerEmulator } from './emulators/scheduler.js';
 import { startSecretsManagerEmulator } from './emulators/secretsmanager.js';
 import { startSqsEmulator } from './emulators/sqs.js';
 import { ecsRunTaskResource, startStepFunctionsEmulator } from './emulators/stepfunctions.js';
@@ -66,10 +75,13 @@ const NAMES = {
   podLogGroup: '/execution-runs/pods',
   stepLogGroup: '/execution-runs/steps',
   taskDefinition: 'execution-runs-pod',
+  scheduleGroup: 'execution-runs',
+  scheduleDlq: 'execution-runs-schedules-dlq',
+  schedulerRole: 'execution-runs-scheduler',
 };
 
 export interface LocalCloudOptions {
-  /** first of eleven consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front, git, the local model, Secrets Manager); 0 = any free ports */
+  /** first of consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front, git, the local model, Secrets Manager; EventBridge Scheduler at +12); 0 = any free ports */
   basePort: number;
   host: string;
   /** where endpoints.json, the pod bundle and persisted data go */
@@ -163,6 +175,8 @@ export interface Endpoints {
     model: string;
     /** the secrets pods name; the local ECS reads them as a task starts */
     secretsmanager: string;
+    /** EventBridge Scheduler: the schedules' copies, ticking on a clock `POST /_local/clock` speeds up */
+    scheduler: string;
   };
 }
 
@@ -268,6 +282,66 @@ const loadOrCreateSecret = async (file: string): Promise<string> => {
   const secret = randomBytes(32).toString('base64url');
   await writeFile(file, secret, { mode: 0o600 });
   return secret;
+};
+
+/**
+ * EventBridge Scheduler, as the stack has it: the schedules' group, and a dead-letter queue for the
+ * ticks it cannot deliver; each tick invokes its target function in the local Lambda runtime.
+ */
+const startSchedules = async (
+  options: LocalCloudOptions,
+  client: { region: string; credentials: typeof credentials },
+  sqsClient: SQSClient,
+  runtime: LambdaRuntime,
+  persistPath: string | undefined,
+) => {
+  await sqsClient.send(
+    new CreateQueueCommand({
+      QueueName: NAMES.scheduleDlq,
+      Attributes: { MessageRetentionPeriod: String(SCHEDULER.deadLetterRetentionDays * 86_400) },
+    }),
+  );
+  const emulator = await startSchedulerEmulator({
+    port: portFor(options, 12),
+    host: options.host,
+    region: REGION,
+    accountId: ACCOUNT,
+    persistPath,
+    invoke: (arn, payload) => {
+      const fn = runtime.functionForArn(arn);
+      if (!fn) throw new Error(`no local function for ${arn}`);
+      return runtime.invoke(fn, payload);
+    },
+    deadLetter: async (queueArn, body, attributes) => {
+      const { QueueUrl } = await sqsClient.send(
+        new GetQueueUrlCommand({ QueueName: queueArn.split(':').at(-1) }),
+      );
+      await sqsClient.send(
+        new SendMessageCommand({
+          QueueUrl,
+          MessageBody: body,
+          MessageAttributes: Object.fromEntries(
+            Object.entries(attributes).map(([name, value]) => [
+              name,
+              { DataType: 'String', StringValue: value },
+            ]),
+          ),
+        }),
+      );
+    },
+    logError: (message, err) =>
+      options.log(`${message}: ${err instanceof Error ? err.message : String(err)}`),
+  });
+  const scheduler = new SchedulerClient({ ...client, endpoint: emulator.url });
+  await scheduler.send(new CreateScheduleGroupCommand({ Name: NAMES.scheduleGroup })).catch((err: Error) => {
+    if (err.name !== 'ConflictException') throw err;
+  });
+  scheduler.destroy();
+  return {
+    url: emulator.url,
+    deadLetterQueueArn: `arn:aws:sqs:${REGION}:${ACCOUNT}:${NAMES.scheduleDlq}`,
+    close: () => emulator.close(),
+  };
 };
 
 export const startLocalCloud = async (options: LocalCloudOptions): Promise<LocalCloud> => {
@@ -465,6 +539,9 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       }),
     );
 
+    const schedules = await startSchedules(options, client, sqsClient, runtime, persisted('scheduler.json'));
+    stops.push(() => schedules.close());
+
     const issuerUrl = `http://${host}/local-issuer`;
     // Kept on disk so tools and tests can sign tokens for other users of the local issuer.
     const issuerKeyPath = path.join(options.persist ? dataDir : options.stateDir, 'dev-issuer-key.json');
@@ -515,6 +592,10 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         CURSOR_SIGNING_SECRET: cursorSecret,
         // The pods' git credentials are the local git server's tokens.
         LOCAL_GIT_SERVER_URL: git.url,
+        SCHEDULE_GROUP_NAME: NAMES.scheduleGroup,
+        SCHEDULE_TARGET_ARN: runtime.arnOf('scheduledDispatch'),
+        SCHEDULER_ROLE_ARN: `arn:aws:iam::${ACCOUNT}:role/${NAMES.schedulerRole}`,
+        SCHEDULE_DEAD_LETTER_QUEUE_ARN: schedules.deadLetterQueueArn,
       },
       endpoints: (fn) => ({
         AWS_ENDPOINT_URL_DYNAMODB: dynamoDbFront.endpointOf(fn),
@@ -523,6 +604,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         AWS_ENDPOINT_URL_ECS: ecs.url,
         AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: logs.url,
         AWS_ENDPOINT_URL_SESV2: ses.url,
+        AWS_ENDPOINT_URL_SCHEDULER: schedules.url,
       }),
     });
 
@@ -616,6 +698,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         git: git.url,
         model: model.url,
         secretsmanager: secretsManager.url,
+        scheduler: schedules.url,
       },
     };
     await writeFile(path.join(options.stateDir, 'endpoints.json'), `${JSON.stringify(endpoints, null, 2)}\n`);

@@ -368,6 +368,34 @@ describe('EventBridge Scheduler emulator', () => {
     expect(await adapter.remove(settings)).toBe(false);
   });
 
+  it('keeps every schedule ticking, at the new pace, when the clock’s speed changes', async () => {
+    const { emulator, client, invocations } = await start({
+      clock: { start: new Date('2026-06-01T10:00:20Z'), speed: 1 },
+    });
+    await client.send(new CreateScheduleCommand(schedule()));
+    await client.send(
+      new CreateScheduleCommand(schedule({ Name: 'hourly', ScheduleExpression: 'cron(0 * * * ? *)' })),
+    );
+    await until(
+      () => invocations,
+      (all) => all.length >= 1,
+    );
+    const set = await fetch(`${emulator.url}/_local/clock`, {
+      method: 'POST',
+      body: JSON.stringify({ speed: 120 }),
+    });
+    expect(set.status).toBe(200);
+    const ticks = await until(
+      () => invocations,
+      (all) => all.length >= 3,
+    );
+    expect(ticks.slice(0, 3).map((t) => t.payload.scheduledTime)).toEqual([
+      '2026-06-01T10:00:00Z',
+      '2026-06-01T10:01:00Z',
+      '2026-06-01T10:02:00Z',
+    ]);
+  });
+
   it('runs its clock at the speed `POST /_local/clock` sets', async () => {
     const { emulator } = await start();
     const set = await fetch(`${emulator.url}/_local/clock`, {

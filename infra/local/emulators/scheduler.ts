@@ -366,7 +366,8 @@ class SchedulerService {
 
   /** Every schedule's next tick again, after the clock's speed changed. */
   rearmAll(): void {
-    for (const [key, { next }] of this.ticking) {
+    // a copy: arming a schedule puts it back in the map this would go on walking
+    for (const [key, { next }] of [...this.ticking]) {
       const schedule = this.schedules.get(key);
       if (schedule) this.arm(schedule, next - 1);
     }
