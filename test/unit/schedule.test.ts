@@ -6,6 +6,7 @@ import {
   parseScheduleExpression,
   SCHEDULE,
   type Schedule,
+  ScheduleExpressionError,
   type ScheduleSkip,
   skipRecord,
   type Tick,
@@ -68,6 +69,11 @@ describe('parseScheduleExpression', () => {
     'cron(0 0 1,15 JAN-MAR ? 2027-2030)',
     'cron(30 23 ? * sun *)',
     'cron(0 0 1 */3 ? 2026/2)',
+    'cron(0 0 1 JAN,FEB,MAR,APR,MAY,JUN,JUL,AUG,SEP,OCT,NOV,DEC ? *)',
+    'cron(0 0 ? * SUN,MON,TUE,WED,THU,FRI,SAT *)',
+    'cron(*/60 */24 */31 */12 ? */230)',
+    'cron(*/1 5-5 15W * ? *)',
+    'cron(0 12 ? * 3#5 *)',
   ])('takes the cron expression %s', (text) => {
     expect(parseScheduleExpression(text)).toMatchObject({ kind: 'cron', text });
   });
@@ -80,15 +86,48 @@ describe('parseScheduleExpression', () => {
   });
 
   it('reads a one-time expression, a date and time that exists', () => {
-    expect(parseScheduleExpression('at(2027-03-01T09:30:00)')).toEqual({
+    expect(parseScheduleExpression('at( 2027-03-01T09:30:45 )')).toEqual({
       kind: 'at',
-      dateTime: '2027-03-01T09:30:00',
-      text: 'at(2027-03-01T09:30:00)',
+      dateTime: '2027-03-01T09:30:45',
+      text: 'at(2027-03-01T09:30:45)',
     });
+  });
+
+  it('takes an expression of the greatest length Scheduler does, and says what a refusal is', () => {
+    const longest = `cron(${'0,'.repeat(119)}10 9 * * ? *)`;
+    expect(longest).toHaveLength(SCHEDULE.maxExpressionLength);
+    expect(parseScheduleExpression(longest).kind).toBe('cron');
+    expect(() => parseScheduleExpression('rate(5)')).toThrow(ScheduleExpressionError);
+    try {
+      parseScheduleExpression('rate(5)');
+    } catch (err) {
+      expect((err as Error).name).toBe('ScheduleExpressionError');
+    }
   });
 
   it.each([
     ['every 5 minutes', /an expression is rate\(value unit\)/],
+    ['xrate(5 minutes)', /an expression is rate\(value unit\)/],
+    ['rate(5 minutes)x', /an expression is rate\(value unit\)/],
+    ['rate(5 minutes x)', /a rate expression is rate\(value unit\)/],
+    ['cron(x5 9 * * ? *)', /minutes: "x5" is not a value \(0-59\)/],
+    ['cron(5x 9 * * ? *)', /minutes: "5x" is not a value/],
+    ['cron(*/61 9 * * ? *)', /minutes: the increment in "\*\/61" must be a whole number from 1 to 60/],
+    ['cron(0 9 */32 * ? *)', /day-of-month: the increment in "\*\/32" must be a whole number from 1 to 31/],
+    ['cron(*/x5 9 * * ? *)', /the increment in "\*\/x5"/],
+    ['cron(*/5x 9 * * ? *)', /the increment in "\*\/5x"/],
+    ['cron(1-2-3 9 * * ? *)', /minutes: "1-2-3" is not a value or a range/],
+    ['cron(0 0 1 DEC-JAN ? *)', /month: the range "DEC-JAN" ends before it starts/],
+    ['cron(0 9 x5W * ? *)', /day-of-month: "x5W": \? L W and # stand alone/],
+    ['cron(0 9 ? * 1-5L *)', /day-of-week: "5L": \? L W and # stand alone/],
+    ['cron(0 9 ? * 6L,7 *)', /day-of-week: "6L": \? L W and # stand alone/],
+    ['cron(0 9 ? * 1-3#2 *)', /day-of-week: "3#2": \? L W and # stand alone/],
+    ['cron(0 9 ? * 3#2,4#1 *)', /day-of-week: "3#2": \? L W and # stand alone/],
+    ['cron(0 9 ? * 3#10 *)', /day-of-week: in "3#10" the week of the month must be 1-5/],
+    ['cron(0 9 ? * 3#0 *)', /day-of-week: in "3#0" the week of the month must be 1-5/],
+    ['at(x2027-01-01T09:00:00)', /at\(yyyy-mm-ddThh:mm:ss\)/],
+    ['at(2027-01-01T09:00:00x)', /at\(yyyy-mm-ddThh:mm:ss\)/],
+    ['at(2027-01-01T25:00:00)', /a date and time that exists/],
     ['rate(5)', /rate\(value unit\)/],
     ['rate(0 minutes)', /whole number of 1 or more/],
     ['rate(1 minutes)', /rate\(1 minute\) for one and rate\(2 minutes\) for more/],
@@ -185,6 +224,14 @@ describe('decideTick', () => {
       kind: 'ignore',
       reason: 'changed',
     });
+  });
+
+  it('knows a tick after the latest one acted on from the same one and from an older one', () => {
+    const schedule = scheduleFactory({ lastFiredAt: '2026-01-01T10:00:00.000Z' });
+    expect(decideTick(schedule, tick('2026-01-01T10:00:01.000Z'), undefined, NOW)).toEqual({
+      kind: 'dispatch',
+    });
+    expect(decideTick(schedule, tick('2026-01-01T10:00:00Z'), undefined, NOW)).toEqual({ kind: 'repeat' });
   });
 
   it('knows the same tick delivered again, and ignores a tick older than the latest one acted on', () => {
