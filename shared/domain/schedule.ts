@@ -179,11 +179,12 @@ const parseRate = (text: string, body: string): ScheduleExpression => {
 
 const parseAt = (text: string, body: string): ScheduleExpression => {
   const dateTime = body.trim();
-  const reason = 'a one-time expression is at(yyyy-mm-ddThh:mm:ss), a date and time that exists';
   const calendar = new Date(`${dateTime}Z`);
   // Written back, it must read the same: another form, or a day the month does not have (02-30, which
   // rolls over into March), does not.
-  if (Number.isNaN(calendar.getTime()) || calendar.toISOString().slice(0, 19) !== dateTime) refuse(reason);
+  if (Number.isNaN(calendar.getTime()) || calendar.toISOString().slice(0, 19) !== dateTime) {
+    refuse('a one-time expression is at(yyyy-mm-ddThh:mm:ss), a date and time that exists');
+  }
   return { kind: 'at', dateTime, text };
 };
 
