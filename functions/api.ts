@@ -3,7 +3,7 @@ import { signingSecret } from '../shared/adapters/signing-secret.js';
 import { readEnv } from '../shared/config.js';
 import { callerFromEvent } from '../shared/http/auth.js';
 import { header, parseJsonBody, pathParam } from '../shared/http/request.js';
-import { json, noContent } from '../shared/http/responses.js';
+import { json } from '../shared/http/responses.js';
 import { type RouteHandler, routeHandler } from '../shared/http/router.js';
 import { type SpendLedger, systemClock } from '../shared/ports.js';
 import {
@@ -13,7 +13,6 @@ import {
   listQuerySchema,
   podRequestSchema,
   projectRequestSchema,
-  scheduleRequestSchema,
 } from '../shared/schemas/api.js';
 import { logsQuerySchema, stepsQuerySchema } from '../shared/schemas/timeline.js';
 import type { PodDeps } from '../shared/usecases/directory.js';
@@ -21,8 +20,6 @@ import * as directoryCases from '../shared/usecases/directory.js';
 import { type RunLogDeps, readRunLogs } from '../shared/usecases/logs.js';
 import type { RunCommandDeps } from '../shared/usecases/runs.js';
 import * as runCases from '../shared/usecases/runs.js';
-import type { ScheduleDeps } from '../shared/usecases/schedules.js';
-import * as scheduleCases from '../shared/usecases/schedules.js';
 import { getAccountSpend, spendQuerySchema } from '../shared/usecases/spend.js';
 import { getStepContent, listSteps, type TimelineDeps } from '../shared/usecases/timeline.js';
 import {
@@ -33,8 +30,6 @@ import {
   runQueue,
   runStore,
   sandbox,
-  scheduler,
-  scheduleStore,
   spendLedger,
   stepContentStore,
   taskSignals,
@@ -42,9 +37,9 @@ import {
 } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
-/** HTTP API v1: runs, pods, projects, schedules, account. Parse → use case → answer. */
+/** HTTP API v1: runs, pods, projects, account. Parse → use case → answer. */
 export const makeHandler = (
-  deps: RunCommandDeps & PodDeps & ScheduleDeps & TimelineDeps & RunLogDeps & { ledger: SpendLedger },
+  deps: RunCommandDeps & PodDeps & TimelineDeps & RunLogDeps & { ledger: SpendLedger },
   claims: { tenant: string; accountRole: string },
 ) => {
   type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
@@ -127,40 +122,6 @@ export const makeHandler = (
           parseJsonBody(event, projectRequestSchema),
         ),
       ),
-    'GET /v1/projects/{projectId}/schedules': async (event) =>
-      json(200, {
-        items: await scheduleCases.listSchedules(deps, caller(event), pathParam(event, 'projectId')),
-      }),
-    'GET /v1/projects/{projectId}/schedules/{scheduleId}': async (event) =>
-      json(
-        200,
-        await scheduleCases.getSchedule(
-          deps,
-          caller(event),
-          pathParam(event, 'projectId'),
-          pathParam(event, 'scheduleId'),
-        ),
-      ),
-    'PUT /v1/projects/{projectId}/schedules/{scheduleId}': async (event) =>
-      json(
-        200,
-        await scheduleCases.putSchedule(
-          deps,
-          caller(event),
-          pathParam(event, 'projectId'),
-          pathParam(event, 'scheduleId'),
-          parseJsonBody(event, scheduleRequestSchema),
-        ),
-      ),
-    'DELETE /v1/projects/{projectId}/schedules/{scheduleId}': async (event) => {
-      await scheduleCases.deleteSchedule(
-        deps,
-        caller(event),
-        pathParam(event, 'projectId'),
-        pathParam(event, 'scheduleId'),
-      );
-      return noContent();
-    },
     'GET /v1/account': async (event) => json(200, await directoryCases.getAccount(deps, caller(event))),
     'PUT /v1/account/limits': async (event) =>
       json(
@@ -190,10 +151,6 @@ const env = readEnv(
   'POD_TASK_DEFINITION_ARN',
   'POD_TASK_FAMILY_PREFIX',
   'POD_MODELS',
-  'SCHEDULE_GROUP_NAME',
-  'SCHEDULE_TARGET_ARN',
-  'SCHEDULER_ROLE_ARN',
-  'SCHEDULE_DEAD_LETTER_QUEUE_ARN',
 );
 export const handler = makeHandler(
   {
@@ -210,13 +167,6 @@ export const handler = makeHandler(
       familyPrefix: env.POD_TASK_FAMILY_PREFIX,
     }),
     podModels: env.POD_MODELS,
-    schedules: scheduleStore(env.TABLE_NAME),
-    scheduler: scheduler({
-      groupName: env.SCHEDULE_GROUP_NAME,
-      targetArn: env.SCHEDULE_TARGET_ARN,
-      roleArn: env.SCHEDULER_ROLE_ARN,
-      deadLetterQueueArn: env.SCHEDULE_DEAD_LETTER_QUEUE_ARN,
-    }),
     clock: systemClock,
     logs: logReader(env.LOG_GROUP_NAME),
     stepContent: stepContentStore(env.STEP_LOG_GROUP_NAME),

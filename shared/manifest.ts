@@ -66,6 +66,7 @@ export type FunctionName =
   | 'sweeper'
   | 'requestApproval'
   | 'approvals'
+  | 'schedules'
   | 'scheduledDispatch';
 
 /** DynamoDB actions a function may take on the table (TransactWriteItems is authorized per inner action). */
@@ -110,12 +111,6 @@ const PRICING: readonly EnvName[] = ['PRICE_TABLE', 'POD_CPU_ARCHITECTURE'];
 const CLAIMS: readonly EnvName[] = ['TENANT_CLAIM', 'ACCOUNT_ROLE_CLAIM'];
 const APPROVAL_SECRET: readonly EnvName[] = ['APPROVAL_SECRET_ARN', 'APPROVAL_SIGNING_SECRET'];
 const CURSOR_SECRET: readonly EnvName[] = ['CURSOR_SECRET_ARN', 'CURSOR_SIGNING_SECRET'];
-const SCHEDULE_TARGET: readonly EnvName[] = [
-  'SCHEDULE_GROUP_NAME',
-  'SCHEDULE_TARGET_ARN',
-  'SCHEDULER_ROLE_ARN',
-  'SCHEDULE_DEAD_LETTER_QUEUE_ARN',
-];
 const LIST_INDEXES: IndexName[] = [
   'byAccount',
   'byAccountStatus',
@@ -130,7 +125,7 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     entry: 'api',
     timeoutSeconds: 10,
     memoryMiB: 512,
-    description: 'HTTP API v1: runs, pods, projects, schedules, account',
+    description: 'HTTP API v1: runs, pods, projects, account',
     environment: [
       'TABLE_NAME',
       'QUEUE_URL',
@@ -142,22 +137,11 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
       'POD_TASK_FAMILY_PREFIX',
       // a Claude Code pod may name only a model the pods' task role may invoke
       'POD_MODELS',
-      // PUT /v1/projects/{projectId}/schedules/{scheduleId} keeps each schedule's copy on EventBridge Scheduler
-      ...SCHEDULE_TARGET,
       ...CLAIMS,
       ...CURSOR_SECRET,
     ],
     table: {
-      // DeleteItem: a schedule's record
-      actions: [
-        'GetItem',
-        'BatchGetItem',
-        'Query',
-        'PutItem',
-        'UpdateItem',
-        'DeleteItem',
-        'ConditionCheckItem',
-      ],
+      actions: ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'ConditionCheckItem'],
       indexes: LIST_INDEXES,
     },
   },
@@ -264,6 +248,24 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     environment: ['TABLE_NAME', ...CLAIMS, ...APPROVAL_SECRET],
     table: { actions: READ_WRITE_RUN, indexes: [] },
   },
+  // apart from `api`, so that only this function carries the Scheduler client and may change schedules
+  schedules: {
+    entry: 'schedules',
+    timeoutSeconds: 10,
+    memoryMiB: 256,
+    description: "HTTP API v1: a project's schedules, kept on EventBridge Scheduler",
+    environment: [
+      'TABLE_NAME',
+      // each schedule's copy: its group, the function its ticks invoke, the role and the dead-letter queue
+      'SCHEDULE_GROUP_NAME',
+      'SCHEDULE_TARGET_ARN',
+      'SCHEDULER_ROLE_ARN',
+      'SCHEDULE_DEAD_LETTER_QUEUE_ARN',
+      ...CLAIMS,
+    ],
+    // reads the project, the pod and the schedules; a save updates the record, a delete deletes it
+    table: { actions: ['GetItem', 'Query', 'UpdateItem', 'DeleteItem'], indexes: [] },
+  },
   scheduledDispatch: {
     entry: 'scheduled-dispatch',
     timeoutSeconds: 15,
@@ -301,10 +303,10 @@ export interface RouteDefinition {
   auth: RouteAuth;
 }
 
-const v1 = (method: RouteDefinition['method'], path: string): RouteDefinition => ({
+const v1 = (method: RouteDefinition['method'], path: string, fn: FunctionName = 'api'): RouteDefinition => ({
   method,
   path,
-  fn: 'api',
+  fn,
   auth: 'jwt',
 });
 
@@ -326,10 +328,10 @@ export const ROUTES: RouteDefinition[] = [
   v1('GET', '/v1/projects'),
   v1('GET', '/v1/projects/{projectId}'),
   v1('PUT', '/v1/projects/{projectId}'),
-  v1('GET', '/v1/projects/{projectId}/schedules'),
-  v1('GET', '/v1/projects/{projectId}/schedules/{scheduleId}'),
-  v1('PUT', '/v1/projects/{projectId}/schedules/{scheduleId}'),
-  v1('DELETE', '/v1/projects/{projectId}/schedules/{scheduleId}'),
+  v1('GET', '/v1/projects/{projectId}/schedules', 'schedules'),
+  v1('GET', '/v1/projects/{projectId}/schedules/{scheduleId}', 'schedules'),
+  v1('PUT', '/v1/projects/{projectId}/schedules/{scheduleId}', 'schedules'),
+  v1('DELETE', '/v1/projects/{projectId}/schedules/{scheduleId}', 'schedules'),
   v1('GET', '/v1/account'),
   v1('PUT', '/v1/account/limits'),
   v1('GET', '/v1/account/spend'),

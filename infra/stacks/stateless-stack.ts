@@ -187,7 +187,7 @@ export class StatelessStack extends Stack {
   public readonly eventDeliveryDeadLetterQueue: sqs.Queue;
   public readonly signingSecrets: Record<SigningPurpose, secretsmanager.Secret>;
   public readonly podModels: PodModel[];
-  /** the schedules' copies on EventBridge Scheduler, which the API keeps */
+  /** the schedules' copies on EventBridge Scheduler, which the schedules function keeps */
   public readonly scheduleGroup: scheduler.ScheduleGroup;
   /** the role Scheduler invokes scheduled-dispatch with */
   public readonly schedulerRole: iam.Role;
@@ -819,10 +819,10 @@ export class StatelessStack extends Stack {
   }
 
   /**
-   * Schedules (shared/usecases/schedules.ts): the API keeps each one's copy in this group, and
-   * Scheduler invokes scheduled-dispatch for them with a role that may do that and nothing else but
-   * dead-letter the ticks it could not deliver. Deleting the stack deletes the group and every copy in
-   * it; the records stay with the table.
+   * Schedules (shared/usecases/schedules.ts): the schedules function keeps each one's copy in this
+   * group, and Scheduler invokes scheduled-dispatch for them with a role that may do that and nothing
+   * else but dead-letter the ticks it could not deliver. Deleting the stack deletes the group and every
+   * copy in it; the records stay with the table.
    */
   private createSchedules(): { group: scheduler.ScheduleGroup; role: iam.Role; deadLetterQueue: sqs.Queue } {
     const group = new scheduler.ScheduleGroup(this, 'ScheduleGroup', {
@@ -858,10 +858,10 @@ export class StatelessStack extends Stack {
     );
     deadLetterQueue.grantSendMessages(role);
 
-    const { api } = this.functions;
-    group.grants.writeSchedules(api.role);
-    group.grants.deleteSchedules(api.role);
-    api.role.addToPrincipalPolicy(
+    const { schedules } = this.functions;
+    group.grants.writeSchedules(schedules.role);
+    group.grants.deleteSchedules(schedules.role);
+    schedules.role.addToPrincipalPolicy(
       new iam.PolicyStatement({
         sid: 'PassSchedulerRole',
         actions: ['iam:PassRole'],
@@ -869,15 +869,15 @@ export class StatelessStack extends Stack {
         conditions: { StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' } },
       }),
     );
-    Validations.of(api.role).acknowledge({
+    Validations.of(schedules.role).acknowledge({
       id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/${group.scheduleGroupName}/*]`,
       reason:
         'A schedule’s copy is named when the schedule is saved: scoped to the schedules of the stack’s one group.',
     });
-    api.setVariable('SCHEDULE_GROUP_NAME', group.scheduleGroupName);
-    api.setVariable('SCHEDULE_TARGET_ARN', target.functionArn);
-    api.setVariable('SCHEDULER_ROLE_ARN', role.roleArn);
-    api.setVariable('SCHEDULE_DEAD_LETTER_QUEUE_ARN', deadLetterQueue.queueArn);
+    schedules.setVariable('SCHEDULE_GROUP_NAME', group.scheduleGroupName);
+    schedules.setVariable('SCHEDULE_TARGET_ARN', target.functionArn);
+    schedules.setVariable('SCHEDULER_ROLE_ARN', role.roleArn);
+    schedules.setVariable('SCHEDULE_DEAD_LETTER_QUEUE_ARN', deadLetterQueue.queueArn);
     return { group, role, deadLetterQueue };
   }
 

@@ -418,7 +418,9 @@ describe('the stateless stack', () => {
     expect(passRole?.Condition).toEqual({
       StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' },
     });
-    expect(rolesAllowedTo('iam:PassRole')).toEqual(['api', logicalId(stateless.stateMachine.role)].sort());
+    expect(rolesAllowedTo('iam:PassRole')).toEqual(
+      ['api', 'schedules', logicalId(stateless.stateMachine.role)].sort(),
+    );
   });
 
   it('gives the API the stack’s task definition and the pods’ family prefix, and Checks the stack’s task definition', () => {
@@ -713,8 +715,8 @@ describe('the stateless stack', () => {
       );
     });
 
-    it('lets only the API create, update and delete the group’s schedules, passing the Scheduler role only to Scheduler', () => {
-      const apiRoleId = logicalId(stateless.functions.api.role);
+    it('lets only the schedules function create, update and delete the group’s schedules, passing the Scheduler role only to Scheduler', () => {
+      const schedulesRoleId = logicalId(stateless.functions.schedules.role);
       const statements = policyStatements(statelessTemplate).filter((statement) =>
         asArray(statement.Action).some((action) => action.startsWith('scheduler:')),
       );
@@ -722,9 +724,9 @@ describe('the stateless stack', () => {
         {
           Action: ['scheduler:CreateSchedule', 'scheduler:UpdateSchedule'],
           Resource: schedulesOfGroup,
-          roleIds: [apiRoleId],
+          roleIds: [schedulesRoleId],
         },
-        { Action: 'scheduler:DeleteSchedule', Resource: schedulesOfGroup, roleIds: [apiRoleId] },
+        { Action: 'scheduler:DeleteSchedule', Resource: schedulesOfGroup, roleIds: [schedulesRoleId] },
       ]);
       const passRole = policyStatements(statelessTemplate).filter(
         (statement) =>
@@ -733,17 +735,19 @@ describe('the stateless stack', () => {
       );
       expect(passRole).toEqual([
         expect.objectContaining({
-          roleIds: [apiRoleId],
+          roleIds: [schedulesRoleId],
           Resource: { 'Fn::GetAtt': [schedulerRoleId, 'Arn'] },
           Condition: { StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' } },
         }),
       ]);
     });
 
-    it('gives the API the group, the function ticks invoke, the role and the dead-letter queue', () => {
+    it('gives the schedules function the group, the function ticks invoke, the role and the dead-letter queue', () => {
       const resources = statelessTemplate.toJSON().Resources as Record<string, { Properties: Json }>;
-      const api = resources[functionIds.api]?.Properties.Environment as { Variables: Json } | undefined;
-      expect(api?.Variables).toMatchObject({
+      const schedules = resources[functionIds.schedules]?.Properties.Environment as
+        | { Variables: Json }
+        | undefined;
+      expect(schedules?.Variables).toMatchObject({
         SCHEDULE_GROUP_NAME: groupName,
         SCHEDULE_TARGET_ARN: { 'Fn::GetAtt': [functionIds.scheduledDispatch, 'Arn'] },
         SCHEDULER_ROLE_ARN: { 'Fn::GetAtt': [schedulerRoleId, 'Arn'] },

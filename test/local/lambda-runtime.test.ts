@@ -86,6 +86,7 @@ describe('createLambdaRuntime', () => {
         sweeper: fn('crashes'),
         requestApproval: fn('environment'),
         approvals: fn('echo'),
+        schedules: fn('echo'),
         scheduledDispatch: fn('echo'),
       },
       region: 'eu-west-1',

@@ -2,6 +2,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { makeHandler as makeAgentApi } from '../../functions/agent-api.js';
 import { makeHandler as makeApi } from '../../functions/api.js';
 import { makeHandler as makeScheduledDispatch } from '../../functions/scheduled-dispatch.js';
+import { makeHandler as makeSchedules } from '../../functions/schedules.js';
 import { makeHandler as makeStartRun } from '../../functions/start-run.js';
 import { RepoAccessDeniedError } from '../../shared/domain/errors.js';
 import { DEFAULT_PRICE_TABLE } from '../../shared/domain/pricing.js';
@@ -14,8 +15,6 @@ import type {
   RunList,
   RunQueue,
   Sandbox,
-  Scheduler,
-  ScheduleStore,
   SpendLedger,
   StepContentStore,
   TaskSignals,
@@ -148,8 +147,6 @@ describe('api handler: dispatch', () => {
       logs: {} as LogReader,
       stepContent: {} as StepContentStore,
       cursorKey: async () => 'c'.repeat(32),
-      schedules: {} as ScheduleStore,
-      scheduler: {} as Scheduler,
       clock,
     };
   };
@@ -268,7 +265,7 @@ describe('api handler: pods', () => {
   });
 });
 
-describe('api handler: schedules', () => {
+describe('schedules handler', () => {
   const claims = { tenant: 'custom:accountId', accountRole: 'custom:accountRole' };
   const asRoot = { sub: 'root', 'custom:accountId': 'acct-1', 'custom:accountRole': 'admin' };
   const deps = () =>
@@ -280,7 +277,7 @@ describe('api handler: schedules', () => {
       schedules: new MemorySchedules(),
       scheduler: new MemoryScheduler(),
       clock,
-    }) as unknown as Parameters<typeof makeApi>[0] & { scheduler: MemoryScheduler };
+    }) as unknown as Parameters<typeof makeSchedules>[0] & { scheduler: MemoryScheduler };
   const path = { projectId: 'proj-1', scheduleId: 'nightly' };
   const put = (body: unknown) =>
     httpEvent('PUT /v1/projects/{projectId}/schedules/{scheduleId}', {
@@ -298,7 +295,10 @@ describe('api handler: schedules', () => {
 
   it('answers an expression Scheduler would refuse with 400 and the reason, writing nothing', async () => {
     const d = deps();
-    const res = await makeApi(d, claims)(put({ ...valid, expression: 'cron(0 9 * * * *)' }), lambdaContext());
+    const res = await makeSchedules(d, claims)(
+      put({ ...valid, expression: 'cron(0 9 * * * *)' }),
+      lambdaContext(),
+    );
     expect(res.statusCode).toBe(400);
     expect(JSON.parse(res.body).error).toMatchObject({
       code: 'ValidationError',
@@ -309,7 +309,7 @@ describe('api handler: schedules', () => {
 
   it('saves (200), reads, lists and deletes (204, no body) a schedule', async () => {
     const d = deps();
-    const api = makeApi(d, claims);
+    const api = makeSchedules(d, claims);
     const saved = await api(put(valid), lambdaContext());
     expect(saved.statusCode).toBe(200);
     expect(JSON.parse(saved.body)).toMatchObject({ scheduleId: 'nightly', timezone: 'UTC', enabled: true });
@@ -337,7 +337,7 @@ describe('api handler: schedules', () => {
   });
 
   it('refuses a schedule id no key can hold', async () => {
-    const res = await makeApi(deps(), claims)(
+    const res = await makeSchedules(deps(), claims)(
       httpEvent('GET /v1/projects/{projectId}/schedules/{scheduleId}', {
         pathParameters: { projectId: 'proj-1', scheduleId: 'a#b' },
         claims: asRoot,
