@@ -42,15 +42,11 @@ export const QUEUE = {
 
 export const DEAD_LETTER_QUEUE = { batchSize: 10, retentionDays: 14 } as const;
 
-/** EventBridge Scheduler: how each schedule's copy retries its tick before the tick is dead-lettered. */
-export const SCHEDULER = {
-  retry: {
-    maximumRetryAttempts: 10,
-    /** a tick later than this is dropped: the next one is due by then for most schedules */
-    maximumEventAgeSeconds: 3600,
-  },
-  deadLetterRetentionDays: 14,
-} as const;
+/**
+ * EventBridge Scheduler: where the ticks go once their retries are spent (the retries themselves are
+ * SCHEDULE.tickRetry, which a tick's claim on its schedule waits out).
+ */
+export const SCHEDULER = { deadLetterRetentionDays: 14 } as const;
 
 export type FunctionName =
   | 'api'

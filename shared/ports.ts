@@ -190,10 +190,10 @@ export interface ScheduleStore {
   /** True when there was one to delete. */
   delete(key: ScheduleKey): Promise<boolean>;
   /**
-   * Records what a tick did, only while the schedule exists and no tick at or after its scheduled time
-   * has been recorded. False when nothing was written.
+   * Records what a tick did, only while the schedule exists and the latest tick it acted on is still
+   * the one read, `lastFiredAt` (undefined: none). False when nothing was written.
    */
-  recordTick(key: ScheduleKey, record: TickRecord): Promise<boolean>;
+  recordTick(key: ScheduleKey, record: TickRecord, lastFiredAt: string | undefined): Promise<boolean>;
 }
 
 /**

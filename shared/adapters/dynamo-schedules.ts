@@ -21,7 +21,8 @@ import {
  * Schedules in the runs table, in their account's partition beside its projects and pods:
  *   ACCT#<accountId>  SCHEDULE#<projectId>#<scheduleId>
  * so a project's schedules are one Query with begins_with on the sort key. A save writes only the
- * settings and a tick only what it did, each with its own condition, so neither undoes the other.
+ * settings and a tick only what it did, each on its own condition (the revision read; the latest tick
+ * read), so neither undoes the other, and two ticks acting at once are decided one after the other.
  */
 
 const keyOf = (key: ScheduleKey) => keys.schedule(key.accountId, key.projectId, key.scheduleId);
@@ -120,20 +121,27 @@ export class DynamoScheduleStore implements ScheduleStore {
     return out.Attributes !== undefined;
   }
 
-  async recordTick(key: ScheduleKey, record: TickRecord): Promise<boolean> {
+  async recordTick(key: ScheduleKey, record: TickRecord, lastFiredAt: string | undefined): Promise<boolean> {
     const update = new Update().set('lastFiredAt', record.scheduledTime);
-    if (record.outcome === 'dispatched') update.set('lastRunId', record.runId).remove('lastError');
-    else if (record.outcome === 'skipped') update.set('skips', compact(record.skips)).add('skippedCount', 1);
-    else update.set('lastError', { scheduledTime: record.scheduledTime, message: record.message });
+    if (record.outcome === 'claimed') {
+      update.set('lastRun', { runId: record.runId, scheduledTime: record.scheduledTime }).remove('lastError');
+    } else if (record.outcome === 'skipped') {
+      update.set('skips', compact(record.skips)).add('skippedCount', 1);
+    } else {
+      update
+        .set('lastError', { scheduledTime: record.scheduledTime, message: record.message })
+        .remove('lastRun');
+    }
     const last = update.name('lastFiredAt');
+    const unchanged =
+      lastFiredAt === undefined ? `attribute_not_exists(${last})` : `${last} = ${update.value(lastFiredAt)}`;
     try {
       await this.db.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: keyOf(key),
           UpdateExpression: update.expression(),
-          // ISO 8601 times in one format (toISOString) compare as strings
-          ConditionExpression: `attribute_exists(${update.name('pk')}) AND (attribute_not_exists(${last}) OR ${last} < ${update.value(record.scheduledTime)})`,
+          ConditionExpression: `attribute_exists(${update.name('pk')}) AND ${unchanged}`,
           ...update.attributes(),
         }),
       );

@@ -7,8 +7,7 @@ import {
   UpdateScheduleCommand,
 } from '@aws-sdk/client-scheduler';
 import { ValidationError } from '../domain/errors.js';
-import type { ScheduleKey, ScheduleSettings } from '../domain/schedule.js';
-import { SCHEDULER } from '../manifest.js';
+import { SCHEDULE, type ScheduleKey, type ScheduleSettings } from '../domain/schedule.js';
 import type { Scheduler } from '../ports.js';
 import { errorName } from './dynamo-keys.js';
 
@@ -77,8 +76,8 @@ export class EventBridgeScheduler implements Scheduler {
         RoleArn: this.settings.roleArn,
         Input: tickInput(settings),
         RetryPolicy: {
-          MaximumRetryAttempts: SCHEDULER.retry.maximumRetryAttempts,
-          MaximumEventAgeInSeconds: SCHEDULER.retry.maximumEventAgeSeconds,
+          MaximumRetryAttempts: SCHEDULE.tickRetry.attempts,
+          MaximumEventAgeInSeconds: SCHEDULE.tickRetry.maxAgeSeconds,
         },
         DeadLetterConfig: { Arn: this.settings.deadLetterQueueArn },
       },

@@ -11,6 +11,8 @@ export const SCHEDULE = {
   recentSkips: 20,
   /** EventBridge Scheduler's limit on an expression's length */
   maxExpressionLength: 256,
+  /** how often Scheduler invokes a tick again after a failure, and for how long after its time */
+  tickRetry: { attempts: 10, maxAgeSeconds: 3600 },
 } as const;
 
 export const DEFAULT_TIME_ZONE = 'UTC';
@@ -276,8 +278,11 @@ export interface ScheduleSettings extends ScheduleKey {
 export interface Schedule extends ScheduleSettings {
   /** the scheduled time of the latest tick acted on (dispatched, skipped or refused) */
   lastFiredAt?: string;
-  /** the run the latest dispatching tick started */
-  lastRunId?: string;
+  /**
+   * The run the latest dispatching tick started, and that tick's scheduled time. The tick claims it
+   * here (its id chosen beforehand) before it creates the run, so another tick finds it even then.
+   */
+  lastRun?: { runId: string; scheduledTime: string };
   /** the latest skips, newest first, at most SCHEDULE.recentSkips */
   skips: ScheduleSkip[];
   skippedCount: number;
@@ -297,46 +302,66 @@ export type TickDecision =
   /** this tick was acted on already: Scheduler delivers at least once */
   | { kind: 'repeat' }
   | { kind: 'skip'; skip: ScheduleSkip }
-  | { kind: 'dispatch' };
+  /** claim a new run for this tick, then dispatch it */
+  | { kind: 'dispatch' }
+  /** this tick claimed its run, which does not exist yet: an earlier delivery died before creating it */
+  | { kind: 'resume'; runId: string };
 
 /**
- * What a tick does, given its schedule as stored and the run its latest dispatching tick started. A
- * tick older than the latest one acted on is late (a retry that lost to the next tick) and does
- * nothing, so the record never moves back; the same tick again is a repeat. Otherwise a previous run
- * still active makes the tick a skip, and only then does it dispatch.
+ * What a tick does, given its schedule as stored and the status of the run its latest dispatching tick
+ * claimed (undefined: that run does not exist, or not yet). A tick older than the latest one acted on
+ * is late (a retry that lost to the next tick) and does nothing, so the record never moves back; the
+ * same tick again is a repeat, or finishes the dispatch it claimed. Otherwise a previous run still
+ * active makes the tick a skip, and only then does it dispatch. A claimed run that does not exist yet
+ * counts as active (`QUEUED`: it is being dispatched) until the Scheduler can no longer retry the
+ * tick that claimed it.
  */
 export const decideTick = (
   schedule: Schedule,
   tick: Tick,
-  previousRun: { runId: string; status: RunStatus } | undefined,
+  lastRunStatus: RunStatus | undefined,
   now: Date,
 ): TickDecision => {
   if (schedule.revision !== tick.revision) return { kind: 'ignore', reason: 'changed' };
   if (!schedule.enabled) return { kind: 'ignore', reason: 'disabled' };
+  const scheduled = Date.parse(tick.scheduledTime);
+  const { lastRun } = schedule;
   // Stryker disable next-line ConditionalExpression: equivalent, without a last tick both comparisons are with NaN and false
   if (schedule.lastFiredAt !== undefined) {
     const last = Date.parse(schedule.lastFiredAt);
-    const scheduled = Date.parse(tick.scheduledTime);
     if (scheduled < last) return { kind: 'ignore', reason: 'stale' };
-    if (scheduled === last) return { kind: 'repeat' };
+    if (scheduled === last) {
+      const claimedHere = lastRun !== undefined && Date.parse(lastRun.scheduledTime) === scheduled;
+      return claimedHere && lastRunStatus === undefined
+        ? { kind: 'resume', runId: lastRun.runId }
+        : { kind: 'repeat' };
+    }
   }
-  if (previousRun && !isTerminal(previousRun.status)) {
+  if (lastRun === undefined) return { kind: 'dispatch' };
+  const stillClaimed =
+    lastRunStatus === undefined &&
+    now.getTime() - Date.parse(lastRun.scheduledTime) <= SCHEDULE.tickRetry.maxAgeSeconds * 1000;
+  if (stillClaimed || (lastRunStatus !== undefined && !isTerminal(lastRunStatus))) {
     return {
       kind: 'skip',
       skip: {
         scheduledTime: tick.scheduledTime,
         at: now.toISOString(),
-        activeRunId: previousRun.runId,
-        activeRunStatus: previousRun.status,
+        activeRunId: lastRun.runId,
+        activeRunStatus: lastRunStatus ?? 'QUEUED',
       },
     };
   }
   return { kind: 'dispatch' };
 };
 
-/** What a tick that acted writes on its schedule. */
+/**
+ * What a tick that acted writes on its schedule, only while its latest tick acted on is still the one
+ * read: `claimed` before its run is created, `refused` once a claimed dispatch was refused (the claim
+ * withdrawn), `skipped` with the skips to keep.
+ */
 export type TickRecord =
-  | { outcome: 'dispatched'; scheduledTime: string; runId: string }
+  | { outcome: 'claimed'; scheduledTime: string; runId: string }
   | { outcome: 'skipped'; scheduledTime: string; skips: ScheduleSkip[] }
   | { outcome: 'refused'; scheduledTime: string; message: string };
 

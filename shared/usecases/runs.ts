@@ -57,9 +57,10 @@ const newRun = (
     replayOf?: string;
   },
   now: Date,
+  runId = newRunId(now.getTime()),
 ): Run => ({
   ...fields,
-  runId: newRunId(now.getTime()),
+  runId,
   status: 'QUEUED',
   history: [{ status: 'QUEUED', at: now.toISOString() }],
   usage: {},
@@ -97,12 +98,14 @@ const dispatcherOf = (caller: Caller): RunConfigSnapshot['dispatcher'] =>
 /** What a dispatch needs: a schedule's tick dispatches too, without the rest of the run commands' ports. */
 export type DispatchDeps = Pick<RunCommandDeps, 'runs' | 'directory' | 'queue' | 'clock'>;
 
+/** `runId`: an id chosen beforehand (a schedule's tick claims it before it dispatches); default, a new one. */
 export const dispatchRun = async (
   deps: DispatchDeps,
   caller: Caller,
   projectId: string,
   request: DispatchRequest,
   idempotencyKey?: string,
+  runId?: string,
 ): Promise<{ run: Run; created: boolean }> => {
   // both reads at once: a dispatch waits for one round trip to DynamoDB fewer
   const [project, pod] = await Promise.all([
@@ -128,6 +131,7 @@ export const dispatchRun = async (
       repos,
     },
     deps.clock.now(),
+    runId,
   );
   const snapshot: RunConfigSnapshot = {
     prompt: request.prompt,

@@ -5,7 +5,7 @@ import {
   ServiceUnavailableError,
   ValidationError,
 } from '../domain/errors.js';
-import { randomToken } from '../domain/ids.js';
+import { newRunId, randomToken } from '../domain/ids.js';
 import {
   decideTick,
   type Schedule,
@@ -172,23 +172,50 @@ export type TickOutcome =
 const isRefusal = (err: unknown): err is Error =>
   err instanceof ValidationError || err instanceof ForbiddenError || err instanceof NotFoundError;
 
+/** Ticks that act on the schedule at the same moment are decided again, one after the other. */
+const MAX_DECISIONS = 5;
+
 /**
  * A tick of a schedule: dispatch the schedule's run as the one who saved it (source `cron`), unless
- * its previous run is still active, which records a skip. The dispatch's idempotency key is the
- * schedule and the tick's time, so a tick delivered twice starts one run. Anything else that fails
- * throws, and the Scheduler tries the tick again.
+ * its previous run is still active, which records a skip. The run is claimed on the schedule (its id
+ * chosen) before it is created, on the condition that no other tick acted since the schedule was
+ * read, so two ticks never both dispatch; the dispatch's idempotency key is the schedule and the
+ * tick's time, so a tick delivered twice starts one run. What fails and may pass throws, and the
+ * Scheduler tries the tick again.
  */
 export const fireSchedule = async (deps: TickDeps, tick: Tick): Promise<TickOutcome> => {
-  const schedule = await deps.schedules.get(tick);
-  if (!schedule) return { outcome: 'ignored', reason: 'gone' };
-  const previousRun = schedule.lastRunId === undefined ? undefined : await deps.runs.get(schedule.lastRunId);
-  const decision = decideTick(schedule, tick, previousRun, deps.clock.now());
-  if (decision.kind === 'ignore') return { outcome: 'ignored', reason: decision.reason };
-  if (decision.kind === 'repeat') return { outcome: 'repeat' };
-  if (decision.kind === 'skip') {
-    await deps.schedules.recordTick(tick, skipRecord(schedule, decision.skip));
-    return { outcome: 'skipped', activeRunId: decision.skip.activeRunId };
+  for (let decision = 1; decision <= MAX_DECISIONS; decision++) {
+    const schedule = await deps.schedules.get(tick);
+    if (!schedule) return { outcome: 'ignored', reason: 'gone' };
+    const lastRun = schedule.lastRun && (await deps.runs.get(schedule.lastRun.runId));
+    const decided = decideTick(schedule, tick, lastRun?.status, deps.clock.now());
+    if (decided.kind === 'ignore') return { outcome: 'ignored', reason: decided.reason };
+    if (decided.kind === 'repeat') return { outcome: 'repeat' };
+    if (decided.kind === 'resume') return dispatchClaimed(deps, schedule, tick, decided.runId);
+    if (decided.kind === 'skip') {
+      if (await deps.schedules.recordTick(tick, skipRecord(schedule, decided.skip), schedule.lastFiredAt)) {
+        return { outcome: 'skipped', activeRunId: decided.skip.activeRunId };
+      }
+      continue;
+    }
+    const runId = newRunId(deps.clock.now().getTime());
+    const claim = { outcome: 'claimed', scheduledTime: tick.scheduledTime, runId } as const;
+    if (await deps.schedules.recordTick(tick, claim, schedule.lastFiredAt)) {
+      return dispatchClaimed(deps, schedule, tick, runId);
+    }
   }
+  throw new ConflictError(`schedule ${tick.scheduleId} kept changing while its tick was decided`, {
+    scheduleId: tick.scheduleId,
+  });
+};
+
+/** The claimed run, dispatched; a refusal withdraws the claim and says why on the schedule. */
+const dispatchClaimed = async (
+  deps: TickDeps,
+  schedule: Schedule,
+  tick: Tick,
+  runId: string,
+): Promise<TickOutcome> => {
   const owner: Caller = { accountId: schedule.accountId, ...schedule.savedBy };
   try {
     const { run, created } = await dispatchRun(
@@ -204,20 +231,13 @@ export const fireSchedule = async (deps: TickDeps, tick: Tick): Promise<TickOutc
         source: 'cron',
       },
       tickIdempotencyKey(tick),
+      runId,
     );
-    await deps.schedules.recordTick(tick, {
-      outcome: 'dispatched',
-      scheduledTime: tick.scheduledTime,
-      runId: run.runId,
-    });
     return { outcome: 'dispatched', runId: run.runId, created };
   } catch (err) {
     if (!isRefusal(err)) throw err;
-    await deps.schedules.recordTick(tick, {
-      outcome: 'refused',
-      scheduledTime: tick.scheduledTime,
-      message: err.message,
-    });
+    const refused = { outcome: 'refused', scheduledTime: tick.scheduledTime, message: err.message } as const;
+    await deps.schedules.recordTick(tick, refused, tick.scheduledTime);
     return { outcome: 'refused', message: err.message };
   }
 };

@@ -49,11 +49,11 @@ describe('DynamoScheduleStore', () => {
   it('replaces the settings only while the revision is the one read, keeping what ticks recorded', async () => {
     const first = settings();
     await store.save(first, undefined);
-    await store.recordTick(first, {
-      outcome: 'dispatched',
-      scheduledTime: '2026-01-01T02:00:00.000Z',
-      runId: 'run_1',
-    });
+    await store.recordTick(
+      first,
+      { outcome: 'claimed', scheduledTime: '2026-01-01T02:00:00.000Z', runId: 'run_1' },
+      undefined,
+    );
     const { ref: _ref, ...withoutRef } = first;
     const second = {
       ...withoutRef,
@@ -68,68 +68,54 @@ describe('DynamoScheduleStore', () => {
       skips: [],
       skippedCount: 0,
       lastFiredAt: '2026-01-01T02:00:00.000Z',
-      lastRunId: 'run_1',
+      lastRun: { runId: 'run_1', scheduledTime: '2026-01-01T02:00:00.000Z' },
     });
     expect(saved?.ref).toBeUndefined();
   });
 
-  it('records each tick only after the latest one recorded, and never on a deleted schedule', async () => {
+  it('records a tick only while the latest tick recorded is the one read, and never on a deleted schedule', async () => {
     const s = settings();
     await store.save(s, undefined);
-    expect(
-      await store.recordTick(s, {
-        outcome: 'dispatched',
-        scheduledTime: '2026-01-01T02:00:00.000Z',
-        runId: 'run_1',
-      }),
-    ).toBe(true);
+    const claim = (scheduledTime: string, runId: string) =>
+      ({ outcome: 'claimed', scheduledTime, runId }) as const;
+    expect(await store.recordTick(s, claim('2026-01-01T02:00:00.000Z', 'run_1'), undefined)).toBe(true);
+    // another tick read the schedule before that claim: it decides again
+    expect(await store.recordTick(s, claim('2026-01-01T02:01:00.000Z', 'run_x'), undefined)).toBe(false);
     const skips = [skip('2026-01-01T02:01:00.000Z')];
-    expect(
-      await store.recordTick(s, { outcome: 'skipped', scheduledTime: '2026-01-01T02:01:00.000Z', skips }),
-    ).toBe(true);
-    // the same tick again, and a late one
-    expect(
-      await store.recordTick(s, { outcome: 'skipped', scheduledTime: '2026-01-01T02:01:00.000Z', skips }),
-    ).toBe(false);
-    expect(
-      await store.recordTick(s, {
-        outcome: 'dispatched',
-        scheduledTime: '2026-01-01T01:00:00.000Z',
-        runId: 'run_0',
-      }),
-    ).toBe(false);
-    expect(
-      await store.recordTick(s, {
-        outcome: 'refused',
-        scheduledTime: '2026-01-01T02:02:00.000Z',
-        message: 'no pod',
-      }),
-    ).toBe(true);
+    const skipped = { outcome: 'skipped', scheduledTime: '2026-01-01T02:01:00.000Z', skips } as const;
+    expect(await store.recordTick(s, skipped, '2026-01-01T02:00:00.000Z')).toBe(true);
+    expect(await store.recordTick(s, skipped, '2026-01-01T02:00:00.000Z')).toBe(false);
     expect(await store.get(s)).toMatchObject({
-      lastFiredAt: '2026-01-01T02:02:00.000Z',
-      lastRunId: 'run_1',
+      lastFiredAt: '2026-01-01T02:01:00.000Z',
+      lastRun: { runId: 'run_1', scheduledTime: '2026-01-01T02:00:00.000Z' },
       skips,
       skippedCount: 1,
+    });
+
+    // a claim, then its dispatch refused: the claim is withdrawn and the reason kept
+    expect(
+      await store.recordTick(s, claim('2026-01-01T02:02:00.000Z', 'run_2'), '2026-01-01T02:01:00.000Z'),
+    ).toBe(true);
+    const refused = {
+      outcome: 'refused',
+      scheduledTime: '2026-01-01T02:02:00.000Z',
+      message: 'no pod',
+    } as const;
+    expect(await store.recordTick(s, refused, '2026-01-01T02:02:00.000Z')).toBe(true);
+    const afterRefusal = await store.get(s);
+    expect(afterRefusal).toMatchObject({
+      lastFiredAt: '2026-01-01T02:02:00.000Z',
       lastError: { scheduledTime: '2026-01-01T02:02:00.000Z', message: 'no pod' },
     });
+    expect(afterRefusal?.lastRun).toBeUndefined();
     expect(
-      await store.recordTick(s, {
-        outcome: 'dispatched',
-        scheduledTime: '2026-01-01T02:03:00.000Z',
-        runId: 'run_2',
-      }),
+      await store.recordTick(s, claim('2026-01-01T02:03:00.000Z', 'run_3'), '2026-01-01T02:02:00.000Z'),
     ).toBe(true);
     expect((await store.get(s))?.lastError).toBeUndefined();
 
     expect(await store.delete(s)).toBe(true);
     expect(await store.delete(s)).toBe(false);
-    expect(
-      await store.recordTick(s, {
-        outcome: 'dispatched',
-        scheduledTime: '2026-01-01T03:00:00.000Z',
-        runId: 'run_3',
-      }),
-    ).toBe(false);
+    expect(await store.recordTick(s, claim('2026-01-01T03:00:00.000Z', 'run_4'), undefined)).toBe(false);
     expect(await store.get(s)).toBeUndefined();
   });
 

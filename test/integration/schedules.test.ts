@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Run } from '../../shared/domain/run.js';
 import { SCHEDULE, type Schedule } from '../../shared/domain/schedule.js';
-import { api, endpoints, getRun, waitForRun } from './support/api.js';
+import { api, endpoints, waitForRun } from './support/api.js';
 
 /**
  * Schedules on the local cloud: the API keeps each one's copy on the local EventBridge Scheduler, whose
@@ -90,22 +90,22 @@ describe('schedules', () => {
     expect(saved.body).toMatchObject({ expression: 'rate(1 minute)', timezone: 'UTC', enabled: true });
 
     // the first tick comes at once: a supervised run that waits at its plan, so it stays active
-    const first = await waitForSchedule(scheduleId, (s) => s.lastRunId !== undefined);
-    const runId = first.lastRunId as string;
-    expect(await getRun(runId)).toMatchObject({
+    const first = await waitForSchedule(scheduleId, (s) => s.lastRun !== undefined);
+    const runId = first.lastRun?.runId as string;
+    const { run } = await waitForRun(runId, (r) => r.status === 'AWAITING_APPROVAL');
+    expect(run).toMatchObject({
       source: 'cron',
       attribution: saved.body.savedBy.userId,
       itemId,
       podId: endpoints().scriptedPodId,
       mode: 'supervised',
     });
-    await waitForRun(runId, (run) => run.status === 'AWAITING_APPROVAL');
 
     // the ticks that find it active are skipped, each recorded with the run it found and its status
     const skipped = await waitForSchedule(scheduleId, (s) =>
       s.skips.some((skip) => skip.activeRunStatus === 'AWAITING_APPROVAL'),
     );
-    expect(skipped.lastRunId).toBe(runId);
+    expect(skipped.lastRun?.runId).toBe(runId);
     expect(skipped.skips).toHaveLength(Math.min(skipped.skippedCount, SCHEDULE.recentSkips));
     expect(skipped.skips[0]).toMatchObject({
       activeRunId: runId,
@@ -116,12 +116,13 @@ describe('schedules', () => {
 
     // once it has ended, the next tick dispatches again
     expect((await api('POST', `/v1/runs/${runId}/stop`)).status).toBe(200);
-    const next = await waitForSchedule(scheduleId, (s) => s.lastRunId !== runId);
-    expect(await getRun(next.lastRunId as string)).toMatchObject({ source: 'cron', itemId });
+    const next = await waitForSchedule(scheduleId, (s) => s.lastRun?.runId !== runId);
+    const nextRunId = next.lastRun?.runId as string;
+    await waitForRun(nextRunId, (run) => run.source === 'cron' && run.itemId === itemId);
 
     // disabled, it dispatches nothing more
     expect((await putSchedule(scheduleId, { itemId, enabled: false })).status).toBe(200);
-    expect((await api('POST', `/v1/runs/${next.lastRunId}/stop`)).status).toBe(200);
+    expect((await api('POST', `/v1/runs/${nextRunId}/stop`)).status).toBe(200);
     const runs = (await cronRunsOf(itemId)).length;
     await new Promise((r) => setTimeout(r, 3000));
     expect(await cronRunsOf(itemId)).toHaveLength(runs);

@@ -5,8 +5,8 @@ const id = (key: ScheduleKey) => `${key.accountId}/${key.projectId}/${key.schedu
 
 /**
  * The schedule store in memory, for unit tests of the use cases: it writes on the same conditions the
- * DynamoDB store does (a save while the revision is the one read, a tick while none at or after its
- * time is recorded).
+ * DynamoDB store does (a save while the revision is the one read, a tick while the latest tick
+ * recorded is the one read).
  */
 export class MemorySchedules implements ScheduleStore {
   readonly schedules = new Map<string, Schedule>();
@@ -35,13 +35,13 @@ export class MemorySchedules implements ScheduleStore {
   async save(settings: ScheduleSettings, expectedRevision: string | undefined) {
     const stored = this.schedules.get(id(settings));
     if (stored?.revision !== expectedRevision) return undefined;
-    const { lastFiredAt, lastRunId, lastError, skips = [], skippedCount = 0 } = stored ?? {};
+    const { lastFiredAt, lastRun, lastError, skips = [], skippedCount = 0 } = stored ?? {};
     const schedule: Schedule = {
       ...structuredClone(settings),
       skips,
       skippedCount,
       ...(lastFiredAt === undefined ? {} : { lastFiredAt }),
-      ...(lastRunId === undefined ? {} : { lastRunId }),
+      ...(lastRun === undefined ? {} : { lastRun }),
       ...(lastError === undefined ? {} : { lastError }),
     };
     this.schedules.set(id(settings), schedule);
@@ -52,19 +52,19 @@ export class MemorySchedules implements ScheduleStore {
     return this.schedules.delete(id(key));
   }
 
-  async recordTick(key: ScheduleKey, record: TickRecord) {
+  async recordTick(key: ScheduleKey, record: TickRecord, lastFiredAt: string | undefined) {
     const schedule = this.schedules.get(id(key));
-    if (!schedule) return false;
-    if (schedule.lastFiredAt !== undefined && schedule.lastFiredAt >= record.scheduledTime) return false;
+    if (!schedule || schedule.lastFiredAt !== lastFiredAt) return false;
     schedule.lastFiredAt = record.scheduledTime;
-    if (record.outcome === 'dispatched') {
-      schedule.lastRunId = record.runId;
+    if (record.outcome === 'claimed') {
+      schedule.lastRun = { runId: record.runId, scheduledTime: record.scheduledTime };
       delete schedule.lastError;
     } else if (record.outcome === 'skipped') {
       schedule.skips = structuredClone(record.skips);
       schedule.skippedCount += 1;
     } else {
       schedule.lastError = { scheduledTime: record.scheduledTime, message: record.message };
+      delete schedule.lastRun;
     }
     return true;
   }

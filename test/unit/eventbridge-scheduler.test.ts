@@ -16,8 +16,7 @@ import {
   tickInput,
 } from '../../shared/adapters/eventbridge-scheduler.js';
 import { ValidationError } from '../../shared/domain/errors.js';
-import type { ScheduleSettings } from '../../shared/domain/schedule.js';
-import { SCHEDULER } from '../../shared/manifest.js';
+import { SCHEDULE, type ScheduleSettings } from '../../shared/domain/schedule.js';
 
 const meta = { $metadata: {} };
 const TARGET = {
@@ -68,8 +67,8 @@ describe('EventBridgeScheduler', () => {
         RoleArn: TARGET.roleArn,
         Input: tickInput(settings()),
         RetryPolicy: {
-          MaximumRetryAttempts: SCHEDULER.retry.maximumRetryAttempts,
-          MaximumEventAgeInSeconds: SCHEDULER.retry.maximumEventAgeSeconds,
+          MaximumRetryAttempts: SCHEDULE.tickRetry.attempts,
+          MaximumEventAgeInSeconds: SCHEDULE.tickRetry.maxAgeSeconds,
         },
         DeadLetterConfig: { Arn: TARGET.deadLetterQueueArn },
       },

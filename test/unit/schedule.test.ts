@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import type { RunStatus } from '../../shared/domain/run.js';
 import {
   decideTick,
   isTimeZone,
@@ -179,30 +178,24 @@ describe('isTimeZone', () => {
 });
 
 describe('decideTick', () => {
-  const active = (status: RunStatus) => ({ runId: 'run_PREVIOUS', status });
+  const ran = (minute: string) => ({
+    runId: 'run_PREVIOUS',
+    scheduledTime: `2026-01-01T09:${minute}:00.000Z`,
+  });
+  const afterRun = (overrides: Partial<Schedule> = {}) =>
+    scheduleFactory({ lastRun: ran('59'), lastFiredAt: '2026-01-01T09:59:00.000Z', ...overrides });
+  const at = tick('2026-01-01T10:00:00.000Z');
 
   it('dispatches a tick of an enabled schedule that has no run yet, or whose last run ended', () => {
-    expect(decideTick(scheduleFactory(), tick('2026-01-01T10:00:00.000Z'), undefined, NOW)).toEqual({
-      kind: 'dispatch',
-    });
-    for (const status of ['COMPLETED', 'FAILED', 'CANCELLED', 'STOPPED', 'DONE'] as const) {
-      const schedule = scheduleFactory({
-        lastRunId: 'run_PREVIOUS',
-        lastFiredAt: '2026-01-01T09:59:00.000Z',
-      });
-      expect(decideTick(schedule, tick('2026-01-01T10:00:00.000Z'), active(status), NOW)).toEqual({
-        kind: 'dispatch',
-      });
+    expect(decideTick(scheduleFactory(), at, undefined, NOW)).toEqual({ kind: 'dispatch' });
+    for (const status of ['COMPLETED', 'FAILED', 'CANCELLED', 'STOPPED', 'DONE', 'DEAD_LETTER'] as const) {
+      expect(decideTick(afterRun(), at, status, NOW)).toEqual({ kind: 'dispatch' });
     }
   });
 
   it('skips a tick while the last run is still active, saying when and which run', () => {
     for (const status of ['QUEUED', 'PROVISIONING', 'RUNNING', 'AWAITING_APPROVAL', 'RETRYING'] as const) {
-      const schedule = scheduleFactory({
-        lastRunId: 'run_PREVIOUS',
-        lastFiredAt: '2026-01-01T09:59:00.000Z',
-      });
-      expect(decideTick(schedule, tick('2026-01-01T10:00:00.000Z'), active(status), NOW)).toEqual({
+      expect(decideTick(afterRun(), at, status, NOW)).toEqual({
         kind: 'skip',
         skip: {
           scheduledTime: '2026-01-01T10:00:00.000Z',
@@ -214,8 +207,18 @@ describe('decideTick', () => {
     }
   });
 
+  it('counts a claimed run not created yet as being dispatched, until its tick can no longer be retried', () => {
+    expect(decideTick(afterRun(), at, undefined, NOW)).toMatchObject({
+      kind: 'skip',
+      skip: { activeRunId: 'run_PREVIOUS', activeRunStatus: 'QUEUED' },
+    });
+    const lastRetry = new Date(Date.parse(ran('59').scheduledTime) + SCHEDULE.tickRetry.maxAgeSeconds * 1000);
+    expect(decideTick(afterRun(), at, undefined, lastRetry)).toMatchObject({ kind: 'skip' });
+    const later = new Date(lastRetry.getTime() + 1);
+    expect(decideTick(afterRun(), at, undefined, later)).toEqual({ kind: 'dispatch' });
+  });
+
   it('ignores a tick of a disabled schedule, and one carrying another revision than the stored one', () => {
-    const at = tick('2026-01-01T10:00:00.000Z');
     expect(decideTick(scheduleFactory({ enabled: false }), at, undefined, NOW)).toEqual({
       kind: 'ignore',
       reason: 'disabled',
@@ -232,18 +235,23 @@ describe('decideTick', () => {
       kind: 'dispatch',
     });
     expect(decideTick(schedule, tick('2026-01-01T10:00:00Z'), undefined, NOW)).toEqual({ kind: 'repeat' });
-  });
-
-  it('knows the same tick delivered again, and ignores a tick older than the latest one acted on', () => {
-    const schedule = scheduleFactory({ lastFiredAt: '2026-01-01T10:00:00.000Z', lastRunId: 'run_PREVIOUS' });
-    // the run it started is still active: a repeat is not a skip
-    expect(decideTick(schedule, tick('2026-01-01T10:00:00.000Z'), active('RUNNING'), NOW)).toEqual({
-      kind: 'repeat',
-    });
     expect(decideTick(schedule, tick('2026-01-01T09:59:00.000Z'), undefined, NOW)).toEqual({
       kind: 'ignore',
       reason: 'stale',
     });
+  });
+
+  it('finishes the dispatch a tick delivered again had claimed, and repeats nothing else', () => {
+    const claimed = scheduleFactory({
+      lastFiredAt: at.scheduledTime,
+      lastRun: { runId: 'run_CLAIMED', ...at },
+    });
+    expect(decideTick(claimed, at, undefined, NOW)).toEqual({ kind: 'resume', runId: 'run_CLAIMED' });
+    // created, even still active: this tick's own run, not a reason to skip
+    expect(decideTick(claimed, at, 'RUNNING', NOW)).toEqual({ kind: 'repeat' });
+    // this tick was a skip: the run it found belongs to an older tick
+    const skipped = afterRun({ lastFiredAt: at.scheduledTime });
+    expect(decideTick(skipped, at, undefined, NOW)).toEqual({ kind: 'repeat' });
   });
 });
 

@@ -135,11 +135,11 @@ describe('putSchedule', () => {
   it('replaces the settings and the revision, keeping what the ticks recorded', async () => {
     const deps = scheduleDeps();
     const first = await putSchedule(deps, admin, 'proj-1', 'nightly', request({ ref: 'main' }));
-    await deps.schedules.recordTick(key, {
-      outcome: 'dispatched',
-      scheduledTime: '2026-01-01T10:00:00.000Z',
-      runId: 'run_1',
-    });
+    await deps.schedules.recordTick(
+      key,
+      { outcome: 'claimed', scheduledTime: '2026-01-01T10:00:00.000Z', runId: 'run_1' },
+      undefined,
+    );
     const second = await putSchedule(
       deps,
       accountAdmin,
@@ -153,7 +153,7 @@ describe('putSchedule', () => {
       enabled: false,
       savedBy: { userId: 'root', accountRole: 'admin' },
       createdAt: first.createdAt,
-      lastRunId: 'run_1',
+      lastRun: { runId: 'run_1', scheduledTime: '2026-01-01T10:00:00.000Z' },
       lastFiredAt: '2026-01-01T10:00:00.000Z',
     });
     expect(second.ref).toBeUndefined();
@@ -336,20 +336,52 @@ describe('fireSchedule', () => {
     });
     expect(deps.queue.enqueue).toHaveBeenCalledWith(runId);
     expect(deps.schedules.stored(key)).toMatchObject({
-      lastRunId: runId,
+      lastRun: { runId, scheduledTime: '2026-01-01T10:00:00.000Z' },
       lastFiredAt: '2026-01-01T10:00:00.000Z',
     });
   });
 
-  it('starts one run for a tick delivered twice, even when the first delivery died before recording it', async () => {
+  it('starts one run for a tick delivered twice, whether the first delivery died before or after creating it', async () => {
     const deps = await tickDeps();
     const at = tickAt(deps.saved, '2026-01-01T10:00:00.000Z');
-    vi.spyOn(deps.schedules, 'recordTick').mockRejectedValueOnce(new Error('the function timed out'));
+    // died after its claim, before the run was created: the next delivery creates the claimed run
+    vi.spyOn(deps.runs, 'create').mockRejectedValueOnce(new Error('the function timed out'));
     await expect(fireSchedule(deps, at)).rejects.toThrow('timed out');
-    const again = await fireSchedule(deps, at);
-    expect(again).toMatchObject({ outcome: 'dispatched', created: false });
+    const claimed = deps.schedules.stored(key)?.lastRun?.runId;
+    expect(await fireSchedule(deps, at)).toEqual({ outcome: 'dispatched', runId: claimed, created: true });
     expect(await fireSchedule(deps, at)).toEqual({ outcome: 'repeat' });
+    // died after the run was created, before answering: the same run, found again
+    const next = tickAt(deps.saved, '2026-01-01T10:01:00.000Z');
+    deps.runs.stored(claimed ?? '').status = 'COMPLETED';
+    vi.spyOn(deps.queue, 'enqueue').mockRejectedValueOnce(new Error('the function timed out'));
+    await expect(fireSchedule(deps, next)).rejects.toThrow('could not be queued');
+    expect(await fireSchedule(deps, next)).toEqual({ outcome: 'repeat' });
+    expect(deps.runs.runs.size).toBe(2);
+  });
+
+  it('decides two ticks acting at once one after the other: one dispatches, the other skips', async () => {
+    const deps = await tickDeps();
+    const [first, second] = await Promise.all([
+      fireSchedule(deps, tickAt(deps.saved, '2026-01-01T10:00:00.000Z')),
+      fireSchedule(deps, tickAt(deps.saved, '2026-01-01T10:01:00.000Z')),
+    ]);
+    const outcomes = [first?.outcome, second?.outcome].sort();
+    expect(outcomes).toEqual(['dispatched', 'skipped']);
     expect(deps.runs.runs.size).toBe(1);
+  });
+
+  it('withdraws the claim of a refused dispatch, so the next tick is not held by a run that never was', async () => {
+    const deps = await tickDeps();
+    vi.mocked(deps.directory.getPod).mockResolvedValueOnce(undefined);
+    expect(await fireSchedule(deps, tickAt(deps.saved, '2026-01-01T10:00:00.000Z'))).toEqual({
+      outcome: 'refused',
+      message: 'unknown pod pod-1',
+    });
+    expect(deps.schedules.stored(key)?.lastRun).toBeUndefined();
+    expect(await fireSchedule(deps, tickAt(deps.saved, '2026-01-01T10:01:00.000Z'))).toMatchObject({
+      outcome: 'dispatched',
+    });
+    expect(deps.schedules.stored(key)?.lastError).toBeUndefined();
   });
 
   it('skips a tick while the previous run is active, records when and which, then dispatches once it ended', async () => {
@@ -362,7 +394,7 @@ describe('fireSchedule', () => {
       activeRunId: runId,
     });
     expect(deps.schedules.stored(key)).toMatchObject({
-      lastRunId: runId,
+      lastRun: { runId, scheduledTime: '2026-01-01T10:00:00.000Z' },
       lastFiredAt: '2026-01-01T10:01:00.000Z',
       skippedCount: 1,
       skips: [
@@ -400,7 +432,7 @@ describe('fireSchedule', () => {
       reason: 'changed',
     });
     await fireSchedule(deps, tickAt(resaved, '2026-01-01T10:00:00.000Z'));
-    deps.runs.stored(deps.schedules.stored(key)?.lastRunId ?? '').status = 'COMPLETED';
+    deps.runs.stored(deps.schedules.stored(key)?.lastRun?.runId ?? '').status = 'COMPLETED';
     expect(await fireSchedule(deps, tickAt(resaved, '2026-01-01T09:00:00.000Z'))).toEqual({
       outcome: 'ignored',
       reason: 'stale',
@@ -435,18 +467,27 @@ describe('fireSchedule', () => {
     await expect(fireSchedule(deps, tickAt(deps.saved, '2026-01-01T10:00:00.000Z'))).rejects.toThrow(
       'ThrottlingException',
     );
-    expect(deps.schedules.stored(key)?.lastFiredAt).toBeUndefined();
+    expect(deps.runs.runs.size).toBe(0);
   });
 
-  it('treats a previous run that cannot be found as ended', async () => {
+  it('counts a claimed run that was never created as ended once its tick can no longer be retried', async () => {
     const deps = await tickDeps();
-    await deps.schedules.recordTick(key, {
-      outcome: 'dispatched',
-      scheduledTime: '2026-01-01T09:00:00.000Z',
-      runId: runFactory().runId,
-    });
+    await deps.schedules.recordTick(
+      key,
+      { outcome: 'claimed', scheduledTime: '2026-01-01T08:00:00.000Z', runId: runFactory().runId },
+      undefined,
+    );
     expect(await fireSchedule(deps, tickAt(deps.saved, '2026-01-01T10:00:00.000Z'))).toMatchObject({
       outcome: 'dispatched',
     });
+  });
+
+  it('answers a Conflict, for the Scheduler to try again, when the schedule keeps changing under its tick', async () => {
+    const deps = await tickDeps();
+    vi.spyOn(deps.schedules, 'recordTick').mockResolvedValue(false);
+    await expect(fireSchedule(deps, tickAt(deps.saved, '2026-01-01T10:00:00.000Z'))).rejects.toMatchObject({
+      code: 'Conflict',
+    });
+    expect(deps.runs.runs.size).toBe(0);
   });
 });

@@ -161,8 +161,8 @@ type Occurrences = (after: number) => number | undefined;
 const occurrencesOf = (expression: ScheduleExpression, schedule: StoredSchedule): Occurrences => {
   if (expression.kind === 'rate') {
     const interval = expression.value * RATE_UNIT_MS[expression.unit];
-    // to the minute, as Scheduler invokes with a minute's precision
-    const base = schedule.startDate ?? Math.floor(schedule.anchor / 60_000) * 60_000;
+    // to the second, as the scheduled time a tick carries is written
+    const base = schedule.startDate ?? Math.floor(schedule.anchor / 1000) * 1000;
     return (after) => (after < base ? base : base + (Math.floor((after - base) / interval) + 1) * interval);
   }
   const job =
