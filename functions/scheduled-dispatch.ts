@@ -2,7 +2,7 @@ import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
 import { logger } from '../shared/observability.js';
 import { systemClock } from '../shared/ports.js';
-import { tickSchema } from '../shared/schemas/schedule-tick.js';
+import { tickSchema } from '../shared/schemas/schedules.js';
 import { fireSchedule, type TickDeps } from '../shared/usecases/schedules.js';
 import { directoryRepository, runQueue, runStore, scheduleStore } from '../shared/wiring.js';
 

@@ -5,7 +5,7 @@ import { parseJsonBody, pathParam } from '../shared/http/request.js';
 import { json, noContent } from '../shared/http/responses.js';
 import { routeHandler } from '../shared/http/router.js';
 import { systemClock } from '../shared/ports.js';
-import { scheduleRequestSchema } from '../shared/schemas/api.js';
+import { scheduleRequestSchema } from '../shared/schemas/schedules.js';
 import {
   deleteSchedule,
   getSchedule,

@@ -1,10 +1,4 @@
 import { DISPATCH_SOURCES, RUN_MODES, RUN_SOURCES, RUN_STATUSES } from '../domain/run.js';
-import {
-  DEFAULT_TIME_ZONE,
-  isTimeZone,
-  parseScheduleExpression,
-  ScheduleExpressionError,
-} from '../domain/schedule.js';
 import { CHECKPOINTS, PROJECT_ROLES } from '../domain/tenancy.js';
 import * as z from '../zod.js';
 import { demoScriptSchema } from './demo.js';
@@ -31,10 +25,10 @@ export const idempotencyKeySchema = z
   .string()
   .check(z.regex(/^[\x21-\x7e]{1,200}$/, 'Idempotency-Key: 1 to 200 printable characters without spaces'));
 
-const prompt = z.string().check(z.minLength(1), z.maxLength(200_000));
+export const promptSchema = z.string().check(z.minLength(1), z.maxLength(200_000));
 
 /** the branch, tag or commit each repository is checked out at; absent: its default branch */
-const gitRef = z
+export const gitRefSchema = z
   .string()
   .check(
     z.regex(
@@ -47,9 +41,9 @@ export const dispatchRequestSchema = z.strictObject({
   itemId: id,
   podId: id,
   mode: z.enum(RUN_MODES),
-  prompt,
+  prompt: promptSchema,
   repos: z.optional(z.array(repo).check(z.maxLength(20))),
-  ref: z.optional(gitRef),
+  ref: z.optional(gitRefSchema),
   source: z._default(z.enum(DISPATCH_SOURCES), 'api'),
   attribution: z.optional(z.string().check(z.maxLength(200))),
   config: z.optional(z.strictObject({ demo: z.optional(demoScriptSchema) })),
@@ -171,45 +165,3 @@ export const accountLimitsSchema = z.strictObject({
   dailyCapMicroUsd: z.int().check(z.nonnegative()),
   monthlyCapMicroUsd: z.int().check(z.nonnegative()),
 });
-
-/**
- * A schedule's expression as EventBridge Scheduler takes it, checked against its rules here so that a
- * bad one is a 400 saying what is wrong; kept in its one form (single spaces). One-time `at(...)`
- * expressions are refused: a schedule starts a run at each tick, and one run later is a dispatch then.
- */
-const scheduleExpression = z.pipe(
-  z.string(),
-  z.transform((text, ctx) => {
-    try {
-      const expression = parseScheduleExpression(text);
-      if (expression.kind !== 'at') return expression.text;
-      ctx.issues.push({
-        code: 'custom',
-        message:
-          'one-time at(...) expressions are not taken: a schedule starts a run at every tick of a rate(...) or cron(...) expression',
-        input: text,
-      });
-    } catch (err) {
-      if (!(err instanceof ScheduleExpressionError)) throw err;
-      ctx.issues.push({ code: 'custom', message: err.message, input: text });
-    }
-    return z.NEVER;
-  }),
-);
-
-export const scheduleRequestSchema = z.strictObject({
-  expression: scheduleExpression,
-  timezone: z._default(
-    z
-      .string()
-      .check(z.refine(isTimeZone, 'an IANA time zone name, e.g. UTC, Europe/Paris or America/New_York')),
-    DEFAULT_TIME_ZONE,
-  ),
-  podId: id,
-  itemId: id,
-  prompt,
-  mode: z.enum(RUN_MODES),
-  ref: z.optional(gitRef),
-  enabled: z._default(z.boolean(), true),
-});
-export type ScheduleRequest = z.infer<typeof scheduleRequestSchema>;

@@ -17,7 +17,7 @@ import {
 } from '../domain/schedule.js';
 import type { Caller } from '../domain/tenancy.js';
 import type { Clock, DirectoryRepository, Scheduler, ScheduleStore } from '../ports.js';
-import type { ScheduleRequest } from '../schemas/api.js';
+import type { ScheduleRequest } from '../schemas/schedules.js';
 import { type DispatchDeps, dispatchRun, projectWithRole } from './runs.js';
 
 /**

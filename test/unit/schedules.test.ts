@@ -3,7 +3,7 @@ import { ValidationError } from '../../shared/domain/errors.js';
 import type { Schedule, Tick } from '../../shared/domain/schedule.js';
 import type { Caller } from '../../shared/domain/tenancy.js';
 import type { DirectoryRepository, RunQueue } from '../../shared/ports.js';
-import { type ScheduleRequest, scheduleRequestSchema } from '../../shared/schemas/api.js';
+import { type ScheduleRequest, scheduleRequestSchema } from '../../shared/schemas/schedules.js';
 import {
   deleteSchedule,
   fireSchedule,
