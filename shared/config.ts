@@ -82,6 +82,14 @@ const envSchema = z.object({
   /** its private key and webhook secret, as JSON: the secret's ARN on AWS, the JSON itself locally */
   GITHUB_APP_SECRET_ARN: z.optional(z.string()),
   GITHUB_APP_SECRET: z.optional(z.string()),
+  /** EventBridge Scheduler: the group the schedules' copies are in, ... */
+  SCHEDULE_GROUP_NAME: z.string().check(z.minLength(1)),
+  /** ... the function their ticks invoke (scheduled-dispatch), ... */
+  SCHEDULE_TARGET_ARN: z.string().check(z.minLength(1)),
+  /** ... the role Scheduler invokes it with, ... */
+  SCHEDULER_ROLE_ARN: z.string().check(z.minLength(1)),
+  /** ... and the queue a tick goes to once its retries are spent */
+  SCHEDULE_DEAD_LETTER_QUEUE_ARN: z.string().check(z.minLength(1)),
 });
 export type Env = z.infer<typeof envSchema>;
 /** The variables a handler may read; the manifest declares which ones each function gets. */

@@ -42,6 +42,12 @@ export const QUEUE = {
 
 export const DEAD_LETTER_QUEUE = { batchSize: 10, retentionDays: 14 } as const;
 
+/**
+ * EventBridge Scheduler: where the ticks go once their retries are spent (the retries themselves are
+ * SCHEDULE.tickRetry, which a tick's claim on its schedule waits out).
+ */
+export const SCHEDULER = { deadLetterRetentionDays: 14 } as const;
+
 export type FunctionName =
   | 'api'
   | 'agentApi'
@@ -57,7 +63,9 @@ export type FunctionName =
   | 'requestApproval'
   | 'approvals'
   | 'raisePullRequest'
-  | 'githubWebhooks';
+  | 'githubWebhooks'
+  | 'schedules'
+  | 'scheduledDispatch';
 
 /** DynamoDB actions a function may take on the table (TransactWriteItems is authorized per inner action). */
 export type TableAction =
@@ -267,6 +275,34 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     environment: ['TABLE_NAME', ...GITHUB_SECRET],
     table: { actions: READ_WRITE_RUN, indexes: [] },
   },
+  // apart from `api`, so that only this function carries the Scheduler client and may change schedules
+  schedules: {
+    entry: 'schedules',
+    timeoutSeconds: 10,
+    memoryMiB: 256,
+    description: "HTTP API v1: a project's schedules, kept on EventBridge Scheduler",
+    environment: [
+      'TABLE_NAME',
+      // each schedule's copy: its group, the function its ticks invoke, the role and the dead-letter queue
+      'SCHEDULE_GROUP_NAME',
+      'SCHEDULE_TARGET_ARN',
+      'SCHEDULER_ROLE_ARN',
+      'SCHEDULE_DEAD_LETTER_QUEUE_ARN',
+      ...CLAIMS,
+    ],
+    // reads the project, the pod and the schedules; a save updates the record, a delete deletes it
+    table: { actions: ['GetItem', 'Query', 'UpdateItem', 'DeleteItem'], indexes: [] },
+  },
+  scheduledDispatch: {
+    entry: 'scheduled-dispatch',
+    timeoutSeconds: 15,
+    memoryMiB: 256,
+    description: 'EventBridge Scheduler tick -> dispatch (source cron), or a recorded skip',
+    environment: ['TABLE_NAME', 'QUEUE_URL'],
+    // reads the schedule, its last run, the project and the pod; a dispatch puts the run, its snapshot
+    // and its idempotency key; the tick's outcome updates the schedule
+    table: { actions: ['GetItem', 'PutItem', 'UpdateItem'], indexes: [] },
+  },
 };
 
 /**
@@ -288,16 +324,16 @@ export const environmentFor = (
 export type RouteAuth = 'jwt' | 'agent' | 'none';
 
 export interface RouteDefinition {
-  method: 'GET' | 'POST' | 'PUT' | 'HEAD';
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'HEAD';
   path: string;
   fn: FunctionName;
   auth: RouteAuth;
 }
 
-const v1 = (method: RouteDefinition['method'], path: string): RouteDefinition => ({
+const v1 = (method: RouteDefinition['method'], path: string, fn: FunctionName = 'api'): RouteDefinition => ({
   method,
   path,
-  fn: 'api',
+  fn,
   auth: 'jwt',
 });
 
@@ -319,6 +355,10 @@ export const ROUTES: RouteDefinition[] = [
   v1('GET', '/v1/projects'),
   v1('GET', '/v1/projects/{projectId}'),
   v1('PUT', '/v1/projects/{projectId}'),
+  v1('GET', '/v1/projects/{projectId}/schedules', 'schedules'),
+  v1('GET', '/v1/projects/{projectId}/schedules/{scheduleId}', 'schedules'),
+  v1('PUT', '/v1/projects/{projectId}/schedules/{scheduleId}', 'schedules'),
+  v1('DELETE', '/v1/projects/{projectId}/schedules/{scheduleId}', 'schedules'),
   v1('GET', '/v1/account'),
   v1('PUT', '/v1/account/limits'),
   v1('GET', '/v1/account/spend'),

@@ -10,6 +10,7 @@ import type {
   RunStatus,
   Transition,
 } from './domain/run.js';
+import type { Schedule, ScheduleKey, ScheduleSettings, TickRecord } from './domain/schedule.js';
 import type { Step, StepContentRef, StepPage } from './domain/steps.js';
 import type { Account, AccountLimits, GitHubLink, Pod, Project } from './domain/tenancy.js';
 import type { AgentEvent, GitCredential } from './schemas/agent-events.js';
@@ -182,6 +183,37 @@ export interface PodTaskDefinitions {
    * the stack's task definition serves the pod (no image of its own, no secrets).
    */
   register(pod: Pod): Promise<string | undefined>;
+}
+
+/** The schedules' records: what their ticks dispatch, and what the ticks did. */
+export interface ScheduleStore {
+  get(key: ScheduleKey): Promise<Schedule | undefined>;
+  /** every schedule of the project */
+  list(accountId: string, projectId: string): Promise<Schedule[]>;
+  /**
+   * Writes the settings, leaving what ticks recorded as it is, only while the stored revision is still
+   * `expectedRevision` (undefined: while no schedule is stored). Answers the schedule as now stored;
+   * undefined when the condition did not hold and nothing was written.
+   */
+  save(settings: ScheduleSettings, expectedRevision: string | undefined): Promise<Schedule | undefined>;
+  /** True when there was one to delete. */
+  delete(key: ScheduleKey): Promise<boolean>;
+  /**
+   * Records what a tick did, only while the schedule exists and the latest tick it acted on is still
+   * the one read, `lastFiredAt` (undefined: none). False when nothing was written.
+   */
+  recordTick(key: ScheduleKey, record: TickRecord, lastFiredAt: string | undefined): Promise<boolean>;
+}
+
+/**
+ * The service that ticks the schedules (EventBridge Scheduler) and its copy of each: the expression,
+ * time zone and state, and the revision every tick carries back.
+ */
+export interface Scheduler {
+  /** Creates the copy, or replaces it whole. An expression the service refuses is a ValidationError. */
+  put(settings: ScheduleSettings): Promise<void>;
+  /** True when there was a copy to remove. */
+  remove(key: ScheduleKey): Promise<boolean>;
 }
 
 export interface RunQueue {

@@ -1,6 +1,7 @@
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
+import { SchedulerClient } from '@aws-sdk/client-scheduler';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -9,10 +10,12 @@ import { DynamoApprovalStore } from './adapters/dynamo-approvals.js';
 import { DynamoDirectory } from './adapters/dynamo-directory.js';
 import { DynamoRunList } from './adapters/dynamo-run-list.js';
 import { DynamoRunStore } from './adapters/dynamo-run-store.js';
+import { DynamoScheduleStore } from './adapters/dynamo-schedules.js';
 import { DynamoSpendLedger } from './adapters/dynamo-spend-ledger.js';
 import { DynamoTimeline } from './adapters/dynamo-timeline.js';
 import { EcsSandbox } from './adapters/ecs-sandbox.js';
 import { EcsPodTaskDefinitions, type PodTaskDefinitionSettings } from './adapters/ecs-task-definitions.js';
+import { EventBridgeScheduler, type SchedulerTargetSettings } from './adapters/eventbridge-scheduler.js';
 import { gitHubAppKeys, OctokitGitHubApp } from './adapters/github-app.js';
 import { StepFunctionsOrchestrator, StepFunctionsTaskSignals } from './adapters/sfn-orchestrator.js';
 import { signingSecret } from './adapters/signing-secret.js';
@@ -36,6 +39,10 @@ export const timeline = (tableName: string) => new DynamoTimeline(documentClient
 export const spendLedger = (tableName: string) => new DynamoSpendLedger(documentClient(), tableName);
 export const directoryRepository = (tableName: string) => new DynamoDirectory(documentClient(), tableName);
 export const approvalStore = (tableName: string) => new DynamoApprovalStore(documentClient(), tableName);
+export const scheduleStore = (tableName: string) => new DynamoScheduleStore(documentClient(), tableName);
+/** Saves answer within the API's timeout: throttled calls are retried a few times, then a 503. */
+export const scheduler = (settings: SchedulerTargetSettings) =>
+  new EventBridgeScheduler(new SchedulerClient({ retryMode: 'adaptive', maxAttempts: 4 }), settings);
 export const runQueue = (queueUrl: string) => new SqsRunQueue(new SQSClient({}), queueUrl);
 /** Throttled Step Functions calls are retried adaptively rather than failing the batch. */
 const sfnClient = () => new SFNClient({ retryMode: 'adaptive', maxAttempts: 6 });

@@ -8,9 +8,16 @@ import { promisify } from 'node:util';
 import { CloudWatchLogsClient, CreateLogGroupCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient, RegisterTaskDefinitionCommand } from '@aws-sdk/client-ecs';
+import { CreateScheduleGroupCommand, SchedulerClient } from '@aws-sdk/client-scheduler';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { CreateStateMachineCommand, SFNClient } from '@aws-sdk/client-sfn';
-import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  SendMessageCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import sesLocal from 'aws-ses-v2-local';
 import { buildPodBundle } from '../../pod/build.js';
@@ -28,6 +35,7 @@ import {
   POD_CONTAINER_NAME,
   QUEUE,
   ROUTES,
+  SCHEDULER,
 } from '../../shared/manifest.js';
 import { startApiGateway } from './api-gateway.js';
 import { renderDefinition } from './asl.js';
@@ -36,6 +44,7 @@ import { ensureTable, startDynamoDbLocal } from './dynamodb.js';
 import { type DynamoDbFront, startDynamoDbFront } from './dynamodb-front.js';
 import { startEcsEmulator } from './emulators/ecs.js';
 import { startLogsEmulator } from './emulators/logs.js';
+import { startSchedulerEmulator } from './emulators/scheduler.js';
 import { startSecretsManagerEmulator } from './emulators/secretsmanager.js';
 import { startSqsEmulator } from './emulators/sqs.js';
 import { ecsRunTaskResource, startStepFunctionsEmulator } from './emulators/stepfunctions.js';
@@ -68,12 +77,15 @@ const NAMES = {
   podLogGroup: '/execution-runs/pods',
   stepLogGroup: '/execution-runs/steps',
   taskDefinition: 'execution-runs-pod',
+  scheduleGroup: 'execution-runs',
+  scheduleDlq: 'execution-runs-schedules-dlq',
+  schedulerRole: 'execution-runs-scheduler',
 };
 /** the deployment's GitHub App, as the GitHub stand-in knows it: its bot is `execution-runs[bot]` */
 const GITHUB_APP = { id: 1001, slug: 'execution-runs' };
 
 export interface LocalCloudOptions {
-  /** first of twelve consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front, git, the local model, Secrets Manager, GitHub); 0 = any free ports */
+  /** first of thirteen consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front, git, the local model, Secrets Manager, GitHub, EventBridge Scheduler); 0 = any free ports */
   basePort: number;
   host: string;
   /** where endpoints.json, the pod bundle and persisted data go */
@@ -169,6 +181,8 @@ export interface Endpoints {
     secretsmanager: string;
     /** the GitHub stand-in's REST API (octokit's baseUrl), over the git server's repositories */
     github: string;
+    /** EventBridge Scheduler: the schedules' copies, ticking on a clock `POST /_local/clock` speeds up */
+    scheduler: string;
   };
   /** on the GitHub stand-in: the organization admin's login and personal token, the App and its installation */
   github: { login: string; userToken: string; appId: number; installationId: number };
@@ -294,6 +308,66 @@ const loadOrCreatePrivateKey = async (file: string): Promise<string> => {
   });
   await writeFile(file, privateKey, { mode: 0o600 });
   return privateKey;
+};
+
+/**
+ * EventBridge Scheduler, as the stack has it: the schedules' group, and a dead-letter queue for the
+ * ticks it cannot deliver; each tick invokes its target function in the local Lambda runtime.
+ */
+const startSchedules = async (
+  options: LocalCloudOptions,
+  client: { region: string; credentials: typeof credentials },
+  sqsClient: SQSClient,
+  runtime: LambdaRuntime,
+  persistPath: string | undefined,
+) => {
+  await sqsClient.send(
+    new CreateQueueCommand({
+      QueueName: NAMES.scheduleDlq,
+      Attributes: { MessageRetentionPeriod: String(SCHEDULER.deadLetterRetentionDays * 86_400) },
+    }),
+  );
+  const emulator = await startSchedulerEmulator({
+    port: portFor(options, 12),
+    host: options.host,
+    region: REGION,
+    accountId: ACCOUNT,
+    persistPath,
+    invoke: (arn, payload) => {
+      const fn = runtime.functionForArn(arn);
+      if (!fn) throw new Error(`no local function for ${arn}`);
+      return runtime.invoke(fn, payload);
+    },
+    deadLetter: async (queueArn, body, attributes) => {
+      const { QueueUrl } = await sqsClient.send(
+        new GetQueueUrlCommand({ QueueName: queueArn.split(':').at(-1) }),
+      );
+      await sqsClient.send(
+        new SendMessageCommand({
+          QueueUrl,
+          MessageBody: body,
+          MessageAttributes: Object.fromEntries(
+            Object.entries(attributes).map(([name, value]) => [
+              name,
+              { DataType: 'String', StringValue: value },
+            ]),
+          ),
+        }),
+      );
+    },
+    logError: (message, err) =>
+      options.log(`${message}: ${err instanceof Error ? err.message : String(err)}`),
+  });
+  const scheduler = new SchedulerClient({ ...client, endpoint: emulator.url });
+  await scheduler.send(new CreateScheduleGroupCommand({ Name: NAMES.scheduleGroup })).catch((err: Error) => {
+    if (err.name !== 'ConflictException') throw err;
+  });
+  scheduler.destroy();
+  return {
+    url: emulator.url,
+    deadLetterQueueArn: `arn:aws:sqs:${REGION}:${ACCOUNT}:${NAMES.scheduleDlq}`,
+    close: () => emulator.close(),
+  };
 };
 
 export const startLocalCloud = async (options: LocalCloudOptions): Promise<LocalCloud> => {
@@ -521,6 +595,9 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       }),
     );
 
+    const schedules = await startSchedules(options, client, sqsClient, runtime, persisted('scheduler.json'));
+    stops.push(() => schedules.close());
+
     const issuerUrl = `http://${host}/local-issuer`;
     // Kept on disk so tools and tests can sign tokens for other users of the local issuer.
     const issuerKeyPath = path.join(options.persist ? dataDir : options.stateDir, 'dev-issuer-key.json');
@@ -579,6 +656,10 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
           privateKey: githubApp.privateKeyPem,
           webhookSecret: githubApp.webhookSecret,
         }),
+        SCHEDULE_GROUP_NAME: NAMES.scheduleGroup,
+        SCHEDULE_TARGET_ARN: runtime.arnOf('scheduledDispatch'),
+        SCHEDULER_ROLE_ARN: `arn:aws:iam::${ACCOUNT}:role/${NAMES.schedulerRole}`,
+        SCHEDULE_DEAD_LETTER_QUEUE_ARN: schedules.deadLetterQueueArn,
       },
       endpoints: (fn) => ({
         AWS_ENDPOINT_URL_DYNAMODB: dynamoDbFront.endpointOf(fn),
@@ -587,6 +668,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         AWS_ENDPOINT_URL_ECS: ecs.url,
         AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: logs.url,
         AWS_ENDPOINT_URL_SESV2: ses.url,
+        AWS_ENDPOINT_URL_SCHEDULER: schedules.url,
       }),
     });
 
@@ -680,6 +762,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         git: git.url,
         model: model.url,
         secretsmanager: secretsManager.url,
+        scheduler: schedules.url,
         github: github.url,
       },
       github: {

@@ -21,14 +21,15 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(`Usage: npm start -- [options]
 
-  --base-port N     first of 12 consecutive ports: API N, DynamoDB N+1, SQS N+2, Step Functions N+3,
+  --base-port N     first of 13 consecutive ports: API N, DynamoDB N+1, SQS N+2, Step Functions N+3,
                     ECS N+4, CloudWatch Logs N+5, SES N+6, the functions' DynamoDB front N+7,
-                    git N+8, the local model N+9, Secrets Manager N+10, GitHub N+11 (default
-                    4510; 0 = any free ports)
+                    git N+8, the local model N+9, Secrets Manager N+10, GitHub N+11, EventBridge
+                    Scheduler N+12 (default 4510; 0 = any free ports)
   --host H          address to listen on (default 127.0.0.1)
   --state-dir DIR   where endpoints.json, the pod bundle and persisted data go (default .local)
   --persist         keep tables, queues, logs, git repositories, task definitions, secrets, GitHub's
-                    pull requests, issues and deliveries, and the dev signing key between starts
+                    pull requests, issues and deliveries, schedules and the dev signing key between
+                    starts
   --no-launch-limits  do not limit pod launches the way Fargate does (100 burst, 20 per second)
   --shared-pod-host   run pods in one shared process instead of a process each, so a small
                       machine can carry hundreds of runs at once
@@ -68,7 +69,7 @@ The local cloud is running.
                stepfunctions ${e.services.stepfunctions}  ecs ${e.services.ecs}
                logs ${e.services.logs}  sesv2 ${e.services.sesv2}  git ${e.services.git}
                model ${e.services.model} (ANTHROPIC_BASE_URL for a scripted Claude)
-               secretsmanager ${e.services.secretsmanager}
+               secretsmanager ${e.services.secretsmanager}  scheduler ${e.services.scheduler}
   GitHub       ${e.services.github}  (${e.github.login}: github.userToken in endpoints.json)
   Demo repo    ${e.demoRepo}
 
@@ -84,8 +85,8 @@ Ctrl-C stops everything.`);
 const main = async () => {
   checkJava();
   const basePort = Number(values['base-port']);
-  if (!Number.isInteger(basePort) || basePort < 0 || basePort > 65_524) {
-    console.error(`--base-port must be a port number from 0 to 65524, not ${values['base-port']}`);
+  if (!Number.isInteger(basePort) || basePort < 0 || basePort > 65_523) {
+    console.error(`--base-port must be a port number from 0 to 65523, not ${values['base-port']}`);
     process.exit(2);
   }
   const modelProvider = MODEL_PROVIDERS.find((provider) => provider === values.model);

@@ -5,6 +5,7 @@ import {
   CfnParameter,
   Duration,
   Fn,
+  RemovalPolicy,
   Stack,
   type StackProps,
   Validations,
@@ -25,6 +26,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -47,6 +49,7 @@ import {
   QUEUE,
   ROUTES,
   type RouteAuth,
+  SCHEDULER,
 } from '../../shared/manifest.js';
 import { POD_SECRETS_PREFIX } from '../../shared/schemas/pod.js';
 import { RunFunction } from '../constructs/run-function.js';
@@ -215,6 +218,12 @@ export class StatelessStack extends Stack {
   /** the deployment's GitHub App, from the CDK context; undefined: no GitHub */
   public readonly github: GitHubAppContext | undefined;
   public readonly podModels: PodModel[];
+  /** the schedules' copies on EventBridge Scheduler, which the schedules function keeps */
+  public readonly scheduleGroup: scheduler.ScheduleGroup;
+  /** the role Scheduler invokes scheduled-dispatch with */
+  public readonly schedulerRole: iam.Role;
+  /** the ticks Scheduler could not deliver */
+  public readonly scheduleDeadLetterQueue: sqs.Queue;
 
   constructor(scope: Construct, id: string, props: StatelessStackProps) {
     super(scope, id, props);
@@ -253,6 +262,11 @@ export class StatelessStack extends Stack {
     this.wireApprovals();
     this.connectEventSources(props);
     this.eventDeliveryDeadLetterQueue = this.createEventRules();
+    ({
+      group: this.scheduleGroup,
+      role: this.schedulerRole,
+      deadLetterQueue: this.scheduleDeadLetterQueue,
+    } = this.createSchedules());
     this.createAlarms(props.alarmTopic);
 
     new CfnOutput(this, 'ApiUrl', { value: this.apiStage.url });
@@ -568,6 +582,7 @@ export class StatelessStack extends Stack {
     }
     props.queue.grantSendMessages(fns.api.role);
     props.queue.grantSendMessages(fns.sweeper.role);
+    props.queue.grantSendMessages(fns.scheduledDispatch.role);
     // Only start-run starts executions; the functions the state machine invokes could not hold its ARN.
     fns.startRun.setVariable('STATE_MACHINE_ARN', this.stateMachine.stateMachineArn);
     this.stateMachine.grantStartExecution(fns.startRun.role);
@@ -866,6 +881,69 @@ export class StatelessStack extends Stack {
     return deliveryDeadLetterQueue;
   }
 
+  /**
+   * Schedules (shared/usecases/schedules.ts): the schedules function keeps each one's copy in this
+   * group, and Scheduler invokes scheduled-dispatch for them with a role that may do that and nothing
+   * else but dead-letter the ticks it could not deliver. Deleting the stack deletes the group and every
+   * copy in it; the records stay with the table.
+   */
+  private createSchedules(): { group: scheduler.ScheduleGroup; role: iam.Role; deadLetterQueue: sqs.Queue } {
+    const group = new scheduler.ScheduleGroup(this, 'ScheduleGroup', {
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const deadLetterQueue = new sqs.Queue(this, 'ScheduleDeadLetterQueue', {
+      retentionPeriod: Duration.days(SCHEDULER.deadLetterRetentionDays),
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+    });
+    Validations.of(deadLetterQueue).acknowledge({
+      id: 'AwsSolutions-SQS3',
+      reason:
+        'This queue is itself a dead-letter queue: EventBridge Scheduler puts the ticks it failed to deliver here.',
+    });
+    const target = this.functions.scheduledDispatch.function;
+    // Only this stack's schedules may use the role (the confused-deputy conditions AWS recommends).
+    const role = new iam.Role(this, 'SchedulerRole', {
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
+        conditions: {
+          StringEquals: { 'aws:SourceAccount': this.account },
+          ArnEquals: { 'aws:SourceArn': group.scheduleGroupArn },
+        },
+      }),
+      description: "EventBridge Scheduler: invokes scheduled-dispatch for the stack's schedules",
+    });
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'InvokeScheduledDispatch',
+        actions: ['lambda:InvokeFunction'],
+        resources: [target.functionArn],
+      }),
+    );
+    deadLetterQueue.grantSendMessages(role);
+
+    const { schedules } = this.functions;
+    group.grants.writeSchedules(schedules.role);
+    group.grants.deleteSchedules(schedules.role);
+    schedules.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'PassSchedulerRole',
+        actions: ['iam:PassRole'],
+        resources: [role.roleArn],
+        conditions: { StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' } },
+      }),
+    );
+    Validations.of(schedules.role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/${group.scheduleGroupName}/*]`,
+      reason:
+        'A schedule’s copy is named when the schedule is saved: scoped to the schedules of the stack’s one group.',
+    });
+    schedules.setVariable('SCHEDULE_GROUP_NAME', group.scheduleGroupName);
+    schedules.setVariable('SCHEDULE_TARGET_ARN', target.functionArn);
+    schedules.setVariable('SCHEDULER_ROLE_ARN', role.roleArn);
+    schedules.setVariable('SCHEDULE_DEAD_LETTER_QUEUE_ARN', deadLetterQueue.queueArn);
+    return { group, role, deadLetterQueue };
+  }
+
   private createAlarms(topic: sns.ITopic): void {
     const action = new cloudwatchActions.SnsAction(topic);
     const fiveMinuteSum = { period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM };
@@ -907,6 +985,14 @@ export class StatelessStack extends Stack {
         statistic: cloudwatch.Stats.MAXIMUM,
       }),
       'EventBridge could not deliver a pod-stopped, reconcile or sweeper event to its function.',
+    );
+    anyOf(
+      'ScheduleDeliveryFailedAlarm',
+      this.scheduleDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
+        period: Duration.minutes(1),
+        statistic: cloudwatch.Stats.MAXIMUM,
+      }),
+      'EventBridge Scheduler could not deliver a schedule’s tick to scheduled-dispatch after its retries: that tick started no run.',
     );
   }
 

@@ -15,7 +15,16 @@ import {
   podFromStorage,
 } from '../domain/tenancy.js';
 import { type Clock, type DirectoryRepository, systemClock } from '../ports.js';
-import { compact, Expression, isConditionFailed, type Key, keys, SK_PREFIX, Update } from './dynamo-keys.js';
+import {
+  compact,
+  Expression,
+  isConditionFailed,
+  type Key,
+  keys,
+  SK_PREFIX,
+  Update,
+  withoutKeys,
+} from './dynamo-keys.js';
 
 /**
  * Accounts, projects and pods in the runs table, one partition per account:
@@ -135,8 +144,3 @@ export class DynamoDirectory implements DirectoryRepository {
     return out;
   }
 }
-
-const withoutKeys = <T>(item: Record<string, unknown>): T => {
-  const { pk: _pk, sk: _sk, ...record } = item;
-  return record as T;
-};

@@ -51,11 +51,17 @@ export const keys = {
     pk: `ACCT#${segment(accountId)}`,
     sk: `POD#${segment(podId)}`,
   }),
+  schedule: (accountId: string, projectId: string, scheduleId: string): Key => ({
+    pk: `ACCT#${segment(accountId)}`,
+    sk: `${SK_PREFIX.schedulesOf(projectId)}${segment(scheduleId)}`,
+  }),
 };
 
 export const SK_PREFIX = {
   project: 'PROJECT#',
   pod: 'POD#',
+  /** a project's schedules */
+  schedulesOf: (projectId: string) => `SCHEDULE#${segment(projectId)}#`,
   usage: 'USAGE#',
   spendHour: 'H#',
   event: 'EVT#',
@@ -110,6 +116,12 @@ export const compact = <T>(value: T): T => {
     return out as T;
   }
   return value;
+};
+
+/** A record as stored, without the table's keys. */
+export const withoutKeys = <T>(item: Record<string, unknown>): T => {
+  const { pk: _pk, sk: _sk, ...record } = item;
+  return record as T;
 };
 
 /** Collects `#n` / `:v` placeholders, so no attribute name (reserved words, `usage:model:x`) is ever inline. */

@@ -14,6 +14,9 @@ export const json = (
   body: JSON.stringify(body),
 });
 
+/** 204: done, nothing to show. */
+export const noContent = (): HttpResult => ({ statusCode: 204, body: '' });
+
 const STATUS_BY_CODE: Record<string, number> = {
   ValidationError: 400,
   BadRequest: 400,

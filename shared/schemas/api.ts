@@ -25,23 +25,25 @@ export const idempotencyKeySchema = z
   .string()
   .check(z.regex(/^[\x21-\x7e]{1,200}$/, 'Idempotency-Key: 1 to 200 printable characters without spaces'));
 
+export const promptSchema = z.string().check(z.minLength(1), z.maxLength(200_000));
+
+/** the branch, tag or commit each repository is checked out at; absent: its default branch */
+export const gitRefSchema = z
+  .string()
+  .check(
+    z.regex(
+      /^(?![-/.])(?!.*(?:\.\.|\/\/|@\{|\.lock$|[/.]$))[A-Za-z0-9._/@+-]{1,255}$/,
+      'a git branch, tag or commit (letters, digits and . _ / @ + -; no "..")',
+    ),
+  );
+
 export const dispatchRequestSchema = z.strictObject({
   itemId: id,
   podId: id,
   mode: z.enum(RUN_MODES),
-  prompt: z.string().check(z.minLength(1), z.maxLength(200_000)),
+  prompt: promptSchema,
   repos: z.optional(z.array(repo).check(z.maxLength(20))),
-  /** the branch, tag or commit each repository is checked out at; absent: its default branch */
-  ref: z.optional(
-    z
-      .string()
-      .check(
-        z.regex(
-          /^(?![-/.])(?!.*(?:\.\.|\/\/|@\{|\.lock$|[/.]$))[A-Za-z0-9._/@+-]{1,255}$/,
-          'a git branch, tag or commit (letters, digits and . _ / @ + -; no "..")',
-        ),
-      ),
-  ),
+  ref: z.optional(gitRefSchema),
   source: z._default(z.enum(DISPATCH_SOURCES), 'api'),
   attribution: z.optional(z.string().check(z.maxLength(200))),
   config: z.optional(z.strictObject({ demo: z.optional(demoScriptSchema) })),

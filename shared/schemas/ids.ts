@@ -3,7 +3,7 @@ import { RUN_ID_PATTERN } from '../domain/ids.js';
 import * as z from '../zod.js';
 
 /**
- * What every id the API takes looks like, in one place: ids callers choose (projects, pods, items),
+ * What every id the API takes looks like, in one place: ids callers choose (projects, pods, items, schedules),
  * the ids the backend makes (runs, approvals), and step sequence numbers. Anything else is refused
  * at the edge with a 400, before it can reach a key (DynamoDB refuses keys over 2 KB with an error).
  */
@@ -36,6 +36,7 @@ export const PATH_PARAMETERS = {
   runId: runIdSchema,
   projectId: idSchema,
   podId: idSchema,
+  scheduleId: idSchema,
   approvalId: approvalIdSchema,
   seq: seqTextSchema,
 } as const;

@@ -34,7 +34,8 @@ const ownRun = async (runs: RunStore, caller: Caller, runId: string): Promise<Ru
   return run;
 };
 
-const projectWithRole = async (
+/** The caller's project, when they hold `role` in it (shared by every use case on a project's things). */
+export const projectWithRole = async (
   directory: DirectoryRepository,
   caller: Caller,
   projectId: string,
@@ -56,9 +57,10 @@ const newRun = (
     replayOf?: string;
   },
   now: Date,
+  runId = newRunId(now.getTime()),
 ): Run => ({
   ...fields,
-  runId: newRunId(now.getTime()),
+  runId,
   status: 'QUEUED',
   history: [{ status: 'QUEUED', at: now.toISOString() }],
   usage: {},
@@ -76,7 +78,7 @@ const newRun = (
  * Put a queued run on the queue. If the queue is unavailable the run stays QUEUED and the sweeper
  * enqueues it later; the caller learns it with a 503 that names the run.
  */
-const enqueue = async (deps: RunCommandDeps, run: Run): Promise<void> => {
+const enqueue = async (deps: Pick<RunCommandDeps, 'queue'>, run: Run): Promise<void> => {
   try {
     await deps.queue.enqueue(run.runId);
   } catch (err) {
@@ -93,12 +95,17 @@ const enqueue = async (deps: RunCommandDeps, run: Run): Promise<void> => {
 const dispatcherOf = (caller: Caller): RunConfigSnapshot['dispatcher'] =>
   caller.email ? { userId: caller.userId, email: caller.email } : { userId: caller.userId };
 
+/** What a dispatch needs: a schedule's tick dispatches too, without the rest of the run commands' ports. */
+export type DispatchDeps = Pick<RunCommandDeps, 'runs' | 'directory' | 'queue' | 'clock'>;
+
+/** `runId`: an id chosen beforehand (a schedule's tick claims it before it dispatches); default, a new one. */
 export const dispatchRun = async (
-  deps: RunCommandDeps,
+  deps: DispatchDeps,
   caller: Caller,
   projectId: string,
   request: DispatchRequest,
   idempotencyKey?: string,
+  runId?: string,
 ): Promise<{ run: Run; created: boolean }> => {
   // both reads at once: a dispatch waits for one round trip to DynamoDB fewer
   const [project, pod] = await Promise.all([
@@ -124,6 +131,7 @@ export const dispatchRun = async (
       repos,
     },
     deps.clock.now(),
+    runId,
   );
   const snapshot: RunConfigSnapshot = {
     prompt: request.prompt,

@@ -17,6 +17,7 @@ import {
   POD_CONTAINER_NAME,
   QUEUE,
   ROUTES,
+  SCHEDULER,
   TABLE,
 } from '../../shared/manifest.js';
 import { POD_SECRETS_PREFIX } from '../../shared/schemas/pod.js';
@@ -488,7 +489,9 @@ describe('the stateless stack', () => {
     expect(passRole?.Condition).toEqual({
       StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' },
     });
-    expect(rolesAllowedTo('iam:PassRole')).toEqual(['api', logicalId(stateless.stateMachine.role)].sort());
+    expect(rolesAllowedTo('iam:PassRole')).toEqual(
+      ['api', 'schedules', logicalId(stateless.stateMachine.role)].sort(),
+    );
   });
 
   it('gives the API the stack’s task definition and the pods’ family prefix, and Checks the stack’s task definition', () => {
@@ -553,7 +556,7 @@ describe('the stateless stack', () => {
   });
 
   it.each([
-    ['sqs:SendMessage', ['api', 'sweeper']],
+    ['sqs:SendMessage', ['api', 'scheduledDispatch', 'sweeper', logicalId(stateless.schedulerRole)].sort()],
     ['states:StartExecution', ['startRun']],
     ['states:SendTaskSuccess', ['agentApi', 'api', 'approvals', 'parkPod', 'podStopped']],
     ['states:SendTaskHeartbeat', ['agentApi', 'api', 'parkPod', 'podStopped']],
@@ -730,6 +733,112 @@ describe('the stateless stack', () => {
         AlarmActions: toTopic,
       });
     }
+  });
+
+  describe('schedules', () => {
+    const groupName = stateless.scheduleGroup.scheduleGroupName;
+    const schedulerRoleId = logicalId(stateless.schedulerRole);
+    const dlqId = logicalId(stateless.scheduleDeadLetterQueue);
+    const groupArn = { 'Fn::GetAtt': [logicalId(stateless.scheduleGroup), 'Arn'] };
+    const schedulesOfGroup = {
+      'Fn::Join': [
+        '',
+        [
+          'arn:',
+          { Ref: 'AWS::Partition' },
+          ':scheduler:',
+          { Ref: 'AWS::Region' },
+          ':',
+          { Ref: 'AWS::AccountId' },
+          `:schedule/${groupName}/*`,
+        ],
+      ],
+    };
+
+    it('gives Scheduler a role only this account’s schedule group may use, to invoke only scheduled-dispatch and dead-letter', () => {
+      const role = statelessTemplate.findResources('AWS::IAM::Role')[schedulerRoleId];
+      expect(role?.Properties.AssumeRolePolicyDocument.Statement).toEqual([
+        {
+          Action: 'sts:AssumeRole',
+          Effect: 'Allow',
+          Principal: { Service: 'scheduler.amazonaws.com' },
+          Condition: {
+            StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
+            ArnEquals: { 'aws:SourceArn': groupArn },
+          },
+        },
+      ]);
+      const statements = policyStatements(statelessTemplate).filter((statement) =>
+        statement.roleIds.includes(schedulerRoleId),
+      );
+      expect(statements.map(({ Action, Resource }) => ({ Action, Resource }))).toEqual([
+        {
+          Action: 'lambda:InvokeFunction',
+          Resource: { 'Fn::GetAtt': [functionIds.scheduledDispatch, 'Arn'] },
+        },
+        {
+          Action: ['sqs:SendMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl'],
+          Resource: { 'Fn::GetAtt': [dlqId, 'Arn'] },
+        },
+      ]);
+      expect(rolesAllowedTo('lambda:InvokeFunction')).toEqual(
+        [schedulerRoleId, logicalId(stateless.stateMachine.role)].sort(),
+      );
+    });
+
+    it('lets only the schedules function create, update and delete the group’s schedules, passing the Scheduler role only to Scheduler', () => {
+      const schedulesRoleId = logicalId(stateless.functions.schedules.role);
+      const statements = policyStatements(statelessTemplate).filter((statement) =>
+        asArray(statement.Action).some((action) => action.startsWith('scheduler:')),
+      );
+      expect(statements.map(({ Action, Resource, roleIds }) => ({ Action, Resource, roleIds }))).toEqual([
+        {
+          Action: ['scheduler:CreateSchedule', 'scheduler:UpdateSchedule'],
+          Resource: schedulesOfGroup,
+          roleIds: [schedulesRoleId],
+        },
+        { Action: 'scheduler:DeleteSchedule', Resource: schedulesOfGroup, roleIds: [schedulesRoleId] },
+      ]);
+      const passRole = policyStatements(statelessTemplate).filter(
+        (statement) =>
+          asArray(statement.Action).includes('iam:PassRole') &&
+          JSON.stringify(statement.Resource).includes(schedulerRoleId),
+      );
+      expect(passRole).toEqual([
+        expect.objectContaining({
+          roleIds: [schedulesRoleId],
+          Resource: { 'Fn::GetAtt': [schedulerRoleId, 'Arn'] },
+          Condition: { StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' } },
+        }),
+      ]);
+    });
+
+    it('gives the schedules function the group, the function ticks invoke, the role and the dead-letter queue', () => {
+      const resources = statelessTemplate.toJSON().Resources as Record<string, { Properties: Json }>;
+      const schedules = resources[functionIds.schedules]?.Properties.Environment as
+        | { Variables: Json }
+        | undefined;
+      expect(schedules?.Variables).toMatchObject({
+        SCHEDULE_GROUP_NAME: groupName,
+        SCHEDULE_TARGET_ARN: { 'Fn::GetAtt': [functionIds.scheduledDispatch, 'Arn'] },
+        SCHEDULER_ROLE_ARN: { 'Fn::GetAtt': [schedulerRoleId, 'Arn'] },
+        SCHEDULE_DEAD_LETTER_QUEUE_ARN: { 'Fn::GetAtt': [dlqId, 'Arn'] },
+      });
+    });
+
+    it('keeps the undelivered ticks encrypted for two weeks, and alarms on the first', () => {
+      statelessTemplate.hasResourceProperties('AWS::SQS::Queue', {
+        MessageRetentionPeriod: SCHEDULER.deadLetterRetentionDays * 86_400,
+        SqsManagedSseEnabled: true,
+      });
+      statelessTemplate.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'AWS/SQS',
+        MetricName: 'ApproximateNumberOfMessagesVisible',
+        Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [dlqId, 'QueueName'] } }],
+        Threshold: 1,
+        AlarmActions: [{ 'Fn::ImportValue': Match.stringLikeRegexp(logicalId(stateful.alarmTopic)) }],
+      });
+    });
   });
 
   it('stages the pod image from the repository root without the excluded directories', () => {

@@ -82,6 +82,13 @@ const VALID_BODIES: Record<string, Record<string, unknown>> = {
   'PUT /v1/projects/{projectId}': { name: 'Fuzz', repos: [], members: [] },
   'PUT /v1/account/limits': { dailyCapMicroUsd: 0, monthlyCapMicroUsd: 0 },
   'PUT /v1/account/github': { installationId: 1 },
+  'PUT /v1/projects/{projectId}/schedules/{scheduleId}': {
+    expression: 'rate(1 hour)',
+    podId: 'demo-pod',
+    itemId: 'FUZZ-1',
+    prompt: 'p',
+    mode: 'autopilot',
+  },
   'POST /agent/v1/runs/{runId}/events': { events: [{ seq: 1, at: AT, type: 'heartbeat' }] },
   'POST /agent/v1/runs/{runId}/token': {
     code: 'a-launch-code-of-sixteen',
@@ -93,14 +100,13 @@ const isRunAction = (r: RouteDefinition) =>
   r.method === 'POST' && /^\/v1\/runs\/\{runId\}\/\w+$/.test(r.path);
 /** The approval mail's link and its form: public, and answering in HTML. */
 const isLink = (r: RouteDefinition) => r.auth === 'none' && r.fn === 'approvals';
+/** Deletes: they only ever name a schedule that does not exist (the fixture has none). */
+const isDelete = (r: RouteDefinition) => r.method === 'DELETE';
 /**
  * Routes that write no record whatever they are sent: a git credential is minted on the git server;
  * GitHub's webhook acts only on a body signed with the App's webhook secret, which no probe has.
  */
-const WRITES_NO_RECORD = new Set([
-  'POST /agent/v1/runs/{runId}/git-credentials',
-  'POST /webhooks/github',
-]);
+const WRITES_NO_RECORD = new Set(['POST /agent/v1/runs/{runId}/git-credentials', 'POST /webhooks/github']);
 const takesJsonBody = (r: RouteDefinition) => routeKey(r) in VALID_BODIES;
 
 // ---------------------------------------------------------------------------------------------------
@@ -615,6 +621,7 @@ describe('the API under malformed input', { shuffle: false }, () => {
     podId: [endpoints().podId],
     approvalId: [f.approval.approvalId],
     seq: ['1', '2'],
+    scheduleId: [],
   });
   const UNKNOWN: Record<string, string> = {
     runId: newRunId(),
@@ -622,6 +629,7 @@ describe('the API under malformed input', { shuffle: false }, () => {
     podId: 'no-such-pod',
     approvalId: 'AAAAAAAAAAAAAAAAAAAAAAAA',
     seq: '9999999999',
+    scheduleId: 'no-such-schedule',
   };
   const anyRoute = () => fc.constantFrom(...ROUTES);
 
@@ -675,6 +683,7 @@ describe('the API under malformed input', { shuffle: false }, () => {
         takesJsonBody(r) ||
         isRunAction(r) ||
         isLink(r) ||
+        isDelete(r) ||
         WRITES_NO_RECORD.has(routeKey(r));
       expect(safe, routeKey(r)).toBe(true);
     }

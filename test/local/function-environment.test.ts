@@ -50,6 +50,10 @@ const VALUES = {
   GITHUB_API_URL: NOWHERE,
   GITHUB_WEB_URL: NOWHERE,
   GITHUB_APP_SECRET: JSON.stringify({ privateKey: 'a-local-key', webhookSecret: 'a-local-webhook-secret' }),
+  SCHEDULE_GROUP_NAME: 'execution-runs',
+  SCHEDULE_TARGET_ARN: 'arn:aws:lambda:us-east-1:000000000000:function:execution-runs-scheduledDispatch',
+  SCHEDULER_ROLE_ARN: 'arn:aws:iam::000000000000:role/execution-runs-scheduler',
+  SCHEDULE_DEAD_LETTER_QUEUE_ARN: 'arn:aws:sqs:us-east-1:000000000000:execution-runs-schedules-dlq',
 } satisfies Record<
   Exclude<EnvName, 'APPROVAL_SECRET_ARN' | 'CURSOR_SECRET_ARN' | 'GITHUB_APP_SECRET_ARN'>,
   string

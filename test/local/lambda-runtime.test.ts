@@ -88,6 +88,8 @@ describe('createLambdaRuntime', () => {
         approvals: fn('echo'),
         raisePullRequest: fn('echo'),
         githubWebhooks: fn('echo'),
+        schedules: fn('echo'),
+        scheduledDispatch: fn('echo'),
       },
       region: 'eu-west-1',
       accountId: '111122223333',

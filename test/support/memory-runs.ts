@@ -38,8 +38,19 @@ export class MemoryRuns implements RunStore {
     return run;
   }
 
-  async create(run: Run, snapshot: RunConfigSnapshot): Promise<{ run: Run; created: boolean }> {
+  /** the run each idempotency key created, by account and key */
+  readonly idempotencyKeys = new Map<string, string>();
+
+  async create(
+    run: Run,
+    snapshot: RunConfigSnapshot,
+    idempotencyKey?: string,
+  ): Promise<{ run: Run; created: boolean }> {
     if (this.runs.has(run.runId)) throw new ConflictError(`run ${run.runId} already exists`);
+    const key = idempotencyKey === undefined ? undefined : `${run.accountId}#${idempotencyKey}`;
+    const earlier = key === undefined ? undefined : this.idempotencyKeys.get(key);
+    if (earlier !== undefined) return { run: structuredClone(this.stored(earlier)), created: false };
+    if (key !== undefined) this.idempotencyKeys.set(key, run.runId);
     this.put(run, {}, snapshot);
     return { run: structuredClone(run), created: true };
   }

@@ -1,6 +1,8 @@
 import { describe, expect, it, vi } from 'vitest';
 import { makeHandler as makeAgentApi } from '../../functions/agent-api.js';
 import { makeHandler as makeApi } from '../../functions/api.js';
+import { makeHandler as makeScheduledDispatch } from '../../functions/scheduled-dispatch.js';
+import { makeHandler as makeSchedules } from '../../functions/schedules.js';
 import { makeHandler as makeStartRun } from '../../functions/start-run.js';
 import { RepoAccessDeniedError } from '../../shared/domain/errors.js';
 import { DEFAULT_PRICE_TABLE } from '../../shared/domain/pricing.js';
@@ -29,6 +31,7 @@ import {
   sqsRecordFactory,
 } from '../support/factories.js';
 import { MemoryRuns } from '../support/memory-runs.js';
+import { MemoryScheduler, MemorySchedules } from '../support/memory-schedules.js';
 
 // The handler modules build their production composition root at import; give it what it reads.
 vi.hoisted(() => {
@@ -43,6 +46,10 @@ vi.hoisted(() => {
     POD_TASK_FAMILY_PREFIX: 'pod-',
     AWS_REGION: 'us-east-1',
     CURSOR_SIGNING_SECRET: 'c'.repeat(32),
+    SCHEDULE_GROUP_NAME: 'schedules',
+    SCHEDULE_TARGET_ARN: 'arn:aws:lambda:us-east-1:1:function:scheduled-dispatch',
+    SCHEDULER_ROLE_ARN: 'arn:aws:iam::1:role/scheduler',
+    SCHEDULE_DEAD_LETTER_QUEUE_ARN: 'arn:aws:sqs:us-east-1:1:schedules-dlq',
   });
 });
 
@@ -255,6 +262,135 @@ describe('api handler: pods', () => {
     });
     expect(directory.putPod).not.toHaveBeenCalled();
     expect(directory.createAccount).not.toHaveBeenCalled();
+  });
+});
+
+describe('schedules handler', () => {
+  const claims = { tenant: 'custom:accountId', accountRole: 'custom:accountRole' };
+  const asRoot = { sub: 'root', 'custom:accountId': 'acct-1', 'custom:accountRole': 'admin' };
+  const deps = () =>
+    ({
+      directory: {
+        getProject: vi.fn(async () => projectFactory()),
+        getPod: vi.fn(async () => podFactory()),
+      },
+      schedules: new MemorySchedules(),
+      scheduler: new MemoryScheduler(),
+      clock,
+    }) as unknown as Parameters<typeof makeSchedules>[0] & { scheduler: MemoryScheduler };
+  const path = { projectId: 'proj-1', scheduleId: 'nightly' };
+  const put = (body: unknown) =>
+    httpEvent('PUT /v1/projects/{projectId}/schedules/{scheduleId}', {
+      pathParameters: path,
+      body: JSON.stringify(body),
+      claims: asRoot,
+    });
+  const valid = {
+    expression: 'rate(1 minute)',
+    podId: 'pod-1',
+    itemId: 'I-1',
+    prompt: 'p',
+    mode: 'autopilot',
+  };
+
+  it('answers an expression Scheduler would refuse with 400 and the reason, writing nothing', async () => {
+    const d = deps();
+    const res = await makeSchedules(d, claims)(
+      put({ ...valid, expression: 'cron(0 9 * * * *)' }),
+      lambdaContext(),
+    );
+    expect(res.statusCode).toBe(400);
+    expect(JSON.parse(res.body).error).toMatchObject({
+      code: 'ValidationError',
+      message: expect.stringMatching(/^expression: one of day-of-month and day-of-week must be \?/),
+    });
+    expect(d.scheduler.calls).toEqual([]);
+  });
+
+  it('saves (200), reads, lists and deletes (204, no body) a schedule', async () => {
+    const d = deps();
+    const api = makeSchedules(d, claims);
+    const saved = await api(put(valid), lambdaContext());
+    expect(saved.statusCode).toBe(200);
+    expect(JSON.parse(saved.body)).toMatchObject({ scheduleId: 'nightly', timezone: 'UTC', enabled: true });
+    const read = await api(
+      httpEvent('GET /v1/projects/{projectId}/schedules/{scheduleId}', {
+        pathParameters: path,
+        claims: asRoot,
+      }),
+      lambdaContext(),
+    );
+    expect(JSON.parse(read.body)).toEqual(JSON.parse(saved.body));
+    const list = await api(
+      httpEvent('GET /v1/projects/{projectId}/schedules', { pathParameters: path, claims: asRoot }),
+      lambdaContext(),
+    );
+    expect(JSON.parse(list.body).items).toHaveLength(1);
+    const deleted = await api(
+      httpEvent('DELETE /v1/projects/{projectId}/schedules/{scheduleId}', {
+        pathParameters: path,
+        claims: asRoot,
+      }),
+      lambdaContext(),
+    );
+    expect(deleted).toMatchObject({ statusCode: 204, body: '' });
+  });
+
+  it('refuses a schedule id no key can hold', async () => {
+    const res = await makeSchedules(deps(), claims)(
+      httpEvent('GET /v1/projects/{projectId}/schedules/{scheduleId}', {
+        pathParameters: { projectId: 'proj-1', scheduleId: 'a#b' },
+        claims: asRoot,
+      }),
+      lambdaContext(),
+    );
+    expect(res.statusCode).toBe(400);
+    expect(JSON.parse(res.body).error.message).toMatch(/^invalid scheduleId in the path/);
+  });
+});
+
+describe('scheduled-dispatch handler', () => {
+  it('refuses a tick that is not the Scheduler’s input, so that it is retried and dead-lettered', async () => {
+    const handler = makeScheduledDispatch({
+      schedules: new MemorySchedules(),
+      runs: new MemoryRuns(),
+      directory: {} as DirectoryRepository,
+      queue: {} as RunQueue,
+      clock,
+    });
+    await expect(
+      handler({ accountId: 'acct-1', projectId: 'proj-1', scheduleId: 'nightly' }, lambdaContext()),
+    ).rejects.toThrow();
+    await expect(
+      handler(
+        {
+          accountId: 'acct-1',
+          projectId: 'proj-1',
+          scheduleId: 'nightly',
+          revision: 'r',
+          scheduledTime: '<aws.scheduler.scheduled-time>',
+        },
+        lambdaContext(),
+      ),
+    ).rejects.toThrow();
+  });
+
+  it('takes the scheduled time as Scheduler writes it, and answers what the tick did', async () => {
+    const handler = makeScheduledDispatch({
+      schedules: new MemorySchedules(),
+      runs: new MemoryRuns(),
+      directory: {} as DirectoryRepository,
+      queue: {} as RunQueue,
+      clock,
+    });
+    const tick = {
+      accountId: 'acct-1',
+      projectId: 'proj-1',
+      scheduleId: 'nightly',
+      revision: 'r',
+      scheduledTime: '2026-01-01T10:00:00Z',
+    };
+    expect(await handler(tick, lambdaContext())).toEqual({ outcome: 'ignored', reason: 'gone' });
   });
 });
 

@@ -2,6 +2,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { makeHandler as makeAgentApi } from '../../functions/agent-api.js';
 import { makeHandler as makeApi } from '../../functions/api.js';
 import { makeHandler as makeApprovals } from '../../functions/approvals.js';
+import { makeHandler as makeSchedules } from '../../functions/schedules.js';
 import { ROUTES } from '../../shared/manifest.js';
 import { PATH_PARAMETERS } from '../../shared/schemas/ids.js';
 import { httpEvent, lambdaContext } from '../support/factories.js';
@@ -18,6 +19,10 @@ vi.hoisted(() => {
     AWS_REGION: 'us-east-1',
     CURSOR_SIGNING_SECRET: 'c'.repeat(32),
     APPROVAL_SIGNING_SECRET: 'a'.repeat(32),
+    SCHEDULE_GROUP_NAME: 'schedules',
+    SCHEDULE_TARGET_ARN: 'arn:aws:lambda:us-east-1:1:function:scheduled-dispatch',
+    SCHEDULER_ROLE_ARN: 'arn:aws:iam::1:role/scheduler',
+    SCHEDULE_DEAD_LETTER_QUEUE_ARN: 'arn:aws:sqs:us-east-1:1:schedules-dlq',
   });
 });
 
@@ -49,6 +54,8 @@ const handlerFor = (fn: string, deps: never) => {
       return makeApi(deps, claims);
     case 'agentApi':
       return makeAgentApi(deps, { heartbeatSeconds: 60, controlPollMs: 3000 });
+    case 'schedules':
+      return makeSchedules(deps, claims);
     default:
       return makeApprovals(deps, { secret: async () => 's'.repeat(32), claims });
   }
@@ -58,6 +65,7 @@ const VALID: Record<string, string> = {
   runId: 'run_01J0000000000000000000000A',
   projectId: 'proj-1',
   podId: 'pod-1',
+  scheduleId: 'nightly',
   approvalId: 'AbCdEfGhIjKlMnOpQrStUvWx',
   seq: '12',
 };
@@ -72,6 +80,7 @@ const INVALID: Record<string, string[]> = {
   ],
   projectId: ['p'.repeat(3000), 'a#b', 'a/b', '-lead', 'ünïcødé', 'a b'],
   podId: ['p'.repeat(129), 'a#b', '.hidden', 'pod\u0000'],
+  scheduleId: ['s'.repeat(129), 'a#b', 'a/b', '_lead', 'every minute'],
   approvalId: ['short', 'x'.repeat(65), 'AbCdEfGhIjKlMnOp#rStUvWx', 'AbCdEfGhIjKlMnOp/rStUvWx'],
   seq: ['-1', '1e3', '0x10', ' 7', '10000000000', '99999999999999999999', 'abc', '1.5'],
 };
@@ -128,9 +137,11 @@ describe('path parameters', () => {
     ['GET /v1/runs/{runId}/steps/{seq}/content', { runId: VALID.runId, seq: '9999999999' }],
     ['GET /v1/pods/{podId}', { podId: 'a'.repeat(128) }],
     ['GET /v1/projects/{projectId}', { projectId: VALID.projectId }],
+    ['GET /v1/projects/{projectId}/schedules/{scheduleId}', { projectId: 'p', scheduleId: 'nightly' }],
   ])('%s answers a well-formed id it does not know with 404', async (routeKey, pathParameters) => {
     const { deps } = emptyDeps();
-    const res = await makeApi(deps as never, claims)(
+    const route = ROUTES.find((r) => `${r.method} ${r.path}` === routeKey);
+    const res = await handlerFor(route?.fn ?? 'api', deps as never)(
       httpEvent(routeKey, { pathParameters: pathParameters as Record<string, string> }),
       lambdaContext(),
     );
