@@ -22,6 +22,8 @@ export const TABLE = {
     { indexName: 'byAccountSource', partitionKey: 'gAcctSource', sortKey: 'runId' },
     /** sparse: only QUEUED runs carry `gQueued`, for the sweeper */
     { indexName: 'queued', partitionKey: 'gQueued', sortKey: 'runId' },
+    /** sparse: runs whose pull request is open carry `gOpenPr`, for the pull requests' daily sweep */
+    { indexName: 'openPullRequests', partitionKey: 'gOpenPr', sortKey: 'runId' },
   ],
   /** Attributes the list indexes carry besides their keys, for filters that never change. */
   projectedAttributes: ['podId', 'source', 'projectId', 'status'],
@@ -65,7 +67,8 @@ export type FunctionName =
   | 'raisePullRequest'
   | 'githubWebhooks'
   | 'schedules'
-  | 'scheduledDispatch';
+  | 'scheduledDispatch'
+  | 'pullRequestSweep';
 
 /** DynamoDB actions a function may take on the table (TransactWriteItems is authorized per inner action). */
 export type TableAction =
@@ -292,6 +295,14 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     ],
     // reads the project, the pod and the schedules; a save updates the record, a delete deletes it
     table: { actions: ['GetItem', 'Query', 'UpdateItem', 'DeleteItem'], indexes: [] },
+  },
+  pullRequestSweep: {
+    entry: 'pull-request-sweep',
+    timeoutSeconds: 300,
+    memoryMiB: 256,
+    description: "Daily: reads the state of runs' open pull requests whose webhook never came",
+    environment: ['TABLE_NAME', ...GITHUB],
+    table: { actions: ['GetItem', 'BatchGetItem', 'Query', 'UpdateItem'], indexes: ['openPullRequests'] },
   },
   scheduledDispatch: {
     entry: 'scheduled-dispatch',

@@ -145,6 +145,8 @@ export interface RunList {
   list(filter: RunListFilter): Promise<RunPage>;
   /** QUEUED runs created before `olderThan` (epoch ms), oldest first */
   listQueuedBefore(olderThan: number, limit: number): Promise<Run[]>;
+  /** COMPLETED runs whose pull request is open, oldest first */
+  listOpenPullRequests(limit: number): Promise<Run[]>;
 }
 
 /** The step timeline. */
@@ -362,6 +364,8 @@ export interface GitHubApp {
   installation(installationId: number): Promise<GitHubInstallation>;
   /** The open pull request from `branch`, or a new one: a retried call never opens a second. */
   openPullRequest(request: PullRequestRequest): Promise<PullRequest>;
+  /** The pull request as it is now (its URL names it); NotFoundError when it is gone. */
+  pullRequest(installationId: number, pullRequest: PullRequest): Promise<PullRequest>;
 }
 
 export interface Clock {

@@ -700,6 +700,8 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     });
     stops.push(
       bus.every('sweeper', sweeper.everySeconds * 1000, (event) => runtime.invoke('sweeper', event)),
+      // daily, as deployed; tests invoke it when they need it
+      bus.every('pullRequestSweep', 86_400_000, (event) => runtime.invoke('pullRequestSweep', event)),
     );
     stops.push(() => bus.close());
 

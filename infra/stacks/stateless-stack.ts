@@ -82,6 +82,9 @@ export const POD_IMAGE_EXCLUDES = [
 
 const API_THROTTLE = { rateLimit: 100, burstLimit: 200 };
 
+/** How often the open pull requests are read from GitHub, for the webhooks that never came. */
+const PULL_REQUEST_SWEEP_DAYS = 1;
+
 /** The pods' CPU architecture: the task definition runs on it and Fargate time is priced for it. */
 const POD_CPU_ARCHITECTURE: CpuArchitecture = 'ARM64';
 
@@ -878,6 +881,13 @@ export class StatelessStack extends Stack {
       schedule: events.Schedule.rate(Duration.minutes(SWEEPER.rateMinutes)),
       targets: [new targets.LambdaFunction(this.functions.sweeper.function, targetOptions)],
     });
+    if (this.github) {
+      new events.Rule(this, 'PullRequestSweepSchedule', {
+        description: "pull-request-sweep: settles runs whose pull request's webhook never came",
+        schedule: events.Schedule.rate(Duration.days(PULL_REQUEST_SWEEP_DAYS)),
+        targets: [new targets.LambdaFunction(this.functions.pullRequestSweep.function, targetOptions)],
+      });
+    }
     return deliveryDeadLetterQueue;
   }
 

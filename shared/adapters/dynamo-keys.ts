@@ -80,6 +80,7 @@ export const indexKeys = {
   byAccountPod: (accountId: string, podId: string) => `A#${segment(accountId)}#${segment(podId)}`,
   byAccountSource: (accountId: string, source: RunSource) => `A#${segment(accountId)}#${source}`,
   queued: 'QUEUED',
+  openPullRequests: 'OPEN',
 } as const;
 
 export interface RunScope {

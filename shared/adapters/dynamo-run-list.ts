@@ -142,6 +142,17 @@ export class DynamoRunList implements RunList {
     return runs.filter((run) => run.status === 'QUEUED');
   }
 
+  async listOpenPullRequests(limit: number): Promise<Run[]> {
+    if (limit <= 0) return [];
+    const cursor = new IndexCursor(
+      this.db,
+      this.indexQuery('openPullRequests', indexKeys.openPullRequests, { pageSize: limit, oldestFirst: true }),
+    );
+    const runs = await this.batchGet(await takeMerged([cursor], limit, false));
+    // the index lags the table: a run may have been settled since
+    return runs.filter((run) => run.status === 'COMPLETED' && run.pullRequest?.state === 'open');
+  }
+
   private indexQuery(
     index: IndexName,
     partition: string,

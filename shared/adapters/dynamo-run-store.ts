@@ -36,6 +36,7 @@ import {
   cancellationReasons,
   compact,
   conditionFailedItem,
+  indexKeys,
   isConditionFailed,
   isTransientCancellation,
   keys,
@@ -104,6 +105,8 @@ const applyMove = (update: Update, scope: RunScope, t: Transition): void => {
   update.set('status', to);
   for (const [name, value] of Object.entries(statusIndexAttributes(scope, to))) update.set(name, value);
   if (to !== 'QUEUED') update.remove('gQueued');
+  // a run's pull request is settled only while it is COMPLETED: any other move leaves nothing to sweep
+  if (to !== 'COMPLETED') update.remove('gOpenPr');
   appendTo(
     update,
     'history',
@@ -212,6 +215,7 @@ export class DynamoRunStore implements RunStore {
       condition += ` AND ${update.name('pendingApproval')}.${update.name('seq')} = ${update.value(t.closeApproval.seq)}`;
     }
     if (t.artifacts?.length) appendTo(update, 'artifacts', t.artifacts.map(compact));
+    if (t.patch.pullRequest?.state === 'open') update.set('gOpenPr', indexKeys.openPullRequests);
     try {
       return { applied: true, run: await this.updateRun(t.runId, update, condition, t.at) };
     } catch (err) {

@@ -199,6 +199,26 @@ export class OctokitGitHubApp implements GitHubApp, GitCredentials {
     };
   }
 
+  async pullRequest(installationId: number, pullRequest: PullRequest): Promise<PullRequest> {
+    const repo = pullRequest.repo ?? '';
+    const at = repoOnHost(this.settings.webUrl, repo);
+    if (!at || pullRequest.number === undefined) {
+      throw new NotFoundError('pull request', pullRequest.url);
+    }
+    const client = await this.client(installationId);
+    const { data } = await client
+      .request('GET /repos/{owner}/{repo}/pulls/{pull_number}', {
+        owner: at.owner,
+        repo: at.name,
+        pull_number: pullRequest.number,
+      })
+      .catch((err) => {
+        if (statusOf(err) === 404) throw new NotFoundError('pull request', pullRequest.url);
+        return unavailable(err, 'read the pull request');
+      });
+    return pullRequestFrom(data as GitHubPullRequest, repo);
+  }
+
   async openPullRequest(request: PullRequestRequest): Promise<PullRequest> {
     const at = repoOnHost(this.settings.webUrl, request.repo);
     if (!at)

@@ -1,7 +1,7 @@
 import { raisePullRequests, settlePullRequest } from '../domain/commands.js';
 import { pullRequestText, pushedCommits, runIdOfBranch } from '../domain/pull-request.js';
 import type { PullRequest } from '../domain/run.js';
-import type { Clock, DirectoryRepository, GitHubApp, RunStore } from '../ports.js';
+import type { Clock, DirectoryRepository, GitHubApp, RunList, RunStore } from '../ports.js';
 import { carryOut } from './carry-out.js';
 
 /**
@@ -98,4 +98,34 @@ export const pullRequestChanged = async (
   return changed
     ? { handled: true, runId, status: after.status }
     : { handled: false, reason: `run ${runId} is ${after.status}: nothing to change` };
+};
+
+/** How many open pull requests one sweep reads; the next day's sweep goes on from the oldest left. */
+export const SWEEP_LIMIT = 500;
+
+/**
+ * Daily: the pull requests of COMPLETED runs still open on record, read from GitHub, for the fate
+ * whose webhook never came (a delivery GitHub gave up on, or one that came while the run was still
+ * finishing). Each is settled by the same command a webhook uses; one that fails is left to the next.
+ */
+export const sweepPullRequests = async (
+  deps: Pick<PullRequestDeps, 'runs' | 'directory' | 'clock' | 'github'> & { list: RunList },
+  onError: (runId: string, err: unknown) => void,
+): Promise<{ read: number; settled: number }> => {
+  const { github } = deps;
+  if (!github) return { read: 0, settled: 0 };
+  const runs = await deps.list.listOpenPullRequests(SWEEP_LIMIT);
+  let settled = 0;
+  for (const run of runs) {
+    try {
+      const installationId = (await deps.directory.getAccount(run.accountId))?.github?.installationId;
+      if (installationId === undefined || !run.pullRequest) continue;
+      const now = await github.pullRequest(installationId, run.pullRequest);
+      const { changed } = await carryOut(deps.runs, run, (r) => settlePullRequest(r, now, deps.clock.now()));
+      if (changed) settled += 1;
+    } catch (err) {
+      onError(run.runId, err);
+    }
+  }
+  return { read: runs.length, settled };
 };

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { DynamoRunList } from '../../shared/adapters/dynamo-run-list.js';
 import { DynamoRunStore } from '../../shared/adapters/dynamo-run-store.js';
 import { planBatch } from '../../shared/domain/agent-batch.js';
-import { end, provision, stop } from '../../shared/domain/commands.js';
+import { end, provision, raisePullRequests, settlePullRequest, stop } from '../../shared/domain/commands.js';
 import { ConflictError, NotFoundError } from '../../shared/domain/errors.js';
 import { newRunId } from '../../shared/domain/ids.js';
 import {
@@ -536,6 +536,40 @@ describe('DynamoRunList listQueuedBefore', () => {
     expect(await ids(10)).toEqual([q2.runId, q3.runId]);
     if (dead.applied) await repo.apply(dead.run, moveTo(dead.run, 'QUEUED'));
     expect(await ids(10)).toEqual([q1.runId, q2.runId, q3.runId]);
+  });
+});
+
+describe('DynamoRunList listOpenPullRequests', () => {
+  it('lists a COMPLETED run while its pull request is open, and no longer once it is settled', async () => {
+    const mine = (runs: Run[]) => runs.map((r) => r.runId).filter((id) => [a.runId, b.runId].includes(id));
+    const pr = (n: number) => ({
+      url: `https://github.com/acme/app/pull/${n}`,
+      number: n,
+      state: 'open' as const,
+    });
+    const a = await seed({ accountId: uniqueId('acct'), status: 'RUNNING' });
+    const b = await seed({ accountId: uniqueId('acct'), status: 'RUNNING' });
+    const completed: Run[] = [];
+    for (const [run, n] of [
+      [a, 1],
+      [b, 2],
+    ] as const) {
+      const raised = await repo.apply(run, raisePullRequests(run, [pr(n)], NOW) as Transition);
+      const ended = await repo.apply(
+        raised.run as Run,
+        end(raised.run as Run, { to: 'COMPLETED', exitReason: 'completed' }, NOW) as Transition,
+      );
+      completed.push(ended.run as Run);
+    }
+    expect(completed.map((r) => [r.status, r.phase])).toEqual([
+      ['COMPLETED', 'PR_RAISED'],
+      ['COMPLETED', 'PR_RAISED'],
+    ]);
+    expect(mine(await list.listOpenPullRequests(100))).toEqual([a.runId, b.runId]);
+
+    const [first] = completed as [Run];
+    await repo.apply(first, settlePullRequest(first, { ...pr(1), state: 'closed' }, NOW) as Transition);
+    expect(mine(await list.listOpenPullRequests(100))).toEqual([b.runId]);
   });
 });
 

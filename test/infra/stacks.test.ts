@@ -245,7 +245,14 @@ describe('the GitHub App (context githubAppId, githubHost)', () => {
   const withGitHub = buildApp({ ...context, githubAppId: '123456', githubHost: 'ghes.example.com' });
   const template = Template.fromStack(withGitHub.stateless);
   const resources = template.toJSON().Resources as Record<string, { Type: string; Properties: Json }>;
-  const gitHubFunctions: FunctionName[] = ['api', 'agentApi', 'checks', 'raisePullRequest', 'githubWebhooks'];
+  const gitHubFunctions: FunctionName[] = [
+    'api',
+    'agentApi',
+    'checks',
+    'raisePullRequest',
+    'githubWebhooks',
+    'pullRequestSweep',
+  ];
   const idOf = (construct: IConstruct) =>
     withGitHub.stateless.getLogicalId(construct.node.defaultChild as CfnResource);
 
@@ -298,6 +305,24 @@ describe('the GitHub App (context githubAppId, githubHost)', () => {
       RouteKey: 'POST /webhooks/github',
       AuthorizationType: 'NONE',
     });
+  });
+
+  it('reads the open pull requests from GitHub once a day, only where there is an App', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(1 day)',
+      Targets: [
+        Match.objectLike({
+          Arn: { 'Fn::GetAtt': [idOf(withGitHub.stateless.functions.pullRequestSweep.function), 'Arn'] },
+        }),
+      ],
+    });
+    expect(
+      Object.values(statelessTemplate.findResources('AWS::Events::Rule')).filter(
+        (rule) =>
+          (rule as { Properties: { ScheduleExpression?: string } }).Properties.ScheduleExpression ===
+          'rate(1 day)',
+      ),
+    ).toEqual([]);
   });
 
   it('refuses a githubAppId that is not an App id', () => {

@@ -109,4 +109,19 @@ describe('the GitHub App adapter', () => {
     });
     expect(await app.openPullRequest(request)).toEqual(opened);
   });
+
+  it('reads a pull request as it is now: closed by a person, it is closed', async () => {
+    const [opened] = await Promise.all([
+      app.openPullRequest({ installationId: 1, repo, branch: BRANCH, title: 't', body: 'b', draft: false }),
+    ]);
+    expect(await app.pullRequest(1, opened)).toMatchObject({ state: 'open', number: opened.number });
+    const closing = await fetch(`${github.url}/repos/demo/app/pulls/${opened.number}`, {
+      method: 'PATCH',
+      headers: { authorization: 'token ghp_admin', 'content-type': 'application/json' },
+      body: JSON.stringify({ state: 'closed' }),
+    });
+    expect(closing.status).toBe(200);
+    expect(await app.pullRequest(1, opened)).toMatchObject({ state: 'closed', closedAt: expect.any(String) });
+    await expect(app.pullRequest(1, { ...opened, number: 9999 })).rejects.toMatchObject({ code: 'NotFound' });
+  });
 });

@@ -90,6 +90,7 @@ describe('createLambdaRuntime', () => {
         githubWebhooks: fn('echo'),
         schedules: fn('echo'),
         scheduledDispatch: fn('echo'),
+        pullRequestSweep: fn('echo'),
       },
       region: 'eu-west-1',
       accountId: '111122223333',

@@ -1,11 +1,11 @@
 import { describe, expect, it, vi } from 'vitest';
 import { NotFoundError } from '../../shared/domain/errors.js';
 import { runBranch } from '../../shared/domain/pull-request.js';
-import type { PullRequest } from '../../shared/domain/run.js';
+import type { PullRequest, Run } from '../../shared/domain/run.js';
 import type { Caller } from '../../shared/domain/tenancy.js';
-import type { DirectoryRepository, GitHubApp, PullRequestRequest } from '../../shared/ports.js';
+import type { DirectoryRepository, GitHubApp, PullRequestRequest, RunList } from '../../shared/ports.js';
 import { linkGitHub } from '../../shared/usecases/directory.js';
-import { openPullRequests } from '../../shared/usecases/github.js';
+import { openPullRequests, sweepPullRequests } from '../../shared/usecases/github.js';
 import { podFactory, runFactory, snapshotFactory } from '../support/factories.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 
@@ -32,6 +32,7 @@ const fakeGitHub = () => {
       if (installationId !== 42) throw new NotFoundError('GitHub App installation', String(installationId));
       return { installationId, login: 'acme', repos: [REPO] };
     }),
+    pullRequest: vi.fn(async (_installationId: number, pr: PullRequest) => pr),
     openPullRequest: vi.fn(async (request: PullRequestRequest): Promise<PullRequest> => {
       asked.push(request);
       return {
@@ -152,5 +153,69 @@ describe('PUT /v1/account/github', () => {
       code: 'NotConfigured',
     });
     expect(directory.setAccountGitHub).not.toHaveBeenCalled();
+  });
+});
+
+describe('the daily sweep of open pull requests', () => {
+  const open: PullRequest = {
+    url: 'https://github.com/acme/app/pull/7',
+    number: 7,
+    state: 'open',
+    repo: REPO,
+  };
+  const completedRun = (runId: string) =>
+    runFactory({
+      runId,
+      status: 'COMPLETED',
+      phase: 'PR_RAISED',
+      pullRequest: { ...open, url: `${open.url}${runId.slice(-1)}` },
+    });
+
+  it('settles each run by its pull request as GitHub has it now, and leaves one it cannot read to the next day', async () => {
+    const runs = new MemoryRuns();
+    const [a, b, c, d] = [
+      'run_01J0000000000000000000000A',
+      'run_01J0000000000000000000000B',
+      'run_01J0000000000000000000000C',
+      'run_01J0000000000000000000000D',
+    ].map(completedRun) as [Run, Run, Run, Run];
+    for (const run of [a, b, c, d]) runs.put(run);
+    const now: Record<string, PullRequest | Error> = {
+      [a.runId]: { ...(a.pullRequest as PullRequest), state: 'closed' },
+      [b.runId]: { ...(b.pullRequest as PullRequest), state: 'merged', mergedBy: 'octocat' },
+      [c.runId]: new Error('GitHub could not be reached'),
+      [d.runId]: a.pullRequest as PullRequest,
+    };
+    const byUrl = new Map([a, b, c, d].map((run) => [run.pullRequest?.url, now[run.runId]]));
+    const { github } = fakeGitHub();
+    github.pullRequest = vi.fn(async (_id: number, pr: PullRequest) => {
+      const answer = byUrl.get(pr.url);
+      if (answer instanceof Error) throw answer;
+      return answer as PullRequest;
+    });
+    const list = { listOpenPullRequests: vi.fn(async () => [a, b, c, d]) } as unknown as RunList;
+    const directory = { getAccount: vi.fn(async () => account()) } as unknown as DirectoryRepository;
+    const failed: string[] = [];
+
+    const swept = await sweepPullRequests({ runs, list, directory, clock, github }, (runId) =>
+      failed.push(runId),
+    );
+
+    expect(swept).toEqual({ read: 4, settled: 2 });
+    expect(runs.stored(a.runId).status).toBe('PR_REJECTED');
+    expect(runs.stored(b.runId)).toMatchObject({ status: 'DONE', pullRequest: { mergedBy: 'octocat' } });
+    expect(runs.stored(c.runId).status).toBe('COMPLETED');
+    expect(runs.stored(d.runId).status).toBe('COMPLETED');
+    expect(failed).toEqual([c.runId]);
+  });
+
+  it('reads nothing where the deployment has no GitHub App', async () => {
+    const list = { listOpenPullRequests: vi.fn() } as unknown as RunList;
+    const directory = {} as DirectoryRepository;
+    expect(await sweepPullRequests({ runs: new MemoryRuns(), list, directory, clock }, vi.fn())).toEqual({
+      read: 0,
+      settled: 0,
+    });
+    expect(list.listOpenPullRequests).not.toHaveBeenCalled();
   });
 });

@@ -48,7 +48,11 @@ beforeEach(() => {
   deps = {
     runs,
     ledger,
-    list: { list: vi.fn(), listQueuedBefore: vi.fn(async () => []) } as RunList,
+    list: {
+      list: vi.fn(),
+      listQueuedBefore: vi.fn(async () => []),
+      listOpenPullRequests: vi.fn(),
+    } as RunList,
     directory: {
       getPod: vi.fn(async () => podFactory()),
       getAccount: vi.fn(async () => ({
@@ -261,6 +265,7 @@ describe('runChecks', () => {
         return { installationId, login: 'acme', repos };
       }),
       openPullRequest: vi.fn(),
+      pullRequest: vi.fn(),
     });
     const linkedAccount = (linked: boolean) =>
       vi.mocked(deps.directory.getAccount).mockResolvedValue({
