@@ -107,6 +107,8 @@ export interface LocalCloudOptions {
   model?: ModelProvider;
   /** the sweeper's schedule and how long a run may stay QUEUED before it re-queues it (default: the policy's) */
   sweeper?: { everySeconds: number; staleAfterSeconds: number };
+  /** how often the open pull requests are read from GitHub (default: daily, as deployed) */
+  pullRequestSweepSeconds?: number;
   log: (line: string) => void;
 }
 
@@ -700,8 +702,9 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     });
     stops.push(
       bus.every('sweeper', sweeper.everySeconds * 1000, (event) => runtime.invoke('sweeper', event)),
-      // daily, as deployed; tests invoke it when they need it
-      bus.every('pullRequestSweep', 86_400_000, (event) => runtime.invoke('pullRequestSweep', event)),
+      bus.every('pullRequestSweep', (options.pullRequestSweepSeconds ?? 86_400) * 1000, (event) =>
+        runtime.invoke('pullRequestSweep', event),
+      ),
     );
     stops.push(() => bus.close());
 

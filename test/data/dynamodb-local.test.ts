@@ -37,6 +37,7 @@ describe('createTableInput', () => {
       'gAcctPod',
       'gAcctSource',
       'gAcctStatus',
+      'gOpenPr',
       'gProj',
       'gProjStatus',
       'gQueued',

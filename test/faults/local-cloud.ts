@@ -5,7 +5,8 @@ import { startLocalCloud } from '../../infra/local/cloud.js';
 /**
  * The local cloud the fault suite runs against: the same as `npm start`'s, with waits short enough
  * that every fault plays out within a test's bound: launch back-offs of 3 s (long enough to stop a
- * run in one), a 30 s pod heartbeat, and the sweeper every 3 s for runs queued over 5 s.
+ * run in one), a 30 s pod heartbeat, the sweeper every 3 s for runs queued over 5 s, and the open
+ * pull requests read from GitHub every 3 s.
  */
 const { values } = parseArgs({
   options: { 'base-port': { type: 'string', default: '0' }, 'state-dir': { type: 'string' } },
@@ -21,6 +22,7 @@ const cloud = await startLocalCloud({
   controlPollMs: 1000,
   launchLimits: false,
   sweeper: { everySeconds: 3, staleAfterSeconds: 5 },
+  pullRequestSweepSeconds: 3,
   log: (line) => console.error(line),
 });
 console.log('The local cloud is running.');
