@@ -8,6 +8,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { z } from 'zod';
 import { INSTALLATION_TOKEN_USERNAME } from '../../shared/adapters/github-app.js';
+import { readBody } from './emulators/json-protocol.js';
 import { loadState, saveState } from './emulators/persistence.js';
 
 /**
@@ -153,12 +154,6 @@ const sendText = (
 const sendJson = (res: ServerResponse, status: number, body: unknown) => {
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body));
-};
-
-const readBody = async (req: IncomingMessage): Promise<string> => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 };
 
 /** The token of an HTTP Basic `x-access-token:<token>` header; undefined when there is none. */

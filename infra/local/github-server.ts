@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { errors, jwtVerify } from 'jose';
 import { z } from 'zod';
+import { readBody } from './emulators/json-protocol.js';
 import { loadState, saveState } from './emulators/persistence.js';
 import { git, repositoriesOf } from './git-server.js';
 
@@ -264,12 +265,6 @@ const timestamp = (ms = Date.now()) => new Date(ms).toISOString().replace(/\.\d{
 /** A repository's id, the same for its full name at every start. */
 const repositoryIdOf = (fullName: string) =>
   Number.parseInt(createHash('sha256').update(fullName).digest('hex').slice(0, 8), 16);
-
-const readBody = async (req: IncomingMessage): Promise<string> => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
-};
 
 /** A bare repository's branches and their shas. */
 const branchHeads = async (gitDir: string): Promise<Map<string, string>> => {
@@ -871,6 +866,31 @@ export const startGitHubServer = async (options: GitHubServerOptions): Promise<G
 
   // ---- pull requests
 
+  /** An issue, or the issue a pull request is (they share the repository's numbers), opened by the caller. */
+  const openIssue = (
+    repository: Repository,
+    call: Call,
+    input: { title: string; body?: string | null },
+    pull?: PullRequest,
+  ): Issue => {
+    const now = timestamp();
+    const issue: Issue = {
+      id: nextId(),
+      number: repository.record.nextNumber++,
+      title: input.title,
+      body: input.body ?? null,
+      state: 'open',
+      user: loginOf(call.caller),
+      labels: [],
+      createdAt: now,
+      updatedAt: now,
+      closedAt: null,
+      ...(pull ? { pull } : {}),
+    };
+    repository.record.issues.push(issue);
+    return issue;
+  };
+
   const createPull = async (call: Call): Promise<Answer> => {
     const repository = await repositoryFor(call, { app: ['pull_requests'], level: 'write', person: 'write' });
     const input = parse(newPullRequest, call.body);
@@ -903,7 +923,6 @@ export const startGitHubServer = async (options: GitHubServerOptions): Promise<G
         message: `A pull request already exists for ${org}:${headRef}.`,
       });
     }
-    const now = timestamp();
     const pull: PullRequest = {
       id: nextId(),
       head: { ref: headRef, sha: headSha },
@@ -913,20 +932,7 @@ export const startGitHubServer = async (options: GitHubServerOptions): Promise<G
       mergedBy: null,
       mergeCommitSha: null,
     };
-    const issue: Issue = {
-      id: nextId(),
-      number: repository.record.nextNumber++,
-      title: input.title,
-      body: input.body ?? null,
-      state: 'open',
-      user: loginOf(call.caller),
-      labels: [],
-      createdAt: now,
-      updatedAt: now,
-      closedAt: null,
-      pull,
-    };
-    repository.record.issues.push(issue);
+    const issue = openIssue(repository, call, input, pull);
     const body = pullObject(repository, issue, pull, heads);
     call.announce(repository, 'pull_request', { action: 'opened', number: issue.number, pull_request: body });
     return { status: 201, body, headers: { location: body.url } };
@@ -1132,20 +1138,7 @@ export const startGitHubServer = async (options: GitHubServerOptions): Promise<G
   const createIssue = async (call: Call): Promise<Answer> => {
     const repository = await repositoryFor(call, { app: ['issues'], level: 'write', person: 'read' });
     const input = parse(newIssue, call.body);
-    const now = timestamp();
-    const issue: Issue = {
-      id: nextId(),
-      number: repository.record.nextNumber++,
-      title: input.title,
-      body: input.body ?? null,
-      state: 'open',
-      user: loginOf(call.caller),
-      labels: [],
-      createdAt: now,
-      updatedAt: now,
-      closedAt: null,
-    };
-    repository.record.issues.push(issue);
+    const issue = openIssue(repository, call, input);
     // GitHub drops the labels of someone who may not label, rather than refusing the issue
     const mayLabel =
       call.caller.kind === 'installation' ||

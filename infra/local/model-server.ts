@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readBody } from './emulators/json-protocol.js';
 
 /**
  * The local model: a scripted stand-in for the Anthropic Messages API, so the real Claude Code loop
@@ -382,12 +383,6 @@ const messageOf = (request: MessagesRequest, reply: Reply) => {
     stop_sequence: null,
     usage: usageOf(request, content),
   };
-};
-
-const readBody = async (req: IncomingMessage) => {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 };
 
 const sendError = (res: ServerResponse, status: number, type: string, message: string) =>

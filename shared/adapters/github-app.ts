@@ -118,9 +118,15 @@ export class OctokitGitHubApp implements GitHubApp, GitCredentials {
     private readonly keys: () => Promise<GitHubAppKeys>,
   ) {}
 
+  /** One client per installation (and one for the App) for the container's life: each keeps its tokens. */
+  private readonly clients = new Map<number | 'app', Octokit>();
+
   private async client(installationId?: number): Promise<Octokit> {
+    const key = installationId ?? 'app';
+    const kept = this.clients.get(key);
+    if (kept) return kept;
     const { privateKey } = await this.keys();
-    return new Octokit({
+    const client = new Octokit({
       baseUrl: this.settings.apiUrl,
       authStrategy: createAppAuth,
       auth: {
@@ -130,6 +136,8 @@ export class OctokitGitHubApp implements GitHubApp, GitCredentials {
       },
       request: { retries: 0 },
     });
+    this.clients.set(key, client);
+    return client;
   }
 
   private cloneUrl(fullName: string): string {
@@ -180,6 +188,8 @@ export class OctokitGitHubApp implements GitHubApp, GitCredentials {
         installationId,
         repositoryNames: located.map(({ at }) => at?.name as string),
         permissions: { contents: 'write' },
+        // a token of the run's own, never one the client keeps from another run with the same repositories
+        refresh: true,
       })
       .catch((err: unknown) => {
         // GitHub answers 422 for a repository the installation does not cover, 404 for an installation gone

@@ -62,7 +62,8 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-const readBody = (req: IncomingMessage): Promise<string> =>
+/** A request's whole body as text: what every local server here reads before it answers. */
+export const readBody = (req: IncomingMessage): Promise<string> =>
   new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cron } from 'croner';
@@ -11,7 +11,7 @@ import {
   type ScheduleExpression,
   ScheduleExpressionError,
 } from '../../../shared/domain/schedule.js';
-import { AwsError } from './json-protocol.js';
+import { AwsError, readBody } from './json-protocol.js';
 import { loadState, saveState } from './persistence.js';
 
 /**
@@ -181,14 +181,6 @@ const occurrencesOf = (expression: ScheduleExpression, schedule: StoredSchedule)
     return next?.getTime();
   };
 };
-
-const readBody = (req: IncomingMessage): Promise<string> =>
-  new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
 
 const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
   res.writeHead(status, { 'content-type': 'application/json', ...headers });
