@@ -16,6 +16,7 @@ import {
 } from '../shared/usecases/agent.js';
 import {
   directoryRepository,
+  GITHUB_APP_VARIABLES,
   gitHubApp,
   runStore,
   spendLedger,
@@ -64,9 +65,7 @@ const env = readEnv(
   'STEP_LOG_GROUP_NAME',
   'PRICE_TABLE',
   'POD_CPU_ARCHITECTURE',
-  'GITHUB_APP_ID',
-  'GITHUB_API_URL',
-  'GITHUB_WEB_URL',
+  ...GITHUB_APP_VARIABLES,
 );
 export const handler = makeHandler(
   {

@@ -25,6 +25,7 @@ import { getAccountSpend, spendQuerySchema } from '../shared/usecases/spend.js';
 import { getStepContent, listSteps, type TimelineDeps } from '../shared/usecases/timeline.js';
 import {
   directoryRepository,
+  GITHUB_APP_VARIABLES,
   gitHubApp,
   logReader,
   podTaskDefinitions,
@@ -162,9 +163,7 @@ const env = readEnv(
   'POD_TASK_DEFINITION_ARN',
   'POD_TASK_FAMILY_PREFIX',
   'POD_MODELS',
-  'GITHUB_APP_ID',
-  'GITHUB_API_URL',
-  'GITHUB_WEB_URL',
+  ...GITHUB_APP_VARIABLES,
 );
 export const handler = makeHandler(
   {

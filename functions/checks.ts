@@ -2,7 +2,13 @@ import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
 import { systemClock } from '../shared/ports.js';
 import { type LaunchSettings, runChecks } from '../shared/usecases/lifecycle.js';
-import { directoryRepository, gitHubApp, runStore, spendLedger } from '../shared/wiring.js';
+import {
+  directoryRepository,
+  GITHUB_APP_VARIABLES,
+  gitHubApp,
+  runStore,
+  spendLedger,
+} from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 /** State machine task: pre-flight checks; passing returns the launch parameters. */
@@ -14,9 +20,7 @@ const env = readEnv(
   'AGENT_API_URL',
   'POD_HEARTBEAT_SECONDS',
   'POD_TASK_DEFINITION_ARN',
-  'GITHUB_APP_ID',
-  'GITHUB_API_URL',
-  'GITHUB_WEB_URL',
+  ...GITHUB_APP_VARIABLES,
 );
 export const handler = makeHandler(
   {

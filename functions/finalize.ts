@@ -1,10 +1,19 @@
 import { readEnv } from '../shared/config.js';
 import { EXIT_REASONS } from '../shared/domain/run.js';
 import { validatedHandler } from '../shared/lambda.js';
-import { systemClock } from '../shared/ports.js';
+import { logger } from '../shared/observability.js';
+import { type GitHubApp, systemClock } from '../shared/ports.js';
 import { approvalOutcomeSchema, checkpointSignalSchema } from '../shared/schemas/approvals.js';
+import { type IssueSettings, tellIssue } from '../shared/usecases/github-issues.js';
 import { finalizeRun, type LifecycleDeps } from '../shared/usecases/lifecycle.js';
-import { runStore, sandbox, spendLedger } from '../shared/wiring.js';
+import {
+  directoryRepository,
+  GITHUB_APP_VARIABLES,
+  gitHubApp,
+  runStore,
+  sandbox,
+  spendLedger,
+} from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 const stateSchema = z.looseObject({
@@ -34,15 +43,47 @@ const stateSchema = z.looseObject({
   error: z.optional(z.looseObject({ Error: z.optional(z.string()), Cause: z.optional(z.string()) })),
 });
 
-/** State machine task, the last on every path: stop the sandbox, write the terminal status, settle the cost. */
-export const makeHandler = (deps: Pick<LifecycleDeps, 'runs' | 'ledger' | 'sandbox' | 'clock' | 'pricing'>) =>
-  validatedHandler(stateSchema, (state) => finalizeRun(deps, state));
+/**
+ * State machine task, the last on every path: stop the sandbox, write the terminal status, settle the
+ * cost, and rewrite the run's comment on the GitHub issue it was started from (which, failing, is
+ * logged: the run has ended all the same).
+ */
+export const makeHandler = (
+  deps: Pick<LifecycleDeps, 'runs' | 'ledger' | 'sandbox' | 'clock' | 'pricing' | 'directory'> & {
+    github: GitHubApp | undefined;
+  },
+  settings: IssueSettings,
+) =>
+  validatedHandler(stateSchema, (state) =>
+    finalizeRun(
+      {
+        ...deps,
+        tellEnded: async (run) => {
+          const failed = await tellIssue(deps, settings, run);
+          if (failed) logger.warn("the run's GitHub issue could not be told how it ended", { failed });
+        },
+      },
+      state,
+    ),
+  );
 
-const env = readEnv('TABLE_NAME', 'CLUSTER_ARN', 'PRICE_TABLE', 'POD_CPU_ARCHITECTURE');
-export const handler = makeHandler({
-  runs: runStore(env.TABLE_NAME),
-  ledger: spendLedger(env.TABLE_NAME),
-  sandbox: sandbox(env.CLUSTER_ARN),
-  clock: systemClock,
-  pricing: { table: env.PRICE_TABLE, architecture: env.POD_CPU_ARCHITECTURE },
-});
+const env = readEnv(
+  'TABLE_NAME',
+  'CLUSTER_ARN',
+  'PRICE_TABLE',
+  'POD_CPU_ARCHITECTURE',
+  'PUBLIC_API_URL',
+  ...GITHUB_APP_VARIABLES,
+);
+export const handler = makeHandler(
+  {
+    runs: runStore(env.TABLE_NAME),
+    ledger: spendLedger(env.TABLE_NAME),
+    sandbox: sandbox(env.CLUSTER_ARN),
+    directory: directoryRepository(env.TABLE_NAME),
+    clock: systemClock,
+    pricing: { table: env.PRICE_TABLE, architecture: env.POD_CPU_ARCHITECTURE },
+    github: gitHubApp(env),
+  },
+  { publicApiUrl: env.PUBLIC_API_URL },
+);

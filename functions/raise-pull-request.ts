@@ -6,7 +6,7 @@ import {
   type PullRequestDeps,
   type PullRequestSettings,
 } from '../shared/usecases/github.js';
-import { directoryRepository, gitHubApp, runStore } from '../shared/wiring.js';
+import { directoryRepository, GITHUB_APP_VARIABLES, gitHubApp, runStore } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 /**
@@ -18,7 +18,7 @@ export const makeHandler = (deps: PullRequestDeps, settings: PullRequestSettings
     pullRequests: (await openPullRequests(deps, settings, runId)).map((pr) => pr.url),
   }));
 
-const env = readEnv('TABLE_NAME', 'PUBLIC_API_URL', 'GITHUB_APP_ID', 'GITHUB_API_URL', 'GITHUB_WEB_URL');
+const env = readEnv('TABLE_NAME', 'PUBLIC_API_URL', ...GITHUB_APP_VARIABLES);
 export const handler = makeHandler(
   {
     runs: runStore(env.TABLE_NAME),

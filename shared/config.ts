@@ -96,6 +96,9 @@ export type Env = z.infer<typeof envSchema>;
 export type EnvName = keyof Env;
 export const ENV_NAMES = Object.keys(envSchema.shape) as EnvName[];
 
+/** A variable a function cannot start without: it has no default and may not be absent. */
+export const isRequiredEnv = (name: EnvName): boolean => !envSchema.shape[name].safeParse(undefined).success;
+
 /** Read the named variables, failing at cold start with a clear message when one is missing. */
 export const readEnv = <K extends keyof Env>(...keys: K[]): Pick<Env, K> => {
   const mask = Object.fromEntries(keys.map((k) => [k, true])) as Record<keyof Env, true>;

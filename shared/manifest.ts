@@ -218,8 +218,8 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     entry: 'finalize',
     timeoutSeconds: 30,
     memoryMiB: 256,
-    description: 'Stops the sandbox, writes the terminal status',
-    environment: ['TABLE_NAME', 'CLUSTER_ARN', ...PRICING],
+    description: "Stops the sandbox, writes the terminal status, tells the run's GitHub issue",
+    environment: ['TABLE_NAME', 'CLUSTER_ARN', ...PRICING, 'PUBLIC_API_URL', ...GITHUB],
     table: { actions: SETTLE, indexes: [] },
   },
   podStopped: {
@@ -274,9 +274,12 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     entry: 'github-webhooks',
     timeoutSeconds: 10,
     memoryMiB: 256,
-    description: "GitHub's webhooks: a run's pull request closed or merged",
-    environment: ['TABLE_NAME', ...GITHUB_SECRET],
-    table: { actions: READ_WRITE_RUN, indexes: [] },
+    description:
+      "GitHub's webhooks: a run's pull request closed or merged; an issue's comment or label starting a run",
+    environment: ['TABLE_NAME', 'QUEUE_URL', 'PUBLIC_API_URL', ...GITHUB],
+    // a dispatch reads the project and pod and puts the run, its snapshot and its idempotency key; the
+    // installation's account, its pods and projects (Query) are read; a refusal's delivery is put once
+    table: { actions: ['GetItem', 'Query', 'PutItem', 'UpdateItem'], indexes: [] },
   },
   // apart from `api`, so that only this function carries the Scheduler client and may change schedules
   schedules: {
@@ -301,7 +304,7 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     timeoutSeconds: 300,
     memoryMiB: 256,
     description: "Daily: reads the state of runs' open pull requests whose webhook never came",
-    environment: ['TABLE_NAME', ...GITHUB],
+    environment: ['TABLE_NAME', 'PUBLIC_API_URL', ...GITHUB],
     table: { actions: ['GetItem', 'BatchGetItem', 'Query', 'UpdateItem'], indexes: ['openPullRequests'] },
   },
   scheduledDispatch: {

@@ -48,7 +48,16 @@ export interface RunPage {
 
 /** Infrastructure facts about a run: recorded as they become known, whatever its status. */
 export type RunFacts = Partial<
-  Pick<Run, 'executionArn' | 'taskArn' | 'logStream' | 'stopCode' | 'stoppedReason' | 'containerExitCode'>
+  Pick<
+    Run,
+    | 'executionArn'
+    | 'taskArn'
+    | 'logStream'
+    | 'stopCode'
+    | 'stoppedReason'
+    | 'containerExitCode'
+    | 'gitHubIssue'
+  >
 >;
 
 /**
@@ -169,7 +178,10 @@ export interface DirectoryRepository {
   /** Stores the account unless one exists (a concurrent request may have made it); answers the one stored. */
   createAccount(account: Account): Promise<Account>;
   setAccountLimits(accountId: string, limits: AccountLimits): Promise<Account>;
+  /** A ConflictError when another account links the installation. */
   setAccountGitHub(accountId: string, github: GitHubLink): Promise<Account>;
+  /** The account that links the GitHub App installation, if any does. */
+  accountOfInstallation(installationId: number): Promise<Account | undefined>;
   getProject(accountId: string, projectId: string): Promise<Project | undefined>;
   putProject(project: Project): Promise<void>;
   listProjects(accountId: string): Promise<Project[]>;
@@ -366,6 +378,16 @@ export interface GitHubApp {
   openPullRequest(request: PullRequestRequest): Promise<PullRequest>;
   /** The pull request as it is now (its URL names it); NotFoundError when it is gone. */
   pullRequest(installationId: number, pullRequest: PullRequest): Promise<PullRequest>;
+  /** A comment of the App's on an issue of the repository (its clone URL); answers the comment's id. */
+  comment(installationId: number, repo: string, issueNumber: number, body: string): Promise<number>;
+  /** Rewrites the App's own comment; a NotFoundError when it was deleted. */
+  editComment(installationId: number, repo: string, commentId: number, body: string): Promise<void>;
+}
+
+/** Webhook deliveries already acted on, for effects that have no record of their own to be idempotent by. */
+export interface WebhookDeliveries {
+  /** True the first time a delivery id is seen within `keepSeconds`; false for the same delivery again. */
+  firstTime(deliveryId: string, keepSeconds: number): Promise<boolean>;
 }
 
 export interface Clock {

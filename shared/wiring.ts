@@ -13,6 +13,7 @@ import { DynamoRunStore } from './adapters/dynamo-run-store.js';
 import { DynamoScheduleStore } from './adapters/dynamo-schedules.js';
 import { DynamoSpendLedger } from './adapters/dynamo-spend-ledger.js';
 import { DynamoTimeline } from './adapters/dynamo-timeline.js';
+import { DynamoWebhookDeliveries } from './adapters/dynamo-webhook-deliveries.js';
 import { EcsSandbox } from './adapters/ecs-sandbox.js';
 import { EcsPodTaskDefinitions, type PodTaskDefinitionSettings } from './adapters/ecs-task-definitions.js';
 import { EventBridgeScheduler, type SchedulerTargetSettings } from './adapters/eventbridge-scheduler.js';
@@ -40,6 +41,8 @@ export const spendLedger = (tableName: string) => new DynamoSpendLedger(document
 export const directoryRepository = (tableName: string) => new DynamoDirectory(documentClient(), tableName);
 export const approvalStore = (tableName: string) => new DynamoApprovalStore(documentClient(), tableName);
 export const scheduleStore = (tableName: string) => new DynamoScheduleStore(documentClient(), tableName);
+export const webhookDeliveries = (tableName: string) =>
+  new DynamoWebhookDeliveries(documentClient(), tableName);
 /** Saves answer within the API's timeout: throttled calls are retried a few times, then a 503. */
 export const scheduler = (settings: SchedulerTargetSettings) =>
   new EventBridgeScheduler(new SchedulerClient({ retryMode: 'adaptive', maxAttempts: 4 }), settings);
@@ -64,6 +67,9 @@ export const logReader = (logGroupName: string) =>
   new CloudWatchLogReader(new CloudWatchLogsClient({ retryMode: 'adaptive', maxAttempts: 4 }), logGroupName);
 export const stepContentStore = (logGroupName: string) =>
   new CloudWatchStepContentStore(logsClient(), logGroupName);
+/** What gitHubApp reads: `readEnv(..., ...GITHUB_APP_VARIABLES)`. */
+export const GITHUB_APP_VARIABLES = ['GITHUB_APP_ID', 'GITHUB_API_URL', 'GITHUB_WEB_URL'] as const;
+
 export interface GitHubAppEnv {
   GITHUB_APP_ID?: number;
   GITHUB_API_URL?: string;

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { errors, jwtVerify } from 'jose';
 import { z } from 'zod';
+import { GITHUB_LOGIN } from '../../shared/schemas/api.js';
 import { readBody } from './emulators/json-protocol.js';
 import { loadState, saveState } from './emulators/persistence.js';
 import { git, repositoriesOf } from './git-server.js';
@@ -92,8 +93,6 @@ const CREATED_AT = '2026-01-01T00:00:00Z';
 const ORGANIZATION_ID = 1;
 const BOT_ID = 2;
 const ADMIN_ID = 3;
-/** GitHub's rule for logins: letters, digits and single inner hyphens, at most 39 characters. */
-const LOGIN = /^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$/;
 
 interface Person {
   login: string;
@@ -254,7 +253,7 @@ const commentBody = z.object({ body: z.string().min(1) });
 const labelsToAdd = z.union([labelList, z.object({ labels: labelList })]);
 const newPerson = z
   .object({
-    login: z.string().regex(LOGIN, 'a login is letters, digits and single inner hyphens, at most 39'),
+    login: z.string().regex(GITHUB_LOGIN, 'a login is letters, digits and single inner hyphens, at most 39'),
     permission: z.enum(PERMISSIONS).optional(),
   })
   .strict();

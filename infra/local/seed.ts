@@ -54,7 +54,13 @@ export const seedDemo = async (directory: DirectoryRepository, demoRepoUrl: stri
       name: 'Demo project',
       repos: [demoRepoUrl],
       members: [
-        { userId: DEMO.adminUserId, role: 'admin', email: DEMO.adminEmail },
+        // the admin is the stand-in's demo-admin too: their comments and labels there start runs
+        {
+          userId: DEMO.adminUserId,
+          role: 'admin',
+          email: DEMO.adminEmail,
+          githubLogin: DEMO.github.adminLogin,
+        },
         { userId: DEMO.memberUserId, role: 'member', email: 'member@example.com' },
       ],
       updatedAt: now,

@@ -452,6 +452,8 @@ export class StatelessStack extends Stack {
         : {}),
       // checks hands the pod the Agent API's address.
       AGENT_API_URL: this.apiStage.url,
+      // links to runs (pull requests, issues) and approval pages
+      PUBLIC_API_URL: this.apiStage.url,
       LAUNCH_BACKOFF_SECONDS: LAUNCH.backoffSeconds.join(','),
       POD_HEARTBEAT_SECONDS: String(LAUNCH.heartbeatSeconds),
       CONTROL_POLL_MS: String(LAUNCH.controlPollMs),
@@ -586,6 +588,7 @@ export class StatelessStack extends Stack {
     props.queue.grantSendMessages(fns.api.role);
     props.queue.grantSendMessages(fns.sweeper.role);
     props.queue.grantSendMessages(fns.scheduledDispatch.role);
+    props.queue.grantSendMessages(fns.githubWebhooks.role);
     // Only start-run starts executions; the functions the state machine invokes could not hold its ARN.
     fns.startRun.setVariable('STATE_MACHINE_ARN', this.stateMachine.stateMachineArn);
     this.stateMachine.grantStartExecution(fns.startRun.role);
@@ -806,7 +809,6 @@ export class StatelessStack extends Stack {
       ],
       roles: [requestApproval.role],
     });
-    requestApproval.setVariable('PUBLIC_API_URL', this.apiStage.url);
     requestApproval.setVariable('APPROVAL_SENDER', sender);
     // SendEmail from the sender identity only, verified as the address or as its domain.
     requestApproval.role.addToPrincipalPolicy(

@@ -3,9 +3,10 @@ import {
   GetCommand,
   PutCommand,
   paginateQuery,
+  TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { NotFoundError } from '../domain/errors.js';
+import { ConflictError, NotFoundError, ServiceUnavailableError } from '../domain/errors.js';
 import {
   type Account,
   type AccountLimits,
@@ -16,6 +17,7 @@ import {
 } from '../domain/tenancy.js';
 import { type Clock, type DirectoryRepository, systemClock } from '../ports.js';
 import {
+  cancellationReasons,
   compact,
   Expression,
   isConditionFailed,
@@ -31,7 +33,8 @@ import {
  *   ACCT#<accountId>  ACCOUNT              the account
  *   ACCT#<accountId>  PROJECT#<projectId>  a project
  *   ACCT#<accountId>  POD#<podId>          a pod
- * so each list is one Query with begins_with on the sort key.
+ *   GHINST#<id>       LINK                 the account that linked a GitHub App installation
+ * so each list is one Query with begins_with on the sort key, and a webhook finds its account.
  */
 export class DynamoDirectory implements DirectoryRepository {
   constructor(
@@ -68,8 +71,70 @@ export class DynamoDirectory implements DirectoryRepository {
     return this.updateAccount(accountId, new Update().set('limits', compact(limits)));
   }
 
+  /**
+   * The link and the installation's claim in one transaction. The claim is taken from another account
+   * only once that account no longer links the installation, so a webhook has one account to act in.
+   */
   async setAccountGitHub(accountId: string, github: GitHubLink): Promise<Account> {
-    return this.updateAccount(accountId, new Update().set('github', github));
+    const { installationId } = github;
+    const claimKey = keys.installation(installationId);
+    for (let attempt = 1; ; attempt++) {
+      const holder = await this.read<{ accountId: string }>(claimKey);
+      if (holder && holder.accountId !== accountId) {
+        const other = await this.getAccount(holder.accountId);
+        if (other?.github?.installationId === installationId) {
+          throw new ConflictError(`GitHub App installation ${installationId} is linked to another account`, {
+            installationId,
+          });
+        }
+      }
+      const claim = new Expression();
+      const link = new Update().set('github', github).set('updatedAt', this.clock.now().toISOString());
+      try {
+        await this.db.send(
+          new TransactWriteCommand({
+            TransactItems: [
+              {
+                Update: {
+                  TableName: this.tableName,
+                  Key: keys.account(accountId),
+                  UpdateExpression: link.expression(),
+                  ConditionExpression: `attribute_exists(${link.name('pk')})`,
+                  ...link.attributes(),
+                },
+              },
+              {
+                Put: {
+                  TableName: this.tableName,
+                  Item: { ...claimKey, accountId, installationId },
+                  ConditionExpression: holder
+                    ? `${claim.name('accountId')} = ${claim.value(holder.accountId)}`
+                    : `attribute_not_exists(${claim.name('pk')})`,
+                  ...claim.attributes(),
+                },
+              },
+            ],
+          }),
+        );
+        const account = await this.getAccount(accountId);
+        if (!account) throw new NotFoundError('account', accountId);
+        return account;
+      } catch (err) {
+        const reasons = cancellationReasons(err);
+        if (!reasons) throw err;
+        if (reasons[0]?.Code === 'ConditionalCheckFailed') throw new NotFoundError('account', accountId);
+        // the claim changed hands since it was read (or the items were busy): decide again
+        if (attempt >= 3) {
+          throw new ServiceUnavailableError(`installation ${installationId} could not be linked; try again`);
+        }
+      }
+    }
+  }
+
+  async accountOfInstallation(installationId: number): Promise<Account | undefined> {
+    const claim = await this.read<{ accountId: string }>(keys.installation(installationId));
+    const account = claim && (await this.getAccount(claim.accountId));
+    return account?.github?.installationId === installationId ? account : undefined;
   }
 
   /** Changes an existing account, never creating a half one. */

@@ -51,6 +51,10 @@ export const keys = {
     pk: `ACCT#${segment(accountId)}`,
     sk: `POD#${segment(podId)}`,
   }),
+  /** a webhook delivery acted on (X-GitHub-Delivery) */
+  delivery: (deliveryId: string): Key => ({ pk: `DELIVERY#${segment(deliveryId)}`, sk: 'DELIVERY' }),
+  /** which account linked a GitHub App installation: one account per installation */
+  installation: (installationId: number): Key => ({ pk: `GHINST#${installationId}`, sk: 'LINK' }),
   schedule: (accountId: string, projectId: string, scheduleId: string): Key => ({
     pk: `ACCT#${segment(accountId)}`,
     sk: `${SK_PREFIX.schedulesOf(projectId)}${segment(scheduleId)}`,

@@ -229,6 +229,47 @@ export class OctokitGitHubApp implements GitHubApp, GitCredentials {
     return pullRequestFrom(data as GitHubPullRequest, repo);
   }
 
+  /** `owner` and `name` of a repository the App is asked about, or NotFound for one not on its host. */
+  private located(repo: string): { owner: string; name: string } {
+    const at = repoOnHost(this.settings.webUrl, repo);
+    if (!at) throw new NotFoundError('repository', repo);
+    return at;
+  }
+
+  async comment(installationId: number, repo: string, issueNumber: number, body: string): Promise<number> {
+    const { owner, name } = this.located(repo);
+    const client = await this.client(installationId);
+    const { data } = await client
+      .request('POST /repos/{owner}/{repo}/issues/{issue_number}/comments', {
+        owner,
+        repo: name,
+        issue_number: issueNumber,
+        body,
+      })
+      .catch((err) => {
+        if (statusOf(err) === 404 || statusOf(err) === 410)
+          throw new NotFoundError('issue', `${repo}#${issueNumber}`);
+        return unavailable(err, 'comment on the issue');
+      });
+    return Number(data.id);
+  }
+
+  async editComment(installationId: number, repo: string, commentId: number, body: string): Promise<void> {
+    const { owner, name } = this.located(repo);
+    const client = await this.client(installationId);
+    await client
+      .request('PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}', {
+        owner,
+        repo: name,
+        comment_id: commentId,
+        body,
+      })
+      .catch((err) => {
+        if (statusOf(err) === 404) throw new NotFoundError('issue comment', String(commentId));
+        return unavailable(err, "edit the run's comment");
+      });
+  }
+
   async openPullRequest(request: PullRequestRequest): Promise<PullRequest> {
     const at = repoOnHost(this.settings.webUrl, request.repo);
     if (!at)

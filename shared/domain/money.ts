@@ -34,3 +34,6 @@ export const priceMicroSum = (
 };
 
 export const formatUsd = (micro: number): string => `$${(micro / MICRO_PER_USD).toFixed(6)}`;
+
+/** A run's cost as people read it (the run keeps its cost in dollars): to the hundredth of a cent. */
+export const formatRunCost = (usd: number): string => `$${usd.toFixed(4)}`;

@@ -1,4 +1,5 @@
 import { RUN_ID_PATTERN } from './ids.js';
+import { formatRunCost } from './money.js';
 import type { Artifact, Run } from './run.js';
 
 /**
@@ -35,19 +36,20 @@ export interface PullRequestContext {
   runUrl: string;
 }
 
-const usd = (n: number) => `$${n.toFixed(4)}`;
-
 /** Title from the item and the first line of the instructions; the body tells the run's story. */
 export const pullRequestText = ({ run, prompt, runUrl }: PullRequestContext) => {
   const firstLine = prompt.trim().split('\n')[0] ?? '';
   const summary = run.result?.message?.trim();
   const sandbox = run.cost.sandboxCpuUsd + run.cost.sandboxMemoryUsd;
+  const issue = run.gitHubIssue;
   const body = [
     summary || 'The pod gave no summary.',
+    // merging it closes the issue the run was started from
+    ...(issue ? ['', `Closes ${issue.fullName}#${issue.number}.`] : []),
     '',
     '---',
     `Run [${run.runId}](${runUrl}) of pod \`${run.podId}\` for ${run.itemId}, dispatched by ${run.attribution} (${run.mode}); its steps: ${runUrl}/steps.`,
-    `Cost so far: ${usd(run.cost.totalUsd)} (model tokens ${usd(run.cost.tokenUsd)}, sandbox ${usd(sandbox)}).`,
+    `Cost so far: ${formatRunCost(run.cost.totalUsd)} (model tokens ${formatRunCost(run.cost.tokenUsd)}, sandbox ${formatRunCost(sandbox)}).`,
   ].join('\n');
   return { title: cut(`${run.itemId}: ${firstLine}`, TITLE_MAX_CHARS), body };
 };

@@ -161,6 +161,20 @@ export interface PullRequest {
   closedAt?: string;
 }
 
+/** The GitHub issue a run was started from, and the comment the run answers on it with. */
+export interface GitHubIssueRef {
+  /** the repository's clone URL */
+  repo: string;
+  /** `owner/name` */
+  fullName: string;
+  number: number;
+  url: string;
+  /** the GitHub login of the person whose comment or label started it */
+  calledBy: string;
+  /** the run's own comment on the issue, once it is posted */
+  commentId?: number;
+}
+
 export interface Artifact {
   kind: 'commit' | 'pull_request';
   url: string;
@@ -207,6 +221,8 @@ export interface Run {
   completedAt?: string;
   durationMs?: number;
   pullRequest?: PullRequest;
+  /** the GitHub issue a comment or a label started the run from */
+  gitHubIssue?: GitHubIssueRef;
   artifacts: Artifact[];
   result?: PodResult;
   message?: string;

@@ -19,6 +19,8 @@ export interface ProjectMember {
   userId: string;
   role: ProjectRole;
   email?: string;
+  /** their GitHub login: a comment or label of theirs on the project's repositories starts runs as them */
+  githubLogin?: string;
 }
 
 export interface Project {
@@ -195,6 +197,8 @@ const repoKey = (cloneUrl: string): string =>
     .replace(/\/+$/, '')
     .replace(/\.git$/, '')
     .toLowerCase();
+
+export const sameRepository = (a: string, b: string): boolean => repoKey(a) === repoKey(b);
 
 /** The run's repositories that the installation (its clone URLs) does not cover. */
 export const uncoveredRepos = (repos: readonly string[], covered: readonly string[]): string[] => {

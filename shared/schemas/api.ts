@@ -145,6 +145,13 @@ export const podRequestSchema = z
     }),
   );
 
+/** GitHub's rule for logins: letters, digits and single inner hyphens, at most 39 characters. */
+export const GITHUB_LOGIN = /^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$/;
+
+const gitHubLoginSchema = z
+  .string()
+  .check(z.regex(GITHUB_LOGIN, 'a GitHub login: letters, digits and single inner hyphens, at most 39'));
+
 export const projectRequestSchema = z.strictObject({
   name: z.string().check(z.minLength(1), z.maxLength(200)),
   repos: z._default(z.array(repo).check(z.maxLength(50)), []),
@@ -155,6 +162,7 @@ export const projectRequestSchema = z.strictObject({
           userId: z.string().check(z.minLength(1), z.maxLength(200)),
           role: z.enum(PROJECT_ROLES),
           email: z.optional(z.email()),
+          githubLogin: z.optional(gitHubLoginSchema),
         }),
       )
       .check(z.maxLength(500)),

@@ -24,3 +24,35 @@ export const pullRequestEventSchema = z.object({
   pull_request: pullRequestSchema,
 });
 export type PullRequestEvent = z.infer<typeof pullRequestEventSchema>;
+
+const installationSchema = z.object({ id: z.int() });
+const repositorySchema = z.object({ clone_url: z.string(), full_name: z.string() });
+const senderSchema = z.object({ login: z.string(), type: z.string() });
+const issueSchema = z.object({
+  number: z.int(),
+  title: z.string(),
+  body: z.optional(z.nullable(z.string())),
+  html_url: z.string(),
+  /** present when the "issue" is a pull request's conversation */
+  pull_request: z.optional(z.unknown()),
+});
+
+export const issueCommentEventSchema = z.object({
+  action: z.string(),
+  installation: installationSchema,
+  repository: repositorySchema,
+  issue: issueSchema,
+  comment: z.object({ body: z.string() }),
+  sender: senderSchema,
+});
+export type IssueCommentEvent = z.infer<typeof issueCommentEventSchema>;
+
+export const issuesEventSchema = z.object({
+  action: z.string(),
+  installation: installationSchema,
+  repository: repositorySchema,
+  issue: issueSchema,
+  label: z.optional(z.object({ name: z.string() })),
+  sender: senderSchema,
+});
+export type IssuesEvent = z.infer<typeof issuesEventSchema>;

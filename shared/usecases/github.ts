@@ -1,8 +1,10 @@
 import { raisePullRequests, settlePullRequest } from '../domain/commands.js';
+import { runLink } from '../domain/github-issue.js';
 import { pullRequestText, pushedCommits, runIdOfBranch } from '../domain/pull-request.js';
 import type { PullRequest } from '../domain/run.js';
 import type { Clock, DirectoryRepository, GitHubApp, RunList, RunStore } from '../ports.js';
 import { carryOut } from './carry-out.js';
+import { tellIssue } from './github-issues.js';
 
 /**
  * The run's pull requests on GitHub: opened by the control plane once the pod has pushed, and
@@ -46,7 +48,7 @@ export const openPullRequests = async (
   const { title, body } = pullRequestText({
     run,
     prompt: snapshot?.prompt ?? '',
-    runUrl: `${settings.publicApiUrl.replace(/\/+$/, '')}/v1/runs/${runId}`,
+    runUrl: runLink(settings.publicApiUrl, runId),
   });
   const pullRequests: PullRequest[] = [];
   for (const commit of commits) {
@@ -72,7 +74,13 @@ export interface PullRequestDelivery {
 }
 
 export type DeliveryOutcome =
-  | { handled: true; runId: string; status: string }
+  | {
+      handled: true;
+      runId: string;
+      status: string;
+      /** why the run's comment on its issue could not be rewritten */
+      answerFailed?: string;
+    }
   | { handled: false; reason: string };
 
 /**
@@ -81,7 +89,8 @@ export type DeliveryOutcome =
  * changes nothing the first did not.
  */
 export const pullRequestChanged = async (
-  deps: Pick<PullRequestDeps, 'runs' | 'directory' | 'clock'>,
+  deps: Pick<PullRequestDeps, 'runs' | 'directory' | 'clock' | 'github'>,
+  settings: PullRequestSettings,
   delivery: PullRequestDelivery,
 ): Promise<DeliveryOutcome> => {
   const runId = delivery.pullRequest.branch && runIdOfBranch(delivery.pullRequest.branch);
@@ -95,9 +104,9 @@ export const pullRequestChanged = async (
   const { run: after, changed } = await carryOut(deps.runs, run, (r) =>
     settlePullRequest(r, delivery.pullRequest, deps.clock.now()),
   );
-  return changed
-    ? { handled: true, runId, status: after.status }
-    : { handled: false, reason: `run ${runId} is ${after.status}: nothing to change` };
+  if (!changed) return { handled: false, reason: `run ${runId} is ${after.status}: nothing to change` };
+  const answerFailed = await tellIssue(deps, settings, after);
+  return { handled: true, runId, status: after.status, ...(answerFailed ? { answerFailed } : {}) };
 };
 
 /** How many open pull requests one sweep reads; the next day's sweep goes on from the oldest left. */
@@ -110,6 +119,7 @@ export const SWEEP_LIMIT = 500;
  */
 export const sweepPullRequests = async (
   deps: Pick<PullRequestDeps, 'runs' | 'directory' | 'clock' | 'github'> & { list: RunList },
+  settings: PullRequestSettings,
   onError: (runId: string, err: unknown) => void,
 ): Promise<{ read: number; settled: number }> => {
   const { github } = deps;
@@ -121,8 +131,13 @@ export const sweepPullRequests = async (
       const installationId = (await deps.directory.getAccount(run.accountId))?.github?.installationId;
       if (installationId === undefined || !run.pullRequest) continue;
       const now = await github.pullRequest(installationId, run.pullRequest);
-      const { changed } = await carryOut(deps.runs, run, (r) => settlePullRequest(r, now, deps.clock.now()));
-      if (changed) settled += 1;
+      const { run: after, changed } = await carryOut(deps.runs, run, (r) =>
+        settlePullRequest(r, now, deps.clock.now()),
+      );
+      if (!changed) continue;
+      settled += 1;
+      const answerFailed = await tellIssue(deps, settings, after);
+      if (answerFailed) onError(run.runId, new Error(answerFailed));
     } catch (err) {
       onError(run.runId, err);
     }

@@ -295,7 +295,10 @@ export const parkPod = async (
  * an error: the execution then fails and reconcile ends the run.
  */
 export const finalizeRun = async (
-  deps: EndingDeps,
+  deps: EndingDeps & {
+    /** told once the run has ended and its cost is settled (the issue it was started from) */
+    tellEnded?: (run: Run) => Promise<void>;
+  },
   state: ExecutionState,
 ): Promise<{ status: RunStatus | null }> => {
   const found = await deps.runs.get(state.runId);
@@ -308,6 +311,8 @@ export const finalizeRun = async (
   const taskArn = run.taskArn ?? state.launch?.tasks?.[0]?.TaskArn;
   if (taskArn) await deps.sandbox.stop(taskArn, 'the run is finalized');
   await settleRun(deps, run);
+  // read again for the cost the settlement added
+  if (deps.tellEnded && run.gitHubIssue) await deps.tellEnded((await deps.runs.get(run.runId)) ?? run);
   return { status: run.status };
 };
 

@@ -53,9 +53,10 @@ const newRun = (
   fields: Pick<
     Run,
     'accountId' | 'projectId' | 'itemId' | 'podId' | 'mode' | 'source' | 'attribution' | 'repos'
-  > & {
-    replayOf?: string;
-  },
+  > &
+    Partial<Pick<Run, 'gitHubIssue'>> & {
+      replayOf?: string;
+    },
   now: Date,
   runId = newRunId(now.getTime()),
 ): Run => ({
@@ -98,12 +99,15 @@ const dispatcherOf = (caller: Caller): RunConfigSnapshot['dispatcher'] =>
 /** What a dispatch needs: a schedule's tick dispatches too, without the rest of the run commands' ports. */
 export type DispatchDeps = Pick<RunCommandDeps, 'runs' | 'directory' | 'queue' | 'clock'>;
 
-/** `runId`: an id chosen beforehand (a schedule's tick claims it before it dispatches); default, a new one. */
+/**
+ * `runId`: an id chosen beforehand (a schedule's tick claims it before it dispatches); default, a new
+ * one. `gitHubIssue`: the issue a comment or label started the run from, which the run answers on.
+ */
 export const dispatchRun = async (
   deps: DispatchDeps,
   caller: Caller,
   projectId: string,
-  request: DispatchRequest,
+  request: DispatchRequest & Partial<Pick<Run, 'gitHubIssue'>>,
   idempotencyKey?: string,
   runId?: string,
 ): Promise<{ run: Run; created: boolean }> => {
@@ -129,6 +133,7 @@ export const dispatchRun = async (
       source: request.source,
       attribution: request.attribution ?? caller.userId,
       repos,
+      ...(request.gitHubIssue === undefined ? {} : { gitHubIssue: request.gitHubIssue }),
     },
     deps.clock.now(),
     runId,

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDirectory } from '../../shared/adapters/dynamo-directory.js';
-import { NotFoundError, ValidationError } from '../../shared/domain/errors.js';
+import { DynamoWebhookDeliveries } from '../../shared/adapters/dynamo-webhook-deliveries.js';
+import { ConflictError, NotFoundError, ValidationError } from '../../shared/domain/errors.js';
 import type { Account, Caller, Pod, Project } from '../../shared/domain/tenancy.js';
 import type { DirectoryRepository } from '../../shared/ports.js';
 import { putPod, setAccountLimits } from '../../shared/usecases/directory.js';
@@ -92,6 +93,47 @@ describe('DynamoDirectory accounts', () => {
       NotFoundError,
     );
     expect(await directory.getAccount(uniqueId('missing'))).toBeUndefined();
+  });
+
+  it('links a GitHub installation to one account at a time, found again by its id', async () => {
+    const [first, second] = [uniqueId('acct'), uniqueId('acct')];
+    await Promise.all([directory.createAccount(account(first)), directory.createAccount(account(second))]);
+    const installationId = Math.floor(Math.random() * 1e9) + 1;
+    const link = (by: string, id = installationId) => ({
+      installationId: id,
+      login: 'acme',
+      linkedBy: by,
+      linkedAt: 't',
+    });
+    expect(await directory.accountOfInstallation(installationId)).toBeUndefined();
+
+    const linked = await directory.setAccountGitHub(first, link('u1'));
+    expect(linked.github).toEqual(link('u1'));
+    expect((await directory.accountOfInstallation(installationId))?.accountId).toBe(first);
+    // linked again by the same account: fine
+    await directory.setAccountGitHub(first, link('u2'));
+    await expect(directory.setAccountGitHub(second, link('u3'))).rejects.toBeInstanceOf(ConflictError);
+    expect((await directory.getAccount(second))?.github).toBeUndefined();
+
+    // once the first account links another installation, the claim is free to take
+    await directory.setAccountGitHub(first, link('u1', installationId + 1));
+    expect(await directory.accountOfInstallation(installationId)).toBeUndefined();
+    await directory.setAccountGitHub(second, link('u3'));
+    expect((await directory.accountOfInstallation(installationId))?.accountId).toBe(second);
+    await expect(
+      directory.setAccountGitHub(uniqueId('missing'), link('u1', installationId + 2)),
+    ).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('tells a webhook delivery the first time only, and again once its keep has passed', async () => {
+    let now = new Date('2026-03-01T12:00:00.000Z');
+    const deliveries = new DynamoWebhookDeliveries(table.doc, table.tableName, { now: () => now });
+    const id = randomUUID();
+    expect(await deliveries.firstTime(id, 60)).toBe(true);
+    expect(await deliveries.firstTime(id, 60)).toBe(false);
+    expect(await deliveries.firstTime(randomUUID(), 60)).toBe(true);
+    now = new Date('2026-03-01T12:01:01.000Z');
+    expect(await deliveries.firstTime(id, 60)).toBe(true);
   });
 
   it('refuses ids that could reach into another key', async () => {

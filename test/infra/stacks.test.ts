@@ -7,6 +7,7 @@ import type { IConstruct } from 'constructs';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.js';
 import { DEFAULT_POD_MODELS, POD_IMAGE_EXCLUDES, podModelsFrom } from '../../infra/stacks/stateless-stack.js';
+import { type EnvName, isRequiredEnv } from '../../shared/config.js';
 import { SWEEPER } from '../../shared/domain/policy.js';
 import {
   ASL_SUBSTITUTIONS,
@@ -250,6 +251,7 @@ describe('the GitHub App (context githubAppId, githubHost)', () => {
     'agentApi',
     'checks',
     'raisePullRequest',
+    'finalize',
     'githubWebhooks',
     'pullRequestSweep',
   ];
@@ -279,13 +281,9 @@ describe('the GitHub App (context githubAppId, githubHost)', () => {
       const variables = environment?.Variables;
       if (gitHubFunctions.includes(name)) {
         expect(variables).toMatchObject({
-          ...(name === 'githubWebhooks'
-            ? {}
-            : {
-                GITHUB_APP_ID: '123456',
-                GITHUB_API_URL: 'https://ghes.example.com/api/v3',
-                GITHUB_WEB_URL: 'https://ghes.example.com',
-              }),
+          GITHUB_APP_ID: '123456',
+          GITHUB_API_URL: 'https://ghes.example.com/api/v3',
+          GITHUB_WEB_URL: 'https://ghes.example.com',
           GITHUB_APP_SECRET_ARN: { Ref: secretId },
         });
       } else {
@@ -323,6 +321,25 @@ describe('the GitHub App (context githubAppId, githubHost)', () => {
           'rate(1 day)',
       ),
     ).toEqual([]);
+  });
+
+  it('gives every function each variable its handler reads (readEnv), with the App configured', () => {
+    for (const name of functionNames) {
+      const source = readFileSync(
+        new URL(`../../functions/${FUNCTIONS[name].entry}.ts`, import.meta.url),
+        'utf8',
+      );
+      const read = [...source.matchAll(/readEnv\(([^)]*)\)/g)].flatMap((call) =>
+        [...(call[1] ?? '').matchAll(/'([A-Z_]+)'/g)].map((m) => m[1]),
+      );
+      const fn = withGitHub.stateless.functions[name];
+      const variables =
+        (resources[idOf(fn.function)]?.Properties.Environment as { Variables: Json } | undefined)
+          ?.Variables ?? {};
+      for (const variable of read.filter((v) => isRequiredEnv(v as EnvName))) {
+        expect(variables, `${name} reads ${variable}`).toHaveProperty(variable as string);
+      }
+    }
   });
 
   it('refuses a githubAppId that is not an App id', () => {
@@ -581,7 +598,10 @@ describe('the stateless stack', () => {
   });
 
   it.each([
-    ['sqs:SendMessage', ['api', 'scheduledDispatch', 'sweeper', logicalId(stateless.schedulerRole)].sort()],
+    [
+      'sqs:SendMessage',
+      ['api', 'githubWebhooks', 'scheduledDispatch', 'sweeper', logicalId(stateless.schedulerRole)].sort(),
+    ],
     ['states:StartExecution', ['startRun']],
     ['states:SendTaskSuccess', ['agentApi', 'api', 'approvals', 'parkPod', 'podStopped']],
     ['states:SendTaskHeartbeat', ['agentApi', 'api', 'parkPod', 'podStopped']],

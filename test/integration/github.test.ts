@@ -5,12 +5,17 @@ import { api, dispatch, endpoints, getRun, waitForRun, waitForTerminal } from '.
 
 /** The run's pull request on the GitHub stand-in, and what happens to it there. */
 
-/** A person's call to the stand-in, with the demo admin's token. */
-const github = async <T = Record<string, unknown>>(method: string, route: string, body?: unknown) => {
+/** A person's call to the stand-in, with the demo admin's token unless another's is given. */
+const github = async <T = Record<string, unknown>>(
+  method: string,
+  route: string,
+  body?: unknown,
+  token = endpoints().github.userToken,
+) => {
   const res = await fetch(`${endpoints().services.github}${route}`, {
     method,
     headers: {
-      authorization: `token ${endpoints().github.userToken}`,
+      authorization: `token ${token}`,
       accept: 'application/vnd.github+json',
       ...(body === undefined ? {} : { 'content-type': 'application/json' }),
     },
@@ -25,7 +30,8 @@ interface Delivery {
   event: string;
   action: string;
   status_code: number;
-  request: { payload: { pull_request?: { number: number } } };
+  request: { payload: { pull_request?: { number: number }; comment?: { user: { login: string } } } };
+  response: { payload: string | null };
 }
 const deliveries = async () => (await github<Delivery[]>('GET', '/_local/deliveries')).body;
 const deliveryOf = async (number: number, action: string) => {
@@ -157,5 +163,167 @@ describe('POST /webhooks/github', () => {
       expect(answer.status).toBe(401);
     }
     expect((await getRun(run.runId)).status).toBe('COMPLETED');
+  });
+});
+
+/** Someone on the stand-in, with read or write access to the organization's repositories. */
+const person = async (prefix: string, permission: 'read' | 'write') => {
+  const login = `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
+  const { status, body } = await github<{ token: string }>('POST', '/_local/users', { login, permission });
+  expect(status).toBe(201);
+  return { login, token: body.token };
+};
+
+/** Adds a project member with a GitHub login to the demo project (an admin's PUT of the whole project). */
+const addMember = async (userId: string, githubLogin: string, role: 'member' | 'viewer' = 'member') => {
+  const e = endpoints();
+  const { body: project } = await api<{ name: string; repos: string[]; members: unknown[] }>(
+    'GET',
+    `/v1/projects/${e.projectId}`,
+  );
+  const { status, body } = await api('PUT', `/v1/projects/${e.projectId}`, {
+    body: {
+      name: project.name,
+      repos: project.repos,
+      members: [...project.members, { userId, role, githubLogin }],
+    },
+  });
+  expect(status, JSON.stringify(body)).toBe(200);
+};
+
+const openIssue = async (title: string) => {
+  const { status, body } = await github<{ number: number; html_url: string }>(
+    'POST',
+    '/repos/demo/demo-app/issues',
+    {
+      title,
+      body: 'GET /health should answer 200 with {"ok":true}.',
+    },
+  );
+  expect(status).toBe(201);
+  return body;
+};
+
+interface IssueComment {
+  id: number;
+  body: string;
+  user: { login: string; type: string };
+}
+const commentsOn = async (issue: number) =>
+  (await github<IssueComment[]>('GET', `/repos/demo/demo-app/issues/${issue}/comments`)).body;
+
+/** The App's comments on the issue, once `ready` holds for them. */
+const botComments = async (issue: number, ready: (comments: IssueComment[]) => boolean) => {
+  for (let i = 0; i < 300; i++) {
+    const mine = (await commentsOn(issue)).filter((c) => c.user.type === 'Bot');
+    if (ready(mine)) return mine;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(
+    `the App's comments on issue ${issue} never got there: ${JSON.stringify(await commentsOn(issue))}`,
+  );
+};
+
+const runIdIn = (comment: IssueComment) => /\/v1\/runs\/(run_[0-9A-Z]{26})/.exec(comment.body)?.[1] as string;
+
+describe('runs started from GitHub issues', () => {
+  it("a member's `@demo-pod` comment starts a mention run as them, answered with its link, then its pull request", async () => {
+    const e = endpoints();
+    const member = await person('member', 'read');
+    await addMember(`user-${member.login}`, member.login);
+    const issue = await openIssue('Add a health check');
+
+    const said = await github(
+      'POST',
+      `/repos/demo/demo-app/issues/${issue.number}/comments`,
+      { body: `@${e.podId} add a health check` },
+      member.token,
+    );
+    expect(said.status).toBe(201);
+    const [started] = await botComments(issue.number, (mine) => mine.length > 0);
+    expect(started?.body).toContain(`@${member.login} started pod \`${e.podId}\``);
+    const runId = runIdIn(started as IssueComment);
+
+    const run = await getRun(runId);
+    expect(run).toMatchObject({
+      source: 'mention',
+      attribution: `user-${member.login}`,
+      podId: e.podId,
+      mode: 'autopilot',
+      itemId: `demo.demo-app.${issue.number}`,
+      gitHubIssue: {
+        number: issue.number,
+        url: issue.html_url,
+        calledBy: member.login,
+        commentId: started?.id,
+      },
+    });
+    const { run: ended } = await waitForTerminal(runId, 90_000);
+    expect(ended.status, ended.message).toBe('COMPLETED');
+    const pullRequestUrl = ended.pullRequest?.url as string;
+    expect(pullRequestUrl).toMatch(/\/pull\/\d+$/);
+
+    // one comment, rewritten with the pull request
+    const [edited, ...more] = await botComments(
+      issue.number,
+      (mine) => mine[0]?.body.includes(pullRequestUrl) === true,
+    );
+    expect(more).toEqual([]);
+    expect(edited?.id).toBe(started?.id);
+    expect(edited?.body).toContain(`opened ${pullRequestUrl}`);
+  });
+
+  it("a stranger's comment gets a reply saying why, once, and starts nothing", async () => {
+    const e = endpoints();
+    const stranger = await person('stranger', 'read');
+    const issue = await openIssue('Stranger danger');
+    const said = await github(
+      'POST',
+      `/repos/demo/demo-app/issues/${issue.number}/comments`,
+      { body: `@${e.podId} delete everything` },
+      stranger.token,
+    );
+    expect(said.status).toBe(201);
+    const [refusal] = await botComments(issue.number, (mine) => mine.length > 0);
+    expect(refusal?.body).toContain(
+      `@${stranger.login} only members of a project that includes demo/demo-app`,
+    );
+
+    const delivery = (await deliveries()).find(
+      (d) =>
+        d.event === 'issue_comment' &&
+        d.action === 'created' &&
+        d.request.payload.comment?.user.login === stranger.login,
+    ) as Delivery;
+    expect(JSON.parse(delivery.response.payload as string)).toMatchObject({
+      outcome: 'refused',
+      refusal: 'not_member',
+    });
+    // sent again, the delivery is not answered twice
+    await redeliver(delivery);
+    for (let i = 0; i < 100 && (await deliveries()).filter((d) => d.guid === delivery.guid).length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect((await botComments(issue.number, () => true)).length).toBe(1);
+    const runs = await api<{ items: Run[] }>('GET', `/v1/runs?source=mention&limit=100`);
+    expect(runs.body.items.filter((r) => r.itemId === `demo.demo-app.${issue.number}`)).toEqual([]);
+  });
+
+  it('a `pod:<podId>` label added by a member starts a react run', async () => {
+    const e = endpoints();
+    const issue = await openIssue('Label me');
+    const labelled = await github('POST', `/repos/demo/demo-app/issues/${issue.number}/labels`, {
+      labels: [`pod:${e.scriptedPodId}`],
+    });
+    expect(labelled.status).toBe(200);
+    const [started] = await botComments(issue.number, (mine) => mine.length > 0);
+    const run = await getRun(runIdIn(started as IssueComment));
+    expect(run).toMatchObject({
+      source: 'react',
+      attribution: 'demo-admin',
+      podId: e.scriptedPodId,
+      itemId: `demo.demo-app.${issue.number}`,
+    });
+    await waitForTerminal(run.runId, 60_000);
   });
 });

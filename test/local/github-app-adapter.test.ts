@@ -124,4 +124,30 @@ describe('the GitHub App adapter', () => {
     expect(await app.pullRequest(1, opened)).toMatchObject({ state: 'closed', closedAt: expect.any(String) });
     await expect(app.pullRequest(1, { ...opened, number: 9999 })).rejects.toMatchObject({ code: 'NotFound' });
   });
+
+  it('comments on an issue as the App and rewrites its comment; a comment gone is not found', async () => {
+    const opened = await fetch(`${github.url}/repos/demo/app/issues`, {
+      method: 'POST',
+      headers: { authorization: 'token ghp_admin', 'content-type': 'application/json' },
+      body: JSON.stringify({ title: 'Add a health check' }),
+    });
+    const { number } = (await opened.json()) as { number: number };
+    const commentId = await app.comment(1, repo, number, 'started');
+    await app.editComment(1, repo, commentId, 'ended');
+    const listed = await fetch(`${github.url}/repos/demo/app/issues/${number}/comments`, {
+      headers: { authorization: 'token ghp_admin' },
+    });
+    expect(await listed.json()).toEqual([
+      expect.objectContaining({
+        id: commentId,
+        body: 'ended',
+        user: expect.objectContaining({ type: 'Bot' }),
+      }),
+    ]);
+    await expect(app.editComment(1, repo, 999_999, 'x')).rejects.toMatchObject({ code: 'NotFound' });
+    await expect(app.comment(1, repo, 999_999, 'x')).rejects.toMatchObject({ code: 'NotFound' });
+    await expect(app.comment(1, 'https://elsewhere.example/a/b.git', number, 'x')).rejects.toMatchObject({
+      code: 'NotFound',
+    });
+  });
 });

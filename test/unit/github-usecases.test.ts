@@ -33,6 +33,8 @@ const fakeGitHub = () => {
       return { installationId, login: 'acme', repos: [REPO] };
     }),
     pullRequest: vi.fn(async (_installationId: number, pr: PullRequest) => pr),
+    comment: vi.fn(async () => 1),
+    editComment: vi.fn(async () => undefined),
     openPullRequest: vi.fn(async (request: PullRequestRequest): Promise<PullRequest> => {
       asked.push(request);
       return {
@@ -197,7 +199,7 @@ describe('the daily sweep of open pull requests', () => {
     const directory = { getAccount: vi.fn(async () => account()) } as unknown as DirectoryRepository;
     const failed: string[] = [];
 
-    const swept = await sweepPullRequests({ runs, list, directory, clock, github }, (runId) =>
+    const swept = await sweepPullRequests({ runs, list, directory, clock, github }, settings, (runId) =>
       failed.push(runId),
     );
 
@@ -212,7 +214,9 @@ describe('the daily sweep of open pull requests', () => {
   it('reads nothing where the deployment has no GitHub App', async () => {
     const list = { listOpenPullRequests: vi.fn() } as unknown as RunList;
     const directory = {} as DirectoryRepository;
-    expect(await sweepPullRequests({ runs: new MemoryRuns(), list, directory, clock }, vi.fn())).toEqual({
+    expect(
+      await sweepPullRequests({ runs: new MemoryRuns(), list, directory, clock }, settings, vi.fn()),
+    ).toEqual({
       read: 0,
       settled: 0,
     });

@@ -265,6 +265,8 @@ describe('runChecks', () => {
         return { installationId, login: 'acme', repos };
       }),
       openPullRequest: vi.fn(),
+      comment: vi.fn(),
+      editComment: vi.fn(),
       pullRequest: vi.fn(),
     });
     const linkedAccount = (linked: boolean) =>

@@ -7,13 +7,15 @@ import { raisePullRequests, settlePullRequest } from '../../shared/domain/comman
 import { pullRequestText, runBranch, runIdOfBranch } from '../../shared/domain/pull-request.js';
 import { type PullRequest, RUN_STATUSES, type Run } from '../../shared/domain/run.js';
 import { uncoveredRepos } from '../../shared/domain/tenancy.js';
-import type { DirectoryRepository, RunStore } from '../../shared/ports.js';
+import type { DirectoryRepository, GitHubApp, RunStore } from '../../shared/ports.js';
 import { httpEvent, lambdaContext, runFactory } from '../support/factories.js';
 
 // The handler module builds its production composition root at import; give it what it reads.
 vi.hoisted(() => {
   Object.assign(process.env, {
     TABLE_NAME: 't',
+    QUEUE_URL: 'https://sqs.us-east-1.amazonaws.com/123456789012/runs',
+    PUBLIC_API_URL: 'https://api.example.com',
     AWS_REGION: 'us-east-1',
     GITHUB_APP_SECRET: JSON.stringify({ privateKey: 'unused', webhookSecret: 'unused-webhook-secret' }),
   });
@@ -143,6 +145,21 @@ describe('GitHub’s pull requests and repositories', () => {
     expect(body).toContain('Added /health.');
     expect(body).toContain(`https://api.example/v1/runs/${run.runId}/steps`);
     expect(body).toMatch(/Cost so far: \$\d+\.\d{4}/);
+    expect(body).not.toContain('Closes');
+  });
+
+  it('closes the GitHub issue a run was started from once its pull request is merged', () => {
+    const run = runFactory({
+      gitHubIssue: {
+        repo: REPO,
+        fullName: 'acme/app',
+        number: 12,
+        url: 'https://github.com/acme/app/issues/12',
+        calledBy: 'octocat',
+      },
+    });
+    const { body } = pullRequestText({ run, prompt: 'x', runUrl: 'https://api.example/v1/runs/r' });
+    expect(body).toContain('Closes acme/app#12.');
   });
 });
 
@@ -177,8 +194,17 @@ describe('POST /webhooks/github', () => {
     const directory = {
       getAccount: vi.fn(async () => ({ accountId: run.accountId, github: { installationId } })),
     } as unknown as DirectoryRepository;
-    const handler = makeWebhooks({ runs, directory, clock: { now: () => NOW } }, (body, signature) =>
-      new Webhooks({ secret: SECRET }).verify(body, signature),
+    const handler = makeWebhooks(
+      {
+        runs,
+        directory,
+        clock: { now: () => NOW },
+        queue: { enqueue: vi.fn() },
+        github: {} as GitHubApp,
+        deliveries: { firstTime: vi.fn(async () => true) },
+      },
+      { publicApiUrl: 'https://api.example.com' },
+      (body, signature) => new Webhooks({ secret: SECRET }).verify(body, signature),
     );
     const deliver = (body: string, headers: Record<string, string>) =>
       handler(
