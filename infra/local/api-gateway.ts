@@ -136,7 +136,7 @@ const claimText = (value: unknown): string => {
 const pad = (n: number) => String(n).padStart(2, '0');
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 /** `12/Mar/2020:19:03:58 +0000`, the requestContext.time format */
-const requestTime = (d: Date) =>
+export const requestTime = (d: Date) =>
   `${pad(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:${pad(d.getUTCHours())}:${pad(
     d.getUTCMinutes(),
   )}:${pad(d.getUTCSeconds())} +0000`;
