@@ -8,10 +8,15 @@ import type { EnvName } from './config.js';
  * aws-cdk-lib, so the local cloud and the handlers use it without CDK.
  */
 
+/** What each record of a table's stream holds (DynamoDB's StreamViewType). */
+export type StreamViewType = 'KEYS_ONLY' | 'NEW_IMAGE' | 'OLD_IMAGE' | 'NEW_AND_OLD_IMAGES';
+
 export const TABLE = {
   partitionKey: 'pk',
   sortKey: 'sk',
   timeToLiveAttribute: 'expiresAt',
+  /** The table's stream: every change with the item before and after it, for functions that follow runs live. */
+  stream: 'NEW_AND_OLD_IMAGES' satisfies StreamViewType,
   /** All list indexes are keyed by a partition per scope and the run id (a ULID, so time-ordered). */
   globalSecondaryIndexes: [
     { indexName: 'byAccount', partitionKey: 'gAcct', sortKey: 'runId' },

@@ -11,6 +11,8 @@ import {
   DescribeTimeToLiveCommand,
   DynamoDBClient,
   ListTablesCommand,
+  type TableDescription,
+  UpdateTableCommand,
   UpdateTimeToLiveCommand,
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
@@ -196,10 +198,14 @@ export const createTableInput = (tableName: string): CreateTableCommandInput => 
       ],
       Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: [...TABLE.projectedAttributes] },
     })),
+    StreamSpecification: { StreamEnabled: true, StreamViewType: TABLE.stream },
   };
 };
 
-/** Creates the table unless it exists, waits until it is ACTIVE, and turns TTL on. */
+/**
+ * Creates the table unless it exists, waits until it is ACTIVE, and turns TTL and its stream on (a
+ * table persisted by an earlier start may have neither).
+ */
 export const ensureTable = async (client: DynamoDBClient, tableName: string): Promise<void> => {
   try {
     await client.send(new DescribeTableCommand({ TableName: tableName }));
@@ -212,7 +218,7 @@ export const ensureTable = async (client: DynamoDBClient, tableName: string): Pr
       if ((createErr as Error).name !== 'ResourceInUseException') throw createErr;
     }
   }
-  await waitUntilTableExists({ client, maxWaitTime: 60, minDelay: 1, maxDelay: 2 }, { TableName: tableName });
+  await waitUntilActive(client, tableName);
   const ttl = await client.send(new DescribeTimeToLiveCommand({ TableName: tableName }));
   if (ttl.TimeToLiveDescription?.TimeToLiveStatus !== 'ENABLED') {
     await client.send(
@@ -222,4 +228,42 @@ export const ensureTable = async (client: DynamoDBClient, tableName: string): Pr
       }),
     );
   }
+  await ensureStream(client, tableName);
+};
+
+const waitUntilActive = (client: DynamoDBClient, tableName: string) =>
+  waitUntilTableExists({ client, maxWaitTime: 60, minDelay: 1, maxDelay: 2 }, { TableName: tableName });
+
+const describeTable = async (client: DynamoDBClient, tableName: string): Promise<TableDescription> =>
+  (await client.send(new DescribeTableCommand({ TableName: tableName }))).Table ?? {};
+
+const hasTheStream = (table: TableDescription) =>
+  table.StreamSpecification?.StreamEnabled === true &&
+  table.StreamSpecification.StreamViewType === TABLE.stream;
+
+/**
+ * The stream of TABLE.stream on the table. A stream of another view type is turned off first, as
+ * DynamoDB cannot change the view type of an enabled stream; its records stay readable by its old ARN.
+ */
+const ensureStream = async (client: DynamoDBClient, tableName: string): Promise<void> => {
+  const table = await describeTable(client, tableName);
+  if (hasTheStream(table)) return;
+  const update = async (enabled: boolean) => {
+    try {
+      await client.send(
+        new UpdateTableCommand({
+          TableName: tableName,
+          StreamSpecification: enabled
+            ? { StreamEnabled: true, StreamViewType: TABLE.stream }
+            : { StreamEnabled: false },
+        }),
+      );
+    } catch (err) {
+      // another process changed the stream meanwhile
+      if (!hasTheStream(await describeTable(client, tableName))) throw err;
+    }
+    await waitUntilActive(client, tableName);
+  };
+  if (table.StreamSpecification?.StreamEnabled) await update(false);
+  await update(true);
 };

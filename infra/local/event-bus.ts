@@ -244,6 +244,15 @@ const satisfies = (compiled: CompiledPattern, event: Json): boolean =>
 export const matchesPattern = (pattern: EventPattern, event: unknown): boolean =>
   satisfies(compile(pattern), event);
 
+/**
+ * A pattern compiled once, for matching many events (as Lambda's event filtering applies the same
+ * patterns to every record). Throws on an invalid pattern at once.
+ */
+export const patternMatcher = (pattern: EventPattern): ((event: unknown) => boolean) => {
+  const compiled = compile(pattern);
+  return (event) => satisfies(compiled, event);
+};
+
 /** EventBridge writes `time` to the second. */
 const eventTime = (date = new Date()) => `${date.toISOString().slice(0, 19)}Z`;
 

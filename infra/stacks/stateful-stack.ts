@@ -21,6 +21,7 @@ export interface StatefulStackProps extends StackProps {
  * the pods' log group, and the topic every alarm notifies.
  */
 export class StatefulStack extends Stack {
+  /** with its stream (TABLE.stream), whose ARN the stateless stack reads as `props.table.tableStreamArn` */
   public readonly table: dynamodb.Table;
   public readonly queue: sqs.Queue;
   public readonly deadLetterQueue: sqs.Queue;
@@ -39,6 +40,7 @@ export class StatefulStack extends Stack {
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       timeToLiveAttribute: TABLE.timeToLiveAttribute,
+      stream: dynamodb.StreamViewType[TABLE.stream],
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
       removalPolicy: RemovalPolicy.RETAIN,
     });

@@ -1,18 +1,31 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DescribeTableCommand, DescribeTimeToLiveCommand, ListTablesCommand } from '@aws-sdk/client-dynamodb';
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  DescribeTimeToLiveCommand,
+  ListTablesCommand,
+  PutItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import {
+  DescribeStreamCommand,
+  DynamoDBStreamsClient,
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+} from '@aws-sdk/client-dynamodb-streams';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createTableInput, ensureTable, startDynamoDbLocal } from '../../infra/local/dynamodb.js';
 import { TABLE } from '../../shared/manifest.js';
-import { localClient } from '../support/dynamodb-local.js';
+import { localClient, useTestTable } from '../support/dynamodb-local.js';
 
 describe('createTableInput', () => {
-  it('describes the table CDK deploys: keys, every index with the projected attributes, on demand', () => {
+  it('describes the table CDK deploys: keys, every index with the projected attributes, on demand, its stream', () => {
     const input = createTableInput('runs');
 
     expect(input.TableName).toBe('runs');
     expect(input.BillingMode).toBe('PAY_PER_REQUEST');
+    expect(input.StreamSpecification).toEqual({ StreamEnabled: true, StreamViewType: 'NEW_AND_OLD_IMAGES' });
     expect(input.KeySchema).toEqual([
       { AttributeName: 'pk', KeyType: 'HASH' },
       { AttributeName: 'sk', KeyType: 'RANGE' },
@@ -45,6 +58,86 @@ describe('createTableInput', () => {
       'runId',
       'sk',
     ]);
+  });
+});
+
+describe('ensureTable', () => {
+  const table = useTestTable();
+
+  const streamOf = async (tableName: string) =>
+    (await table.client.send(new DescribeTableCommand({ TableName: tableName }))).Table;
+
+  it('creates the table with its stream, which DynamoDB Local serves through the Streams API', async () => {
+    const streams = new DynamoDBStreamsClient({
+      endpoint: table.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    });
+    try {
+      const created = await streamOf(table.tableName);
+      expect(created?.StreamSpecification).toEqual({
+        StreamEnabled: true,
+        StreamViewType: 'NEW_AND_OLD_IMAGES',
+      });
+      const streamArn = created?.LatestStreamArn;
+      expect(streamArn).toMatch(new RegExp(`:table/${table.tableName}/stream/`));
+      await table.client.send(
+        new PutItemCommand({ TableName: table.tableName, Item: { pk: { S: 'RUN#1' }, sk: { S: 'RUN' } } }),
+      );
+
+      const { StreamDescription } = await streams.send(new DescribeStreamCommand({ StreamArn: streamArn }));
+      const { ShardIterator } = await streams.send(
+        new GetShardIteratorCommand({
+          StreamArn: streamArn,
+          ShardId: StreamDescription?.Shards?.[0]?.ShardId,
+          ShardIteratorType: 'TRIM_HORIZON',
+        }),
+      );
+      const { Records } = await streams.send(new GetRecordsCommand({ ShardIterator }));
+
+      expect(StreamDescription).toMatchObject({
+        StreamStatus: 'ENABLED',
+        StreamViewType: 'NEW_AND_OLD_IMAGES',
+      });
+      expect(Records).toEqual([
+        expect.objectContaining({
+          eventName: 'INSERT',
+          dynamodb: expect.objectContaining({
+            Keys: { pk: { S: 'RUN#1' }, sk: { S: 'RUN' } },
+            NewImage: { pk: { S: 'RUN#1' }, sk: { S: 'RUN' } },
+            StreamViewType: 'NEW_AND_OLD_IMAGES',
+          }),
+        }),
+      ]);
+    } finally {
+      streams.destroy();
+    }
+  });
+
+  it('turns the stream on for a table persisted without one, or with another view type', async () => {
+    const { StreamSpecification: _, ...withoutStream } = createTableInput('runs-without-stream');
+    await table.client.send(new CreateTableCommand(withoutStream));
+    await table.client.send(
+      new CreateTableCommand({
+        ...createTableInput('runs-keys-only'),
+        StreamSpecification: { StreamEnabled: true, StreamViewType: 'KEYS_ONLY' },
+      }),
+    );
+    const keysOnlyArn = (await streamOf('runs-keys-only'))?.LatestStreamArn;
+
+    await ensureTable(table.client, 'runs-without-stream');
+    await ensureTable(table.client, 'runs-keys-only');
+
+    for (const tableName of ['runs-without-stream', 'runs-keys-only']) {
+      const described = await streamOf(tableName);
+      expect(described?.StreamSpecification).toEqual({
+        StreamEnabled: true,
+        StreamViewType: 'NEW_AND_OLD_IMAGES',
+      });
+      expect(described?.LatestStreamArn).toBeDefined();
+    }
+    // a new stream: the view type of an enabled one cannot change
+    expect((await streamOf('runs-keys-only'))?.LatestStreamArn).not.toBe(keysOnlyArn);
   });
 });
 
@@ -110,6 +203,8 @@ describe('startDynamoDbLocal', () => {
     try {
       expect(second.port).toBe(first.port);
       expect((await again.send(new ListTablesCommand({}))).TableNames).toEqual(['persisted']);
+      const persisted = await again.send(new DescribeTableCommand({ TableName: 'persisted' }));
+      expect(persisted.Table?.StreamSpecification?.StreamEnabled).toBe(true);
     } finally {
       again.destroy();
       await second.stop();

@@ -178,7 +178,7 @@ describe('the CDK app', () => {
 });
 
 describe('the stateful stack', () => {
-  it('keeps the runs table with PITR, TTL, AWS-managed encryption and every index of TABLE', () => {
+  it('keeps the runs table with PITR, TTL, a stream, AWS-managed encryption and every index of TABLE', () => {
     statefulTemplate.hasResource('AWS::DynamoDB::Table', {
       DeletionPolicy: 'Retain',
       UpdateReplacePolicy: 'Retain',
@@ -190,9 +190,12 @@ describe('the stateful stack', () => {
         ],
         PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
         TimeToLiveSpecification: { AttributeName: TABLE.timeToLiveAttribute, Enabled: true },
+        StreamSpecification: { StreamViewType: 'NEW_AND_OLD_IMAGES' },
         SSESpecification: { SSEEnabled: true },
       }),
     });
+    // what the stateless stack receives as props.table, for stream event sources
+    expect(stateful.table.tableStreamArn).toBeDefined();
     const [table] = Object.values(statefulTemplate.findResources('AWS::DynamoDB::Table'));
     expect(table?.Properties.GlobalSecondaryIndexes).toEqual(
       TABLE.globalSecondaryIndexes.map((index) => ({
