@@ -73,7 +73,10 @@ export class WatchRenderer {
     if (run.pullRequest && run.pullRequest.url !== before?.pullRequest?.url) {
       this.out(`pull request ${run.pullRequest.url}`);
     }
-    if (run.status !== before?.status && statusLast) this.onStatus(run);
+    // a new checkpoint shows even when the poll missed the run going on between two of them
+    const newCheckpoint =
+      run.status === 'AWAITING_APPROVAL' && run.pendingApproval?.seq !== this.shownCheckpoint;
+    if ((run.status !== before?.status || newCheckpoint) && statusLast) this.onStatus(run);
   }
 
   private onStatus(run: Run): void {

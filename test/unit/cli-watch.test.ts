@@ -107,6 +107,24 @@ describe('WatchRenderer', () => {
     ]);
   });
 
+  it('shows the next checkpoint when the run went on between two without a poll seeing it', () => {
+    const plan = { seq: 9, name: 'plan', summary: 'the plan', requestedAt: NOW.toISOString() };
+    const { out } = render([
+      run({ status: 'AWAITING_APPROVAL', pendingApproval: plan }),
+      run({
+        status: 'AWAITING_APPROVAL',
+        pendingApproval: { ...plan, seq: 20, name: 'commit', summary: 'the commit' },
+        version: 2,
+      }),
+    ]);
+    expect(out.slice(1)).toEqual([
+      'status AWAITING_APPROVAL at checkpoint plan',
+      '  the plan',
+      'status AWAITING_APPROVAL at checkpoint commit',
+      '  the commit',
+    ]);
+  });
+
   it('says on stderr when it lost contact and tries again', () => {
     const { out, err } = render([
       { type: 'retrying', message: 'could not reach http://api/v1/runs/x: ECONNREFUSED', delayMs: 2000 },
