@@ -51,6 +51,16 @@ describe('the import structure', () => {
     expect(offending(sourceFiles('shared/usecases'), adapters)).toEqual([]);
   });
 
+  it('lets the CLI share only the wire contracts and the domain, and talk to nothing but HTTP', () => {
+    const beyond = (s: string) =>
+      (/^shared\//.test(s) && !/^shared\/(schemas|domain)\//.test(s)) ||
+      /^(infra|functions|bench|pod|test)\//.test(s) ||
+      /^@aws-sdk\//.test(s) ||
+      /^@aws-lambda-powertools\//.test(s);
+    expect(sourceFiles('cli').length).toBeGreaterThan(0);
+    expect(offending(sourceFiles('cli'), beyond)).toEqual([]);
+  });
+
   it('lets the pod share only the wire contracts and the domain’s values', () => {
     const beyond = (s: string) =>
       /^shared\//.test(s) && !/^shared\/(schemas\/|domain\/(run|pull-request)\.js$|zod\.js$)/.test(s);

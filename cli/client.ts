@@ -1,0 +1,118 @@
+import { ApiError, NetworkError, NOT_SIGNED_IN } from './errors.js';
+
+export interface Settings {
+  apiUrl: string;
+  token: string;
+}
+
+export interface CallOptions {
+  query?: Record<string, string | number | undefined>;
+  body?: unknown;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+export interface Answer<T> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+/** The part of the client a follower needs: reads. */
+export interface ApiReader {
+  get<T>(path: string, options?: CallOptions): Promise<T>;
+}
+
+const TIMEOUT_MS = 30_000;
+
+/** The HTTP API over `fetch`: JSON in and out, and every failure as one error with a clear message. */
+export class ApiClient implements ApiReader {
+  constructor(
+    private readonly settings: Settings,
+    private readonly fetchFn: typeof fetch = fetch,
+    private readonly timeoutMs = TIMEOUT_MS,
+  ) {}
+
+  get apiUrl(): string {
+    return this.settings.apiUrl;
+  }
+
+  async get<T>(path: string, options: CallOptions = {}): Promise<T> {
+    return (await this.call<T>('GET', path, options)).body;
+  }
+
+  async post<T>(path: string, options: CallOptions = {}): Promise<T> {
+    return (await this.call<T>('POST', path, options)).body;
+  }
+
+  async call<T>(method: string, path: string, options: CallOptions = {}): Promise<Answer<T>> {
+    const where = `${this.settings.apiUrl}${path}`;
+    const url = new URL(where);
+    for (const [key, value] of Object.entries(options.query ?? {})) {
+      if (value !== undefined) url.searchParams.set(key, String(value));
+    }
+    const headers: Record<string, string> = {
+      accept: 'application/json',
+      authorization: `Bearer ${this.settings.token}`,
+      ...options.headers,
+    };
+    if (options.body !== undefined) headers['content-type'] = 'application/json';
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    let res: Response;
+    let text: string;
+    try {
+      res = await this.fetchFn(url, {
+        method,
+        headers,
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+        signal: options.signal ? AbortSignal.any([options.signal, timeout]) : timeout,
+      });
+      text = await res.text();
+    } catch (err) {
+      if (options.signal?.aborted) throw err;
+      if (timeout.aborted) {
+        throw new NetworkError(`no answer from ${where} within ${this.timeoutMs / 1000} s`);
+      }
+      throw new NetworkError(`could not reach ${where}: ${reasonOf(err)}`);
+    }
+    const body = parse(text);
+    if (res.ok) return { status: res.status, body: body as T, headers: res.headers };
+    throw errorOf(res.status, body, `${method} ${where}`);
+  }
+}
+
+const parse = (text: string): unknown => {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+};
+
+/** The innermost cause's code or message: `ECONNREFUSED`, `getaddrinfo ENOTFOUND host`. */
+const reasonOf = (err: unknown): string => {
+  let cause: unknown = err;
+  while (cause instanceof Error && cause.cause instanceof Error) cause = cause.cause;
+  if (cause instanceof AggregateError && cause.errors[0] instanceof Error) cause = cause.errors[0];
+  if (!(cause instanceof Error)) return String(cause);
+  const code = (cause as { code?: unknown }).code;
+  return typeof code === 'string' && !cause.message.includes(code) ? code : cause.message;
+};
+
+const errorOf = (status: number, body: unknown, request: string): ApiError => {
+  if (status === 401) return new ApiError(NOT_SIGNED_IN, status, 'Unauthorized');
+  const error = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)
+    ?.error;
+  if (error && typeof error.message === 'string') {
+    return new ApiError(
+      error.message,
+      status,
+      typeof error.code === 'string' ? error.code : undefined,
+      error.details,
+    );
+  }
+  const message = (body as { message?: unknown } | undefined)?.message;
+  if (typeof message === 'string') return new ApiError(`${message} (HTTP ${status} from ${request})`, status);
+  return new ApiError(`HTTP ${status} from ${request}`, status);
+};

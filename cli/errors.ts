@@ -1,0 +1,48 @@
+/** An error the CLI reports as one line on stderr, exiting with `exitCode`. */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+export const LOGIN_HINT = 'run "runs login --api URL --token TOKEN"';
+
+export const NOT_SIGNED_IN = `not signed in or the token expired: ${LOGIN_HINT}`;
+
+/** The API answered with an error (`{"error": {"code", "message"}}`, or API Gateway's `{"message"}`). */
+export class ApiError extends CliError {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code?: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+
+  /** Worth asking again: the service or the gateway in front of it had a moment. */
+  get retryable(): boolean {
+    return this.status >= 500 || this.status === 429;
+  }
+}
+
+/** No answer: the API could not be reached, or did not answer in time. */
+export class NetworkError extends CliError {
+  readonly retryable = true;
+  constructor(message: string) {
+    super(message);
+    this.name = 'NetworkError';
+  }
+}
+
+export const isRetryable = (err: unknown): boolean =>
+  err instanceof NetworkError || (err instanceof ApiError && err.retryable);
+
+/** Aborted by the user (Ctrl-C) or by the caller that owns the signal. */
+export const isAbort = (err: unknown): boolean =>
+  err instanceof Error && (err.name === 'AbortError' || (err as { code?: string }).code === 'ABORT_ERR');

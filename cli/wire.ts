@@ -1,0 +1,50 @@
+import type { Approval } from '../shared/domain/approval.js';
+import type { Run } from '../shared/domain/run.js';
+import type { Step } from '../shared/domain/steps.js';
+import type { Account } from '../shared/domain/tenancy.js';
+
+/**
+ * What the API answers, as the CLI reads it: the domain's records as they travel. The CLI shares
+ * only these and the request schemas with the backend (DESIGN §5).
+ */
+
+export type { Account, Approval, Run };
+
+/** A step as `GET /v1/runs/{runId}/steps` shows it. */
+export type StepView = Omit<Step, 'args' | 'fullContent'> & {
+  args?: unknown;
+  argsPreview?: string;
+  fullContent?: { href: string; bytes: number };
+};
+
+export interface RunPage {
+  items: Run[];
+  nextCursor: string | null;
+}
+
+export interface StepPage {
+  items: StepView[];
+  /** the `after` of the next page; null when no more steps are recorded yet */
+  nextAfter: number | null;
+}
+
+export interface LogLine {
+  /** epoch milliseconds */
+  timestamp: number;
+  message: string;
+}
+
+export interface LogPage {
+  items: LogLine[];
+  /** older lines */
+  nextCursor: string | null;
+  /** newer lines; null when no more can come */
+  afterCursor: string | null;
+  reason?: 'not_started' | 'expired';
+}
+
+/** `POST /v1/runs/{runId}/approve` and `/cancel` */
+export interface DecisionAnswer {
+  approval: Approval;
+  run: Run;
+}
