@@ -5,7 +5,7 @@ import { callerFromEvent } from '../shared/http/auth.js';
 import { header, parseJsonBody, pathParam } from '../shared/http/request.js';
 import { json } from '../shared/http/responses.js';
 import { type RouteHandler, routeHandler } from '../shared/http/router.js';
-import { type GitHubApp, type SpendLedger, systemClock } from '../shared/ports.js';
+import { type GitHubApp, type SpendLedger, type StreamConnections, systemClock } from '../shared/ports.js';
 import {
   accountLimitsSchema,
   dispatchRequestSchema,
@@ -22,6 +22,7 @@ import { type RunLogDeps, readRunLogs } from '../shared/usecases/logs.js';
 import type { RunCommandDeps } from '../shared/usecases/runs.js';
 import * as runCases from '../shared/usecases/runs.js';
 import { getAccountSpend, spendQuerySchema } from '../shared/usecases/spend.js';
+import { issueTicket } from '../shared/usecases/stream.js';
 import { getStepContent, listSteps, type TimelineDeps } from '../shared/usecases/timeline.js';
 import {
   directoryRepository,
@@ -35,6 +36,7 @@ import {
   sandbox,
   spendLedger,
   stepContentStore,
+  streamConnections,
   taskSignals,
   timeline,
 } from '../shared/wiring.js';
@@ -42,9 +44,13 @@ import * as z from '../shared/zod.js';
 
 /** HTTP API v1: runs, pods, projects, account. Parse → use case → answer. */
 export const makeHandler = (
-  deps: RunCommandDeps & PodDeps & TimelineDeps & RunLogDeps & { ledger: SpendLedger; github?: GitHubApp },
-  claims: { tenant: string; accountRole: string },
+  deps: RunCommandDeps &
+    PodDeps &
+    TimelineDeps &
+    RunLogDeps & { ledger: SpendLedger; github?: GitHubApp; connections: StreamConnections },
+  settings: { tenant: string; accountRole: string; webSocketUrl: string },
 ) => {
+  const claims = { tenant: settings.tenant, accountRole: settings.accountRole };
   type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
   const caller = (event: Event) => callerFromEvent(event, claims);
   const query = (event: Event) => listQuerySchema.parse(event.queryStringParameters ?? {});
@@ -131,6 +137,8 @@ export const makeHandler = (
         200,
         await directoryCases.setAccountLimits(deps, caller(event), parseJsonBody(event, accountLimitsSchema)),
       ),
+    'POST /v1/stream/tickets': async (event) =>
+      json(201, await issueTicket(deps, caller(event), { webSocketUrl: settings.webSocketUrl })),
     'PUT /v1/account/github': async (event) =>
       json(
         200,
@@ -163,6 +171,7 @@ const env = readEnv(
   'POD_TASK_DEFINITION_ARN',
   'POD_TASK_FAMILY_PREFIX',
   'POD_MODELS',
+  'WEBSOCKET_URL',
   ...GITHUB_APP_VARIABLES,
 );
 export const handler = makeHandler(
@@ -185,6 +194,7 @@ export const handler = makeHandler(
     logs: logReader(env.LOG_GROUP_NAME),
     stepContent: stepContentStore(env.STEP_LOG_GROUP_NAME),
     cursorKey: signingSecret('cursor'),
+    connections: streamConnections(env.TABLE_NAME),
   },
-  { tenant: env.TENANT_CLAIM, accountRole: env.ACCOUNT_ROLE_CLAIM },
+  { tenant: env.TENANT_CLAIM, accountRole: env.ACCOUNT_ROLE_CLAIM, webSocketUrl: env.WEBSOCKET_URL },
 );

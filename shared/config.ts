@@ -46,6 +46,10 @@ const envSchema = z.object({
   POD_CPU_ARCHITECTURE: z._default(z.enum(CPU_ARCHITECTURES), 'ARM64'),
   /** the API's public base URL, which the approval links point at */
   PUBLIC_API_URL: z.url(),
+  /** the WebSocket API's URL, handed out with stream tickets (wss://...) */
+  WEBSOCKET_URL: z.url(),
+  /** the WebSocket API's @connections endpoint, where messages to connections are posted */
+  WEBSOCKET_CALLBACK_URL: z.url(),
   /** the verified SES identity approval mail comes from */
   APPROVAL_SENDER: z.email(),
   /**

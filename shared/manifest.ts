@@ -73,7 +73,9 @@ export type FunctionName =
   | 'githubWebhooks'
   | 'schedules'
   | 'scheduledDispatch'
-  | 'pullRequestSweep';
+  | 'pullRequestSweep'
+  | 'stream'
+  | 'runFeed';
 
 /** DynamoDB actions a function may take on the table (TransactWriteItems is authorized per inner action). */
 export type TableAction =
@@ -146,6 +148,8 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
       'POD_TASK_FAMILY_PREFIX',
       // a Claude Code pod may name only a model the pods' task role may invoke
       'POD_MODELS',
+      // POST /v1/stream/tickets hands out the WebSocket API's URL with the ticket
+      'WEBSOCKET_URL',
       ...CLAIMS,
       ...CURSOR_SECRET,
       // PUT /v1/account/github reads the installation it links
@@ -322,6 +326,27 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     // and its idempotency key; the tick's outcome updates the schedule
     table: { actions: ['GetItem', 'PutItem', 'UpdateItem'], indexes: [] },
   },
+  stream: {
+    entry: 'stream',
+    timeoutSeconds: 29,
+    memoryMiB: 256,
+    description:
+      'WebSocket API: $connect redeems a ticket; follow a run (its feed, then live), the runs, ping',
+    environment: ['TABLE_NAME', 'WEBSOCKET_CALLBACK_URL'],
+    // a ticket is spent (UpdateItem) and the connection put; a follow reads the run and its feed (Query)
+    // and moves its cursor; a connection that left is deleted
+    table: { actions: ['GetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem'], indexes: [] },
+  },
+  runFeed: {
+    entry: 'run-feed',
+    timeoutSeconds: 60,
+    memoryMiB: 512,
+    description: "The table's stream of run writes -> the runs' feeds, sent to their followers",
+    environment: ['TABLE_NAME', 'WEBSOCKET_CALLBACK_URL'],
+    // the feed's head and packs are put in a transaction; followers are read (Query) and their cursors
+    // moved; a follow or connection that left is deleted
+    table: { actions: ['GetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem'], indexes: [] },
+  },
 };
 
 /**
@@ -382,6 +407,7 @@ export const ROUTES: RouteDefinition[] = [
   v1('PUT', '/v1/account/limits'),
   v1('GET', '/v1/account/spend'),
   v1('PUT', '/v1/account/github'),
+  v1('POST', '/v1/stream/tickets'),
   // The launched pod's one-time code for its run-scoped token (the handler checks the code).
   { method: 'POST', path: '/agent/v1/runs/{runId}/token', fn: 'agentApi', auth: 'agent' },
   { method: 'GET', path: '/agent/v1/runs/{runId}', fn: 'agentApi', auth: 'agent' },
@@ -396,6 +422,28 @@ export const ROUTES: RouteDefinition[] = [
   // GitHub's deliveries: the handler verifies X-Hub-Signature-256 before reading anything
   { method: 'POST', path: '/webhooks/github', fn: 'githubWebhooks', auth: 'none' },
 ];
+
+/** The WebSocket API: its routes (all to one function) and how a message picks its route. */
+export const WEBSOCKET = {
+  fn: 'stream' as FunctionName,
+  routes: ['$connect', '$disconnect', '$default'],
+  routeSelectionExpression: '$request.body.action',
+  stageName: 'live',
+} as const;
+
+/**
+ * The table's stream into runFeed: only the run item and step packs are changes of a run (the feed's
+ * own items, written by runFeed, must not come back to it). Records of a shard come in order, one
+ * batch at a time; the failed record and those after it come again, then go to the dead-letter queue.
+ */
+export const RUN_FEED_SOURCE = {
+  fn: 'runFeed' as FunctionName,
+  batchSize: 100,
+  maximumBatchingWindowSeconds: 0,
+  maximumRetryAttempts: 10,
+  startingPosition: 'TRIM_HORIZON',
+  filters: [{ dynamodb: { Keys: { sk: { S: ['RUN', { prefix: 'STEPS#' }] } } } }],
+} as const;
 
 /** EventBridge rules: the same patterns deploy in CDK and are matched by the local bus. */
 export const EVENT_RULES = [

@@ -1,5 +1,6 @@
 import type { BatchPlan } from './domain/agent-batch.js';
 import type { Approval, DecisionRecord, PendingApproval } from './domain/approval.js';
+import type { FeedEvent, FeedHead, NewFeedEvent } from './domain/feed.js';
 import type { SandboxCharge } from './domain/pricing.js';
 import type {
   ExitReason,
@@ -12,7 +13,7 @@ import type {
 } from './domain/run.js';
 import type { Schedule, ScheduleKey, ScheduleSettings, TickRecord } from './domain/schedule.js';
 import type { Step, StepContentRef, StepPage } from './domain/steps.js';
-import type { Account, AccountLimits, GitHubLink, Pod, Project } from './domain/tenancy.js';
+import type { Account, AccountLimits, Caller, GitHubLink, Pod, Project } from './domain/tenancy.js';
 import type { AgentEvent, GitCredential } from './schemas/agent-events.js';
 
 /** Ports: what the use cases need from the outside world. Adapters in shared/adapters implement them. */
@@ -382,6 +383,59 @@ export interface GitHubApp {
   comment(installationId: number, repo: string, issueNumber: number, body: string): Promise<number>;
   /** Rewrites the App's own comment; a NotFoundError when it was deleted. */
   editComment(installationId: number, repo: string, commentId: number, body: string): Promise<void>;
+}
+
+/** A run's feed as stored: appended from the run's changes, read by followers catching up. */
+export interface FeedStore {
+  head(runId: string): Promise<FeedHead>;
+  /**
+   * Appends the events one change of the run made (numbered from `head.seq + 1`) and moves the head
+   * to `change`, only while the head is still `head`. False: another append got there first; read
+   * the head again.
+   */
+  append(runId: string, head: FeedHead, events: NewFeedEvent[], change: string): Promise<FeedEvent[] | false>;
+  /** The events after `seq`, in seq order, at most `limit`. */
+  after(runId: string, seq: number, limit: number): Promise<FeedEvent[]>;
+}
+
+/** A WebSocket connection's follow of a run: the last seq it was sent. */
+export interface Follower {
+  connectionId: string;
+  cursor: number;
+}
+
+/** A connection's follow of the account's runs (or one project's), for list views. */
+export interface RunsFollower {
+  connectionId: string;
+  projectId?: string;
+}
+
+/** The stream's connections: their single-use tickets, who is connected, and who follows what. */
+export interface StreamConnections {
+  saveTicket(ticketHash: string, caller: Caller, expiresAt: Date): Promise<void>;
+  /** The caller a ticket was issued to, once: a ticket used or past its expiry answers undefined. */
+  redeemTicket(ticketHash: string, connectionId: string, now: Date): Promise<Caller | undefined>;
+  saveConnection(connectionId: string, caller: Caller, expiresAt: Date): Promise<void>;
+  getConnection(connectionId: string): Promise<Caller | undefined>;
+  removeConnection(connectionId: string): Promise<void>;
+  /** Follows the run from `cursor`, replacing an earlier follow of the same connection. */
+  follow(runId: string, connectionId: string, cursor: number, expiresAt: Date): Promise<void>;
+  /**
+   * Moves the follower's cursor from `from` to `to`: whoever moves it sends those events, so each is
+   * sent once. False when the cursor is elsewhere, or the follow is gone.
+   */
+  advance(runId: string, connectionId: string, from: number, to: number): Promise<boolean>;
+  cursorOf(runId: string, connectionId: string): Promise<number | undefined>;
+  followers(runId: string): Promise<Follower[]>;
+  unfollow(runId: string, connectionId: string): Promise<void>;
+  followRuns(accountId: string, follower: RunsFollower, expiresAt: Date): Promise<void>;
+  runsFollowers(accountId: string): Promise<RunsFollower[]>;
+  unfollowRuns(accountId: string, connectionId: string): Promise<void>;
+}
+
+/** Messages to a WebSocket connection; a connection that is gone says so instead of failing. */
+export interface ConnectionSender {
+  send(connectionId: string, message: unknown): Promise<'sent' | 'gone'>;
 }
 
 /** Webhook deliveries already acted on, for effects that have no record of their own to be idempotent by. */

@@ -1,3 +1,4 @@
+import { ApiGatewayManagementApiClient } from '@aws-sdk/client-apigatewaymanagementapi';
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
@@ -5,13 +6,16 @@ import { SchedulerClient } from '@aws-sdk/client-scheduler';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { ApiGatewayConnections } from './adapters/apigw-connections.js';
 import { CloudWatchLogReader, CloudWatchStepContentStore } from './adapters/cloudwatch-logs.js';
 import { DynamoApprovalStore } from './adapters/dynamo-approvals.js';
 import { DynamoDirectory } from './adapters/dynamo-directory.js';
+import { DynamoFeedStore } from './adapters/dynamo-feed.js';
 import { DynamoRunList } from './adapters/dynamo-run-list.js';
 import { DynamoRunStore } from './adapters/dynamo-run-store.js';
 import { DynamoScheduleStore } from './adapters/dynamo-schedules.js';
 import { DynamoSpendLedger } from './adapters/dynamo-spend-ledger.js';
+import { DynamoStreamConnections } from './adapters/dynamo-stream-connections.js';
 import { DynamoTimeline } from './adapters/dynamo-timeline.js';
 import { DynamoWebhookDeliveries } from './adapters/dynamo-webhook-deliveries.js';
 import { EcsSandbox } from './adapters/ecs-sandbox.js';
@@ -41,6 +45,11 @@ export const spendLedger = (tableName: string) => new DynamoSpendLedger(document
 export const directoryRepository = (tableName: string) => new DynamoDirectory(documentClient(), tableName);
 export const approvalStore = (tableName: string) => new DynamoApprovalStore(documentClient(), tableName);
 export const scheduleStore = (tableName: string) => new DynamoScheduleStore(documentClient(), tableName);
+export const feedStore = (tableName: string) => new DynamoFeedStore(documentClient(), tableName);
+export const streamConnections = (tableName: string) =>
+  new DynamoStreamConnections(documentClient(), tableName);
+export const connectionSender = (callbackUrl: string) =>
+  new ApiGatewayConnections(new ApiGatewayManagementApiClient({ endpoint: callbackUrl }));
 export const webhookDeliveries = (tableName: string) =>
   new DynamoWebhookDeliveries(documentClient(), tableName);
 /** Saves answer within the API's timeout: throttled calls are retried a few times, then a 503. */

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { CloudWatchLogsClient, CreateLogGroupCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { ECSClient, RegisterTaskDefinitionCommand } from '@aws-sdk/client-ecs';
 import { CreateScheduleGroupCommand, SchedulerClient } from '@aws-sdk/client-scheduler';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -35,13 +36,16 @@ import {
   POD_CONTAINER_NAME,
   QUEUE,
   ROUTES,
+  RUN_FEED_SOURCE,
   SCHEDULER,
+  WEBSOCKET,
 } from '../../shared/manifest.js';
 import { startApiGateway } from './api-gateway.js';
 import { renderDefinition } from './asl.js';
 import { createDevIssuer } from './dev-auth.js';
 import { ensureTable, startDynamoDbLocal } from './dynamodb.js';
 import { type DynamoDbFront, startDynamoDbFront } from './dynamodb-front.js';
+import { startDynamoDbStreamSource } from './dynamodb-stream-source.js';
 import { startEcsEmulator } from './emulators/ecs.js';
 import { startLogsEmulator } from './emulators/logs.js';
 import { startSchedulerEmulator } from './emulators/scheduler.js';
@@ -55,6 +59,7 @@ import { startGitHubServer } from './github-server.js';
 import { createLambdaRuntime, type LambdaRuntime } from './lambda-runtime.js';
 import { startModelServer } from './model-server.js';
 import { DEMO, seedDemo } from './seed.js';
+import { startWebSocketGateway } from './websocket-gateway.js';
 
 /**
  * The whole system on one machine: emulators that speak the AWS wire protocols, the unchanged
@@ -79,13 +84,14 @@ const NAMES = {
   taskDefinition: 'execution-runs-pod',
   scheduleGroup: 'execution-runs',
   scheduleDlq: 'execution-runs-schedules-dlq',
+  runFeedDlq: 'execution-runs-run-feed-dlq',
   schedulerRole: 'execution-runs-scheduler',
 };
 /** the deployment's GitHub App, as the GitHub stand-in knows it: its bot is `execution-runs[bot]` */
 const GITHUB_APP = { id: 1001, slug: 'execution-runs' };
 
 export interface LocalCloudOptions {
-  /** first of thirteen consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front, git, the local model, Secrets Manager, GitHub, EventBridge Scheduler); 0 = any free ports */
+  /** first of fourteen consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front, git, the local model, Secrets Manager, GitHub, EventBridge Scheduler, the WebSocket API); 0 = any free ports */
   basePort: number;
   host: string;
   /** where endpoints.json, the pod bundle and persisted data go */
@@ -142,6 +148,8 @@ const modelEnvironment = (provider: ModelProvider, localModelUrl: string): Recor
 
 export interface Endpoints {
   apiUrl: string;
+  /** the WebSocket API: connect with a ticket from `POST /v1/stream/tickets` */
+  wsUrl: string;
   token: string;
   inboxUrl: string;
   accountId: string;
@@ -623,6 +631,16 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
     });
     stops.push(() => api.close());
     github.setWebhookUrl(`${api.url}/webhooks/github`);
+    // the WebSocket API's stage and its @connections API, as CDK deploys them (shared/manifest.ts)
+    const webSocket = await startWebSocketGateway({
+      port: portFor(options, 13),
+      host,
+      routes: WEBSOCKET.routes.filter((route) => !route.startsWith('$')),
+      routeSelectionField: WEBSOCKET.routeSelectionExpression.replace('$request.body.', ''),
+      stage: WEBSOCKET.stageName,
+      invoke: (_routeKey, event) => runtime.invoke(WEBSOCKET.fn, event),
+    });
+    stops.push(() => webSocket.close());
 
     // Each function gets the variables it declares, with this deployment's values, as CDK sets them.
     runtime.configure({
@@ -662,6 +680,8 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         SCHEDULE_TARGET_ARN: runtime.arnOf('scheduledDispatch'),
         SCHEDULER_ROLE_ARN: `arn:aws:iam::${ACCOUNT}:role/${NAMES.schedulerRole}`,
         SCHEDULE_DEAD_LETTER_QUEUE_ARN: schedules.deadLetterQueueArn,
+        WEBSOCKET_URL: webSocket.url,
+        WEBSOCKET_CALLBACK_URL: webSocket.callbackUrl,
       },
       endpoints: (fn) => ({
         AWS_ENDPOINT_URL_DYNAMODB: dynamoDbFront.endpointOf(fn),
@@ -696,9 +716,33 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         invoke: (event) => runtime.invoke('deadLetter', event),
       }),
     ];
+    // The table's stream into run-feed, read from DynamoDB Local itself (as Lambda reads it, not
+    // through the functions' front); what keeps failing goes to the feed's dead-letter queue.
+    const runFeedDlqUrl = (await sqsClient.send(new CreateQueueCommand({ QueueName: NAMES.runFeedDlq })))
+      .QueueUrl as string;
+    const runFeed = await startDynamoDbStreamSource({
+      dynamodb: dynamoClient,
+      streams: new DynamoDBStreamsClient({ ...client, endpoint: dynamo.endpoint }),
+      tableName: NAMES.table,
+      batchSize: RUN_FEED_SOURCE.batchSize,
+      maximumBatchingWindowMs: RUN_FEED_SOURCE.maximumBatchingWindowSeconds * 1000,
+      // a restarted local cloud reads the stream from where it is now: the feed holds what came before
+      startingPosition: 'LATEST',
+      filters: [...RUN_FEED_SOURCE.filters],
+      reportBatchItemFailures: true,
+      bisectBatchOnError: true,
+      maximumRetryAttempts: RUN_FEED_SOURCE.maximumRetryAttempts,
+      invoke: (event) => runtime.invoke(RUN_FEED_SOURCE.fn, event),
+      onFailure: async (failure) => {
+        await sqsClient.send(
+          new SendMessageCommand({ QueueUrl: runFeedDlqUrl, MessageBody: JSON.stringify(failure) }),
+        );
+      },
+      logError: (message, err) => options.log(`run-feed: ${message}: ${(err as Error).message}`),
+    });
     // Event sources stop before the services they read from.
     stops.push(async () => {
-      await Promise.all(sources.map((s) => s.stop()));
+      await Promise.all([...sources.map((s) => s.stop()), runFeed.stop()]);
     });
     stops.push(
       bus.every('sweeper', sweeper.everySeconds * 1000, (event) => runtime.invoke('sweeper', event)),
@@ -738,6 +782,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
 
     const endpoints: Endpoints = {
       apiUrl: api.url,
+      wsUrl: webSocket.url,
       token,
       inboxUrl: ses.url,
       accountId: demo.accountId,

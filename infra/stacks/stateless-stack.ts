@@ -13,7 +13,7 @@ import {
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpJwtAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
-import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import { HttpLambdaIntegration, WebSocketLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -24,7 +24,7 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import { DynamoEventSource, SqsDlq, SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
@@ -49,7 +49,9 @@ import {
   QUEUE,
   ROUTES,
   type RouteAuth,
+  RUN_FEED_SOURCE,
   SCHEDULER,
+  WEBSOCKET,
 } from '../../shared/manifest.js';
 import { POD_SECRETS_PREFIX } from '../../shared/schemas/pod.js';
 import { RunFunction } from '../constructs/run-function.js';
@@ -208,6 +210,11 @@ export class StatelessStack extends Stack {
   public readonly functions: Record<FunctionName, RunFunction>;
   public readonly httpApi: apigwv2.HttpApi;
   public readonly apiStage: apigwv2.HttpStage;
+  /** the WebSocket API runs are followed on, and its one stage */
+  public readonly streamApi: apigwv2.WebSocketApi;
+  public readonly streamStage: apigwv2.WebSocketStage;
+  /** run changes the feed could not take after its retries */
+  public readonly runFeedDeadLetterQueue: sqs.Queue;
   public readonly stateMachine: sfn.StateMachine;
   public readonly vpc: ec2.Vpc;
   public readonly podSecurityGroup: ec2.SecurityGroup;
@@ -255,9 +262,11 @@ export class StatelessStack extends Stack {
       createDefaultStage: false,
     });
     this.apiStage = this.createApiStage();
+    ({ api: this.streamApi, stage: this.streamStage } = this.createStreamApi());
 
     this.functions = this.createFunctions(props);
     this.addRoutes(props);
+    this.runFeedDeadLetterQueue = this.connectStream(props);
     this.stateMachine = this.createStateMachine();
     this.grantFunctions(props);
     this.grantPodTaskDefinitions();
@@ -273,6 +282,7 @@ export class StatelessStack extends Stack {
     this.createAlarms(props.alarmTopic);
 
     new CfnOutput(this, 'ApiUrl', { value: this.apiStage.url });
+    new CfnOutput(this, 'StreamUrl', { value: this.streamStage.url });
     new CfnOutput(this, 'StateMachineArn', { value: this.stateMachine.stateMachineArn });
     new CfnOutput(this, 'ClusterArn', { value: this.cluster.clusterArn });
     // its image is the one a pod's own image is built FROM
@@ -454,6 +464,8 @@ export class StatelessStack extends Stack {
       AGENT_API_URL: this.apiStage.url,
       // links to runs (pull requests, issues) and approval pages
       PUBLIC_API_URL: this.apiStage.url,
+      WEBSOCKET_URL: this.streamStage.url,
+      WEBSOCKET_CALLBACK_URL: this.streamStage.callbackUrl,
       LAUNCH_BACKOFF_SECONDS: LAUNCH.backoffSeconds.join(','),
       POD_HEARTBEAT_SECONDS: String(LAUNCH.heartbeatSeconds),
       CONTROL_POLL_MS: String(LAUNCH.controlPollMs),
@@ -495,6 +507,94 @@ export class StatelessStack extends Stack {
         );
       }
     }
+  }
+
+  /** The WebSocket API and its stage, throttled and logged as the HTTP API is; its routes come with the functions. */
+  private createStreamApi(): { api: apigwv2.WebSocketApi; stage: apigwv2.WebSocketStage } {
+    const api = new apigwv2.WebSocketApi(this, 'StreamApi', {
+      description: 'Execution runs: follow runs live (tickets from POST /v1/stream/tickets)',
+      routeSelectionExpression: WEBSOCKET.routeSelectionExpression,
+    });
+    const accessLogs = new logs.LogGroup(this, 'StreamAccessLogs', {
+      retention: logs.RetentionDays.ONE_MONTH,
+    });
+    const stage = new apigwv2.WebSocketStage(this, 'StreamStage', {
+      webSocketApi: api,
+      stageName: WEBSOCKET.stageName,
+      autoDeploy: true,
+      throttle: API_THROTTLE,
+      accessLogSettings: {
+        destination: new apigwv2.LogGroupLogDestination(accessLogs),
+        format: apigw.AccessLogFormat.custom(
+          JSON.stringify({
+            requestId: '$context.requestId',
+            requestTime: '$context.requestTime',
+            sourceIp: '$context.identity.sourceIp',
+            routeKey: '$context.routeKey',
+            eventType: '$context.eventType',
+            connectionId: '$context.connectionId',
+            status: '$context.status',
+            integrationError: '$context.integrationErrorMessage',
+          }),
+        ),
+      },
+    });
+    return { api, stage };
+  }
+
+  /**
+   * The stream function behind every WebSocket route (`$connect` checks the ticket itself: a
+   * WebSocket client cannot send the JWT header), and the table's stream into runFeed, whose records
+   * that keep failing go to a dead-letter queue. Both post to the stage's connections.
+   */
+  private connectStream(props: StatelessStackProps): sqs.Queue {
+    const { stream, runFeed } = this.functions;
+    const integration = new WebSocketLambdaIntegration('StreamIntegration', stream.function);
+    for (const routeKey of WEBSOCKET.routes) {
+      const route = this.streamApi.addRoute(routeKey, { integration });
+      Validations.of(route).acknowledge({
+        id: 'AwsSolutions-APIG4',
+        reason:
+          '$connect redeems a single-use ticket issued by the JWT-authorized POST /v1/stream/tickets (a browser WebSocket cannot send the header); later messages act only for the connection that ticket signed in',
+      });
+    }
+    const deadLetterQueue = new sqs.Queue(this, 'RunFeedDeadLetterQueue', {
+      retentionPeriod: Duration.days(14),
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+    });
+    runFeed.function.addEventSource(
+      new DynamoEventSource(props.table, {
+        startingPosition: lambda.StartingPosition[RUN_FEED_SOURCE.startingPosition],
+        batchSize: RUN_FEED_SOURCE.batchSize,
+        maxBatchingWindow: Duration.seconds(RUN_FEED_SOURCE.maximumBatchingWindowSeconds),
+        retryAttempts: RUN_FEED_SOURCE.maximumRetryAttempts,
+        reportBatchItemFailures: true,
+        bisectBatchOnError: true,
+        parallelizationFactor: 1,
+        onFailure: new SqsDlq(deadLetterQueue),
+        filters: RUN_FEED_SOURCE.filters.map((pattern) => lambda.FilterCriteria.filter(pattern)),
+      }),
+    );
+    Validations.of(deadLetterQueue).acknowledge({
+      id: 'AwsSolutions-SQS3',
+      reason: "It is run-feed's on-failure destination: the dead-letter queue of the table's stream mapping.",
+    });
+    const connectionIds = {
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<${this.getLogicalId(this.streamApi.node.defaultChild as apigwv2.CfnApi)}>/${WEBSOCKET.stageName}/*/@connections/*]`,
+      reason:
+        'Connection ids are only known at run time: scoped to the @connections of this API’s one stage.',
+    };
+    for (const fn of [stream, runFeed]) {
+      this.streamStage.grantManagementApiAccess(fn.role);
+      Validations.of(fn.role).acknowledge(connectionIds);
+    }
+    Validations.of(runFeed.role).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'dynamodb:ListStreams, which the stream mapping needs, has no resource-level permissions; the stream reads themselves are scoped to the table’s stream.',
+    });
+    return deadLetterQueue;
   }
 
   /**
@@ -991,6 +1091,14 @@ export class StatelessStack extends Stack {
       'FinalizeErrorsAlarm',
       this.functions.finalize.function.metricErrors(fiveMinuteSum),
       'finalize failed: sandboxes may be left running and runs left non-terminal.',
+    );
+    anyOf(
+      'RunFeedFailedAlarm',
+      this.runFeedDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
+        period: Duration.minutes(1),
+        statistic: cloudwatch.Stats.MAXIMUM,
+      }),
+      "run-feed could not take a run's change after its retries: followers miss those events (the run itself is unaffected); the message names the stream records.",
     );
     anyOf(
       'EventDeliveryFailedAlarm',

@@ -42,6 +42,23 @@ export const keys = {
     sk: `H#${hour}`,
   }),
   event: (runId: string, seq: number): Key => ({ pk: `RUN#${segment(runId)}`, sk: `EVT#${padSeq(seq)}` }),
+  /** the run's feed: the events of one change from this feed seq on */
+  feed: (runId: string, firstSeq: number): Key => ({
+    pk: `RUN#${segment(runId)}`,
+    sk: `FEED#${padSeq(firstSeq)}`,
+  }),
+  feedHead: (runId: string): Key => ({ pk: `RUN#${segment(runId)}`, sk: 'FEEDHEAD' }),
+  /** the WebSocket stream: a ticket, a connection, a connection's follow of a run or of the account's runs */
+  streamTicket: (ticketHash: string): Key => ({ pk: `TICKET#${ticketHash}`, sk: 'TICKET' }),
+  connection: (connectionId: string): Key => ({ pk: `CONN#${segment(connectionId)}`, sk: 'CONN' }),
+  follower: (runId: string, connectionId: string): Key => ({
+    pk: `FOLLOW#${segment(runId)}`,
+    sk: `C#${segment(connectionId)}`,
+  }),
+  runsFollower: (accountId: string, connectionId: string): Key => ({
+    pk: `FOLLOWRUNS#${segment(accountId)}`,
+    sk: `C#${segment(connectionId)}`,
+  }),
   account: (accountId: string): Key => ({ pk: `ACCT#${segment(accountId)}`, sk: 'ACCOUNT' }),
   project: (accountId: string, projectId: string): Key => ({
     pk: `ACCT#${segment(accountId)}`,

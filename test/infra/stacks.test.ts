@@ -18,8 +18,10 @@ import {
   POD_CONTAINER_NAME,
   QUEUE,
   ROUTES,
+  RUN_FEED_SOURCE,
   SCHEDULER,
   TABLE,
+  WEBSOCKET,
 } from '../../shared/manifest.js';
 import { POD_SECRETS_PREFIX } from '../../shared/schemas/pod.js';
 
@@ -142,6 +144,7 @@ describe('the CDK app', () => {
     ).toEqual([
       { roles: [executionRoleId], actions: ['ecr:GetAuthorizationToken'] },
       { roles: [logicalId(stateless.functions.api.role)], actions: ['ecs:DescribeTaskDefinition'] },
+      { roles: [logicalId(stateless.functions.runFeed.role)], actions: ['dynamodb:ListStreams'] },
       {
         roles: [stateMachineRoleId],
         actions: [
@@ -457,7 +460,9 @@ describe('the stateless stack', () => {
   });
 
   it('reports batch item failures from every SQS event source, with the batch settings of definitions', () => {
-    const mappings = Object.values(statelessTemplate.findResources('AWS::Lambda::EventSourceMapping'));
+    const mappings = Object.values(statelessTemplate.findResources('AWS::Lambda::EventSourceMapping')).filter(
+      (mapping) => JSON.stringify(mapping.Properties.EventSourceArn).includes('Queue'),
+    );
     expect(mappings).toHaveLength(2);
     for (const mapping of mappings)
       expect(mapping.Properties.FunctionResponseTypes).toEqual(['ReportBatchItemFailures']);
@@ -474,6 +479,55 @@ describe('the stateless stack', () => {
       },
       BatchSize: DEAD_LETTER_QUEUE.batchSize,
     });
+  });
+
+  it("feeds run-feed from the table's stream in order, its run and step items only, failures to a dead-letter queue", () => {
+    const mappings = Object.values(statelessTemplate.findResources('AWS::Lambda::EventSourceMapping')).filter(
+      (mapping) => JSON.stringify(mapping.Properties.EventSourceArn).includes('StreamArn'),
+    );
+    expect(mappings).toHaveLength(1);
+    expect(mappings[0]?.Properties).toMatchObject({
+      FunctionName: { Ref: functionIds.runFeed },
+      StartingPosition: 'TRIM_HORIZON',
+      BatchSize: RUN_FEED_SOURCE.batchSize,
+      ParallelizationFactor: 1,
+      BisectBatchOnFunctionError: true,
+      MaximumRetryAttempts: RUN_FEED_SOURCE.maximumRetryAttempts,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      FilterCriteria: { Filters: [{ Pattern: JSON.stringify(RUN_FEED_SOURCE.filters[0]) }] },
+      DestinationConfig: {
+        OnFailure: { Destination: { 'Fn::GetAtt': [logicalId(stateless.runFeedDeadLetterQueue), 'Arn'] } },
+      },
+    });
+    const streamReaders = policyStatements(statelessTemplate)
+      .filter((statement) => asArray(statement.Action).includes('dynamodb:GetRecords'))
+      .flatMap((statement) => statement.roleIds);
+    expect(streamReaders).toEqual([logicalId(stateless.functions.runFeed.role)]);
+  });
+
+  it('serves the WebSocket API from the stream function, and lets only it and run-feed post to its connections', () => {
+    const apiId = logicalId(stateless.streamApi);
+    const routes = Object.values(statelessTemplate.findResources('AWS::ApiGatewayV2::Route')).filter(
+      (route) => route.Properties.ApiId.Ref === apiId,
+    );
+    expect(routes.map((route) => route.Properties.RouteKey).sort()).toEqual([...WEBSOCKET.routes].sort());
+    statelessTemplate.hasResourceProperties('AWS::ApiGatewayV2::Api', {
+      ProtocolType: 'WEBSOCKET',
+      RouteSelectionExpression: WEBSOCKET.routeSelectionExpression,
+    });
+    statelessTemplate.hasResourceProperties('AWS::ApiGatewayV2::Integration', {
+      ApiId: { Ref: apiId },
+      IntegrationUri: Match.objectLike({
+        'Fn::Join': Match.arrayWith([Match.arrayWith([{ 'Fn::GetAtt': [functionIds.stream, 'Arn'] }])]),
+      }),
+    });
+    const posters = policyStatements(statelessTemplate)
+      .filter((statement) => asArray(statement.Action).includes('execute-api:ManageConnections'))
+      .flatMap((statement) => statement.roleIds)
+      .sort();
+    expect(posters).toEqual(
+      [logicalId(stateless.functions.stream.role), logicalId(stateless.functions.runFeed.role)].sort(),
+    );
   });
 
   it('lets the state machine role invoke exactly the six functions of the ASL', () => {
@@ -603,7 +657,14 @@ describe('the stateless stack', () => {
   it.each([
     [
       'sqs:SendMessage',
-      ['api', 'githubWebhooks', 'scheduledDispatch', 'sweeper', logicalId(stateless.schedulerRole)].sort(),
+      [
+        'api',
+        'githubWebhooks',
+        'runFeed',
+        'scheduledDispatch',
+        'sweeper',
+        logicalId(stateless.schedulerRole),
+      ].sort(),
     ],
     ['states:StartExecution', ['startRun']],
     ['states:SendTaskSuccess', ['agentApi', 'api', 'approvals', 'parkPod', 'podStopped']],
@@ -643,8 +704,17 @@ describe('the stateless stack', () => {
   });
 
   it('grants each function exactly the table actions and indexes it declares, never index/*', () => {
-    const tableStatements = policyStatements(statelessTemplate).filter((statement) =>
-      asArray(statement.Action).some((action) => action.startsWith('dynamodb:')),
+    // the stream mapping's reads of the table's stream are run-feed's, asserted with the mapping
+    const streamActions = [
+      'dynamodb:DescribeStream',
+      'dynamodb:GetRecords',
+      'dynamodb:GetShardIterator',
+      'dynamodb:ListStreams',
+    ];
+    const tableStatements = policyStatements(statelessTemplate).filter(
+      (statement) =>
+        asArray(statement.Action).some((action) => action.startsWith('dynamodb:')) &&
+        !asArray(statement.Action).every((action) => streamActions.includes(action)),
     );
     for (const name of functionNames) {
       const roleId = logicalId(stateless.functions[name].role);
@@ -704,7 +774,9 @@ describe('the stateless stack', () => {
   });
 
   it('routes every ROUTES entry to its function, JWT-authorized or left to the Lambda', () => {
-    const routes = statelessTemplate.findResources('AWS::ApiGatewayV2::Route');
+    const routes = statelessTemplate.findResources('AWS::ApiGatewayV2::Route', {
+      Properties: { ApiId: { Ref: logicalId(stateless.httpApi) } },
+    });
     const integrations = statelessTemplate.findResources('AWS::ApiGatewayV2::Integration');
     expect(Object.keys(routes)).toHaveLength(ROUTES.length);
     for (const route of ROUTES) {

@@ -54,6 +54,8 @@ const VALUES = {
   SCHEDULE_TARGET_ARN: 'arn:aws:lambda:us-east-1:000000000000:function:execution-runs-scheduledDispatch',
   SCHEDULER_ROLE_ARN: 'arn:aws:iam::000000000000:role/execution-runs-scheduler',
   SCHEDULE_DEAD_LETTER_QUEUE_ARN: 'arn:aws:sqs:us-east-1:000000000000:execution-runs-schedules-dlq',
+  WEBSOCKET_URL: 'ws://127.0.0.1:9/',
+  WEBSOCKET_CALLBACK_URL: NOWHERE,
 } satisfies Record<
   Exclude<EnvName, 'APPROVAL_SECRET_ARN' | 'CURSOR_SECRET_ARN' | 'GITHUB_APP_SECRET_ARN'>,
   string

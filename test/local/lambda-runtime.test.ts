@@ -91,6 +91,8 @@ describe('createLambdaRuntime', () => {
         schedules: fn('echo'),
         scheduledDispatch: fn('echo'),
         pullRequestSweep: fn('echo'),
+        stream: fn('echo'),
+        runFeed: fn('echo'),
       },
       region: 'eu-west-1',
       accountId: '111122223333',

@@ -17,6 +17,7 @@ import type {
   Sandbox,
   SpendLedger,
   StepContentStore,
+  StreamConnections,
   TaskSignals,
   Timeline,
 } from '../../shared/ports.js';
@@ -37,6 +38,8 @@ import { MemoryScheduler, MemorySchedules } from '../support/memory-schedules.js
 vi.hoisted(() => {
   Object.assign(process.env, {
     TABLE_NAME: 't',
+    WEBSOCKET_URL: 'wss://ws.example.com/live',
+    WEBSOCKET_CALLBACK_URL: 'https://ws.example.com/live',
     QUEUE_URL: 'https://q',
     STATE_MACHINE_ARN: 'arn:aws:states:us-east-1:1:stateMachine:s',
     CLUSTER_ARN: 'arn:aws:ecs:us-east-1:1:cluster/c',
@@ -147,10 +150,15 @@ describe('api handler: dispatch', () => {
       logs: {} as LogReader,
       stepContent: {} as StepContentStore,
       cursorKey: async () => 'c'.repeat(32),
+      connections: {} as StreamConnections,
       clock,
     };
   };
-  const claims = { tenant: 'custom:accountId', accountRole: 'custom:accountRole' };
+  const claims = {
+    tenant: 'custom:accountId',
+    accountRole: 'custom:accountRole',
+    webSocketUrl: 'wss://ws.example.com/live',
+  };
   const dispatch = (body: string, headers: Record<string, string> = {}) =>
     httpEvent('POST /v1/projects/{projectId}/runs', {
       pathParameters: { projectId: 'proj-1' },
@@ -251,7 +259,11 @@ describe('api handler: pods', () => {
       },
       clock,
     } as unknown as Parameters<typeof makeApi>[0];
-    const claims = { tenant: 'custom:accountId', accountRole: 'custom:accountRole' };
+    const claims = {
+      tenant: 'custom:accountId',
+      accountRole: 'custom:accountRole',
+      webSocketUrl: 'wss://ws.example.com/live',
+    };
 
     const res = await makeApi(deps, claims)(putPodEvent(pod), lambdaContext());
 

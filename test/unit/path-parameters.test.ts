@@ -10,6 +10,8 @@ import { httpEvent, lambdaContext } from '../support/factories.js';
 vi.hoisted(() => {
   Object.assign(process.env, {
     TABLE_NAME: 't',
+    WEBSOCKET_URL: 'wss://ws.example.com/live',
+    WEBSOCKET_CALLBACK_URL: 'https://ws.example.com/live',
     QUEUE_URL: 'https://q',
     CLUSTER_ARN: 'arn:aws:ecs:us-east-1:1:cluster/c',
     LOG_GROUP_NAME: '/pods',
@@ -51,7 +53,7 @@ const claims = { tenant: 'custom:accountId', accountRole: 'custom:accountRole' }
 const handlerFor = (fn: string, deps: never) => {
   switch (fn) {
     case 'api':
-      return makeApi(deps, claims);
+      return makeApi(deps, { ...claims, webSocketUrl: 'wss://ws.example.com/live' });
     case 'agentApi':
       return makeAgentApi(deps, { heartbeatSeconds: 60, controlPollMs: 3000 });
     case 'schedules':

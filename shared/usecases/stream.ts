@@ -1,0 +1,242 @@
+import { createHash } from 'node:crypto';
+import { DomainError, UnauthorizedError } from '../domain/errors.js';
+import { endsFeed, type FeedEvent, feedEventsOf, type RunChange } from '../domain/feed.js';
+import { randomToken } from '../domain/ids.js';
+import type { Caller } from '../domain/tenancy.js';
+import type { Clock, ConnectionSender, FeedStore, RunStore, StreamConnections } from '../ports.js';
+import { type ClientMessage, clientMessageSchema, type ServerMessage } from '../schemas/stream.js';
+import { getRun } from './runs.js';
+
+/**
+ * Following runs live over the WebSocket API. A run's feed (its events numbered 1, 2, 3, ...) is
+ * appended from the table's stream of run writes and sent to the connections that follow the run;
+ * a follow reads what it missed from the feed first. Each follower has a cursor (the last seq it was
+ * sent), moved only from where it is: whoever moves it sends those events, so at the seam between
+ * the stored backlog and the live events nothing is sent twice and nothing is skipped.
+ */
+
+export interface StreamDeps {
+  connections: StreamConnections;
+  sender: ConnectionSender;
+  feed: FeedStore;
+  runs: RunStore;
+  clock: Clock;
+}
+
+/** A ticket is redeemed within a minute of its issue, once. */
+export const TICKET_TTL_SECONDS = 60;
+/** API Gateway closes every connection after two hours; its records go a little after. */
+const CONNECTION_TTL_SECONDS = 2 * 3600 + 600;
+/** Events sent per read of the feed while catching up. */
+const CATCH_UP_PAGE = 100;
+
+const hashOf = (ticket: string) => createHash('sha256').update(ticket).digest('hex');
+const later = (now: Date, seconds: number) => new Date(now.getTime() + seconds * 1000);
+
+/** A single-use ticket for the WebSocket API, so no long-lived token travels in a URL. */
+export const issueTicket = async (
+  deps: Pick<StreamDeps, 'connections' | 'clock'>,
+  caller: Caller,
+  settings: { webSocketUrl: string },
+): Promise<{ ticket: string; url: string; expiresAt: string }> => {
+  const ticket = randomToken(32);
+  const expiresAt = later(deps.clock.now(), TICKET_TTL_SECONDS);
+  await deps.connections.saveTicket(hashOf(ticket), caller, expiresAt);
+  const url = new URL(settings.webSocketUrl);
+  url.searchParams.set('ticket', ticket);
+  return { ticket, url: url.toString(), expiresAt: expiresAt.toISOString() };
+};
+
+/** `$connect`: the ticket is spent and the connection stands for its caller; anything else is refused. */
+export const connect = async (
+  deps: Pick<StreamDeps, 'connections' | 'clock'>,
+  connectionId: string,
+  ticket: string | undefined,
+): Promise<void> => {
+  const now = deps.clock.now();
+  const caller = ticket ? await deps.connections.redeemTicket(hashOf(ticket), connectionId, now) : undefined;
+  if (!caller)
+    throw new UnauthorizedError('a ticket from POST /v1/stream/tickets, unused and under a minute old');
+  await deps.connections.saveConnection(connectionId, caller, later(now, CONNECTION_TTL_SECONDS));
+};
+
+export const disconnect = (deps: Pick<StreamDeps, 'connections'>, connectionId: string) =>
+  deps.connections.removeConnection(connectionId);
+
+const errorMessage = (err: unknown, runId?: string): ServerMessage => ({
+  type: 'error',
+  code: err instanceof DomainError ? err.code : 'InternalError',
+  message: err instanceof DomainError ? err.message : 'the request could not be carried out; try again',
+  ...(runId === undefined ? {} : { runId }),
+});
+
+/** A client's message: answered on the connection, a refusal included (`type: error`). */
+export const receive = async (
+  deps: StreamDeps,
+  connectionId: string,
+  body: string | undefined,
+): Promise<void> => {
+  const caller = await deps.connections.getConnection(connectionId);
+  if (!caller) {
+    await deps.sender.send(
+      connectionId,
+      errorMessage(new UnauthorizedError('this connection is not signed in')),
+    );
+    return;
+  }
+  let message: ClientMessage;
+  try {
+    message = clientMessageSchema.parse(JSON.parse(body ?? ''));
+  } catch {
+    await deps.sender.send(connectionId, {
+      type: 'error',
+      code: 'ValidationError',
+      message:
+        'a message is JSON with an action: {"action":"follow","runId":"...","after":0}, {"action":"followRuns","projectId":"..."?} or {"action":"ping"}',
+    } satisfies ServerMessage);
+    return;
+  }
+  switch (message.action) {
+    case 'ping':
+      await deps.sender.send(connectionId, { type: 'pong' } satisfies ServerMessage);
+      return;
+    case 'followRuns':
+      await deps.connections.followRuns(
+        caller.accountId,
+        { connectionId, ...(message.projectId === undefined ? {} : { projectId: message.projectId }) },
+        later(deps.clock.now(), CONNECTION_TTL_SECONDS),
+      );
+      await deps.sender.send(connectionId, {
+        type: 'following-runs',
+        projectId: message.projectId ?? null,
+      } satisfies ServerMessage);
+      return;
+    case 'follow':
+      try {
+        await follow(deps, caller, connectionId, message.runId, message.after);
+      } catch (err) {
+        await deps.sender.send(connectionId, errorMessage(err, message.runId));
+      }
+  }
+};
+
+/** Sends the events from `from + 1` through the last of `events` once the follower's cursor is moved there. */
+const sendOnce = async (
+  deps: Pick<StreamDeps, 'connections' | 'sender'>,
+  runId: string,
+  connectionId: string,
+  from: number,
+  events: FeedEvent[],
+): Promise<'sent' | 'moved' | 'gone'> => {
+  const last = events.at(-1);
+  if (!last) return 'sent';
+  if (!(await deps.connections.advance(runId, connectionId, from, last.seq))) return 'moved';
+  for (const event of events) {
+    const sent = await deps.sender.send(connectionId, {
+      type: 'event',
+      runId,
+      ...event,
+    } satisfies ServerMessage);
+    if (sent === 'gone') {
+      await Promise.all([
+        deps.connections.unfollow(runId, connectionId),
+        deps.connections.removeConnection(connectionId),
+      ]);
+      return 'gone';
+    }
+  }
+  if (events.some(endsFeed)) await deps.connections.unfollow(runId, connectionId);
+  return 'sent';
+};
+
+/**
+ * Follows a run from `after`: the stored events after it, then whatever the feed gains while they are
+ * sent, until a read of the feed finds nothing past the cursor; from then on the fan-out sends.
+ */
+const follow = async (
+  deps: StreamDeps,
+  caller: Caller,
+  connectionId: string,
+  runId: string,
+  after: number,
+): Promise<void> => {
+  await getRun(deps, caller, runId);
+  await deps.connections.follow(runId, connectionId, after, later(deps.clock.now(), CONNECTION_TTL_SECONDS));
+  let cursor = after;
+  for (;;) {
+    const events = await deps.feed.after(runId, cursor, CATCH_UP_PAGE);
+    if (events.length === 0) break;
+    const outcome = await sendOnce(deps, runId, connectionId, cursor, events);
+    if (outcome === 'gone') return;
+    if (outcome === 'moved') {
+      // the fan-out sent past it meanwhile (or the run ended and the follow went): go on from there
+      const moved = await deps.connections.cursorOf(runId, connectionId);
+      if (moved === undefined) break;
+      cursor = moved;
+      continue;
+    }
+    cursor = events.at(-1)?.seq ?? cursor;
+  }
+  await deps.sender.send(connectionId, { type: 'caught-up', runId, seq: cursor } satisfies ServerMessage);
+};
+
+/** How many followers are sent to at once. */
+const FAN_OUT_CONCURRENCY = 25;
+
+const inBatches = async <T>(items: readonly T[], size: number, each: (item: T) => Promise<unknown>) => {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(each));
+};
+
+/**
+ * A write of a run's records, from the table's stream: its events are appended to the run's feed
+ * (once: a change delivered again finds itself there) and sent to the run's followers whose cursor is
+ * where the new events begin; followers still catching up get them from the feed. Status changes go
+ * to the followers of the account's runs too. Answers the events appended.
+ */
+export const publishChange = async (
+  deps: Pick<StreamDeps, 'connections' | 'sender' | 'feed'>,
+  change: RunChange,
+): Promise<FeedEvent[]> => {
+  let appended: FeedEvent[] | false = false;
+  while (appended === false) {
+    const head = await deps.feed.head(change.runId);
+    const events = feedEventsOf(head, change);
+    if (!events || events.length === 0) return [];
+    appended = await deps.feed.append(change.runId, head, events, change.change);
+  }
+  const from = (appended[0]?.seq ?? 1) - 1;
+  const events = appended;
+  await inBatches(await deps.connections.followers(change.runId), FAN_OUT_CONCURRENCY, (follower) =>
+    sendOnce(deps, change.runId, follower.connectionId, from, events),
+  );
+  if (change.kind === 'run') await tellRunsFollowers(deps, change.after, events);
+  return appended;
+};
+
+const tellRunsFollowers = async (
+  deps: Pick<StreamDeps, 'connections' | 'sender'>,
+  run: { runId: string; accountId: string; projectId: string; podId: string },
+  events: FeedEvent[],
+) => {
+  const statuses = events.filter((event) => event.kind === 'status');
+  if (statuses.length === 0) return;
+  const followers = (await deps.connections.runsFollowers(run.accountId)).filter(
+    (follower) => follower.projectId === undefined || follower.projectId === run.projectId,
+  );
+  await inBatches(followers, FAN_OUT_CONCURRENCY, async (follower) => {
+    for (const event of statuses) {
+      const message: ServerMessage = {
+        type: 'run',
+        runId: run.runId,
+        projectId: run.projectId,
+        podId: run.podId,
+        status: String(event.data.status),
+        at: event.at,
+      };
+      if ((await deps.sender.send(follower.connectionId, message)) === 'gone') {
+        await deps.connections.unfollowRuns(run.accountId, follower.connectionId);
+        return;
+      }
+    }
+  });
+};

@@ -1,0 +1,116 @@
+import type { FeedEvent, FeedHead, NewFeedEvent } from '../../shared/domain/feed.js';
+import { EMPTY_FEED } from '../../shared/domain/feed.js';
+import type { Caller } from '../../shared/domain/tenancy.js';
+import type {
+  ConnectionSender,
+  FeedStore,
+  Follower,
+  RunsFollower,
+  StreamConnections,
+} from '../../shared/ports.js';
+
+/** The feed store's contract in memory: appends only from the head they were numbered from. */
+export class MemoryFeed implements FeedStore {
+  readonly heads = new Map<string, FeedHead>();
+  readonly events = new Map<string, FeedEvent[]>();
+
+  async head(runId: string): Promise<FeedHead> {
+    return { ...(this.heads.get(runId) ?? EMPTY_FEED) };
+  }
+
+  async append(
+    runId: string,
+    head: FeedHead,
+    events: NewFeedEvent[],
+    change: string,
+  ): Promise<FeedEvent[] | false> {
+    if (JSON.stringify(await this.head(runId)) !== JSON.stringify(head)) return false;
+    const numbered = events.map((event, i) => ({ seq: head.seq + 1 + i, ...event }));
+    const steps = numbered.filter((e) => e.kind === 'step').map((e) => Number(e.data.seq));
+    this.heads.set(runId, {
+      seq: head.seq + numbered.length,
+      lastChange: change,
+      lastStepSeq: Math.max(head.lastStepSeq, ...steps),
+    });
+    this.events.set(runId, [...(this.events.get(runId) ?? []), ...structuredClone(numbered)]);
+    return numbered;
+  }
+
+  async after(runId: string, seq: number, limit: number): Promise<FeedEvent[]> {
+    return (this.events.get(runId) ?? []).filter((e) => e.seq > seq).slice(0, limit);
+  }
+}
+
+/** The stream's connections in memory, with the cursor moved only from where it is. */
+export class MemoryConnections implements StreamConnections {
+  readonly tickets = new Map<string, { caller: Caller; expiresAt: Date; usedBy?: string }>();
+  readonly connections = new Map<string, Caller>();
+  readonly follows = new Map<string, number>();
+  readonly runsFollows = new Map<string, RunsFollower & { accountId: string }>();
+
+  async saveTicket(hash: string, caller: Caller, expiresAt: Date) {
+    this.tickets.set(hash, { caller, expiresAt });
+  }
+  async redeemTicket(hash: string, connectionId: string, now: Date) {
+    const ticket = this.tickets.get(hash);
+    if (!ticket || ticket.usedBy || ticket.expiresAt <= now) return undefined;
+    ticket.usedBy = connectionId;
+    return ticket.caller;
+  }
+  async saveConnection(connectionId: string, caller: Caller) {
+    this.connections.set(connectionId, caller);
+  }
+  async getConnection(connectionId: string) {
+    return this.connections.get(connectionId);
+  }
+  async removeConnection(connectionId: string) {
+    this.connections.delete(connectionId);
+  }
+  async follow(runId: string, connectionId: string, cursor: number) {
+    this.follows.set(`${runId}/${connectionId}`, cursor);
+  }
+  async advance(runId: string, connectionId: string, from: number, to: number) {
+    const key = `${runId}/${connectionId}`;
+    if (this.follows.get(key) !== from) return false;
+    this.follows.set(key, to);
+    return true;
+  }
+  async cursorOf(runId: string, connectionId: string) {
+    return this.follows.get(`${runId}/${connectionId}`);
+  }
+  async followers(runId: string): Promise<Follower[]> {
+    return [...this.follows]
+      .filter(([key]) => key.startsWith(`${runId}/`))
+      .map(([key, cursor]) => ({ connectionId: key.slice(runId.length + 1), cursor }));
+  }
+  async unfollow(runId: string, connectionId: string) {
+    this.follows.delete(`${runId}/${connectionId}`);
+  }
+  async followRuns(accountId: string, follower: RunsFollower) {
+    this.runsFollows.set(`${accountId}/${follower.connectionId}`, { ...follower, accountId });
+  }
+  async runsFollowers(accountId: string) {
+    return [...this.runsFollows.values()]
+      .filter((f) => f.accountId === accountId)
+      .map(({ accountId: _a, ...follower }) => follower);
+  }
+  async unfollowRuns(accountId: string, connectionId: string) {
+    this.runsFollows.delete(`${accountId}/${connectionId}`);
+  }
+}
+
+/** Every message sent, by connection; connections named in `gone` have left. */
+export class RecordingSender implements ConnectionSender {
+  readonly sent = new Map<string, unknown[]>();
+  readonly gone = new Set<string>();
+
+  async send(connectionId: string, message: unknown): Promise<'sent' | 'gone'> {
+    if (this.gone.has(connectionId)) return 'gone';
+    this.sent.set(connectionId, [...(this.sent.get(connectionId) ?? []), structuredClone(message)]);
+    return 'sent';
+  }
+
+  to(connectionId: string): Record<string, unknown>[] {
+    return (this.sent.get(connectionId) ?? []) as Record<string, unknown>[];
+  }
+}
