@@ -121,6 +121,8 @@ class Following {
   /** the last status the feed has brought */
   private feedStatus: string | undefined;
   private lastStep = 0;
+  /** the status of a run that had ended when the follow began */
+  private endedAtStart: RunStatus | undefined;
 
   // ---- the connection
   private socket: WebSocket | undefined;
@@ -208,6 +210,7 @@ class Following {
   private async connect(): Promise<void> {
     // the run as it is when the watch starts (and a run that is not there is said in the API's words)
     let first: Run | undefined = await this.getRun();
+    if (isTerminal(first.status)) this.endedAtStart = first.status;
     let failures = 0;
     while (!this.finished) {
       let reason: unknown;
@@ -392,13 +395,12 @@ class Following {
   }
 
   /**
-   * The run was read ended, and the feed, sent whole up to now, has not brought its end: a run older
-   * than its feed. Its steps and its end come from the API, as polling would read them.
+   * The run had ended when the follow began, and its feed, sent whole, has not brought its end: a
+   * run older than its feed. Its steps and its end come from the API, as polling would read them.
    */
   private endedBeyondFeed(): RunStatus | undefined {
     const gap = this.early.size > 0 || this.promised > this.through;
-    const ended = this.held && isTerminal(this.held.status) ? this.held.status : undefined;
-    return this.caughtUp && !gap ? ended : undefined;
+    return this.caughtUp && !gap ? this.endedAtStart : undefined;
   }
 
   /**

@@ -89,6 +89,11 @@ const startStream = async () => {
     feed.push(...added);
     for (const socket of live) for (const event of hooks.deliver(added, socket)) send(socket, event);
   };
+  /** sends event `seq` again to every follower, as a sender that was late would */
+  const resend = (seq: number) => {
+    const event = feed[seq - 1];
+    if (event) for (const socket of live) send(socket, event);
+  };
 
   /** The run as the feed says it is: its version moves with each event that is not a step. */
   const run = (): Run => {
@@ -150,6 +155,7 @@ const startStream = async () => {
     sockets,
     hooks,
     publish,
+    resend,
     route,
     api,
     url,
@@ -231,6 +237,27 @@ describe('StreamFollower', () => {
     expect(shown(f.events)).toEqual(['RUNNING', '#1', '#2', 'AWAITING_APPROVAL', '#3', 'COMPLETED']);
     const atCheckpoint = f.events.find((e) => e.type === 'run' && e.run.status === 'AWAITING_APPROVAL');
     expect(atCheckpoint).toMatchObject({ run: { pendingApproval: { name: 'plan' } } });
+  });
+
+  it('waits for the feed’s terminal status though it read the run ended sooner', async () => {
+    const s = await start();
+    s.publish(status('RUNNING'));
+    const f = follow(s);
+    await f.until((seen) => seen.includes('RUNNING') && s.following() === 1);
+    // the run's end is fed a while after its last step
+    s.hooks.deliver = (events) => events.filter((e) => e.kind !== 'status');
+    s.publish(phase('EXECUTING'), step(1), status('COMPLETED'));
+    await f.until((seen) => seen.includes('#1'));
+    let ended = false;
+    void f.following.then(() => {
+      ended = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(ended).toBe(false);
+    s.resend(4);
+
+    expect(await f.following).toBe('COMPLETED');
+    expect(shown(f.events)).toEqual(['RUNNING', '#1', 'COMPLETED']);
   });
 
   it('puts events that come out of order back in seq order, on the same connection', async () => {
