@@ -11,6 +11,7 @@ import type { Context } from './context.js';
 import { ApiError, CliError, isRetryable } from './errors.js';
 import { backoffMs, PollingFollower, type RunFollower } from './follow.js';
 import { exitCodeFor, formatDuration, runDetails, runsTable, stepLine } from './format.js';
+import { StreamFollower } from './stream-follower.js';
 import { askChoice, type Choice, WatchRenderer } from './watch.js';
 import type { Account, DecisionAnswer, LogPage, RunPage, StepPage } from './wire.js';
 
@@ -88,6 +89,7 @@ export interface DispatchOptions extends JsonOption {
   idempotencyKey?: string;
   configFile?: string;
   watch?: boolean;
+  poll?: boolean;
 }
 
 const DISPATCH_FLAGS: Record<string, string> = {
@@ -342,20 +344,35 @@ export const act = async (ctx: Context, action: Action, runId: string, options: 
 
 // ---- watch
 
-export const watch = async (ctx: Context, runId: string, options: JsonOption) => {
+interface WatchOptions extends JsonOption {
+  /** poll the API rather than follow the run's stream */
+  poll?: boolean;
+}
+
+export const watch = async (ctx: Context, runId: string, options: WatchOptions) => {
   const id = runIdArg(runId);
   return watchRun(ctx, await ctx.api(), id, options);
 };
 
-/** The follower the watch uses; polling until the stream's follower joins it. */
-export const followerFor = (ctx: Context, client: ApiClient): RunFollower =>
-  new PollingFollower(client, ctx.io.pollMs === undefined ? {} : { intervalMs: ctx.io.pollMs });
+/**
+ * The follower the watch uses: the run's WebSocket stream, or polling when asked to or when the API
+ * has no stream.
+ */
+export const followerFor = (
+  ctx: Context,
+  client: ApiClient,
+  options: { poll?: boolean } = {},
+): RunFollower => {
+  const intervalMs = ctx.io.pollMs === undefined ? {} : { intervalMs: ctx.io.pollMs };
+  const polling = new PollingFollower(client, intervalMs);
+  return options.poll ? polling : new StreamFollower(client, { fallback: polling, ...intervalMs });
+};
 
 const watchRun = async (
   ctx: Context,
   client: ApiClient,
   runId: string,
-  options: JsonOption,
+  options: WatchOptions,
 ): Promise<number> => {
   const line = (l: string) => ctx.out(l);
   const renderer = new WatchRenderer(
@@ -368,7 +385,7 @@ const watchRun = async (
   const asked = new Set<number>();
   let prompt: { seq: number; stop: AbortController; done: Promise<void> } | undefined;
   let last: Run | undefined;
-  const status = await followerFor(ctx, client).follow(
+  const status = await followerFor(ctx, client, options).follow(
     runId,
     (event) => {
       renderer.onEvent(event);

@@ -40,8 +40,27 @@ export class NetworkError extends CliError {
   }
 }
 
+/** The run's stream refused a message (`{"type": "error", "code", "message"}`), in the server's words. */
+export class StreamError extends CliError {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+    this.name = 'StreamError';
+  }
+
+  /**
+   * Worth following again on a new connection: the server had a moment, or no longer knows the
+   * connection (a new ticket signs it in again).
+   */
+  get retryable(): boolean {
+    return ['InternalError', 'ServiceUnavailable', 'Unauthorized'].includes(this.code);
+  }
+}
+
 export const isRetryable = (err: unknown): boolean =>
-  err instanceof NetworkError || (err instanceof ApiError && err.retryable);
+  err instanceof NetworkError || ((err instanceof ApiError || err instanceof StreamError) && err.retryable);
 
 /** Aborted by the user (Ctrl-C) or by the caller that owns the signal. */
 export const isAbort = (err: unknown): boolean =>

@@ -76,6 +76,7 @@ The config file is $RUNS_CONFIG, else $XDG_CONFIG_HOME/runs/config.json, else ~/
       'the dispatch\'s config as JSON, e.g. {"demo": {...}} for a pod of the demo agent',
     )
     .option('--watch', 'then follow the run as "runs watch" does, exiting by its outcome')
+    .option('--poll', 'with --watch, poll the API rather than follow the run’s stream')
     .addOption(json())
     .addHelpText('after', EXIT_CODES_HELP)
     .action(run((options) => commands.dispatch(ctx, options)));
@@ -131,11 +132,14 @@ The config file is $RUNS_CONFIG, else $XDG_CONFIG_HOME/runs/config.json, else ~/
     .command('watch')
     .description('follow a run to its end: phases, steps, tokens and cost, checkpoints')
     .argument('<run>', 'the run id')
+    .option('--poll', 'poll the API every half second rather than follow the run’s stream')
     .addOption(json('print only the ended run, as JSON'))
     .addHelpText(
       'after',
       `${EXIT_CODES_HELP}
-At a checkpoint, with a terminal on stdin, it asks whether to approve or cancel.`,
+It follows the run's stream live (resuming where it was after a dropped connection), or polls the
+API when asked to with --poll or when the API has no stream. At a checkpoint, with a terminal on
+stdin, it asks whether to approve or cancel.`,
     )
     .action(run((runId, options) => commands.watch(ctx, runId, options)));
 

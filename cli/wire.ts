@@ -2,13 +2,14 @@ import type { Approval } from '../shared/domain/approval.js';
 import type { Run } from '../shared/domain/run.js';
 import type { Step } from '../shared/domain/steps.js';
 import type { Account } from '../shared/domain/tenancy.js';
+import type { ServerMessage } from '../shared/schemas/stream.js';
 
 /**
  * What the API answers, as the CLI reads it: the domain's records as they travel. The CLI shares
  * only these and the request schemas with the backend (DESIGN §5).
  */
 
-export type { Account, Approval, Run };
+export type { Account, Approval, Run, ServerMessage };
 
 /** A step as `GET /v1/runs/{runId}/steps` shows it. */
 export type StepView = Omit<Step, 'args' | 'fullContent'> & {
@@ -47,4 +48,11 @@ export interface LogPage {
 export interface DecisionAnswer {
   approval: Approval;
   run: Run;
+}
+
+/** `POST /v1/stream/tickets`: a single-use ticket, in `url`, to connect to the run's stream within a minute */
+export interface StreamTicket {
+  ticket: string;
+  url: string;
+  expiresAt: string;
 }

@@ -2,10 +2,11 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StepPage } from '../../cli/wire.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { ServerMessage, StepPage } from '../../cli/wire.js';
 import type { Run } from '../../shared/domain/run.js';
 import { api, dispatch, endpoints, waitForRun, waitForTerminal } from './support/api.js';
+import { type StreamProxy, startStreamProxy } from './support/stream-proxy.js';
 
 /** The `runs` CLI as people run it: its shim in a process of its own, against the local cloud. */
 
@@ -93,10 +94,45 @@ const runIdIn = (text: string): string => {
 const allSteps = async (runId: string) =>
   (await api<StepPage>('GET', `/v1/runs/${runId}/steps?limit=100`)).body.items;
 
+/** the seqs of the steps a watch printed, in the order it printed them */
+const shownSteps = (stdout: string) =>
+  stdout
+    .split('\n')
+    .flatMap((line) => /^ {2}#(\d+) /.exec(line)?.[1] ?? [])
+    .map(Number);
+
+type EventMessage = Extract<ServerMessage, { type: 'event' }>;
+const eventsIn = (messages: ServerMessage[]) => messages.filter((m): m is EventMessage => m.type === 'event');
+
+/** The last seq of the events that came with every seq before it. */
+const contiguous = (events: EventMessage[]) => {
+  const seqs = new Set(events.map((e) => e.seq));
+  let through = 0;
+  while (seqs.has(through + 1)) through++;
+  return through;
+};
+
+/** The run's terminal status event (the pull request's details may be fed after it). */
+const endOf = (events: EventMessage[]) =>
+  events.find((e) => e.kind === 'status' && e.data.status === 'COMPLETED');
+
 describe('runs dispatch --watch', () => {
-  it('follows a run that completes, showing each step once, and exits 0', async () => {
+  // the local cloud behind a proxy that shows what went over its WebSocket API, and can cut it
+  let proxy: StreamProxy | undefined;
+  const proxied = async () => {
+    proxy = await startStreamProxy(endpoints());
+    return proxy;
+  };
+  afterEach(async () => {
+    await proxy?.close();
+    proxy = undefined;
+  });
+
+  it('follows a run that completes over the stream, showing each step once, and exits 0', async () => {
+    const through = await proxied();
     const { code, stdout, stderr } = await runs(
       await dispatchArgs({ steps: 3, stepDelayMs: 100 }, '--watch'),
+      { RUNS_API_URL: through.url },
     );
     expect(stderr).toBe('');
     expect(code).toBe(0);
@@ -104,9 +140,63 @@ describe('runs dispatch --watch', () => {
     const run = (await api<Run>('GET', `/v1/runs/${runId}`)).body;
     expect(run).toMatchObject({ status: 'COMPLETED', source: 'cli', itemId: 'CLI-1' });
     expect(stdout).toContain('status COMPLETED (completed)');
-    const shown = stdout.split('\n').flatMap((line) => /^ {2}#(\d+) /.exec(line)?.[1] ?? []);
-    expect(shown.map(Number)).toEqual((await allSteps(runId)).map((s) => s.seq));
+    const shown = shownSteps(stdout);
+    expect(shown).toEqual((await allSteps(runId)).map((s) => s.seq));
     expect(shown.length).toBeGreaterThanOrEqual(4);
+
+    // one ticket, one connection: it followed the run from the start to its terminal status
+    expect(through.tickets).toEqual([201]);
+    expect(through.connections).toHaveLength(1);
+    const [connection] = through.connections;
+    expect(connection?.sent).toEqual([{ action: 'follow', runId, after: 0 }]);
+    const events = eventsIn(connection?.received ?? []);
+    // every seq once, in order (whatever order they came in), none missing up to the run's end
+    expect(new Set(events.map((e) => e.seq)).size).toBe(events.length);
+    const end = endOf(events);
+    expect(contiguous(events)).toBeGreaterThanOrEqual(end?.seq ?? Number.POSITIVE_INFINITY);
+    expect(events.filter((e) => e.kind === 'step').map((e) => e.data.seq)).toEqual(shown);
+  });
+
+  it('follows the run again from the last seq it got when its connection is cut, each step once', async () => {
+    const through = await proxied();
+    const watching = runs(await dispatchArgs({ steps: 40, stepDelayMs: 100 }, '--watch'), {
+      RUNS_API_URL: through.url,
+    });
+    // cut the first connection once it has passed five steps on
+    await vi.waitFor(
+      () => {
+        const steps = eventsIn(through.connections[0]?.received ?? []).filter((e) => e.kind === 'step');
+        expect(steps.length).toBeGreaterThanOrEqual(5);
+      },
+      { timeout: 60_000, interval: 20 },
+    );
+    const [first] = through.connections;
+    await first?.cut();
+    const { code, stdout, stderr } = await watching;
+
+    expect(code).toBe(0);
+    const runId = runIdIn(stdout);
+    const steps = await allSteps(runId);
+    expect(steps.length).toBeGreaterThanOrEqual(40);
+    expect(shownSteps(stdout)).toEqual(steps.map((s) => s.seq));
+    expect(stderr).toContain('the stream closed the connection (1006); trying again in 500ms\n');
+    // a new ticket, and a follow from the last seq the cut connection had passed on
+    expect(through.tickets.length).toBeGreaterThanOrEqual(2);
+    expect(through.tickets.every((status) => status === 201)).toBe(true);
+    const had = contiguous(eventsIn(first?.received ?? []));
+    expect(had).toBeGreaterThan(0);
+    const follows = through.connections.flatMap((c) => c.sent.filter((m) => m.action === 'follow'));
+    expect(follows.slice(0, 2)).toEqual([
+      { action: 'follow', runId, after: 0 },
+      { action: 'follow', runId, after: had },
+    ]);
+    // and what it got on the new connection went on from there to the run's end, none missing
+    const rest = through.connections.slice(1).flatMap((c) => eventsIn(c.received));
+    expect(rest[0]?.seq).toBe(had + 1);
+    const end = endOf(rest);
+    expect(contiguous([...eventsIn(first?.received ?? []), ...rest])).toBeGreaterThanOrEqual(
+      end?.seq ?? Number.POSITIVE_INFINITY,
+    );
   });
 
   it('exits 1 for a run that fails, saying why', async () => {

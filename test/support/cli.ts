@@ -60,10 +60,27 @@ export const sink = () => {
   };
 };
 
-export const runCli = async (argv: string[], route: Route, io: Partial<Io> = {}) => {
+/** An API without the WebSocket stream, as API Gateway answers a route it does not have. */
+export const withoutStream =
+  (route: Route): Route =>
+  (request) =>
+    request.method === 'POST' && request.path === '/v1/stream/tickets'
+      ? { status: 404, body: { message: 'Not Found' } }
+      : route(request);
+
+/**
+ * Runs `runs argv` against `route`. The fake API has no stream (`runs watch` polls it) unless
+ * `stream` says the route answers `POST /v1/stream/tickets` itself.
+ */
+export const runCli = async (
+  argv: string[],
+  route: Route,
+  io: Partial<Io> = {},
+  { stream = false }: { stream?: boolean } = {},
+) => {
   const stdout = sink();
   const stderr = sink();
-  const api = fakeFetch(route);
+  const api = fakeFetch(stream ? route : withoutStream(route));
   const code = await main(argv, {
     stdout,
     stderr,

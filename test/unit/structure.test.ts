@@ -51,7 +51,7 @@ describe('the import structure', () => {
     expect(offending(sourceFiles('shared/usecases'), adapters)).toEqual([]);
   });
 
-  it('lets the CLI share only the wire contracts and the domain, and talk to nothing but HTTP', () => {
+  it('lets the CLI share only the wire contracts and the domain, and talk to nothing but the API and its stream', () => {
     const beyond = (s: string) =>
       (/^shared\//.test(s) && !/^shared\/(schemas|domain)\//.test(s)) ||
       /^(infra|functions|bench|pod|test)\//.test(s) ||
