@@ -6,6 +6,8 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DynamoDbLocal, ensureTable, startDynamoDbLocal } from '../../infra/local/dynamodb.js';
+import { startDynamoDbFront } from '../../infra/local/dynamodb-front.js';
+import { FUNCTIONS } from '../../shared/manifest.js';
 import type { Counters } from './cloud.js';
 import { type DynamoMeter, indexWriteUnits, itemSize, startDynamoMeter } from './dynamo-meter.js';
 import { priceOf } from './prices.js';
@@ -97,7 +99,15 @@ const counters = (sqs: Record<string, number>): Counters => ({
     ecs: {},
     logs: {},
   },
-  dynamo: { readUnits: 0, writeUnits: 0, indexWriteUnits: 0, refusedWrites: 0, requests: {}, units: {} },
+  dynamo: {
+    readUnits: 0,
+    writeUnits: 0,
+    indexWriteUnits: 0,
+    refusedWrites: 0,
+    requests: {},
+    units: {},
+    byFunction: {},
+  },
   agent: { config: 0, eventBatches: 0, heartbeatBatches: 0, control: 0, events: 0 },
   emails: 0,
 });
@@ -161,5 +171,36 @@ describe('the DynamoDB meter', () => {
     const after = meter.totals();
     expect(after.refusedWrites - before.refusedWrites).toBe(1);
     expect(after.writeUnits - before.writeUnits).toBe(1);
+  });
+
+  it('counts units per calling function, as the DynamoDB front names it', async () => {
+    const front = await startDynamoDbFront({
+      port: 0,
+      host: '127.0.0.1',
+      upstream: meter.url,
+      functions: FUNCTIONS,
+      tableName: 'runs',
+      region: 'us-east-1',
+      accountId: '000000000000',
+    });
+    const stream = new DynamoDBClient({
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+      endpoint: front.endpointOf('stream'),
+      maxAttempts: 1,
+    });
+    try {
+      const before = meter.totals();
+      await stream.send(new PutItemCommand({ TableName: 'runs', Item: { pk: S('CONN#c1'), sk: S('CONN') } }));
+      await client.send(new PutItemCommand({ TableName: 'runs', Item: { pk: S('CONN#c2'), sk: S('CONN') } }));
+      const after = meter.totals();
+      expect(after.byFunction.stream?.writeUnits).toBe((before.byFunction.stream?.writeUnits ?? 0) + 1);
+      expect(after.byFunction.stream?.units.PutItem).toBe((before.byFunction.stream?.units.PutItem ?? 0) + 1);
+      // a request that did not pass the front is nobody's
+      expect(after.byFunction.unknown?.writeUnits).toBe((before.byFunction.unknown?.writeUnits ?? 0) + 1);
+    } finally {
+      stream.destroy();
+      await front.close();
+    }
   });
 });
