@@ -10,7 +10,7 @@ import { startDynamoDbFront } from '../../infra/local/dynamodb-front.js';
 import { FUNCTIONS } from '../../shared/manifest.js';
 import type { Counters } from './cloud.js';
 import { type DynamoMeter, indexWriteUnits, itemSize, startDynamoMeter } from './dynamo-meter.js';
-import { priceOf } from './prices.js';
+import { priceOf, webSocketMessageUnits } from './prices.js';
 import { percentile } from './stats.js';
 import { between, reportOf } from './usage.js';
 
@@ -88,6 +88,29 @@ describe('priceOf', () => {
     });
     expect(cost).toMatchObject({ stepFunctions: 0.025, lambda: 0.2, dynamodb: 0.75, sqs: 0.4 });
     expect(cost.total).toBeCloseTo(1.375, 10);
+  });
+
+  it('prices WebSocket messages and connection-minutes as API Gateway', () => {
+    const usage = {
+      transitions: 0,
+      lambdaRequests: 0,
+      lambdaGbSeconds: 0,
+      readUnits: 0,
+      writeUnits: 0,
+      sqsRequests: 0,
+      apiRequests: 1_000_000,
+      emails: 0,
+      logBytes: 0,
+      webSocketMessages: 2_000_000,
+      connectionMinutes: 4_000_000,
+    };
+    expect(priceOf(usage).apiGateway).toBeCloseTo(1 + 2 + 1, 10);
+  });
+
+  it('counts a WebSocket message in 32 KB increments', () => {
+    expect(webSocketMessageUnits(10)).toBe(1);
+    expect(webSocketMessageUnits(32 * 1024)).toBe(1);
+    expect(webSocketMessageUnits(32 * 1024 + 1)).toBe(2);
   });
 });
 
