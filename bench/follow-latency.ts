@@ -19,9 +19,10 @@ import { between } from './support/usage.js';
  * and each follows it from seq 0 at once; every `step` event a follower receives after its
  * `caught-up` (live, not from the stored feed) counts: its arrival less the step's `at`, the time
  * the pod made it, on the same machine's clock. The time splits at the Agent API's answer to the
- * pod's batch that carried the step (the step stored): before it, the pod's reporter waiting to
- * batch (up to 250 ms) and the Agent API; after it, the table's stream, run-feed and the WebSocket
- * API. The followers run in the benchmark's process, beside the local cloud, on the same cores.
+ * pod's batch that carried the step (the step stored): before it, the pod's reporter and the Agent
+ * API; after it, the table's stream, run-feed (one batch of a run's records at a time, in order) and
+ * the WebSocket API. The followers run in the benchmark's process, beside the local cloud, on the
+ * same cores.
  *
  * Cost. Every run pays for its feed whether anyone follows it or not (run-feed turns each write of
  * the run into events and stores them); a follower adds the ticket (`api`), its connection and
