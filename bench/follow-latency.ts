@@ -28,9 +28,11 @@ import { between } from './support/usage.js';
  * the run into events and stores them); a follower adds the ticket (`api`), its connection and
  * follow (`stream`), run-feed's sends to it (moving its cursor and posting), the WebSocket messages
  * and the connection's minutes. DynamoDB units are counted per calling function (the functions'
- * DynamoDB front names the caller to the meter) on a metered run with one follower and one without;
- * Lambda time from the local runtime's per-function durations on unmetered runs, run-feed's extra as
- * the difference between runs with a follower and runs without. Messages are counted by the follower.
+ * DynamoDB front names the caller to the meter) on a metered run with one follower: run-feed's
+ * cursor writes and its forgetting the follower are the follower's, the rest of run-feed's units the
+ * feed's (checked against a metered run nobody follows). Lambda time comes from the local runtime's
+ * per-function durations on unmetered runs, run-feed's extra for the follower as the difference
+ * between runs with a follower and runs without. Messages are counted by the follower.
  */
 
 export const FOLLOW_RUN_DEMO: DemoScript = { steps: 100, stepDelayMs: 20, edit: false };
@@ -50,6 +52,8 @@ export interface FollowLatency {
   stepsReceived: number;
   /** followers that caught up only after the run's last step, so measured none */
   followersWithoutLiveSteps: number;
+  /** follows again from the last seq had, after an error (a follow that timed out) or a stall */
+  refollows: number;
   p50Ms: number;
   p99Ms: number;
   /** from the Agent API's answer to the pod's batch that carried the step */
@@ -78,8 +82,8 @@ export interface FollowUsage {
 export interface FollowCost {
   /** stream records of the run item and its step packs: the writes run-feed turned into events */
   runWrites: number;
-  /** the same, of the metered run nobody followed */
-  runWritesUnfollowed: number;
+  /** a metered run of the same script nobody followed: its writes and run-feed's units, as a check */
+  withoutFollower: { runWrites: number; readUnits: number; writeUnits: number };
   /** events the follower got, terminal status included */
   feedEvents: number;
   /** run-feed for a run nobody follows: every run pays it */
@@ -96,11 +100,18 @@ export interface FollowLatencyResult {
   cost: FollowCost;
 }
 
+/** A message as it came: the server's, or API Gateway's own when the integration failed (no `type`). */
+type Incoming = ServerMessage | { type?: undefined; message: string };
+
 interface Received {
   /** epoch ms */
   at: number;
-  message: ServerMessage;
+  message: Incoming;
   bytes: number;
+  /** came after the current follow's `caught-up`: sent by the fan-out, not read back from the feed */
+  live: boolean;
+  /** an event's seq not received before (a follow again may repeat what was on its way) */
+  first: boolean;
 }
 
 interface Follower {
@@ -109,14 +120,17 @@ interface Follower {
   sent: number[];
   openedAt: number;
   closedAt?: number;
+  /** follows again from the last seq it had, after an error or a stall */
+  refollows: number;
   follow(runId: string): void;
   /** resolves once the run's terminal status event has come */
-  ended(runId: string, timeoutMs: number): Promise<void>;
+  ended(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
-const isEnd = (runId: string) => (r: Received) =>
-  r.message.type === 'event' && r.message.runId === runId && endsFeed(r.message);
+/** With nothing received for this long and no end yet, a follower follows again, as a client would. */
+const STALL_MS = 10_000;
+const MAX_REFOLLOWS = 5;
 
 const ticket = async (bench: BenchCloud): Promise<string> => {
   const response = await fetch(`${bench.cloud.endpoints.apiUrl}/v1/stream/tickets`, {
@@ -130,15 +144,53 @@ const ticket = async (bench: BenchCloud): Promise<string> => {
   return body.url;
 };
 
+/**
+ * A client following one run as the README tells clients to: from seq 0, and again from the last seq
+ * it has (no gap) when its follow fails (an error message, or API Gateway's own when the function
+ * failed) or nothing comes for a while before the end.
+ */
 const open = async (url: string): Promise<Follower> => {
   const socket = new WebSocket(url);
   const received: Received[] = [];
   const sent: number[] = [];
+  const seqs = new Set<number>();
   const waiters = new Set<() => void>();
+  let runId: string | undefined;
+  let caughtUp = false;
+  let contiguous = 0;
+  let ended = false;
+  let lastMessageAt = Date.now();
+
+  const send = (message: Record<string, unknown>) => {
+    const text = JSON.stringify(message);
+    sent.push(Buffer.byteLength(text));
+    socket.send(text);
+  };
+  const followFrom = (after: number) => {
+    caughtUp = false;
+    lastMessageAt = Date.now();
+    send({ action: 'follow', runId, after });
+  };
+  const refollow = () => {
+    if (ended || follower.refollows >= MAX_REFOLLOWS || socket.readyState !== WebSocket.OPEN) return;
+    follower.refollows += 1;
+    followFrom(contiguous);
+  };
+
   socket.on('message', (data) => {
     const at = Date.now();
+    lastMessageAt = at;
     const text = String(data);
-    received.push({ at, message: JSON.parse(text) as ServerMessage, bytes: Buffer.byteLength(text) });
+    const message = JSON.parse(text) as Incoming;
+    const isEvent = message.type === 'event' && message.runId === runId;
+    const first = isEvent && !seqs.has(message.seq);
+    received.push({ at, message, bytes: Buffer.byteLength(text), live: caughtUp, first });
+    if (isEvent) {
+      seqs.add(message.seq);
+      while (seqs.has(contiguous + 1)) contiguous += 1;
+      if (endsFeed(message)) ended = true;
+    } else if (message.type === 'caught-up' && message.runId === runId) caughtUp = true;
+    else if (message.type === undefined || message.type === 'error') refollow();
     for (const wake of waiters) wake();
   });
   await new Promise<void>((resolve, reject) => {
@@ -150,23 +202,30 @@ const open = async (url: string): Promise<Follower> => {
     received,
     sent,
     openedAt: Date.now(),
-    follow: (runId) => {
-      const text = JSON.stringify({ action: 'follow', runId, after: 0 });
-      sent.push(Buffer.byteLength(text));
-      socket.send(text);
+    refollows: 0,
+    follow: (id) => {
+      runId = id;
+      followFrom(0);
     },
-    ended: (runId, timeoutMs) =>
+    ended: (timeoutMs) =>
       new Promise<void>((resolve, reject) => {
-        const check = () => {
-          if (!received.some(isEnd(runId))) return;
+        const stop = () => {
           clearTimeout(timer);
+          clearInterval(watchdog);
           waiters.delete(check);
+        };
+        const check = () => {
+          if (!ended) return;
+          stop();
           resolve();
         };
         const timer = setTimeout(() => {
-          waiters.delete(check);
+          stop();
           reject(new Error(`a follower did not see run ${runId} end in ${timeoutMs} ms`));
         }, timeoutMs);
+        const watchdog = setInterval(() => {
+          if (Date.now() - lastMessageAt > STALL_MS) refollow();
+        }, 1000);
         waiters.add(check);
         check();
       }),
@@ -242,7 +301,7 @@ const followedRun = async (bench: BenchCloud, count: number): Promise<FollowedRu
     const connected = await bench.counters();
     const runId = await bench.dispatch({ repoless: true, demo: FOLLOW_RUN_DEMO });
     for (const follower of followers) follower.follow(runId);
-    await Promise.all(followers.map((f) => f.ended(runId, RUN_TIMEOUT_MS)));
+    await Promise.all(followers.map((f) => f.ended(RUN_TIMEOUT_MS)));
     await closeAll(followers);
     await finished(bench, runId);
     return {
@@ -265,14 +324,14 @@ const latencyOf = (bench: BenchCloud, runs: FollowedRun[]): FollowLatency => {
   const fromStored: number[] = [];
   let withoutLiveSteps = 0;
   let stepsReceived = 0;
+  let refollows = 0;
   for (const { runId, followers } of runs) {
     const batches = bench.agent.batches(runId);
     for (const follower of followers) {
-      let live = false;
+      refollows += follower.refollows;
       let measured = 0;
-      for (const { at, message } of follower.received) {
-        if (message.type === 'caught-up' && message.runId === runId) live = true;
-        if (message.type !== 'event' || message.runId !== runId || message.kind !== 'step') continue;
+      for (const { at, message, live, first } of follower.received) {
+        if (!first || message.type !== 'event' || message.kind !== 'step') continue;
         stepsReceived += 1;
         if (!live) continue;
         total.push(at - Date.parse(String(message.data.at)));
@@ -289,6 +348,7 @@ const latencyOf = (bench: BenchCloud, runs: FollowedRun[]): FollowLatency => {
     events: total.length,
     stepsReceived,
     followersWithoutLiveSteps: withoutLiveSteps,
+    refollows,
     p50Ms: percentile(total, 50),
     p99Ms: percentile(total, 99),
     fromStoredP50Ms: percentile(fromStored, 50),
@@ -310,13 +370,14 @@ const meanUse = (uses: LambdaUse[]): LambdaUse => ({
   ms: mean(uses.map((u) => u.ms)),
 });
 
-const unitsOf = (delta: Counters, fn: FunctionName, operations?: string[]) => {
+const unitsOf = (delta: Counters, fn: FunctionName) => {
   const capacity = delta.dynamo.byFunction[fn];
-  if (!capacity) return { readUnits: 0, writeUnits: 0 };
-  if (!operations) return { readUnits: capacity.readUnits, writeUnits: capacity.writeUnits };
-  // only write operations are asked for by name
-  const writeUnits = operations.reduce((n, op) => n + (capacity.units[op] ?? 0), 0);
-  return { readUnits: 0, writeUnits };
+  return { readUnits: capacity?.readUnits ?? 0, writeUnits: capacity?.writeUnits ?? 0 };
+};
+
+const writeUnitsOf = (delta: Counters, fn: FunctionName, operations: readonly string[]) => {
+  const units = delta.dynamo.byFunction[fn]?.units ?? {};
+  return operations.reduce((n, op) => n + (units[op] ?? 0), 0);
 };
 
 const usage = (
@@ -351,8 +412,11 @@ const usage = (
   };
 };
 
-/** run-feed's writes for a follower: moving its cursor (UpdateItem) and forgetting it at the end (DeleteItem). */
-const FOLLOWER_WRITES = ['UpdateItem', 'DeleteItem'];
+/**
+ * run-feed's writes for a follower: moving its cursor (UpdateItem) and forgetting it at the end
+ * (DeleteItem); the feed itself is put (its head and packs, in a transaction).
+ */
+const FOLLOWER_WRITES = ['UpdateItem', 'DeleteItem'] as const;
 
 const costOf = async (
   bench: BenchCloud,
@@ -361,13 +425,15 @@ const costOf = async (
 ): Promise<FollowCost> => {
   const [follower] = metered.followed.followers;
   if (!follower) throw new Error('the metered run had no follower');
+  const { setUp, run } = metered.followed;
   const feedLambda = meanUse(plain.unfollowed.map((r) => lambdaOf(r.run, 'runFeed')));
-  const feedUnits = unitsOf(metered.unfollowed.run, 'runFeed');
-  const feed = usage({ runFeed: feedLambda }, [feedUnits], {
-    httpApiRequests: 0,
-    webSocketMessages: 0,
-    connectionMinutes: 0,
-  });
+  const runFeedUnits = unitsOf(run, 'runFeed');
+  const followerWrites = writeUnitsOf(run, 'runFeed', FOLLOWER_WRITES);
+  const feed = usage(
+    { runFeed: feedLambda },
+    [{ readUnits: runFeedUnits.readUnits, writeUnits: runFeedUnits.writeUnits - followerWrites }],
+    { httpApiRequests: 0, webSocketMessages: 0, connectionMinutes: 0 },
+  );
 
   const ticketLambda = meanUse(plain.followed.map((r) => lambdaOf(r.setUp, 'api')));
   const streamLambda = meanUse(
@@ -377,7 +443,6 @@ const costOf = async (
   // its time only (its invocations vary from run to run with how the records fall into batches)
   const runFeedFollowed = meanUse(plain.followed.map((r) => lambdaOf(r.run, 'runFeed')));
   const runFeedExtra = { invocations: 0, ms: runFeedFollowed.ms - feedLambda.ms };
-  const { setUp, run } = metered.followed;
   const messages = [
     ...follower.sent.map(webSocketMessageUnits),
     ...follower.received.map((r) => webSocketMessageUnits(r.bytes)),
@@ -389,16 +454,18 @@ const costOf = async (
       unitsOf(setUp, 'api'),
       unitsOf(setUp, 'stream'),
       unitsOf(run, 'stream'),
-      unitsOf(run, 'runFeed', FOLLOWER_WRITES),
+      { readUnits: 0, writeUnits: followerWrites },
     ],
     { httpApiRequests: 1, webSocketMessages: messages, connectionMinutes: minutes },
   );
   const runId = metered.followed.runId;
   return {
     runWrites: await bench.runWrites(runId),
-    runWritesUnfollowed: await bench.runWrites(metered.unfollowed.runId),
-    feedEvents: follower.received.filter((r) => r.message.type === 'event' && r.message.runId === runId)
-      .length,
+    withoutFollower: {
+      runWrites: await bench.runWrites(metered.unfollowed.runId),
+      ...unitsOf(metered.unfollowed.run, 'runFeed'),
+    },
+    feedEvents: follower.received.filter((r) => r.first).length,
     feed,
     follower: one,
     totalUsd: feed.usd + one.usd,

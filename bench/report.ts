@@ -128,7 +128,7 @@ const burstRows = (name: string, burst: BurstResult): Row[] => {
 
 const followRow = (name: string, latency: FollowLatency): Row => ({
   id: '9',
-  figure: `Step → follower p50 / p99, ${name} (${latency.events.toLocaleString('en-US')} of ${latency.stepsReceived.toLocaleString('en-US')} steps received live)`,
+  figure: `Step → follower p50 / p99, ${name} (${latency.events.toLocaleString('en-US')} of ${latency.stepsReceived.toLocaleString('en-US')} steps received live${latency.refollows > 0 ? `; ${latency.refollows} follows again after a failed follow or a stall` : ''})`,
   target: '—',
   measured: `${ms(latency.p50Ms)} / ${ms(latency.p99Ms)} (from the stored batch: ${ms(latency.fromStoredP50Ms)} / ${ms(latency.fromStoredP99Ms)})`,
 });
