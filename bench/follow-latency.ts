@@ -29,10 +29,13 @@ import { between } from './support/usage.js';
  * follow (`stream`), run-feed's sends to it (moving its cursor and posting), the WebSocket messages
  * and the connection's minutes. DynamoDB units are counted per calling function (the functions'
  * DynamoDB front names the caller to the meter) on a metered run with one follower: run-feed's
- * cursor writes and its forgetting the follower are the follower's, the rest of run-feed's units the
- * feed's (checked against a metered run nobody follows). Lambda time comes from the local runtime's
- * per-function durations on unmetered runs, run-feed's extra for the follower as the difference
- * between runs with a follower and runs without. Messages are counted by the follower.
+ * cursor writes and its forgetting the follower are the follower's, the rest of its writes the
+ * feed's; its reads are the feed's at the rate per write of a metered run nobody followed, the rest
+ * the follower's. Lambda time comes from the local runtime's
+ * per-function durations on unmetered runs: run-feed's per write of the run (a run of the same script
+ * writes 80 to 140 times, as the pod's batches fall), on runs nobody followed and on runs one follower
+ * followed, times the metered run's writes; the ticket's (`api`) and the follower's `stream`
+ * invocations per run. Messages are counted by the follower.
  */
 
 export const FOLLOW_RUN_DEMO: DemoScript = { steps: 100, stepDelayMs: 20, edit: false };
@@ -86,6 +89,8 @@ export interface FollowCost {
   withoutFollower: { runWrites: number; readUnits: number; writeUnits: number };
   /** events the follower got, terminal status included */
   feedEvents: number;
+  /** run-feed's milliseconds per write of the run, on runs nobody followed and on runs one follower followed */
+  runFeedMsPerWrite: { unfollowed: number; followed: number };
   /** run-feed for a run nobody follows: every run pays it */
   feed: FollowUsage;
   /** what one follower adds */
@@ -418,6 +423,13 @@ const usage = (
  */
 const FOLLOWER_WRITES = ['UpdateItem', 'DeleteItem'] as const;
 
+/** run-feed's invocations and time per write of the runs, which vary in their writes with the pod's batching. */
+const runFeedPerWrite = (runs: FollowedRun[], writes: Map<string, number>): LambdaUse => {
+  const total = runs.reduce((n, r) => n + (writes.get(r.runId) ?? 0), 0);
+  const use = sumUse(...runs.map((r) => lambdaOf(r.run, 'runFeed')));
+  return { invocations: use.invocations / total, ms: use.ms / total };
+};
+
 const costOf = async (
   bench: BenchCloud,
   plain: { followed: FollowedRun[]; unfollowed: FollowedRun[] },
@@ -426,12 +438,27 @@ const costOf = async (
   const [follower] = metered.followed.followers;
   if (!follower) throw new Error('the metered run had no follower');
   const { setUp, run } = metered.followed;
-  const feedLambda = meanUse(plain.unfollowed.map((r) => lambdaOf(r.run, 'runFeed')));
+  const writes = new Map<string, number>();
+  for (const r of [...plain.followed, ...plain.unfollowed, metered.followed, metered.unfollowed])
+    writes.set(r.runId, await bench.runWrites(r.runId));
+  const runWrites = writes.get(metered.followed.runId) ?? 0;
+  // run-feed's Lambda use per write, on the runs nobody followed and on those one follower followed,
+  // for as many writes as the metered run had
+  const unfollowedPerWrite = runFeedPerWrite(plain.unfollowed, writes);
+  const followedPerWrite = runFeedPerWrite(plain.followed, writes);
+  const feedLambda = {
+    invocations: unfollowedPerWrite.invocations * runWrites,
+    ms: unfollowedPerWrite.ms * runWrites,
+  };
+  // run-feed's writes for the follower are its own operations; its reads for the follower (the
+  // followers it finds) are what it read beyond the run nobody followed, per write
   const runFeedUnits = unitsOf(run, 'runFeed');
   const followerWrites = writeUnitsOf(run, 'runFeed', FOLLOWER_WRITES);
+  const unfollowedReads = unitsOf(metered.unfollowed.run, 'runFeed').readUnits;
+  const feedReads = (unfollowedReads / (writes.get(metered.unfollowed.runId) ?? 1)) * runWrites;
   const feed = usage(
     { runFeed: feedLambda },
-    [{ readUnits: runFeedUnits.readUnits, writeUnits: runFeedUnits.writeUnits - followerWrites }],
+    [{ readUnits: feedReads, writeUnits: runFeedUnits.writeUnits - followerWrites }],
     { httpApiRequests: 0, webSocketMessages: 0, connectionMinutes: 0 },
   );
 
@@ -440,9 +467,8 @@ const costOf = async (
     plain.followed.map((r) => sumUse(lambdaOf(r.setUp, 'stream'), lambdaOf(r.run, 'stream'))),
   );
   // run-feed is invoked once per batch of the stream's records, followed or not: a follower adds to
-  // its time only (its invocations vary from run to run with how the records fall into batches)
-  const runFeedFollowed = meanUse(plain.followed.map((r) => lambdaOf(r.run, 'runFeed')));
-  const runFeedExtra = { invocations: 0, ms: runFeedFollowed.ms - feedLambda.ms };
+  // its time only
+  const runFeedExtra = { invocations: 0, ms: (followedPerWrite.ms - unfollowedPerWrite.ms) * runWrites };
   const messages = [
     ...follower.sent.map(webSocketMessageUnits),
     ...follower.received.map((r) => webSocketMessageUnits(r.bytes)),
@@ -454,18 +480,18 @@ const costOf = async (
       unitsOf(setUp, 'api'),
       unitsOf(setUp, 'stream'),
       unitsOf(run, 'stream'),
-      { readUnits: 0, writeUnits: followerWrites },
+      { readUnits: runFeedUnits.readUnits - feedReads, writeUnits: followerWrites },
     ],
     { httpApiRequests: 1, webSocketMessages: messages, connectionMinutes: minutes },
   );
-  const runId = metered.followed.runId;
   return {
-    runWrites: await bench.runWrites(runId),
+    runWrites,
     withoutFollower: {
-      runWrites: await bench.runWrites(metered.unfollowed.runId),
+      runWrites: writes.get(metered.unfollowed.runId) ?? 0,
       ...unitsOf(metered.unfollowed.run, 'runFeed'),
     },
     feedEvents: follower.received.filter((r) => r.first).length,
+    runFeedMsPerWrite: { unfollowed: unfollowedPerWrite.ms, followed: followedPerWrite.ms },
     feed,
     follower: one,
     totalUsd: feed.usd + one.usd,
@@ -496,7 +522,10 @@ export const measureFollowLatency = async (
     }
   })();
   const cost = await costOf(bench, { followed, unfollowed }, metered);
-  log(`  cost: feed $${cost.feed.usd.toFixed(7)}, one follower $${cost.follower.usd.toFixed(7)} per run`);
+  const { withoutFollower: check } = cost;
+  log(
+    `  run-feed per write: ${cost.runFeedMsPerWrite.unfollowed.toFixed(1)} ms nobody following, ${cost.runFeedMsPerWrite.followed.toFixed(1)} ms one follower; cost of a run of ${cost.runWrites} writes: feed $${cost.feed.usd.toFixed(7)} (${cost.feed.readUnits} / ${cost.feed.writeUnits} units), one follower $${cost.follower.usd.toFixed(7)}; a run of ${check.runWrites} writes nobody followed: run-feed ${check.readUnits} / ${check.writeUnits} units`,
+  );
 
   const crowdRun = await followedRun(bench, CROWD);
   const crowd = latencyOf(bench, [crowdRun]);
