@@ -3,6 +3,7 @@ import os from 'node:os';
 import { isTerminal, type RunStatus } from '../shared/domain/run.js';
 import type { DispatchApiResult } from './dispatch-api.js';
 import type { LatencyResult } from './dispatch-latency.js';
+import type { FollowLatency, FollowLatencyResult, FollowUsage } from './follow-latency.js';
 import type { HandlerResult } from './handlers.js';
 import type { IngestionResult } from './ingestion.js';
 import type { BurstResult, LaunchBurstResult } from './launch-burst.js';
@@ -23,6 +24,7 @@ export interface Results {
   listScale?: ListScaleResult;
   dispatchApi?: DispatchApiResult;
   realPod?: RealPodResult;
+  followLatency?: FollowLatencyResult;
   /** phases that could not be measured, and why */
   errors: Record<string, string>;
 }
@@ -124,10 +126,26 @@ const burstRows = (name: string, burst: BurstResult): Row[] => {
   ];
 };
 
+const followRow = (name: string, latency: FollowLatency): Row => ({
+  id: '9',
+  figure: `Step → follower p50 / p99, ${name} (${latency.events.toLocaleString('en-US')} of ${latency.stepsReceived.toLocaleString('en-US')} steps received live${latency.refollows > 0 ? `; ${latency.refollows} follows again after a failed follow or a stall` : ''})`,
+  target: '—',
+  measured: `${ms(latency.p50Ms)} / ${ms(latency.p99Ms)} (from the stored batch: ${ms(latency.fromStoredP50Ms)} / ${ms(latency.fromStoredP99Ms)})`,
+});
+
 export const targetRows = (results: Results): Row[] => {
   const rows: Row[] = [];
-  const { runCost, listScale, dispatchLatency, dispatchApi, launchBurst, handlers, ingestion, realPod } =
-    results;
+  const {
+    runCost,
+    listScale,
+    dispatchLatency,
+    dispatchApi,
+    launchBurst,
+    handlers,
+    ingestion,
+    realPod,
+    followLatency,
+  } = results;
   if (runCost) {
     // the cost target is what an autopilot run cost before the event path was made leaner (2026-11-25)
     rows.push(...costRows('1', 'Autopilot run', runCost.autopilot, { transitions: 10, usd: 0.0002462 }));
@@ -273,6 +291,19 @@ export const targetRows = (results: Results): Row[] => {
       },
     );
   } else rows.push(...missing(results, 'realPod', '8', 'Real pod: dispatch → first agent step'));
+  if (followLatency) {
+    const { single, crowd, cost } = followLatency;
+    rows.push(
+      followRow(`1 follower, ${single.runs} runs`, single),
+      followRow(`${crowd.followers} followers of one run`, crowd),
+      {
+        id: '9',
+        figure: `Following a run of ${cost.runWrites} writes: its feed + one follower, per run`,
+        target: '—',
+        measured: `${usd(cost.feed.usd)} + ${usd(cost.follower.usd)} = ${usd(cost.totalUsd)}`,
+      },
+    );
+  } else rows.push(...missing(results, 'followLatency', '9', 'Step → follower p50 / p99'));
   return rows;
 };
 
@@ -324,6 +355,34 @@ const costTable = (runCost: RunCostResult) => {
   );
 };
 
+/** What following one run costs: its feed, which every run pays, and one follower. */
+const followTable = ({ cost }: FollowLatencyResult) => {
+  const columns: [string, FollowUsage][] = [
+    ['Its feed (every run)', cost.feed],
+    ['One follower', cost.follower],
+  ];
+  const line = (name: string, value: (u: FollowUsage) => string) => [
+    name,
+    ...columns.map(([, u]) => value(u)),
+  ];
+  const byFunction = (u: FollowUsage) =>
+    Object.entries(u.lambda.byFunction)
+      .map(([fn, use]) => `${fn} ${num(use?.invocations ?? 0)} (${Math.round(use?.ms ?? 0)} ms)`)
+      .join(', ');
+  return table(
+    [`Following a run of ${cost.runWrites} writes`, ...columns.map(([name]) => name)],
+    [
+      line('Lambda invocations (time)', byFunction),
+      line('Lambda GB-seconds', (u) => u.lambda.gbSeconds.toFixed(4)),
+      line('DynamoDB read / write units', (u) => `${num(u.readUnits)} / ${num(u.writeUnits)}`),
+      line('HTTP API requests', (u) => num(u.httpApiRequests)),
+      line('WebSocket messages', (u) => num(u.webSocketMessages)),
+      line('WebSocket connection-minutes', (u) => num(u.connectionMinutes)),
+      line('Total', (u) => usd(u.usd)),
+    ],
+  );
+};
+
 export const render = (results: Results, rows: Row[], seconds: number, m: Machine): string => {
   const parts = [
     `Machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, Node ${m.node}, ${m.platform}; load average ${m.loadAverageBefore} before the run. Took ${Math.round(seconds)} s.`,
@@ -339,14 +398,11 @@ export const render = (results: Results, rows: Row[], seconds: number, m: Machin
       ]),
     ),
   ];
-  if (results.runCost) {
-    parts.push(
-      '',
-      `Prices: ${PRICE_NOTES.join('; ')}. Fargate and model tokens excluded.`,
-      '',
-      costTable(results.runCost),
-    );
+  if (results.runCost || results.followLatency) {
+    parts.push('', `Prices: ${PRICE_NOTES.join('; ')}. Fargate and model tokens excluded.`);
   }
+  if (results.runCost) parts.push('', costTable(results.runCost));
+  if (results.followLatency) parts.push('', followTable(results.followLatency));
   return parts.join('\n');
 };
 

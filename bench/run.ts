@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { measureDispatchApi } from './dispatch-api.js';
 import { measureDispatchLatency } from './dispatch-latency.js';
+import { measureFollowLatency } from './follow-latency.js';
 import { measureHandlers } from './handlers.js';
 import { measureIngestion } from './ingestion.js';
 import { measureLaunchBurst } from './launch-burst.js';
@@ -35,6 +36,7 @@ const STEPS = [
   'runCost',
   'ingestion',
   'dispatchLatency',
+  'followLatency',
   'listScale',
   'launchBurst',
   'dispatchApi',
@@ -80,6 +82,7 @@ try {
   await step('runCost', '(1) control-plane cost per run', () => measureRunCost(bench, log));
   await step('ingestion', '(7) agent event ingestion', () => measureIngestion(bench));
   await step('dispatchLatency', '(3) dispatch → RUNNING latency', () => measureDispatchLatency(bench));
+  await step('followLatency', '(9) following a run live', () => measureFollowLatency(bench, log));
   await step('listScale', '(2) list cost as runs grow', () => measureListScale(bench, log));
   await step('launchBurst', '(5) launch burst', () =>
     measureLaunchBurst(bench, log, startedAtMs + BURST_ENDS_BY_MS),

@@ -24,10 +24,19 @@ export interface AgentTraffic {
   eventsBusyMs?: number;
 }
 
+/** An events request the Agent API answered: the seqs it carried, and when (epoch ms) the answer came. */
+export interface AnsweredBatch {
+  firstSeq: number;
+  lastSeq: number;
+  answeredAt: number;
+}
+
 export interface AgentMeter {
   url: string;
   /** traffic of one run so far */
   run(runId: string): AgentTraffic;
+  /** the run's events requests answered with 2xx, in the order of their answers */
+  batches(runId: string): AnsweredBatch[];
   /** all runs together */
   totals(): AgentTraffic;
   close(): Promise<void>;
@@ -45,6 +54,7 @@ const empty = (): AgentTraffic => ({
 
 export const startAgentMeter = async (apiUrl: string): Promise<AgentMeter> => {
   const byRun = new Map<string, AgentTraffic>();
+  const answered = new Map<string, AnsweredBatch[]>();
   const proxy: ProxyServer = await startProxy(apiUrl, async (exchange, forward) => {
     const match = ROUTE.exec(exchange.url);
     if (!match) return forward();
@@ -56,7 +66,7 @@ export const startAgentMeter = async (apiUrl: string): Promise<AgentMeter> => {
       const arrived = performance.now();
       traffic.firstEventsAt ??= arrived;
       const { events = [] } = JSON.parse(exchange.body.toString('utf8') || '{}') as {
-        events?: { type?: string }[];
+        events?: { type?: string; seq?: number }[];
       };
       traffic.events += events.length;
       if (events.every((e) => e.type === 'heartbeat')) traffic.heartbeatBatches += 1;
@@ -64,6 +74,12 @@ export const startAgentMeter = async (apiUrl: string): Promise<AgentMeter> => {
       const answer = await forward();
       traffic.lastEventsAt = performance.now();
       traffic.eventsBusyMs = (traffic.eventsBusyMs ?? 0) + traffic.lastEventsAt - arrived;
+      const seqs = events.map((e) => e.seq).filter((seq): seq is number => typeof seq === 'number');
+      if (answer.status < 300 && seqs.length > 0) {
+        const batches = answered.get(runId) ?? [];
+        answered.set(runId, batches);
+        batches.push({ firstSeq: Math.min(...seqs), lastSeq: Math.max(...seqs), answeredAt: Date.now() });
+      }
       return answer;
     } else traffic.config += 1;
     return forward();
@@ -71,6 +87,7 @@ export const startAgentMeter = async (apiUrl: string): Promise<AgentMeter> => {
   return {
     url: proxy.url,
     run: (runId) => ({ ...(byRun.get(runId) ?? empty()) }),
+    batches: (runId) => [...(answered.get(runId) ?? [])],
     totals: () => {
       const sum = empty();
       for (const t of byRun.values()) {

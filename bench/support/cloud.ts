@@ -2,7 +2,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  DescribeStreamCommand,
+  DynamoDBStreamsClient,
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+  type Shard,
+} from '@aws-sdk/client-dynamodb-streams';
 import { GetExecutionHistoryCommand, type HistoryEvent, SFNClient } from '@aws-sdk/client-sfn';
 import { BatchGetCommand, DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { type LocalCloud, startLocalCloud } from '../../infra/local/cloud.js';
@@ -78,6 +85,11 @@ export interface BenchCloud {
   settle(quietMs?: number, timeoutMs?: number): Promise<void>;
   /** state names the run's execution entered, in order */
   statesEntered(run: Run): Promise<string[]>;
+  /**
+   * Writes of the run's item and its step packs, as the table's stream carries them: the changes
+   * run-feed turns into the run's events. Read from the stream's start, straight from DynamoDB Local.
+   */
+  runWrites(runId: string): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -120,9 +132,9 @@ export const startBenchCloud = async (
   cloud.runtime.configure({ values: { AGENT_API_URL: agent.url } });
 
   const aws = { region: endpoints.region, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } };
-  const db = DynamoDBDocumentClient.from(
-    new DynamoDBClient({ ...aws, endpoint: endpoints.services.dynamodb }),
-  );
+  const dynamodb = new DynamoDBClient({ ...aws, endpoint: endpoints.services.dynamodb });
+  const db = DynamoDBDocumentClient.from(dynamodb);
+  const streams = new DynamoDBStreamsClient({ ...aws, endpoint: endpoints.services.dynamodb });
   const sfn = new SFNClient({ ...aws, endpoint: endpoints.services.stepfunctions });
 
   const counters = async (): Promise<Counters> => {
@@ -288,6 +300,44 @@ export const startBenchCloud = async (
     return names;
   };
 
+  const runWrites = async (runId: string): Promise<number> => {
+    const { Table } = await dynamodb.send(new DescribeTableCommand({ TableName: runsTable }));
+    const streamArn = Table?.LatestStreamArn;
+    if (!streamArn) throw new Error(`table ${runsTable} has no stream`);
+    const shards: Shard[] = [];
+    let startShard: string | undefined;
+    do {
+      const { StreamDescription } = await streams.send(
+        new DescribeStreamCommand({ StreamArn: streamArn, ExclusiveStartShardId: startShard }),
+      );
+      shards.push(...(StreamDescription?.Shards ?? []));
+      startShard = StreamDescription?.LastEvaluatedShardId;
+    } while (startShard);
+    let writes = 0;
+    for (const shard of shards) {
+      let iterator = (
+        await streams.send(
+          new GetShardIteratorCommand({
+            StreamArn: streamArn,
+            ShardId: shard.ShardId,
+            ShardIteratorType: 'TRIM_HORIZON',
+          }),
+        )
+      ).ShardIterator;
+      while (iterator) {
+        const page = await streams.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 1000 }));
+        for (const record of page.Records ?? []) {
+          const keys = record.dynamodb?.Keys;
+          const sk = keys?.sk?.S ?? '';
+          if (keys?.pk?.S === `RUN#${runId}` && (sk === 'RUN' || sk.startsWith('STEPS#'))) writes += 1;
+        }
+        // an open shard answers an empty page once it has given everything written so far
+        iterator = (page.Records ?? []).length > 0 ? page.NextShardIterator : undefined;
+      }
+    }
+    return writes;
+  };
+
   return {
     cloud,
     dynamo,
@@ -302,8 +352,10 @@ export const startBenchCloud = async (
     waitForRun,
     settle,
     statesEntered,
+    runWrites,
     stop: async () => {
       db.destroy();
+      streams.destroy();
       sfn.destroy();
       await agent.close();
       await dynamo.close();

@@ -1,4 +1,5 @@
 import { type AttributeValue, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { CALLER_HEADER } from '../../infra/local/dynamodb-front.js';
 import { TABLE } from '../../shared/manifest.js';
 import { type Answer, type Exchange, type Forward, type ProxyServer, startProxy } from './proxy.js';
 
@@ -14,7 +15,19 @@ import { type Answer, type Exchange, type Forward, type ProxyServer, startProxy 
  *   (twice that in a transaction); each list index whose entry appears, disappears or changes costs
  *   1 unit per KB of the entry, a key change being a delete plus a put. A write its condition refused
  *   is billed all the same, at the item's size.
+ *
+ * The functions' DynamoDB front names the caller of each request, so units are also counted per
+ * function; the benchmark's own requests, straight to DynamoDB Local, never pass the meter.
  */
+
+/** What one function's requests cost, while metering. */
+export interface FunctionCapacity {
+  readUnits: number;
+  /** including index writes */
+  writeUnits: number;
+  /** read or write units per operation */
+  units: Record<string, number>;
+}
 
 export interface CapacityTotals {
   readUnits: number;
@@ -27,6 +40,8 @@ export interface CapacityTotals {
   requests: Record<string, number>;
   /** read or write units per operation, while metering */
   units: Record<string, number>;
+  /** by calling function, as the DynamoDB front names it (`unknown` for a request it did not pass) */
+  byFunction: Record<string, FunctionCapacity>;
 }
 
 export interface DynamoMeter {
@@ -195,10 +210,15 @@ export const startDynamoMeter = async (target: string): Promise<DynamoMeter> => 
     refusedWrites: 0,
     requests: {},
     units: {},
+    byFunction: {},
   };
-  const charge = (operation: string, kind: 'readUnits' | 'writeUnits', units: number) => {
+  const charge = (caller: string, operation: string, kind: 'readUnits' | 'writeUnits', units: number) => {
     totals[kind] += units;
     totals.units[operation] = (totals.units[operation] ?? 0) + units;
+    const fn = totals.byFunction[caller] ?? { readUnits: 0, writeUnits: 0, units: {} };
+    totals.byFunction[caller] = fn;
+    fn[kind] += units;
+    fn.units[operation] = (fn.units[operation] ?? 0) + units;
   };
   const locks = new Map<string, Promise<void>>();
 
@@ -235,6 +255,8 @@ export const startDynamoMeter = async (target: string): Promise<DynamoMeter> => 
   };
 
   const metered = async (operation: string, exchange: Exchange, forward: Forward): Promise<Answer> => {
+    const header = exchange.headers[CALLER_HEADER];
+    const caller = typeof header === 'string' ? header : 'unknown';
     const input = JSON.parse(exchange.body.toString('utf8') || '{}') as Wire;
     const factor = TRANSACTIONS.has(operation) ? 2 : 1;
     if (!WRITES.has(operation)) {
@@ -243,7 +265,7 @@ export const startDynamoMeter = async (target: string): Promise<DynamoMeter> => 
       );
       if (answer.status === 200 && READS.has(operation)) {
         const output = JSON.parse(answer.body.toString('utf8')) as Wire;
-        charge(operation, 'readUnits', factor * reportedUnits(output.ConsumedCapacity));
+        charge(caller, operation, 'readUnits', factor * reportedUnits(output.ConsumedCapacity));
       }
       return answer;
     }
@@ -257,7 +279,7 @@ export const startDynamoMeter = async (target: string): Promise<DynamoMeter> => 
           const after = await Promise.all(items.map(read));
           const tableUnits = items.reduce((n, _, i) => n + writeUnitsFor(before[i], after[i]), 0);
           const indexUnits = items.reduce((n, _, i) => n + indexWriteUnits(before[i], after[i]), 0);
-          charge(operation, 'writeUnits', factor * tableUnits + indexUnits);
+          charge(caller, operation, 'writeUnits', factor * tableUnits + indexUnits);
           totals.indexWriteUnits += indexUnits;
           return answer;
         }
@@ -265,7 +287,7 @@ export const startDynamoMeter = async (target: string): Promise<DynamoMeter> => 
         if (/ConditionalCheckFailed|TransactionCanceled/.test(String(output.__type))) {
           totals.refusedWrites += 1;
           const units = items.reduce((n, item, i) => n + writeUnitsFor(before[i] ?? item.item), 0);
-          charge(operation, 'writeUnits', factor * units);
+          charge(caller, operation, 'writeUnits', factor * units);
         }
         return answer;
       },

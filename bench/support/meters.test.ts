@@ -6,9 +6,11 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DynamoDbLocal, ensureTable, startDynamoDbLocal } from '../../infra/local/dynamodb.js';
+import { startDynamoDbFront } from '../../infra/local/dynamodb-front.js';
+import { FUNCTIONS } from '../../shared/manifest.js';
 import type { Counters } from './cloud.js';
 import { type DynamoMeter, indexWriteUnits, itemSize, startDynamoMeter } from './dynamo-meter.js';
-import { priceOf } from './prices.js';
+import { priceOf, webSocketMessageUnits } from './prices.js';
 import { percentile } from './stats.js';
 import { between, reportOf } from './usage.js';
 
@@ -87,6 +89,29 @@ describe('priceOf', () => {
     expect(cost).toMatchObject({ stepFunctions: 0.025, lambda: 0.2, dynamodb: 0.75, sqs: 0.4 });
     expect(cost.total).toBeCloseTo(1.375, 10);
   });
+
+  it('prices WebSocket messages and connection-minutes as API Gateway', () => {
+    const usage = {
+      transitions: 0,
+      lambdaRequests: 0,
+      lambdaGbSeconds: 0,
+      readUnits: 0,
+      writeUnits: 0,
+      sqsRequests: 0,
+      apiRequests: 1_000_000,
+      emails: 0,
+      logBytes: 0,
+      webSocketMessages: 2_000_000,
+      connectionMinutes: 4_000_000,
+    };
+    expect(priceOf(usage).apiGateway).toBeCloseTo(1 + 2 + 1, 10);
+  });
+
+  it('counts a WebSocket message in 32 KB increments', () => {
+    expect(webSocketMessageUnits(10)).toBe(1);
+    expect(webSocketMessageUnits(32 * 1024)).toBe(1);
+    expect(webSocketMessageUnits(32 * 1024 + 1)).toBe(2);
+  });
 });
 
 const counters = (sqs: Record<string, number>): Counters => ({
@@ -97,7 +122,15 @@ const counters = (sqs: Record<string, number>): Counters => ({
     ecs: {},
     logs: {},
   },
-  dynamo: { readUnits: 0, writeUnits: 0, indexWriteUnits: 0, refusedWrites: 0, requests: {}, units: {} },
+  dynamo: {
+    readUnits: 0,
+    writeUnits: 0,
+    indexWriteUnits: 0,
+    refusedWrites: 0,
+    requests: {},
+    units: {},
+    byFunction: {},
+  },
   agent: { config: 0, eventBatches: 0, heartbeatBatches: 0, control: 0, events: 0 },
   emails: 0,
 });
@@ -161,5 +194,36 @@ describe('the DynamoDB meter', () => {
     const after = meter.totals();
     expect(after.refusedWrites - before.refusedWrites).toBe(1);
     expect(after.writeUnits - before.writeUnits).toBe(1);
+  });
+
+  it('counts units per calling function, as the DynamoDB front names it', async () => {
+    const front = await startDynamoDbFront({
+      port: 0,
+      host: '127.0.0.1',
+      upstream: meter.url,
+      functions: FUNCTIONS,
+      tableName: 'runs',
+      region: 'us-east-1',
+      accountId: '000000000000',
+    });
+    const stream = new DynamoDBClient({
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+      endpoint: front.endpointOf('stream'),
+      maxAttempts: 1,
+    });
+    try {
+      const before = meter.totals();
+      await stream.send(new PutItemCommand({ TableName: 'runs', Item: { pk: S('CONN#c1'), sk: S('CONN') } }));
+      await client.send(new PutItemCommand({ TableName: 'runs', Item: { pk: S('CONN#c2'), sk: S('CONN') } }));
+      const after = meter.totals();
+      expect(after.byFunction.stream?.writeUnits).toBe((before.byFunction.stream?.writeUnits ?? 0) + 1);
+      expect(after.byFunction.stream?.units.PutItem).toBe((before.byFunction.stream?.units.PutItem ?? 0) + 1);
+      // a request that did not pass the front is nobody's
+      expect(after.byFunction.unknown?.writeUnits).toBe((before.byFunction.unknown?.writeUnits ?? 0) + 1);
+    } finally {
+      stream.destroy();
+      await front.close();
+    }
   });
 });

@@ -18,6 +18,10 @@ export const PRICES = {
   sqsRequest: 0.4 / 1_000_000,
   /** API Gateway HTTP API, per request ($1.00 per million) */
   httpApiRequest: 1 / 1_000_000,
+  /** API Gateway WebSocket API, per message either way, in 32 KB increments ($1.00 per million) */
+  webSocketMessage: 1 / 1_000_000,
+  /** API Gateway WebSocket API, per connection-minute ($0.25 per million) */
+  connectionMinute: 0.25 / 1_000_000,
   /** SES, per message ($0.10 per 1,000) */
   email: 0.1 / 1_000,
   /** CloudWatch Logs, per byte ingested ($0.50 per GB) */
@@ -31,6 +35,7 @@ export const PRICE_NOTES = [
   'DynamoDB on-demand $0.625 per million write units, $0.125 per million read units',
   'SQS $0.40 per million requests',
   'API Gateway HTTP API $1.00 per million requests',
+  'API Gateway WebSocket API $1.00 per million messages (in 32 KB increments) plus $0.25 per million connection-minutes',
   'SES $0.10 per 1,000 messages',
   'CloudWatch Logs $0.50 per GB ingested',
   'EventBridge: events from AWS services on the default bus are free',
@@ -46,7 +51,13 @@ export interface ControlPlaneUsage {
   apiRequests: number;
   emails: number;
   logBytes: number;
+  /** WebSocket messages, each counted in 32 KB increments (webSocketMessageUnits) */
+  webSocketMessages?: number;
+  connectionMinutes?: number;
 }
+
+/** A WebSocket message is billed per 32 KB of it. */
+export const webSocketMessageUnits = (bytes: number) => Math.max(1, Math.ceil(bytes / (32 * 1024)));
 
 export interface ControlPlaneCost {
   stepFunctions: number;
@@ -65,7 +76,10 @@ export const priceOf = (u: ControlPlaneUsage): ControlPlaneCost => {
     lambda: u.lambdaRequests * PRICES.lambdaRequest + u.lambdaGbSeconds * PRICES.lambdaGbSecond,
     dynamodb: u.readUnits * PRICES.readUnit + u.writeUnits * PRICES.writeUnit,
     sqs: u.sqsRequests * PRICES.sqsRequest,
-    apiGateway: u.apiRequests * PRICES.httpApiRequest,
+    apiGateway:
+      u.apiRequests * PRICES.httpApiRequest +
+      (u.webSocketMessages ?? 0) * PRICES.webSocketMessage +
+      (u.connectionMinutes ?? 0) * PRICES.connectionMinute,
     ses: u.emails * PRICES.email,
     logs: u.logBytes * PRICES.logByte,
   };

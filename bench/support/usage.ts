@@ -1,6 +1,7 @@
 import { FUNCTIONS, type FunctionName } from '../../shared/manifest.js';
 import type { AgentTraffic } from './agent-meter.js';
 import type { Counters, MeteredService } from './cloud.js';
+import type { FunctionCapacity } from './dynamo-meter.js';
 import { type ControlPlaneCost, type ControlPlaneUsage, priceOf } from './prices.js';
 
 /** What a run (or an hour paused) used of each service, and what it costs at list prices. */
@@ -15,6 +16,8 @@ export interface ControlPlaneReport {
     requests: Record<string, number>;
     /** read or write units by operation */
     units: Record<string, number>;
+    /** read and write units by calling function */
+    byFunction: Record<string, FunctionCapacity>;
   };
   sqsRequests: number;
   sesMessages: number;
@@ -57,6 +60,15 @@ const minus = <T extends Record<string, { calls: number; errors: number; bytesIn
     ]),
   ) as T;
 
+const counts = (b: Record<string, number>, a: Record<string, number> = {}) =>
+  Object.fromEntries(Object.entries(b).map(([key, n]) => [key, n - (a[key] ?? 0)]));
+
+const capacityBetween = (a: FunctionCapacity | undefined, b: FunctionCapacity): FunctionCapacity => ({
+  readUnits: b.readUnits - (a?.readUnits ?? 0),
+  writeUnits: b.writeUnits - (a?.writeUnits ?? 0),
+  units: counts(b.units, a?.units),
+});
+
 /** What happened between two snapshots; also `whole - part` as `between(part, whole)`. */
 export const between = (a: Counters, b: Counters): Counters => ({
   lambda: Object.fromEntries(
@@ -80,11 +92,10 @@ export const between = (a: Counters, b: Counters): Counters => ({
     writeUnits: b.dynamo.writeUnits - a.dynamo.writeUnits,
     indexWriteUnits: b.dynamo.indexWriteUnits - a.dynamo.indexWriteUnits,
     refusedWrites: b.dynamo.refusedWrites - a.dynamo.refusedWrites,
-    requests: Object.fromEntries(
-      Object.entries(b.dynamo.requests).map(([op, n]) => [op, n - (a.dynamo.requests[op] ?? 0)]),
-    ),
-    units: Object.fromEntries(
-      Object.entries(b.dynamo.units).map(([op, n]) => [op, n - (a.dynamo.units[op] ?? 0)]),
+    requests: counts(b.dynamo.requests, a.dynamo.requests),
+    units: counts(b.dynamo.units, a.dynamo.units),
+    byFunction: Object.fromEntries(
+      Object.entries(b.dynamo.byFunction).map(([fn, c]) => [fn, capacityBetween(a.dynamo.byFunction[fn], c)]),
     ),
   },
   agent: {

@@ -8,7 +8,8 @@ import type { FunctionDefinition, FunctionName } from '../../shared/manifest.js'
  * AWS. Each function's `AWS_ENDPOINT_URL_DYNAMODB` is `<front>/fn/<function>` (the SDK keeps the
  * path), so the front knows who calls. It refuses what the function's grant in the manifest does not
  * allow, exactly as IAM would, and can answer with injected faults (throttling, server errors) for the
- * functions and operations a test chooses. Everything else goes on to the upstream unchanged.
+ * functions and operations a test chooses. Everything else goes on to the upstream unchanged, but for
+ * a header naming the function (`x-local-function`), which DynamoDB Local ignores.
  *
  * - `POST /_local/faults` `{function?, operation?, error, times? | durationMs?, message?}`: the next
  *   `times` matching requests (or those for `durationMs`; without either, until cleared) fail with
@@ -79,6 +80,8 @@ interface Fault {
   until: number;
 }
 
+/** Names the calling function to the upstream, so a meter there can tell whose units they are. */
+export const CALLER_HEADER = 'x-local-function';
 const TARGET_PREFIX = 'DynamoDB_20120810.';
 const ERROR_NAMESPACE = 'com.amazonaws.dynamodb.v20120810';
 const ROUTE = /^\/fn\/([^/?]+)\/?(?:\?|$)/;
@@ -180,9 +183,14 @@ export const startDynamoDbFront = async (options: DynamoDbFrontOptions): Promise
     return fault;
   };
 
-  const forward = (req: IncomingMessage, body: Buffer, res: ServerResponse) => {
+  const forward = (fn: FunctionName, req: IncomingMessage, body: Buffer, res: ServerResponse) => {
     const { connection: _, 'transfer-encoding': __, ...endToEnd } = req.headers;
-    const headers = { ...endToEnd, host: upstream.host, 'content-length': String(body.length) };
+    const headers = {
+      ...endToEnd,
+      host: upstream.host,
+      'content-length': String(body.length),
+      [CALLER_HEADER]: fn,
+    };
     const out = request(
       { agent, host: upstream.hostname, port: upstream.port, method: 'POST', path: '/', headers },
       (answer) => {
@@ -225,7 +233,7 @@ export const startDynamoDbFront = async (options: DynamoDbFrontOptions): Promise
       count.faults += 1;
       return sendAwsError(res, FAULT_STATUS[fault.error], `${ERROR_NAMESPACE}#${fault.error}`, fault.message);
     }
-    forward(req, body, res);
+    forward(fn, req, body, res);
   };
 
   const addFault = async (req: IncomingMessage, res: ServerResponse) => {

@@ -235,6 +235,8 @@ describe('the DynamoDB front', () => {
       await client('api').send(new GetItemCommand({ TableName: TABLE, Key: KEY }));
 
       expect(meter.received).toHaveLength(1);
+      // so the meter can tell whose units they are
+      expect(meter.received[0]?.headers['x-local-function']).toBe('api');
       expect(upstream.received).toEqual([]);
     } finally {
       front.setUpstream(upstream.url);
