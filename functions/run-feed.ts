@@ -3,13 +3,14 @@ import middy from '@middy/core';
 import type { Context, DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { runChangeOf } from '../shared/adapters/dynamo-stream-records.js';
 import { readEnv } from '../shared/config.js';
+import type { RunChange } from '../shared/domain/feed.js';
 import { logger } from '../shared/observability.js';
-import { publishChange, type StreamDeps } from '../shared/usecases/stream.js';
+import { publishChanges, type StreamDeps } from '../shared/usecases/stream.js';
 import { connectionSender, feedStore, streamConnections } from '../shared/wiring.js';
 
 /**
- * The table's stream of run writes → the runs' feeds and their followers. Records are handled one
- * after another, in the stream's order, and the first that fails ends the batch: it and every later
+ * The table's stream of run writes → the runs' feeds and their followers. Records are handled in
+ * the stream's order, and the first run whose changes fail ends the batch: they and every later
  * record come back (Lambda resumes from the failed one), since a run's changes must be fed in order.
  * Powertools' batch processors go on past a failure, which here would feed a later change first.
  */
@@ -17,18 +18,26 @@ export const makeHandler = (deps: Pick<StreamDeps, 'connections' | 'sender' | 'f
   middy<DynamoDBStreamEvent, DynamoDBBatchResponse, Error, Context>()
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .handler(async (event) => {
+      // consecutive changes of one run are fed together: a busy run catches up in larger steps
+      const groups: RunChange[][] = [];
       for (const record of event.Records) {
         const change = runChangeOf(record);
         if (!change) continue;
+        const last = groups.at(-1);
+        if (last?.[0]?.runId === change.runId) last.push(change);
+        else groups.push([change]);
+      }
+      for (const changes of groups) {
         try {
-          await publishChange(deps, change);
+          await publishChanges(deps, changes);
         } catch (err) {
-          logger.error('a run change could not be fed', {
-            runId: change.runId,
-            change: change.change,
+          const first = changes[0] as RunChange;
+          logger.error('run changes could not be fed', {
+            runId: first.runId,
+            change: first.change,
             error: err as Error,
           });
-          return { batchItemFailures: [{ itemIdentifier: change.change }] };
+          return { batchItemFailures: [{ itemIdentifier: first.change }] };
         }
       }
       return { batchItemFailures: [] };

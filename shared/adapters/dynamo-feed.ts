@@ -4,7 +4,7 @@ import {
   QueryCommand,
   TransactWriteCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { EMPTY_FEED, type FeedEvent, type FeedHead, type NewFeedEvent } from '../domain/feed.js';
+import { EMPTY_FEED, type FeedEvent, type FeedHead, headAfter, type NewFeedEvent } from '../domain/feed.js';
 import type { FeedStore } from '../ports.js';
 import { cancellationReasons, Expression, keys } from './dynamo-keys.js';
 
@@ -72,12 +72,8 @@ export class DynamoFeedStore implements FeedStore {
     change: string,
   ): Promise<FeedEvent[] | false> {
     const numbered = events.map((event, i) => ({ seq: head.seq + 1 + i, ...event }));
-    const lastStepSeq = Math.max(
-      head.lastStepSeq,
-      ...numbered.filter((e) => e.kind === 'step').map((e) => Number(e.data.seq)),
-    );
+    const next = headAfter(head, change, numbered);
     const condition = new Expression();
-    const next: FeedHead = { seq: head.seq + numbered.length, lastChange: change, lastStepSeq };
     try {
       await this.db.send(
         new TransactWriteCommand({

@@ -52,6 +52,16 @@ export const feedEventsOf = (head: FeedHead, change: RunChange): NewFeedEvent[] 
   return stepEvents(change.steps.filter((step) => step.seq > head.lastStepSeq));
 };
 
+/** Where the feed stands once `events`, made by the change at `lastChange`, are appended. */
+export const headAfter = (head: FeedHead, lastChange: string, events: readonly NewFeedEvent[]): FeedHead => ({
+  seq: head.seq + events.length,
+  lastChange,
+  lastStepSeq: Math.max(
+    head.lastStepSeq,
+    ...events.filter((event) => event.kind === 'step').map((event) => Number(event.data.seq)),
+  ),
+});
+
 /** WebSocket messages are at most 128 KB; a step's content in the feed is cut well below that. */
 export const FEED_STEP_CONTENT_CHARS = 8 * 1024;
 

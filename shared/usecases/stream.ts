@@ -1,6 +1,13 @@
 import { createHash } from 'node:crypto';
 import { DomainError, UnauthorizedError } from '../domain/errors.js';
-import { endsFeed, type FeedEvent, feedEventsOf, type RunChange } from '../domain/feed.js';
+import {
+  endsFeed,
+  type FeedEvent,
+  feedEventsOf,
+  headAfter,
+  type NewFeedEvent,
+  type RunChange,
+} from '../domain/feed.js';
 import { randomToken } from '../domain/ids.js';
 import type { Caller } from '../domain/tenancy.js';
 import type { Clock, ConnectionSender, FeedStore, RunStore, StreamConnections } from '../ports.js';
@@ -187,30 +194,72 @@ const inBatches = async <T>(items: readonly T[], size: number, each: (item: T) =
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(each));
 };
 
+/** One append takes no more than this much of a run's changes: a transaction carries at most 4 MB. */
+const APPEND_BYTES = 1024 * 1024;
+
 /**
- * A write of a run's records, from the table's stream: its events are appended to the run's feed
- * (once: a change delivered again finds itself there) and sent to the run's followers whose cursor is
- * where the new events begin; followers still catching up get them from the feed. Status changes go
- * to the followers of the account's runs too. Answers the events appended.
+ * Writes of one run's records, in the order the table's stream delivers them: their events are
+ * appended to the run's feed (once: a change delivered again finds itself there), as few appends as
+ * fit, and sent to the run's followers whose cursor is where the new events begin; followers still
+ * catching up get them from the feed. Status changes go to the followers of the account's runs too.
+ * A feed that falls behind a busy run so catches up in larger steps, not one write at a time.
  */
-export const publishChange = async (
+export const publishChanges = async (
   deps: Pick<StreamDeps, 'connections' | 'sender' | 'feed'>,
-  change: RunChange,
+  changes: readonly RunChange[],
 ): Promise<FeedEvent[]> => {
-  let appended: FeedEvent[] | false = false;
-  while (appended === false) {
-    const head = await deps.feed.head(change.runId);
-    const events = feedEventsOf(head, change);
-    if (!events || events.length === 0) return [];
-    appended = await deps.feed.append(change.runId, head, events, change.change);
+  const published: FeedEvent[] = [];
+  let rest = changes;
+  while (rest.length > 0) {
+    const { appended, taken } = await appendSome(deps, rest);
+    rest = rest.slice(taken);
+    if (appended.length === 0) continue;
+    published.push(...appended);
+    await tellFollowers(deps, appended, changes.slice(0, changes.length - rest.length));
   }
-  const from = (appended[0]?.seq ?? 1) - 1;
-  const events = appended;
-  await inBatches(await deps.connections.followers(change.runId), FAN_OUT_CONCURRENCY, (follower) =>
-    sendOnce(deps, change.runId, follower.connectionId, from, events),
+  return published;
+};
+
+/** Appends the events of the first changes that fit one append; answers them and how many changes it took. */
+const appendSome = async (
+  deps: Pick<StreamDeps, 'feed'>,
+  changes: readonly RunChange[],
+): Promise<{ appended: FeedEvent[]; taken: number }> => {
+  const runId = changes[0]?.runId ?? '';
+  for (;;) {
+    const head = await deps.feed.head(runId);
+    let at = head;
+    let taken = 0;
+    let bytes = 0;
+    const events: NewFeedEvent[] = [];
+    for (const change of changes) {
+      const more = feedEventsOf(at, change) ?? [];
+      const size = Buffer.byteLength(JSON.stringify(more));
+      if (taken > 0 && bytes + size > APPEND_BYTES) break;
+      events.push(...more);
+      bytes += size;
+      taken += 1;
+      if (more.length > 0) at = headAfter(at, change.change, more);
+    }
+    if (events.length === 0) return { appended: [], taken };
+    const appended = await deps.feed.append(runId, head, events, at.lastChange);
+    if (appended) return { appended, taken };
+  }
+};
+
+const tellFollowers = async (
+  deps: Pick<StreamDeps, 'connections' | 'sender'>,
+  events: FeedEvent[],
+  changes: readonly RunChange[],
+) => {
+  const last = changes.at(-1);
+  if (!last) return;
+  const from = (events[0]?.seq ?? 1) - 1;
+  await inBatches(await deps.connections.followers(last.runId), FAN_OUT_CONCURRENCY, (follower) =>
+    sendOnce(deps, last.runId, follower.connectionId, from, events),
   );
-  if (change.kind === 'run') await tellRunsFollowers(deps, change.after, events);
-  return appended;
+  const run = [...changes].reverse().find((change) => change.kind === 'run');
+  if (run?.kind === 'run') await tellRunsFollowers(deps, run.after, events);
 };
 
 const tellRunsFollowers = async (

@@ -1,5 +1,5 @@
 import type { FeedEvent, FeedHead, NewFeedEvent } from '../../shared/domain/feed.js';
-import { EMPTY_FEED } from '../../shared/domain/feed.js';
+import { EMPTY_FEED, headAfter } from '../../shared/domain/feed.js';
 import type { Caller } from '../../shared/domain/tenancy.js';
 import type {
   ConnectionSender,
@@ -26,12 +26,7 @@ export class MemoryFeed implements FeedStore {
   ): Promise<FeedEvent[] | false> {
     if (JSON.stringify(await this.head(runId)) !== JSON.stringify(head)) return false;
     const numbered = events.map((event, i) => ({ seq: head.seq + 1 + i, ...event }));
-    const steps = numbered.filter((e) => e.kind === 'step').map((e) => Number(e.data.seq));
-    this.heads.set(runId, {
-      seq: head.seq + numbered.length,
-      lastChange: change,
-      lastStepSeq: Math.max(head.lastStepSeq, ...steps),
-    });
+    this.heads.set(runId, headAfter(head, change, numbered));
     this.events.set(runId, [...(this.events.get(runId) ?? []), ...structuredClone(numbered)]);
     return numbered;
   }

@@ -14,7 +14,7 @@ import type { Caller } from '../../shared/domain/tenancy.js';
 import {
   connect,
   issueTicket,
-  publishChange,
+  publishChanges,
   receive,
   type StreamDeps,
 } from '../../shared/usecases/stream.js';
@@ -173,7 +173,7 @@ const setUp = () => {
     change:
       | { kind: 'run'; runId: string; before?: Run; after: Run }
       | { kind: 'steps'; runId: string; steps: Step[] },
-  ) => publishChange(deps, { ...change, change: String(++position) });
+  ) => publishChanges(deps, [{ ...change, change: String(++position) }]);
   const statuses = async (...names: Run['status'][]) => {
     let before: Run | undefined;
     for (const status of names) {
@@ -306,6 +306,68 @@ describe('following a run', () => {
     expect(runMessages('all')).toEqual(['QUEUED', 'RUNNING']);
     expect(runMessages('mine')).toEqual(['QUEUED', 'RUNNING']);
     expect(runMessages('other')).toEqual([]);
+  });
+});
+
+describe('feeding a run’s changes', () => {
+  const feedOf = () => {
+    const deps = {
+      connections: new MemoryConnections(),
+      sender: new RecordingSender(),
+      feed: new MemoryFeed(),
+    };
+    return deps;
+  };
+  const change = (position: number, steps: Step[]): RunChange => ({
+    kind: 'steps',
+    runId: RUN_ID,
+    steps,
+    change: String(position),
+  });
+
+  it('appends consecutive changes together, numbered on, a step repacked later fed once', async () => {
+    const deps = feedOf();
+    let appends = 0;
+    const append = deps.feed.append.bind(deps.feed);
+    deps.feed.append = async (...args) => {
+      appends += 1;
+      return append(...args);
+    };
+    const fed = await publishChanges(deps, [
+      change(1, [step(1), step(2)]),
+      change(2, [step(2), step(3)]),
+      change(3, [step(4)]),
+    ]);
+    expect(fed.map((e) => [e.seq, e.data.seq])).toEqual([
+      [1, 1],
+      [2, 2],
+      [3, 3],
+      [4, 4],
+    ]);
+    expect(appends).toBe(1);
+    expect(await deps.feed.head(RUN_ID)).toEqual({ seq: 4, lastChange: '3', lastStepSeq: 4 });
+  });
+
+  it('adds nothing for changes delivered again, and only what is new in a batch that overlaps', async () => {
+    const deps = feedOf();
+    await publishChanges(deps, [change(1, [step(1)]), change(2, [step(2)])]);
+    expect(await publishChanges(deps, [change(1, [step(1)]), change(2, [step(2)])])).toEqual([]);
+    const fed = await publishChanges(deps, [change(2, [step(2)]), change(3, [step(3)])]);
+    expect(fed.map((e) => e.seq)).toEqual([3]);
+  });
+
+  it('splits what does not fit one transaction into appends that still number on without a gap', async () => {
+    const deps = feedOf();
+    const big = (seq: number) => step(seq, 'x'.repeat(FEED_STEP_CONTENT_CHARS));
+    const changes = Array.from({ length: 4 }, (_, i) =>
+      change(
+        i + 1,
+        Array.from({ length: 40 }, (_, j) => big(i * 40 + j + 1)),
+      ),
+    );
+    const fed = await publishChanges(deps, changes);
+    expect(fed.map((e) => e.seq)).toEqual(Array.from({ length: 160 }, (_, i) => i + 1));
+    expect((await deps.feed.head(RUN_ID)).lastChange).toBe('4');
   });
 });
 
