@@ -150,7 +150,10 @@ export interface Endpoints {
   apiUrl: string;
   /** the WebSocket API: connect with a ticket from `POST /v1/stream/tickets` */
   wsUrl: string;
+  /** the demo project admin's token (as `tokens.admin`) */
   token: string;
+  /** tokens of the demo project's admin, of a member of it without the admin role, and of an admin of another account */
+  tokens: { admin: string; member: string; outsider: string };
   inboxUrl: string;
   accountId: string;
   projectId: string;
@@ -770,20 +773,25 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       if (orphaned.length > 0)
         options.log(`stopped ${orphaned.length} run(s) left in flight by the last stop`);
     }
-    const token = await issuer.sign(
-      {
-        sub: demo.adminUserId,
-        email: demo.adminEmail,
-        'custom:accountId': demo.accountId,
-        'custom:accountRole': 'admin',
-      },
-      30 * 86_400,
-    );
+    // The demo project's admin, a member of it who is no admin, and someone of another account: the
+    // three sides every permission is checked from.
+    const signFor = (sub: string, email: string, accountId: string, accountRole: 'admin' | 'member') =>
+      issuer.sign(
+        { sub, email, 'custom:accountId': accountId, 'custom:accountRole': accountRole },
+        30 * 86_400,
+      );
+    const tokens = {
+      admin: await signFor(demo.adminUserId, demo.adminEmail, demo.accountId, 'admin'),
+      member: await signFor(demo.memberUserId, demo.memberEmail, demo.accountId, 'member'),
+      outsider: await signFor(demo.outsider.userId, demo.outsider.email, demo.outsider.accountId, 'admin'),
+    };
+    const token = tokens.admin;
 
     const endpoints: Endpoints = {
       apiUrl: api.url,
       wsUrl: webSocket.url,
       token,
+      tokens,
       inboxUrl: ses.url,
       accountId: demo.accountId,
       projectId: demo.projectId,

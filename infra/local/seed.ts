@@ -21,6 +21,9 @@ export const DEMO = {
   adminUserId: 'demo-admin',
   adminEmail: 'admin@example.com',
   memberUserId: 'demo-member',
+  memberEmail: 'member@example.com',
+  /** an admin of another account, who must see nothing of the demo account */
+  outsider: { userId: 'outsider', email: 'outsider@example.com', accountId: 'other-account' },
   /** the demo repository on the local git server, seeded from infra/local/demo-repo */
   repo: 'demo/demo-app.git',
   /** on the GitHub stand-in: the organization that owns `repo`, the App's installation on it, its admin */
@@ -35,6 +38,13 @@ export const seedDemo = async (directory: DirectoryRepository, demoRepoUrl: stri
   await directory.createAccount({
     accountId: DEMO.accountId,
     name: 'Demo account',
+    paymentStatus: 'active',
+    limits: { dailyCapMicroUsd: 0, monthlyCapMicroUsd: 0 },
+    updatedAt: now,
+  });
+  await directory.createAccount({
+    accountId: DEMO.outsider.accountId,
+    name: 'Another account',
     paymentStatus: 'active',
     limits: { dailyCapMicroUsd: 0, monthlyCapMicroUsd: 0 },
     updatedAt: now,
@@ -61,7 +71,7 @@ export const seedDemo = async (directory: DirectoryRepository, demoRepoUrl: stri
           email: DEMO.adminEmail,
           githubLogin: DEMO.github.adminLogin,
         },
-        { userId: DEMO.memberUserId, role: 'member', email: 'member@example.com' },
+        { userId: DEMO.memberUserId, role: 'member', email: DEMO.memberEmail },
       ],
       updatedAt: now,
     });
