@@ -413,29 +413,36 @@ export class StatelessStack extends Stack {
   }
 
   private createApiStage(): apigwv2.HttpStage {
-    const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', { retention: logs.RetentionDays.ONE_MONTH });
     return new apigwv2.HttpStage(this, 'ApiDefaultStage', {
       httpApi: this.httpApi,
       stageName: '$default',
       autoDeploy: true,
       throttle: API_THROTTLE,
-      accessLogSettings: {
-        destination: new apigwv2.LogGroupLogDestination(accessLogs),
-        format: apigw.AccessLogFormat.custom(
-          JSON.stringify({
-            requestId: '$context.requestId',
-            requestTime: '$context.requestTime',
-            sourceIp: '$context.identity.sourceIp',
-            routeKey: '$context.routeKey',
-            status: '$context.status',
-            responseLength: '$context.responseLength',
-            latencyMs: '$context.responseLatency',
-            integrationError: '$context.integrationErrorMessage',
-            authorizerError: '$context.authorizer.error',
-          }),
-        ),
-      },
+      accessLogSettings: this.accessLogs('ApiAccessLogs', {
+        responseLength: '$context.responseLength',
+        latencyMs: '$context.responseLatency',
+        authorizerError: '$context.authorizer.error',
+      }),
     });
+  }
+
+  /** A stage's access log: a month of JSON lines, each request's id, time, caller, route and status, and `fields`. */
+  private accessLogs(id: string, fields: Record<string, string>): apigwv2.IAccessLogSettings {
+    const group = new logs.LogGroup(this, id, { retention: logs.RetentionDays.ONE_MONTH });
+    return {
+      destination: new apigwv2.LogGroupLogDestination(group),
+      format: apigw.AccessLogFormat.custom(
+        JSON.stringify({
+          requestId: '$context.requestId',
+          requestTime: '$context.requestTime',
+          sourceIp: '$context.identity.sourceIp',
+          routeKey: '$context.routeKey',
+          status: '$context.status',
+          integrationError: '$context.integrationErrorMessage',
+          ...fields,
+        }),
+      ),
+    };
   }
 
   /**
@@ -515,29 +522,15 @@ export class StatelessStack extends Stack {
       description: 'Execution runs: follow runs live (tickets from POST /v1/stream/tickets)',
       routeSelectionExpression: WEBSOCKET.routeSelectionExpression,
     });
-    const accessLogs = new logs.LogGroup(this, 'StreamAccessLogs', {
-      retention: logs.RetentionDays.ONE_MONTH,
-    });
     const stage = new apigwv2.WebSocketStage(this, 'StreamStage', {
       webSocketApi: api,
       stageName: WEBSOCKET.stageName,
       autoDeploy: true,
       throttle: API_THROTTLE,
-      accessLogSettings: {
-        destination: new apigwv2.LogGroupLogDestination(accessLogs),
-        format: apigw.AccessLogFormat.custom(
-          JSON.stringify({
-            requestId: '$context.requestId',
-            requestTime: '$context.requestTime',
-            sourceIp: '$context.identity.sourceIp',
-            routeKey: '$context.routeKey',
-            eventType: '$context.eventType',
-            connectionId: '$context.connectionId',
-            status: '$context.status',
-            integrationError: '$context.integrationErrorMessage',
-          }),
-        ),
-      },
+      accessLogSettings: this.accessLogs('StreamAccessLogs', {
+        eventType: '$context.eventType',
+        connectionId: '$context.connectionId',
+      }),
     });
     return { api, stage };
   }

@@ -6,7 +6,9 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { EMPTY_FEED, type FeedEvent, type FeedHead, headAfter, type NewFeedEvent } from '../domain/feed.js';
 import type { FeedStore } from '../ports.js';
+import { MAX_SEQ } from '../schemas/ids.js';
 import { cancellationReasons, Expression, keys } from './dynamo-keys.js';
+import { RunPacks } from './dynamo-packs.js';
 
 /*
  * A run's feed in the run's partition:
@@ -113,41 +115,12 @@ export class DynamoFeedStore implements FeedStore {
 
   async after(runId: string, seq: number, limit: number): Promise<FeedEvent[]> {
     const found: FeedEvent[] = [];
-    const take = (events: FeedEvent[]) => {
-      for (const event of events)
+    const packs = new RunPacks(this.db, this.tableName, (first) => packKey(runId, first));
+    for await (const pack of packs.from(seq + 1, MAX_SEQ)) {
+      for (const event of eventsOf(pack)) {
         if (event.seq > (found.at(-1)?.seq ?? seq) && found.length < limit) found.push(event);
-    };
-    const pk = keys.run(runId).pk;
-    // the pack holding seq + 1, if one does: the last one starting at or before it
-    const before = new Expression();
-    const holding = await this.db.send(
-      new QueryCommand({
-        TableName: this.tableName,
-        KeyConditionExpression: `${before.name('pk')} = ${before.value(pk)} AND ${before.name('sk')} BETWEEN ${before.value(packKey(runId, 0).sk)} AND ${before.value(packKey(runId, seq + 1).sk)}`,
-        ScanIndexForward: false,
-        Limit: 1,
-        ConsistentRead: true,
-        ...before.attributes(),
-      }),
-    );
-    take(eventsOf(holding.Items?.[0]));
-    const range = new Expression();
-    const keyCondition = `${range.name('pk')} = ${range.value(pk)} AND ${range.name('sk')} BETWEEN ${range.value(packKey(runId, seq + 2).sk)} AND ${range.value(packKey(runId, 9_999_999_999).sk)}`;
-    let startKey: Record<string, unknown> | undefined;
-    while (found.length < limit) {
-      const page = await this.db.send(
-        new QueryCommand({
-          TableName: this.tableName,
-          KeyConditionExpression: keyCondition,
-          ConsistentRead: true,
-          Limit: 10,
-          ExclusiveStartKey: startKey,
-          ...range.attributes(),
-        }),
-      );
-      for (const item of page.Items ?? []) take(eventsOf(item));
-      startKey = page.LastEvaluatedKey;
-      if (!startKey) break;
+      }
+      if (found.length >= limit) break;
     }
     return found;
   }

@@ -1,8 +1,9 @@
-import { type DynamoDBDocumentClient, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { StepEvent } from '../domain/agent-batch.js';
 import { STEP_CONTENT_INLINE_BYTES, type Step, type StepContentRef, type StepPage } from '../domain/steps.js';
 import type { AgentEvent, Timeline } from '../ports.js';
-import { compact, Expression, keys } from './dynamo-keys.js';
+import { compact, keys } from './dynamo-keys.js';
+import { RunPacks } from './dynamo-packs.js';
 
 /*
  * The step timeline and the other per-seq records of a run, in the run's partition:
@@ -109,22 +110,6 @@ export class DynamoTimeline implements Timeline {
     private readonly tableName: string,
   ) {}
 
-  /** The pack that holds `seq` if any does: the last one starting at or before it. */
-  private async packAtOrBefore(runId: string, seq: number): Promise<Record<string, unknown> | undefined> {
-    const expr = new Expression();
-    const out = await this.db.send(
-      new QueryCommand({
-        TableName: this.tableName,
-        KeyConditionExpression: `${expr.name('pk')} = ${expr.value(keys.run(runId).pk)} AND ${expr.name('sk')} BETWEEN ${expr.value(keys.steps(runId, 0).sk)} AND ${expr.value(keys.steps(runId, seq).sk)}`,
-        ScanIndexForward: false,
-        Limit: 1,
-        ConsistentRead: true,
-        ...expr.attributes(),
-      }),
-    );
-    return out.Items?.[0];
-  }
-
   async listSteps(
     runId: string,
     query: { afterSeq: number; throughSeq: number; limit: number },
@@ -134,37 +119,22 @@ export class DynamoTimeline implements Timeline {
     // One more than asked for tells whether another page follows.
     const want = limit + 1;
     const found: Step[] = [];
-    const take = (steps: Step[]) => {
-      for (const step of steps) {
+    for await (const pack of this.packs(runId).from(afterSeq + 1, throughSeq)) {
+      for (const step of stepsOf(pack)) {
         // a seq is kept once; a step packed twice (a batch written again with others) shows once
         const last = found.at(-1)?.seq ?? afterSeq;
         if (step.seq > last && step.seq <= throughSeq) found.push(step);
       }
-    };
-    take(stepsOf(await this.packAtOrBefore(runId, afterSeq + 1)));
-    const range = new Expression();
-    const keyCondition = `${range.name('pk')} = ${range.value(keys.run(runId).pk)} AND ${range.name('sk')} BETWEEN ${range.value(keys.steps(runId, afterSeq + 2).sk)} AND ${range.value(keys.steps(runId, throughSeq).sk)}`;
-    let startKey: Record<string, unknown> | undefined;
-    while (found.length < want && throughSeq >= afterSeq + 2) {
-      const page = await this.db.send(
-        new QueryCommand({
-          TableName: this.tableName,
-          KeyConditionExpression: keyCondition,
-          ConsistentRead: true,
-          // packs hold many steps each: a few at a time is plenty
-          Limit: 10,
-          ExclusiveStartKey: startKey,
-          ...range.attributes(),
-        }),
-      );
-      for (const item of page.Items ?? []) take(stepsOf(item));
-      startKey = page.LastEvaluatedKey;
-      if (!startKey) break;
+      if (found.length >= want) break;
     }
     return { items: found.slice(0, limit), more: found.length > limit };
   }
 
   async getStep(runId: string, seq: number): Promise<Step | undefined> {
-    return stepsOf(await this.packAtOrBefore(runId, seq)).find((step) => step.seq === seq);
+    return stepsOf(await this.packs(runId).holding(seq)).find((step) => step.seq === seq);
+  }
+
+  private packs(runId: string): RunPacks {
+    return new RunPacks(this.db, this.tableName, (seq) => keys.steps(runId, seq));
   }
 }

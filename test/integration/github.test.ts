@@ -244,7 +244,8 @@ describe('runs started from GitHub issues', () => {
     expect(started?.body).toContain(`@${member.login} started pod \`${e.podId}\``);
     const runId = runIdIn(started as IssueComment);
 
-    const run = await getRun(runId);
+    // the comment is posted, then recorded on the run
+    const { run } = await waitForRun(runId, (r) => r.gitHubIssue?.commentId !== undefined, 15_000);
     expect(run).toMatchObject({
       source: 'mention',
       attribution: `user-${member.login}`,
