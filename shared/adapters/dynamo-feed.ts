@@ -1,8 +1,4 @@
-import {
-  type DynamoDBDocumentClient,
-  GetCommand,
-  TransactWriteCommand,
-} from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { EMPTY_FEED, type FeedEvent, type FeedHead, headAfter, type NewFeedEvent } from '../domain/feed.js';
 import type { FeedStore } from '../ports.js';
 import { MAX_SEQ } from '../schemas/ids.js';
