@@ -6,7 +6,7 @@ import {
   startModelServer,
 } from '../../infra/local/model-server.js';
 
-const CWD = '/work/demo';
+const CWD = '/workspace/demo';
 const LISTING = './package.json\n./src/greet.js\n./test/greet.test.js';
 // `}` occurs twice: an anchor of the last line alone would be refused
 const SOURCE =
