@@ -69,6 +69,15 @@ export const mentionedPod = (
   return undefined;
 };
 
+/**
+ * Whether a comment or label could call a pod at all (a handle, a `pod:` label): most comments on a
+ * repository do not, and are dismissed before anything is read for them.
+ */
+export const mayCallPod = (said: { comment: string } | { label: string }): boolean =>
+  'comment' in said
+    ? spokenOnly(said.comment).search(MENTION) >= 0
+    : podOfLabel(said.label.toLowerCase()) !== undefined;
+
 /** The pod a `pod:<podId>` label calls (labels are case-insensitive on GitHub), if it is one of `podIds`. */
 export const labelledPod = (label: string, podIds: readonly string[]): string | undefined => {
   const named = podOfLabel(label.toLowerCase());

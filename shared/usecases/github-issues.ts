@@ -4,6 +4,7 @@ import {
   issueItemId,
   issuePrompt,
   labelledPod,
+  mayCallPod,
   mentionedPod,
   outcomeReply,
   projectForCaller,
@@ -69,6 +70,8 @@ export type IssueOutcome =
       replyFailed?: string;
     };
 
+const NO_POD_CALLED = 'calls no pod of the account';
+
 /** A delivery's refusal reply is kept for as long as GitHub keeps the delivery to redeliver. */
 const DELIVERY_KEPT_SECONDS = 3 * 86_400;
 
@@ -85,6 +88,7 @@ export const issueActivity = async (
 ): Promise<IssueOutcome> => {
   // the App's own comments (and other bots') never call a pod: a reply cannot start a run
   if (activity.sender.bot) return { handled: false, reason: 'sent by a bot' };
+  if (!mayCallPod(activity.said)) return { handled: false, reason: NO_POD_CALLED };
   const account = await deps.directory.accountOfInstallation(activity.installationId);
   if (!account)
     return { handled: false, reason: `installation ${activity.installationId} is linked to no account` };
@@ -99,7 +103,7 @@ export const issueActivity = async (
           activity.said.label,
           pods.map((pod) => pod.podId),
         );
-  if (!called) return { handled: false, reason: 'calls no pod of the account' };
+  if (!called) return { handled: false, reason: NO_POD_CALLED };
 
   const { issue, sender } = activity;
   const chosen = projectForCaller(

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { DomainError, UnauthorizedError } from '../domain/errors.js';
 import {
   endsFeed,
@@ -12,6 +11,7 @@ import { randomToken } from '../domain/ids.js';
 import type { Caller } from '../domain/tenancy.js';
 import type { Clock, ConnectionSender, FeedStore, RunStore, StreamConnections } from '../ports.js';
 import { type ClientMessage, clientMessageSchema, type ServerMessage } from '../schemas/stream.js';
+import { hashSecret } from './lifecycle.js';
 import { getRun } from './runs.js';
 
 /**
@@ -37,7 +37,6 @@ const CONNECTION_TTL_SECONDS = 2 * 3600 + 600;
 /** Events sent per read of the feed while catching up. */
 const CATCH_UP_PAGE = 100;
 
-const hashOf = (ticket: string) => createHash('sha256').update(ticket).digest('hex');
 const later = (now: Date, seconds: number) => new Date(now.getTime() + seconds * 1000);
 
 /** A single-use ticket for the WebSocket API, so no long-lived token travels in a URL. */
@@ -48,7 +47,7 @@ export const issueTicket = async (
 ): Promise<{ ticket: string; url: string; expiresAt: string }> => {
   const ticket = randomToken(32);
   const expiresAt = later(deps.clock.now(), TICKET_TTL_SECONDS);
-  await deps.connections.saveTicket(hashOf(ticket), caller, expiresAt);
+  await deps.connections.saveTicket(hashSecret(ticket), caller, expiresAt);
   const url = new URL(settings.webSocketUrl);
   url.searchParams.set('ticket', ticket);
   return { ticket, url: url.toString(), expiresAt: expiresAt.toISOString() };
@@ -61,7 +60,9 @@ export const connect = async (
   ticket: string | undefined,
 ): Promise<void> => {
   const now = deps.clock.now();
-  const caller = ticket ? await deps.connections.redeemTicket(hashOf(ticket), connectionId, now) : undefined;
+  const caller = ticket
+    ? await deps.connections.redeemTicket(hashSecret(ticket), connectionId, now)
+    : undefined;
   if (!caller)
     throw new UnauthorizedError('a ticket from POST /v1/stream/tickets, unused and under a minute old');
   await deps.connections.saveConnection(connectionId, caller, later(now, CONNECTION_TTL_SECONDS));
