@@ -11,7 +11,7 @@ import {
 } from '../../shared/domain/pricing.js';
 import { type Run, TERMINAL_STATUSES } from '../../shared/domain/run.js';
 import type { AccountSpend } from '../../shared/usecases/spend.js';
-import { api, endpoints, waitForRun, waitForTerminal } from './support/api.js';
+import { api, endpoints, waitForQuietPod, waitForTerminal } from './support/api.js';
 import { dynamo, ecs, ledgerLinesOf, takeOverPod, tokenFor, waitForTaskStopped } from './support/aws.js';
 
 // The local cloud's handlers read the same variables from the environment this process passed on.
@@ -197,7 +197,7 @@ describe('what runs cost', () => {
         config: { demo: { steps: 1, stepDelayMs: 0, failure: 'hang' } },
       },
     });
-    await waitForRun(body.runId, (r) => r.status === 'RUNNING' && Boolean(r.taskArn));
+    await waitForQuietPod(body.runId);
     const agentToken = await takeOverPod(body.runId);
 
     const models = ['claude-opus-4-1', 'claude-sonnet-4-5', 'some-unlisted-model'];

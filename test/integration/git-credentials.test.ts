@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { gitCredentialSchema } from '../../shared/schemas/agent-events.js';
 import { git, gitFailure } from '../support/git.js';
-import { api, dispatch, endpoints, waitForRun, waitForTerminal } from './support/api.js';
+import { api, dispatch, endpoints, waitForQuietPod, waitForTerminal } from './support/api.js';
 import { takeOverPod } from './support/aws.js';
 
 /** The pod's git credential: from the Agent API with its run-scoped token, for the run's repositories. */
@@ -19,7 +19,7 @@ describe('the pod’s git credential', () => {
   it('opens the demo repository to a running run’s pod, and is refused once the run has ended', async () => {
     // the pod goes quiet once it has started, so the test can play the pod
     const { body } = await dispatch({ config: { demo: { steps: 1, stepDelayMs: 0, failure: 'hang' } } });
-    await waitForRun(body.runId, (r) => r.status === 'RUNNING' && Boolean(r.taskArn), 30_000);
+    await waitForQuietPod(body.runId);
     const token = await takeOverPod(body.runId);
 
     const answer = await askForCredential(body.runId, token);

@@ -74,3 +74,28 @@ export const waitForRun = async (
 
 export const waitForTerminal = (runId: string, timeoutMs?: number) =>
   waitForRun(runId, (run) => isTerminal(run.status), timeoutMs);
+
+/**
+ * A run whose pod hangs (`failure: 'hang'`), once the pod has sent all it will: RUNNING with its task,
+ * its last seq unchanged for `quietMs`. A test that plays the pod takes over only then: a batch the
+ * pod still had in flight would be refused with the new token, and the pod would end the run.
+ */
+export const waitForQuietPod = async (runId: string, quietMs = 1500, timeoutMs = 30_000): Promise<Run> => {
+  const deadline = Date.now() + timeoutMs;
+  let lastSeq = -1;
+  let since = Date.now();
+  for (;;) {
+    const run = await getRun(runId);
+    if (run.status === 'RUNNING' && run.taskArn) {
+      if (run.lastSeq !== lastSeq) {
+        lastSeq = run.lastSeq;
+        since = Date.now();
+      } else if (Date.now() - since >= quietMs) {
+        return run;
+      }
+    }
+    if (Date.now() > deadline)
+      throw new Error(`run ${runId}'s pod did not go quiet; last ${JSON.stringify(run)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+};
