@@ -1,13 +1,16 @@
 import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
+import type { LogStreamOwners } from '../shared/ports.js';
 import { systemClock } from '../shared/ports.js';
 import { approvalOutcomeSchema } from '../shared/schemas/approvals.js';
 import { type LifecycleDeps, parkPod } from '../shared/usecases/lifecycle.js';
-import { runStore, taskSignals } from '../shared/wiring.js';
+import { runStore, streamConnections, taskSignals } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 /** State machine task (waitForTaskToken): park the token the pod's checkpoint or result will settle. */
-export const makeHandler = (deps: Pick<LifecycleDeps, 'runs' | 'signals' | 'clock'>) =>
+export const makeHandler = (
+  deps: Pick<LifecycleDeps, 'runs' | 'signals' | 'clock'> & { logStreams: LogStreamOwners },
+) =>
   validatedHandler(
     z.object({
       runId: z.string(),
@@ -24,4 +27,5 @@ export const handler = makeHandler({
   runs: runStore(env.TABLE_NAME),
   signals: taskSignals(),
   clock: systemClock,
+  logStreams: streamConnections(env.TABLE_NAME),
 });

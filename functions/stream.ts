@@ -1,12 +1,13 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
+import { signingSecret } from '../shared/adapters/signing-secret.js';
 import { readEnv } from '../shared/config.js';
 import { DomainError } from '../shared/domain/errors.js';
 import { logger } from '../shared/observability.js';
 import { systemClock } from '../shared/ports.js';
 import { connect, disconnect, receive, type StreamDeps } from '../shared/usecases/stream.js';
-import { connectionSender, feedStore, runStore, streamConnections } from '../shared/wiring.js';
+import { connectionSender, feedStore, logReader, runStore, streamConnections } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 /** What the function reads of API Gateway's WebSocket events. */
@@ -24,7 +25,7 @@ interface WebSocketResult {
 /**
  * The WebSocket API's routes: `$connect` redeems the ticket in the URL (401 refuses the connection),
  * `$disconnect` forgets the connection, and every message (`$default`) is answered on the connection
- * itself: follow a run, follow the account's runs, ping.
+ * itself: follow a run, follow a run's log, follow the account's runs, ping.
  */
 export const makeHandler = (deps: StreamDeps) =>
   middy<unknown, WebSocketResult, Error, Context>()
@@ -50,11 +51,13 @@ export const makeHandler = (deps: StreamDeps) =>
       }
     });
 
-const env = readEnv('TABLE_NAME', 'WEBSOCKET_CALLBACK_URL');
+const env = readEnv('TABLE_NAME', 'WEBSOCKET_CALLBACK_URL', 'LOG_GROUP_NAME');
 export const handler = makeHandler({
   connections: streamConnections(env.TABLE_NAME),
   sender: connectionSender(env.WEBSOCKET_CALLBACK_URL),
   feed: feedStore(env.TABLE_NAME),
   runs: runStore(env.TABLE_NAME),
+  logs: logReader(env.LOG_GROUP_NAME),
+  cursorKey: signingSecret('cursor'),
   clock: systemClock,
 });

@@ -75,7 +75,8 @@ export type FunctionName =
   | 'scheduledDispatch'
   | 'pullRequestSweep'
   | 'stream'
-  | 'runFeed';
+  | 'runFeed'
+  | 'runLogs';
 
 /** DynamoDB actions a function may take on the table (TransactWriteItems is authorized per inner action). */
 export type TableAction =
@@ -221,7 +222,8 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     memoryMiB: 256,
     description: 'Parks the pod-wait task token',
     environment: ['TABLE_NAME'],
-    table: { actions: READ_WRITE_RUN, indexes: [] },
+    // and puts which run the pod's log stream belongs to
+    table: { actions: [...READ_WRITE_RUN, 'PutItem'], indexes: [] },
   },
   finalize: {
     entry: 'finalize',
@@ -331,8 +333,9 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     timeoutSeconds: 29,
     memoryMiB: 256,
     description:
-      'WebSocket API: $connect redeems a ticket; follow a run (its feed, then live), the runs, ping',
-    environment: ['TABLE_NAME', 'WEBSOCKET_CALLBACK_URL'],
+      'WebSocket API: $connect redeems a ticket; follow a run (its feed, then live), its log, the runs, ping',
+    // a follow of a run's log reads the pods' log group with the logs API's cursors
+    environment: ['TABLE_NAME', 'WEBSOCKET_CALLBACK_URL', 'LOG_GROUP_NAME', ...CURSOR_SECRET],
     // a ticket is spent (UpdateItem) and the connection put; a follow reads the run and its feed (Query)
     // and moves its cursor; a connection that left is deleted
     table: { actions: ['GetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem'], indexes: [] },
@@ -346,6 +349,17 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     // the feed's head and packs are put in a transaction; followers are read (Query) and their cursors
     // moved; a follow or connection that left is deleted
     table: { actions: ['GetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem'], indexes: [] },
+  },
+  runLogs: {
+    entry: 'run-logs',
+    timeoutSeconds: 60,
+    memoryMiB: 512,
+    description:
+      "The pods' log group's subscription -> the new lines, sent to the followers of each run's log",
+    environment: ['TABLE_NAME', 'WEBSOCKET_CALLBACK_URL', 'LOG_GROUP_NAME', ...CURSOR_SECRET],
+    // the stream's run and the run are read, its log's followers read (Query) and their cursors moved; a
+    // connection that left is deleted
+    table: { actions: ['GetItem', 'Query', 'UpdateItem', 'DeleteItem'], indexes: [] },
   },
 };
 
@@ -443,6 +457,17 @@ export const RUN_FEED_SOURCE = {
   maximumRetryAttempts: 10,
   startingPosition: 'TRIM_HORIZON',
   filters: [{ dynamodb: { Keys: { sk: { S: ['RUN', { prefix: 'STEPS#' }] } } } }],
+} as const;
+
+/**
+ * The pods' log group's subscription filter: every line, to runLogs, which sends each run's new lines
+ * to the followers of its log. The lines themselves are read back with the logs API; a delivery only
+ * says which stream has new ones, and up to when.
+ */
+export const RUN_LOGS_SOURCE = {
+  fn: 'runLogs' as FunctionName,
+  filterName: 'run-logs',
+  filterPattern: '',
 } as const;
 
 /** EventBridge rules: the same patterns deploy in CDK and are matched by the local bus. */

@@ -404,6 +404,22 @@ export interface Follower {
   cursor: number;
 }
 
+/**
+ * A WebSocket connection's follow of a run's log: `cursor`, the logs API's afterCursor after the last
+ * line it was sent, and `lastAt`, that line's timestamp (0 before any).
+ */
+export interface LogFollower {
+  connectionId: string;
+  cursor: string;
+  lastAt: number;
+}
+
+/** Which run each pod log stream belongs to: its subscription's deliveries name only the stream. */
+export interface LogStreamOwners {
+  rememberLogStream(logStream: string, runId: string, expiresAt: Date): Promise<void>;
+  runOfLogStream(logStream: string): Promise<string | undefined>;
+}
+
 /** A connection's follow of the account's runs (or one project's), for list views. */
 export interface RunsFollower {
   connectionId: string;
@@ -428,6 +444,18 @@ export interface StreamConnections {
   cursorOf(runId: string, connectionId: string): Promise<number | undefined>;
   followers(runId: string): Promise<Follower[]>;
   unfollow(runId: string, connectionId: string): Promise<void>;
+  /** Follows the run's log from `cursor`, replacing an earlier follow of its log by the same connection. */
+  followLogs(runId: string, connectionId: string, cursor: string, expiresAt: Date): Promise<void>;
+  /** As `advance`, for a follow of the run's log: moved from `from` only, with the last line's time. */
+  advanceLogs(
+    runId: string,
+    connectionId: string,
+    from: string,
+    to: { cursor: string; lastAt: number },
+  ): Promise<boolean>;
+  logFollower(runId: string, connectionId: string): Promise<LogFollower | undefined>;
+  logFollowers(runId: string): Promise<LogFollower[]>;
+  unfollowLogs(runId: string, connectionId: string): Promise<void>;
   followRuns(accountId: string, follower: RunsFollower, expiresAt: Date): Promise<void>;
   runsFollowers(accountId: string): Promise<RunsFollower[]>;
   unfollowRuns(accountId: string, connectionId: string): Promise<void>;

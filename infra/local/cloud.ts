@@ -5,7 +5,11 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { CloudWatchLogsClient, CreateLogGroupCommand } from '@aws-sdk/client-cloudwatch-logs';
+import {
+  CloudWatchLogsClient,
+  CreateLogGroupCommand,
+  PutSubscriptionFilterCommand,
+} from '@aws-sdk/client-cloudwatch-logs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { ECSClient, RegisterTaskDefinitionCommand } from '@aws-sdk/client-ecs';
@@ -37,6 +41,7 @@ import {
   QUEUE,
   ROUTES,
   RUN_FEED_SOURCE,
+  RUN_LOGS_SOURCE,
   SCHEDULER,
   WEBSOCKET,
 } from '../../shared/manifest.js';
@@ -447,6 +452,11 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       region: REGION,
       accountId: ACCOUNT,
       persistPath: persisted('logs.json'),
+      deliver: (arn, event) => {
+        const fn = runtime.functionForArn(arn);
+        if (!fn) throw new Error(`no local function for ${arn}`);
+        return runtime.invoke(fn, event);
+      },
     });
     stops.push(() => logs.close());
     const ses = await startSes(portFor(options, 6), host);
@@ -540,6 +550,15 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         if (err.name !== 'ResourceAlreadyExistsException') throw err;
       });
     }
+    // The pods' lines go to the followers of each run's log, as the deployed subscription sends them.
+    await logsClient.send(
+      new PutSubscriptionFilterCommand({
+        logGroupName: NAMES.podLogGroup,
+        filterName: RUN_LOGS_SOURCE.filterName,
+        filterPattern: RUN_LOGS_SOURCE.filterPattern,
+        destinationArn: runtime.arnOf(RUN_LOGS_SOURCE.fn),
+      }),
+    );
 
     const bus = createEventBus();
     const podBundle = path.join(options.stateDir, 'pod.mjs');

@@ -26,6 +26,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { DynamoEventSource, SqsDlq, SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import { LambdaDestination } from 'aws-cdk-lib/aws-logs-destinations';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sns from 'aws-cdk-lib/aws-sns';
@@ -50,6 +51,7 @@ import {
   ROUTES,
   type RouteAuth,
   RUN_FEED_SOURCE,
+  RUN_LOGS_SOURCE,
   SCHEDULER,
   WEBSOCKET,
 } from '../../shared/manifest.js';
@@ -537,11 +539,12 @@ export class StatelessStack extends Stack {
 
   /**
    * The stream function behind every WebSocket route (`$connect` checks the ticket itself: a
-   * WebSocket client cannot send the JWT header), and the table's stream into runFeed, whose records
-   * that keep failing go to a dead-letter queue. Both post to the stage's connections.
+   * WebSocket client cannot send the JWT header), the table's stream into runFeed, whose records
+   * that keep failing go to a dead-letter queue, and the pods' log group's subscription into runLogs.
+   * The three post to the stage's connections.
    */
   private connectStream(props: StatelessStackProps): sqs.Queue {
-    const { stream, runFeed } = this.functions;
+    const { stream, runFeed, runLogs } = this.functions;
     const integration = new WebSocketLambdaIntegration('StreamIntegration', stream.function);
     for (const routeKey of WEBSOCKET.routes) {
       const route = this.streamApi.addRoute(routeKey, { integration });
@@ -578,7 +581,16 @@ export class StatelessStack extends Stack {
       reason:
         'Connection ids are only known at run time: scoped to the @connections of this API’s one stage.',
     };
-    for (const fn of [stream, runFeed]) {
+    // A delivery that fails loses no line: the lines stay in the log group, and the follower's cursor
+    // stands before them, so the stream's next delivery (or a follow again) sends them.
+    new logs.SubscriptionFilter(this, 'RunLogsSubscription', {
+      logGroup: props.podLogGroup,
+      filterName: RUN_LOGS_SOURCE.filterName,
+      filterPattern: logs.FilterPattern.literal(RUN_LOGS_SOURCE.filterPattern),
+      destination: new LambdaDestination(runLogs.function),
+    });
+    for (const fn of [stream, runLogs]) props.podLogGroup.grant(fn.role, 'logs:GetLogEvents');
+    for (const fn of [stream, runFeed, runLogs]) {
       this.streamStage.grantManagementApiAccess(fn.role);
       Validations.of(fn.role).acknowledge(connectionIds);
     }

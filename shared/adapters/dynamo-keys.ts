@@ -48,13 +48,19 @@ export const keys = {
     sk: `FEED#${padSeq(firstSeq)}`,
   }),
   feedHead: (runId: string): Key => ({ pk: `RUN#${segment(runId)}`, sk: 'FEEDHEAD' }),
-  /** the WebSocket stream: a ticket, a connection, a connection's follow of a run or of the account's runs */
+  /** the WebSocket stream: a ticket, a connection, a connection's follow of a run, of its log or of the account's runs */
   streamTicket: (ticketHash: string): Key => ({ pk: `TICKET#${ticketHash}`, sk: 'TICKET' }),
   connection: (connectionId: string): Key => ({ pk: `CONN#${segment(connectionId)}`, sk: 'CONN' }),
   follower: (runId: string, connectionId: string): Key => ({
     pk: `FOLLOW#${segment(runId)}`,
     sk: `C#${segment(connectionId)}`,
   }),
+  logFollower: (runId: string, connectionId: string): Key => ({
+    pk: `FOLLOWLOGS#${segment(runId)}`,
+    sk: `C#${segment(connectionId)}`,
+  }),
+  /** the run a pod's log stream belongs to, for the log lines the stream's subscription delivers */
+  logStreamOwner: (logStream: string): Key => ({ pk: `LOGSTREAM#${segment(logStream)}`, sk: 'LOGSTREAM' }),
   runsFollower: (accountId: string, connectionId: string): Key => ({
     pk: `FOLLOWRUNS#${segment(accountId)}`,
     sk: `C#${segment(connectionId)}`,

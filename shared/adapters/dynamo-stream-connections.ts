@@ -7,8 +7,8 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import type { Caller } from '../domain/tenancy.js';
-import type { Follower, RunsFollower, StreamConnections } from '../ports.js';
-import { compact, Expression, isConditionFailed, keys } from './dynamo-keys.js';
+import type { Follower, LogFollower, LogStreamOwners, RunsFollower, StreamConnections } from '../ports.js';
+import { compact, Expression, isConditionFailed, type Key, keys } from './dynamo-keys.js';
 
 /*
  * The WebSocket stream's records, each gone by the table's TTL (`expiresAt`, epoch seconds) when
@@ -17,13 +17,21 @@ import { compact, Expression, isConditionFailed, keys } from './dynamo-keys.js';
  *   TICKET#<sha256>         TICKET  the caller it was issued to; `usedBy` once redeemed
  *   CONN#<connectionId>     CONN    the caller connected
  *   FOLLOW#<runId>          C#<id>  a connection following a run: `cursor`, the last seq it was sent
+ *   FOLLOWLOGS#<runId>      C#<id>  a connection following a run's log: `cursor` (a logs API afterCursor)
+ *                                   and `lastAt`, the time of the last line it was sent
+ *   LOGSTREAM#<stream>      LOGSTREAM  the run a pod's log stream belongs to
  *   FOLLOWRUNS#<accountId>  C#<id>  a connection following the account's runs (`projectId`: one project's)
  */
 
 const epochSeconds = (at: Date) => Math.floor(at.getTime() / 1000);
 const connectionIdOf = (sk: unknown) => String(sk).slice('C#'.length);
+const logFollowerOf = (item: Record<string, unknown>): LogFollower => ({
+  connectionId: connectionIdOf(item.sk),
+  cursor: String(item.cursor),
+  lastAt: Number(item.lastAt ?? 0),
+});
 
-export class DynamoStreamConnections implements StreamConnections {
+export class DynamoStreamConnections implements StreamConnections, LogStreamOwners {
   constructor(
     private readonly db: DynamoDBDocumentClient,
     private readonly tableName: string,
@@ -68,53 +76,24 @@ export class DynamoStreamConnections implements StreamConnections {
   }
 
   async getConnection(connectionId: string): Promise<Caller | undefined> {
-    const out = await this.db.send(
-      new GetCommand({ TableName: this.tableName, Key: keys.connection(connectionId), ConsistentRead: true }),
-    );
-    return out.Item?.caller as Caller | undefined;
+    return (await this.getItem(keys.connection(connectionId)))?.caller as Caller | undefined;
   }
 
   async removeConnection(connectionId: string): Promise<void> {
-    await this.db.send(new DeleteCommand({ TableName: this.tableName, Key: keys.connection(connectionId) }));
+    await this.deleteItem(keys.connection(connectionId));
   }
 
   async follow(runId: string, connectionId: string, cursor: number, expiresAt: Date): Promise<void> {
-    await this.db.send(
-      new PutCommand({
-        TableName: this.tableName,
-        Item: { ...keys.follower(runId, connectionId), cursor, expiresAt: epochSeconds(expiresAt) },
-      }),
-    );
+    await this.putFollow(keys.follower(runId, connectionId), { cursor }, expiresAt);
   }
 
-  async advance(runId: string, connectionId: string, from: number, to: number): Promise<boolean> {
-    const expr = new Expression();
-    try {
-      await this.db.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: keys.follower(runId, connectionId),
-          UpdateExpression: `SET ${expr.name('cursor')} = ${expr.value(to)}`,
-          ConditionExpression: `${expr.name('cursor')} = ${expr.value(from)}`,
-          ...expr.attributes(),
-        }),
-      );
-      return true;
-    } catch (err) {
-      if (isConditionFailed(err)) return false;
-      throw err;
-    }
+  advance(runId: string, connectionId: string, from: number, to: number): Promise<boolean> {
+    return this.moveCursor(keys.follower(runId, connectionId), from, { cursor: to });
   }
 
   async cursorOf(runId: string, connectionId: string): Promise<number | undefined> {
-    const out = await this.db.send(
-      new GetCommand({
-        TableName: this.tableName,
-        Key: keys.follower(runId, connectionId),
-        ConsistentRead: true,
-      }),
-    );
-    return out.Item ? Number(out.Item.cursor) : undefined;
+    const item = await this.getItem(keys.follower(runId, connectionId));
+    return item ? Number(item.cursor) : undefined;
   }
 
   async followers(runId: string): Promise<Follower[]> {
@@ -125,9 +104,49 @@ export class DynamoStreamConnections implements StreamConnections {
   }
 
   async unfollow(runId: string, connectionId: string): Promise<void> {
+    await this.deleteItem(keys.follower(runId, connectionId));
+  }
+
+  async followLogs(runId: string, connectionId: string, cursor: string, expiresAt: Date): Promise<void> {
+    await this.putFollow(keys.logFollower(runId, connectionId), { cursor, lastAt: 0 }, expiresAt);
+  }
+
+  advanceLogs(
+    runId: string,
+    connectionId: string,
+    from: string,
+    to: { cursor: string; lastAt: number },
+  ): Promise<boolean> {
+    return this.moveCursor(keys.logFollower(runId, connectionId), from, to);
+  }
+
+  async logFollower(runId: string, connectionId: string): Promise<LogFollower | undefined> {
+    const item = await this.getItem(keys.logFollower(runId, connectionId));
+    return item ? logFollowerOf(item) : undefined;
+  }
+
+  async logFollowers(runId: string): Promise<LogFollower[]> {
+    return (await this.query(keys.logFollower(runId, 'x').pk)).map(logFollowerOf);
+  }
+
+  async unfollowLogs(runId: string, connectionId: string): Promise<void> {
+    await this.deleteItem(keys.logFollower(runId, connectionId));
+  }
+
+  async rememberLogStream(logStream: string, runId: string, expiresAt: Date): Promise<void> {
     await this.db.send(
-      new DeleteCommand({ TableName: this.tableName, Key: keys.follower(runId, connectionId) }),
+      new PutCommand({
+        TableName: this.tableName,
+        Item: { ...keys.logStreamOwner(logStream), runId, expiresAt: epochSeconds(expiresAt) },
+      }),
     );
+  }
+
+  async runOfLogStream(logStream: string): Promise<string | undefined> {
+    const out = await this.db.send(
+      new GetCommand({ TableName: this.tableName, Key: keys.logStreamOwner(logStream) }),
+    );
+    return out.Item?.runId as string | undefined;
   }
 
   async followRuns(accountId: string, follower: RunsFollower, expiresAt: Date): Promise<void> {
@@ -150,9 +169,53 @@ export class DynamoStreamConnections implements StreamConnections {
   }
 
   async unfollowRuns(accountId: string, connectionId: string): Promise<void> {
+    await this.deleteItem(keys.runsFollower(accountId, connectionId));
+  }
+
+  private async putFollow(key: Key, cursor: Record<string, unknown>, expiresAt: Date): Promise<void> {
     await this.db.send(
-      new DeleteCommand({ TableName: this.tableName, Key: keys.runsFollower(accountId, connectionId) }),
+      new PutCommand({
+        TableName: this.tableName,
+        Item: { ...key, ...cursor, expiresAt: epochSeconds(expiresAt) },
+      }),
     );
+  }
+
+  /** Sets `to` on the follow only while its cursor is still `from`. */
+  private async moveCursor(
+    key: Key,
+    from: number | string,
+    to: { cursor: number | string } & Record<string, unknown>,
+  ): Promise<boolean> {
+    const expr = new Expression();
+    try {
+      await this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: key,
+          UpdateExpression: `SET ${Object.entries(to)
+            .map(([name, value]) => `${expr.name(name)} = ${expr.value(value)}`)
+            .join(', ')}`,
+          ConditionExpression: `${expr.name('cursor')} = ${expr.value(from)}`,
+          ...expr.attributes(),
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (isConditionFailed(err)) return false;
+      throw err;
+    }
+  }
+
+  private async getItem(key: Key): Promise<Record<string, unknown> | undefined> {
+    const out = await this.db.send(
+      new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
+    );
+    return out.Item;
+  }
+
+  private async deleteItem(key: Key): Promise<void> {
+    await this.db.send(new DeleteCommand({ TableName: this.tableName, Key: key }));
   }
 
   private async query(pk: string): Promise<Record<string, unknown>[]> {

@@ -32,6 +32,10 @@ export const demoScriptSchema = z.strictObject({
   edit: z._default(z.boolean(), true),
   /** numbered lines written to stdout (the log stream) */
   logLines: z._default(z.int().check(z.gte(0), z.lte(1_000_000)), 0),
+  /** the log lines are written this many at a time */
+  logLinesPerWrite: z._default(z.int().check(z.gte(1), z.lte(10_000)), 500),
+  /** pause between two writes of log lines, so a log grows while it is followed */
+  logDelayMs: z._default(z.int().check(z.gte(0), z.lte(60_000)), 0),
   /** size in bytes of one extra large assistant step */
   bigStepBytes: z._default(z.int().check(z.gte(0), z.lte(3_000_000)), 0),
 });

@@ -26,6 +26,7 @@ import type {
   Clock,
   DirectoryRepository,
   GitHubApp,
+  LogStreamOwners,
   Orchestrator,
   RunList,
   RunQueue,
@@ -262,6 +263,9 @@ export const markRetrying = async (
   return { retry, waitSeconds, attempt };
 };
 
+/** How long a stream's run is remembered: a pod writes only while its run lasts, far less than this. */
+const LOG_STREAM_OWNER_DAYS = 30;
+
 export const logStreamOf = (taskArn: string, prefix = 'pod', container = 'pod'): string =>
   `${prefix}/${container}/${taskArn.split('/').pop() ?? taskArn}`;
 
@@ -271,7 +275,7 @@ export const logStreamOf = (taskArn: string, prefix = 'pod', container = 'pod'):
  * did), or a run that already ended, settles the token at once, so no signal is lost.
  */
 export const parkPod = async (
-  deps: Pick<LifecycleDeps, 'runs' | 'signals' | 'clock'>,
+  deps: Pick<LifecycleDeps, 'runs' | 'signals' | 'clock'> & { logStreams: LogStreamOwners },
   input: { runId: string; taskArn: string; taskToken: string; approval?: ApprovalOutcome },
 ): Promise<void> => {
   const { approval } = input;
@@ -279,7 +283,14 @@ export const parkPod = async (
   if (approval?.decision === 'approved') {
     await carryOut(deps.runs, input.runId, (r) => resume(r, historyEntryOf(approval), deps.clock.now()));
   }
-  await deps.runs.recordFacts(input.runId, { taskArn: input.taskArn, logStream: logStreamOf(input.taskArn) });
+  const logStream = logStreamOf(input.taskArn);
+  await deps.runs.recordFacts(input.runId, { taskArn: input.taskArn, logStream });
+  // after the run names its stream, so a delivery that finds the stream's run finds the run reading it
+  await deps.logStreams.rememberLogStream(
+    logStream,
+    input.runId,
+    new Date(deps.clock.now().getTime() + LOG_STREAM_OWNER_DAYS * 86_400_000),
+  );
   const { run } = await deps.runs.parkPodToken(input.runId, input.taskToken);
   if (isTerminal(run.status)) {
     await deps.signals.failTask(input.taskToken, 'Run.Ended', `the run is already ${run.status}`);

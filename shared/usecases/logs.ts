@@ -70,9 +70,14 @@ export const readRunLogs = async (
   caller: Caller,
   runId: string,
   query: LogsQuery,
-): Promise<RunLogPage> => {
-  const run = await getRun(deps, caller, runId);
-  const cursors = new LogCursors(new PageCursors(await deps.cursorKey()), run.runId);
+): Promise<RunLogPage> => readLogsOf(deps, await getRun(deps, caller, runId), query);
+
+/** What reading a run's log takes once the run is read (and the caller's right to it checked). */
+export type LogReadDeps = Omit<RunLogDeps, 'runs'>;
+
+/** A page of the run's log, as `GET /v1/runs/{runId}/logs` answers it. */
+export const readLogsOf = async (deps: LogReadDeps, run: Run, query: LogsQuery): Promise<RunLogPage> => {
+  const cursors = await logCursors(deps, run);
   // Decoded before anything else, so a cursor of another run is refused whatever state this one is in.
   const older = query.cursor === undefined ? undefined : cursors.decode('older', query.cursor);
   const newer = query.after === undefined ? undefined : cursors.decode('newer', query.after);
@@ -82,7 +87,7 @@ export const readRunLogs = async (
       items: [],
       nextCursor: null,
       // a follower starts at the first line once the sandbox writes
-      afterCursor: isTerminal(run.status) ? null : cursors.encode('newer', { s: null, t: null }),
+      afterCursor: isTerminal(run.status) ? null : cursors.encode('newer', FIRST_LINE),
       reason: 'not_started',
     };
   }
@@ -93,9 +98,30 @@ export const readRunLogs = async (
   return pageBack(deps, cursors, run, stream, older?.t ?? undefined, query.limit);
 };
 
+/**
+ * Where a follow of the run's log starts: `after` (an `afterCursor` of this run, checked), or the
+ * first line the run writes.
+ */
+export const followStart = async (
+  deps: LogReadDeps,
+  run: Run,
+  after: string | undefined,
+): Promise<string> => {
+  const cursors = await logCursors(deps, run);
+  if (after === undefined) return cursors.encode('newer', FIRST_LINE);
+  cursors.decode('newer', after);
+  return after;
+};
+
+const logCursors = async (deps: LogReadDeps, run: Run) =>
+  new LogCursors(new PageCursors(await deps.cursorKey()), run.runId);
+
+/** Before the run's first line: a follow from here gets every line of its (latest) sandbox. */
+const FIRST_LINE: Position = { s: null, t: null };
+
 /** The `limit` lines before `token` (the newest without one), oldest first. */
 const pageBack = async (
-  deps: RunLogDeps,
+  deps: LogReadDeps,
   cursors: LogCursors,
   run: Run,
   stream: string,
@@ -154,7 +180,7 @@ const pageBack = async (
 
 /** Lines written after the position, oldest first; the new afterCursor continues from the last. */
 const follow = async (
-  deps: RunLogDeps,
+  deps: LogReadDeps,
   cursors: LogCursors,
   run: Run,
   stream: string,

@@ -9,10 +9,12 @@ import {
 } from '../domain/feed.js';
 import { randomToken } from '../domain/ids.js';
 import type { Caller } from '../domain/tenancy.js';
-import type { Clock, ConnectionSender, FeedStore, RunStore, StreamConnections } from '../ports.js';
+import type { FeedStore } from '../ports.js';
 import { type ClientMessage, clientMessageSchema, type ServerMessage } from '../schemas/stream.js';
+import { CONNECTION_TTL_SECONDS, FAN_OUT_CONCURRENCY, inBatches, later } from './followers.js';
 import { hashSecret } from './lifecycle.js';
 import { getRun } from './runs.js';
+import { followLogs, type LogStreamDeps } from './stream-logs.js';
 
 /**
  * Following runs live over the WebSocket API. A run's feed (its events numbered 1, 2, 3, ...) is
@@ -22,22 +24,14 @@ import { getRun } from './runs.js';
  * the stored backlog and the live events nothing is sent twice and nothing is skipped.
  */
 
-export interface StreamDeps {
-  connections: StreamConnections;
-  sender: ConnectionSender;
+export interface StreamDeps extends LogStreamDeps {
   feed: FeedStore;
-  runs: RunStore;
-  clock: Clock;
 }
 
 /** A ticket is redeemed within a minute of its issue, once. */
 export const TICKET_TTL_SECONDS = 60;
-/** API Gateway closes every connection after two hours; its records go a little after. */
-const CONNECTION_TTL_SECONDS = 2 * 3600 + 600;
 /** Events sent per read of the feed while catching up. */
 const CATCH_UP_PAGE = 100;
-
-const later = (now: Date, seconds: number) => new Date(now.getTime() + seconds * 1000);
 
 /** A single-use ticket for the WebSocket API, so no long-lived token travels in a URL. */
 export const issueTicket = async (
@@ -100,7 +94,7 @@ export const receive = async (
       type: 'error',
       code: 'ValidationError',
       message:
-        'a message is JSON with an action: {"action":"follow","runId":"...","after":0}, {"action":"followRuns","projectId":"..."?} or {"action":"ping"}',
+        'a message is JSON with an action: {"action":"follow","runId":"...","after":0}, {"action":"followLogs","runId":"...","after":"<cursor>"?}, {"action":"followRuns","projectId":"..."?} or {"action":"ping"}',
     } satisfies ServerMessage);
     return;
   }
@@ -120,8 +114,11 @@ export const receive = async (
       } satisfies ServerMessage);
       return;
     case 'follow':
+    case 'followLogs':
       try {
-        await follow(deps, caller, connectionId, message.runId, message.after);
+        if (message.action === 'follow')
+          await follow(deps, caller, connectionId, message.runId, message.after);
+        else await followLogs(deps, caller, connectionId, message.runId, message.after);
       } catch (err) {
         await deps.sender.send(connectionId, errorMessage(err, message.runId));
       }
@@ -186,13 +183,6 @@ const follow = async (
     cursor = events.at(-1)?.seq ?? cursor;
   }
   await deps.sender.send(connectionId, { type: 'caught-up', runId, seq: cursor } satisfies ServerMessage);
-};
-
-/** How many followers are sent to at once. */
-const FAN_OUT_CONCURRENCY = 25;
-
-const inBatches = async <T>(items: readonly T[], size: number, each: (item: T) => Promise<unknown>) => {
-  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(each));
 };
 
 /** One append takes no more than this much of a run's changes: a transaction carries at most 4 MB. */

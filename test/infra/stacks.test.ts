@@ -19,6 +19,7 @@ import {
   QUEUE,
   ROUTES,
   RUN_FEED_SOURCE,
+  RUN_LOGS_SOURCE,
   SCHEDULER,
   TABLE,
   WEBSOCKET,
@@ -505,7 +506,22 @@ describe('the stateless stack', () => {
     expect(streamReaders).toEqual([logicalId(stateless.functions.runFeed.role)]);
   });
 
-  it('serves the WebSocket API from the stream function, and lets only it and run-feed post to its connections', () => {
+  it("subscribes run-logs to every line of the pods' log group", () => {
+    statelessTemplate.hasResourceProperties('AWS::Logs::SubscriptionFilter', {
+      FilterName: RUN_LOGS_SOURCE.filterName,
+      FilterPattern: RUN_LOGS_SOURCE.filterPattern,
+      DestinationArn: { 'Fn::GetAtt': [functionIds.runLogs, 'Arn'] },
+      LogGroupName: Match.anyValue(),
+    });
+    expect(Object.keys(statelessTemplate.findResources('AWS::Logs::SubscriptionFilter'))).toHaveLength(1);
+    statelessTemplate.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      FunctionName: { 'Fn::GetAtt': [functionIds.runLogs, 'Arn'] },
+      Principal: 'logs.amazonaws.com',
+    });
+  });
+
+  it('serves the WebSocket API from the stream function, and lets only it, run-feed and run-logs post to its connections', () => {
     const apiId = logicalId(stateless.streamApi);
     const routes = Object.values(statelessTemplate.findResources('AWS::ApiGatewayV2::Route')).filter(
       (route) => route.Properties.ApiId.Ref === apiId,
@@ -526,7 +542,9 @@ describe('the stateless stack', () => {
       .flatMap((statement) => statement.roleIds)
       .sort();
     expect(posters).toEqual(
-      [logicalId(stateless.functions.stream.role), logicalId(stateless.functions.runFeed.role)].sort(),
+      (['stream', 'runFeed', 'runLogs'] as const)
+        .map((name) => logicalId(stateless.functions[name].role))
+        .sort(),
     );
   });
 
@@ -738,7 +756,11 @@ describe('the stateless stack', () => {
     const resources = statelessTemplate.toJSON().Resources as Record<string, { Properties: Json }>;
     const propertiesOf = (fn: FunctionName) => resources[functionIds[fn]]?.Properties ?? {};
     const layersOf = (fn: FunctionName) => propertiesOf(fn).Layers;
-    const signers = { approval: ['approvals', 'requestApproval'], cursor: ['api'] } as const;
+    // the logs API's cursors are read and handed on by the API and by the two that follow a run's log
+    const signers = {
+      approval: ['approvals', 'requestApproval'],
+      cursor: ['api', 'stream', 'runLogs'],
+    } as const;
     for (const [purpose, functions] of Object.entries(signers)) {
       const secretId = logicalId(stateless.signingSecrets[purpose as keyof typeof signers]);
       const readers = policyStatements(statelessTemplate)

@@ -3,11 +3,12 @@ import WebSocket from 'ws';
 import type { ServerMessage } from '../../shared/schemas/stream.js';
 import { api, dispatch, endpoints, waitForTerminal } from './support/api.js';
 import { dispatchSupervised } from './support/approvals.js';
-import { tokenFor } from './support/aws.js';
+import { tokenFor, waitForTaskStopped, wholeStream } from './support/aws.js';
 
 /** Following runs live over the local WebSocket API: tickets, the feed's backlog and its live events. */
 
 type EventMessage = Extract<ServerMessage, { type: 'event' }>;
+type LogMessage = Extract<ServerMessage, { type: 'log' }>;
 
 const ticketUrl = async (token?: string) => {
   const { status, body } = await api<{ url: string; ticket: string }>('POST', '/v1/stream/tickets', {
@@ -189,5 +190,88 @@ describe('following a run over the WebSocket API', () => {
       .filter((m) => m.type === 'run' && m.runId === run.runId)
       .map((m) => (m as { status: string }).status);
     expect(statuses).toEqual(['QUEUED', 'PROVISIONING', 'RUNNING', 'COMPLETED']);
+  });
+});
+
+/** The log messages in the order their cursors chain from the follow's start, as far as they chain. */
+const chainedLines = (messages: ServerMessage[]): { lines: string[]; cursor: string; chained: number } => {
+  const start = messages.find((m) => m.type === 'following-logs');
+  const byFrom = new Map(
+    messages.filter((m): m is LogMessage => m.type === 'log').map((m) => [m.from, m] as const),
+  );
+  let cursor = start?.type === 'following-logs' ? start.cursor : '';
+  const lines: string[] = [];
+  let chained = 0;
+  for (let next = byFrom.get(cursor); next; next = byFrom.get(cursor)) {
+    lines.push(...next.lines.map((line) => line.message));
+    cursor = next.cursor;
+    chained += 1;
+  }
+  return { lines, cursor, chained };
+};
+
+describe('following a run’s log over the WebSocket API', () => {
+  it('gets each of 2,000 lines once across a dropped connection, and the whole stream in the end', async () => {
+    const { body: run } = await dispatch({
+      config: { demo: { steps: 1, logLines: 2000, logLinesPerWrite: 100, logDelayMs: 100 } },
+    });
+    const numbered = (lines: string[]) => lines.filter((line) => /^line \d{6} demo agent output$/.test(line));
+    const first = await open((await ticketUrl()).url);
+    first.send({ action: 'followLogs', runId: run.runId });
+    await first.until((all) => numbered(chainedLines(all).lines).length >= 300);
+    first.socket.terminate();
+    const before = chainedLines(first.messages);
+
+    const second = await open((await ticketUrl()).url);
+    second.send({ action: 'followLogs', runId: run.runId, after: before.cursor });
+    await second.until((all) =>
+      numbered(chainedLines(all).lines).some((line) => line.startsWith('line 002000')),
+    );
+    const { run: ended } = await waitForTerminal(run.runId, 90_000);
+    expect(ended.status).toBe('COMPLETED');
+    await waitForTaskStopped(ended.taskArn as string);
+    const whole = await wholeStream(ended.logStream as string);
+    // the last lines (the runtime's, after the agent's) come with the deliveries that follow them
+    await second.until((all) => before.lines.length + chainedLines(all).lines.length >= whole.length);
+    await second.close();
+
+    const followed = [...before.lines, ...chainedLines(second.messages).lines];
+    expect(numbered(followed)).toEqual(
+      Array.from({ length: 2000 }, (_, i) => `line ${String(i + 1).padStart(6, '0')} demo agent output`),
+    );
+    expect(followed).toEqual(whole);
+    // every message continued one before it: none was sent twice or from elsewhere
+    expect(chainedLines(second.messages).chained).toBe(
+      second.messages.filter((m) => m.type === 'log').length,
+    );
+  });
+
+  it('refuses another account’s run, and a cursor that is not one, with an error and nothing else', async () => {
+    const { body: run } = await dispatch({ config: { demo: { steps: 1 } } });
+    const stranger = await open(
+      (
+        await ticketUrl(
+          await tokenFor({ sub: 'mallory', accountId: 'another-account', accountRole: 'admin' }),
+        )
+      ).url,
+    );
+    stranger.send({ action: 'followLogs', runId: run.runId });
+    const refused = await stranger.until((all) => all.some((m) => m.type === 'error'));
+    expect(refused).toEqual([
+      { type: 'error', code: 'NotFound', message: expect.stringContaining(run.runId), runId: run.runId },
+    ]);
+    await stranger.close();
+    const owner = await open((await ticketUrl()).url);
+    owner.send({ action: 'followLogs', runId: run.runId, after: 'made-up' });
+    const answered = await owner.until((all) => all.some((m) => m.type === 'error'));
+    expect(answered).toEqual([
+      {
+        type: 'error',
+        code: 'ValidationError',
+        message: expect.stringContaining('cursor'),
+        runId: run.runId,
+      },
+    ]);
+    await owner.close();
   });
 });

@@ -93,6 +93,7 @@ describe('createLambdaRuntime', () => {
         pullRequestSweep: fn('echo'),
         stream: fn('echo'),
         runFeed: fn('echo'),
+        runLogs: fn('echo'),
       },
       region: 'eu-west-1',
       accountId: '111122223333',

@@ -1,19 +1,23 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import {
   CloudWatchLogsClient,
   CreateLogGroupCommand,
   CreateLogStreamCommand,
   DeleteLogGroupCommand,
+  DeleteSubscriptionFilterCommand,
   DescribeLogGroupsCommand,
   DescribeLogStreamsCommand,
+  DescribeSubscriptionFiltersCommand,
   FilterLogEventsCommand,
   GetLogEventsCommand,
   type GetLogEventsCommandInput,
   type OutputLogEvent,
   PutLogEventsCommand,
   PutRetentionPolicyCommand,
+  PutSubscriptionFilterCommand,
 } from '@aws-sdk/client-cloudwatch-logs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LogsEmulator, startLogsEmulator } from '../../infra/local/emulators/logs.js';
@@ -432,6 +436,135 @@ describe('CloudWatch Logs emulator (real SDK client)', () => {
       ]),
     );
     expect(span.name).toBe('InvalidParameterException');
+  });
+});
+
+describe('CloudWatch Logs emulator subscription filters', () => {
+  const FUNCTION_ARN = 'arn:aws:lambda:us-east-1:000000000000:function:follower';
+  interface Delivery {
+    messageType: string;
+    logGroup: string;
+    logStream: string;
+    subscriptionFilters: string[];
+    logEvents: { id: string; timestamp: number; message: string }[];
+  }
+  const decode = (event: { awslogs: { data: string } }) =>
+    JSON.parse(gunzipSync(Buffer.from(event.awslogs.data, 'base64')).toString()) as Delivery;
+
+  it('delivers the matching events of each PutLogEvents to the destination, as CloudWatch Logs does', async () => {
+    const deliveries: Delivery[] = [];
+    const emulator = await startLogsEmulator({
+      port: 0,
+      deliver: async (arn, event) => {
+        expect(arn).toBe(FUNCTION_ARN);
+        deliveries.push(decode(event));
+      },
+    });
+    const logs = clientFor(emulator);
+    const logGroupName = groupName('subscribed');
+    await logs.send(new CreateLogGroupCommand({ logGroupName }));
+    await logs.send(new CreateLogStreamCommand({ logGroupName, logStreamName: 's1' }));
+    await logs.send(
+      new PutSubscriptionFilterCommand({
+        logGroupName,
+        filterName: 'errors',
+        filterPattern: 'ERROR',
+        destinationArn: FUNCTION_ARN,
+      }),
+    );
+    const now = Date.now();
+    const put = (texts: string[]) =>
+      logs.send(
+        new PutLogEventsCommand({
+          logGroupName,
+          logStreamName: 's1',
+          logEvents: texts.map((message, i) => ({ timestamp: now + i, message })),
+        }),
+      );
+    await put(['ERROR one', 'fine', 'ERROR two']);
+    await put(['fine again']);
+    await put(['ERROR three']);
+    await expect.poll(() => deliveries.length).toBe(2);
+    expect(deliveries.map((d) => d.logEvents.map((e) => e.message))).toEqual([
+      ['ERROR one', 'ERROR two'],
+      ['ERROR three'],
+    ]);
+    expect(deliveries[0]).toMatchObject({
+      messageType: 'DATA_MESSAGE',
+      logGroup: logGroupName,
+      logStream: 's1',
+      subscriptionFilters: ['errors'],
+    });
+    const ids = deliveries.flatMap((d) => d.logEvents.map((e) => e.id));
+    expect(ids.every((id) => /^\d{56}$/.test(id))).toBe(true);
+    expect(new Set(ids).size).toBe(3);
+
+    const described = await logs.send(new DescribeSubscriptionFiltersCommand({ logGroupName }));
+    expect(described.subscriptionFilters).toEqual([
+      expect.objectContaining({ filterName: 'errors', filterPattern: 'ERROR', destinationArn: FUNCTION_ARN }),
+    ]);
+    await logs.send(new DeleteSubscriptionFilterCommand({ logGroupName, filterName: 'errors' }));
+    await put(['ERROR after']);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(deliveries).toHaveLength(2);
+    expect(
+      (await errorOf(logs.send(new DeleteSubscriptionFilterCommand({ logGroupName, filterName: 'errors' }))))
+        .name,
+    ).toBe('ResourceNotFoundException');
+    await emulator.close();
+  });
+
+  it('delivers again after a failed delivery', async () => {
+    let calls = 0;
+    const delivered: Delivery[] = [];
+    const emulator = await startLogsEmulator({
+      port: 0,
+      deliver: async (_arn, event) => {
+        if (++calls === 1) throw new Error('function failed');
+        delivered.push(decode(event));
+      },
+    });
+    const logs = clientFor(emulator);
+    const logGroupName = groupName('retried');
+    await logs.send(new CreateLogGroupCommand({ logGroupName }));
+    await logs.send(new CreateLogStreamCommand({ logGroupName, logStreamName: 's1' }));
+    await logs.send(
+      new PutSubscriptionFilterCommand({
+        logGroupName,
+        filterName: 'all',
+        filterPattern: '',
+        destinationArn: FUNCTION_ARN,
+      }),
+    );
+    await logs.send(
+      new PutLogEventsCommand({
+        logGroupName,
+        logStreamName: 's1',
+        logEvents: [{ timestamp: Date.now(), message: 'x' }],
+      }),
+    );
+    await expect.poll(() => delivered.length, { timeout: 5000 }).toBe(1);
+    expect(calls).toBe(2);
+    await emulator.close();
+  });
+
+  it('refuses a destination it cannot deliver to, and a third filter on a group', async () => {
+    const emulator = await startLogsEmulator({ port: 0, deliver: async () => {} });
+    const logs = clientFor(emulator);
+    const logGroupName = groupName('limits');
+    await logs.send(new CreateLogGroupCommand({ logGroupName }));
+    const filter = (filterName: string, destinationArn = FUNCTION_ARN) =>
+      logs.send(
+        new PutSubscriptionFilterCommand({ logGroupName, filterName, filterPattern: '', destinationArn }),
+      );
+    expect((await errorOf(filter('f0', 'arn:aws:sns:us-east-1:000000000000:topic'))).name).toBe(
+      'InvalidParameterException',
+    );
+    await filter('f1');
+    await filter('f2');
+    await filter('f2');
+    expect((await errorOf(filter('f3'))).name).toBe('LimitExceededException');
+    await emulator.close();
   });
 });
 

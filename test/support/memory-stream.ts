@@ -5,6 +5,8 @@ import type {
   ConnectionSender,
   FeedStore,
   Follower,
+  LogFollower,
+  LogStreamOwners,
   RunsFollower,
   StreamConnections,
 } from '../../shared/ports.js';
@@ -37,11 +39,13 @@ export class MemoryFeed implements FeedStore {
 }
 
 /** The stream's connections in memory, with the cursor moved only from where it is. */
-export class MemoryConnections implements StreamConnections {
+export class MemoryConnections implements StreamConnections, LogStreamOwners {
   readonly tickets = new Map<string, { caller: Caller; expiresAt: Date; usedBy?: string }>();
   readonly connections = new Map<string, Caller>();
   readonly follows = new Map<string, number>();
   readonly runsFollows = new Map<string, RunsFollower & { accountId: string }>();
+  readonly logFollows = new Map<string, { cursor: string; lastAt: number }>();
+  readonly logStreams = new Map<string, string>();
 
   async saveTicket(hash: string, caller: Caller, expiresAt: Date) {
     this.tickets.set(hash, { caller, expiresAt });
@@ -80,6 +84,38 @@ export class MemoryConnections implements StreamConnections {
   }
   async unfollow(runId: string, connectionId: string) {
     this.follows.delete(`${runId}/${connectionId}`);
+  }
+  async followLogs(runId: string, connectionId: string, cursor: string) {
+    this.logFollows.set(`${runId}/${connectionId}`, { cursor, lastAt: 0 });
+  }
+  async advanceLogs(
+    runId: string,
+    connectionId: string,
+    from: string,
+    to: { cursor: string; lastAt: number },
+  ) {
+    const key = `${runId}/${connectionId}`;
+    if (this.logFollows.get(key)?.cursor !== from) return false;
+    this.logFollows.set(key, { ...to });
+    return true;
+  }
+  async logFollower(runId: string, connectionId: string): Promise<LogFollower | undefined> {
+    const follow = this.logFollows.get(`${runId}/${connectionId}`);
+    return follow && { connectionId, ...follow };
+  }
+  async logFollowers(runId: string): Promise<LogFollower[]> {
+    return [...this.logFollows]
+      .filter(([key]) => key.startsWith(`${runId}/`))
+      .map(([key, follow]) => ({ connectionId: key.slice(runId.length + 1), ...follow }));
+  }
+  async unfollowLogs(runId: string, connectionId: string) {
+    this.logFollows.delete(`${runId}/${connectionId}`);
+  }
+  async rememberLogStream(logStream: string, runId: string) {
+    this.logStreams.set(logStream, runId);
+  }
+  async runOfLogStream(logStream: string) {
+    return this.logStreams.get(logStream);
   }
   async followRuns(accountId: string, follower: RunsFollower) {
     this.runsFollows.set(`${accountId}/${follower.connectionId}`, { ...follower, accountId });

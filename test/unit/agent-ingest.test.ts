@@ -18,6 +18,7 @@ import {
 import { hashSecret, parkPod } from '../../shared/usecases/lifecycle.js';
 import { runFactory, snapshotFactory } from '../support/factories.js';
 import { MemoryRuns } from '../support/memory-runs.js';
+import { MemoryConnections } from '../support/memory-stream.js';
 
 const NOW = new Date('2026-01-01T00:10:00.000Z');
 const at = NOW.toISOString();
@@ -103,8 +104,14 @@ describe('a checkpoint in a supervised run', () => {
     seed({ mode: 'supervised' }, {});
     await send([checkpoint]);
     expect(signals.succeedTask).not.toHaveBeenCalled();
-    await parkPod(deps, { runId: RUN_ID, taskArn: 'arn:aws:ecs:r:1:task/c/t', taskToken: 'late-pod-wait' });
+    const logStreams = new MemoryConnections();
+    await parkPod(
+      { ...deps, logStreams },
+      { runId: RUN_ID, taskArn: 'arn:aws:ecs:r:1:task/c/t', taskToken: 'late-pod-wait' },
+    );
     expect(signals.succeedTask).toHaveBeenCalledWith('late-pod-wait', CHECKPOINT_SIGNAL);
+    // the pod's log stream is known to be this run's, for the lines its subscription delivers
+    expect(await logStreams.runOfLogStream('pod/pod/t')).toBe(RUN_ID);
   });
 
   it('no longer signals once the approval was requested: the token then is the approval’s', async () => {

@@ -21,6 +21,7 @@ import {
 import { parkPod } from '../../shared/usecases/lifecycle.js';
 import { podFactory, projectFactory, runFactory } from '../support/factories.js';
 import { MemoryRuns } from '../support/memory-runs.js';
+import { MemoryConnections } from '../support/memory-stream.js';
 
 const SECRET = 's'.repeat(64);
 const NOW = new Date('2026-01-01T00:10:00.000Z');
@@ -388,12 +389,15 @@ describe('the approval on the run record', () => {
 
   it('goes on when the resumed wait is parked, if the decision itself could not finish', async () => {
     runs.put(pendingRun({ pendingApproval: { ...pendingOf(pendingRun()), approvalId: 'a1' } }));
-    await parkPod(deps, {
-      runId,
-      taskArn: 'arn:task/1',
-      taskToken: 'resumed-token',
-      approval: outcome('a1', 'approved'),
-    });
+    await parkPod(
+      { ...deps, logStreams: new MemoryConnections() },
+      {
+        runId,
+        taskArn: 'arn:task/1',
+        taskToken: 'resumed-token',
+        approval: outcome('a1', 'approved'),
+      },
+    );
     const run = (await runs.get(runId)) as StoredRun;
     expect(run.status).toBe('RUNNING');
     expect(run.approvals).toHaveLength(1);
@@ -403,12 +407,15 @@ describe('the approval on the run record', () => {
 
   it('does not resume a run that already paused at its next checkpoint', async () => {
     runs.put(pendingRun({ pendingApproval: { seq: 9, name: 'commit', summary: 'c', requestedAt: 't' } }));
-    await parkPod(deps, {
-      runId,
-      taskArn: 'arn:task/1',
-      taskToken: 't2',
-      approval: outcome('a1', 'approved'),
-    });
+    await parkPod(
+      { ...deps, logStreams: new MemoryConnections() },
+      {
+        runId,
+        taskArn: 'arn:task/1',
+        taskToken: 't2',
+        approval: outcome('a1', 'approved'),
+      },
+    );
     const run = (await runs.get(runId)) as StoredRun;
     expect(run.status).toBe('AWAITING_APPROVAL');
     expect(run.pendingApproval?.seq).toBe(9);

@@ -19,6 +19,7 @@ import {
   type StreamDeps,
 } from '../../shared/usecases/stream.js';
 import { runFactory } from '../support/factories.js';
+import { FakeStream } from '../support/fake-log-stream.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 import { MemoryConnections, MemoryFeed, RecordingSender } from '../support/memory-stream.js';
 
@@ -161,6 +162,8 @@ const setUp = () => {
     sender: new RecordingSender(),
     feed: new MemoryFeed(),
     runs: new MemoryRuns().put(queued({ accountId: 'acct-1' })),
+    logs: new FakeStream('pod/pod/task-1'),
+    cursorKey: async () => 'k'.repeat(64),
     clock: { now: () => now },
   };
   const connections = deps.connections as MemoryConnections;

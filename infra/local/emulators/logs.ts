@@ -1,9 +1,12 @@
+import { gzipSync } from 'node:zlib';
 import { AwsError, type OperationHandler, startJsonProtocolServer } from './json-protocol.js';
 import { loadState, saveState } from './persistence.js';
 
 /**
  * The local cloud's CloudWatch Logs: groups, streams, PutLogEvents, GetLogEvents with AWS's forward and
- * backward tokens, and FilterLogEvents with term patterns, over the JSON protocol.
+ * backward tokens, FilterLogEvents with term patterns, and subscription filters that deliver the
+ * matching events of each PutLogEvents to a destination, as CloudWatch Logs delivers to a Lambda
+ * function (gzipped JSON, base64, under `awslogs.data`), over the JSON protocol.
  */
 
 export interface LogsEmulatorOptions {
@@ -13,6 +16,11 @@ export interface LogsEmulatorOptions {
   accountId?: string;
   /** a JSON file: state is loaded from it on start and saved to it on close */
   persistPath?: string;
+  /**
+   * Invokes a subscription's destination (a Lambda function's ARN) with a delivery; without it, no
+   * subscription filter can be put. A rejected delivery is tried again, as CloudWatch Logs does.
+   */
+  deliver?: (destinationArn: string, event: { awslogs: { data: string } }) => Promise<unknown>;
 }
 
 export interface LogsEmulator {
@@ -40,12 +48,20 @@ interface LogStream {
   uploadSequence: number;
 }
 
+interface SubscriptionFilter {
+  filterName: string;
+  filterPattern: string;
+  destinationArn: string;
+  creationTime: number;
+}
+
 interface LogGroup {
   name: string;
   creationTime: number;
   retentionInDays?: number;
   storedBytes: number;
   streams: Map<string, LogStream>;
+  subscriptions?: SubscriptionFilter[];
 }
 
 interface PersistedState {
@@ -71,6 +87,10 @@ const RETENTION_DAYS = new Set([
 const LOG_GROUP_NAME = /^[.\-_/#A-Za-z0-9]{1,512}$/;
 const LOG_STREAM_NAME = /^[^:*]{1,512}$/;
 const POSITION_TOKEN = /^([fb])\/(\d{1,15})$/;
+/** CloudWatch Logs allows two subscription filters per log group. */
+const MAX_SUBSCRIPTIONS = 2;
+/** A failed delivery is tried again after each of these waits, then dropped. */
+const DELIVERY_RETRY_MS = [500, 2000, 5000];
 
 const invalidParameter = (message: string) => new AwsError('InvalidParameterException', message);
 const groupNotFound = () =>
@@ -161,6 +181,7 @@ class LogsService {
   constructor(
     private readonly region: string,
     private readonly accountId: string,
+    private readonly deliver?: LogsEmulatorOptions['deliver'],
   ) {}
 
   private groupArn(name: string) {
@@ -258,6 +279,7 @@ class LogsService {
       tooNewLogEventStartIndex?: number;
       expiredLogEventEndIndex?: number;
     } = {};
+    const stored: StoredEvent[] = [];
     events.forEach((event, index) => {
       if (event.timestamp > now + MAX_EVENT_LEAD_MS) {
         rejected.tooNewLogEventStartIndex ??= index;
@@ -266,7 +288,9 @@ class LogsService {
       } else if (retentionCutoff !== undefined && event.timestamp < retentionCutoff) {
         rejected.expiredLogEventEndIndex = index + 1;
       } else {
-        stream.events.push({ ...event, ingestionTime: now, seq: this.nextSeq++ });
+        const storedEvent = { ...event, ingestionTime: now, seq: this.nextSeq++ };
+        stream.events.push(storedEvent);
+        stored.push(storedEvent);
         stream.firstEventTimestamp = Math.min(stream.firstEventTimestamp ?? event.timestamp, event.timestamp);
         stream.lastEventTimestamp = Math.max(stream.lastEventTimestamp ?? event.timestamp, event.timestamp);
         stream.lastIngestionTime = now;
@@ -274,6 +298,7 @@ class LogsService {
       }
     });
     stream.uploadSequence += 1;
+    this.deliverToSubscriptions(group, stream, stored);
     return {
       nextSequenceToken: String(stream.uploadSequence),
       ...(Object.keys(rejected).length > 0 && { rejectedLogEventsInfo: rejected }),
@@ -343,6 +368,69 @@ class LogsService {
       nextForwardToken: atEnd && direction === 'f' ? token : `f/${end}`,
       nextBackwardToken: atEnd && direction === 'b' ? token : `b/${start}`,
     };
+  }
+
+  /** Each subscription's matching events of one PutLogEvents, delivered as one message, not awaited. */
+  private deliverToSubscriptions(group: LogGroup, stream: LogStream, events: StoredEvent[]) {
+    for (const subscription of group.subscriptions ?? []) {
+      const matches = compileFilterPattern(subscription.filterPattern);
+      const matching = events.filter((event) => matches(event.message));
+      if (matching.length === 0 || !this.deliver) continue;
+      const data = gzipSync(
+        JSON.stringify({
+          messageType: 'DATA_MESSAGE',
+          owner: this.accountId,
+          logGroup: group.name,
+          logStream: stream.name,
+          subscriptionFilters: [subscription.filterName],
+          logEvents: matching.map((event) => ({
+            id: String(event.seq).padStart(56, '0'),
+            timestamp: event.timestamp,
+            message: event.message,
+          })),
+        }),
+      ).toString('base64');
+      void this.deliverWithRetries(subscription.destinationArn, { awslogs: { data } });
+    }
+  }
+
+  private async deliverWithRetries(destinationArn: string, event: { awslogs: { data: string } }) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.deliver?.(destinationArn, event);
+        return;
+      } catch (err) {
+        const wait = DELIVERY_RETRY_MS[attempt];
+        if (wait === undefined) {
+          console.warn(
+            `logs: a subscription delivery to ${destinationArn} failed and was dropped: ${String(err)}`,
+          );
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
+  }
+
+  private putSubscriptionFilter(input: Record<string, unknown>) {
+    const group = this.group(input);
+    const filterName = requiredString(input, 'filterName');
+    const destinationArn = requiredString(input, 'destinationArn');
+    const filterPattern = optionalString(input, 'filterPattern');
+    if (filterPattern === undefined) throw invalidParameter('Missing required parameter filterPattern.');
+    compileFilterPattern(filterPattern);
+    if (!this.deliver || !/^arn:aws:lambda:/.test(destinationArn)) {
+      throw invalidParameter('Could not deliver test message to specified destination.');
+    }
+    const others = (group.subscriptions ?? []).filter((f) => f.filterName !== filterName);
+    if (others.length >= MAX_SUBSCRIPTIONS) {
+      throw new AwsError('LimitExceededException', 'Resource limit exceeded.');
+    }
+    group.subscriptions = [
+      ...others,
+      { filterName, filterPattern, destinationArn, creationTime: Date.now() },
+    ];
+    return {};
   }
 
   private filterLogEvents(input: Record<string, unknown>) {
@@ -505,6 +593,28 @@ class LogsService {
       };
     },
 
+    PutSubscriptionFilter: (input) => this.putSubscriptionFilter(input),
+
+    DescribeSubscriptionFilters: (input) => {
+      const group = this.group(input);
+      const prefix = optionalString(input, 'filterNamePrefix');
+      return {
+        subscriptionFilters: (group.subscriptions ?? [])
+          .filter((f) => prefix === undefined || f.filterName.startsWith(prefix))
+          .map((f) => ({ ...f, logGroupName: group.name, distribution: 'ByLogStream' })),
+      };
+    },
+
+    DeleteSubscriptionFilter: (input) => {
+      const group = this.group(input);
+      const filterName = requiredString(input, 'filterName');
+      if (!(group.subscriptions ?? []).some((f) => f.filterName === filterName)) {
+        throw new AwsError('ResourceNotFoundException', 'The specified subscription filter does not exist.');
+      }
+      group.subscriptions = (group.subscriptions ?? []).filter((f) => f.filterName !== filterName);
+      return {};
+    },
+
     PutLogEvents: (input) => this.putLogEvents(input),
     GetLogEvents: (input) => this.getLogEvents(input),
     FilterLogEvents: (input) => this.filterLogEvents(input),
@@ -526,7 +636,7 @@ class LogsService {
 }
 
 export async function startLogsEmulator(opts: LogsEmulatorOptions = {}): Promise<LogsEmulator> {
-  const service = new LogsService(opts.region ?? 'us-east-1', opts.accountId ?? '000000000000');
+  const service = new LogsService(opts.region ?? 'us-east-1', opts.accountId ?? '000000000000', opts.deliver);
   const saved = opts.persistPath ? await loadState<PersistedState>(opts.persistPath) : undefined;
   if (saved) service.restore(saved);
   const server = await startJsonProtocolServer(

@@ -38,7 +38,7 @@ export const runDemoAgent: Agent = async (task, io) => {
   if (script.bigStepBytes > 0) {
     io.emit({ type: 'step', kind: 'assistant', content: bigContent(script.bigStepBytes), model: DEMO_MODEL });
   }
-  if (script.logLines > 0) await writeLogLines(io.stdout, script.logLines, signal);
+  if (script.logLines > 0) await writeLogLines(io.stdout, script, signal);
   const edited = script.edit ? await edit(task) : undefined;
   return { outcome: 'done', summary: edited ? `Added a line to ${edited}.` : 'Changed nothing.' };
 };
@@ -109,14 +109,15 @@ const bigContent = (bytes: number) => {
   return sentence.repeat(Math.ceil(bytes / sentence.length)).slice(0, bytes);
 };
 
-const LINES_PER_WRITE = 500;
-
-/** Numbered lines, written as fast as the reader takes them and no faster. */
-const writeLogLines = async (out: NodeJS.WritableStream, count: number, signal: AbortSignal) => {
-  for (let first = 1; first <= count; first += LINES_PER_WRITE) {
+/** Numbered lines, `logLinesPerWrite` at a time with `logDelayMs` between, as fast as the reader takes them and no faster. */
+const writeLogLines = async (out: NodeJS.WritableStream, script: DemoScript, signal: AbortSignal) => {
+  const count = script.logLines;
+  const perWrite = script.logLinesPerWrite;
+  for (let first = 1; first <= count; first += perWrite) {
     signal.throwIfAborted();
+    if (first > 1 && script.logDelayMs > 0) await sleep(script.logDelayMs, undefined, { signal });
     let text = '';
-    const last = Math.min(count, first + LINES_PER_WRITE - 1);
+    const last = Math.min(count, first + perWrite - 1);
     for (let n = first; n <= last; n++) text += `line ${String(n).padStart(6, '0')} demo agent output\n`;
     if (!out.write(text)) await once(out, 'drain', { signal });
   }
