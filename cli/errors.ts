@@ -51,11 +51,11 @@ export class StreamError extends CliError {
   }
 
   /**
-   * Worth following again on a new connection: the server had a moment, or no longer knows the
-   * connection (a new ticket signs it in again).
+   * Worth following again on a new connection: the server had a moment, no longer knows the
+   * connection (a new ticket signs it in again), or stopped sending a long backlog part of the way.
    */
   get retryable(): boolean {
-    return ['InternalError', 'ServiceUnavailable', 'Unauthorized'].includes(this.code);
+    return ['InternalError', 'ServiceUnavailable', 'Unauthorized', 'CatchUpUnfinished'].includes(this.code);
   }
 }
 

@@ -10,7 +10,14 @@ import type {
   StreamConnections,
 } from '../ports.js';
 import type { LogLine, ServerMessage } from '../schemas/stream.js';
-import { CONNECTION_TTL_SECONDS, FAN_OUT_CONCURRENCY, inBatches, later } from './followers.js';
+import {
+  CATCH_UP_MS,
+  CONNECTION_TTL_SECONDS,
+  catchUpUnfinished,
+  FAN_OUT_CONCURRENCY,
+  inBatches,
+  later,
+} from './followers.js';
 import { followStart, type LogReadDeps, readLogsOf } from './logs.js';
 import { getRun } from './runs.js';
 
@@ -39,8 +46,6 @@ const MAX_LINES_BYTES = 128 * 1024 - 6 * 1024;
 /** Reads again, this many times this far apart, when a delivery's lines are not readable yet. */
 const UNSEEN_WAITS = 8;
 const UNSEEN_WAIT_MS = 250;
-/** A follow's catch-up stops here, inside the WebSocket function's 29 s; the client follows again from its cursor. */
-const CATCH_UP_MS = 20_000;
 
 /** `followLogs`: the lines after `after` (from the first without), then the lines as they are written. */
 export const followLogs = async (
@@ -69,12 +74,7 @@ export const followLogs = async (
       cursor: outcome.cursor,
     } satisfies ServerMessage);
   } else if (outcome.state === 'unfinished') {
-    await deps.sender.send(connectionId, {
-      type: 'error',
-      code: 'CatchUpUnfinished',
-      message: 'the log is long: send followLogs again with after set to the cursor of the last log message',
-      runId,
-    } satisfies ServerMessage);
+    await deps.sender.send(connectionId, catchUpUnfinished(runId, 'the cursor of the last log message'));
   }
 };
 

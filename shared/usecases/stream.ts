@@ -11,7 +11,14 @@ import { randomToken } from '../domain/ids.js';
 import type { Caller } from '../domain/tenancy.js';
 import type { FeedStore } from '../ports.js';
 import { type ClientMessage, clientMessageSchema, type ServerMessage } from '../schemas/stream.js';
-import { CONNECTION_TTL_SECONDS, FAN_OUT_CONCURRENCY, inBatches, later } from './followers.js';
+import {
+  CATCH_UP_MS,
+  CONNECTION_TTL_SECONDS,
+  catchUpUnfinished,
+  FAN_OUT_CONCURRENCY,
+  inBatches,
+  later,
+} from './followers.js';
 import { hashSecret } from './lifecycle.js';
 import { getRun } from './runs.js';
 import { followLogs, type LogStreamDeps } from './stream-logs.js';
@@ -168,7 +175,12 @@ const follow = async (
   await getRun(deps, caller, runId);
   await deps.connections.follow(runId, connectionId, after, later(deps.clock.now(), CONNECTION_TTL_SECONDS));
   let cursor = after;
+  const deadline = deps.clock.now().getTime() + CATCH_UP_MS;
   for (;;) {
+    if (deps.clock.now().getTime() > deadline) {
+      await deps.sender.send(connectionId, catchUpUnfinished(runId, 'the last seq received'));
+      return;
+    }
     const events = await deps.feed.after(runId, cursor, CATCH_UP_PAGE);
     if (events.length === 0) break;
     const outcome = await sendOnce(deps, runId, connectionId, cursor, events);

@@ -243,6 +243,34 @@ describe('following a run', () => {
     expect(seqsOf(sender.to('c1'))).toEqual([1, 2, 3, 4, 5]);
   });
 
+  it('stops a long backlog inside the function’s time, saying so, and a follow from the last seq sends the rest', async () => {
+    const { deps, sender, signIn, statuses, write, later } = setUp();
+    await statuses('QUEUED', 'RUNNING');
+    for (let i = 1; i <= 25; i++) {
+      await write({
+        kind: 'steps',
+        runId: RUN_ID,
+        steps: Array.from({ length: 10 }, (_, j) => step((i - 1) * 10 + j + 1)),
+      });
+    }
+    const feed = deps.feed as MemoryFeed;
+    const read = feed.after.bind(feed);
+    feed.after = async (runId, seq, limit) => {
+      later(15_000);
+      return read(runId, seq, limit);
+    };
+    await signIn('c1');
+    await receive(deps, 'c1', JSON.stringify({ action: 'follow', runId: RUN_ID }));
+    const first = sender.to('c1');
+    expect(first.at(-1)).toMatchObject({ type: 'error', code: 'CatchUpUnfinished', runId: RUN_ID });
+    expect(seqsOf(first)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    feed.after = read;
+    await signIn('c2');
+    await receive(deps, 'c2', JSON.stringify({ action: 'follow', runId: RUN_ID, after: 200 }));
+    expect(seqsOf(sender.to('c2'))).toEqual(Array.from({ length: 52 }, (_, i) => i + 201));
+    expect(sender.to('c2').at(-1)).toMatchObject({ type: 'caught-up', seq: 252 });
+  });
+
   it('sends every follower the same sequence', async () => {
     const { deps, sender, signIn, statuses, write } = setUp();
     await statuses('QUEUED');
