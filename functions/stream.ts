@@ -7,7 +7,14 @@ import { DomainError } from '../shared/domain/errors.js';
 import { logger } from '../shared/observability.js';
 import { systemClock } from '../shared/ports.js';
 import { connect, disconnect, receive, type StreamDeps } from '../shared/usecases/stream.js';
-import { connectionSender, feedStore, logReader, runStore, streamConnections } from '../shared/wiring.js';
+import {
+  connectionSender,
+  directoryRepository,
+  feedStore,
+  logReader,
+  runStore,
+  streamConnections,
+} from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 /** What the function reads of API Gateway's WebSocket events. */
@@ -57,6 +64,7 @@ export const handler = makeHandler({
   sender: connectionSender(env.WEBSOCKET_CALLBACK_URL),
   feed: feedStore(env.TABLE_NAME),
   runs: runStore(env.TABLE_NAME),
+  directory: directoryRepository(env.TABLE_NAME),
   logs: logReader(env.LOG_GROUP_NAME),
   cursorKey: signingSecret('cursor'),
   clock: systemClock,

@@ -33,6 +33,8 @@ export interface RunConfigSnapshot {
 export interface RunListFilter {
   accountId: string;
   projectId?: string;
+  /** without `projectId`: only the runs of these projects (the ones a caller who is not an account admin may read) */
+  projectIds?: string[];
   statuses?: RunStatus[];
   source?: RunSource;
   podId?: string;
@@ -424,6 +426,8 @@ export interface LogStreamOwners {
 export interface RunsFollower {
   connectionId: string;
   projectId?: string;
+  /** the projects whose runs it may see, for a caller who is not an account admin */
+  projectIds?: string[];
 }
 
 /** The stream's connections: their single-use tickets, who is connected, and who follows what. */

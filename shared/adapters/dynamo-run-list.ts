@@ -72,6 +72,22 @@ const takeMerged = async (cursors: IndexCursor[], count: number, newestFirst: bo
   return out;
 };
 
+/** An attribute the index carries that an index page is filtered on: one value, or any of several. */
+type Residual = [attribute: string, value: string | readonly string[]];
+
+/** DynamoDB's IN takes at most 100 values: more are OR-ed in groups. */
+const IN_VALUES = 100;
+
+const residualCondition = (expr: Expression, [name, value]: Residual): string => {
+  if (typeof value === 'string') return `${expr.name(name)} = ${expr.value(value)}`;
+  const groups: string[] = [];
+  for (let i = 0; i < value.length; i += IN_VALUES) {
+    const values = value.slice(i, i + IN_VALUES).map((v) => expr.value(v));
+    groups.push(`${expr.name(name)} IN (${values.join(', ')})`);
+  }
+  return `(${groups.join(' OR ')})`;
+};
+
 const indexPartitionKey = (indexName: IndexName): string => {
   const index = TABLE.globalSecondaryIndexes.find((i) => i.indexName === indexName);
   if (!index) throw new Error(`unknown index ${indexName}`);
@@ -86,27 +102,38 @@ export class DynamoRunList implements RunList {
 
   async list(filter: RunListFilter): Promise<RunPage> {
     if (filter.limit <= 0) return { items: [] };
-    const { accountId, projectId, podId, source } = filter;
+    const { accountId, podId, source } = filter;
     const statuses = [...new Set(filter.statuses ?? [])];
-    const residual: [attribute: string, value: string][] = [];
+    // one project, the account's, or some of its projects (each read from its own partitions, merged)
+    const projects = filter.projectId ? [filter.projectId] : filter.projectIds;
+    const residual: Residual[] = [];
     let partitions: { index: IndexName; value: string }[];
     if (statuses.length > 0) {
-      partitions = statuses.map((status) =>
-        projectId
-          ? { index: 'byProjectStatus', value: indexKeys.byProjectStatus(accountId, projectId, status) }
-          : { index: 'byAccountStatus', value: indexKeys.byAccountStatus(accountId, status) },
-      );
+      partitions = projects
+        ? projects.flatMap((projectId) =>
+            statuses.map((status) => ({
+              index: 'byProjectStatus' as const,
+              value: indexKeys.byProjectStatus(accountId, projectId, status),
+            })),
+          )
+        : statuses.map((status) => ({
+            index: 'byAccountStatus',
+            value: indexKeys.byAccountStatus(accountId, status),
+          }));
       if (podId) residual.push(['podId', podId]);
       if (source) residual.push(['source', source]);
     } else if (podId) {
       partitions = [{ index: 'byAccountPod', value: indexKeys.byAccountPod(accountId, podId) }];
-      if (projectId) residual.push(['projectId', projectId]);
+      if (projects) residual.push(['projectId', projects]);
       if (source) residual.push(['source', source]);
     } else if (source) {
       partitions = [{ index: 'byAccountSource', value: indexKeys.byAccountSource(accountId, source) }];
-      if (projectId) residual.push(['projectId', projectId]);
-    } else if (projectId) {
-      partitions = [{ index: 'byProject', value: indexKeys.byProject(accountId, projectId) }];
+      if (projects) residual.push(['projectId', projects]);
+    } else if (projects) {
+      partitions = projects.map((projectId) => ({
+        index: 'byProject',
+        value: indexKeys.byProject(accountId, projectId),
+      }));
     } else {
       partitions = [{ index: 'byAccount', value: indexKeys.byAccount(accountId) }];
     }
@@ -156,12 +183,12 @@ export class DynamoRunList implements RunList {
   private indexQuery(
     index: IndexName,
     partition: string,
-    opts: { before?: string; residual?: [string, string][]; pageSize: number; oldestFirst?: boolean },
+    opts: { before?: string; residual?: Residual[]; pageSize: number; oldestFirst?: boolean },
   ): QueryCommandInput {
     const expr = new Expression();
     let keyCondition = `${expr.name(indexPartitionKey(index))} = ${expr.value(partition)}`;
     if (opts.before !== undefined) keyCondition += ` AND ${expr.name('runId')} < ${expr.value(opts.before)}`;
-    const filter = (opts.residual ?? []).map(([name, value]) => `${expr.name(name)} = ${expr.value(value)}`);
+    const filter = (opts.residual ?? []).map((residual) => residualCondition(expr, residual));
     return {
       TableName: this.tableName,
       IndexName: index,

@@ -20,7 +20,8 @@ import { compact, Expression, isConditionFailed, type Key, keys } from './dynamo
  *   FOLLOWLOGS#<runId>      C#<id>  a connection following a run's log: `cursor` (a logs API afterCursor)
  *                                   and `lastAt`, the time of the last line it was sent
  *   LOGSTREAM#<stream>      LOGSTREAM  the run a pod's log stream belongs to
- *   FOLLOWRUNS#<accountId>  C#<id>  a connection following the account's runs (`projectId`: one project's)
+ *   FOLLOWRUNS#<accountId>  C#<id>  a connection following the account's runs (`projectId`: one project's;
+ *                                   `projectIds`: those a caller who is not an account admin may read)
  */
 
 const epochSeconds = (at: Date) => Math.floor(at.getTime() / 1000);
@@ -156,6 +157,7 @@ export class DynamoStreamConnections implements StreamConnections, LogStreamOwne
         Item: compact({
           ...keys.runsFollower(accountId, follower.connectionId),
           projectId: follower.projectId,
+          projectIds: follower.projectIds,
           expiresAt: epochSeconds(expiresAt),
         }),
       }),
@@ -164,7 +166,11 @@ export class DynamoStreamConnections implements StreamConnections, LogStreamOwne
 
   async runsFollowers(accountId: string): Promise<RunsFollower[]> {
     return (await this.query(keys.runsFollower(accountId, 'x').pk)).map((item) =>
-      compact({ connectionId: connectionIdOf(item.sk), projectId: item.projectId as string | undefined }),
+      compact({
+        connectionId: connectionIdOf(item.sk),
+        projectId: item.projectId as string | undefined,
+        projectIds: item.projectIds as string[] | undefined,
+      }),
     );
   }
 

@@ -151,6 +151,19 @@ export const hasProjectRole = (project: Project, caller: Caller, needed: Project
   return RANK[role] >= RANK[needed];
 };
 
+/**
+ * Whether the caller may read the project, its runs and everything of theirs (steps, logs, the live
+ * stream): at least the viewer role; account admins read every project.
+ */
+export const canView = (project: Project, caller: Caller): boolean =>
+  hasProjectRole(project, caller, 'viewer');
+
+/** The project as the caller sees it: its members' addresses are for its admins only. */
+export const projectAsSeenBy = (project: Project, caller: Caller): Project =>
+  hasProjectRole(project, caller, 'admin')
+    ? project
+    : { ...project, members: project.members.map(({ email: _email, ...member }) => member) };
+
 /** What the pre-flight checks decide before anything is launched. */
 export type CheckOutcome =
   | { ok: true }

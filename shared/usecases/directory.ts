@@ -5,7 +5,14 @@ import {
   ServiceUnavailableError,
   ValidationError,
 } from '../domain/errors.js';
-import type { Account, Caller, Pod, Project } from '../domain/tenancy.js';
+import {
+  type Account,
+  type Caller,
+  canView,
+  type Pod,
+  type Project,
+  projectAsSeenBy,
+} from '../domain/tenancy.js';
 import type { Clock, DirectoryRepository, GitHubApp, PodTaskDefinitions } from '../ports.js';
 import type { accountLimitsSchema, podRequestSchema, projectRequestSchema } from '../schemas/api.js';
 import { accountSecretsPrefix } from '../schemas/pod.js';
@@ -167,12 +174,16 @@ export const getProject = async (
   projectId: string,
 ): Promise<Project> => {
   const project = await deps.directory.getProject(caller.accountId, projectId);
-  if (!project) throw new NotFoundError('project', projectId);
-  return project;
+  // a project the caller has no role in is not theirs to see, as another account's is not
+  if (!project || !canView(project, caller)) throw new NotFoundError('project', projectId);
+  return projectAsSeenBy(project, caller);
 };
 
-export const listProjects = (deps: DirectoryDeps, caller: Caller) =>
-  deps.directory.listProjects(caller.accountId);
+/** The projects the caller has a role in (every one for account admins), as they see them. */
+export const listProjects = async (deps: Pick<DirectoryDeps, 'directory'>, caller: Caller) =>
+  (await deps.directory.listProjects(caller.accountId))
+    .filter((project) => canView(project, caller))
+    .map((project) => projectAsSeenBy(project, caller));
 
 export const putProject = async (
   deps: DirectoryDeps,

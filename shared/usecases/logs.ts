@@ -1,7 +1,7 @@
 import { ValidationError } from '../domain/errors.js';
 import { isTerminal, type Run } from '../domain/run.js';
 import type { Caller } from '../domain/tenancy.js';
-import type { LogEvent, LogReader, RunStore } from '../ports.js';
+import type { DirectoryRepository, LogEvent, LogReader, RunStore } from '../ports.js';
 import type { LogsQuery } from '../schemas/timeline.js';
 import { type CursorDeps, PageCursors } from './cursor.js';
 import { getRun } from './runs.js';
@@ -18,6 +18,7 @@ import { getRun } from './runs.js';
 
 export interface RunLogDeps extends CursorDeps {
   runs: RunStore;
+  directory: DirectoryRepository;
   logs: LogReader;
 }
 
@@ -73,7 +74,7 @@ export const readRunLogs = async (
 ): Promise<RunLogPage> => readLogsOf(deps, await getRun(deps, caller, runId), query);
 
 /** What reading a run's log takes once the run is read (and the caller's right to it checked). */
-export type LogReadDeps = Omit<RunLogDeps, 'runs'>;
+export type LogReadDeps = Omit<RunLogDeps, 'runs' | 'directory'>;
 
 /** A page of the run's log, as `GET /v1/runs/{runId}/logs` answers it. */
 export const readLogsOf = async (deps: LogReadDeps, run: Run, query: LogsQuery): Promise<RunLogPage> => {

@@ -2,7 +2,7 @@ import { close, redrive, stop } from '../domain/commands.js';
 import { ForbiddenError, NotFoundError, ServiceUnavailableError, ValidationError } from '../domain/errors.js';
 import { newRunId } from '../domain/ids.js';
 import { type Run, ZERO_COST } from '../domain/run.js';
-import { type Caller, hasProjectRole, type Project, type ProjectRole } from '../domain/tenancy.js';
+import { type Caller, canView, hasProjectRole, type Project, type ProjectRole } from '../domain/tenancy.js';
 import type {
   Clock,
   DirectoryRepository,
@@ -153,8 +153,34 @@ export const dispatchRun = async (
   return result;
 };
 
-export const getRun = (deps: Pick<RunCommandDeps, 'runs'>, caller: Caller, runId: string) =>
-  ownRun(deps.runs, caller, runId);
+/**
+ * A run the caller may read: of their account, in a project they have a role in (account admins read
+ * every project). Any other is not found, as another account's is.
+ */
+export const getRun = async (
+  deps: Pick<RunCommandDeps, 'runs' | 'directory'>,
+  caller: Caller,
+  runId: string,
+): Promise<Run> => {
+  const run = await ownRun(deps.runs, caller, runId);
+  if (caller.accountRole === 'admin') return run;
+  const project = await deps.directory.getProject(caller.accountId, run.projectId);
+  if (!project || !canView(project, caller)) throw new NotFoundError('run', runId);
+  return run;
+};
+
+/**
+ * The projects whose runs the caller may read: undefined for account admins (all of them); for
+ * anyone else, those they have a role in.
+ */
+export const viewableProjectIds = async (
+  deps: Pick<RunCommandDeps, 'directory'>,
+  caller: Caller,
+): Promise<string[] | undefined> => {
+  if (caller.accountRole === 'admin') return undefined;
+  const projects = await deps.directory.listProjects(caller.accountId);
+  return projects.filter((project) => canView(project, caller)).map((project) => project.projectId);
+};
 
 export const listRuns = async (
   deps: Pick<RunCommandDeps, 'list' | 'directory'> & CursorDeps,
@@ -164,14 +190,18 @@ export const listRuns = async (
 ): Promise<{ items: Run[]; nextCursor: string | null }> => {
   if (projectId) {
     const project = await deps.directory.getProject(caller.accountId, projectId);
-    if (!project) throw new NotFoundError('project', projectId);
+    if (!project || !canView(project, caller)) throw new NotFoundError('project', projectId);
   }
+  // the account's runs, for someone who is not its admin: those of the projects they have a role in
+  const projectIds = projectId ? undefined : await viewableProjectIds(deps, caller);
+  if (projectIds?.length === 0) return { items: [], nextCursor: null };
   const scope = { a: caller.accountId, p: projectId, s: query.status, src: query.source, pod: query.podId };
   const cursors = new PageCursors(await deps.cursorKey());
   const before = query.cursor ? cursors.decode(scope, query.cursor) : undefined;
   const page = await deps.list.list({
     accountId: caller.accountId,
     projectId,
+    ...(projectIds ? { projectIds } : {}),
     statuses: query.status,
     source: query.source,
     podId: query.podId,

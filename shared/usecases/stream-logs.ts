@@ -4,6 +4,7 @@ import type { Caller } from '../domain/tenancy.js';
 import type {
   Clock,
   ConnectionSender,
+  DirectoryRepository,
   LogFollower,
   LogStreamOwners,
   RunStore,
@@ -31,6 +32,7 @@ import { getRun } from './runs.js';
  */
 
 export interface LogStreamDeps extends LogReadDeps {
+  directory: DirectoryRepository;
   connections: StreamConnections;
   sender: ConnectionSender;
   runs: RunStore;
@@ -83,7 +85,7 @@ export const followLogs = async (
  * Each follower of the stream's run is sent what it has not been sent yet.
  */
 export const publishLogs = async (
-  deps: LogStreamDeps & { logStreams: LogStreamOwners },
+  deps: Omit<LogStreamDeps, 'directory'> & { logStreams: LogStreamOwners },
   delivery: { logStream: string; newestAt: number },
 ): Promise<number> => {
   const runId = await deps.logStreams.runOfLogStream(delivery.logStream);
@@ -109,7 +111,7 @@ type SendOutcome =
  * sent it means the logs API does not show it yet, and is tried again a little later.
  */
 const sendNewLines = async (
-  deps: LogStreamDeps,
+  deps: Omit<LogStreamDeps, 'directory'>,
   run: Run,
   follower: LogFollower,
   limits: { coverUntil?: number; deadline?: number },

@@ -1,4 +1,4 @@
-import { DomainError, UnauthorizedError } from '../domain/errors.js';
+import { DomainError, NotFoundError, UnauthorizedError } from '../domain/errors.js';
 import {
   endsFeed,
   type FeedEvent,
@@ -8,7 +8,7 @@ import {
   type RunChange,
 } from '../domain/feed.js';
 import { randomToken } from '../domain/ids.js';
-import type { Caller } from '../domain/tenancy.js';
+import { type Caller, canView } from '../domain/tenancy.js';
 import type { FeedStore } from '../ports.js';
 import { type ClientMessage, clientMessageSchema, type ServerMessage } from '../schemas/stream.js';
 import {
@@ -20,7 +20,7 @@ import {
   later,
 } from './followers.js';
 import { hashSecret } from './lifecycle.js';
-import { getRun } from './runs.js';
+import { getRun, viewableProjectIds } from './runs.js';
 import { followLogs, type LogStreamDeps } from './stream-logs.js';
 
 /**
@@ -110,15 +110,11 @@ export const receive = async (
       await deps.sender.send(connectionId, { type: 'pong' } satisfies ServerMessage);
       return;
     case 'followRuns':
-      await deps.connections.followRuns(
-        caller.accountId,
-        { connectionId, ...(message.projectId === undefined ? {} : { projectId: message.projectId }) },
-        later(deps.clock.now(), CONNECTION_TTL_SECONDS),
-      );
-      await deps.sender.send(connectionId, {
-        type: 'following-runs',
-        projectId: message.projectId ?? null,
-      } satisfies ServerMessage);
+      try {
+        await followRuns(deps, caller, connectionId, message.projectId);
+      } catch (err) {
+        await deps.sender.send(connectionId, errorMessage(err));
+      }
       return;
     case 'follow':
     case 'followLogs':
@@ -130,6 +126,36 @@ export const receive = async (
         await deps.sender.send(connectionId, errorMessage(err, message.runId));
       }
   }
+};
+
+/**
+ * Follows the status changes of the account's runs, or of one project's: those of the projects the
+ * caller may read (every one for an account admin), as they stand when the follow starts.
+ */
+const followRuns = async (
+  deps: StreamDeps,
+  caller: Caller,
+  connectionId: string,
+  projectId: string | undefined,
+): Promise<void> => {
+  if (projectId !== undefined) {
+    const project = await deps.directory.getProject(caller.accountId, projectId);
+    if (!project || !canView(project, caller)) throw new NotFoundError('project', projectId);
+  }
+  const projectIds = projectId === undefined ? await viewableProjectIds(deps, caller) : undefined;
+  await deps.connections.followRuns(
+    caller.accountId,
+    {
+      connectionId,
+      ...(projectId === undefined ? {} : { projectId }),
+      ...(projectIds === undefined ? {} : { projectIds }),
+    },
+    later(deps.clock.now(), CONNECTION_TTL_SECONDS),
+  );
+  await deps.sender.send(connectionId, {
+    type: 'following-runs',
+    projectId: projectId ?? null,
+  } satisfies ServerMessage);
 };
 
 /** Sends the events from `from + 1` through the last of `events` once the follower's cursor is moved there. */
@@ -273,7 +299,9 @@ const tellRunsFollowers = async (
   const statuses = events.filter((event) => event.kind === 'status');
   if (statuses.length === 0) return;
   const followers = (await deps.connections.runsFollowers(run.accountId)).filter(
-    (follower) => follower.projectId === undefined || follower.projectId === run.projectId,
+    (follower) =>
+      (follower.projectId === undefined || follower.projectId === run.projectId) &&
+      (follower.projectIds === undefined || follower.projectIds.includes(run.projectId)),
   );
   await inBatches(followers, FAN_OUT_CONCURRENCY, async (follower) => {
     for (const event of statuses) {

@@ -3,7 +3,7 @@ import { NotFoundError } from '../domain/errors.js';
 import { isTerminal, type Run } from '../domain/run.js';
 import { STEP_CONTENT_INLINE_BYTES, type Step, type StepContentRef } from '../domain/steps.js';
 import type { Caller } from '../domain/tenancy.js';
-import type { RunStore, StepContentStore, Timeline } from '../ports.js';
+import type { DirectoryRepository, RunStore, StepContentStore, Timeline } from '../ports.js';
 import type { StepsQuery } from '../schemas/timeline.js';
 import { getRun } from './runs.js';
 
@@ -11,6 +11,7 @@ import { getRun } from './runs.js';
 
 export interface TimelineDeps {
   runs: RunStore;
+  directory: DirectoryRepository;
   timeline: Timeline;
   stepContent: StepContentStore;
 }
@@ -59,7 +60,7 @@ const settledThrough = (run: Run): number => {
 };
 
 export const listSteps = async (
-  deps: Pick<TimelineDeps, 'runs' | 'timeline'>,
+  deps: Pick<TimelineDeps, 'runs' | 'directory' | 'timeline'>,
   caller: Caller,
   runId: string,
   query: StepsQuery,

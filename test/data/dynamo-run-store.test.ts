@@ -455,6 +455,23 @@ describe('DynamoRunList list', () => {
       { statuses: ['QUEUED', 'RUNNING', 'COMPLETED'], podId: 'pod-a', source: 'api' },
       (r) => r.status !== 'FAILED' && r.podId === 'pod-a' && r.source === 'api',
     ],
+    // the runs a caller who is not an account admin may read: those of the projects they have a role in
+    ['some projects', { projectIds: ['proj-b', 'proj-z'] }, (r) => r.projectId === 'proj-b'],
+    [
+      'statuses in some projects',
+      { projectIds: ['proj-b'], statuses: ['RUNNING', 'QUEUED'] },
+      (r) => r.projectId === 'proj-b' && (r.status === 'RUNNING' || r.status === 'QUEUED'),
+    ],
+    [
+      'one pod in some of more than a hundred projects',
+      { projectIds: [...Array.from({ length: 150 }, (_, i) => `proj-${i}`), 'proj-b'], podId: 'pod-b' },
+      (r) => r.projectId === 'proj-b' && r.podId === 'pod-b',
+    ],
+    [
+      'one source in some projects',
+      { projectIds: ['proj-a'], source: 'cron' },
+      (r) => r.projectId === 'proj-a' && r.source === 'cron',
+    ],
   ];
 
   it.each(cases)('lists %s newest first', async (_, filter, pick) => {

@@ -3,7 +3,7 @@ import type { APIGatewayProxyEventV2WithJWTAuthorizer, Context, SQSEvent, SQSRec
 import { newRunId } from '../../shared/domain/ids.js';
 import { type Run, ZERO_COST } from '../../shared/domain/run.js';
 import type { Pod, Project } from '../../shared/domain/tenancy.js';
-import type { RunConfigSnapshot } from '../../shared/ports.js';
+import type { DirectoryRepository, RunConfigSnapshot } from '../../shared/ports.js';
 
 /** Event and record factories for handler tests. */
 
@@ -103,6 +103,16 @@ export const projectFactory = (overrides: Partial<Project> = {}): Project => ({
   updatedAt: '2026-01-01T00:00:00.000Z',
   ...overrides,
 });
+
+/** The directory reads a run's readers are checked with: these projects (by default alice's proj-1), and nothing else. */
+export const directoryOf = (...projects: Project[]): DirectoryRepository => {
+  const all = projects.length > 0 ? projects : [projectFactory()];
+  return {
+    getProject: async (accountId: string, projectId: string) =>
+      all.find((p) => p.accountId === accountId && p.projectId === projectId),
+    listProjects: async (accountId: string) => all.filter((p) => p.accountId === accountId),
+  } as unknown as DirectoryRepository;
+};
 
 /**
  * A run of its own for tests that share a table: a new run id and account, in `status` (RUNNING by

@@ -3,11 +3,11 @@ import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { ValidationError } from '../../shared/domain/errors.js';
 import type { Caller } from '../../shared/domain/tenancy.js';
-import type { DirectoryRepository, RunList } from '../../shared/ports.js';
+import type { RunList } from '../../shared/ports.js';
 import { listQuerySchema } from '../../shared/schemas/api.js';
 import { PageCursors } from '../../shared/usecases/cursor.js';
 import { listRuns } from '../../shared/usecases/runs.js';
-import { runFactory } from '../support/factories.js';
+import { directoryOf, runFactory } from '../support/factories.js';
 
 const KEY = 'k'.repeat(64);
 const scope = { logs: 'run_01J0000000000000000000000A', direction: 'older' };
@@ -73,7 +73,7 @@ describe('listRuns cursors', () => {
     const runs = {
       list: vi.fn(async () => ({ items: [runFactory()], lastRunId: 'run_01J0000000000000000000000A' })),
     } as unknown as RunList;
-    const deps = { list: runs, directory: {} as DirectoryRepository, cursorKey: async () => KEY };
+    const deps = { list: runs, directory: directoryOf(), cursorKey: async () => KEY };
     return { runs, deps };
   };
 
@@ -82,8 +82,9 @@ describe('listRuns cursors', () => {
     const first = await listRuns(deps, caller, listQuerySchema.parse({ limit: '1' }));
     expect(first.nextCursor).toMatch(/^[\w-]+\.[\w-]+$/);
     await listRuns(deps, caller, listQuerySchema.parse({ limit: '1', cursor: first.nextCursor }));
+    // a caller who is not an account admin lists the runs of the projects they have a role in
     expect(runs.list).toHaveBeenLastCalledWith(
-      expect.objectContaining({ before: 'run_01J0000000000000000000000A' }),
+      expect.objectContaining({ before: 'run_01J0000000000000000000000A', projectIds: ['proj-1'] }),
     );
   });
 

@@ -6,7 +6,7 @@ import type { Caller } from '../../shared/domain/tenancy.js';
 import type { RunStore } from '../../shared/ports.js';
 import { logsQuerySchema } from '../../shared/schemas/timeline.js';
 import { type RunLogPage, readRunLogs } from '../../shared/usecases/logs.js';
-import { runFactory } from '../support/factories.js';
+import { directoryOf, runFactory } from '../support/factories.js';
 import { FakeStream } from '../support/fake-log-stream.js';
 
 const caller: Caller = { accountId: 'acct-1', userId: 'alice', accountRole: 'member' };
@@ -28,6 +28,7 @@ const setup = (run: Partial<Run> = {}) => {
   const main = add(run);
   const deps = {
     runs: { get: async (runId: string) => runs.get(runId) } as unknown as RunStore,
+    directory: directoryOf(),
     logs: stream,
     cursorKey: async () => 'k'.repeat(64),
   };

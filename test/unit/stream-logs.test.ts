@@ -5,7 +5,7 @@ import type { LogLine } from '../../shared/schemas/stream.js';
 import { readRunLogs } from '../../shared/usecases/logs.js';
 import { receive } from '../../shared/usecases/stream.js';
 import { type LogStreamDeps, publishLogs } from '../../shared/usecases/stream-logs.js';
-import { runFactory } from '../support/factories.js';
+import { directoryOf, runFactory } from '../support/factories.js';
 import { FakeStream } from '../support/fake-log-stream.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 import { MemoryConnections, MemoryFeed, RecordingSender } from '../support/memory-stream.js';
@@ -34,6 +34,7 @@ const setUp = (over: Partial<Run> = {}) => {
     runs: new MemoryRuns().put(run),
     logs: stream,
     cursorKey: async () => 'k'.repeat(64),
+    directory: directoryOf(),
     clock: { now: () => new Date(now) },
     pause: async (ms) => {
       pauses.push(ms);

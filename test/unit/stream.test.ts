@@ -18,7 +18,7 @@ import {
   receive,
   type StreamDeps,
 } from '../../shared/usecases/stream.js';
-import { runFactory } from '../support/factories.js';
+import { directoryOf, runFactory } from '../support/factories.js';
 import { FakeStream } from '../support/fake-log-stream.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 import { MemoryConnections, MemoryFeed, RecordingSender } from '../support/memory-stream.js';
@@ -164,6 +164,7 @@ const setUp = () => {
     runs: new MemoryRuns().put(queued({ accountId: 'acct-1' })),
     logs: new FakeStream('pod/pod/task-1'),
     cursorKey: async () => 'k'.repeat(64),
+    directory: directoryOf(),
     clock: { now: () => now },
   };
   const connections = deps.connections as MemoryConnections;

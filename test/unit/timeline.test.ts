@@ -7,7 +7,7 @@ import type { Caller } from '../../shared/domain/tenancy.js';
 import type { RunStore, StepContentStore, Timeline } from '../../shared/ports.js';
 import { stepsQuerySchema } from '../../shared/schemas/timeline.js';
 import { getStepContent, keepFullStepContent, listSteps } from '../../shared/usecases/timeline.js';
-import { runFactory } from '../support/factories.js';
+import { directoryOf, runFactory } from '../support/factories.js';
 
 const caller: Caller = { accountId: 'acct-1', userId: 'alice', accountRole: 'member' };
 const RUN_ID = 'run_01J0000000000000000000000A';
@@ -33,7 +33,11 @@ const fakeRuns = (run: Run, steps: Step[], more = false) => {
     listSteps: vi.fn(async () => ({ items: steps, more })),
     getStep: vi.fn(async (_: string, seq: number) => steps.find((s) => s.seq === seq)),
   };
-  return { runs: runs as unknown as RunStore, timeline: timeline satisfies Timeline };
+  return {
+    runs: runs as unknown as RunStore,
+    directory: directoryOf(),
+    timeline: timeline satisfies Timeline,
+  };
 };
 
 const fakeStore = (texts: Record<string, string> = {}) => {
