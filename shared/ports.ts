@@ -45,7 +45,10 @@ export interface RunListFilter {
 
 export interface RunPage {
   items: Run[];
-  /** the last runId of this page when more may follow */
+  /**
+   * where the next page starts (below it) when more may follow: this page's last runId, or where a
+   * filtered read stopped within its budget (the page may then hold fewer runs than asked, or none)
+   */
   lastRunId?: string;
 }
 

@@ -22,22 +22,39 @@ import { fromRunItem } from './dynamo-run-item.js';
 
 const BATCH_GET_KEYS = 100;
 /** Index page size when a FilterExpression may drop items after the read. */
-const FILTERED_PAGE_SIZE = 200;
+const FILTERED_PAGE_SIZE = 1000;
+/**
+ * Index pages one filtered list request reads at most, shared out among its partitions (at least two
+ * each): a rare filter answers a short page, or none, with a cursor, never a timeout.
+ */
+const FILTERED_PAGE_BUDGET = 24;
 
-/** Reads one index partition page by page, holding the run ids not yet taken. */
+/**
+ * Reads one index partition page by page, holding the run ids not yet taken. With a page budget (a
+ * filtered read), it stops once the budget is spent without a hit: it has then looked at every run
+ * above `stalledAt`, and the list goes on below it on the next request.
+ */
 class IndexCursor {
   private readonly buffer: string[] = [];
   private startKey: Record<string, unknown> | undefined;
   private exhausted = false;
+  private pagesRead = 0;
+  stalledAt: string | undefined;
 
   constructor(
     private readonly db: DynamoDBDocumentClient,
     private readonly input: QueryCommandInput,
+    private readonly pageBudget = Number.POSITIVE_INFINITY,
   ) {}
 
   async head(): Promise<string | undefined> {
-    while (this.buffer.length === 0 && !this.exhausted) {
+    while (this.buffer.length === 0 && !this.exhausted && this.stalledAt === undefined) {
+      if (this.pagesRead >= this.pageBudget) {
+        this.stalledAt = String(this.startKey?.runId);
+        break;
+      }
       const page = await this.db.send(new QueryCommand({ ...this.input, ExclusiveStartKey: this.startKey }));
+      this.pagesRead += 1;
       for (const item of page.Items ?? []) this.buffer.push(String(item.runId));
       this.startKey = page.LastEvaluatedKey;
       this.exhausted = page.LastEvaluatedKey === undefined;
@@ -50,26 +67,40 @@ class IndexCursor {
   }
 }
 
-/** K-way merge of sorted cursors; a run seen twice (it changed status between pages) counts once. */
-const takeMerged = async (cursors: IndexCursor[], count: number, newestFirst: boolean): Promise<string[]> => {
-  const out: string[] = [];
+/**
+ * K-way merge of sorted cursors, newest first; a run seen twice (it changed status between pages)
+ * counts once. A cursor that stalled has looked at nothing below its `stalledAt`: the merge stops
+ * above the highest such point and answers it as where the list goes on.
+ */
+const takeMerged = async (
+  cursors: IndexCursor[],
+  count: number,
+  newestFirst: boolean,
+): Promise<{ ids: string[]; stoppedAt?: string }> => {
+  const ids: string[] = [];
   const seen = new Set<string>();
-  while (out.length < count) {
+  while (ids.length < count) {
     const heads = await Promise.all(cursors.map((c) => c.head()));
+    const stoppedAt = cursors
+      .map((c) => c.stalledAt)
+      .filter((at) => at !== undefined)
+      .sort()
+      .at(-1);
     let best: { id: string; cursor: IndexCursor } | undefined;
     for (const [i, id] of heads.entries()) {
       const cursor = cursors[i];
       if (id === undefined || cursor === undefined) continue;
       if (!best || (newestFirst ? id > best.id : id < best.id)) best = { id, cursor };
     }
+    if (stoppedAt !== undefined && (!best || best.id < stoppedAt)) return { ids, stoppedAt };
     if (!best) break;
     best.cursor.take();
     if (!seen.has(best.id)) {
       seen.add(best.id);
-      out.push(best.id);
+      ids.push(best.id);
     }
   }
-  return out;
+  return { ids };
 };
 
 /** An attribute the index carries that an index page is filtered on: one value, or any of several. */
@@ -98,6 +129,7 @@ export class DynamoRunList implements RunList {
   constructor(
     private readonly db: DynamoDBDocumentClient,
     private readonly tableName: string,
+    private readonly filtered = { pageSize: FILTERED_PAGE_SIZE, pageBudget: FILTERED_PAGE_BUDGET },
   ) {}
 
   async list(filter: RunListFilter): Promise<RunPage> {
@@ -139,19 +171,25 @@ export class DynamoRunList implements RunList {
     }
     // One more than asked for tells whether another page follows.
     const want = filter.limit + 1;
-    const pageSize = residual.length > 0 ? Math.max(want, FILTERED_PAGE_SIZE) : want;
+    const pageSize = residual.length > 0 ? Math.max(want, this.filtered.pageSize) : want;
+    const pageBudget =
+      residual.length > 0
+        ? Math.max(2, Math.floor(this.filtered.pageBudget / partitions.length))
+        : Number.POSITIVE_INFINITY;
     const cursors = partitions.map(
       (p) =>
         new IndexCursor(
           this.db,
           this.indexQuery(p.index, p.value, { before: filter.before, residual, pageSize }),
+          pageBudget,
         ),
     );
-    const runIds = await takeMerged(cursors, want, true);
+    const { ids: runIds, stoppedAt } = await takeMerged(cursors, want, true);
     const pageIds = runIds.slice(0, filter.limit);
     const items = await this.batchGet(pageIds);
-    const more = runIds.length > filter.limit;
-    return more ? { items, lastRunId: pageIds[pageIds.length - 1] } : { items };
+    if (runIds.length > filter.limit) return { items, lastRunId: pageIds[pageIds.length - 1] };
+    // the budget ran out first: the next page starts below where the reading stopped
+    return stoppedAt === undefined ? { items } : { items, lastRunId: stoppedAt };
   }
 
   async listQueuedBefore(olderThan: number, limit: number): Promise<Run[]> {
@@ -164,7 +202,7 @@ export class DynamoRunList implements RunList {
         oldestFirst: true,
       }),
     );
-    const runs = await this.batchGet(await takeMerged([cursor], limit, false));
+    const runs = await this.batchGet((await takeMerged([cursor], limit, false)).ids);
     // the index lags the table: a run may have left QUEUED since
     return runs.filter((run) => run.status === 'QUEUED');
   }
@@ -175,7 +213,7 @@ export class DynamoRunList implements RunList {
       this.db,
       this.indexQuery('openPullRequests', indexKeys.openPullRequests, { pageSize: limit, oldestFirst: true }),
     );
-    const runs = await this.batchGet(await takeMerged([cursor], limit, false));
+    const runs = await this.batchGet((await takeMerged([cursor], limit, false)).ids);
     // the index lags the table: a run may have been settled since
     return runs.filter((run) => run.status === 'COMPLETED' && run.pullRequest?.state === 'open');
   }

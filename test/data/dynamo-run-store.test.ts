@@ -533,6 +533,61 @@ describe('DynamoRunList list', () => {
   });
 });
 
+describe('DynamoRunList list, filtered within a budget of index reads', () => {
+  const accountId = uniqueId('acct');
+  const seeded: Run[] = [];
+  beforeAll(async () => {
+    for (let i = 0; i < 240; i++) {
+      seeded.push(
+        makeRun({
+          accountId,
+          podId: i === 17 || i === 201 ? 'pod-rare' : 'pod-common',
+          status: i % 2 === 0 ? 'COMPLETED' : 'FAILED',
+        }),
+      );
+    }
+    await inBatches(seeded, 24, (run) => repo.create(run, snapshotOf(run)));
+  });
+
+  it('answers each request within its budget, with a cursor, and pages to every match once', async () => {
+    let queries = 0;
+    const counting = {
+      send: (command: unknown) => {
+        if (command instanceof QueryCommand) queries++;
+        return table.doc.send(command as QueryCommand);
+      },
+    } as unknown as typeof table.doc;
+    const budgeted = new DynamoRunList(counting, table.tableName, { pageSize: 20, pageBudget: 4 });
+    const found: string[] = [];
+    const queriesPerRequest: number[] = [];
+    let before: string | undefined;
+    for (let request = 0; request < 50; request++) {
+      queries = 0;
+      const page = await budgeted.list({
+        accountId,
+        statuses: ['COMPLETED', 'FAILED'],
+        podId: 'pod-rare',
+        limit: 10,
+        ...(before ? { before } : {}),
+      });
+      queriesPerRequest.push(queries);
+      found.push(...page.items.map((r) => r.runId));
+      before = page.lastRunId;
+      if (!before) break;
+    }
+    expect(found).toEqual(
+      seeded
+        .filter((r) => r.podId === 'pod-rare')
+        .map((r) => r.runId)
+        .reverse(),
+    );
+    // two partitions (the two statuses), two pages each at most
+    expect(Math.max(...queriesPerRequest)).toBeLessThanOrEqual(4);
+    // 240 runs at 20 a page, four pages a request: the list took several requests, some of them empty
+    expect(queriesPerRequest.length).toBeGreaterThan(2);
+  });
+});
+
 describe('DynamoRunList listQueuedBefore', () => {
   it('returns QUEUED runs created before the cut-off, oldest first', async () => {
     // Run ids from 2001 keep this test apart from every other QUEUED run in the table. (newRunId is
