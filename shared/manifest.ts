@@ -157,7 +157,7 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
       ...GITHUB,
     ],
     table: {
-      actions: ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem', 'ConditionCheckItem'],
+      actions: ['GetItem', 'BatchGetItem', 'Query', 'PutItem', 'UpdateItem'],
       indexes: LIST_INDEXES,
     },
   },

@@ -690,10 +690,10 @@ export class StatelessStack extends Stack {
         ],
       });
     }
-    props.queue.grantSendMessages(fns.api.role);
-    props.queue.grantSendMessages(fns.sweeper.role);
-    props.queue.grantSendMessages(fns.scheduledDispatch.role);
-    props.queue.grantSendMessages(fns.githubWebhooks.role);
+    // SendMessage alone: grantSendMessages adds GetQueueUrl and GetQueueAttributes, which no sender calls
+    for (const fn of [fns.api, fns.sweeper, fns.scheduledDispatch, fns.githubWebhooks]) {
+      props.queue.grant(fn.role, 'sqs:SendMessage');
+    }
     // Only start-run starts executions; the functions the state machine invokes could not hold its ARN.
     fns.startRun.setVariable('STATE_MACHINE_ARN', this.stateMachine.stateMachineArn);
     this.stateMachine.grantStartExecution(fns.startRun.role);
@@ -718,7 +718,7 @@ export class StatelessStack extends Stack {
         'Execution names are the run ids, known only at run time: scoped to the executions of this one state machine.',
     });
     // GET /v1/runs/{runId}/logs pages through the pods' log streams.
-    props.podLogGroup.grant(fns.api.role, 'logs:GetLogEvents', 'logs:FilterLogEvents');
+    props.podLogGroup.grant(fns.api.role, 'logs:GetLogEvents');
     // The Agent API keeps the whole text of oversized steps; the API reads it back.
     props.stepContentLogGroup.grant(fns.agentApi.role, 'logs:CreateLogStream', 'logs:PutLogEvents');
     props.stepContentLogGroup.grant(fns.api.role, 'logs:GetLogEvents');
@@ -742,7 +742,7 @@ export class StatelessStack extends Stack {
     const sandboxControl = new iam.Policy(this, 'SandboxControlPolicy', {
       statements: [
         new iam.PolicyStatement({
-          actions: ['ecs:StopTask', 'ecs:DescribeTasks'],
+          actions: ['ecs:StopTask'],
           resources: [podTasks],
           conditions: { ArnEquals: { 'ecs:cluster': this.cluster.clusterArn } },
         }),
@@ -866,7 +866,13 @@ export class StatelessStack extends Stack {
         const fn = this.functions[name];
         fn.function.addLayers(layer);
         fn.setVariable(variable, secret.secretArn);
-        secret.grantRead(fn.role);
+        // GetSecretValue alone, what the extension calls (grantRead adds DescribeSecret)
+        fn.role.addToPrincipalPolicy(
+          new iam.PolicyStatement({
+            actions: ['secretsmanager:GetSecretValue'],
+            resources: [secret.secretArn],
+          }),
+        );
       }
       return secret;
     };

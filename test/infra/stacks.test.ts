@@ -4,6 +4,7 @@ import { CfnResource, Stack, Validations } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
+import * as esbuild from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.js';
 import { DEFAULT_POD_MODELS, POD_IMAGE_EXCLUDES, podModelsFrom } from '../../infra/stacks/stateless-stack.js';
@@ -1000,5 +1001,107 @@ describe('the stateless stack', () => {
     }
     const dockerignore = readFileSync(new URL('../../.dockerignore', import.meta.url), 'utf8').split('\n');
     expect(dockerignore).toEqual(expect.arrayContaining(POD_IMAGE_EXCLUDES));
+  });
+});
+
+describe('least privilege', () => {
+  /** The SDK commands (and paginators) named in the project's own files that a function's bundle is made of. */
+  const calledBy = async (fn: FunctionName): Promise<{ names: Set<string>; source: string }> => {
+    const built = await esbuild.build({
+      entryPoints: [path.join('functions', `${FUNCTIONS[fn].entry}.ts`)],
+      bundle: true,
+      write: false,
+      metafile: true,
+      packages: 'external',
+      platform: 'node',
+      format: 'esm',
+      logLevel: 'silent',
+    });
+    const source = Object.keys(built.metafile.inputs)
+      .map((file) => readFileSync(file, 'utf8'))
+      .join('\n');
+    const names = new Set([...source.matchAll(/\b(\w+Command|paginate\w+)\b/g)].map((m) => m[1] as string));
+    return { names, source };
+  };
+
+  /** DynamoDB's actions as lib-dynamodb's commands (and a transaction's parts) call them. */
+  const DYNAMODB_EVIDENCE: Record<string, (names: Set<string>, source: string) => boolean> = {
+    GetItem: (n) => n.has('GetCommand'),
+    BatchGetItem: (n) => n.has('BatchGetCommand'),
+    Query: (n) => n.has('QueryCommand') || n.has('paginateQuery'),
+    PutItem: (n, s) => n.has('PutCommand') || (n.has('TransactWriteCommand') && /\bPut: \{/.test(s)),
+    UpdateItem: (n, s) => n.has('UpdateCommand') || (n.has('TransactWriteCommand') && /\bUpdate: \{/.test(s)),
+    DeleteItem: (n, s) => n.has('DeleteCommand') || (n.has('TransactWriteCommand') && /\bDelete: \{/.test(s)),
+    ConditionCheckItem: (n, s) => n.has('TransactWriteCommand') && /\bConditionCheck: \{/.test(s),
+    BatchWriteItem: (n) => n.has('BatchWriteCommand'),
+  };
+
+  /** Actions a function holds without calling them itself, and why. */
+  const WITHOUT_A_CALL: Record<string, string> = {
+    'logs:CreateLogStream': 'Lambda writes the function’s own log',
+    'logs:PutLogEvents': 'Lambda writes the function’s own log',
+    'xray:PutTraceSegments': 'Lambda sends the function’s traces',
+    'xray:PutTelemetryRecords': 'Lambda sends the function’s traces',
+  };
+  /** What Lambda's event source mappings do with the function's role (as CDK grants it). */
+  const EVENT_SOURCE_ACTIONS = {
+    sqs: [
+      'sqs:ReceiveMessage',
+      'sqs:DeleteMessage',
+      'sqs:ChangeMessageVisibility',
+      'sqs:GetQueueAttributes',
+      'sqs:GetQueueUrl',
+    ],
+    dynamodbStream: [
+      'dynamodb:DescribeStream',
+      'dynamodb:GetRecords',
+      'dynamodb:GetShardIterator',
+      'dynamodb:ListStreams',
+      // the records that keep failing, to the mapping's on-failure queue
+      'sqs:SendMessage',
+      'sqs:GetQueueAttributes',
+      'sqs:GetQueueUrl',
+    ],
+  };
+  const mappingsOf = (fn: FunctionName) =>
+    Object.values(statelessTemplate.findResources('AWS::Lambda::EventSourceMapping')).filter(
+      (mapping) => mapping.Properties.FunctionName.Ref === functionIds[fn],
+    );
+
+  it.each(functionNames)('gives %s only actions its code calls', async (fn) => {
+    const { names, source } = await calledBy(fn);
+    const mappings = mappingsOf(fn).map((m) => JSON.stringify(m.Properties.EventSourceArn));
+    const roleId = logicalId(stateless.functions[fn].role);
+    const held = new Set(
+      policyStatements(statelessTemplate)
+        .filter((statement) => statement.Effect === 'Allow' && statement.roleIds.includes(roleId))
+        .flatMap((statement) => asArray(statement.Action)),
+    );
+    const justified = (action: string): boolean => {
+      if (WITHOUT_A_CALL[action]) return true;
+      if (
+        mappings.some((arn) => arn.includes('StreamArn')) &&
+        EVENT_SOURCE_ACTIONS.dynamodbStream.includes(action)
+      )
+        return true;
+      if (mappings.some((arn) => !arn.includes('StreamArn')) && EVENT_SOURCE_ACTIONS.sqs.includes(action))
+        return true;
+      const [service, name = ''] = action.split(':');
+      if (service === 'dynamodb') return DYNAMODB_EVIDENCE[name]?.(names, source) ?? false;
+      // the signing secrets are read through the Parameters and Secrets extension
+      if (action === 'secretsmanager:GetSecretValue') return source.includes('signingSecret(');
+      // passing the pods' or the scheduler's role goes with the call that hands it over
+      if (action === 'iam:PassRole')
+        return ['RegisterTaskDefinitionCommand', 'CreateScheduleCommand', 'UpdateScheduleCommand'].some((c) =>
+          names.has(c),
+        );
+      if (action === 'execute-api:ManageConnections') return names.has('PostToConnectionCommand');
+      return names.has(`${name}Command`);
+    };
+    expect([...held].filter((action) => !justified(action)).sort()).toEqual([]);
+  });
+
+  it('lets the public approvals function read and update runs and approvals, and nothing else on the table', () => {
+    expect(FUNCTIONS.approvals.table).toEqual({ actions: ['GetItem', 'UpdateItem'], indexes: [] });
   });
 });
