@@ -140,18 +140,28 @@ describe('the DynamoDB front', () => {
 
   it('authorizes each part of a transaction as its own action, and a batch write as BatchWriteItem', async () => {
     const put = { Put: { TableName: TABLE, Item: KEY } };
+    const update = {
+      Update: {
+        TableName: TABLE,
+        Key: KEY,
+        UpdateExpression: 'SET #n = :n',
+        ExpressionAttributeNames: { '#n': 'note' },
+        ExpressionAttributeValues: { ':n': { S: 'x' } },
+      },
+    };
     const check = {
       ConditionCheck: { TableName: TABLE, Key: KEY, ConditionExpression: 'attribute_exists(pk)' },
     };
-    const transaction = new TransactWriteItemsCommand({ TransactItems: [put, check] });
     const batch = new BatchWriteItemCommand({ RequestItems: { [TABLE]: [{ PutRequest: { Item: KEY } }] } });
 
-    await client('api').send(transaction);
+    await client('api').send(new TransactWriteItemsCommand({ TransactItems: [put, update] }));
     await client('checks').send(
       new TransactGetItemsCommand({ TransactItems: [{ Get: { TableName: TABLE, Key: KEY } }] }),
     );
     await client('agentApi').send(batch);
-    await expect(client('agentApi').send(transaction)).rejects.toThrow(/dynamodb:ConditionCheckItem/);
+    await expect(
+      client('api').send(new TransactWriteItemsCommand({ TransactItems: [put, check] })),
+    ).rejects.toThrow(/dynamodb:ConditionCheckItem/);
     await expect(client('finalize').send(batch)).rejects.toThrow(
       /execution-runs-finalize is not authorized to perform: dynamodb:BatchWriteItem/,
     );
