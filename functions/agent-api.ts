@@ -8,7 +8,7 @@ import {
   type AgentDeps,
   type AgentSettings,
   authenticateAgent,
-  controlFor,
+  controlOf,
   exchangeLaunchCode,
   gitCredentialFor,
   ingestEvents,
@@ -49,7 +49,7 @@ export const makeHandler = (deps: AgentDeps, settings: AgentSettings) => {
       return json(200, await ingestEvents(deps, settings, read, batch.events));
     },
     'GET /agent/v1/runs/{runId}/control': async (event) =>
-      json(200, controlFor((await authenticated(event)).run, settings)),
+      json(200, await controlOf(deps, settings, (await authenticated(event)).run)),
     // A credential is not to be kept by anything between the pod and the API.
     'POST /agent/v1/runs/{runId}/git-credentials': async (event) =>
       json(200, await gitCredentialFor(deps, (await authenticated(event)).run), {

@@ -27,6 +27,8 @@ export const TABLE = {
     { indexName: 'byAccountSource', partitionKey: 'gAcctSource', sortKey: 'runId' },
     /** sparse: only QUEUED runs carry `gQueued`, for the sweeper */
     { indexName: 'queued', partitionKey: 'gQueued', sortKey: 'runId' },
+    /** sparse: only runs paused for approval carry `gPaused`, for the sweeper's budget checks */
+    { indexName: 'awaitingApproval', partitionKey: 'gPaused', sortKey: 'runId' },
     /** sparse: runs whose pull request is open carry `gOpenPr`, for the pull requests' daily sweep */
     { indexName: 'openPullRequests', partitionKey: 'gOpenPr', sortKey: 'runId' },
   ],
@@ -251,9 +253,13 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     entry: 'sweeper',
     timeoutSeconds: 60,
     memoryMiB: 256,
-    description: 'Re-enqueues QUEUED runs whose message was lost; dead-letters those that never start',
-    environment: ['TABLE_NAME', 'QUEUE_URL', 'SWEEPER_STALE_AFTER_SECONDS'],
-    table: { actions: ['GetItem', 'BatchGetItem', 'Query', 'UpdateItem'], indexes: ['queued'] },
+    description:
+      'Re-enqueues QUEUED runs whose message was lost; dead-letters those that never start; ends paused runs over their limits',
+    environment: ['TABLE_NAME', 'QUEUE_URL', 'SWEEPER_STALE_AFTER_SECONDS', ...PRICING],
+    table: {
+      actions: ['GetItem', 'BatchGetItem', 'Query', 'UpdateItem'],
+      indexes: ['queued', 'awaitingApproval'],
+    },
   },
   requestApproval: {
     entry: 'request-approval',

@@ -155,6 +155,8 @@ export interface RunList {
   list(filter: RunListFilter): Promise<RunPage>;
   /** QUEUED runs created before `olderThan` (epoch ms), oldest first */
   listQueuedBefore(olderThan: number, limit: number): Promise<Run[]>;
+  /** runs paused for approval, oldest first */
+  listAwaitingApproval(limit: number): Promise<Run[]>;
   /** COMPLETED runs whose pull request is open, oldest first */
   listOpenPullRequests(limit: number): Promise<Run[]>;
 }

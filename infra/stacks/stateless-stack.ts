@@ -722,6 +722,16 @@ export class StatelessStack extends Stack {
       ],
       roles: [fns.agentApi.role, fns.api.role, fns.parkPod.role, fns.podStopped.role],
     });
+    // The sweeper fails the approval wait of a paused run it ends over its limits.
+    new iam.Policy(this, 'PausedBudgetPolicy', {
+      statements: [
+        new iam.PolicyStatement({
+          actions: ['states:SendTaskFailure'],
+          resources: [this.stateMachine.stateMachineArn],
+        }),
+      ],
+      roles: [fns.sweeper.role],
+    });
     const podTasks = this.formatArn({
       service: 'ecs',
       resource: 'task',

@@ -101,6 +101,7 @@ export const indexKeys = {
   byAccountPod: (accountId: string, podId: string) => `A#${segment(accountId)}#${segment(podId)}`,
   byAccountSource: (accountId: string, source: RunSource) => `A#${segment(accountId)}#${source}`,
   queued: 'QUEUED',
+  awaitingApproval: 'PAUSED',
   openPullRequests: 'OPEN',
 } as const;
 
@@ -109,11 +110,15 @@ export interface RunScope {
   projectId: string;
 }
 
-/** Index attributes that depend on the status: a transition rewrites them; `gQueued` exists only while QUEUED. */
+/**
+ * Index attributes that depend on the status: a transition rewrites them; `gQueued` exists only while
+ * QUEUED, `gPaused` only while AWAITING_APPROVAL.
+ */
 export const statusIndexAttributes = (scope: RunScope, status: RunStatus) => ({
   gAcctStatus: indexKeys.byAccountStatus(scope.accountId, status),
   gProjStatus: indexKeys.byProjectStatus(scope.accountId, scope.projectId, status),
   ...(status === 'QUEUED' ? { gQueued: indexKeys.queued } : {}),
+  ...(status === 'AWAITING_APPROVAL' ? { gPaused: indexKeys.awaitingApproval } : {}),
 });
 
 export const runIndexAttributes = (

@@ -105,6 +105,7 @@ const applyMove = (update: Update, scope: RunScope, t: Transition): void => {
   update.set('status', to);
   for (const [name, value] of Object.entries(statusIndexAttributes(scope, to))) update.set(name, value);
   if (to !== 'QUEUED') update.remove('gQueued');
+  if (to !== 'AWAITING_APPROVAL') update.remove('gPaused');
   // a run's pull request is settled only while it is COMPLETED: any other move leaves nothing to sweep
   if (to !== 'COMPLETED') update.remove('gOpenPr');
   appendTo(

@@ -110,6 +110,18 @@ export const controlFor = (run: Run, settings: AgentSettings): Control => {
   return { action: 'continue' };
 };
 
+/**
+ * What the pod is to do, asked while it waits for an approval. Its sandbox costs all the while, so
+ * each ask applies the run's budget and the account's caps to the sandbox time accrued so far; over
+ * a limit the run ends here and the answer tells the pod to stop. A working pod's limits are checked
+ * with its event batches.
+ */
+export const controlOf = async (deps: AgentDeps, settings: AgentSettings, run: Run): Promise<Control> => {
+  if (run.status !== 'AWAITING_APPROVAL') return controlFor(run, settings);
+  const breach = await limitBreach(deps, run, true);
+  return controlFor(breach ? await failOverBudget(deps, run, breach) : run, settings);
+};
+
 export const podConfig = async (runs: RunStore, run: Run, settings: AgentSettings): Promise<PodRunConfig> => {
   const snapshot = await runs.getSnapshot(run.runId);
   if (!snapshot) throw new NotFoundError('config snapshot of run', run.runId);

@@ -35,7 +35,7 @@ import type {
   TaskSignals,
 } from '../ports.js';
 import { carryOut } from './carry-out.js';
-import { type Pricing, settleRun, trailingSpend } from './spend.js';
+import { limitBreach, type Pricing, settleRun, trailingSpend } from './spend.js';
 
 /** The state machine's steps and the handlers that catch what it cannot see. */
 
@@ -423,4 +423,22 @@ export const sweepQueued = async (
     } else deadLettered += 1;
   }
   return { requeued, deadLettered };
+};
+
+/**
+ * The budget checks of paused runs whose pods stopped asking for control (each ask checks them too):
+ * a run paused past its budget or its account's cap ends FAILED / budget_hit, and the wait it is
+ * parked on fails, so Finalize stops its sandbox.
+ */
+export const checkPausedRuns = async (
+  deps: Pick<LifecycleDeps, 'runs' | 'list' | 'ledger' | 'directory' | 'pricing' | 'signals' | 'clock'>,
+  limit = 500,
+): Promise<{ checked: number; failed: number }> => {
+  const paused = await deps.list.listAwaitingApproval(limit);
+  let failed = 0;
+  for (const run of paused) {
+    const breach = await limitBreach(deps, run, true);
+    if (breach && (await failOverBudget(deps, run, breach)).status === 'FAILED') failed += 1;
+  }
+  return { checked: paused.length, failed };
 };

@@ -539,6 +539,25 @@ describe('DynamoRunList listQueuedBefore', () => {
   });
 });
 
+describe('DynamoRunList listAwaitingApproval', () => {
+  it('lists runs while they are paused for approval, oldest first, and no longer once they go on', async () => {
+    // Run ids from 2000: older than any other paused run in the table, so they come first.
+    const t0 = Date.UTC(2000, 0, 1);
+    const accountId = uniqueId('acct');
+    const at = (ms: number, status: RunStatus) => seed({ accountId, status, runId: `run_${ulid(ms)}` }, ms);
+    const [p1, p2] = await Promise.all([at(t0, 'AWAITING_APPROVAL'), at(t0 + 1_000, 'AWAITING_APPROVAL')]);
+    const running = await at(t0 + 500, 'RUNNING');
+    const ids = async (limit: number) => (await list.listAwaitingApproval(limit)).map((r) => r.runId);
+
+    expect(await ids(2)).toEqual([p1.runId, p2.runId]);
+    const paused = await repo.apply(running, moveTo(running, 'AWAITING_APPROVAL'));
+    expect(await ids(3)).toEqual([p1.runId, running.runId, p2.runId]);
+    await repo.apply(paused.run as Run, moveTo(paused.run as Run, 'RUNNING'));
+    await repo.apply(p1, moveTo(p1, 'FAILED'));
+    expect(await ids(1)).toEqual([p2.runId]);
+  });
+});
+
 describe('DynamoRunList listOpenPullRequests', () => {
   it('lists a COMPLETED run while its pull request is open, and no longer once it is settled', async () => {
     const mine = (runs: Run[]) => runs.map((r) => r.runId).filter((id) => [a.runId, b.runId].includes(id));

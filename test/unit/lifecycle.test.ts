@@ -12,6 +12,7 @@ import type {
   TaskSignals,
 } from '../../shared/ports.js';
 import {
+  checkPausedRuns,
   finalizeRun,
   type LifecycleDeps,
   markRetrying,
@@ -51,6 +52,7 @@ beforeEach(() => {
     list: {
       list: vi.fn(),
       listQueuedBefore: vi.fn(async () => []),
+      listAwaitingApproval: vi.fn(async () => []),
       listOpenPullRequests: vi.fn(),
     } as RunList,
     directory: {
@@ -209,6 +211,36 @@ describe('sweepQueued', () => {
       requeues: 3,
       message: expect.stringContaining('no execution was started for it'),
     });
+  });
+});
+
+describe('checkPausedRuns', () => {
+  it('ends the paused runs past their budget, failing the wait each is parked on, and leaves the others', async () => {
+    // a pod of 1 vCPU and 2 GB paused an hour has accrued 32,380 + 7,120 and a fee of 10,790
+    const over = runFactory({
+      runId: 'run_paused_over',
+      status: 'AWAITING_APPROVAL',
+      startedAt: '2026-01-01T00:00:00.000Z',
+      taskArn: TASK,
+    });
+    const under = runFactory({ ...over, runId: 'run_paused_under' });
+    runs.put(
+      over,
+      { podTaskToken: 'approval-over' },
+      snapshotFactory({ pod: podFactory({ runBudgetMicroUsd: 50_290 }) }),
+    );
+    runs.put(
+      under,
+      { podTaskToken: 'approval-under' },
+      snapshotFactory({ pod: podFactory({ runBudgetMicroUsd: 50_291 }) }),
+    );
+    vi.mocked(deps.list.listAwaitingApproval).mockResolvedValue([over, under]);
+
+    expect(await checkPausedRuns(deps)).toEqual({ checked: 2, failed: 1 });
+    expect(runs.stored(over.runId)).toMatchObject({ status: 'FAILED', exitReason: 'budget_hit' });
+    expect(deps.signals.failTask).toHaveBeenCalledWith('approval-over', 'Run.BudgetHit', expect.any(String));
+    expect(runs.stored(under.runId).status).toBe('AWAITING_APPROVAL');
+    expect(deps.signals.failTask).toHaveBeenCalledTimes(1);
   });
 });
 

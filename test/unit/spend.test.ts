@@ -11,7 +11,7 @@ import type {
   StepContentStore,
   TaskSignals,
 } from '../../shared/ports.js';
-import { ingestEvents } from '../../shared/usecases/agent.js';
+import { controlOf, ingestEvents } from '../../shared/usecases/agent.js';
 import {
   getAccountSpend,
   limitBreach,
@@ -314,5 +314,64 @@ describe('ingestEvents and spend', () => {
       expect.stringMatching(/budget/),
     );
     expect(answer.control.action).toBe('stop');
+  });
+});
+
+describe('controlOf: a paused pod asking what to do', () => {
+  const settings = { heartbeatSeconds: 60, controlPollMs: 3000 };
+  const pausedFor = (ms: number, budget: number, a?: Account, spent: HourlySpend[] = []) => {
+    const run = aRun({ status: 'AWAITING_APPROVAL', startedAt: ago(ms), taskArn: 'arn:task/paused' });
+    const runs = new MemoryRuns().put(
+      run,
+      { podTaskToken: 'approval-wait' },
+      snapshotWith({ cpu: 4096, memoryMiB: 30_720, runBudgetMicroUsd: budget }),
+    );
+    const ledger = { settle: vi.fn(), hourlySpend: vi.fn(async () => spent) } as unknown as SpendLedger;
+    const signals = { failTask: vi.fn(async () => 'sent') } as unknown as TaskSignals;
+    const deps = {
+      runs,
+      ledger,
+      signals,
+      clock,
+      stepContent: {} as StepContentStore,
+      directory: directoryWith(a),
+      pricing,
+    };
+    return { run, runs, signals, deps };
+  };
+
+  // 4 vCPU and 30 GB for an hour: 129,520 + 106,800 of sandbox and a fee of 14,726 = 251,046
+  it('ends a run paused past its budget, counting the sandbox time accrued while paused', async () => {
+    const over = pausedFor(3_600_000, 251_046);
+    expect(await controlOf(over.deps, settings, over.run)).toMatchObject({ action: 'stop' });
+    expect(over.runs.stored(over.run.runId)).toMatchObject({ status: 'FAILED', exitReason: 'budget_hit' });
+    expect(over.signals.failTask).toHaveBeenCalledWith(
+      'approval-wait',
+      'Run.BudgetHit',
+      expect.stringMatching(/reached its budget: \$0\.251046 of \$0\.251046/),
+    );
+
+    const under = pausedFor(3_600_000, 251_047);
+    expect(await controlOf(under.deps, settings, under.run)).toEqual({
+      action: 'wait',
+      reason: 'awaiting approval',
+      pollAfterMs: 3000,
+    });
+    expect(under.runs.stored(under.run.runId).status).toBe('AWAITING_APPROVAL');
+    expect(under.signals.failTask).not.toHaveBeenCalled();
+  });
+
+  it('ends a paused run whose accrued sandbox time takes its account to a cap, though it added no spend', async () => {
+    const capped = account({ dailyCapMicroUsd: 300_000, monthlyCapMicroUsd: 0 });
+    const over = pausedFor(3_600_000, 0, capped, [hour('2026-03-01T04', 48_954)]);
+    expect(await controlOf(over.deps, settings, over.run)).toMatchObject({ action: 'stop' });
+    expect(over.runs.stored(over.run.runId)).toMatchObject({
+      status: 'FAILED',
+      exitReason: 'budget_hit',
+      message: expect.stringMatching(/last 24 hours; its cap is \$0\.300000/),
+    });
+
+    const under = pausedFor(3_600_000, 0, capped, [hour('2026-03-01T04', 48_953)]);
+    expect(await controlOf(under.deps, settings, under.run)).toMatchObject({ action: 'wait' });
   });
 });
