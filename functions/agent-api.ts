@@ -15,6 +15,7 @@ import {
   podConfig,
 } from '../shared/usecases/agent.js';
 import {
+  activeRuns,
   directoryRepository,
   GITHUB_APP_VARIABLES,
   gitHubApp,
@@ -76,6 +77,7 @@ export const handler = makeHandler(
     stepContent: stepContentStore(env.STEP_LOG_GROUP_NAME),
     directory: directoryRepository(env.TABLE_NAME),
     pricing: { table: env.PRICE_TABLE, architecture: env.POD_CPU_ARCHITECTURE },
+    slots: activeRuns(env.TABLE_NAME),
     // installation tokens of the deployment's GitHub App; without one, none (the Agent API says so)
     gitCredentials: gitHubApp(env),
   },

@@ -5,6 +5,7 @@ import { logger } from '../shared/observability.js';
 import { systemClock } from '../shared/ports.js';
 import { checkPausedRuns, type LifecycleDeps, sweepQueued } from '../shared/usecases/lifecycle.js';
 import {
+  activeRuns,
   directoryRepository,
   runList,
   runQueue,
@@ -21,7 +22,7 @@ import * as z from '../shared/zod.js';
 export const makeHandler = (
   deps: Pick<
     LifecycleDeps,
-    'runs' | 'list' | 'queue' | 'ledger' | 'directory' | 'pricing' | 'signals' | 'clock'
+    'runs' | 'list' | 'queue' | 'ledger' | 'directory' | 'pricing' | 'signals' | 'clock' | 'slots'
   >,
   policy: { staleAfterSeconds: number; maxRequeues: number },
 ) =>
@@ -49,6 +50,7 @@ export const handler = makeHandler(
     directory: directoryRepository(env.TABLE_NAME),
     pricing: { table: env.PRICE_TABLE, architecture: env.POD_CPU_ARCHITECTURE },
     signals: taskSignals(),
+    slots: activeRuns(env.TABLE_NAME),
     clock: systemClock,
   },
   { staleAfterSeconds: env.SWEEPER_STALE_AFTER_SECONDS, maxRequeues: SWEEPER.maxRequeues },

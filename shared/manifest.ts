@@ -182,8 +182,9 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     entry: 'start-run',
     timeoutSeconds: 30,
     memoryMiB: 256,
-    description: 'SQS runs queue -> StartExecution',
-    environment: ['TABLE_NAME', 'STATE_MACHINE_ARN', 'CLUSTER_ARN', ...PRICING],
+    description: 'SQS runs queue -> an active-run slot -> StartExecution',
+    // QUEUE_URL: a run that ended while it waited for a slot passes the wake on
+    environment: ['TABLE_NAME', 'QUEUE_URL', 'STATE_MACHINE_ARN', 'CLUSTER_ARN', ...PRICING],
     table: { actions: SETTLE, indexes: [] },
   },
   deadLetter: {
@@ -204,6 +205,8 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
       'AGENT_API_URL',
       'POD_HEARTBEAT_SECONDS',
       'POD_TASK_DEFINITION_ARN',
+      // the account's caps count what its active runs have accrued
+      ...PRICING,
       // the run's repositories must be covered by its account's installation
       ...GITHUB,
     ],
@@ -230,7 +233,8 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     timeoutSeconds: 30,
     memoryMiB: 256,
     description: "Stops the sandbox, writes the terminal status, tells the run's GitHub issue",
-    environment: ['TABLE_NAME', 'CLUSTER_ARN', ...PRICING, 'PUBLIC_API_URL', ...GITHUB],
+    // QUEUE_URL: the slot the run gives back wakes the run waiting longest for one
+    environment: ['TABLE_NAME', 'QUEUE_URL', 'CLUSTER_ARN', ...PRICING, 'PUBLIC_API_URL', ...GITHUB],
     table: { actions: SETTLE, indexes: [] },
   },
   podStopped: {
@@ -246,7 +250,7 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     timeoutSeconds: 15,
     memoryMiB: 256,
     description: 'Execution ended abnormally -> run terminal',
-    environment: ['TABLE_NAME', 'CLUSTER_ARN', ...PRICING],
+    environment: ['TABLE_NAME', 'QUEUE_URL', 'CLUSTER_ARN', ...PRICING],
     table: { actions: SETTLE, indexes: [] },
   },
   sweeper: {

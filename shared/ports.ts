@@ -176,6 +176,30 @@ export interface SpendLedger {
   hourlySpend(accountId: string, fromHour: string, toHour: string): Promise<HourlySpend[]>;
 }
 
+/** A run holding one of its account's active-run slots: what its sandbox accrues is priced from it. */
+export interface ActiveRun {
+  runId: string;
+  /** when it took the slot, just before its launch */
+  since: string;
+  cpu: number;
+  memoryMiB: number;
+}
+
+/** Each account's active-run slots and the runs waiting for one. */
+export interface ActiveRuns {
+  /**
+   * Take a slot for the run unless `limit` other runs hold one (0 = no limit): true when it holds one
+   * (a retried take finds it held). Refused, the run is kept among those waiting.
+   */
+  take(accountId: string, run: ActiveRun, limit: number): Promise<boolean>;
+  /** Give the run's slot back (once); answers the run waiting longest, to be woken. */
+  release(accountId: string, runId: string): Promise<string | undefined>;
+  /** The run no longer waits (it ended while queued); answers the run waiting longest after it. */
+  forget(accountId: string, runId: string): Promise<string | undefined>;
+  /** the runs holding a slot */
+  active(accountId: string): Promise<ActiveRun[]>;
+}
+
 export interface DirectoryRepository {
   getAccount(accountId: string): Promise<Account | undefined>;
   /** Stores the account unless one exists (a concurrent request may have made it); answers the one stored. */

@@ -682,6 +682,9 @@ export class StatelessStack extends Stack {
     props.queue.grantSendMessages(fns.sweeper.role);
     props.queue.grantSendMessages(fns.scheduledDispatch.role);
     props.queue.grantSendMessages(fns.githubWebhooks.role);
+    // a slot given back wakes the run waiting longest for one
+    for (const waker of [fns.startRun, fns.finalize, fns.reconcile])
+      props.queue.grantSendMessages(waker.role);
     // Only start-run starts executions; the functions the state machine invokes could not hold its ARN.
     fns.startRun.setVariable('STATE_MACHINE_ARN', this.stateMachine.stateMachineArn);
     this.stateMachine.grantStartExecution(fns.startRun.role);

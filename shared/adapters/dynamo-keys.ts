@@ -60,6 +60,8 @@ export const keys = {
     sk: `C#${segment(connectionId)}`,
   }),
   account: (accountId: string): Key => ({ pk: `ACCT#${segment(accountId)}`, sk: 'ACCOUNT' }),
+  /** the account's active-run slots and the runs waiting for one */
+  activeRuns: (accountId: string): Key => ({ pk: `ACCT#${segment(accountId)}`, sk: 'ACTIVE' }),
   project: (accountId: string, projectId: string): Key => ({
     pk: `ACCT#${segment(accountId)}`,
     sk: `PROJECT#${segment(projectId)}`,

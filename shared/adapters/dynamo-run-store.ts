@@ -104,7 +104,7 @@ const applyMove = (update: Update, scope: RunScope, t: Transition): void => {
   const to = statusAfter(t);
   update.set('status', to);
   for (const [name, value] of Object.entries(statusIndexAttributes(scope, to))) update.set(name, value);
-  if (to !== 'QUEUED') update.remove('gQueued');
+  if (to !== 'QUEUED') update.remove('gQueued').remove('waitingFor');
   if (to !== 'AWAITING_APPROVAL') update.remove('gPaused');
   // a run's pull request is settled only while it is COMPLETED: any other move leaves nothing to sweep
   if (to !== 'COMPLETED') update.remove('gOpenPr');

@@ -12,6 +12,7 @@ import { randomToken } from '../domain/ids.js';
 import { priceTokens, type TokenCounts } from '../domain/pricing.js';
 import { hasSandbox, isLaunched, isTerminal, type Run } from '../domain/run.js';
 import type {
+  ActiveRuns,
   Clock,
   DirectoryRepository,
   GitCredential,
@@ -39,6 +40,8 @@ export interface AgentDeps {
   /** the account's spend caps */
   directory: DirectoryRepository;
   pricing: Pricing;
+  /** the account's active runs, whose accrued sandbox time counts toward its caps */
+  slots: ActiveRuns;
   /** undefined when the deployment has no git provider configured */
   gitCredentials?: GitCredentials;
 }

@@ -18,7 +18,15 @@ import {
   type Pod,
   type TrailingSpend,
 } from '../domain/tenancy.js';
-import type { Clock, DirectoryRepository, HourlySpend, RunStore, SpendLedger, SpendScope } from '../ports.js';
+import type {
+  ActiveRuns,
+  Clock,
+  DirectoryRepository,
+  HourlySpend,
+  RunStore,
+  SpendLedger,
+  SpendScope,
+} from '../ports.js';
 import * as z from '../zod.js';
 
 /** What runs cost and what accounts spent: pricing usage, settling sandboxes, and the spend limits. */
@@ -103,6 +111,32 @@ export const trailingSpend = async (
   };
 };
 
+/**
+ * What the account's other active runs have accrued and not settled: their sandbox time (from when
+ * each took its slot, just before its launch) and their per-run fees. Their tokens are in the spend
+ * already, recorded with each batch.
+ */
+export const accruedByOthers = async (
+  deps: { slots: ActiveRuns; pricing: Pricing },
+  accountId: string,
+  runId: string,
+  now: Date,
+): Promise<number> => {
+  let sum = 0;
+  for (const other of await deps.slots.active(accountId)) {
+    if (other.runId === runId) continue;
+    const runningMs = Math.max(0, now.getTime() - Date.parse(other.since));
+    const use = {
+      cpu: other.cpu,
+      memoryMiB: other.memoryMiB,
+      architecture: deps.pricing.architecture,
+      runningMs,
+    };
+    sum += priceSandbox(deps.pricing.table, use).totalMicroUsd;
+  }
+  return sum;
+};
+
 /** A pod's frozen size and budget never change for a run, so each is read from its snapshot once. */
 const FROZEN_MEMO_SIZE = 10_000;
 const frozenPods = new Map<string, PodSize & Pick<Pod, 'runBudgetMicroUsd'>>();
@@ -125,6 +159,7 @@ const frozenPod = async (runs: RunStore, runId: string) => {
 export interface LimitDeps {
   runs: RunStore;
   ledger: SpendLedger;
+  slots: ActiveRuns;
   directory: DirectoryRepository;
   pricing: Pricing;
   clock: Clock;
@@ -133,7 +168,8 @@ export interface LimitDeps {
 /**
  * Why a running run must stop now, or undefined. What counts is what stopping now would cost: the
  * recorded total plus the sandbox time and per-run fee not settled yet. The run's own budget is checked
- * on every batch; the account's caps, which take a read of its spend, when the batch added spend.
+ * on every batch; the account's caps, which take a read of its spend and of its active runs, when the
+ * batch added spend: the recorded spend plus what every active run of the account has accrued.
  */
 export const limitBreach = async (
   deps: LimitDeps,
@@ -151,10 +187,14 @@ export const limitBreach = async (
   if (!addedSpend) return undefined;
   const account = await deps.directory.getAccount(run.accountId);
   if (!account || !hasSpendCaps(account.limits)) return undefined;
-  const spent = await trailingSpend(deps.ledger, run.accountId, account.limits, now);
+  const [spent, others] = await Promise.all([
+    trailingSpend(deps.ledger, run.accountId, account.limits, now),
+    accruedByOthers(deps, run.accountId, run.runId, now),
+  ]);
+  const accrued = unsettled + others;
   return capReached(account.limits, {
-    last24hMicroUsd: spent.last24hMicroUsd + unsettled,
-    last30dMicroUsd: spent.last30dMicroUsd + unsettled,
+    last24hMicroUsd: spent.last24hMicroUsd + accrued,
+    last30dMicroUsd: spent.last30dMicroUsd + accrued,
   });
 };
 

@@ -659,9 +659,12 @@ describe('the stateless stack', () => {
       'sqs:SendMessage',
       [
         'api',
+        'finalize',
         'githubWebhooks',
+        'reconcile',
         'runFeed',
         'scheduledDispatch',
+        'startRun',
         'sweeper',
         logicalId(stateless.schedulerRole),
       ].sort(),

@@ -17,6 +17,7 @@ import {
 } from '../../shared/usecases/agent.js';
 import { hashSecret, parkPod } from '../../shared/usecases/lifecycle.js';
 import { runFactory, snapshotFactory } from '../support/factories.js';
+import { MemoryActiveRuns } from '../support/memory-active-runs.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 
 const NOW = new Date('2026-01-01T00:10:00.000Z');
@@ -47,6 +48,7 @@ beforeEach(() => {
     stepContent: {} as StepContentStore,
     directory: { getAccount: vi.fn(async () => undefined) } as unknown as DirectoryRepository,
     pricing: { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' },
+    slots: new MemoryActiveRuns(),
   };
 });
 

@@ -23,6 +23,7 @@ import {
   sweepQueued,
 } from '../../shared/usecases/lifecycle.js';
 import { podFactory, runFactory, snapshotFactory } from '../support/factories.js';
+import { MemoryActiveRuns } from '../support/memory-active-runs.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 
 const NOW = new Date('2026-01-01T01:00:00.000Z');
@@ -75,6 +76,7 @@ beforeEach(() => {
     queue: { enqueue: vi.fn(async () => undefined) } satisfies RunQueue,
     clock: { now: () => NOW },
     pricing: { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' },
+    slots: new MemoryActiveRuns(),
   };
 });
 
@@ -160,6 +162,107 @@ describe('startRun', () => {
   });
 });
 
+describe("the account's active-run limit", () => {
+  const limitedTo = (maxActiveRuns: number, dailyCapMicroUsd = 0) =>
+    vi.mocked(deps.directory.getAccount).mockResolvedValue({
+      accountId: 'acct-1',
+      name: 'a',
+      paymentStatus: 'active',
+      limits: { dailyCapMicroUsd, monthlyCapMicroUsd: 0, maxActiveRuns },
+      updatedAt: 't',
+    });
+  const queued = (...runIds: string[]) => {
+    for (const runId of runIds) runs.put(runFactory({ runId, status: 'QUEUED' }), {}, snapshotFactory());
+  };
+  const started = () => vi.mocked(deps.orchestrator.start).mock.calls.map(([name]) => name);
+  beforeEach(() => {
+    vi.mocked(deps.orchestrator.start).mockImplementation(async (name) => ({
+      executionArn: `arn:exec:${name}`,
+      alreadyExisted: false,
+    }));
+  });
+
+  it('keeps the run over the limit QUEUED saying why, and starts it when a run ends and frees a slot', async () => {
+    limitedTo(2);
+    queued('run_1', 'run_2', 'run_3');
+    for (const runId of ['run_1', 'run_2', 'run_3']) await startRun(deps, runId);
+    expect(started()).toEqual(['run_1', 'run_2']);
+    expect(runs.stored('run_3')).toMatchObject({
+      status: 'QUEUED',
+      waitingFor:
+        'waiting for a slot: the account has 2 active runs, its limit; the run starts when one ends',
+    });
+    expect((await deps.slots.active('acct-1')).map((slot) => slot.runId)).toEqual(['run_1', 'run_2']);
+
+    runs.stored('run_1').status = 'RUNNING';
+    await finalizeRun(deps, { runId: 'run_1', pod: { outcome: 'completed' } });
+    expect(deps.queue.enqueue).toHaveBeenCalledWith('run_3');
+    await startRun(deps, 'run_3');
+    expect(started()).toEqual(['run_1', 'run_2', 'run_3']);
+    expect((await deps.slots.active('acct-1')).map((slot) => slot.runId)).toEqual(['run_2', 'run_3']);
+  });
+
+  it('hands the wake of a run that ended while it waited to the next one waiting', async () => {
+    limitedTo(1);
+    queued('run_1', 'run_2', 'run_3');
+    for (const runId of ['run_1', 'run_2', 'run_3']) await startRun(deps, runId);
+    runs.stored('run_2').status = 'STOPPED';
+    runs.stored('run_2').history.push({ status: 'STOPPED', at: NOW.toISOString() });
+    await startRun(deps, 'run_2');
+    expect(deps.queue.enqueue).toHaveBeenCalledWith('run_3');
+    expect(started()).toEqual(['run_1']);
+  });
+
+  it('gives the slot back when the execution cannot be started, so the retried message takes it again', async () => {
+    limitedTo(1);
+    queued('run_1');
+    vi.mocked(deps.orchestrator.start).mockRejectedValueOnce(new Error('ThrottlingException'));
+    await expect(startRun(deps, 'run_1')).rejects.toThrow('ThrottlingException');
+    expect(await deps.slots.active('acct-1')).toEqual([]);
+    await startRun(deps, 'run_1');
+    expect(started()).toEqual(['run_1', 'run_1']);
+  });
+
+  it('has the sweeper wake runs waiting for a slot without counting them as lost', async () => {
+    limitedTo(1);
+    queued('run_1', 'run_2');
+    for (const runId of ['run_1', 'run_2']) await startRun(deps, runId);
+    vi.mocked(deps.list.listQueuedBefore).mockResolvedValue([
+      structuredClone(runs.stored('run_1')),
+      structuredClone(runs.stored('run_2')),
+    ]);
+    expect(await sweepQueued(deps, { staleAfterSeconds: 120, maxRequeues: 3 })).toEqual({
+      requeued: 1,
+      deadLettered: 0,
+      woken: 1,
+    });
+    expect(runs.stored('run_2').requeues).toBeUndefined();
+    expect(deps.queue.enqueue).toHaveBeenCalledWith('run_2');
+  });
+
+  it("counts what the account's other active runs have accrued toward its caps before a launch", async () => {
+    // another run of 4 vCPU and 30 GB launched an hour ago has accrued 251,046 with its fee
+    const other = { runId: 'run_other', cpu: 4096, memoryMiB: 30_720 };
+    await deps.slots.take('acct-1', { ...other, since: '2026-01-01T00:00:00.000Z' }, 0);
+    limitedTo(0, 251_047);
+    seed('QUEUED');
+    expect((await runChecks(deps, settingsForChecks, RUN_ID)).ok).toBe(true);
+    limitedTo(0, 251_046);
+    runs.stored(RUN_ID).status = 'QUEUED';
+    expect(await runChecks(deps, settingsForChecks, RUN_ID)).toMatchObject({
+      ok: false,
+      exitReason: 'budget_hit',
+      message: expect.stringMatching(/last 24 hours; its cap is \$0\.251046/),
+    });
+  });
+});
+
+const settingsForChecks = {
+  agentApiUrl: 'https://api.example',
+  heartbeatSeconds: 60,
+  stackTaskDefinitionArn: 'arn:aws:ecs:us-east-1:1:task-definition/pod:3',
+};
+
 describe('reconcileExecution', () => {
   it('ends the run of an aborted execution, tearing its sandbox down and settling it', async () => {
     seed('RUNNING', { executionArn: 'arn:exec:1', taskArn: TASK });
@@ -199,11 +302,11 @@ describe('sweepQueued', () => {
     const sweeps = [];
     for (let i = 0; i < 5; i++) sweeps.push(await sweepQueued(deps, policy));
     expect(sweeps).toEqual([
-      { requeued: 1, deadLettered: 0 },
-      { requeued: 1, deadLettered: 0 },
-      { requeued: 1, deadLettered: 0 },
-      { requeued: 0, deadLettered: 1 },
-      { requeued: 0, deadLettered: 0 },
+      { requeued: 1, deadLettered: 0, woken: 0 },
+      { requeued: 1, deadLettered: 0, woken: 0 },
+      { requeued: 1, deadLettered: 0, woken: 0 },
+      { requeued: 0, deadLettered: 1, woken: 0 },
+      { requeued: 0, deadLettered: 0, woken: 0 },
     ]);
     expect(deps.queue.enqueue).toHaveBeenCalledTimes(3);
     expect(runs.stored(RUN_ID)).toMatchObject({

@@ -20,6 +20,7 @@ import {
   trailingSpend,
 } from '../../shared/usecases/spend.js';
 import { podFactory, runFactory, snapshotFactory } from '../support/factories.js';
+import { MemoryActiveRuns } from '../support/memory-active-runs.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 
 const pricing: Pricing = { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' };
@@ -195,6 +196,7 @@ describe('limitBreach', () => {
     directory: directoryWith(a),
     pricing,
     clock,
+    slots: new MemoryActiveRuns(),
   });
 
   it('stops a run whose total with its unsettled sandbox time and fee reaches its budget', async () => {
@@ -220,6 +222,24 @@ describe('limitBreach', () => {
     expect(await limitBreach(d, aRun(), true)).toMatch(/last 24 hours; its cap is \$0\.100000/);
     const lower = fakeRuns({ hourlySpend: vi.fn(async () => [hour('2026-03-01T05', 89_327)]) });
     expect(await limitBreach(deps(lower, capped), aRun(), true)).toBeUndefined();
+  });
+
+  it("counts what the account's other active runs have accrued, and not the run itself twice", async () => {
+    const runs = fakeRuns({ hourlySpend: vi.fn(async () => [hour('2026-03-01T05', 38_281)]) });
+    const d = deps(runs, account({ dailyCapMicroUsd: 300_000, monthlyCapMicroUsd: 0 }));
+    const run = aRun();
+    // 4 vCPU and 30 GB for an hour with its fee: 251,046; this run's own 30 s: 10,672
+    await d.slots.take(
+      'acct-1',
+      { runId: 'run_other', since: ago(3_600_000), cpu: 4096, memoryMiB: 30_720 },
+      0,
+    );
+    await d.slots.take('acct-1', { runId: run.runId, since: ago(30_000), cpu: 1024, memoryMiB: 2048 }, 0);
+    expect(await limitBreach(d, run, true)).toBeUndefined();
+    const over = fakeRuns({ hourlySpend: vi.fn(async () => [hour('2026-03-01T05', 38_282)]) });
+    expect(await limitBreach({ ...d, runs: over, ledger: over }, run, true)).toMatch(
+      /its cap is \$0\.300000/,
+    );
   });
 
   it('leaves ended runs and runs with a result alone', async () => {
@@ -286,6 +306,7 @@ describe('ingestEvents and spend', () => {
         stepContent: {} as StepContentStore,
         directory: directoryWith(undefined),
         pricing,
+        slots: new MemoryActiveRuns(),
       },
       { heartbeatSeconds: 60, controlPollMs: 3000 },
       { run, secrets: { podTaskToken: 'token-1' } },
@@ -336,6 +357,7 @@ describe('controlOf: a paused pod asking what to do', () => {
       stepContent: {} as StepContentStore,
       directory: directoryWith(a),
       pricing,
+      slots: new MemoryActiveRuns(),
     };
     return { run, runs, signals, deps };
   };
