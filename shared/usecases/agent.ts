@@ -224,8 +224,9 @@ export const ingestEvents = async (
         after,
         plan.accepted.some((e) => e.type === 'heartbeat'),
       );
-      const addedSpend = plan.ledger.length > 0;
-      const breach = await limitBreach(deps, after, addedSpend);
+      // the caps, on spend the batch added and, with each heartbeat, on the sandbox time accrued since
+      const checkCaps = plan.ledger.length > 0 || plan.accepted.some((e) => e.type === 'heartbeat');
+      const breach = await limitBreach(deps, after, checkCaps);
       if (breach) after = await failOverBudget(deps, after, breach);
       return {
         accepted: plan.accepted.length,

@@ -168,13 +168,14 @@ export interface LimitDeps {
 /**
  * Why a running run must stop now, or undefined. What counts is what stopping now would cost: the
  * recorded total plus the sandbox time and per-run fee not settled yet. The run's own budget is checked
- * on every batch; the account's caps, which take a read of its spend and of its active runs, when the
- * batch added spend: the recorded spend plus what every active run of the account has accrued.
+ * on every batch; the account's caps, which take a read of its spend and of its active runs, when
+ * `checkCaps` (the batch added spend or time went by): the recorded spend plus what every active run of
+ * the account has accrued.
  */
 export const limitBreach = async (
   deps: LimitDeps,
   run: Run,
-  addedSpend: boolean,
+  checkCaps: boolean,
 ): Promise<string | undefined> => {
   if (isTerminal(run.status) || run.result) return undefined;
   const now = deps.clock.now();
@@ -184,7 +185,7 @@ export const limitBreach = async (
   if (pod.runBudgetMicroUsd > 0 && runTotal >= pod.runBudgetMicroUsd) {
     return `the run reached its budget: ${formatUsd(runTotal)} of ${formatUsd(pod.runBudgetMicroUsd)}`;
   }
-  if (!addedSpend) return undefined;
+  if (!checkCaps) return undefined;
   const account = await deps.directory.getAccount(run.accountId);
   if (!account || !hasSpendCaps(account.limits)) return undefined;
   const [spent, others] = await Promise.all([

@@ -338,6 +338,33 @@ describe('ingestEvents and spend', () => {
   });
 });
 
+describe('ingestEvents and the caps', () => {
+  it("checks the account's caps on a heartbeat, which adds no spend while the sandbox accrues", async () => {
+    const run = aRun({ startedAt: ago(3_600_000) });
+    const runs = new MemoryRuns().put(run, { podTaskToken: 'pod-wait' }, snapshotWith());
+    const signals = { failTask: vi.fn(async () => 'sent'), heartbeat: vi.fn() } as unknown as TaskSignals;
+    const ledger = { settle: vi.fn(), hourlySpend: vi.fn(async () => []) } as unknown as SpendLedger;
+    const answer = await ingestEvents(
+      {
+        runs,
+        ledger,
+        signals,
+        clock,
+        stepContent: {} as StepContentStore,
+        // an hour of 1 vCPU and 2 GB with its fee: 50,290
+        directory: directoryWith(account({ dailyCapMicroUsd: 50_290, monthlyCapMicroUsd: 0 })),
+        pricing,
+        slots: new MemoryActiveRuns(),
+      },
+      { heartbeatSeconds: 60, controlPollMs: 3000 },
+      { run, secrets: { podTaskToken: 'pod-wait' } },
+      [{ seq: 1, at: ago(0), type: 'heartbeat' }],
+    );
+    expect(answer.control.action).toBe('stop');
+    expect(runs.stored(run.runId)).toMatchObject({ status: 'FAILED', exitReason: 'budget_hit' });
+  });
+});
+
 describe('controlOf: a paused pod asking what to do', () => {
   const settings = { heartbeatSeconds: 60, controlPollMs: 3000 };
   const pausedFor = (ms: number, budget: number, a?: Account, spent: HourlySpend[] = []) => {
