@@ -91,6 +91,21 @@ export const SK_PREFIX = {
 } as const;
 
 /**
+ * The sweepers' sparse indexes (`queued`, `awaitingApproval`) spread every tenant's runs over this
+ * many partitions, by a hash of the run id, so no one partition takes every dispatch's write; a sweep
+ * reads them all and merges them in run id order.
+ */
+export const SWEEP_SHARDS = 8;
+
+const shardOf = (runId: string): number => {
+  let hash = 0;
+  for (let i = 0; i < runId.length; i++) hash = (Math.imul(hash, 31) + runId.charCodeAt(i)) >>> 0;
+  return hash % SWEEP_SHARDS;
+};
+
+const shards = (prefix: string): string[] => Array.from({ length: SWEEP_SHARDS }, (_, i) => `${prefix}#${i}`);
+
+/**
  * Partition values of the list indexes. Project ids are chosen per account, so the project partitions
  * carry the account too: two tenants' projects named alike never share a partition.
  */
@@ -102,8 +117,11 @@ export const indexKeys = {
     `P#${segment(accountId)}#${segment(projectId)}#${status}`,
   byAccountPod: (accountId: string, podId: string) => `A#${segment(accountId)}#${segment(podId)}`,
   byAccountSource: (accountId: string, source: RunSource) => `A#${segment(accountId)}#${source}`,
-  queued: 'QUEUED',
-  awaitingApproval: 'PAUSED',
+  queued: (runId: string) => `QUEUED#${shardOf(runId)}`,
+  /** every partition of `queued`, and `QUEUED`, where a run queued before the shards stays until it moves */
+  queuedPartitions: [...shards('QUEUED'), 'QUEUED'],
+  awaitingApproval: (runId: string) => `PAUSED#${shardOf(runId)}`,
+  awaitingApprovalPartitions: shards('PAUSED'),
   openPullRequests: 'OPEN',
 } as const;
 
@@ -116,15 +134,15 @@ export interface RunScope {
  * Index attributes that depend on the status: a transition rewrites them; `gQueued` exists only while
  * QUEUED, `gPaused` only while AWAITING_APPROVAL.
  */
-export const statusIndexAttributes = (scope: RunScope, status: RunStatus) => ({
+export const statusIndexAttributes = (scope: RunScope & { runId: string }, status: RunStatus) => ({
   gAcctStatus: indexKeys.byAccountStatus(scope.accountId, status),
   gProjStatus: indexKeys.byProjectStatus(scope.accountId, scope.projectId, status),
-  ...(status === 'QUEUED' ? { gQueued: indexKeys.queued } : {}),
-  ...(status === 'AWAITING_APPROVAL' ? { gPaused: indexKeys.awaitingApproval } : {}),
+  ...(status === 'QUEUED' ? { gQueued: indexKeys.queued(scope.runId) } : {}),
+  ...(status === 'AWAITING_APPROVAL' ? { gPaused: indexKeys.awaitingApproval(scope.runId) } : {}),
 });
 
 export const runIndexAttributes = (
-  run: RunScope & { podId: string; source: RunSource; status: RunStatus },
+  run: RunScope & { runId: string; podId: string; source: RunSource; status: RunStatus },
 ): Record<string, string> => ({
   gAcct: indexKeys.byAccount(run.accountId),
   gProj: indexKeys.byProject(run.accountId, run.projectId),

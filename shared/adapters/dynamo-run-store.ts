@@ -99,7 +99,7 @@ const applyPatch = (update: Update, patch: RunPatch): void => {
 };
 
 /** The SETs of a move along `t.path`: the status, its index keys, and the history entries. */
-const applyMove = (update: Update, scope: RunScope, t: Transition): void => {
+const applyMove = (update: Update, scope: RunScope & { runId: string }, t: Transition): void => {
   if (t.path.length === 0) return;
   const to = statusAfter(t);
   update.set('status', to);
