@@ -36,9 +36,12 @@ export const keys = {
   usage: (runId: string, seq: number): Key => ({ pk: `RUN#${segment(runId)}`, sk: `USAGE#${padSeq(seq)}` }),
   /** the ledger's last entry: sandbox time and the per-run fee, written once the run has ended */
   settlement: (runId: string): Key => ({ pk: `RUN#${segment(runId)}`, sk: 'USAGE#SETTLEMENT' }),
-  /** an account's spend in one UTC hour (`YYYY-MM-DDTHH`) */
-  spendHour: (accountId: string, hour: string): Key => ({
-    pk: `SPEND#${segment(accountId)}`,
+  /**
+   * an account's spend in one UTC hour (`YYYY-MM-DDTHH`), in one of its shards (`SPEND_SHARDS`); without
+   * a shard, the partition spend was written to before the shards
+   */
+  spendHour: (accountId: string, hour: string, shard?: number): Key => ({
+    pk: shard === undefined ? `SPEND#${segment(accountId)}` : `SPEND#${segment(accountId)}#${shard}`,
     sk: `H#${hour}`,
   }),
   event: (runId: string, seq: number): Key => ({ pk: `RUN#${segment(runId)}`, sk: `EVT#${padSeq(seq)}` }),
@@ -97,10 +100,11 @@ export const SK_PREFIX = {
  */
 export const SWEEP_SHARDS = 8;
 
-const shardOf = (runId: string): number => {
+/** A run's shard of `count`, the same wherever it is asked. */
+export const shardOf = (runId: string, count: number): number => {
   let hash = 0;
   for (let i = 0; i < runId.length; i++) hash = (Math.imul(hash, 31) + runId.charCodeAt(i)) >>> 0;
-  return hash % SWEEP_SHARDS;
+  return hash % count;
 };
 
 const shards = (prefix: string): string[] => Array.from({ length: SWEEP_SHARDS }, (_, i) => `${prefix}#${i}`);
@@ -117,10 +121,10 @@ export const indexKeys = {
     `P#${segment(accountId)}#${segment(projectId)}#${status}`,
   byAccountPod: (accountId: string, podId: string) => `A#${segment(accountId)}#${segment(podId)}`,
   byAccountSource: (accountId: string, source: RunSource) => `A#${segment(accountId)}#${source}`,
-  queued: (runId: string) => `QUEUED#${shardOf(runId)}`,
+  queued: (runId: string) => `QUEUED#${shardOf(runId, SWEEP_SHARDS)}`,
   /** every partition of `queued`, and `QUEUED`, where a run queued before the shards stays until it moves */
   queuedPartitions: [...shards('QUEUED'), 'QUEUED'],
-  awaitingApproval: (runId: string) => `PAUSED#${shardOf(runId)}`,
+  awaitingApproval: (runId: string) => `PAUSED#${shardOf(runId, SWEEP_SHARDS)}`,
   awaitingApprovalPartitions: shards('PAUSED'),
   openPullRequests: 'OPEN',
 } as const;

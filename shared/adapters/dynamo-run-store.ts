@@ -256,7 +256,7 @@ export class DynamoRunStore implements RunStore {
             },
           ]
         : []),
-      ...spendUpdates(this.tableName, written.scope, plan.spendMicroUsd, new Date(plan.at)),
+      ...spendUpdates(this.tableName, run.runId, written.scope, plan.spendMicroUsd, new Date(plan.at)),
     ];
     const records = [
       ...stepPacks(run.runId, plan.steps, written.fullContent, (seq) => stepCost.get(seq)),
