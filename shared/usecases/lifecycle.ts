@@ -39,7 +39,7 @@ import type {
   TaskSignals,
 } from '../ports.js';
 import { carryOut } from './carry-out.js';
-import { accruedByOthers, limitBreach, type Pricing, settleRun, trailingSpend } from './spend.js';
+import { limitBreach, liveSlots, type Pricing, settleRun, spendWithAccrued } from './spend.js';
 
 /** The state machine's steps and the handlers that catch what it cannot see. */
 
@@ -121,11 +121,12 @@ const takeSlot = async (
   const now = deps.clock.now();
   const limit = activeRunLimit(account.limits);
   const { cpu, memoryMiB } = snapshot.pod;
-  const taken = await deps.slots.take(
-    run.accountId,
-    { runId: run.runId, since: now.toISOString(), cpu, memoryMiB },
-    limit,
-  );
+  const slot = { runId: run.runId, since: now.toISOString(), cpu, memoryMiB };
+  let taken = await deps.slots.take(run.accountId, slot, limit);
+  // all taken: a slot held by a run that has ended (its end could not give it back) is freed, once
+  if (!taken && (await liveSlots(deps, run.accountId)).length < limit) {
+    taken = await deps.slots.take(run.accountId, slot, limit);
+  }
   if (!taken) await carryOut(deps.runs, run, (r) => waitForSlot(r, waitingForSlot(limit), now));
   return taken;
 };
@@ -254,16 +255,9 @@ export const runChecks = async (
     deps.directory.getPod(run.accountId, run.podId),
     deps.directory.getAccount(run.accountId),
   ]);
-  const now = deps.clock.now();
   const spend =
     account && hasSpendCaps(account.limits)
-      ? await Promise.all([
-          trailingSpend(deps.ledger, account.accountId, account.limits, now),
-          accruedByOthers(deps, account.accountId, runId, now),
-        ]).then(([spent, accrued]) => ({
-          last24hMicroUsd: spent.last24hMicroUsd + accrued,
-          last30dMicroUsd: spent.last30dMicroUsd + accrued,
-        }))
+      ? await spendWithAccrued(deps, account, { runId, unsettled: 0 }, deps.clock.now())
       : undefined;
   const outcome = preflight(pod, account, spend);
   if (!outcome.ok) return refuse(outcome.exitReason, outcome.message);

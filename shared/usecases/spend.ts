@@ -11,6 +11,7 @@ import {
 } from '../domain/pricing.js';
 import { isTerminal, type Run } from '../domain/run.js';
 import {
+  type Account,
   type AccountLimits,
   type Caller,
   capReached,
@@ -19,6 +20,7 @@ import {
   type TrailingSpend,
 } from '../domain/tenancy.js';
 import type {
+  ActiveRun,
   ActiveRuns,
   Clock,
   DirectoryRepository,
@@ -116,25 +118,60 @@ export const trailingSpend = async (
  * each took its slot, just before its launch) and their per-run fees. Their tokens are in the spend
  * already, recorded with each batch.
  */
-export const accruedByOthers = async (
-  deps: { slots: ActiveRuns; pricing: Pricing },
-  accountId: string,
-  runId: string,
-  now: Date,
-): Promise<number> => {
+const accruedByOthers = (pricing: Pricing, slots: ActiveRun[], runId: string, now: Date): number => {
   let sum = 0;
-  for (const other of await deps.slots.active(accountId)) {
+  for (const other of slots) {
     if (other.runId === runId) continue;
     const runningMs = Math.max(0, now.getTime() - Date.parse(other.since));
-    const use = {
-      cpu: other.cpu,
-      memoryMiB: other.memoryMiB,
-      architecture: deps.pricing.architecture,
-      runningMs,
-    };
-    sum += priceSandbox(deps.pricing.table, use).totalMicroUsd;
+    const use = { cpu: other.cpu, memoryMiB: other.memoryMiB, architecture: pricing.architecture, runningMs };
+    sum += priceSandbox(pricing.table, use).totalMicroUsd;
   }
   return sum;
+};
+
+/**
+ * The account's slots whose runs are still active. The slot of a run that has ended (whose end could
+ * not give it back) is given back here, so it neither holds a place nor counts toward the caps for ever.
+ */
+export const liveSlots = async (
+  deps: { slots: ActiveRuns; runs: RunStore },
+  accountId: string,
+): Promise<ActiveRun[]> => {
+  const held = await deps.slots.active(accountId);
+  const runs = await Promise.all(held.map((slot) => deps.runs.get(slot.runId)));
+  const live: ActiveRun[] = [];
+  for (const [i, slot] of held.entries()) {
+    const run = runs[i];
+    if (run && !isTerminal(run.status)) live.push(slot);
+    else await deps.slots.release(accountId, slot.runId);
+  }
+  return live;
+};
+
+/**
+ * What counts toward the account's caps: its trailing spend, `unsettled` (the run's own), and what
+ * its other active runs have accrued. Slots are taken at their word unless they would reach a cap;
+ * then those of runs that have ended are given back and the rest counted.
+ */
+export const spendWithAccrued = async (
+  deps: Pick<LimitDeps, 'runs' | 'ledger' | 'slots' | 'pricing'>,
+  account: Pick<Account, 'accountId' | 'limits'>,
+  run: { runId: string; unsettled: number },
+  now: Date,
+): Promise<TrailingSpend> => {
+  const [spent, held] = await Promise.all([
+    trailingSpend(deps.ledger, account.accountId, account.limits, now),
+    deps.slots.active(account.accountId),
+  ]);
+  const withAccrued = (slots: ActiveRun[]): TrailingSpend => {
+    const accrued = run.unsettled + accruedByOthers(deps.pricing, slots, run.runId, now);
+    return {
+      last24hMicroUsd: spent.last24hMicroUsd + accrued,
+      last30dMicroUsd: spent.last30dMicroUsd + accrued,
+    };
+  };
+  const spend = withAccrued(held);
+  return capReached(account.limits, spend) ? withAccrued(await liveSlots(deps, account.accountId)) : spend;
 };
 
 /** A pod's frozen size and budget never change for a run, so each is read from its snapshot once. */
@@ -188,15 +225,10 @@ export const limitBreach = async (
   if (!checkCaps) return undefined;
   const account = await deps.directory.getAccount(run.accountId);
   if (!account || !hasSpendCaps(account.limits)) return undefined;
-  const [spent, others] = await Promise.all([
-    trailingSpend(deps.ledger, run.accountId, account.limits, now),
-    accruedByOthers(deps, run.accountId, run.runId, now),
-  ]);
-  const accrued = unsettled + others;
-  return capReached(account.limits, {
-    last24hMicroUsd: spent.last24hMicroUsd + accrued,
-    last30dMicroUsd: spent.last30dMicroUsd + accrued,
-  });
+  return capReached(
+    account.limits,
+    await spendWithAccrued(deps, account, { runId: run.runId, unsettled }, now),
+  );
 };
 
 export const spendQuerySchema = z.strictObject({

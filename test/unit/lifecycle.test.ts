@@ -202,6 +202,17 @@ describe("the account's active-run limit", () => {
     expect((await deps.slots.active('acct-1')).map((slot) => slot.runId)).toEqual(['run_2', 'run_3']);
   });
 
+  it('frees the slot of a run that ended without giving it back when the account is full', async () => {
+    limitedTo(1);
+    queued('run_1', 'run_2');
+    await startRun(deps, 'run_1');
+    // run_1 ended, and whatever ended it could not give its slot back
+    runs.stored('run_1').status = 'FAILED';
+    await startRun(deps, 'run_2');
+    expect(started()).toEqual(['run_1', 'run_2']);
+    expect((await deps.slots.active('acct-1')).map((slot) => slot.runId)).toEqual(['run_2']);
+  });
+
   it('hands the wake of a run that ended while it waited to the next one waiting', async () => {
     limitedTo(1);
     queued('run_1', 'run_2', 'run_3');
@@ -243,6 +254,7 @@ describe("the account's active-run limit", () => {
   it("counts what the account's other active runs have accrued toward its caps before a launch", async () => {
     // another run of 4 vCPU and 30 GB launched an hour ago has accrued 251,046 with its fee
     const other = { runId: 'run_other', cpu: 4096, memoryMiB: 30_720 };
+    runs.put(runFactory({ runId: other.runId, status: 'RUNNING' }));
     await deps.slots.take('acct-1', { ...other, since: '2026-01-01T00:00:00.000Z' }, 0);
     limitedTo(0, 251_047);
     seed('QUEUED');

@@ -40,6 +40,8 @@ const snapshotWith = (pod: Partial<RunConfigSnapshot['pod']> = {}): RunConfigSna
 type RunsAndLedger = RunStore & SpendLedger;
 const fakeRuns = (overrides: Partial<RunsAndLedger> = {}) =>
   ({
+    // every other run is still going
+    get: vi.fn(async (runId: string) => aRun({ runId })),
     getSnapshot: vi.fn(async () => snapshotWith()),
     settle: vi.fn(async () => true),
     hourlySpend: vi.fn(async (): Promise<HourlySpend[]> => []),
@@ -240,6 +242,22 @@ describe('limitBreach', () => {
     expect(await limitBreach({ ...d, runs: over, ledger: over }, run, true)).toMatch(
       /its cap is \$0\.300000/,
     );
+  });
+
+  it('gives back the slot of a run that has ended when it alone would reach a cap, and counts the rest', async () => {
+    const ended = aRun({ runId: 'run_spend_ended', status: 'FAILED' });
+    const runs = Object.assign(fakeRuns(), {
+      get: vi.fn(async (runId: string) => (runId === ended.runId ? ended : aRun({ runId }))),
+    });
+    const d = deps(runs, account({ dailyCapMicroUsd: 100_000, monthlyCapMicroUsd: 0 }));
+    const run = aRun();
+    await d.slots.take(
+      'acct-1',
+      { runId: ended.runId, since: ago(3_600_000), cpu: 4096, memoryMiB: 30_720 },
+      0,
+    );
+    expect(await limitBreach(d, run, true)).toBeUndefined();
+    expect(await d.slots.active('acct-1')).toEqual([]);
   });
 
   it('leaves ended runs and runs with a result alone', async () => {
