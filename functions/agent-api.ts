@@ -1,4 +1,5 @@
 import { readEnv } from '../shared/config.js';
+import { LAUNCH } from '../shared/domain/policy.js';
 import { header, MAX_BODY_BYTES, parseJsonBody, pathParam } from '../shared/http/request.js';
 import { json } from '../shared/http/responses.js';
 import { type RouteHandler, routeHandler } from '../shared/http/router.js';
@@ -81,5 +82,9 @@ export const handler = makeHandler(
     // installation tokens of the deployment's GitHub App; without one, none (the Agent API says so)
     gitCredentials: gitHubApp(env),
   },
-  { heartbeatSeconds: env.POD_HEARTBEAT_SECONDS, controlPollMs: env.CONTROL_POLL_MS },
+  {
+    heartbeatSeconds: env.POD_HEARTBEAT_SECONDS,
+    controlPollMs: env.CONTROL_POLL_MS,
+    pausedCapCheckMs: LAUNCH.pausedCapCheckMs,
+  },
 );

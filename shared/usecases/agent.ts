@@ -49,6 +49,8 @@ export interface AgentDeps {
 export interface AgentSettings {
   heartbeatSeconds: number;
   controlPollMs: number;
+  /** a paused run's account caps are checked by the poll that falls first in each such period */
+  pausedCapCheckMs: number;
 }
 
 /**
@@ -115,13 +117,14 @@ export const controlFor = (run: Run, settings: AgentSettings): Control => {
 
 /**
  * What the pod is to do, asked while it waits for an approval. Its sandbox costs all the while, so
- * each ask applies the run's budget and the account's caps to the sandbox time accrued so far; over
- * a limit the run ends here and the answer tells the pod to stop. A working pod's limits are checked
- * with its event batches.
+ * each ask applies the run's budget, and the first ask of each `pausedCapCheckMs` the account's caps,
+ * to the sandbox time accrued so far; over a limit the run ends here and the answer tells the pod to
+ * stop. A working pod's limits are checked with its event batches.
  */
 export const controlOf = async (deps: AgentDeps, settings: AgentSettings, run: Run): Promise<Control> => {
   if (run.status !== 'AWAITING_APPROVAL') return controlFor(run, settings);
-  const breach = await limitBreach(deps, run, true);
+  const capsDue = deps.clock.now().getTime() % settings.pausedCapCheckMs < settings.controlPollMs;
+  const breach = await limitBreach(deps, run, capsDue);
   return controlFor(breach ? await failOverBudget(deps, run, breach) : run, settings);
 };
 

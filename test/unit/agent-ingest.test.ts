@@ -22,7 +22,7 @@ import { MemoryRuns } from '../support/memory-runs.js';
 
 const NOW = new Date('2026-01-01T00:10:00.000Z');
 const at = NOW.toISOString();
-const settings = { heartbeatSeconds: 60, controlPollMs: 10_000 };
+const settings = { heartbeatSeconds: 60, controlPollMs: 10_000, pausedCapCheckMs: 60_000 };
 const RUN_ID = 'run_01J0000000000000000000000A';
 
 let runs: MemoryRuns;

@@ -326,7 +326,7 @@ describe('ingestEvents and spend', () => {
         pricing,
         slots: new MemoryActiveRuns(),
       },
-      { heartbeatSeconds: 60, controlPollMs: 3000 },
+      { heartbeatSeconds: 60, controlPollMs: 3000, pausedCapCheckMs: 60_000 },
       { run, secrets: { podTaskToken: 'token-1' } },
       [
         {
@@ -374,7 +374,7 @@ describe('ingestEvents and the caps', () => {
         pricing,
         slots: new MemoryActiveRuns(),
       },
-      { heartbeatSeconds: 60, controlPollMs: 3000 },
+      { heartbeatSeconds: 60, controlPollMs: 3000, pausedCapCheckMs: 60_000 },
       { run, secrets: { podTaskToken: 'pod-wait' } },
       [{ seq: 1, at: ago(0), type: 'heartbeat' }],
     );
@@ -384,7 +384,7 @@ describe('ingestEvents and the caps', () => {
 });
 
 describe('controlOf: a paused pod asking what to do', () => {
-  const settings = { heartbeatSeconds: 60, controlPollMs: 3000 };
+  const settings = { heartbeatSeconds: 60, controlPollMs: 3000, pausedCapCheckMs: 60_000 };
   const pausedFor = (ms: number, budget: number, a?: Account, spent: HourlySpend[] = []) => {
     const run = aRun({ status: 'AWAITING_APPROVAL', startedAt: ago(ms), taskArn: 'arn:task/paused' });
     const runs = new MemoryRuns().put(
@@ -440,5 +440,21 @@ describe('controlOf: a paused pod asking what to do', () => {
 
     const under = pausedFor(3_600_000, 0, capped, [hour('2026-03-01T04', 48_953)]);
     expect(await controlOf(under.deps, settings, under.run)).toMatchObject({ action: 'wait' });
+  });
+
+  it("checks the account's caps on the first poll of each minute only, and the run's budget on every poll", async () => {
+    const capped = account({ dailyCapMicroUsd: 1, monthlyCapMicroUsd: 0 });
+    const halfAMinuteOn = { now: () => new Date(NOW.getTime() + 30_000) };
+    const over = pausedFor(3_600_000, 0, capped);
+    expect(await controlOf({ ...over.deps, clock: halfAMinuteOn }, settings, over.run)).toMatchObject({
+      action: 'wait',
+    });
+    expect(over.deps.directory.getAccount).not.toHaveBeenCalled();
+    const overBudget = pausedFor(3_600_000, 251_046, capped);
+    expect(
+      await controlOf({ ...overBudget.deps, clock: halfAMinuteOn }, settings, overBudget.run),
+    ).toMatchObject({ action: 'stop' });
+    // NOW is on the minute: the first poll of it
+    expect(await controlOf(over.deps, settings, over.run)).toMatchObject({ action: 'stop' });
   });
 });
