@@ -79,9 +79,11 @@ const measureSupervised = async (
     demo: COST_RUN_DEMO,
     checkpoints: ['plan'],
   });
+  // paused once its approval is requested and mailed: on a loaded machine that can come seconds later,
+  // and must not be counted as the pause's
   const paused = await bench.waitForRun(
     runId,
-    (r) => r.status === 'AWAITING_APPROVAL' || terminal(r),
+    (r) => (r.status === 'AWAITING_APPROVAL' && r.pendingApproval?.approvalId !== undefined) || terminal(r),
     60_000,
   );
   if (paused.status !== 'AWAITING_APPROVAL') {
