@@ -494,7 +494,10 @@ describe('agent-api handler', () => {
     };
     const credential = { username: 'u', password: 'p', expiresAt: '2026-01-01T01:00:00.000Z', repos: ['r'] };
     const ask = (gitCredentials?: GitCredentials) =>
-      makeAgentApi({ ...deps, gitCredentials }, { heartbeatSeconds: 60, controlPollMs: 3000, pausedCapCheckMs: 60_000 })(
+      makeAgentApi(
+        { ...deps, gitCredentials },
+        { heartbeatSeconds: 60, controlPollMs: 3000, pausedCapCheckMs: 60_000 },
+      )(
         httpEvent('POST /agent/v1/runs/{runId}/git-credentials', {
           pathParameters: { runId: RUN },
           headers: { authorization: `Bearer ${RUN}.right` },
