@@ -128,7 +128,7 @@ const runItems = async (count: number, firstIndex: number): Promise<Record<strin
     const endedAt = new Date(Date.parse(String(item.createdAt)) + 600_000).toISOString();
     return {
       ...rest,
-      ...statusIndexAttributes({ accountId: ACCOUNT, projectId: PROJECT }, status),
+      ...statusIndexAttributes({ accountId: ACCOUNT, projectId: PROJECT, runId: String(item.runId) }, status),
       status,
       completedAt: endedAt,
       history: [...(item.history as unknown[]), { status, at: endedAt }],

@@ -7,7 +7,8 @@ import { between, type ControlPlaneReport, meanReport, reportOf, scaleReport } f
 
 /**
  * (1) What one run costs the control plane, counted on real runs of the local cloud: an autopilot run,
- * a supervised run through one approval, and an hour paused awaiting approval.
+ * a supervised run through one approval, and an hour paused awaiting approval, with the account's
+ * caps checked on each control poll.
  */
 
 export const AUTOPILOT_RUNS = 5;
@@ -50,6 +51,18 @@ const measureRun = async (bench: BenchCloud, request: Dispatch) => {
   return { run, states: await bench.statesEntered(run), delta: between(before, after) };
 };
 
+/** A daily cap far above what the bench spends: its account's caps are then checked as a capped account's are. */
+const BENCH_DAILY_CAP_MICRO_USD = 1_000_000_000;
+
+const setDailyCap = async (bench: BenchCloud, dailyCapMicroUsd: number) => {
+  const response = await fetch(`${bench.cloud.endpoints.apiUrl}/v1/account/limits`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${bench.cloud.endpoints.token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ dailyCapMicroUsd, monthlyCapMicroUsd: 0 }),
+  });
+  if (!response.ok) throw new Error(`the account's limits could not be set: ${await response.text()}`);
+};
+
 const approveRoute = ROUTES.find((r) => r.method === 'POST' && r.path === '/v1/runs/{runId}/approve');
 
 const measureSupervised = async (
@@ -66,9 +79,11 @@ const measureSupervised = async (
     demo: COST_RUN_DEMO,
     checkpoints: ['plan'],
   });
+  // paused once its approval is requested and mailed: on a loaded machine that can come seconds later,
+  // and must not be counted as the pause's
   const paused = await bench.waitForRun(
     runId,
-    (r) => r.status === 'AWAITING_APPROVAL' || terminal(r),
+    (r) => (r.status === 'AWAITING_APPROVAL' && r.pendingApproval?.approvalId !== undefined) || terminal(r),
     60_000,
   );
   if (paused.status !== 'AWAITING_APPROVAL') {
@@ -129,7 +144,11 @@ export const measureRunCost = async (
     );
   }
   bench.dynamo.setMetering(true);
-  const supervised = await measureSupervised(bench).finally(() => bench.dynamo.setMetering(false));
+  await setDailyCap(bench, BENCH_DAILY_CAP_MICRO_USD);
+  const supervised = await measureSupervised(bench).finally(async () => {
+    bench.dynamo.setMetering(false);
+    await setDailyCap(bench, 0);
+  });
   return {
     demo: COST_RUN_DEMO,
     autopilot: { ...meanReport(reports), runs: reports.length, states },

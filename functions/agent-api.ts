@@ -1,4 +1,5 @@
 import { readEnv } from '../shared/config.js';
+import { LAUNCH } from '../shared/domain/policy.js';
 import { header, MAX_BODY_BYTES, parseJsonBody, pathParam } from '../shared/http/request.js';
 import { json } from '../shared/http/responses.js';
 import { type RouteHandler, routeHandler } from '../shared/http/router.js';
@@ -8,13 +9,14 @@ import {
   type AgentDeps,
   type AgentSettings,
   authenticateAgent,
-  controlFor,
+  controlOf,
   exchangeLaunchCode,
   gitCredentialFor,
   ingestEvents,
   podConfig,
 } from '../shared/usecases/agent.js';
 import {
+  activeRuns,
   directoryRepository,
   GITHUB_APP_VARIABLES,
   gitHubApp,
@@ -49,7 +51,7 @@ export const makeHandler = (deps: AgentDeps, settings: AgentSettings) => {
       return json(200, await ingestEvents(deps, settings, read, batch.events));
     },
     'GET /agent/v1/runs/{runId}/control': async (event) =>
-      json(200, controlFor((await authenticated(event)).run, settings)),
+      json(200, await controlOf(deps, settings, (await authenticated(event)).run)),
     // A credential is not to be kept by anything between the pod and the API.
     'POST /agent/v1/runs/{runId}/git-credentials': async (event) =>
       json(200, await gitCredentialFor(deps, (await authenticated(event)).run), {
@@ -76,8 +78,13 @@ export const handler = makeHandler(
     stepContent: stepContentStore(env.STEP_LOG_GROUP_NAME),
     directory: directoryRepository(env.TABLE_NAME),
     pricing: { table: env.PRICE_TABLE, architecture: env.POD_CPU_ARCHITECTURE },
+    slots: activeRuns(env.TABLE_NAME),
     // installation tokens of the deployment's GitHub App; without one, none (the Agent API says so)
     gitCredentials: gitHubApp(env),
   },
-  { heartbeatSeconds: env.POD_HEARTBEAT_SECONDS, controlPollMs: env.CONTROL_POLL_MS },
+  {
+    heartbeatSeconds: env.POD_HEARTBEAT_SECONDS,
+    controlPollMs: env.CONTROL_POLL_MS,
+    pausedCapCheckMs: LAUNCH.pausedCapCheckMs,
+  },
 );

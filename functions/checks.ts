@@ -3,6 +3,7 @@ import { validatedHandler } from '../shared/lambda.js';
 import { systemClock } from '../shared/ports.js';
 import { type LaunchSettings, runChecks } from '../shared/usecases/lifecycle.js';
 import {
+  activeRuns,
   directoryRepository,
   GITHUB_APP_VARIABLES,
   gitHubApp,
@@ -20,6 +21,8 @@ const env = readEnv(
   'AGENT_API_URL',
   'POD_HEARTBEAT_SECONDS',
   'POD_TASK_DEFINITION_ARN',
+  'PRICE_TABLE',
+  'POD_CPU_ARCHITECTURE',
   ...GITHUB_APP_VARIABLES,
 );
 export const handler = makeHandler(
@@ -27,6 +30,8 @@ export const handler = makeHandler(
     runs: runStore(env.TABLE_NAME),
     ledger: spendLedger(env.TABLE_NAME),
     directory: directoryRepository(env.TABLE_NAME),
+    slots: activeRuns(env.TABLE_NAME),
+    pricing: { table: env.PRICE_TABLE, architecture: env.POD_CPU_ARCHITECTURE },
     clock: systemClock,
     github: gitHubApp(env),
   },

@@ -7,9 +7,11 @@ import { approvalOutcomeSchema, checkpointSignalSchema } from '../shared/schemas
 import { type IssueSettings, tellIssue } from '../shared/usecases/github-issues.js';
 import { finalizeRun, type LifecycleDeps } from '../shared/usecases/lifecycle.js';
 import {
+  activeRuns,
   directoryRepository,
   GITHUB_APP_VARIABLES,
   gitHubApp,
+  runQueue,
   runStore,
   sandbox,
   spendLedger,
@@ -49,7 +51,10 @@ const stateSchema = z.looseObject({
  * logged: the run has ended all the same).
  */
 export const makeHandler = (
-  deps: Pick<LifecycleDeps, 'runs' | 'ledger' | 'sandbox' | 'clock' | 'pricing' | 'directory'> & {
+  deps: Pick<
+    LifecycleDeps,
+    'runs' | 'ledger' | 'sandbox' | 'clock' | 'pricing' | 'directory' | 'slots' | 'queue'
+  > & {
     github: GitHubApp | undefined;
   },
   settings: IssueSettings,
@@ -69,6 +74,7 @@ export const makeHandler = (
 
 const env = readEnv(
   'TABLE_NAME',
+  'QUEUE_URL',
   'CLUSTER_ARN',
   'PRICE_TABLE',
   'POD_CPU_ARCHITECTURE',
@@ -81,6 +87,8 @@ export const handler = makeHandler(
     ledger: spendLedger(env.TABLE_NAME),
     sandbox: sandbox(env.CLUSTER_ARN),
     directory: directoryRepository(env.TABLE_NAME),
+    slots: activeRuns(env.TABLE_NAME),
+    queue: runQueue(env.QUEUE_URL),
     clock: systemClock,
     pricing: { table: env.PRICE_TABLE, architecture: env.POD_CPU_ARCHITECTURE },
     github: gitHubApp(env),

@@ -2,7 +2,7 @@ import { readEnv } from '../shared/config.js';
 import { validatedHandler } from '../shared/lambda.js';
 import { systemClock } from '../shared/ports.js';
 import { type LifecycleDeps, reconcileExecution } from '../shared/usecases/lifecycle.js';
-import { runStore, sandbox, spendLedger } from '../shared/wiring.js';
+import { activeRuns, runQueue, runStore, sandbox, spendLedger } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 /** EventBridge sends `null` for a field the execution does not have. */
@@ -22,14 +22,17 @@ const eventSchema = z.looseObject({
 });
 
 /** EventBridge: an execution FAILED, TIMED_OUT or was ABORTED, so Finalize never ran. */
-export const makeHandler = (deps: Pick<LifecycleDeps, 'runs' | 'ledger' | 'sandbox' | 'clock' | 'pricing'>) =>
-  validatedHandler(eventSchema, (event) => reconcileExecution(deps, event.detail));
+export const makeHandler = (
+  deps: Pick<LifecycleDeps, 'runs' | 'ledger' | 'sandbox' | 'clock' | 'pricing' | 'slots' | 'queue'>,
+) => validatedHandler(eventSchema, (event) => reconcileExecution(deps, event.detail));
 
-const env = readEnv('TABLE_NAME', 'CLUSTER_ARN', 'PRICE_TABLE', 'POD_CPU_ARCHITECTURE');
+const env = readEnv('TABLE_NAME', 'QUEUE_URL', 'CLUSTER_ARN', 'PRICE_TABLE', 'POD_CPU_ARCHITECTURE');
 export const handler = makeHandler({
   runs: runStore(env.TABLE_NAME),
   ledger: spendLedger(env.TABLE_NAME),
   sandbox: sandbox(env.CLUSTER_ARN),
+  slots: activeRuns(env.TABLE_NAME),
+  queue: runQueue(env.QUEUE_URL),
   clock: systemClock,
   pricing: { table: env.PRICE_TABLE, architecture: env.POD_CPU_ARCHITECTURE },
 });

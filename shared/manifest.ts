@@ -27,6 +27,8 @@ export const TABLE = {
     { indexName: 'byAccountSource', partitionKey: 'gAcctSource', sortKey: 'runId' },
     /** sparse: only QUEUED runs carry `gQueued`, for the sweeper */
     { indexName: 'queued', partitionKey: 'gQueued', sortKey: 'runId' },
+    /** sparse: only runs paused for approval carry `gPaused`, for the sweeper's budget checks */
+    { indexName: 'awaitingApproval', partitionKey: 'gPaused', sortKey: 'runId' },
     /** sparse: runs whose pull request is open carry `gOpenPr`, for the pull requests' daily sweep */
     { indexName: 'openPullRequests', partitionKey: 'gOpenPr', sortKey: 'runId' },
   ],
@@ -181,8 +183,9 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     entry: 'start-run',
     timeoutSeconds: 30,
     memoryMiB: 256,
-    description: 'SQS runs queue -> StartExecution',
-    environment: ['TABLE_NAME', 'STATE_MACHINE_ARN', 'CLUSTER_ARN', ...PRICING],
+    description: 'SQS runs queue -> an active-run slot -> StartExecution',
+    // QUEUE_URL: a run that ended while it waited for a slot passes the wake on
+    environment: ['TABLE_NAME', 'QUEUE_URL', 'STATE_MACHINE_ARN', 'CLUSTER_ARN', ...PRICING],
     table: { actions: SETTLE, indexes: [] },
   },
   deadLetter: {
@@ -203,6 +206,8 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
       'AGENT_API_URL',
       'POD_HEARTBEAT_SECONDS',
       'POD_TASK_DEFINITION_ARN',
+      // the account's caps count what its active runs have accrued
+      ...PRICING,
       // the run's repositories must be covered by its account's installation
       ...GITHUB,
     ],
@@ -230,7 +235,8 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     timeoutSeconds: 30,
     memoryMiB: 256,
     description: "Stops the sandbox, writes the terminal status, tells the run's GitHub issue",
-    environment: ['TABLE_NAME', 'CLUSTER_ARN', ...PRICING, 'PUBLIC_API_URL', ...GITHUB],
+    // QUEUE_URL: the slot the run gives back wakes the run waiting longest for one
+    environment: ['TABLE_NAME', 'QUEUE_URL', 'CLUSTER_ARN', ...PRICING, 'PUBLIC_API_URL', ...GITHUB],
     table: { actions: SETTLE, indexes: [] },
   },
   podStopped: {
@@ -246,16 +252,20 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     timeoutSeconds: 15,
     memoryMiB: 256,
     description: 'Execution ended abnormally -> run terminal',
-    environment: ['TABLE_NAME', 'CLUSTER_ARN', ...PRICING],
+    environment: ['TABLE_NAME', 'QUEUE_URL', 'CLUSTER_ARN', ...PRICING],
     table: { actions: SETTLE, indexes: [] },
   },
   sweeper: {
     entry: 'sweeper',
     timeoutSeconds: 60,
     memoryMiB: 256,
-    description: 'Re-enqueues QUEUED runs whose message was lost; dead-letters those that never start',
-    environment: ['TABLE_NAME', 'QUEUE_URL', 'SWEEPER_STALE_AFTER_SECONDS'],
-    table: { actions: ['GetItem', 'BatchGetItem', 'Query', 'UpdateItem'], indexes: ['queued'] },
+    description:
+      'Re-enqueues QUEUED runs whose message was lost; dead-letters those that never start; ends paused runs over their limits',
+    environment: ['TABLE_NAME', 'QUEUE_URL', 'SWEEPER_STALE_AFTER_SECONDS', ...PRICING],
+    table: {
+      actions: ['GetItem', 'BatchGetItem', 'Query', 'UpdateItem'],
+      indexes: ['queued', 'awaitingApproval'],
+    },
   },
   requestApproval: {
     entry: 'request-approval',

@@ -160,6 +160,8 @@ export interface RunList {
   list(filter: RunListFilter): Promise<RunPage>;
   /** QUEUED runs created before `olderThan` (epoch ms), oldest first */
   listQueuedBefore(olderThan: number, limit: number): Promise<Run[]>;
+  /** runs paused for approval, oldest first */
+  listAwaitingApproval(limit: number): Promise<Run[]>;
   /** COMPLETED runs whose pull request is open, oldest first */
   listOpenPullRequests(limit: number): Promise<Run[]>;
 }
@@ -177,6 +179,30 @@ export interface SpendLedger {
   settle(runId: string, settlement: Settlement, scope: SpendScope): Promise<boolean>;
   /** The account's hourly spend from `fromHour` to `toHour`, both included; hours without spend are absent. */
   hourlySpend(accountId: string, fromHour: string, toHour: string): Promise<HourlySpend[]>;
+}
+
+/** A run holding one of its account's active-run slots: what its sandbox accrues is priced from it. */
+export interface ActiveRun {
+  runId: string;
+  /** when it took the slot, just before its launch */
+  since: string;
+  cpu: number;
+  memoryMiB: number;
+}
+
+/** Each account's active-run slots and the runs waiting for one. */
+export interface ActiveRuns {
+  /**
+   * Take a slot for the run unless `limit` other runs hold one (0 = no limit): true when it holds one
+   * (a retried take finds it held). Refused, the run is kept among those waiting.
+   */
+  take(accountId: string, run: ActiveRun, limit: number): Promise<boolean>;
+  /** Give the run's slot back (once); answers the run waiting longest, to be woken. */
+  release(accountId: string, runId: string): Promise<string | undefined>;
+  /** The run no longer waits (it ended while queued); answers the run waiting longest after it. */
+  forget(accountId: string, runId: string): Promise<string | undefined>;
+  /** the runs holding a slot */
+  active(accountId: string): Promise<ActiveRun[]>;
 }
 
 export interface DirectoryRepository {

@@ -8,6 +8,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { ApiGatewayConnections } from './adapters/apigw-connections.js';
 import { CloudWatchLogReader, CloudWatchStepContentStore } from './adapters/cloudwatch-logs.js';
+import { DynamoActiveRuns } from './adapters/dynamo-active-runs.js';
 import { DynamoApprovalStore } from './adapters/dynamo-approvals.js';
 import { DynamoDirectory } from './adapters/dynamo-directory.js';
 import { DynamoFeedStore } from './adapters/dynamo-feed.js';
@@ -42,6 +43,7 @@ export const runStore = (tableName: string) => new DynamoRunStore(documentClient
 export const runList = (tableName: string) => new DynamoRunList(documentClient(), tableName);
 export const timeline = (tableName: string) => new DynamoTimeline(documentClient(), tableName);
 export const spendLedger = (tableName: string) => new DynamoSpendLedger(documentClient(), tableName);
+export const activeRuns = (tableName: string) => new DynamoActiveRuns(documentClient(), tableName);
 export const directoryRepository = (tableName: string) => new DynamoDirectory(documentClient(), tableName);
 export const approvalStore = (tableName: string) => new DynamoApprovalStore(documentClient(), tableName);
 export const scheduleStore = (tableName: string) => new DynamoScheduleStore(documentClient(), tableName);

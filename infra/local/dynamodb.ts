@@ -229,6 +229,7 @@ export const ensureTable = async (client: DynamoDBClient, tableName: string): Pr
     );
   }
   await ensureStream(client, tableName);
+  await ensureIndexes(client, tableName);
 };
 
 const waitUntilActive = (client: DynamoDBClient, tableName: string) =>
@@ -266,4 +267,30 @@ const ensureStream = async (client: DynamoDBClient, tableName: string): Promise<
   };
   if (table.StreamSpecification?.StreamEnabled) await update(false);
   await update(true);
+};
+
+/** The indexes a table persisted by an earlier start lacks, added one at a time as DynamoDB requires. */
+const ensureIndexes = async (client: DynamoDBClient, tableName: string): Promise<void> => {
+  const wanted = createTableInput(tableName);
+  const present = new Set(
+    ((await describeTable(client, tableName)).GlobalSecondaryIndexes ?? []).map((i) => i.IndexName),
+  );
+  for (const index of wanted.GlobalSecondaryIndexes ?? []) {
+    if (present.has(index.IndexName)) continue;
+    const { IndexName, KeySchema, Projection } = index;
+    try {
+      await client.send(
+        new UpdateTableCommand({
+          TableName: tableName,
+          AttributeDefinitions: wanted.AttributeDefinitions,
+          GlobalSecondaryIndexUpdates: [{ Create: { IndexName, KeySchema, Projection } }],
+        }),
+      );
+    } catch (err) {
+      // another process added it meanwhile
+      const now = (await describeTable(client, tableName)).GlobalSecondaryIndexes ?? [];
+      if (!now.some((i) => i.IndexName === IndexName)) throw err;
+    }
+    await waitUntilActive(client, tableName);
+  }
 };

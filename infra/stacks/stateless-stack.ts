@@ -690,8 +690,17 @@ export class StatelessStack extends Stack {
         ],
       });
     }
-    // SendMessage alone: grantSendMessages adds GetQueueUrl and GetQueueAttributes, which no sender calls
-    for (const fn of [fns.api, fns.sweeper, fns.scheduledDispatch, fns.githubWebhooks]) {
+    // SendMessage alone: grantSendMessages adds GetQueueUrl and GetQueueAttributes, which no sender calls.
+    // Start-run, finalize and reconcile send too: a slot given back wakes the run waiting longest for one.
+    for (const fn of [
+      fns.api,
+      fns.sweeper,
+      fns.scheduledDispatch,
+      fns.githubWebhooks,
+      fns.startRun,
+      fns.finalize,
+      fns.reconcile,
+    ]) {
       props.queue.grant(fn.role, 'sqs:SendMessage');
     }
     // Only start-run starts executions; the functions the state machine invokes could not hold its ARN.
@@ -733,6 +742,16 @@ export class StatelessStack extends Stack {
         }),
       ],
       roles: [fns.agentApi.role, fns.api.role, fns.parkPod.role, fns.podStopped.role],
+    });
+    // The sweeper fails the approval wait of a paused run it ends over its limits.
+    new iam.Policy(this, 'PausedBudgetPolicy', {
+      statements: [
+        new iam.PolicyStatement({
+          actions: ['states:SendTaskFailure'],
+          resources: [this.stateMachine.stateMachineArn],
+        }),
+      ],
+      roles: [fns.sweeper.role],
     });
     const podTasks = this.formatArn({
       service: 'ecs',

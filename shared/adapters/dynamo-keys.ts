@@ -36,9 +36,12 @@ export const keys = {
   usage: (runId: string, seq: number): Key => ({ pk: `RUN#${segment(runId)}`, sk: `USAGE#${padSeq(seq)}` }),
   /** the ledger's last entry: sandbox time and the per-run fee, written once the run has ended */
   settlement: (runId: string): Key => ({ pk: `RUN#${segment(runId)}`, sk: 'USAGE#SETTLEMENT' }),
-  /** an account's spend in one UTC hour (`YYYY-MM-DDTHH`) */
-  spendHour: (accountId: string, hour: string): Key => ({
-    pk: `SPEND#${segment(accountId)}`,
+  /**
+   * an account's spend in one UTC hour (`YYYY-MM-DDTHH`), in one of its shards (`SPEND_SHARDS`); without
+   * a shard, the partition spend was written to before the shards
+   */
+  spendHour: (accountId: string, hour: string, shard?: number): Key => ({
+    pk: shard === undefined ? `SPEND#${segment(accountId)}` : `SPEND#${segment(accountId)}#${shard}`,
     sk: `H#${hour}`,
   }),
   event: (runId: string, seq: number): Key => ({ pk: `RUN#${segment(runId)}`, sk: `EVT#${padSeq(seq)}` }),
@@ -66,6 +69,8 @@ export const keys = {
     sk: `C#${segment(connectionId)}`,
   }),
   account: (accountId: string): Key => ({ pk: `ACCT#${segment(accountId)}`, sk: 'ACCOUNT' }),
+  /** the account's active-run slots and the runs waiting for one */
+  activeRuns: (accountId: string): Key => ({ pk: `ACCT#${segment(accountId)}`, sk: 'ACTIVE' }),
   project: (accountId: string, projectId: string): Key => ({
     pk: `ACCT#${segment(accountId)}`,
     sk: `PROJECT#${segment(projectId)}`,
@@ -95,6 +100,22 @@ export const SK_PREFIX = {
 } as const;
 
 /**
+ * The sweepers' sparse indexes (`queued`, `awaitingApproval`) spread every tenant's runs over this
+ * many partitions, by a hash of the run id, so no one partition takes every dispatch's write; a sweep
+ * reads them all and merges them in run id order.
+ */
+export const SWEEP_SHARDS = 8;
+
+/** A run's shard of `count`, the same wherever it is asked. */
+export const shardOf = (runId: string, count: number): number => {
+  let hash = 0;
+  for (let i = 0; i < runId.length; i++) hash = (Math.imul(hash, 31) + runId.charCodeAt(i)) >>> 0;
+  return hash % count;
+};
+
+const shards = (prefix: string): string[] => Array.from({ length: SWEEP_SHARDS }, (_, i) => `${prefix}#${i}`);
+
+/**
  * Partition values of the list indexes. Project ids are chosen per account, so the project partitions
  * carry the account too: two tenants' projects named alike never share a partition.
  */
@@ -106,7 +127,11 @@ export const indexKeys = {
     `P#${segment(accountId)}#${segment(projectId)}#${status}`,
   byAccountPod: (accountId: string, podId: string) => `A#${segment(accountId)}#${segment(podId)}`,
   byAccountSource: (accountId: string, source: RunSource) => `A#${segment(accountId)}#${source}`,
-  queued: 'QUEUED',
+  queued: (runId: string) => `QUEUED#${shardOf(runId, SWEEP_SHARDS)}`,
+  /** every partition of `queued`, and `QUEUED`, where a run queued before the shards stays until it moves */
+  queuedPartitions: [...shards('QUEUED'), 'QUEUED'],
+  awaitingApproval: (runId: string) => `PAUSED#${shardOf(runId, SWEEP_SHARDS)}`,
+  awaitingApprovalPartitions: shards('PAUSED'),
   openPullRequests: 'OPEN',
 } as const;
 
@@ -115,15 +140,19 @@ export interface RunScope {
   projectId: string;
 }
 
-/** Index attributes that depend on the status: a transition rewrites them; `gQueued` exists only while QUEUED. */
-export const statusIndexAttributes = (scope: RunScope, status: RunStatus) => ({
+/**
+ * Index attributes that depend on the status: a transition rewrites them; `gQueued` exists only while
+ * QUEUED, `gPaused` only while AWAITING_APPROVAL.
+ */
+export const statusIndexAttributes = (scope: RunScope & { runId: string }, status: RunStatus) => ({
   gAcctStatus: indexKeys.byAccountStatus(scope.accountId, status),
   gProjStatus: indexKeys.byProjectStatus(scope.accountId, scope.projectId, status),
-  ...(status === 'QUEUED' ? { gQueued: indexKeys.queued } : {}),
+  ...(status === 'QUEUED' ? { gQueued: indexKeys.queued(scope.runId) } : {}),
+  ...(status === 'AWAITING_APPROVAL' ? { gPaused: indexKeys.awaitingApproval(scope.runId) } : {}),
 });
 
 export const runIndexAttributes = (
-  run: RunScope & { podId: string; source: RunSource; status: RunStatus },
+  run: RunScope & { runId: string; podId: string; source: RunSource; status: RunStatus },
 ): Record<string, string> => ({
   gAcct: indexKeys.byAccount(run.accountId),
   gProj: indexKeys.byProject(run.accountId, run.projectId),

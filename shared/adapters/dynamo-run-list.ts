@@ -15,8 +15,9 @@ import { fromRunItem } from './dynamo-run-item.js';
 /*
  * The run lists, from the table's list indexes: gAcct A#<acct>, gAcctStatus A#<acct>#<status>,
  * gProj P#<acct>#<project>, gProjStatus P#<acct>#<project>#<status>, gAcctPod A#<acct>#<pod>,
- * gAcctSource A#<acct>#<source>, all sorted by runId (a ULID: time order); and gQueued, set only while
- * a run is QUEUED, for the sweeper. The indexes carry keys and a few attributes; the runs themselves
+ * gAcctSource A#<acct>#<source>, all sorted by runId (a ULID: time order); and gQueued QUEUED#<shard>,
+ * set only while a run is QUEUED, and gPaused PAUSED#<shard>, only while it is AWAITING_APPROVAL, for
+ * the sweeper, which reads every shard. The indexes carry keys and a few attributes; the runs themselves
  * are read from the table.
  */
 
@@ -194,17 +195,34 @@ export class DynamoRunList implements RunList {
 
   async listQueuedBefore(olderThan: number, limit: number): Promise<Run[]> {
     if (limit <= 0) return [];
-    const cursor = new IndexCursor(
-      this.db,
-      this.indexQuery('queued', indexKeys.queued, {
-        before: runIdLowerBound(olderThan),
-        pageSize: limit,
-        oldestFirst: true,
-      }),
+    const cursors = indexKeys.queuedPartitions.map(
+      (partition) =>
+        new IndexCursor(
+          this.db,
+          this.indexQuery('queued', partition, {
+            before: runIdLowerBound(olderThan),
+            pageSize: limit,
+            oldestFirst: true,
+          }),
+        ),
     );
-    const runs = await this.batchGet((await takeMerged([cursor], limit, false)).ids);
+    const runs = await this.batchGet((await takeMerged(cursors, limit, false)).ids);
     // the index lags the table: a run may have left QUEUED since
     return runs.filter((run) => run.status === 'QUEUED');
+  }
+
+  async listAwaitingApproval(limit: number): Promise<Run[]> {
+    if (limit <= 0) return [];
+    const cursors = indexKeys.awaitingApprovalPartitions.map(
+      (partition) =>
+        new IndexCursor(
+          this.db,
+          this.indexQuery('awaitingApproval', partition, { pageSize: limit, oldestFirst: true }),
+        ),
+    );
+    const runs = await this.batchGet((await takeMerged(cursors, limit, false)).ids);
+    // the index lags the table: a run may have gone on since
+    return runs.filter((run) => run.status === 'AWAITING_APPROVAL');
   }
 
   async listOpenPullRequests(limit: number): Promise<Run[]> {

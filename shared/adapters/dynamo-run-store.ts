@@ -99,12 +99,13 @@ const applyPatch = (update: Update, patch: RunPatch): void => {
 };
 
 /** The SETs of a move along `t.path`: the status, its index keys, and the history entries. */
-const applyMove = (update: Update, scope: RunScope, t: Transition): void => {
+const applyMove = (update: Update, scope: RunScope & { runId: string }, t: Transition): void => {
   if (t.path.length === 0) return;
   const to = statusAfter(t);
   update.set('status', to);
   for (const [name, value] of Object.entries(statusIndexAttributes(scope, to))) update.set(name, value);
-  if (to !== 'QUEUED') update.remove('gQueued');
+  if (to !== 'QUEUED') update.remove('gQueued').remove('waitingFor');
+  if (to !== 'AWAITING_APPROVAL') update.remove('gPaused');
   // a run's pull request is settled only while it is COMPLETED: any other move leaves nothing to sweep
   if (to !== 'COMPLETED') update.remove('gOpenPr');
   appendTo(
@@ -255,7 +256,7 @@ export class DynamoRunStore implements RunStore {
             },
           ]
         : []),
-      ...spendUpdates(this.tableName, written.scope, plan.spendMicroUsd, new Date(plan.at)),
+      ...spendUpdates(this.tableName, run.runId, written.scope, plan.spendMicroUsd, new Date(plan.at)),
     ];
     const records = [
       ...stepPacks(run.runId, plan.steps, written.fullContent, (seq) => stepCost.get(seq)),

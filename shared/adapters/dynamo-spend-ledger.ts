@@ -12,6 +12,7 @@ import {
   keys,
   MAX_ATTEMPTS,
   SK_PREFIX,
+  shardOf,
   Update,
 } from './dynamo-keys.js';
 import { costAttribute } from './dynamo-run-item.js';
@@ -25,10 +26,17 @@ import { costAttribute } from './dynamo-run-item.js';
  *                                  with the run's ADDs, so the run's totals always equal the ledger.
  *   RUN#<runId>  USAGE#SETTLEMENT  the ledger's last entry: sandbox time and the per-run fee, once the run
  *                                  has ended.
- *   SPEND#<acct> H#<YYYY-MM-DDTHH> the account's spend in that UTC hour: `totalMicroUsd` and, per project
- *                                  and pod, `project:<id>` and `pod:<id>`; ADDed in the same transaction
- *                                  as each priced entry, so trailing windows are one Query.
+ *   SPEND#<acct>#<shard> H#<YYYY-MM-DDTHH>
+ *                                  the account's spend in that UTC hour, one shard of it: `totalMicroUsd`
+ *                                  and, per project and pod, `project:<id>` and `pod:<id>`; ADDed in the
+ *                                  same transaction as each priced entry, to the shard of its run, so
+ *                                  an account's concurrent runs rarely write the same item. A trailing
+ *                                  window is one Query per shard, in parallel, summed by hour (with
+ *                                  SPEND#<acct>, where spend was written before the shards).
  */
+
+/** Enough that a few concurrent runs seldom share a bucket; each is a Query of every window read. */
+export const SPEND_SHARDS = 4;
 
 const CONDITION_FAILED = 'ConditionalCheckFailed';
 /** Spend buckets outlive every window read from them (30 days) with room to spare. */
@@ -37,8 +45,14 @@ const SPEND_TOTAL = 'totalMicroUsd';
 const SPEND_BY_PROJECT = 'project:';
 const SPEND_BY_POD = 'pod:';
 
-/** The ADDs to the account's bucket for this hour, as a transaction action; none without spend. */
-export const spendUpdates = (tableName: string, scope: SpendScope, amountMicroUsd: number, now: Date) => {
+/** The ADDs to the run's shard of the account's bucket for this hour, as a transaction action; none without spend. */
+export const spendUpdates = (
+  tableName: string,
+  runId: string,
+  scope: SpendScope,
+  amountMicroUsd: number,
+  now: Date,
+) => {
   if (amountMicroUsd <= 0) return [];
   const hour = spendHour(now);
   const update = new Update()
@@ -54,7 +68,7 @@ export const spendUpdates = (tableName: string, scope: SpendScope, amountMicroUs
     {
       Update: {
         TableName: tableName,
-        Key: keys.spendHour(scope.accountId, hour),
+        Key: keys.spendHour(scope.accountId, hour, shardOf(runId, SPEND_SHARDS)),
         UpdateExpression: update.expression(),
         ...update.attributes(),
       },
@@ -131,7 +145,7 @@ export class DynamoSpendLedger implements SpendLedger {
                 },
               },
               { Update: runUpdate },
-              ...spendUpdates(this.tableName, scope, settlement.totalMicroUsd, now),
+              ...spendUpdates(this.tableName, runId, scope, settlement.totalMicroUsd, now),
             ],
           }),
         );
@@ -149,9 +163,35 @@ export class DynamoSpendLedger implements SpendLedger {
   }
 
   async hourlySpend(accountId: string, fromHour: string, toHour: string): Promise<HourlySpend[]> {
+    const shards = [undefined, ...Array.from({ length: SPEND_SHARDS }, (_, shard) => shard)];
+    const byHour = new Map<string, HourlySpend>();
+    for (const shard of await Promise.all(
+      shards.map((s) => this.shardSpend(accountId, fromHour, toHour, s)),
+    )) {
+      for (const bucket of shard) {
+        const sum = byHour.get(bucket.hour);
+        if (!sum) {
+          byHour.set(bucket.hour, bucket);
+          continue;
+        }
+        sum.totalMicroUsd += bucket.totalMicroUsd;
+        for (const [id, n] of Object.entries(bucket.byProject))
+          sum.byProject[id] = (sum.byProject[id] ?? 0) + n;
+        for (const [id, n] of Object.entries(bucket.byPod)) sum.byPod[id] = (sum.byPod[id] ?? 0) + n;
+      }
+    }
+    return [...byHour.values()].sort((a, b) => a.hour.localeCompare(b.hour));
+  }
+
+  private async shardSpend(
+    accountId: string,
+    fromHour: string,
+    toHour: string,
+    shard: number | undefined,
+  ): Promise<HourlySpend[]> {
     const expr = new Expression();
-    const first = keys.spendHour(accountId, fromHour);
-    const keyCondition = `${expr.name('pk')} = ${expr.value(first.pk)} AND ${expr.name('sk')} BETWEEN ${expr.value(first.sk)} AND ${expr.value(keys.spendHour(accountId, toHour).sk)}`;
+    const first = keys.spendHour(accountId, fromHour, shard);
+    const keyCondition = `${expr.name('pk')} = ${expr.value(first.pk)} AND ${expr.name('sk')} BETWEEN ${expr.value(first.sk)} AND ${expr.value(keys.spendHour(accountId, toHour, shard).sk)}`;
     const hours: HourlySpend[] = [];
     let startKey: Record<string, unknown> | undefined;
     do {

@@ -154,6 +154,12 @@ export const requeue = (
   return deadLetter(run, `the run was still QUEUED after ${requeues} re-queues by the sweeper: ${why}`, now);
 };
 
+/** The run's account has no active-run slot free: it stays QUEUED, saying why, until one frees. */
+export const waitForSlot = (run: Run, reason: string, now: Date): Transition | undefined =>
+  run.status === 'QUEUED' && run.waitingFor !== reason
+    ? move(run, [], { waitingFor: reason }, now)
+    : undefined;
+
 /** Checks passed: the run is provisioned for a launch, the first or one after a back-off. */
 export const provision = (run: Run, now: Date): Transition | undefined => {
   if (run.status === 'PROVISIONING') return undefined;

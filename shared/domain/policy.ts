@@ -14,6 +14,11 @@ export const LAUNCH = {
    * this long, and each hour paused costs 3,600,000 / this many Agent API requests.
    */
   controlPollMs: 10_000,
+  /**
+   * How often a paused run's control polls also check its account's caps (its own budget is checked on
+   * every poll): the caps take four reads, which on every poll would double what an hour paused costs.
+   */
+  pausedCapCheckMs: 60_000,
 } as const;
 
 export const SWEEPER = {

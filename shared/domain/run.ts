@@ -230,6 +230,8 @@ export interface Run {
   redriveCount: number;
   /** times the sweeper put the run back on the queue since it was last queued by a person */
   requeues?: number;
+  /** why a QUEUED run has not started (its account's active-run limit); gone once it leaves the queue */
+  waitingFor?: string;
   executionArn?: string;
   taskArn?: string;
   logStream?: string;
@@ -265,6 +267,7 @@ export type RunPatch = Partial<
     | 'attempt'
     | 'redriveCount'
     | 'requeues'
+    | 'waitingFor'
     | 'result'
     | 'message'
     | 'pullRequest'

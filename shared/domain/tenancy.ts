@@ -116,7 +116,24 @@ export interface AccountLimits {
   /** micro-USD; 0 = no cap */
   dailyCapMicroUsd: number;
   monthlyCapMicroUsd: number;
+  /** runs launched and not yet ended at once (0 = no limit); absent: DEFAULT_MAX_ACTIVE_RUNS */
+  maxActiveRuns?: number;
 }
+
+/**
+ * The active runs an account has unless it sets its own limit. Each active run may spend past a cap
+ * before its next check stops it, so the limit also bounds how far the account's caps can be overshot.
+ */
+export const DEFAULT_MAX_ACTIVE_RUNS = 20;
+/** The highest limit an account may set: its active runs are one item, well under DynamoDB's 400 KB. */
+export const MAX_ACTIVE_RUNS_LIMIT = 1000;
+
+export const activeRunLimit = (limits: AccountLimits): number =>
+  limits.maxActiveRuns ?? DEFAULT_MAX_ACTIVE_RUNS;
+
+/** Why a run waits in the queue while its account has no active-run slot free. */
+export const waitingForSlot = (limit: number): string =>
+  `waiting for a slot: the account has ${limit} active run${limit === 1 ? '' : 's'}, its limit; the run starts when one ends`;
 
 /** The account's installation of the deployment's GitHub App: where its runs' repositories live. */
 export interface GitHubLink {

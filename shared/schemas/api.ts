@@ -1,5 +1,5 @@
 import { DISPATCH_SOURCES, RUN_MODES, RUN_SOURCES, RUN_STATUSES } from '../domain/run.js';
-import { CHECKPOINTS, PROJECT_ROLES } from '../domain/tenancy.js';
+import { CHECKPOINTS, MAX_ACTIVE_RUNS_LIMIT, PROJECT_ROLES } from '../domain/tenancy.js';
 import * as z from '../zod.js';
 import { demoScriptSchema } from './demo.js';
 import { idSchema as id } from './ids.js';
@@ -176,4 +176,5 @@ export const gitHubLinkSchema = z.strictObject({ installationId: z.int().check(z
 export const accountLimitsSchema = z.strictObject({
   dailyCapMicroUsd: z.int().check(z.nonnegative()),
   monthlyCapMicroUsd: z.int().check(z.nonnegative()),
+  maxActiveRuns: z.optional(z.int().check(z.nonnegative(), z.lte(MAX_ACTIVE_RUNS_LIMIT))),
 });

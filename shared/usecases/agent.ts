@@ -12,6 +12,7 @@ import { randomToken } from '../domain/ids.js';
 import { priceTokens, type TokenCounts } from '../domain/pricing.js';
 import { hasSandbox, isLaunched, isTerminal, type Run } from '../domain/run.js';
 import type {
+  ActiveRuns,
   Clock,
   DirectoryRepository,
   GitCredential,
@@ -39,6 +40,8 @@ export interface AgentDeps {
   /** the account's spend caps */
   directory: DirectoryRepository;
   pricing: Pricing;
+  /** the account's active runs, whose accrued sandbox time counts toward its caps */
+  slots: ActiveRuns;
   /** undefined when the deployment has no git provider configured */
   gitCredentials?: GitCredentials;
 }
@@ -46,6 +49,8 @@ export interface AgentDeps {
 export interface AgentSettings {
   heartbeatSeconds: number;
   controlPollMs: number;
+  /** a paused run's account caps are checked by the poll that falls first in each such period */
+  pausedCapCheckMs: number;
 }
 
 /**
@@ -108,6 +113,19 @@ export const controlFor = (run: Run, settings: AgentSettings): Control => {
     return { action: 'wait', reason: 'awaiting approval', pollAfterMs: settings.controlPollMs };
   }
   return { action: 'continue' };
+};
+
+/**
+ * What the pod is to do, asked while it waits for an approval. Its sandbox costs all the while, so
+ * each ask applies the run's budget, and the first ask of each `pausedCapCheckMs` the account's caps,
+ * to the sandbox time accrued so far; over a limit the run ends here and the answer tells the pod to
+ * stop. A working pod's limits are checked with its event batches.
+ */
+export const controlOf = async (deps: AgentDeps, settings: AgentSettings, run: Run): Promise<Control> => {
+  if (run.status !== 'AWAITING_APPROVAL') return controlFor(run, settings);
+  const capsDue = deps.clock.now().getTime() % settings.pausedCapCheckMs < settings.controlPollMs;
+  const breach = await limitBreach(deps, run, capsDue);
+  return controlFor(breach ? await failOverBudget(deps, run, breach) : run, settings);
 };
 
 export const podConfig = async (runs: RunStore, run: Run, settings: AgentSettings): Promise<PodRunConfig> => {
@@ -209,8 +227,9 @@ export const ingestEvents = async (
         after,
         plan.accepted.some((e) => e.type === 'heartbeat'),
       );
-      const addedSpend = plan.ledger.length > 0;
-      const breach = await limitBreach(deps, after, addedSpend);
+      // the caps, on spend the batch added and, with each heartbeat, on the sandbox time accrued since
+      const checkCaps = plan.ledger.length > 0 || plan.accepted.some((e) => e.type === 'heartbeat');
+      const breach = await limitBreach(deps, after, checkCaps);
       if (breach) after = await failOverBudget(deps, after, breach);
       return {
         accepted: plan.accepted.length,

@@ -10,6 +10,7 @@ import {
   requeue,
   resume,
   retryLaunch,
+  waitForSlot,
 } from '../domain/commands.js';
 import { NotFoundError, TransitionRefusedError } from '../domain/errors.js';
 import { type ExecutionState, endingOf, endingOfExecution } from '../domain/execution.js';
@@ -17,12 +18,15 @@ import { randomToken } from '../domain/ids.js';
 import { type ExitReason, executionName, isTerminal, type Run, type RunStatus } from '../domain/run.js';
 import {
   type Account,
+  activeRunLimit,
   hasSpendCaps,
   needsOwnTaskDefinition,
   preflight,
   uncoveredRepos,
+  waitingForSlot,
 } from '../domain/tenancy.js';
 import type {
+  ActiveRuns,
   Clock,
   DirectoryRepository,
   GitHubApp,
@@ -36,7 +40,7 @@ import type {
   TaskSignals,
 } from '../ports.js';
 import { carryOut } from './carry-out.js';
-import { type Pricing, settleRun, trailingSpend } from './spend.js';
+import { limitBreach, liveSlots, type Pricing, settleRun, spendWithAccrued } from './spend.js';
 
 /** The state machine's steps and the handlers that catch what it cannot see. */
 
@@ -51,13 +55,29 @@ export interface LifecycleDeps {
   queue: RunQueue;
   clock: Clock;
   pricing: Pricing;
+  slots: ActiveRuns;
 }
 
 /** Only hashes of the pod's credentials are stored. */
 export const hashSecret = (secret: string): string => createHash('sha256').update(secret).digest('hex');
 
-/** What ending a run takes besides its status: the sandbox stopped, the wait released, the cost settled. */
-type EndingDeps = Pick<LifecycleDeps, 'runs' | 'ledger' | 'sandbox' | 'clock' | 'pricing'>;
+/**
+ * What ending a run takes besides its status: the sandbox stopped, the wait released, the cost settled,
+ * the active-run slot given back to the run waiting longest for one.
+ */
+type EndingDeps = Pick<
+  LifecycleDeps,
+  'runs' | 'ledger' | 'sandbox' | 'clock' | 'pricing' | 'slots' | 'queue'
+>;
+
+/** The run waiting longest for a slot goes back on the queue, to take the one just freed. */
+const wake = async (deps: Pick<LifecycleDeps, 'queue'>, runId: string | undefined): Promise<void> => {
+  if (runId) await deps.queue.enqueue(runId);
+};
+
+/** Given back once the run's cost is settled, so the account's caps count its sandbox throughout. */
+const releaseSlot = async (deps: Pick<LifecycleDeps, 'slots' | 'queue'>, run: Run): Promise<void> =>
+  wake(deps, await deps.slots.release(run.accountId, run.runId));
 
 /**
  * End a run whose execution is over without having ended it (failed, timed out, aborted, or closed
@@ -70,6 +90,7 @@ export const reconcileRun = async (deps: EndingDeps, run: Run, ending: Ending): 
   await deps.runs.clearPodToken(run.runId);
   const { run: ended } = await carryOut(deps.runs, run, (r) => end(r, ending, deps.clock.now()));
   await settleRun(deps, ended);
+  await releaseSlot(deps, ended);
   return ended;
 };
 
@@ -85,21 +106,62 @@ const endIfExecutionClosed = async (
 };
 
 /**
- * SQS → Step Functions. A queued run gets its execution, named after it, so a redelivered message
- * starts nothing twice. An execution that already exists and is over while its run is still open
- * (Finalize failed, or the run was re-queued after it) is a run to end, not one to leave waiting.
+ * A slot of the account's active-run limit for a queued run, taken before its execution starts; with
+ * none free, the run stays QUEUED saying why, and is woken when one frees. A run whose account or
+ * config is gone takes none: its checks will cancel it.
+ */
+const takeSlot = async (
+  deps: Pick<LifecycleDeps, 'runs' | 'directory' | 'slots' | 'clock'>,
+  run: Run,
+): Promise<boolean> => {
+  const [account, snapshot] = await Promise.all([
+    deps.directory.getAccount(run.accountId),
+    deps.runs.getSnapshot(run.runId),
+  ]);
+  if (!account || !snapshot) return true;
+  const now = deps.clock.now();
+  const limit = activeRunLimit(account.limits);
+  const { cpu, memoryMiB } = snapshot.pod;
+  const slot = { runId: run.runId, since: now.toISOString(), cpu, memoryMiB };
+  let taken = await deps.slots.take(run.accountId, slot, limit);
+  // all taken: a slot held by a run that has ended (its end could not give it back) is freed, once
+  if (!taken && (await liveSlots(deps, run.accountId)).length < limit) {
+    taken = await deps.slots.take(run.accountId, slot, limit);
+  }
+  if (!taken) await carryOut(deps.runs, run, (r) => waitForSlot(r, waitingForSlot(limit), now));
+  return taken;
+};
+
+/**
+ * SQS → Step Functions. A queued run takes a slot of its account's active runs, then gets its
+ * execution, named after it, so a redelivered message starts nothing twice. An execution that already
+ * exists and is over while its run is still open (Finalize failed, or the run was re-queued after it)
+ * is a run to end, not one to leave waiting. A run woken for a slot that ended while it waited hands
+ * the wake on.
  */
 export const startRun = async (
-  deps: EndingDeps & Pick<LifecycleDeps, 'orchestrator'>,
+  deps: EndingDeps & Pick<LifecycleDeps, 'orchestrator' | 'directory'>,
   runId: string,
 ): Promise<void> => {
   const run = await deps.runs.get(runId);
-  if (!run || isTerminal(run.status)) return;
+  if (!run) return;
+  if (isTerminal(run.status)) {
+    if (run.history.at(-2)?.status === 'QUEUED')
+      await wake(deps, await deps.slots.forget(run.accountId, runId));
+    return;
+  }
   if (run.status !== 'QUEUED') {
     if (run.executionArn) await endIfExecutionClosed(deps, run, run.executionArn);
     return;
   }
-  const { executionArn, alreadyExisted } = await deps.orchestrator.start(executionName(run), { runId });
+  if (!(await takeSlot(deps, run))) return;
+  const { executionArn, alreadyExisted } = await deps.orchestrator
+    .start(executionName(run), { runId })
+    .catch(async (err: unknown) => {
+      // the message is retried and takes the slot again; a run that never starts must not keep it
+      await releaseSlot(deps, run);
+      throw err;
+    });
   if (run.executionArn !== executionArn) await deps.runs.recordFacts(runId, { executionArn });
   if (alreadyExisted) await endIfExecutionClosed(deps, { ...run, executionArn }, executionArn);
 };
@@ -175,7 +237,9 @@ const repoCoverage = async (
  * still works). Failing, or a run that ended meanwhile (stopped during a back-off), launches nothing.
  */
 export const runChecks = async (
-  deps: Pick<LifecycleDeps, 'runs' | 'ledger' | 'directory' | 'clock'> & { github?: GitHubApp },
+  deps: Pick<LifecycleDeps, 'runs' | 'ledger' | 'directory' | 'clock' | 'slots' | 'pricing'> & {
+    github?: GitHubApp;
+  },
   settings: LaunchSettings,
   runId: string,
 ): Promise<ChecksResult> => {
@@ -194,7 +258,7 @@ export const runChecks = async (
   ]);
   const spend =
     account && hasSpendCaps(account.limits)
-      ? await trailingSpend(deps.ledger, account.accountId, account.limits, deps.clock.now())
+      ? await spendWithAccrued(deps, account, { runId, unsettled: 0 }, deps.clock.now())
       : undefined;
   const outcome = preflight(pod, account, spend);
   if (!outcome.ok) return refuse(outcome.exitReason, outcome.message);
@@ -322,6 +386,7 @@ export const finalizeRun = async (
   const taskArn = run.taskArn ?? state.launch?.tasks?.[0]?.TaskArn;
   if (taskArn) await deps.sandbox.stop(taskArn, 'the run is finalized');
   await settleRun(deps, run);
+  await releaseSlot(deps, run);
   // read again for the cost the settlement added
   if (deps.tellEnded && run.gitHubIssue) await deps.tellEnded((await deps.runs.get(run.runId)) ?? run);
   return { status: run.status };
@@ -411,18 +476,25 @@ export const reconcileExecution = async (
 
 /**
  * Re-enqueue runs whose message was lost: QUEUED for longer than a message takes to be picked up. Each
- * is re-queued a bounded number of times, then dead-lettered with the reason.
+ * is re-queued a bounded number of times, then dead-lettered with the reason. A run waiting for a slot
+ * of its account lost nothing: it is woken to try again, uncounted, in case a wake went astray.
  */
 export const sweepQueued = async (
   deps: Pick<LifecycleDeps, 'runs' | 'list' | 'queue' | 'clock'>,
   policy: { staleAfterSeconds: number; maxRequeues: number },
   limit = 500,
-): Promise<{ requeued: number; deadLettered: number }> => {
+): Promise<{ requeued: number; deadLettered: number; woken: number }> => {
   const now = deps.clock.now();
   const stale = await deps.list.listQueuedBefore(now.getTime() - policy.staleAfterSeconds * 1000, limit);
   let requeued = 0;
   let deadLettered = 0;
+  let woken = 0;
   for (const found of stale) {
+    if (found.waitingFor) {
+      await deps.queue.enqueue(found.runId);
+      woken += 1;
+      continue;
+    }
     const why = found.executionArn
       ? `its execution ${found.executionArn} did not take it out of the queue`
       : 'no execution was started for it: its queue messages were lost or failed';
@@ -433,5 +505,26 @@ export const sweepQueued = async (
       requeued += 1;
     } else deadLettered += 1;
   }
-  return { requeued, deadLettered };
+  return { requeued, deadLettered, woken };
+};
+
+/**
+ * The budget checks of paused runs whose pods stopped asking for control (each ask checks them too):
+ * a run paused past its budget or its account's cap ends FAILED / budget_hit, and the wait it is
+ * parked on fails, so Finalize stops its sandbox.
+ */
+export const checkPausedRuns = async (
+  deps: Pick<
+    LifecycleDeps,
+    'runs' | 'list' | 'ledger' | 'directory' | 'pricing' | 'signals' | 'clock' | 'slots'
+  >,
+  limit = 500,
+): Promise<{ checked: number; failed: number }> => {
+  const paused = await deps.list.listAwaitingApproval(limit);
+  let failed = 0;
+  for (const run of paused) {
+    const breach = await limitBreach(deps, run, true);
+    if (breach && (await failOverBudget(deps, run, breach)).status === 'FAILED') failed += 1;
+  }
+  return { checked: paused.length, failed };
 };

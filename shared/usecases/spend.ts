@@ -11,6 +11,7 @@ import {
 } from '../domain/pricing.js';
 import { isTerminal, type Run } from '../domain/run.js';
 import {
+  type Account,
   type AccountLimits,
   type Caller,
   capReached,
@@ -18,7 +19,16 @@ import {
   type Pod,
   type TrailingSpend,
 } from '../domain/tenancy.js';
-import type { Clock, DirectoryRepository, HourlySpend, RunStore, SpendLedger, SpendScope } from '../ports.js';
+import type {
+  ActiveRun,
+  ActiveRuns,
+  Clock,
+  DirectoryRepository,
+  HourlySpend,
+  RunStore,
+  SpendLedger,
+  SpendScope,
+} from '../ports.js';
 import * as z from '../zod.js';
 
 /** What runs cost and what accounts spent: pricing usage, settling sandboxes, and the spend limits. */
@@ -103,6 +113,67 @@ export const trailingSpend = async (
   };
 };
 
+/**
+ * What the account's other active runs have accrued and not settled: their sandbox time (from when
+ * each took its slot, just before its launch) and their per-run fees. Their tokens are in the spend
+ * already, recorded with each batch.
+ */
+const accruedByOthers = (pricing: Pricing, slots: ActiveRun[], runId: string, now: Date): number => {
+  let sum = 0;
+  for (const other of slots) {
+    if (other.runId === runId) continue;
+    const runningMs = Math.max(0, now.getTime() - Date.parse(other.since));
+    const use = { cpu: other.cpu, memoryMiB: other.memoryMiB, architecture: pricing.architecture, runningMs };
+    sum += priceSandbox(pricing.table, use).totalMicroUsd;
+  }
+  return sum;
+};
+
+/**
+ * The account's slots whose runs are still active. The slot of a run that has ended (whose end could
+ * not give it back) is given back here, so it neither holds a place nor counts toward the caps for ever.
+ */
+export const liveSlots = async (
+  deps: { slots: ActiveRuns; runs: RunStore },
+  accountId: string,
+): Promise<ActiveRun[]> => {
+  const held = await deps.slots.active(accountId);
+  const runs = await Promise.all(held.map((slot) => deps.runs.get(slot.runId)));
+  const live: ActiveRun[] = [];
+  for (const [i, slot] of held.entries()) {
+    const run = runs[i];
+    if (run && !isTerminal(run.status)) live.push(slot);
+    else await deps.slots.release(accountId, slot.runId);
+  }
+  return live;
+};
+
+/**
+ * What counts toward the account's caps: its trailing spend, `unsettled` (the run's own), and what
+ * its other active runs have accrued. Slots are taken at their word unless they would reach a cap;
+ * then those of runs that have ended are given back and the rest counted.
+ */
+export const spendWithAccrued = async (
+  deps: Pick<LimitDeps, 'runs' | 'ledger' | 'slots' | 'pricing'>,
+  account: Pick<Account, 'accountId' | 'limits'>,
+  run: { runId: string; unsettled: number },
+  now: Date,
+): Promise<TrailingSpend> => {
+  const [spent, held] = await Promise.all([
+    trailingSpend(deps.ledger, account.accountId, account.limits, now),
+    deps.slots.active(account.accountId),
+  ]);
+  const withAccrued = (slots: ActiveRun[]): TrailingSpend => {
+    const accrued = run.unsettled + accruedByOthers(deps.pricing, slots, run.runId, now);
+    return {
+      last24hMicroUsd: spent.last24hMicroUsd + accrued,
+      last30dMicroUsd: spent.last30dMicroUsd + accrued,
+    };
+  };
+  const spend = withAccrued(held);
+  return capReached(account.limits, spend) ? withAccrued(await liveSlots(deps, account.accountId)) : spend;
+};
+
 /** A pod's frozen size and budget never change for a run, so each is read from its snapshot once. */
 const FROZEN_MEMO_SIZE = 10_000;
 const frozenPods = new Map<string, PodSize & Pick<Pod, 'runBudgetMicroUsd'>>();
@@ -125,6 +196,7 @@ const frozenPod = async (runs: RunStore, runId: string) => {
 export interface LimitDeps {
   runs: RunStore;
   ledger: SpendLedger;
+  slots: ActiveRuns;
   directory: DirectoryRepository;
   pricing: Pricing;
   clock: Clock;
@@ -133,12 +205,14 @@ export interface LimitDeps {
 /**
  * Why a running run must stop now, or undefined. What counts is what stopping now would cost: the
  * recorded total plus the sandbox time and per-run fee not settled yet. The run's own budget is checked
- * on every batch; the account's caps, which take a read of its spend, when the batch added spend.
+ * on every batch; the account's caps, which take a read of its spend and of its active runs, when
+ * `checkCaps` (the batch added spend or time went by): the recorded spend plus what every active run of
+ * the account has accrued.
  */
 export const limitBreach = async (
   deps: LimitDeps,
   run: Run,
-  addedSpend: boolean,
+  checkCaps: boolean,
 ): Promise<string | undefined> => {
   if (isTerminal(run.status) || run.result) return undefined;
   const now = deps.clock.now();
@@ -148,14 +222,13 @@ export const limitBreach = async (
   if (pod.runBudgetMicroUsd > 0 && runTotal >= pod.runBudgetMicroUsd) {
     return `the run reached its budget: ${formatUsd(runTotal)} of ${formatUsd(pod.runBudgetMicroUsd)}`;
   }
-  if (!addedSpend) return undefined;
+  if (!checkCaps) return undefined;
   const account = await deps.directory.getAccount(run.accountId);
   if (!account || !hasSpendCaps(account.limits)) return undefined;
-  const spent = await trailingSpend(deps.ledger, run.accountId, account.limits, now);
-  return capReached(account.limits, {
-    last24hMicroUsd: spent.last24hMicroUsd + unsettled,
-    last30dMicroUsd: spent.last30dMicroUsd + unsettled,
-  });
+  return capReached(
+    account.limits,
+    await spendWithAccrued(deps, account, { runId: run.runId, unsettled }, now),
+  );
 };
 
 export const spendQuerySchema = z.strictObject({

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
-import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { ulid } from 'ulid';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { DynamoRunList } from '../../shared/adapters/dynamo-run-list.js';
@@ -291,7 +291,7 @@ describe('DynamoRunStore apply', () => {
     await repo.apply(dead.run, moveTo(dead.run, 'QUEUED'));
     expect(await inStatus('DEAD_LETTER')).toEqual([]);
     expect(await inStatus('QUEUED', run.projectId)).toEqual([run.runId]);
-    expect((await rawRunItem(run.runId))?.gQueued).toBe('QUEUED');
+    expect((await rawRunItem(run.runId))?.gQueued).toMatch(/^QUEUED#[0-7]$/);
   });
 
   it('writes the patch, every status of the path in the history, and updatedAt, ignoring undefined fields', async () => {
@@ -608,6 +608,56 @@ describe('DynamoRunList listQueuedBefore', () => {
     expect(await ids(10)).toEqual([q2.runId, q3.runId]);
     if (dead.applied) await repo.apply(dead.run, moveTo(dead.run, 'QUEUED'));
     expect(await ids(10)).toEqual([q1.runId, q2.runId, q3.runId]);
+  });
+});
+
+describe('DynamoRunList: the sweepers’ sharded indexes', () => {
+  it('spreads queued runs over the shards, and still lists one in the partition from before them', async () => {
+    // Run ids from 1999: older than any other QUEUED run in the table, so they come first.
+    const t0 = Date.UTC(1999, 0, 1);
+    const accountId = uniqueId('acct');
+    const runs = await inBatches(
+      Array.from({ length: 24 }, (_, i) => t0 + i * 1000),
+      8,
+      (ms) => seed({ accountId, status: 'QUEUED', runId: `run_${ulid(ms)}` }, ms),
+    );
+    const partitions = new Set(
+      await Promise.all(runs.map(async (r) => (await rawRunItem(r.runId))?.gQueued)),
+    );
+    expect(partitions.size).toBeGreaterThan(1);
+    const [first] = runs as [Run];
+    await table.doc.send(
+      new UpdateCommand({
+        TableName: table.tableName,
+        Key: { pk: `RUN#${first.runId}`, sk: 'RUN' },
+        UpdateExpression: 'SET gQueued = :before',
+        ExpressionAttributeValues: { ':before': 'QUEUED' },
+      }),
+    );
+    const listed = await list.listQueuedBefore(t0 + 60_000, 24);
+    expect(listed.map((r) => r.runId)).toEqual(runs.map((r) => r.runId));
+    // out of the queue, so no other test's sweep finds them
+    await inBatches(listed, 8, (run) => repo.apply(run, moveTo(run, 'DEAD_LETTER')));
+    expect(await list.listQueuedBefore(t0 + 60_000, 24)).toEqual([]);
+  });
+});
+
+describe('DynamoRunList listAwaitingApproval', () => {
+  it('lists runs while they are paused for approval, oldest first, and no longer once they go on', async () => {
+    // Run ids from 2000: older than any other paused run in the table, so they come first.
+    const t0 = Date.UTC(2000, 0, 1);
+    const accountId = uniqueId('acct');
+    const at = (ms: number, status: RunStatus) => seed({ accountId, status, runId: `run_${ulid(ms)}` }, ms);
+    const [p1, p2] = await Promise.all([at(t0, 'AWAITING_APPROVAL'), at(t0 + 1_000, 'AWAITING_APPROVAL')]);
+    const running = await at(t0 + 500, 'RUNNING');
+    const ids = async (limit: number) => (await list.listAwaitingApproval(limit)).map((r) => r.runId);
+
+    expect(await ids(2)).toEqual([p1.runId, p2.runId]);
+    const paused = await repo.apply(running, moveTo(running, 'AWAITING_APPROVAL'));
+    expect(await ids(3)).toEqual([p1.runId, running.runId, p2.runId]);
+    await repo.apply(paused.run as Run, moveTo(paused.run as Run, 'RUNNING'));
+    await repo.apply(p1, moveTo(p1, 'FAILED'));
+    expect(await ids(1)).toEqual([p2.runId]);
   });
 });
 

@@ -51,6 +51,7 @@ describe('createTableInput', () => {
       'gAcctSource',
       'gAcctStatus',
       'gOpenPr',
+      'gPaused',
       'gProj',
       'gProjStatus',
       'gQueued',
@@ -138,6 +139,29 @@ describe('ensureTable', () => {
     }
     // a new stream: the view type of an enabled one cannot change
     expect((await streamOf('runs-keys-only'))?.LatestStreamArn).not.toBe(keysOnlyArn);
+  });
+
+  it('adds the indexes a table persisted by an earlier start lacks', async () => {
+    const full = createTableInput('runs-fewer-indexes');
+    const [first, ...added] = full.GlobalSecondaryIndexes ?? [];
+    const keyNames = new Set(
+      [...(full.KeySchema ?? []), ...(first?.KeySchema ?? [])].map((k) => k.AttributeName),
+    );
+    await table.client.send(
+      new CreateTableCommand({
+        ...full,
+        AttributeDefinitions: full.AttributeDefinitions?.filter((a) => keyNames.has(a.AttributeName)),
+        GlobalSecondaryIndexes: first ? [first] : [],
+      }),
+    );
+
+    await ensureTable(table.client, 'runs-fewer-indexes');
+
+    const described = await table.client.send(new DescribeTableCommand({ TableName: 'runs-fewer-indexes' }));
+    expect(described.Table?.GlobalSecondaryIndexes?.map((i) => i.IndexName).sort()).toEqual(
+      [first, ...added].map((i) => i?.IndexName).sort(),
+    );
+    expect(added.length).toBeGreaterThan(0);
   });
 });
 

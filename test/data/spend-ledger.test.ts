@@ -1,4 +1,5 @@
-import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { randomUUID } from 'node:crypto';
+import { GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, it } from 'vitest';
 import { DynamoRunStore } from '../../shared/adapters/dynamo-run-store.js';
 import { DynamoSpendLedger } from '../../shared/adapters/dynamo-spend-ledger.js';
@@ -136,6 +137,68 @@ describe('the priced usage ledger', () => {
         totalMicroUsd: stored?.cost.totalUsd,
         byProject: { 'proj-1': stored?.cost.totalUsd },
         byPod: { 'pod-a': stored?.cost.totalUsd },
+      },
+    ]);
+  });
+
+  it("spreads an account's concurrent runs over the spend shards and sums them, and the spend from before them, by hour", async () => {
+    const repo = repoAt('2026-03-01T05:30:00.000Z');
+    const accountId = `acct-${randomUUID().slice(0, 8)}`;
+    const runs = await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        const run = ownRunFactory({ accountId });
+        await repo.create(run, snapshotFactory());
+        return run;
+      }),
+    );
+    await Promise.all(
+      runs.map((run) =>
+        repo.record(run.runId, [
+          {
+            seq: 1,
+            at: at(1),
+            type: 'usage',
+            model: 'claude-sonnet-4-5',
+            inputTokens: 1000,
+            outputTokens: 0,
+          },
+        ]),
+      ),
+    );
+    const shardsWritten = await Promise.all(
+      [0, 1, 2, 3].map(async (shard) => {
+        const out = await table.doc.send(
+          new QueryCommand({
+            TableName: table.tableName,
+            KeyConditionExpression: 'pk = :pk',
+            ExpressionAttributeValues: { ':pk': `SPEND#${accountId}#${shard}` },
+          }),
+        );
+        return (out.Items?.length ?? 0) > 0;
+      }),
+    );
+    expect(shardsWritten.filter(Boolean).length).toBeGreaterThan(1);
+    // what was spent in that hour before the shards
+    await table.doc.send(
+      new PutCommand({
+        TableName: table.tableName,
+        Item: {
+          pk: `SPEND#${accountId}`,
+          sk: 'H#2026-03-01T05',
+          totalMicroUsd: 5,
+          'project:proj-1': 5,
+          'pod:pod-b': 5,
+        },
+      }),
+    );
+
+    // 1,000 Sonnet input tokens: 3,000 and its fee of 60, for each run
+    expect(await repo.hourlySpend(accountId, '2026-03-01T00', '2026-03-01T23')).toEqual([
+      {
+        hour: '2026-03-01T05',
+        totalMicroUsd: 8 * 3060 + 5,
+        byProject: { 'proj-1': 8 * 3060 + 5 },
+        byPod: { 'pod-a': 8 * 3060, 'pod-b': 5 },
       },
     ]);
   });

@@ -678,9 +678,12 @@ describe('the stateless stack', () => {
       'sqs:SendMessage',
       [
         'api',
+        'finalize',
         'githubWebhooks',
+        'reconcile',
         'runFeed',
         'scheduledDispatch',
+        'startRun',
         'sweeper',
         logicalId(stateless.schedulerRole),
       ].sort(),
@@ -688,6 +691,7 @@ describe('the stateless stack', () => {
     ['states:StartExecution', ['startRun']],
     ['states:SendTaskSuccess', ['agentApi', 'api', 'approvals', 'parkPod', 'podStopped']],
     ['states:SendTaskHeartbeat', ['agentApi', 'api', 'parkPod', 'podStopped']],
+    ['states:SendTaskFailure', ['agentApi', 'api', 'parkPod', 'podStopped', 'requestApproval', 'sweeper']],
     ['ecs:StopTask', ['api', 'finalize', 'reconcile', 'startRun']],
     ['ecs:RegisterTaskDefinition', ['api']],
     ['ecs:DescribeTaskDefinition', ['api']],
@@ -750,7 +754,7 @@ describe('the stateless stack', () => {
       }
     }
     expect(FUNCTIONS.agentApi.table.actions).not.toContain('DeleteItem');
-    expect(FUNCTIONS.sweeper.table.indexes).toEqual(['queued']);
+    expect(FUNCTIONS.sweeper.table.indexes).toEqual(['queued', 'awaitingApproval']);
   });
 
   it('gives each signing secret only to the functions that sign with it, read through the Parameters and Secrets layer', () => {

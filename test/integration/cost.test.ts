@@ -12,6 +12,7 @@ import {
 import { type Run, TERMINAL_STATUSES } from '../../shared/domain/run.js';
 import type { AccountSpend } from '../../shared/usecases/spend.js';
 import { api, endpoints, waitForQuietPod, waitForTerminal } from './support/api.js';
+import { waitForApproval } from './support/approvals.js';
 import { dynamo, ecs, ledgerLinesOf, takeOverPod, tokenFor, waitForTaskStopped } from './support/aws.js';
 
 // The local cloud's handlers read the same variables from the environment this process passed on.
@@ -283,6 +284,49 @@ describe('what runs cost', () => {
     expect(run.cost).toEqual(costFromLedger(await ledgerOf(body.runId)));
     // It stopped within a step or two of crossing, out of a thousand.
     expect(run.usage['claude-sonnet-4-5']?.inputTokens).toBeLessThanOrEqual(40_000);
+  });
+
+  it('fails a supervised run paused past its budget as budget_hit, and stops its sandbox', async () => {
+    const podId = unique('paused-budget-pod');
+    // the fee and the first minute of sandbox (about $0.0107) fit; an hour of sandbox (about $0.05) does not
+    const pod = podBody({ runBudgetMicroUsd: 20_000, checkpoints: ['plan'] });
+    expect((await api('PUT', `/v1/pods/${podId}`, { body: pod })).status).toBe(200);
+    const { body } = await api<Run>('POST', `/v1/projects/${endpoints().projectId}/runs`, {
+      body: {
+        itemId: 'COST-PAUSED',
+        podId,
+        mode: 'supervised',
+        prompt: 'Plan, then wait',
+        config: { demo: { steps: 1, stepDelayMs: 0 } },
+      },
+    });
+    const { run: paused } = await waitForApproval(body.runId);
+    expect(paused.cost.totalUsd).toBeLessThan(20_000);
+    // An hour paused without waiting one: the sandbox's start moves back as the clock would move on.
+    await dynamo().send(
+      new UpdateCommand({
+        TableName: endpoints().tableName,
+        Key: { pk: `RUN#${body.runId}`, sk: 'RUN' },
+        UpdateExpression: 'SET startedAt = :anHourAgo',
+        ExpressionAttributeValues: { ':anHourAgo': new Date(Date.now() - 3_600_000).toISOString() },
+      }),
+    );
+
+    // the pod's next ask for control finds the run over its budget
+    const { run: failed } = await waitForTerminal(body.runId);
+    expect(failed).toMatchObject({ status: 'FAILED', exitReason: 'budget_hit' });
+    expect(failed.message).toMatch(/reached its budget/);
+    expect(failed.history.map((h) => h.status)).toEqual([
+      'QUEUED',
+      'PROVISIONING',
+      'RUNNING',
+      'AWAITING_APPROVAL',
+      'FAILED',
+    ]);
+    await waitForTaskStopped(failed.taskArn as string, 15_000);
+    const { run } = await waitForSettled(body.runId);
+    expect(run.cost.totalUsd).toBeGreaterThanOrEqual(20_000);
+    expect(run.cost).toEqual(costFromLedger(await ledgerOf(body.runId)));
   });
 
   it('cancels a run of a disabled pod before anything is launched', async () => {

@@ -23,6 +23,21 @@ describe('the seeded tokens', () => {
     });
     expect(mine.status).toBe(202);
     await waitForTerminal(mine.body.runId);
+    // a script is for the demo agent only: on the Claude Code pod it would fake the run's usage
+    const scriptedReal = await api<{ error: { message: string } }>('POST', `/v1/projects/${projectId}/runs`, {
+      token: tokens.member,
+      body: {
+        itemId: 'MEMBER-2',
+        podId: endpoints().podId,
+        mode: 'autopilot',
+        prompt: 'p',
+        config: {
+          demo: { usage: [{ model: 'claude-sonnet-4-5', inputTokens: 1_000_000, outputTokens: 0 }] },
+        },
+      },
+    });
+    expect(scriptedReal.status).toBe(400);
+    expect(scriptedReal.body.error.message).toMatch(/config\.demo scripts the demo agent/);
     // closing a run is the project admin's
     expect((await api('POST', `/v1/runs/${run.runId}/done`, { token: tokens.member })).status).toBe(403);
 

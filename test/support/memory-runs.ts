@@ -78,6 +78,7 @@ export class MemoryRuns implements RunStore {
     Object.assign(run, JSON.parse(JSON.stringify(t.patch)));
     run.status = statusAfter(t);
     run.history.push(...t.path.map((status) => ({ status, at: t.at })));
+    if (run.status !== 'QUEUED') delete run.waitingFor;
     if (t.closeApproval) {
       delete run.pendingApproval;
       run.approvals = [...(run.approvals ?? []), t.closeApproval];

@@ -17,12 +17,13 @@ import {
 } from '../../shared/usecases/agent.js';
 import { hashSecret, parkPod } from '../../shared/usecases/lifecycle.js';
 import { runFactory, snapshotFactory } from '../support/factories.js';
+import { MemoryActiveRuns } from '../support/memory-active-runs.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 import { MemoryConnections } from '../support/memory-stream.js';
 
 const NOW = new Date('2026-01-01T00:10:00.000Z');
 const at = NOW.toISOString();
-const settings = { heartbeatSeconds: 60, controlPollMs: 10_000 };
+const settings = { heartbeatSeconds: 60, controlPollMs: 10_000, pausedCapCheckMs: 60_000 };
 const RUN_ID = 'run_01J0000000000000000000000A';
 
 let runs: MemoryRuns;
@@ -48,6 +49,7 @@ beforeEach(() => {
     stepContent: {} as StepContentStore,
     directory: { getAccount: vi.fn(async () => undefined) } as unknown as DirectoryRepository,
     pricing: { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' },
+    slots: new MemoryActiveRuns(),
   };
 });
 

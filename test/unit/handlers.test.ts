@@ -31,6 +31,7 @@ import {
   sqsEvent,
   sqsRecordFactory,
 } from '../support/factories.js';
+import { MemoryActiveRuns } from '../support/memory-active-runs.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 import { MemoryScheduler, MemorySchedules } from '../support/memory-schedules.js';
 
@@ -62,6 +63,12 @@ const ledger = { settle: vi.fn(async () => true), hourlySpend: vi.fn(async () =>
 const sandbox: Sandbox = { stop: vi.fn(async () => undefined) };
 
 describe('start-run handler', () => {
+  // runs without an account to take a slot of start at once
+  const startRunDeps = () => ({
+    directory: { getAccount: async () => undefined } as unknown as DirectoryRepository,
+    slots: new MemoryActiveRuns(),
+    queue: { enqueue: vi.fn(async () => undefined) },
+  });
   const queued = (...runIds: string[]) => {
     const runs = new MemoryRuns();
     for (const runId of runIds) runs.put(runFactory({ runId, status: 'QUEUED' }));
@@ -77,7 +84,7 @@ describe('start-run handler', () => {
       }),
       describe: vi.fn(async () => ({ status: 'RUNNING' as const })),
     };
-    const handler = makeStartRun({ runs, ledger, orchestrator, sandbox, clock, pricing });
+    const handler = makeStartRun({ runs, ledger, orchestrator, sandbox, clock, pricing, ...startRunDeps() });
     const result = await handler(
       sqsEvent(
         sqsRecordFactory({ runId: 'run_ok' }, 'm-ok'),
@@ -100,10 +107,15 @@ describe('start-run handler', () => {
       start: vi.fn(async (name: string) => ({ executionArn: `arn:exec:${name}`, alreadyExisted: true })),
       describe: vi.fn(async () => ({ status: 'FAILED' as const, error: 'States.Runtime', cause: 'boom' })),
     };
-    const result = await makeStartRun({ runs, ledger, orchestrator, sandbox, clock, pricing })(
-      sqsEvent(sqsRecordFactory({ runId: 'run_closed' }, 'm-1')),
-      lambdaContext(),
-    );
+    const result = await makeStartRun({
+      runs,
+      ledger,
+      orchestrator,
+      sandbox,
+      clock,
+      pricing,
+      ...startRunDeps(),
+    })(sqsEvent(sqsRecordFactory({ runId: 'run_closed' }, 'm-1')), lambdaContext());
     expect(result).toEqual({ batchItemFailures: [] });
     expect(runs.stored('run_closed')).toMatchObject({
       status: 'CANCELLED',
@@ -115,7 +127,15 @@ describe('start-run handler', () => {
   it('skips a run that is no longer QUEUED and reports a malformed message as failed', async () => {
     const runs = new MemoryRuns().put(runFactory({ runId: 'run_1', status: 'STOPPED' }));
     const orchestrator: Orchestrator = { start: vi.fn(), describe: vi.fn() };
-    const result = await makeStartRun({ runs, ledger, orchestrator, sandbox, clock, pricing })(
+    const result = await makeStartRun({
+      runs,
+      ledger,
+      orchestrator,
+      sandbox,
+      clock,
+      pricing,
+      ...startRunDeps(),
+    })(
       sqsEvent(sqsRecordFactory({ runId: 'run_1' }, 'm-1'), sqsRecordFactory('not json', 'm-2')),
       lambdaContext(),
     );
@@ -422,9 +442,10 @@ describe('agent-api handler', () => {
         stepContent: {} as StepContentStore,
         directory: {} as DirectoryRepository,
         pricing: { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' },
+        slots: new MemoryActiveRuns(),
         clock,
       },
-      { heartbeatSeconds: 60, controlPollMs: 3000 },
+      { heartbeatSeconds: 60, controlPollMs: 3000, pausedCapCheckMs: 60_000 },
     );
     const res = await handler(
       httpEvent('GET /agent/v1/runs/{runId}/control', {
@@ -468,11 +489,15 @@ describe('agent-api handler', () => {
       stepContent: {} as StepContentStore,
       directory: { getAccount: async () => undefined } as unknown as DirectoryRepository,
       pricing: { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' as const },
+      slots: new MemoryActiveRuns(),
       clock,
     };
     const credential = { username: 'u', password: 'p', expiresAt: '2026-01-01T01:00:00.000Z', repos: ['r'] };
     const ask = (gitCredentials?: GitCredentials) =>
-      makeAgentApi({ ...deps, gitCredentials }, { heartbeatSeconds: 60, controlPollMs: 3000 })(
+      makeAgentApi(
+        { ...deps, gitCredentials },
+        { heartbeatSeconds: 60, controlPollMs: 3000, pausedCapCheckMs: 60_000 },
+      )(
         httpEvent('POST /agent/v1/runs/{runId}/git-credentials', {
           pathParameters: { runId: RUN },
           headers: { authorization: `Bearer ${RUN}.right` },

@@ -12,6 +12,7 @@ import type {
   TaskSignals,
 } from '../../shared/ports.js';
 import {
+  checkPausedRuns,
   finalizeRun,
   type LifecycleDeps,
   markRetrying,
@@ -22,6 +23,7 @@ import {
   sweepQueued,
 } from '../../shared/usecases/lifecycle.js';
 import { podFactory, runFactory, snapshotFactory } from '../support/factories.js';
+import { MemoryActiveRuns } from '../support/memory-active-runs.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 
 const NOW = new Date('2026-01-01T01:00:00.000Z');
@@ -51,6 +53,7 @@ beforeEach(() => {
     list: {
       list: vi.fn(),
       listQueuedBefore: vi.fn(async () => []),
+      listAwaitingApproval: vi.fn(async () => []),
       listOpenPullRequests: vi.fn(),
     } as RunList,
     directory: {
@@ -73,6 +76,7 @@ beforeEach(() => {
     queue: { enqueue: vi.fn(async () => undefined) } satisfies RunQueue,
     clock: { now: () => NOW },
     pricing: { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' },
+    slots: new MemoryActiveRuns(),
   };
 });
 
@@ -158,6 +162,119 @@ describe('startRun', () => {
   });
 });
 
+describe("the account's active-run limit", () => {
+  const limitedTo = (maxActiveRuns: number, dailyCapMicroUsd = 0) =>
+    vi.mocked(deps.directory.getAccount).mockResolvedValue({
+      accountId: 'acct-1',
+      name: 'a',
+      paymentStatus: 'active',
+      limits: { dailyCapMicroUsd, monthlyCapMicroUsd: 0, maxActiveRuns },
+      updatedAt: 't',
+    });
+  const queued = (...runIds: string[]) => {
+    for (const runId of runIds) runs.put(runFactory({ runId, status: 'QUEUED' }), {}, snapshotFactory());
+  };
+  const started = () => vi.mocked(deps.orchestrator.start).mock.calls.map(([name]) => name);
+  beforeEach(() => {
+    vi.mocked(deps.orchestrator.start).mockImplementation(async (name) => ({
+      executionArn: `arn:exec:${name}`,
+      alreadyExisted: false,
+    }));
+  });
+
+  it('keeps the run over the limit QUEUED saying why, and starts it when a run ends and frees a slot', async () => {
+    limitedTo(2);
+    queued('run_1', 'run_2', 'run_3');
+    for (const runId of ['run_1', 'run_2', 'run_3']) await startRun(deps, runId);
+    expect(started()).toEqual(['run_1', 'run_2']);
+    expect(runs.stored('run_3')).toMatchObject({
+      status: 'QUEUED',
+      waitingFor:
+        'waiting for a slot: the account has 2 active runs, its limit; the run starts when one ends',
+    });
+    expect((await deps.slots.active('acct-1')).map((slot) => slot.runId)).toEqual(['run_1', 'run_2']);
+
+    runs.stored('run_1').status = 'RUNNING';
+    await finalizeRun(deps, { runId: 'run_1', pod: { outcome: 'completed' } });
+    expect(deps.queue.enqueue).toHaveBeenCalledWith('run_3');
+    await startRun(deps, 'run_3');
+    expect(started()).toEqual(['run_1', 'run_2', 'run_3']);
+    expect((await deps.slots.active('acct-1')).map((slot) => slot.runId)).toEqual(['run_2', 'run_3']);
+  });
+
+  it('frees the slot of a run that ended without giving it back when the account is full', async () => {
+    limitedTo(1);
+    queued('run_1', 'run_2');
+    await startRun(deps, 'run_1');
+    // run_1 ended, and whatever ended it could not give its slot back
+    runs.stored('run_1').status = 'FAILED';
+    await startRun(deps, 'run_2');
+    expect(started()).toEqual(['run_1', 'run_2']);
+    expect((await deps.slots.active('acct-1')).map((slot) => slot.runId)).toEqual(['run_2']);
+  });
+
+  it('hands the wake of a run that ended while it waited to the next one waiting', async () => {
+    limitedTo(1);
+    queued('run_1', 'run_2', 'run_3');
+    for (const runId of ['run_1', 'run_2', 'run_3']) await startRun(deps, runId);
+    runs.stored('run_2').status = 'STOPPED';
+    runs.stored('run_2').history.push({ status: 'STOPPED', at: NOW.toISOString() });
+    await startRun(deps, 'run_2');
+    expect(deps.queue.enqueue).toHaveBeenCalledWith('run_3');
+    expect(started()).toEqual(['run_1']);
+  });
+
+  it('gives the slot back when the execution cannot be started, so the retried message takes it again', async () => {
+    limitedTo(1);
+    queued('run_1');
+    vi.mocked(deps.orchestrator.start).mockRejectedValueOnce(new Error('ThrottlingException'));
+    await expect(startRun(deps, 'run_1')).rejects.toThrow('ThrottlingException');
+    expect(await deps.slots.active('acct-1')).toEqual([]);
+    await startRun(deps, 'run_1');
+    expect(started()).toEqual(['run_1', 'run_1']);
+  });
+
+  it('has the sweeper wake runs waiting for a slot without counting them as lost', async () => {
+    limitedTo(1);
+    queued('run_1', 'run_2');
+    for (const runId of ['run_1', 'run_2']) await startRun(deps, runId);
+    vi.mocked(deps.list.listQueuedBefore).mockResolvedValue([
+      structuredClone(runs.stored('run_1')),
+      structuredClone(runs.stored('run_2')),
+    ]);
+    expect(await sweepQueued(deps, { staleAfterSeconds: 120, maxRequeues: 3 })).toEqual({
+      requeued: 1,
+      deadLettered: 0,
+      woken: 1,
+    });
+    expect(runs.stored('run_2').requeues).toBeUndefined();
+    expect(deps.queue.enqueue).toHaveBeenCalledWith('run_2');
+  });
+
+  it("counts what the account's other active runs have accrued toward its caps before a launch", async () => {
+    // another run of 4 vCPU and 30 GB launched an hour ago has accrued 251,046 with its fee
+    const other = { runId: 'run_other', cpu: 4096, memoryMiB: 30_720 };
+    runs.put(runFactory({ runId: other.runId, status: 'RUNNING' }));
+    await deps.slots.take('acct-1', { ...other, since: '2026-01-01T00:00:00.000Z' }, 0);
+    limitedTo(0, 251_047);
+    seed('QUEUED');
+    expect((await runChecks(deps, settingsForChecks, RUN_ID)).ok).toBe(true);
+    limitedTo(0, 251_046);
+    runs.stored(RUN_ID).status = 'QUEUED';
+    expect(await runChecks(deps, settingsForChecks, RUN_ID)).toMatchObject({
+      ok: false,
+      exitReason: 'budget_hit',
+      message: expect.stringMatching(/last 24 hours; its cap is \$0\.251046/),
+    });
+  });
+});
+
+const settingsForChecks = {
+  agentApiUrl: 'https://api.example',
+  heartbeatSeconds: 60,
+  stackTaskDefinitionArn: 'arn:aws:ecs:us-east-1:1:task-definition/pod:3',
+};
+
 describe('reconcileExecution', () => {
   it('ends the run of an aborted execution, tearing its sandbox down and settling it', async () => {
     seed('RUNNING', { executionArn: 'arn:exec:1', taskArn: TASK });
@@ -197,11 +314,11 @@ describe('sweepQueued', () => {
     const sweeps = [];
     for (let i = 0; i < 5; i++) sweeps.push(await sweepQueued(deps, policy));
     expect(sweeps).toEqual([
-      { requeued: 1, deadLettered: 0 },
-      { requeued: 1, deadLettered: 0 },
-      { requeued: 1, deadLettered: 0 },
-      { requeued: 0, deadLettered: 1 },
-      { requeued: 0, deadLettered: 0 },
+      { requeued: 1, deadLettered: 0, woken: 0 },
+      { requeued: 1, deadLettered: 0, woken: 0 },
+      { requeued: 1, deadLettered: 0, woken: 0 },
+      { requeued: 0, deadLettered: 1, woken: 0 },
+      { requeued: 0, deadLettered: 0, woken: 0 },
     ]);
     expect(deps.queue.enqueue).toHaveBeenCalledTimes(3);
     expect(runs.stored(RUN_ID)).toMatchObject({
@@ -209,6 +326,36 @@ describe('sweepQueued', () => {
       requeues: 3,
       message: expect.stringContaining('no execution was started for it'),
     });
+  });
+});
+
+describe('checkPausedRuns', () => {
+  it('ends the paused runs past their budget, failing the wait each is parked on, and leaves the others', async () => {
+    // a pod of 1 vCPU and 2 GB paused an hour has accrued 32,380 + 7,120 and a fee of 10,790
+    const over = runFactory({
+      runId: 'run_paused_over',
+      status: 'AWAITING_APPROVAL',
+      startedAt: '2026-01-01T00:00:00.000Z',
+      taskArn: TASK,
+    });
+    const under = runFactory({ ...over, runId: 'run_paused_under' });
+    runs.put(
+      over,
+      { podTaskToken: 'approval-over' },
+      snapshotFactory({ pod: podFactory({ runBudgetMicroUsd: 50_290 }) }),
+    );
+    runs.put(
+      under,
+      { podTaskToken: 'approval-under' },
+      snapshotFactory({ pod: podFactory({ runBudgetMicroUsd: 50_291 }) }),
+    );
+    vi.mocked(deps.list.listAwaitingApproval).mockResolvedValue([over, under]);
+
+    expect(await checkPausedRuns(deps)).toEqual({ checked: 2, failed: 1 });
+    expect(runs.stored(over.runId)).toMatchObject({ status: 'FAILED', exitReason: 'budget_hit' });
+    expect(deps.signals.failTask).toHaveBeenCalledWith('approval-over', 'Run.BudgetHit', expect.any(String));
+    expect(runs.stored(under.runId).status).toBe('AWAITING_APPROVAL');
+    expect(deps.signals.failTask).toHaveBeenCalledTimes(1);
   });
 });
 

@@ -55,7 +55,7 @@ const handlerFor = (fn: string, deps: never) => {
     case 'api':
       return makeApi(deps, { ...claims, webSocketUrl: 'wss://ws.example.com/live' });
     case 'agentApi':
-      return makeAgentApi(deps, { heartbeatSeconds: 60, controlPollMs: 3000 });
+      return makeAgentApi(deps, { heartbeatSeconds: 60, controlPollMs: 3000, pausedCapCheckMs: 60_000 });
     case 'schedules':
       return makeSchedules(deps, claims);
     default:

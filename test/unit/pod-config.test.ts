@@ -4,7 +4,7 @@ import { podConfig } from '../../shared/usecases/agent.js';
 import { podFactory, runFactory, snapshotFactory } from '../support/factories.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 
-const settings = { heartbeatSeconds: 60, controlPollMs: 3000 };
+const settings = { heartbeatSeconds: 60, controlPollMs: 3000, pausedCapCheckMs: 60_000 };
 
 const pod = podFactory({
   agent: { kind: 'claude-code', model: 'claude-sonnet-4-5', maxTurns: 20 },

@@ -13,6 +13,7 @@ import {
   resume,
   retryLaunch,
   stop,
+  waitForSlot,
 } from '../../shared/domain/commands.js';
 import { TransitionRefusedError } from '../../shared/domain/errors.js';
 import {
@@ -212,6 +213,7 @@ describe('every command', () => {
     ],
     ['resume', (run) => resume(run, decided, NOW)],
     ['fail', (run) => fail(run, 'interrupted', 'gone', NOW)],
+    ['waitForSlot', (run) => waitForSlot(run, 'no slot', NOW)],
   ];
 
   it.each(
@@ -273,6 +275,20 @@ describe('the queue', () => {
       },
     });
     expect(requeue(runIn('RUNNING'), policy, 'lost', NOW)).toBeUndefined();
+  });
+
+  it('keeps a run waiting for a slot of its account QUEUED, saying why, once', () => {
+    expect(waitForSlot(runIn('QUEUED'), 'no slot', NOW)).toMatchObject({
+      path: [],
+      patch: { waitingFor: 'no slot' },
+    });
+    expect(waitForSlot(runIn('QUEUED', { waitingFor: 'no slot' }), 'no slot', NOW)).toBeUndefined();
+    expect(waitForSlot(runIn('QUEUED', { waitingFor: 'no slot' }), 'no slot of 5', NOW)).toMatchObject({
+      patch: { waitingFor: 'no slot of 5' },
+    });
+    for (const status of RUN_STATUSES.filter((s) => s !== 'QUEUED')) {
+      expect(waitForSlot(runIn(status), 'no slot', NOW)).toBeUndefined();
+    }
   });
 });
 

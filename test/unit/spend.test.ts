@@ -11,7 +11,7 @@ import type {
   StepContentStore,
   TaskSignals,
 } from '../../shared/ports.js';
-import { ingestEvents } from '../../shared/usecases/agent.js';
+import { controlOf, ingestEvents } from '../../shared/usecases/agent.js';
 import {
   getAccountSpend,
   limitBreach,
@@ -20,6 +20,7 @@ import {
   trailingSpend,
 } from '../../shared/usecases/spend.js';
 import { podFactory, runFactory, snapshotFactory } from '../support/factories.js';
+import { MemoryActiveRuns } from '../support/memory-active-runs.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 
 const pricing: Pricing = { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' };
@@ -39,6 +40,8 @@ const snapshotWith = (pod: Partial<RunConfigSnapshot['pod']> = {}): RunConfigSna
 type RunsAndLedger = RunStore & SpendLedger;
 const fakeRuns = (overrides: Partial<RunsAndLedger> = {}) =>
   ({
+    // every other run is still going
+    get: vi.fn(async (runId: string) => aRun({ runId })),
     getSnapshot: vi.fn(async () => snapshotWith()),
     settle: vi.fn(async () => true),
     hourlySpend: vi.fn(async (): Promise<HourlySpend[]> => []),
@@ -195,6 +198,7 @@ describe('limitBreach', () => {
     directory: directoryWith(a),
     pricing,
     clock,
+    slots: new MemoryActiveRuns(),
   });
 
   it('stops a run whose total with its unsettled sandbox time and fee reaches its budget', async () => {
@@ -220,6 +224,40 @@ describe('limitBreach', () => {
     expect(await limitBreach(d, aRun(), true)).toMatch(/last 24 hours; its cap is \$0\.100000/);
     const lower = fakeRuns({ hourlySpend: vi.fn(async () => [hour('2026-03-01T05', 89_327)]) });
     expect(await limitBreach(deps(lower, capped), aRun(), true)).toBeUndefined();
+  });
+
+  it("counts what the account's other active runs have accrued, and not the run itself twice", async () => {
+    const runs = fakeRuns({ hourlySpend: vi.fn(async () => [hour('2026-03-01T05', 38_281)]) });
+    const d = deps(runs, account({ dailyCapMicroUsd: 300_000, monthlyCapMicroUsd: 0 }));
+    const run = aRun();
+    // 4 vCPU and 30 GB for an hour with its fee: 251,046; this run's own 30 s: 10,672
+    await d.slots.take(
+      'acct-1',
+      { runId: 'run_other', since: ago(3_600_000), cpu: 4096, memoryMiB: 30_720 },
+      0,
+    );
+    await d.slots.take('acct-1', { runId: run.runId, since: ago(30_000), cpu: 1024, memoryMiB: 2048 }, 0);
+    expect(await limitBreach(d, run, true)).toBeUndefined();
+    const over = fakeRuns({ hourlySpend: vi.fn(async () => [hour('2026-03-01T05', 38_282)]) });
+    expect(await limitBreach({ ...d, runs: over, ledger: over }, run, true)).toMatch(
+      /its cap is \$0\.300000/,
+    );
+  });
+
+  it('gives back the slot of a run that has ended when it alone would reach a cap, and counts the rest', async () => {
+    const ended = aRun({ runId: 'run_spend_ended', status: 'FAILED' });
+    const runs = Object.assign(fakeRuns(), {
+      get: vi.fn(async (runId: string) => (runId === ended.runId ? ended : aRun({ runId }))),
+    });
+    const d = deps(runs, account({ dailyCapMicroUsd: 100_000, monthlyCapMicroUsd: 0 }));
+    const run = aRun();
+    await d.slots.take(
+      'acct-1',
+      { runId: ended.runId, since: ago(3_600_000), cpu: 4096, memoryMiB: 30_720 },
+      0,
+    );
+    expect(await limitBreach(d, run, true)).toBeUndefined();
+    expect(await d.slots.active('acct-1')).toEqual([]);
   });
 
   it('leaves ended runs and runs with a result alone', async () => {
@@ -286,8 +324,9 @@ describe('ingestEvents and spend', () => {
         stepContent: {} as StepContentStore,
         directory: directoryWith(undefined),
         pricing,
+        slots: new MemoryActiveRuns(),
       },
-      { heartbeatSeconds: 60, controlPollMs: 3000 },
+      { heartbeatSeconds: 60, controlPollMs: 3000, pausedCapCheckMs: 60_000 },
       { run, secrets: { podTaskToken: 'token-1' } },
       [
         {
@@ -314,5 +353,108 @@ describe('ingestEvents and spend', () => {
       expect.stringMatching(/budget/),
     );
     expect(answer.control.action).toBe('stop');
+  });
+});
+
+describe('ingestEvents and the caps', () => {
+  it("checks the account's caps on a heartbeat, which adds no spend while the sandbox accrues", async () => {
+    const run = aRun({ startedAt: ago(3_600_000) });
+    const runs = new MemoryRuns().put(run, { podTaskToken: 'pod-wait' }, snapshotWith());
+    const signals = { failTask: vi.fn(async () => 'sent'), heartbeat: vi.fn() } as unknown as TaskSignals;
+    const ledger = { settle: vi.fn(), hourlySpend: vi.fn(async () => []) } as unknown as SpendLedger;
+    const answer = await ingestEvents(
+      {
+        runs,
+        ledger,
+        signals,
+        clock,
+        stepContent: {} as StepContentStore,
+        // an hour of 1 vCPU and 2 GB with its fee: 50,290
+        directory: directoryWith(account({ dailyCapMicroUsd: 50_290, monthlyCapMicroUsd: 0 })),
+        pricing,
+        slots: new MemoryActiveRuns(),
+      },
+      { heartbeatSeconds: 60, controlPollMs: 3000, pausedCapCheckMs: 60_000 },
+      { run, secrets: { podTaskToken: 'pod-wait' } },
+      [{ seq: 1, at: ago(0), type: 'heartbeat' }],
+    );
+    expect(answer.control.action).toBe('stop');
+    expect(runs.stored(run.runId)).toMatchObject({ status: 'FAILED', exitReason: 'budget_hit' });
+  });
+});
+
+describe('controlOf: a paused pod asking what to do', () => {
+  const settings = { heartbeatSeconds: 60, controlPollMs: 3000, pausedCapCheckMs: 60_000 };
+  const pausedFor = (ms: number, budget: number, a?: Account, spent: HourlySpend[] = []) => {
+    const run = aRun({ status: 'AWAITING_APPROVAL', startedAt: ago(ms), taskArn: 'arn:task/paused' });
+    const runs = new MemoryRuns().put(
+      run,
+      { podTaskToken: 'approval-wait' },
+      snapshotWith({ cpu: 4096, memoryMiB: 30_720, runBudgetMicroUsd: budget }),
+    );
+    const ledger = { settle: vi.fn(), hourlySpend: vi.fn(async () => spent) } as unknown as SpendLedger;
+    const signals = { failTask: vi.fn(async () => 'sent') } as unknown as TaskSignals;
+    const deps = {
+      runs,
+      ledger,
+      signals,
+      clock,
+      stepContent: {} as StepContentStore,
+      directory: directoryWith(a),
+      pricing,
+      slots: new MemoryActiveRuns(),
+    };
+    return { run, runs, signals, deps };
+  };
+
+  // 4 vCPU and 30 GB for an hour: 129,520 + 106,800 of sandbox and a fee of 14,726 = 251,046
+  it('ends a run paused past its budget, counting the sandbox time accrued while paused', async () => {
+    const over = pausedFor(3_600_000, 251_046);
+    expect(await controlOf(over.deps, settings, over.run)).toMatchObject({ action: 'stop' });
+    expect(over.runs.stored(over.run.runId)).toMatchObject({ status: 'FAILED', exitReason: 'budget_hit' });
+    expect(over.signals.failTask).toHaveBeenCalledWith(
+      'approval-wait',
+      'Run.BudgetHit',
+      expect.stringMatching(/reached its budget: \$0\.251046 of \$0\.251046/),
+    );
+
+    const under = pausedFor(3_600_000, 251_047);
+    expect(await controlOf(under.deps, settings, under.run)).toEqual({
+      action: 'wait',
+      reason: 'awaiting approval',
+      pollAfterMs: 3000,
+    });
+    expect(under.runs.stored(under.run.runId).status).toBe('AWAITING_APPROVAL');
+    expect(under.signals.failTask).not.toHaveBeenCalled();
+  });
+
+  it('ends a paused run whose accrued sandbox time takes its account to a cap, though it added no spend', async () => {
+    const capped = account({ dailyCapMicroUsd: 300_000, monthlyCapMicroUsd: 0 });
+    const over = pausedFor(3_600_000, 0, capped, [hour('2026-03-01T04', 48_954)]);
+    expect(await controlOf(over.deps, settings, over.run)).toMatchObject({ action: 'stop' });
+    expect(over.runs.stored(over.run.runId)).toMatchObject({
+      status: 'FAILED',
+      exitReason: 'budget_hit',
+      message: expect.stringMatching(/last 24 hours; its cap is \$0\.300000/),
+    });
+
+    const under = pausedFor(3_600_000, 0, capped, [hour('2026-03-01T04', 48_953)]);
+    expect(await controlOf(under.deps, settings, under.run)).toMatchObject({ action: 'wait' });
+  });
+
+  it("checks the account's caps on the first poll of each minute only, and the run's budget on every poll", async () => {
+    const capped = account({ dailyCapMicroUsd: 1, monthlyCapMicroUsd: 0 });
+    const halfAMinuteOn = { now: () => new Date(NOW.getTime() + 30_000) };
+    const over = pausedFor(3_600_000, 0, capped);
+    expect(await controlOf({ ...over.deps, clock: halfAMinuteOn }, settings, over.run)).toMatchObject({
+      action: 'wait',
+    });
+    expect(over.deps.directory.getAccount).not.toHaveBeenCalled();
+    const overBudget = pausedFor(3_600_000, 251_046, capped);
+    expect(
+      await controlOf({ ...overBudget.deps, clock: halfAMinuteOn }, settings, overBudget.run),
+    ).toMatchObject({ action: 'stop' });
+    // NOW is on the minute: the first poll of it
+    expect(await controlOf(over.deps, settings, over.run)).toMatchObject({ action: 'stop' });
   });
 });

@@ -2,14 +2,17 @@ import { describe, expect, it } from 'vitest';
 import {
   type Account,
   type AccountLimits,
+  activeRunLimit,
   type Caller,
   capReached,
+  DEFAULT_MAX_ACTIVE_RUNS,
   hasProjectRole,
   hasSpendCaps,
   needsOwnTaskDefinition,
   type ProjectRole,
   preflight,
   projectRoleOf,
+  waitingForSlot,
 } from '../../shared/domain/tenancy.js';
 import { podFactory, projectFactory } from '../support/factories.js';
 
@@ -114,6 +117,22 @@ describe('spend caps', () => {
     ],
   ])('are reached %s', (_, capped, last24hMicroUsd, last30dMicroUsd, reason) => {
     expect(capReached(capped, { last24hMicroUsd, last30dMicroUsd })).toBe(reason);
+  });
+});
+
+describe('active runs', () => {
+  it('are limited as the account says, 0 for no limit, and by default for an account that never said', () => {
+    expect(activeRunLimit({ ...limits(0, 0), maxActiveRuns: 10 })).toBe(10);
+    expect(activeRunLimit({ ...limits(0, 0), maxActiveRuns: 0 })).toBe(0);
+    expect(activeRunLimit(limits(0, 0))).toBe(DEFAULT_MAX_ACTIVE_RUNS);
+    expect(DEFAULT_MAX_ACTIVE_RUNS).toBe(20);
+  });
+
+  it('make a run over the limit wait, saying why', () => {
+    expect(waitingForSlot(10)).toBe(
+      'waiting for a slot: the account has 10 active runs, its limit; the run starts when one ends',
+    );
+    expect(waitingForSlot(1)).toMatch(/has 1 active run, its limit/);
   });
 });
 
