@@ -1,9 +1,33 @@
+import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 import { DISPATCH_SOURCES, RUN_MODES, type Run } from '../../../shared/domain/run.js';
 import type { Pod, Project } from '../../../shared/schemas/wire.js';
 import { api } from '../api.js';
 import { ErrorNote, Show, useLoad } from '../components.js';
 import { Link, type Place } from '../router.js';
+
+/** A labelled control; the hint describes it without becoming part of its name. */
+const Field = ({
+  id,
+  label,
+  hint,
+  children,
+}: {
+  id: string;
+  label: string;
+  hint?: string;
+  children: ComponentChildren;
+}) => (
+  <div class="field">
+    <label for={id}>{label}</label>
+    {hint && (
+      <span id={`${id}-hint`} class="sub">
+        {hint}
+      </span>
+    )}
+    {children}
+  </div>
+);
 
 const lines = (text: string) =>
   text
@@ -70,9 +94,9 @@ export const DispatchPage = ({ place }: { place: Place }) => {
       <Show loaded={choices.loaded} what="projects and pods" retry={choices.reload}>
         {({ projects, pods }) => (
           <form class="form" onSubmit={submit}>
-            <label>
-              Project
+            <Field id="dispatch-project" label="Project">
               <select
+                id="dispatch-project"
                 name="projectId"
                 required
                 defaultValue={place.query.get('projectId') ?? projects[0]?.projectId}
@@ -83,27 +107,26 @@ export const DispatchPage = ({ place }: { place: Place }) => {
                   </option>
                 ))}
               </select>
-            </label>
-            <label>
-              Item
+            </Field>
+            <Field id="dispatch-item" label="Item" hint="The backlog item: letters, digits, _ . -">
               <input
+                id="dispatch-item"
                 name="itemId"
                 required
                 maxLength={128}
                 pattern="[A-Za-z0-9][A-Za-z0-9_.\-]*"
-                placeholder="ITEM-1"
+                aria-describedby="dispatch-item-hint"
               />
-            </label>
-            <label>
-              Pod
-              <select name="podId" required>
+            </Field>
+            <Field id="dispatch-pod" label="Pod">
+              <select id="dispatch-pod" name="podId" required>
                 {pods.map((pod) => (
                   <option key={pod.podId} value={pod.podId} disabled={!pod.enabled}>
                     {pod.name} ({pod.podId}){pod.enabled ? '' : ' — disabled'}
                   </option>
                 ))}
               </select>
-            </label>
+            </Field>
             <fieldset>
               <legend>Mode</legend>
               {RUN_MODES.map((mode, i) => (
@@ -112,36 +135,47 @@ export const DispatchPage = ({ place }: { place: Place }) => {
                 </label>
               ))}
             </fieldset>
-            <label>
-              Prompt
-              <textarea name="prompt" required rows={5} />
-            </label>
-            <label>
-              Repositories <span class="sub">(clone URLs, one a line; default: the project's)</span>
-              <textarea name="repos" rows={2} />
-            </label>
-            <label>
-              Ref <span class="sub">(branch, tag or commit; default: each repository's default branch)</span>
-              <input name="ref" />
-            </label>
-            <label>
-              Source
-              <select name="source" defaultValue="manual">
+            <Field id="dispatch-prompt" label="Prompt">
+              <textarea id="dispatch-prompt" name="prompt" required rows={5} />
+            </Field>
+            <Field
+              id="dispatch-repos"
+              label="Repositories"
+              hint="Clone URLs, one a line; empty: the project's"
+            >
+              <textarea id="dispatch-repos" name="repos" rows={2} aria-describedby="dispatch-repos-hint" />
+            </Field>
+            <Field
+              id="dispatch-ref"
+              label="Ref"
+              hint="A branch, tag or commit; empty: each repository's default branch"
+            >
+              <input id="dispatch-ref" name="ref" aria-describedby="dispatch-ref-hint" />
+            </Field>
+            <Field id="dispatch-source" label="Source">
+              <select id="dispatch-source" name="source" defaultValue="manual">
                 {DISPATCH_SOURCES.map((source) => (
                   <option key={source} value={source}>
                     {source}
                   </option>
                 ))}
               </select>
-            </label>
-            <label>
-              Attribution <span class="sub">(who or what asked; default: you)</span>
-              <input name="attribution" maxLength={200} />
-            </label>
-            <label>
-              Demo script <span class="sub">(JSON, for pods running the demo agent)</span>
-              <textarea name="demo" rows={3} placeholder='{"steps": 3, "logLines": 100}' />
-            </label>
+            </Field>
+            <Field id="dispatch-attribution" label="Attribution" hint="Who or what asked; empty: you">
+              <input
+                id="dispatch-attribution"
+                name="attribution"
+                maxLength={200}
+                aria-describedby="dispatch-attribution-hint"
+              />
+            </Field>
+            <Field
+              id="dispatch-demo"
+              label="Demo script"
+              hint='JSON, for pods that run the demo agent, e.g. {"steps": 3, "logLines": 100}'
+            >
+              <textarea id="dispatch-demo" name="demo" rows={3} aria-describedby="dispatch-demo-hint" />
+            </Field>
             {error !== undefined && <ErrorNote error={error} />}
             <button type="submit" class="primary" disabled={sending}>
               {sending ? 'Dispatching…' : 'Dispatch'}

@@ -153,9 +153,13 @@ export const RunsPage = ({ place, projectId }: { place: Place; projectId?: strin
             </button>
           ))}
         </fieldset>
-        <label>
-          Pod
-          <select value={filters.podId} onChange={(e) => setFilters({ podId: e.currentTarget.value })}>
+        <div class="field">
+          <label for="filter-pod">Pod</label>
+          <select
+            id="filter-pod"
+            value={filters.podId}
+            onChange={(e) => setFilters({ podId: e.currentTarget.value })}
+          >
             <option value="">All pods</option>
             {pods.loaded.state === 'ready' &&
               pods.loaded.value.items.map((pod) => (
@@ -167,10 +171,14 @@ export const RunsPage = ({ place, projectId }: { place: Place; projectId?: strin
               <option value={filters.podId}>{filters.podId}</option>
             )}
           </select>
-        </label>
-        <label>
-          Source
-          <select value={filters.source} onChange={(e) => setFilters({ source: e.currentTarget.value })}>
+        </div>
+        <div class="field">
+          <label for="filter-source">Source</label>
+          <select
+            id="filter-source"
+            value={filters.source}
+            onChange={(e) => setFilters({ source: e.currentTarget.value })}
+          >
             <option value="">All sources</option>
             {RUN_SOURCES.map((source) => (
               <option key={source} value={source}>
@@ -178,7 +186,7 @@ export const RunsPage = ({ place, projectId }: { place: Place; projectId?: strin
               </option>
             ))}
           </select>
-        </label>
+        </div>
       </div>
       {error !== undefined && <ErrorNote error={error} retry={() => setAttempt((n) => n + 1)} />}
       {runs === undefined && error === undefined && <Loading what="runs" />}

@@ -128,15 +128,16 @@ export const ItemPage = <T extends { updatedAt: string }>({
               </p>
               {editable ? (
                 <form class="form" onSubmit={save}>
-                  <label>
-                    Settings (JSON)
+                  <div class="field">
+                    <label for="settings-json">Settings (JSON)</label>
                     <textarea
+                      id="settings-json"
                       class="code"
                       rows={Math.min(30, text.split('\n').length + 1)}
                       value={draft ?? text}
                       onInput={(e) => setDraft(e.currentTarget.value)}
                     />
-                  </label>
+                  </div>
                   {error !== undefined && <ErrorNote error={error} />}
                   <button type="submit" class="primary" disabled={draft === undefined}>
                     Save
