@@ -32,3 +32,18 @@ export const buildConsole = async (outDir: string): Promise<ConsoleBuild> => {
   }
   return { outDir, jsGzipBytes };
 };
+
+// `npm run build:console [outDir]` (and the CDK app's asset bundling): build, and say what it weighs.
+if (process.argv[1] && path.resolve(process.argv[1]) === import.meta.filename) {
+  const outDir = path.resolve(process.argv[2] ?? path.join(import.meta.dirname, 'dist'));
+  buildConsole(outDir).then(
+    ({ jsGzipBytes }) =>
+      console.error(
+        `console built into ${outDir}: JavaScript ${(jsGzipBytes / 1024).toFixed(1)} KB gzipped (budget ${JS_BUDGET_GZIP_BYTES / 1024} KB)`,
+      ),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}
