@@ -1,6 +1,6 @@
-/** Who is signed in: the API's bearer token and the claims the console reads from it. */
+import { CONSOLE_TOKEN_KEY as TOKEN_KEY } from '../../shared/schemas/console.js';
 
-const TOKEN_KEY = 'execution-runs.token';
+/** Who is signed in: the API's bearer token and the claims the console reads from it. */
 
 export interface Session {
   token: string;

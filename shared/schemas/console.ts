@@ -16,3 +16,6 @@ export type ConsoleAuth =
    * issuer's people
    */
   | { kind: 'local'; signInUrl: string; users: { id: string; label: string }[] };
+
+/** Where the console keeps the signed-in person's token (localStorage), which tools that open it set too. */
+export const CONSOLE_TOKEN_KEY = 'execution-runs.token';
