@@ -109,6 +109,10 @@ describe('the web console', () => {
       await list.waitForTimeout(50);
     }
     await expect(list.locator('.checkpoint .summary').textContent()).resolves.toBeTruthy();
+    // what the agent sent with the checkpoint, which the API keeps beside the run
+    const { body: checkpoint } = await api<{ details?: string }>('GET', `/v1/runs/${runId}/checkpoint`);
+    await list.locator('.checkpoint-details pre').waitFor();
+    expect(await list.locator('.checkpoint-details pre').textContent()).toBe(checkpoint.details);
     await approve.click();
     const status = list.locator('.run-head .status');
     for (const deadline = Date.now() + 60_000; (await status.textContent()) !== 'Completed'; ) {
@@ -118,6 +122,12 @@ describe('the web console', () => {
     }
     await list.locator('a.pull-request').waitFor({ timeout: 15_000 });
     reached.add((await progress.getAttribute('aria-valuenow')) as string);
+
+    // the frozen config, read when opened
+    await list.getByText('Frozen config').click();
+    await expect(list.locator('.config pre').textContent()).resolves.toContain(
+      '"prompt": "Add a health check"',
+    );
 
     const run = (await api<Run>('GET', `/v1/runs/${runId}`)).body;
     expect(run.status).toBe('COMPLETED');
@@ -216,6 +226,10 @@ describe('the web console', () => {
       expect(await page.getByRole('button', { name, exact: true }).count()).toBe(0);
     }
     const { tokens } = endpoints();
+    for (const read of ['', '/config', '/checkpoint']) {
+      const refused = await api('GET', `/v1/runs/${queued.runId}${read}`, { token: tokens.outsider });
+      expect(refused.status, read).toBe(404);
+    }
     for (const action of ['approve', 'cancel', 'stop', 'redrive']) {
       const refused = await api('POST', `/v1/runs/${queued.runId}/${action}`, { token: tokens.member });
       expect(refused.status, action).toBe(403);

@@ -14,6 +14,51 @@ import { StepTimeline } from './steps.js';
 
 const POLL_MS = 2000;
 
+/** What the agent sent with its checkpoint (the plan, the change), read once per checkpoint. */
+const CheckpointDetails = ({ runId, seq }: { runId: string; seq: number }) => {
+  const [checkpoint, setCheckpoint] = useState<{ details?: string; detailsTruncated?: boolean }>();
+  const [error, setError] = useState<unknown>();
+  useEffect(() => {
+    setCheckpoint(undefined);
+    setError(undefined);
+    api
+      .get<{ details?: string; detailsTruncated?: boolean }>(`/v1/runs/${runId}/checkpoint`)
+      .then(setCheckpoint, setError);
+  }, [runId, seq]);
+  if (error !== undefined) return <ErrorNote error={error} />;
+  if (!checkpoint) return <Loading what="the checkpoint's details" />;
+  if (!checkpoint.details) return null;
+  return (
+    <details class="checkpoint-details" open>
+      <summary>Details{checkpoint.detailsTruncated && ' (cut)'}</summary>
+      <pre>{checkpoint.details}</pre>
+    </details>
+  );
+};
+
+/** The frozen config the run executed, read when opened: it is long and rarely needed. */
+const FrozenConfig = ({ runId }: { runId: string }) => {
+  const [config, setConfig] = useState<unknown>();
+  const [error, setError] = useState<unknown>();
+  const read = () => {
+    setError(undefined);
+    api.get<unknown>(`/v1/runs/${runId}/config`).then(setConfig, setError);
+  };
+  return (
+    <details
+      class="config"
+      onToggle={(event) => {
+        if (event.currentTarget.open && config === undefined) read();
+      }}
+    >
+      <summary>Frozen config</summary>
+      {error !== undefined && <ErrorNote error={error} retry={read} />}
+      {config === undefined && error === undefined && <Loading what="the config" />}
+      {config !== undefined && <pre class="code">{JSON.stringify(config, null, 2)}</pre>}
+    </details>
+  );
+};
+
 /** What the caller may do to the run: project admins (and account admins) decide, stop, close, replay, redrive. */
 const actionsFor = (run: Run, isAdmin: boolean) => ({
   decide: isAdmin && run.status === 'AWAITING_APPROVAL',
@@ -169,6 +214,7 @@ export const RunPage = ({ runId, session }: { runId: string; session: Session })
         <section class="checkpoint" aria-labelledby="checkpoint-title">
           <h2 id="checkpoint-title">Checkpoint: {run.pendingApproval.name}</h2>
           <p class="summary">{run.pendingApproval.summary}</p>
+          <CheckpointDetails runId={run.runId} seq={run.pendingApproval.seq} />
           <p class="sub">
             Asked {when(run.pendingApproval.requestedAt)}
             {run.pendingApproval.expiresAt && `; expires ${when(run.pendingApproval.expiresAt)}`}
@@ -328,6 +374,7 @@ export const RunPage = ({ runId, session }: { runId: string; session: Session })
         </section>
       </div>
 
+      <FrozenConfig runId={run.runId} />
       <StepTimeline runId={run.runId} live={liveSteps} />
       <LogViewer runId={run.runId} ended={isTerminal(run.status)} />
       {busy && (

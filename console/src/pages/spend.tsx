@@ -23,6 +23,39 @@ const Breakdown = ({ caption, rows }: { caption: string; rows: { id: string; tot
     </table>
   );
 
+/** The spend per day as bars, each with its day and amount for pointers and screen readers. */
+const DailyChart = ({ days }: { days: AccountSpend['byDay'] }) => {
+  const highest = Math.max(0, ...days.map((d) => d.totalMicroUsd));
+  // an empty window draws no bars rather than dividing by zero
+  const scale = Math.max(1, highest);
+  const width = 100 / Math.max(1, days.length);
+  const total = days.reduce((sum, d) => sum + d.totalMicroUsd, 0);
+  return (
+    <figure class="chart">
+      <svg
+        viewBox="0 0 100 40"
+        preserveAspectRatio="none"
+        role="img"
+        aria-label={`Spend per day, ${days[0]?.day} to ${days.at(-1)?.day}: ${usd(total)} in all, at most ${usd(highest)} a day`}
+      >
+        {days.map((d, i) => {
+          const height = (d.totalMicroUsd / scale) * 38;
+          return (
+            <rect key={d.day} x={i * width + width * 0.1} y={40 - height} width={width * 0.8} height={height}>
+              <title>
+                {d.day}: {usd(d.totalMicroUsd)}
+              </title>
+            </rect>
+          );
+        })}
+      </svg>
+      <figcaption class="sub">
+        Per day (UTC), {days[0]?.day} to {days.at(-1)?.day}; highest {usd(highest)}
+      </figcaption>
+    </figure>
+  );
+};
+
 const Window = ({ spend, title }: { spend: AccountSpend; title: string }) => {
   const share = spend.capMicroUsd > 0 ? Math.min(1, spend.totalMicroUsd / spend.capMicroUsd) : 0;
   return (
@@ -42,6 +75,7 @@ const Window = ({ spend, title }: { spend: AccountSpend; title: string }) => {
       <p class="sub">
         {when(spend.from)} – {when(spend.to)}
       </p>
+      {spend.window === '30d' && <DailyChart days={spend.byDay} />}
       <Breakdown
         caption="By project"
         rows={spend.byProject.map((p) => ({ id: p.projectId, totalMicroUsd: p.totalMicroUsd }))}
