@@ -40,6 +40,7 @@ const CheckpointDetails = ({ runId, seq }: { runId: string; seq: number }) => {
 const FrozenConfig = ({ runId }: { runId: string }) => {
   const [config, setConfig] = useState<unknown>();
   const [error, setError] = useState<unknown>();
+  const [open, setOpen] = useState(false);
   const read = () => {
     setError(undefined);
     api.get<unknown>(`/v1/runs/${runId}/config`).then(setConfig, setError);
@@ -48,12 +49,13 @@ const FrozenConfig = ({ runId }: { runId: string }) => {
     <details
       class="config"
       onToggle={(event) => {
+        setOpen(event.currentTarget.open);
         if (event.currentTarget.open && config === undefined) read();
       }}
     >
       <summary>Frozen config</summary>
       {error !== undefined && <ErrorNote error={error} retry={read} />}
-      {config === undefined && error === undefined && <Loading what="the config" />}
+      {open && config === undefined && error === undefined && <Loading what="the config" />}
       {config !== undefined && <pre class="code">{JSON.stringify(config, null, 2)}</pre>}
     </details>
   );
