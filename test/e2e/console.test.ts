@@ -131,6 +131,7 @@ describe('the web console', () => {
 
     const run = (await api<Run>('GET', `/v1/runs/${runId}`)).body;
     expect(run.status).toBe('COMPLETED');
+    expect(run).toMatchObject({ source: 'manual', mode: 'supervised', podId, attribution: 'demo-admin' });
     expect(await list.locator('a.pull-request').getAttribute('href')).toBe(run.pullRequest?.url);
     expect(run.approvals?.[0]).toMatchObject({ decision: 'approved', via: 'api', by: 'demo-admin' });
     // more than two points of the bar were seen: it moved while the page was open
@@ -245,6 +246,34 @@ describe('the web console', () => {
 
     await api('POST', `/v1/runs/${queued.runId}/cancel`);
     expect(consoleErrors).toEqual([]);
+  });
+
+  it('lets an account admin edit a pod, and shows a member its settings read-only', async () => {
+    const podId = `console-edit-${Date.now().toString(36)}`;
+    await api('PUT', `/v1/pods/${podId}`, {
+      body: { name: 'Before', cpu: 1024, memoryMiB: 2048, agent: { kind: 'demo' } },
+    });
+    const { page } = await signedIn('admin');
+
+    await page.goto(`${endpoints().consoleUrl}/pods/${podId}`);
+    const settings = page.getByLabel('Settings (JSON)');
+    const edited = JSON.parse(await settings.inputValue());
+    await settings.fill(JSON.stringify({ ...edited, name: 'After', memoryMiB: 3000 }));
+    await page.getByRole('button', { name: 'Save' }).click();
+    // the API's refusal, in its words
+    await expect(page.getByRole('alert').textContent()).resolves.toContain('memoryMiB');
+    await settings.fill(JSON.stringify({ ...edited, name: 'After' }));
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('heading', { name: 'After' }).waitFor();
+    expect((await api<{ name: string }>('GET', `/v1/pods/${podId}`)).body.name).toBe('After');
+
+    const member = await signedIn('member');
+    await member.page.goto(`${endpoints().consoleUrl}/pods/${podId}`);
+    await member.page.getByRole('heading', { name: 'After' }).waitFor();
+    expect(await member.page.getByLabel('Settings (JSON)').count()).toBe(0);
+    expect(await member.page.getByRole('button', { name: 'Save' }).count()).toBe(0);
+    // the browser itself reports the refused request (the 400) as a failed resource; nothing else
+    expect(consoleErrors.filter((e) => !/status of 400/.test(e))).toEqual([]);
   });
 
   it('has no serious or critical accessibility violation on any page, and fits a 375 px screen', async () => {

@@ -95,14 +95,13 @@ export const DispatchPage = ({ place }: { place: Place }) => {
         {({ projects, pods }) => (
           <form class="form" onSubmit={submit}>
             <Field id="dispatch-project" label="Project">
-              <select
-                id="dispatch-project"
-                name="projectId"
-                required
-                defaultValue={place.query.get('projectId') ?? projects[0]?.projectId}
-              >
+              <select id="dispatch-project" name="projectId" required>
                 {projects.map((project) => (
-                  <option key={project.projectId} value={project.projectId}>
+                  <option
+                    key={project.projectId}
+                    value={project.projectId}
+                    selected={project.projectId === place.query.get('projectId')}
+                  >
                     {project.name} ({project.projectId})
                   </option>
                 ))}
@@ -153,9 +152,9 @@ export const DispatchPage = ({ place }: { place: Place }) => {
               <input id="dispatch-ref" name="ref" aria-describedby="dispatch-ref-hint" />
             </Field>
             <Field id="dispatch-source" label="Source">
-              <select id="dispatch-source" name="source" defaultValue="manual">
+              <select id="dispatch-source" name="source">
                 {DISPATCH_SOURCES.map((source) => (
-                  <option key={source} value={source}>
+                  <option key={source} value={source} selected={source === 'manual'}>
                     {source}
                   </option>
                 ))}
