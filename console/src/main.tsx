@@ -9,7 +9,7 @@ import { RunsPage } from './pages/runs.js';
 import { ItemPage, ListPage, PODS, PROJECTS } from './pages/settings.js';
 import { SpendPage } from './pages/spend.js';
 import { Link, navigate, type Place, useLocation } from './router.js';
-import { type Session, storedSession } from './session.js';
+import { forgetToken, type Session, storedSession } from './session.js';
 import './styles.css';
 
 const SIGN_IN_PATH = '/sign-in';
@@ -124,7 +124,10 @@ const App = ({ config }: { config: ConsoleConfig }) => {
   connect({
     apiUrl: config.apiUrl,
     token: session.token,
-    onUnauthorized: () => setSession(undefined),
+    onUnauthorized: () => {
+      forgetToken();
+      setSession(undefined);
+    },
   });
   const page = pageFor(place, session);
   return (
