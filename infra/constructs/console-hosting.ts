@@ -118,6 +118,8 @@ export class ConsoleHosting extends Construct {
         s3deploy.Source.asset(path.join(repoRoot, 'console'), {
           // the build's own hash: a change to the shared code the console imports deploys too
           assetHashType: AssetHashType.OUTPUT,
+          // built on the deploying machine, which has Node and the repository's packages (as for the
+          // Lambda bundles); CDK requires an image, which a local build never uses
           bundling: {
             image: DockerImage.fromRegistry('node:22-slim'),
             local: {
