@@ -151,7 +151,9 @@ describe('the web console', () => {
 
     await page.goto(`${endpoints().consoleUrl}/runs?podId=${podId}`);
     await page.getByRole('button', { name: 'Failed' }).click();
-    await page.getByRole('button', { name: 'Queued' }).click();
+    // from the keyboard as well: the chips are buttons
+    await page.getByRole('button', { name: 'Queued' }).focus();
+    await page.keyboard.press('Space');
     await page.waitForURL((url) => url.searchParams.get('status') === 'FAILED,CANCELLED,STOPPED,QUEUED');
     await expect(page.getByRole('button', { name: 'Failed' }).getAttribute('aria-pressed')).resolves.toBe(
       'true',

@@ -5,7 +5,7 @@ import { api } from '../api.js';
 import { Empty, ErrorNote, Loading, StatusBadge, useLoad } from '../components.js';
 import { phaseLabel, runDuration, usd, when } from '../format.js';
 import { Link, navigate, type Place } from '../router.js';
-import { live } from '../stream.js';
+import { live, type Subscription } from '../stream.js';
 
 /** The status filter chips, each the statuses it stands for. */
 export const CHIPS: { label: string; statuses: RunStatus[] }[] = [
@@ -63,16 +63,9 @@ export const RunsPage = ({ place, projectId }: { place: Place; projectId?: strin
 
   useEffect(() => {
     let current = true;
+    let subscription: Subscription | undefined;
     setRuns(undefined);
     setError(undefined);
-    api.get<RunPage>(listPath, query).then(
-      (page) => {
-        if (!current) return;
-        setRuns(page.items);
-        setNextCursor(page.nextCursor);
-      },
-      (err: unknown) => current && setError(err),
-    );
     // a run that changes is read again; one that is new and matches the filters joins the list
     const upsert = (run: Run) =>
       setRuns((list) => {
@@ -81,21 +74,33 @@ export const RunsPage = ({ place, projectId }: { place: Place; projectId?: strin
         if (at >= 0) return list.map((r, i) => (i === at ? run : r));
         return matches(run, filters, projectId) ? [run, ...list].sort(newestFirst) : list;
       });
-    const subscription = live({
-      message: () => ({ action: 'followRuns', ...(projectId ? { projectId } : {}) }),
-      onMessage: (message) => {
-        if (message.type !== 'run') return;
-        api.get<Run>(`/v1/runs/${message.runId}`).then(upsert, () => undefined);
+    const readNewest = async () => {
+      const page = await api.get<RunPage>(listPath, query);
+      for (const run of page.items) upsert(run);
+    };
+    api.get<RunPage>(listPath, query).then(
+      (page) => {
+        if (!current) return;
+        setRuns(page.items);
+        setNextCursor(page.nextCursor);
+        // followed once the first page is drawn, so its ticket does not hold the page up; what
+        // changed in between is read again once the stream follows
+        subscription = live({
+          message: () => ({ action: 'followRuns', ...(projectId ? { projectId } : {}) }),
+          onMessage: (message) => {
+            if (message.type === 'following-runs') void readNewest().catch(() => undefined);
+            if (message.type !== 'run') return;
+            api.get<Run>(`/v1/runs/${message.runId}`).then(upsert, () => undefined);
+          },
+          poll: readNewest,
+          pollEveryMs: POLL_MS,
+        });
       },
-      poll: async () => {
-        const page = await api.get<RunPage>(listPath, query);
-        for (const run of page.items) upsert(run);
-      },
-      pollEveryMs: POLL_MS,
-    });
+      (err: unknown) => current && setError(err),
+    );
     return () => {
       current = false;
-      subscription.close();
+      subscription?.close();
     };
   }, [key, attempt]);
 
