@@ -14,6 +14,18 @@ import { StepTimeline } from './steps.js';
 
 const POLL_MS = 2000;
 
+/** The run's duration, counting up each second while it is open (only this redraws). */
+const Duration = ({ run }: { run: Run }) => {
+  const [, setTick] = useState(0);
+  const ended = isTerminal(run.status);
+  useEffect(() => {
+    if (ended) return;
+    const timer = setInterval(() => setTick((n) => n + 1), 1000);
+    return () => clearInterval(timer);
+  }, [ended]);
+  return <>{runDuration(run)}</>;
+};
+
 /** What the agent sent with its checkpoint (the plan, the change), read once per checkpoint. */
 const CheckpointDetails = ({ runId, seq }: { runId: string; seq: number }) => {
   const [checkpoint, setCheckpoint] = useState<{ details?: string; detailsTruncated?: boolean }>();
@@ -262,7 +274,9 @@ export const RunPage = ({ runId, session }: { runId: string; session: Session })
             <dt>Completed</dt>
             <dd>{when(run.completedAt)}</dd>
             <dt>Duration</dt>
-            <dd>{runDuration(run)}</dd>
+            <dd>
+              <Duration run={run} />
+            </dd>
             <dt>Pull request</dt>
             <dd>
               {run.pullRequest ? (
