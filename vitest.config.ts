@@ -6,7 +6,12 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['test/unit/**/*.test.ts', 'test/infra/**/*.test.ts', 'pod/**/*.test.ts'],
+          include: [
+            'test/unit/**/*.test.ts',
+            'test/infra/**/*.test.ts',
+            'pod/**/*.test.ts',
+            'console/**/*.test.ts',
+          ],
           environment: 'node',
           setupFiles: ['test/support/sdk-matchers.ts'],
           // The unit tests share two cores with the DynamoDB Local JVMs and the local cloud of the other

@@ -64,8 +64,22 @@ export interface ListScaleResult {
   samples: number;
 }
 
-/** Run items as the repository writes them, produced by the real dispatch path into a capturing client. */
-const runItems = async (count: number, firstIndex: number): Promise<Record<string, unknown>[]> => {
+export interface Tenant {
+  accountId: string;
+  projectId: string;
+}
+
+const LIST_TENANT: Tenant = { accountId: ACCOUNT, projectId: PROJECT };
+
+/**
+ * Run items of `tenant` as the repository writes them, produced by the real dispatch path into a
+ * capturing client, each then ended as a transition would end it.
+ */
+export const runItems = async (
+  count: number,
+  firstIndex: number,
+  tenant: Tenant = LIST_TENANT,
+): Promise<Record<string, unknown>[]> => {
   const items: Record<string, unknown>[] = [];
   const capture = {
     send: async (command: { input: TransactWriteCommandInput }) => {
@@ -79,15 +93,14 @@ const runItems = async (count: number, firstIndex: number): Promise<Record<strin
   let index = firstIndex;
   const directory = {
     getProject: async () => ({
-      accountId: ACCOUNT,
-      projectId: PROJECT,
+      ...tenant,
       name: 'List benchmark',
       repos: ['https://github.com/example/app'],
       members: [{ userId: 'bench-user', role: 'member' }],
       updatedAt: new Date(now).toISOString(),
     }),
     getPod: async (_account: string, podId: string) => ({
-      accountId: ACCOUNT,
+      accountId: tenant.accountId,
       podId,
       name: podId,
       cpu: 1024,
@@ -111,7 +124,7 @@ const runItems = async (count: number, firstIndex: number): Promise<Record<strin
     // older runs first, so run ids (time-ordered) grow as a real table's do
     clock: { now: () => new Date(now - (LARGEST - index) * spacingMs) },
   } as unknown as RunCommandDeps;
-  const caller: Caller = { accountId: ACCOUNT, userId: 'bench-user', accountRole: 'member' };
+  const caller: Caller = { accountId: tenant.accountId, userId: 'bench-user', accountRole: 'member' };
   for (; index < firstIndex + count; index++) {
     const request = dispatchRequestSchema.parse({
       itemId: `ITEM-${index}`,
@@ -119,7 +132,7 @@ const runItems = async (count: number, firstIndex: number): Promise<Record<strin
       mode: 'autopilot',
       prompt: 'Add a health check endpoint',
     });
-    await dispatchRun(deps, caller, PROJECT, request);
+    await dispatchRun(deps, caller, tenant.projectId, request);
   }
   // each run then ended: its status and the index attributes a transition to it writes
   return items.map((item, i) => {
@@ -128,7 +141,7 @@ const runItems = async (count: number, firstIndex: number): Promise<Record<strin
     const endedAt = new Date(Date.parse(String(item.createdAt)) + 600_000).toISOString();
     return {
       ...rest,
-      ...statusIndexAttributes({ accountId: ACCOUNT, projectId: PROJECT, runId: String(item.runId) }, status),
+      ...statusIndexAttributes({ ...tenant, runId: String(item.runId) }, status),
       status,
       completedAt: endedAt,
       history: [...(item.history as unknown[]), { status, at: endedAt }],
@@ -136,7 +149,8 @@ const runItems = async (count: number, firstIndex: number): Promise<Record<strin
   });
 };
 
-const load = async (db: DynamoDBDocumentClient, table: string, items: Record<string, unknown>[]) => {
+/** Writes the items with batches from several writers at once. */
+export const load = async (db: DynamoDBDocumentClient, table: string, items: Record<string, unknown>[]) => {
   let next = 0;
   await Promise.all(
     Array.from({ length: WRITERS }, async () => {

@@ -1,6 +1,7 @@
 import { rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { isTerminal, type RunStatus } from '../shared/domain/run.js';
+import type { ConsolePageResult } from './console-page.js';
 import type { DispatchApiResult } from './dispatch-api.js';
 import type { LatencyResult } from './dispatch-latency.js';
 import type { FollowLatency, FollowLatencyResult, FollowUsage } from './follow-latency.js';
@@ -25,6 +26,7 @@ export interface Results {
   dispatchApi?: DispatchApiResult;
   realPod?: RealPodResult;
   followLatency?: FollowLatencyResult;
+  consolePage?: ConsolePageResult;
   /** phases that could not be measured, and why */
   errors: Record<string, string>;
 }
@@ -145,6 +147,7 @@ export const targetRows = (results: Results): Row[] => {
     ingestion,
     realPod,
     followLatency,
+    consolePage,
   } = results;
   if (runCost) {
     // the cost target is what an autopilot run cost before the event path was made leaner (2026-11-25)
@@ -304,6 +307,16 @@ export const targetRows = (results: Results): Row[] => {
       },
     );
   } else rows.push(...missing(results, 'followLatency', '9', 'Step → follower p50 / p99'));
+  if (consolePage) {
+    rows.push({
+      id: '10',
+      figure: `Console runs page of ${consolePage.runs.toLocaleString('en-US')} runs, first page drawn: p50 / p95`,
+      target: '≤ 1,000 ms',
+      measured: `${ms(consolePage.p50Ms)} / ${ms(consolePage.p95Ms)}`,
+      met: consolePage.p95Ms <= 1000,
+    });
+  } else
+    rows.push(...missing(results, 'consolePage', '10', 'Console runs page, first page drawn', '≤ 1,000 ms'));
   return rows;
 };
 

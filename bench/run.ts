@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { measureConsolePage } from './console-page.js';
 import { measureDispatchApi } from './dispatch-api.js';
 import { measureDispatchLatency } from './dispatch-latency.js';
 import { measureFollowLatency } from './follow-latency.js';
@@ -38,6 +39,7 @@ const STEPS = [
   'dispatchLatency',
   'followLatency',
   'listScale',
+  'consolePage',
   'launchBurst',
   'dispatchApi',
   'realPod',
@@ -84,6 +86,7 @@ try {
   await step('dispatchLatency', '(3) dispatch → RUNNING latency', () => measureDispatchLatency(bench));
   await step('followLatency', '(9) following a run live', () => measureFollowLatency(bench, log));
   await step('listScale', '(2) list cost as runs grow', () => measureListScale(bench, log));
+  await step('consolePage', '(10) the console runs page of 1,000 runs', () => measureConsolePage(bench));
   await step('launchBurst', '(5) launch burst', () =>
     measureLaunchBurst(bench, log, startedAtMs + BURST_ENDS_BY_MS),
   );

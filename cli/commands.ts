@@ -5,6 +5,7 @@ import { isTerminal, type Run } from '../shared/domain/run.js';
 import { dispatchRequestSchema, listQuerySchema } from '../shared/schemas/api.js';
 import { runIdSchema } from '../shared/schemas/ids.js';
 import { stepsQuerySchema } from '../shared/schemas/timeline.js';
+import type { Account, DecisionAnswer, LogPage, RunPage, StepPage } from '../shared/schemas/wire.js';
 import { ApiClient } from './client.js';
 import { configPath, normalizeApiUrl, saveConfig } from './config.js';
 import type { Context } from './context.js';
@@ -13,7 +14,6 @@ import { backoffMs, PollingFollower, type RunFollower } from './follow.js';
 import { exitCodeFor, formatDuration, runDetails, runsTable, stepLine } from './format.js';
 import { StreamFollower } from './stream-follower.js';
 import { askChoice, type Choice, WatchRenderer } from './watch.js';
-import type { Account, DecisionAnswer, LogPage, RunPage, StepPage } from './wire.js';
 
 /** The commands, each returning its exit code. Wiring to the command line is in main.ts. */
 

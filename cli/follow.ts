@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isTerminal, type Run, type RunStatus } from '../shared/domain/run.js';
+import type { StepPage, StepView } from '../shared/schemas/wire.js';
 import type { ApiReader } from './client.js';
 import { isRetryable } from './errors.js';
-import type { StepPage, StepView } from './wire.js';
 
 /**
  * Following a run: what happens to it, as events, whatever carries them. Rendering (watch.ts) only

@@ -1,5 +1,5 @@
 import { isTerminal, type Run, type RunStatus } from '../shared/domain/run.js';
-import type { StepView } from './wire.js';
+import type { StepView } from '../shared/schemas/wire.js';
 
 /** How the CLI writes runs, steps and money for people. Pure: the clock comes in as `now`. */
 

@@ -1,11 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket, { type RawData } from 'ws';
 import { isTerminal, type Run, type RunStatus } from '../shared/domain/run.js';
+import type { ServerMessage, StepPage, StepView, StreamTicket } from '../shared/schemas/wire.js';
 import type { ApiReader, CallOptions } from './client.js';
 import { ApiError, CliError, isRetryable, NetworkError, StreamError } from './errors.js';
 import { backoffMs, type FollowEvent, type FollowHandler, type RunFollower } from './follow.js';
 import { firstLine } from './format.js';
-import type { ServerMessage, StepPage, StepView, StreamTicket } from './wire.js';
 
 /** The part of the client the stream's follower needs: reads, and asking for tickets. */
 export interface StreamApi extends ApiReader {

@@ -75,6 +75,7 @@ export const makeHandler = (
       json(200, await runCases.listRuns(deps, caller(event), query(event), pathParam(event, 'projectId'))),
     'GET /v1/runs': async (event) => json(200, await runCases.listRuns(deps, caller(event), query(event))),
     'GET /v1/runs/{runId}': runAction(runCases.getRun),
+    'GET /v1/runs/{runId}/config': runAction(runCases.getRunConfig),
     'GET /v1/runs/{runId}/steps': async (event) =>
       json(
         200,

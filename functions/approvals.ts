@@ -15,6 +15,7 @@ import {
   decideByApi,
   decideByLink,
   viewApprovalLink,
+  viewCheckpoint,
 } from '../shared/usecases/approvals.js';
 import { approvalStore, directoryRepository, runStore, taskSignals } from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
@@ -83,6 +84,11 @@ export const makeHandler = (deps: ApprovalDeps, settings: { secret: SecretSource
       const view = await decideByLink(deps, await settings.secret(), approvalId, form, form.decision);
       return renderApprovalPage(view, 'POST', { for: form.for ?? '', sig: form.sig ?? '' });
     }),
+    'GET /v1/runs/{runId}/checkpoint': async (event) =>
+      json(
+        200,
+        await viewCheckpoint(deps, callerFromEvent(event, settings.claims), pathParam(event, 'runId')),
+      ),
     'POST /v1/runs/{runId}/approve': apiDecision('approve'),
     'POST /v1/runs/{runId}/cancel': apiDecision('cancel'),
   });

@@ -40,6 +40,7 @@ export const buildApp = (context: Record<string, unknown> = {}): ExecutionRunsAp
     alarmTopic: stateful.alarmTopic,
     jwtIssuer: requiredContext(app, 'jwtIssuer'),
     jwtAudience: requiredContext(app, 'jwtAudience'),
+    cognitoDomain: requiredContext(app, 'cognitoDomain'),
   });
 
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

@@ -410,6 +410,7 @@ export const ROUTES: RouteDefinition[] = [
   v1('GET', '/v1/projects/{projectId}/runs'),
   v1('GET', '/v1/runs'),
   v1('GET', '/v1/runs/{runId}'),
+  v1('GET', '/v1/runs/{runId}/config'),
   v1('GET', '/v1/runs/{runId}/steps'),
   v1('GET', '/v1/runs/{runId}/steps/{seq}/content'),
   v1('GET', '/v1/runs/{runId}/logs'),
@@ -441,6 +442,7 @@ export const ROUTES: RouteDefinition[] = [
   // Supervised runs: the email link (signed; GET only shows) and the same decision for API callers.
   { method: 'GET', path: '/approve/{approvalId}', fn: 'approvals', auth: 'none' },
   { method: 'POST', path: '/approve/{approvalId}', fn: 'approvals', auth: 'none' },
+  { method: 'GET', path: '/v1/runs/{runId}/checkpoint', fn: 'approvals', auth: 'jwt' },
   { method: 'POST', path: '/v1/runs/{runId}/approve', fn: 'approvals', auth: 'jwt' },
   { method: 'POST', path: '/v1/runs/{runId}/cancel', fn: 'approvals', auth: 'jwt' },
   // GitHub's deliveries: the handler verifies X-Hub-Signature-256 before reading anything

@@ -19,6 +19,8 @@ export interface ApiGatewayOptions {
   /** Resolves to the token's claims, rejects when the authorizer would refuse it. */
   verifyJwt: (token: string) => Promise<Record<string, unknown>>;
   accountId?: string;
+  /** the origins a browser may call the API from, as the HTTP API's CORS configuration names them (default: any) */
+  allowOrigins?: string[];
   logError?: (message: string, err: unknown) => void;
 }
 
@@ -214,6 +216,12 @@ export const startApiGateway = async (options: ApiGatewayOptions): Promise<Runni
   const logError = options.logError ?? ((message, err) => console.error(message, err));
   const compiled = routes.map(compileRoute);
   const apiId = randomBytes(5).toString('hex');
+  // CORS as HTTP APIs answer it: a listed origin is echoed, any origin is `*`, an unlisted one gets no header
+  const allowedOrigin = (origin: string | undefined) => {
+    if (!origin) return undefined;
+    if (!options.allowOrigins) return '*';
+    return options.allowOrigins.includes(origin) ? origin : undefined;
+  };
 
   const find = (method: string, rawSegments: string[]): RouteMatch | undefined =>
     compiled
@@ -340,7 +348,8 @@ export const startApiGateway = async (options: ApiGatewayOptions): Promise<Runni
     const now = new Date();
     const requestId = `${randomBytes(10).toString('base64').slice(0, 14)}=`;
     const baseHeaders: OutgoingHttpHeaders = { 'apigw-requestid': requestId };
-    if (req.headers.origin) baseHeaders['access-control-allow-origin'] = '*';
+    const origin = allowedOrigin(req.headers.origin);
+    if (origin) baseHeaders['access-control-allow-origin'] = origin;
 
     const body = await readBody(req);
     const method = req.method ?? 'GET';
@@ -353,7 +362,6 @@ export const startApiGateway = async (options: ApiGatewayOptions): Promise<Runni
       if (methods.size === 0) return sendJson(res, 404, { message: 'Not Found' }, baseHeaders);
       res.writeHead(204, {
         ...baseHeaders,
-        'access-control-allow-origin': '*',
         'access-control-allow-methods': [...methods, 'OPTIONS'].join(','),
         'access-control-allow-headers': CORS_ALLOW_HEADERS,
         'access-control-max-age': '600',

@@ -25,6 +25,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import sesLocal from 'aws-ses-v2-local';
+import { buildConsole } from '../../console/build.js';
 import { buildPodBundle } from '../../pod/build.js';
 import { DynamoDirectory } from '../../shared/adapters/dynamo-directory.js';
 import { Expression } from '../../shared/adapters/dynamo-keys.js';
@@ -47,6 +48,7 @@ import {
 } from '../../shared/manifest.js';
 import { startApiGateway } from './api-gateway.js';
 import { renderDefinition } from './asl.js';
+import { startConsoleServer } from './console-server.js';
 import { createDevIssuer } from './dev-auth.js';
 import { ensureTable, startDynamoDbLocal } from './dynamodb.js';
 import { type DynamoDbFront, startDynamoDbFront } from './dynamodb-front.js';
@@ -96,7 +98,7 @@ const NAMES = {
 const GITHUB_APP = { id: 1001, slug: 'execution-runs' };
 
 export interface LocalCloudOptions {
-  /** first of fourteen consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front, git, the local model, Secrets Manager, GitHub, EventBridge Scheduler, the WebSocket API); 0 = any free ports */
+  /** first of fifteen consecutive ports (API, DynamoDB, SQS, Step Functions, ECS, Logs, SES, DynamoDB front, git, the local model, Secrets Manager, GitHub, EventBridge Scheduler, the WebSocket API, the console); 0 = any free ports */
   basePort: number;
   host: string;
   /** where endpoints.json, the pod bundle and persisted data go */
@@ -153,6 +155,8 @@ const modelEnvironment = (provider: ModelProvider, localModelUrl: string): Recor
 
 export interface Endpoints {
   apiUrl: string;
+  /** the web console, signed in with the local issuer's people */
+  consoleUrl: string;
   /** the WebSocket API: connect with a ticket from `POST /v1/stream/tickets` */
   wsUrl: string;
   /** the demo project admin's token (as `tokens.admin`) */
@@ -644,12 +648,44 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       audience: 'execution-runs',
       keyPath: issuerKeyPath,
     });
+    // The demo project's admin, a member of it who is no admin, and someone of another account: the
+    // three sides every permission is checked from.
+    const signFor = (sub: string, email: string, accountId: string, accountRole: 'admin' | 'member') =>
+      issuer.sign(
+        { sub, email, 'custom:accountId': accountId, 'custom:accountRole': accountRole },
+        30 * 86_400,
+      );
+    const people = {
+      admin: {
+        label: `${DEMO.adminUserId} (admin of ${DEMO.projectId})`,
+        sign: () => signFor(DEMO.adminUserId, DEMO.adminEmail, DEMO.accountId, 'admin'),
+      },
+      member: {
+        label: `${DEMO.memberUserId} (member of ${DEMO.projectId})`,
+        sign: () => signFor(DEMO.memberUserId, DEMO.memberEmail, DEMO.accountId, 'member'),
+      },
+      outsider: {
+        label: `${DEMO.outsider.userId} (admin of ${DEMO.outsider.accountId})`,
+        sign: () => signFor(DEMO.outsider.userId, DEMO.outsider.email, DEMO.outsider.accountId, 'admin'),
+      },
+    };
+    // The console as CloudFront would serve it, signing in as those people; the API's CORS allows its origin.
+    const consoleBuild = await buildConsole(path.join(options.stateDir, 'console'));
+    const consoleServer = await startConsoleServer({
+      port: portFor(options, 14),
+      host,
+      root: consoleBuild.outDir,
+      users: Object.entries(people).map(([id, person]) => ({ id, label: person.label })),
+      signIn: (user) => people[user as keyof typeof people].sign(),
+    });
+    stops.push(() => consoleServer.close());
     const api = await startApiGateway({
       port: portFor(options, 0),
       host,
       routes: ROUTES,
       invoke: (fn, event) => runtime.invoke(fn, event),
       verifyJwt: (token) => issuer.verify(token),
+      allowOrigins: [consoleServer.url],
     });
     stops.push(() => api.close());
     github.setWebhookUrl(`${api.url}/webhooks/github`);
@@ -792,22 +828,17 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       if (orphaned.length > 0)
         options.log(`stopped ${orphaned.length} run(s) left in flight by the last stop`);
     }
-    // The demo project's admin, a member of it who is no admin, and someone of another account: the
-    // three sides every permission is checked from.
-    const signFor = (sub: string, email: string, accountId: string, accountRole: 'admin' | 'member') =>
-      issuer.sign(
-        { sub, email, 'custom:accountId': accountId, 'custom:accountRole': accountRole },
-        30 * 86_400,
-      );
     const tokens = {
-      admin: await signFor(demo.adminUserId, demo.adminEmail, demo.accountId, 'admin'),
-      member: await signFor(demo.memberUserId, demo.memberEmail, demo.accountId, 'member'),
-      outsider: await signFor(demo.outsider.userId, demo.outsider.email, demo.outsider.accountId, 'admin'),
+      admin: await people.admin.sign(),
+      member: await people.member.sign(),
+      outsider: await people.outsider.sign(),
     };
     const token = tokens.admin;
+    consoleServer.configure({ apiUrl: api.url, wsUrl: webSocket.url });
 
     const endpoints: Endpoints = {
       apiUrl: api.url,
+      consoleUrl: consoleServer.url,
       wsUrl: webSocket.url,
       token,
       tokens,

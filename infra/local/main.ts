@@ -21,10 +21,11 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(`Usage: npm start -- [options]
 
-  --base-port N     first of 14 consecutive ports: API N, DynamoDB N+1, SQS N+2, Step Functions N+3,
+  --base-port N     first of 15 consecutive ports: API N, DynamoDB N+1, SQS N+2, Step Functions N+3,
                     ECS N+4, CloudWatch Logs N+5, SES N+6, the functions' DynamoDB front N+7,
                     git N+8, the local model N+9, Secrets Manager N+10, GitHub N+11, EventBridge
-                    Scheduler N+12, the WebSocket API N+13 (default 4510; 0 = any free ports)
+                    Scheduler N+12, the WebSocket API N+13, the console N+14 (default 4510; 0 = any
+                    free ports)
   --host H          address to listen on (default 127.0.0.1)
   --state-dir DIR   where endpoints.json, the pod bundle and persisted data go (default .local)
   --persist         keep tables, queues, logs, git repositories, task definitions, secrets, GitHub's
@@ -60,6 +61,7 @@ const printWelcome = (e: Endpoints, stateDir: string) => {
   console.log(`
 The local cloud is running.
 
+  Console      ${e.consoleUrl}  (sign in as the demo project's admin, a member or an outsider)
   API          ${e.apiUrl}
   WebSocket    ${e.wsUrl}  (a ticket from POST /v1/stream/tickets; or: npx runs watch <runId>)
   Inbox (SES)  ${e.inboxUrl}
@@ -86,8 +88,8 @@ Ctrl-C stops everything.`);
 const main = async () => {
   checkJava();
   const basePort = Number(values['base-port']);
-  if (!Number.isInteger(basePort) || basePort < 0 || basePort > 65_523) {
-    console.error(`--base-port must be a port number from 0 to 65523, not ${values['base-port']}`);
+  if (!Number.isInteger(basePort) || basePort < 0 || basePort > 65_521) {
+    console.error(`--base-port must be a port number from 0 to 65521, not ${values['base-port']}`);
     process.exit(2);
   }
   const modelProvider = MODEL_PROVIDERS.find((provider) => provider === values.model);

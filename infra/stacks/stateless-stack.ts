@@ -56,6 +56,7 @@ import {
   WEBSOCKET,
 } from '../../shared/manifest.js';
 import { POD_SECRETS_PREFIX } from '../../shared/schemas/pod.js';
+import { ConsoleHosting } from '../constructs/console-hosting.js';
 import { RunFunction } from '../constructs/run-function.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -202,6 +203,8 @@ export interface StatelessStackProps extends StackProps {
   alarmTopic: sns.ITopic;
   jwtIssuer: string;
   jwtAudience: string;
+  /** the Cognito user pool's hosted UI (https://<prefix>.auth.<region>.amazoncognito.com), where the console signs in */
+  cognitoDomain: string;
 }
 
 /**
@@ -211,6 +214,8 @@ export interface StatelessStackProps extends StackProps {
 export class StatelessStack extends Stack {
   public readonly functions: Record<FunctionName, RunFunction>;
   public readonly httpApi: apigwv2.HttpApi;
+  /** the web console: its bucket and CloudFront distribution */
+  public readonly console: ConsoleHosting;
   public readonly apiStage: apigwv2.HttpStage;
   /** the WebSocket API runs are followed on, and its one stage */
   public readonly streamApi: apigwv2.WebSocketApi;
@@ -259,9 +264,26 @@ export class StatelessStack extends Stack {
     this.podTaskDefinition = this.createPodTaskDefinition(props.podLogGroup);
     this.podTaskFamilyPrefix = `${this.podTaskDefinition.family}-pod-`;
 
+    // The console's CSP names the region's API Gateway endpoints rather than these APIs: their ids
+    // would make a cycle (the API's CORS names the distribution, whose headers would name the API).
+    const apiGatewayHost = `*.execute-api.${this.region}.${this.urlSuffix}`;
+    this.console = new ConsoleHosting(this, 'Console', {
+      connectTo: [`https://${apiGatewayHost}`, `wss://${apiGatewayHost}`, props.cognitoDomain],
+    });
     this.httpApi = new apigwv2.HttpApi(this, 'HttpApi', {
       description: 'Execution runs: the v1 API and the Agent API',
       createDefaultStage: false,
+      corsPreflight: {
+        allowOrigins: [this.console.url],
+        allowMethods: [
+          apigwv2.CorsHttpMethod.GET,
+          apigwv2.CorsHttpMethod.POST,
+          apigwv2.CorsHttpMethod.PUT,
+          apigwv2.CorsHttpMethod.DELETE,
+        ],
+        allowHeaders: ['authorization', 'content-type', 'idempotency-key'],
+        maxAge: Duration.minutes(10),
+      },
     });
     this.apiStage = this.createApiStage();
     ({ api: this.streamApi, stage: this.streamStage } = this.createStreamApi());
@@ -282,9 +304,20 @@ export class StatelessStack extends Stack {
       deadLetterQueue: this.scheduleDeadLetterQueue,
     } = this.createSchedules());
     this.createAlarms(props.alarmTopic);
+    this.console.deploy({
+      apiUrl: this.httpApi.apiEndpoint,
+      auth: {
+        kind: 'cognito',
+        domain: props.cognitoDomain,
+        // the ID token is the API's bearer token: its audience is the app client
+        clientId: props.jwtAudience,
+        scopes: ['openid', 'email', 'profile'],
+      },
+    });
 
     new CfnOutput(this, 'ApiUrl', { value: this.apiStage.url });
     new CfnOutput(this, 'StreamUrl', { value: this.streamStage.url });
+    new CfnOutput(this, 'ConsoleUrl', { value: this.console.url });
     new CfnOutput(this, 'StateMachineArn', { value: this.stateMachine.stateMachineArn });
     new CfnOutput(this, 'ClusterArn', { value: this.cluster.clusterArn });
     // its image is the one a pod's own image is built FROM

@@ -261,6 +261,44 @@ export const decideByLink = async (
   });
 };
 
+/** The checkpoint a run waits at, with the details the agent sent, as the console's card shows it. */
+export interface CheckpointView {
+  name: string;
+  summary: string;
+  details?: string;
+  detailsTruncated?: boolean;
+  requestedAt: string;
+  expiresAt?: string;
+}
+
+/** `GET /v1/runs/{runId}/checkpoint`: for anyone who may read the run's project; 404 when nothing waits. */
+export const viewCheckpoint = async (
+  deps: Pick<ApprovalDeps, 'runs' | 'directory' | 'approvals'>,
+  caller: Caller,
+  runId: string,
+): Promise<CheckpointView> => {
+  const run = await deps.runs.get(runId);
+  if (!run || run.accountId !== caller.accountId) throw new NotFoundError('run', runId);
+  const project = await deps.directory.getProject(caller.accountId, run.projectId);
+  if (!project || !hasProjectRole(project, caller, 'viewer')) throw new NotFoundError('run', runId);
+  const pending = run.pendingApproval;
+  if (run.status !== 'AWAITING_APPROVAL' || !pending) {
+    throw new NotFoundError('checkpoint waiting on run', runId);
+  }
+  const approval = pending.approvalId ? await deps.approvals.get(pending.approvalId) : undefined;
+  const details = approval
+    ? { details: approval.checkpoint.details, truncated: approval.checkpoint.detailsTruncated === true }
+    : await deps.approvals.checkpointDetails(runId, pending.seq);
+  return {
+    name: pending.name,
+    summary: pending.summary,
+    details: details.details,
+    detailsTruncated: details.truncated || undefined,
+    requestedAt: pending.requestedAt,
+    expiresAt: pending.expiresAt,
+  };
+};
+
 /** `POST /v1/runs/{runId}/approve|cancel`: the caller must administer the run's project. */
 export const decideByApi = async (
   deps: ApprovalDeps,

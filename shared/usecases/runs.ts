@@ -182,6 +182,18 @@ export const viewableProjectIds = async (
   return projects.filter((project) => canView(project, caller)).map((project) => project.projectId);
 };
 
+/** The frozen config the run executed (and a replay executes again), to whoever may read the run. */
+export const getRunConfig = async (
+  deps: Pick<RunCommandDeps, 'runs'>,
+  caller: Caller,
+  runId: string,
+): Promise<RunConfigSnapshot> => {
+  await ownRun(deps.runs, caller, runId);
+  const snapshot = await deps.runs.getSnapshot(runId);
+  if (!snapshot) throw new NotFoundError('config snapshot of run', runId);
+  return snapshot;
+};
+
 export const listRuns = async (
   deps: Pick<RunCommandDeps, 'list' | 'directory'> & CursorDeps,
   caller: Caller,

@@ -246,7 +246,24 @@ export interface AccountSpend {
   capMicroUsd: number;
   byProject: { projectId: string; totalMicroUsd: number }[];
   byPod: { podId: string; totalMicroUsd: number }[];
+  /** every UTC day the window touches, oldest first, zero where nothing was spent: the console's chart */
+  byDay: { day: string; totalMicroUsd: number }[];
 }
+
+const DAY_MS = 86_400_000;
+
+/** The window's spend per UTC day (`YYYY-MM-DD`), from the day of its first hour to today. */
+const spendByDay = (hours: HourlySpend[], startsAt: string, now: Date) => {
+  const totals = new Map<string, number>();
+  for (let day = Date.parse(startsAt.slice(0, 10)); day <= now.getTime(); day += DAY_MS) {
+    totals.set(new Date(day).toISOString().slice(0, 10), 0);
+  }
+  for (const hour of hours) {
+    const day = hour.hour.slice(0, 10);
+    totals.set(day, (totals.get(day) ?? 0) + hour.totalMicroUsd);
+  }
+  return [...totals].map(([day, totalMicroUsd]) => ({ day, totalMicroUsd }));
+};
 
 const largestFirst = <K extends string>(totals: Map<string, number>, key: K) =>
   [...totals]
@@ -284,5 +301,6 @@ export const getAccountSpend = async (
     capMicroUsd: (window === '24h' ? limits?.dailyCapMicroUsd : limits?.monthlyCapMicroUsd) ?? 0,
     byProject: largestFirst(byProject, 'projectId'),
     byPod: largestFirst(byPod, 'podId'),
+    byDay: spendByDay(hours, range.startsAt, now),
   };
 };

@@ -1109,3 +1109,103 @@ describe('least privilege', () => {
     expect(FUNCTIONS.approvals.table).toEqual({ actions: ['GetItem', 'UpdateItem'], indexes: [] });
   });
 });
+
+describe('the web console (S3 behind CloudFront)', () => {
+  const distributionId = logicalId(stateless.console.distribution);
+  const bucketId = logicalId(stateless.console.bucket);
+
+  it('keeps the files in a private, encrypted bucket that only the distribution reads, through origin access control', () => {
+    statelessTemplate.hasResourceProperties('AWS::S3::Bucket', {
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      BucketEncryption: Match.objectLike({}),
+    });
+    statelessTemplate.resourceCountIs('AWS::CloudFront::OriginAccessControl', 1);
+    statelessTemplate.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: { Ref: bucketId },
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Action: 's3:GetObject',
+            Principal: { Service: 'cloudfront.amazonaws.com' },
+            Condition: {
+              StringEquals: {
+                'AWS:SourceArn': Match.objectLike({
+                  'Fn::Join': Match.arrayWith([Match.arrayWith([{ Ref: distributionId }])]),
+                }),
+              },
+            },
+          }),
+        ]),
+      },
+    });
+  });
+
+  it('serves HTTPS only, with security headers, a strict CSP, and index.html for the app’s routes', () => {
+    statelessTemplate.hasResourceProperties('AWS::CloudFront::Distribution', {
+      DistributionConfig: Match.objectLike({
+        DefaultRootObject: 'index.html',
+        DefaultCacheBehavior: Match.objectLike({ ViewerProtocolPolicy: 'redirect-to-https' }),
+        CustomErrorResponses: [403, 404].map((code) => ({
+          ErrorCode: code,
+          ResponseCode: 200,
+          ResponsePagePath: '/index.html',
+          ErrorCachingMinTTL: 0,
+        })),
+      }),
+    });
+    const [policy] = Object.values(statelessTemplate.findResources('AWS::CloudFront::ResponseHeadersPolicy'));
+    const headers = (policy as Json).Properties as { ResponseHeadersPolicyConfig: Json };
+    const security = headers.ResponseHeadersPolicyConfig.SecurityHeadersConfig as Record<string, Json>;
+    const csp = JSON.stringify(security.ContentSecurityPolicy);
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("style-src 'self'");
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(csp).not.toContain('unsafe');
+    expect(csp).toContain(cdkJson.context.cognitoDomain);
+    expect(security.StrictTransportSecurity).toMatchObject({ Override: true, IncludeSubdomains: true });
+    expect(security.FrameOptions).toMatchObject({ FrameOption: 'DENY' });
+    expect(security.ContentTypeOptions).toMatchObject({ Override: true });
+  });
+
+  it('lets the API be called from the console’s origin only', () => {
+    statelessTemplate.hasResourceProperties('AWS::ApiGatewayV2::Api', {
+      ProtocolType: 'HTTP',
+      CorsConfiguration: {
+        AllowOrigins: [{ 'Fn::Join': ['', ['https://', { 'Fn::GetAtt': [distributionId, 'DomainName'] }]] }],
+        AllowHeaders: ['authorization', 'content-type', 'idempotency-key'],
+        AllowMethods: ['GET', 'POST', 'PUT', 'DELETE'],
+        MaxAge: 600,
+      },
+    });
+  });
+
+  it('writes the runtime config at deploy: the API URL and the Cognito hosted UI with the API’s audience as client', () => {
+    const [deployment] = Object.values(statelessTemplate.findResources('Custom::CDKBucketDeployment'));
+    const { SourceObjectKeys: keys, SourceMarkers: markers } = (deployment as Json).Properties as {
+      SourceObjectKeys: string[];
+      SourceMarkers: Record<string, unknown>[];
+    };
+    const configAsset = keys
+      .map((key) => path.join(assembly.directory, `asset.${key.replace(/\.zip$/, '')}`, 'config.json'))
+      .find((file) => existsSync(file));
+    expect(configAsset).toBeDefined();
+    const config = JSON.parse(readFileSync(configAsset as string, 'utf8'));
+    const [apiMarker] = Object.entries(markers.find((m) => Object.keys(m).length > 0) ?? {});
+    expect(config).toEqual({
+      apiUrl: apiMarker?.[0],
+      auth: {
+        kind: 'cognito',
+        domain: cdkJson.context.cognitoDomain,
+        clientId: cdkJson.context.jwtAudience,
+        scopes: ['openid', 'email', 'profile'],
+      },
+    });
+    // the marker is the HTTP API's endpoint, filled in at deploy
+    expect(apiMarker?.[1]).toEqual({ 'Fn::GetAtt': [logicalId(stateless.httpApi), 'ApiEndpoint'] });
+  });
+});

@@ -3,8 +3,8 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { ServerMessage, StepPage } from '../../cli/wire.js';
 import type { Run } from '../../shared/domain/run.js';
+import type { ServerMessage, StepPage } from '../../shared/schemas/wire.js';
 import { api, dispatch, endpoints, waitForRun, waitForTerminal } from './support/api.js';
 import { type StreamProxy, startStreamProxy } from './support/stream-proxy.js';
 

@@ -269,6 +269,33 @@ describe('startApiGateway', () => {
       );
       expect(calls).toHaveLength(0);
     });
+
+    it('allows only the origins it is configured with, as the deployed CORS configuration does', async () => {
+      const consoleOrigin = 'http://127.0.0.1:4524';
+      const restricted = await startApiGateway({
+        routes: TEST_ROUTES,
+        verifyJwt: issuer.verify,
+        invoke: async () => ({ statusCode: 200, body: 'ok' }),
+        allowOrigins: [consoleOrigin],
+      });
+      try {
+        const preflight = (origin: string) =>
+          fetch(`${restricted.url}/v1/runs/run_1`, {
+            method: 'OPTIONS',
+            headers: { origin, 'access-control-request-method': 'GET' },
+          });
+
+        const fromConsole = await preflight(consoleOrigin);
+        const fromElsewhere = await preflight('https://elsewhere.example');
+        const read = await fetch(`${restricted.url}/things/abc`, { headers: { origin: consoleOrigin } });
+
+        expect(fromConsole.headers.get('access-control-allow-origin')).toBe(consoleOrigin);
+        expect(fromElsewhere.headers.get('access-control-allow-origin')).toBeNull();
+        expect(read.headers.get('access-control-allow-origin')).toBe(consoleOrigin);
+      } finally {
+        await restricted.close();
+      }
+    });
   });
 
   describe('bodies', () => {

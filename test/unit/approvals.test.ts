@@ -17,6 +17,7 @@ import {
   decideByLink,
   requestApproval,
   viewApprovalLink,
+  viewCheckpoint,
 } from '../../shared/usecases/approvals.js';
 import { parkPod } from '../../shared/usecases/lifecycle.js';
 import { podFactory, projectFactory, runFactory } from '../support/factories.js';
@@ -332,6 +333,34 @@ describe('deciding by the email link', () => {
       path: ['ABANDONED'],
       closeApproval: { decision: 'cancelled', by: 'bob', seq: 5 },
     });
+  });
+});
+
+describe('viewing the checkpoint a run waits at', () => {
+  const member: Caller = { accountId: 'acct-1', userId: 'mallory', accountRole: 'member' };
+
+  it('shows any project member the checkpoint with its details, before and after its approval is requested', async () => {
+    runs.put(pendingRun());
+    const before = await viewCheckpoint(deps, member, runId);
+    await request();
+    const after = await viewCheckpoint(deps, member, runId);
+
+    expect(before).toEqual({
+      name: 'plan',
+      summary: 'Plan: 3 steps',
+      details: 'the whole plan',
+      requestedAt: '2026-01-01T00:06:00.000Z',
+    });
+    expect(after).toMatchObject({ name: 'plan', details: 'the whole plan', expiresAt: expect.any(String) });
+  });
+
+  it('answers 404 to another tenant, and while the run waits for nothing', async () => {
+    await request();
+    await expect(
+      viewCheckpoint(deps, { accountId: 'acct-2', userId: 'alice', accountRole: 'admin' }, runId),
+    ).rejects.toBeInstanceOf(NotFoundError);
+    runs.put(runFactory({ runId, status: 'RUNNING' }));
+    await expect(viewCheckpoint(deps, member, runId)).rejects.toBeInstanceOf(NotFoundError);
   });
 });
 

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { ApiReader, CallOptions } from '../../cli/client.js';
 import { ApiError, NetworkError } from '../../cli/errors.js';
 import { backoffMs, type FollowEvent, PollingFollower } from '../../cli/follow.js';
-import type { StepPage, StepView } from '../../cli/wire.js';
 import type { Run, RunStatus } from '../../shared/domain/run.js';
+import type { StepPage, StepView } from '../../shared/schemas/wire.js';
 import { runFactory } from '../support/factories.js';
 
 const RUN_ID = 'run_01J0000000000000000000000A';

@@ -12,8 +12,8 @@ import {
   styleFor,
   table,
 } from '../../cli/format.js';
-import type { StepView } from '../../cli/wire.js';
 import { RUN_STATUSES, TERMINAL_STATUSES } from '../../shared/domain/run.js';
+import type { StepView } from '../../shared/schemas/wire.js';
 import { runFactory } from '../support/factories.js';
 
 const NOW = new Date('2026-01-01T01:00:00.000Z');

@@ -5,9 +5,9 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { ApiClient } from '../../cli/client.js';
 import { type FollowEvent, PollingFollower, type RunFollower } from '../../cli/follow.js';
 import { StreamFollower, type StreamOptions } from '../../cli/stream-follower.js';
-import type { ServerMessage, StepView } from '../../cli/wire.js';
 import type { FeedEvent } from '../../shared/domain/feed.js';
 import type { Run, RunStatus } from '../../shared/domain/run.js';
+import type { ServerMessage, StepView } from '../../shared/schemas/wire.js';
 import { fakeFetch, type Route, runCli, withoutStream } from '../support/cli.js';
 import { runFactory } from '../support/factories.js';
 

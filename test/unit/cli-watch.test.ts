@@ -3,8 +3,8 @@ import { describe, expect, it, vi } from 'vitest';
 import { sendChoice } from '../../cli/commands.js';
 import type { FollowEvent } from '../../cli/follow.js';
 import { askChoice, parseChoice, phaseProgress, WatchRenderer } from '../../cli/watch.js';
-import type { StepView } from '../../cli/wire.js';
 import type { Run } from '../../shared/domain/run.js';
+import type { StepView } from '../../shared/schemas/wire.js';
 import { runCli, sink } from '../support/cli.js';
 import { runFactory } from '../support/factories.js';
 

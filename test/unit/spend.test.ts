@@ -295,7 +295,38 @@ describe('getAccountSpend', () => {
         { podId: 'a', totalMicroUsd: 300 },
         { podId: 'b', totalMicroUsd: 50 },
       ],
+      byDay: expect.any(Array),
     });
+  });
+
+  it('gives every day of the window oldest first, zero where nothing was spent, for the chart', async () => {
+    const runs = fakeRuns({
+      hourlySpend: vi.fn(async () => [
+        hour('2026-02-28T10', 300, { p1: 300 }, { a: 300 }),
+        hour('2026-02-28T23', 20, { p1: 20 }, { a: 20 }),
+        hour('2026-03-01T05', 50, { p1: 50 }, { b: 50 }),
+      ]),
+    });
+    const caller = { accountId: 'acct-1', userId: 'alice', accountRole: 'member' as const };
+
+    const month = await getAccountSpend(
+      { ledger: runs, directory: directoryWith(undefined), clock },
+      caller,
+      '30d',
+    );
+    const day = await getAccountSpend(
+      { ledger: runs, directory: directoryWith(undefined), clock },
+      caller,
+      '24h',
+    );
+
+    expect(month.byDay).toHaveLength(31);
+    expect(month.byDay[0]).toEqual({ day: '2026-01-30', totalMicroUsd: 0 });
+    expect(month.byDay.slice(-2)).toEqual([
+      { day: '2026-02-28', totalMicroUsd: 320 },
+      { day: '2026-03-01', totalMicroUsd: 50 },
+    ]);
+    expect(day.byDay.map((d) => d.day)).toEqual(['2026-02-28', '2026-03-01']);
   });
 });
 

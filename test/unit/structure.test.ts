@@ -11,7 +11,7 @@ const sourceFiles = (dir: string): string[] =>
   readdirSync(path.join(ROOT, dir), { withFileTypes: true }).flatMap((entry) => {
     const relative = path.join(dir, entry.name);
     if (entry.isDirectory()) return sourceFiles(relative);
-    return entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts') ? [relative] : [];
+    return /\.tsx?$/.test(entry.name) && !entry.name.endsWith('.test.ts') ? [relative] : [];
   });
 
 /** Every module a file imports (static, dynamic and type-only), resolved against the root when relative. */
@@ -59,6 +59,16 @@ describe('the import structure', () => {
       /^@aws-lambda-powertools\//.test(s);
     expect(sourceFiles('cli').length).toBeGreaterThan(0);
     expect(offending(sourceFiles('cli'), beyond)).toEqual([]);
+  });
+
+  it('lets the console share only the wire contracts and the domain, and reach nothing but the API, its stream and sign-in', () => {
+    const beyond = (s: string) =>
+      (/^shared\//.test(s) && !/^shared\/(schemas|domain)\//.test(s)) ||
+      /^(infra|functions|bench|pod|test|cli)\//.test(s) ||
+      /^@aws-sdk\//.test(s) ||
+      /^node:/.test(s);
+    expect(sourceFiles('console/src').length).toBeGreaterThan(0);
+    expect(offending(sourceFiles('console/src'), beyond)).toEqual([]);
   });
 
   it('lets the pod share only the wire contracts and the domain’s values', () => {

@@ -1,15 +1,15 @@
-import type { Approval } from '../shared/domain/approval.js';
-import type { Run } from '../shared/domain/run.js';
-import type { Step } from '../shared/domain/steps.js';
-import type { Account } from '../shared/domain/tenancy.js';
-import type { ServerMessage } from '../shared/schemas/stream.js';
+import type { Approval } from '../domain/approval.js';
+import type { Run } from '../domain/run.js';
+import type { Step } from '../domain/steps.js';
+import type { Account, Pod, Project } from '../domain/tenancy.js';
+import type { ServerMessage } from './stream.js';
 
 /**
- * What the API answers, as the CLI reads it: the domain's records as they travel. The CLI shares
- * only these and the request schemas with the backend (DESIGN §5).
+ * What the API answers, as its clients (the CLI and the console) read it: the domain's records as they
+ * travel. The clients share only these and the request schemas with the backend (DESIGN §5).
  */
 
-export type { Account, Approval, Run, ServerMessage };
+export type { Account, Approval, Pod, Project, Run, ServerMessage };
 
 /** A step as `GET /v1/runs/{runId}/steps` shows it. */
 export type StepView = Omit<Step, 'args' | 'fullContent'> & {
@@ -56,3 +56,6 @@ export interface StreamTicket {
   url: string;
   expiresAt: string;
 }
+
+/** `GET /v1/account/spend?window=`: what the account spent over the trailing window, against its cap. */
+export type { AccountSpend } from '../usecases/spend.js';
