@@ -11,6 +11,7 @@ import type {
   RunStatus,
   Transition,
 } from './domain/run.js';
+import type { RunMetric } from './domain/run-metrics.js';
 import type { Schedule, ScheduleKey, ScheduleSettings, TickRecord } from './domain/schedule.js';
 import type { Step, StepContentRef, StepPage } from './domain/steps.js';
 import type { Account, AccountLimits, Caller, GitHubLink, Pod, Project } from './domain/tenancy.js';
@@ -442,6 +443,11 @@ export interface ConnectionSender {
 export interface WebhookDeliveries {
   /** True the first time a delivery id is seen within `keepSeconds`; false for the same delivery again. */
   firstTime(deliveryId: string, keepSeconds: number): Promise<boolean>;
+}
+
+/** The run metrics (shared/domain/run-metrics.ts), published with the run they are about. */
+export interface RunMetricsPublisher {
+  publish(run: { runId: string; accountId?: string }, metrics: readonly RunMetric[]): void;
 }
 
 export interface Clock {

@@ -20,11 +20,13 @@ import { DynamoTimeline } from './adapters/dynamo-timeline.js';
 import { DynamoWebhookDeliveries } from './adapters/dynamo-webhook-deliveries.js';
 import { EcsSandbox } from './adapters/ecs-sandbox.js';
 import { EcsPodTaskDefinitions, type PodTaskDefinitionSettings } from './adapters/ecs-task-definitions.js';
+import { EmfRunMetrics } from './adapters/emf-run-metrics.js';
 import { EventBridgeScheduler, type SchedulerTargetSettings } from './adapters/eventbridge-scheduler.js';
 import { gitHubAppKeys, OctokitGitHubApp } from './adapters/github-app.js';
 import { StepFunctionsOrchestrator, StepFunctionsTaskSignals } from './adapters/sfn-orchestrator.js';
 import { signingSecret } from './adapters/signing-secret.js';
 import { SqsRunQueue } from './adapters/sqs-run-queue.js';
+import { createMetrics } from './observability.js';
 
 /**
  * Builders for the adapters a handler's composition root needs. Each handler calls only the ones it
@@ -55,6 +57,8 @@ export const webhookDeliveries = (tableName: string) =>
 /** Saves answer within the API's timeout: throttled calls are retried a few times, then a 503. */
 export const scheduler = (settings: SchedulerTargetSettings) =>
   new EventBridgeScheduler(new SchedulerClient({ retryMode: 'adaptive', maxAttempts: 4 }), settings);
+/** The run metrics, as EMF lines in the function's log. */
+export const runMetrics = () => new EmfRunMetrics(createMetrics());
 export const runQueue = (queueUrl: string) => new SqsRunQueue(new SQSClient({}), queueUrl);
 /** Throttled Step Functions calls are retried adaptively rather than failing the batch. */
 const sfnClient = () => new SFNClient({ retryMode: 'adaptive', maxAttempts: 6 });

@@ -1,0 +1,177 @@
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { EmfRunMetrics } from '../../shared/adapters/emf-run-metrics.js';
+import type { Run, RunStatus } from '../../shared/domain/run.js';
+import { launchFailureKind, RUN_METRICS, runMetricsOf } from '../../shared/domain/run-metrics.js';
+import { runFactory } from '../support/factories.js';
+
+const T0 = Date.parse('2026-01-01T00:00:00.000Z');
+const at = (seconds: number) => new Date(T0 + seconds * 1000).toISOString();
+
+/** The run after it moved to `status` at `seconds`, with `over` changed. */
+const moved = (run: Run, status: RunStatus, seconds: number, over: Partial<Run> = {}): Run => ({
+  ...run,
+  ...over,
+  status,
+  history: [...run.history, { status, at: at(seconds) }],
+});
+
+const names = (metrics: ReturnType<typeof runMetricsOf>) => metrics.map((m) => m.name);
+
+describe('runMetricsOf', () => {
+  const queued = runFactory();
+  const provisioning = moved(queued, 'PROVISIONING', 30);
+  const running = moved(provisioning, 'RUNNING', 40, { taskArn: 'arn:aws:ecs:task/c/t1' });
+  const awaiting = moved(running, 'AWAITING_APPROVAL', 60);
+  const resumed = moved(awaiting, 'RUNNING', 360);
+  const ended = moved(resumed, 'FAILED', 400, {
+    exitReason: 'tool_call_failed',
+    durationMs: 370_000,
+    usage: {
+      'claude-sonnet': {
+        inputTokens: 100,
+        outputTokens: 20,
+        cacheReadTokens: 3,
+        cacheWriteTokens: 2,
+        costMicroUsd: 1_500,
+      },
+    },
+    cost: { tokenUsd: 1_500, sandboxCpuUsd: 0, sandboxMemoryUsd: 0, feeUsd: 0, totalUsd: 1_500 },
+  });
+  const settled: Run = {
+    ...ended,
+    cost: { tokenUsd: 1_500, sandboxCpuUsd: 400, sandboxMemoryUsd: 100, feeUsd: 1_000, totalUsd: 3_000 },
+  };
+
+  it('counts a dispatch at the run’s first write', () => {
+    expect(runMetricsOf(undefined, queued)).toEqual([{ name: 'RunsDispatched', value: 1 }]);
+  });
+
+  it('counts the start, its queue wait and the launch attempt when the run leaves the queue', () => {
+    expect(runMetricsOf(queued, provisioning)).toEqual([
+      { name: 'LaunchAttempts', value: 1 },
+      { name: 'RunsStarted', value: 1 },
+      { name: 'QueueWait', value: 30_000 },
+    ]);
+  });
+
+  it('counts a relaunch as an attempt, not as a start', () => {
+    const retrying = moved(provisioning, 'RETRYING', 35);
+    expect(names(runMetricsOf(retrying, moved(retrying, 'PROVISIONING', 55)))).toEqual(['LaunchAttempts']);
+  });
+
+  it('measures the approval wait when the checkpoint is decided', () => {
+    expect(runMetricsOf(awaiting, resumed)).toEqual([{ name: 'ApprovalWait', value: 300_000 }]);
+  });
+
+  it('counts an end by status and exit reason with the run’s duration and what it spent so far', () => {
+    expect(runMetricsOf(resumed, ended)).toEqual([
+      { name: 'RunsEnded', value: 1, dimensions: { Status: 'FAILED', ExitReason: 'tool_call_failed' } },
+      { name: 'RunDuration', value: 370_000 },
+      { name: 'SpendUsd', value: 0.0015 },
+    ]);
+  });
+
+  it('gives the run’s cost and tokens by model once its sandbox is settled', () => {
+    expect(runMetricsOf(ended, settled)).toEqual([
+      { name: 'SpendUsd', value: 0.0015 },
+      { name: 'RunCostUsd', value: 0.003 },
+      { name: 'TokensUsed', value: 125, dimensions: { Model: 'claude-sonnet' } },
+    ]);
+  });
+
+  it('gives the cost at the end of a run that never had a sandbox to settle', () => {
+    const cancelled = moved(queued, 'CANCELLED', 5, { exitReason: 'cancelled' });
+    expect(names(runMetricsOf(queued, cancelled))).toEqual(['RunsEnded', 'RunDuration', 'RunCostUsd']);
+  });
+
+  it('does not count a closed run as a second end', () => {
+    expect(runMetricsOf(settled, moved(settled, 'DONE', 900))).toEqual([]);
+  });
+
+  it('names only metrics and dimensions the catalogue declares', () => {
+    const all = [queued, provisioning, running, awaiting, resumed, ended, settled].flatMap((run, i, runs) =>
+      runMetricsOf(runs[i - 1], run),
+    );
+    for (const metric of all) {
+      const declared = RUN_METRICS[metric.name].dimensions.flat();
+      expect(Object.keys(metric.dimensions ?? {}).sort()).toEqual([...declared].sort());
+    }
+  });
+});
+
+describe('launchFailureKind', () => {
+  it.each([
+    ['ECS.ThrottlingException: Rate exceeded', 'throttled'],
+    ['ECS.AmazonECSException: Rate exceeded', 'throttled'],
+    ['RESOURCE:ENI', 'capacity'],
+    ['Capacity is unavailable at this time', 'capacity'],
+    ['no task was started', 'other'],
+  ] as const)('%s is %s', (reason, kind) => {
+    expect(launchFailureKind(reason)).toBe(kind);
+  });
+});
+
+describe('EmfRunMetrics', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  /** The EMF lines publishing `metrics` writes, parsed. */
+  const linesOf = (...metrics: Parameters<EmfRunMetrics['publish']>[1]) => {
+    const written: string[] = [];
+    // Powertools writes to its own console on the process's stdout, as Lambda collects it
+    const log = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      written.push(...String(chunk).split('\n').filter(Boolean));
+      return true;
+    });
+    new EmfRunMetrics(new Metrics({ namespace: 'ExecutionRuns', serviceName: 'execution-runs' })).publish(
+      { runId: 'run_1', accountId: 'acct-1' },
+      metrics,
+    );
+    log.mockRestore();
+    return written.map((line) => JSON.parse(line) as Record<string, unknown> & { _aws: EmfMetadata });
+  };
+  type EmfMetadata = {
+    CloudWatchMetrics: {
+      Namespace: string;
+      Dimensions: string[][];
+      Metrics: { Name: string; Unit: string }[];
+    }[];
+  };
+
+  it('writes the metrics without dimensions on one line, naming the run and its account', () => {
+    const [line, ...more] = linesOf({ name: 'RunsStarted', value: 1 }, { name: 'QueueWait', value: 30_000 });
+    expect(more).toEqual([]);
+    expect(line).toMatchObject({ runId: 'run_1', accountId: 'acct-1', RunsStarted: 1, QueueWait: 30_000 });
+    expect(line?._aws.CloudWatchMetrics).toEqual([
+      {
+        Namespace: 'ExecutionRuns',
+        Dimensions: [['service']],
+        Metrics: [
+          { Name: 'RunsStarted', Unit: 'Count' },
+          { Name: 'QueueWait', Unit: 'Milliseconds' },
+        ],
+      },
+    ]);
+  });
+
+  it('writes an end under each of its dimension sets, on its own line', () => {
+    const lines = linesOf(
+      { name: 'RunDuration', value: 5 },
+      { name: 'RunsEnded', value: 1, dimensions: { Status: 'FAILED', ExitReason: 'error' } },
+    );
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatchObject({ runId: 'run_1', Status: 'FAILED', ExitReason: 'error', RunsEnded: 1 });
+    expect(lines[1]?._aws.CloudWatchMetrics[0]?.Dimensions).toEqual([
+      ['service', 'Status'],
+      ['service', 'ExitReason'],
+    ]);
+    // the account is a property, never a dimension: its series would grow with the accounts
+    expect(lines.flatMap((line) => line._aws.CloudWatchMetrics[0]?.Dimensions.flat())).not.toContain(
+      'accountId',
+    );
+  });
+
+  it('writes nothing for a change that counts nothing', () => {
+    expect(linesOf()).toEqual([]);
+  });
+});
