@@ -9,6 +9,7 @@ import { buildApp } from '../../infra/app.js';
 import { DEFAULT_POD_MODELS, POD_IMAGE_EXCLUDES, podModelsFrom } from '../../infra/stacks/stateless-stack.js';
 import { type EnvName, isRequiredEnv } from '../../shared/config.js';
 import { SWEEPER } from '../../shared/domain/policy.js';
+import { RUN_METRICS } from '../../shared/domain/run-metrics.js';
 import {
   ASL_SUBSTITUTIONS,
   DEAD_LETTER_QUEUE,
@@ -853,6 +854,136 @@ describe('the stateless stack', () => {
         AlarmActions: toTopic,
       });
     }
+  });
+
+  describe('operations', () => {
+    type DashboardMetric = { namespace: string; name: string; dimensions: Record<string, string> };
+    /** The dashboard's body with each CloudFormation reference in it read as the text TOKEN. */
+    const dashboardBody = (): { widgets: { properties: Json }[] } => {
+      const dashboards = Object.values(statelessTemplate.findResources('AWS::CloudWatch::Dashboard'));
+      expect(dashboards).toHaveLength(1);
+      const [dashboard] = dashboards as { Properties: Json }[];
+      const body = dashboard?.Properties.DashboardBody as { 'Fn::Join': [string, unknown[]] };
+      const text = body['Fn::Join'][1].map((part) => (typeof part === 'string' ? part : 'TOKEN')).join('');
+      return JSON.parse(text);
+    };
+    /** Every metric a widget reads: those it names, and those its SEARCH expressions look for. */
+    const dashboardMetrics = (): DashboardMetric[] =>
+      dashboardBody().widgets.flatMap(({ properties }) =>
+        ((properties.metrics ?? []) as unknown[][]).flatMap((row): DashboardMetric[] => {
+          const [first] = row;
+          if (typeof first === 'object' && first !== null && 'expression' in first) {
+            const search = /SEARCH\('\{([^}]*)\} MetricName="([^"]+)"/.exec(String(first.expression));
+            if (!search) return [];
+            const [namespace = '', ...keys] = (search[1] ?? '').split(',');
+            return [
+              { namespace, name: search[2] ?? '', dimensions: Object.fromEntries(keys.map((k) => [k, '*'])) },
+            ];
+          }
+          const [namespace, name, ...rest] = row.filter((part) => typeof part === 'string') as string[];
+          const dimensions: Record<string, string> = {};
+          for (let i = 0; i + 1 < rest.length; i += 2) dimensions[rest[i] as string] = rest[i + 1] as string;
+          return [{ namespace: namespace ?? '', name: name ?? '', dimensions }];
+        }),
+      );
+    /** The metrics AWS publishes that the dashboard reads, with the dimensions it publishes them under. */
+    const AWS_PUBLISHED: Record<string, Record<string, string[]>> = {
+      'AWS/Lambda': { Errors: ['FunctionName'], Throttles: ['FunctionName'], Duration: ['FunctionName'] },
+      'AWS/SQS': {
+        ApproximateNumberOfMessagesVisible: ['QueueName'],
+        ApproximateAgeOfOldestMessage: ['QueueName'],
+      },
+      'AWS/States': {
+        ExecutionsStarted: ['StateMachineArn'],
+        ExecutionsFailed: ['StateMachineArn'],
+        ExecutionsTimedOut: ['StateMachineArn'],
+      },
+      'AWS/ApiGateway': { '4xx': ['ApiId'], '5xx': ['ApiId'], Latency: ['ApiId'] },
+      'AWS/Usage': { ResourceCount: ['Class', 'Resource', 'Service', 'Type'] },
+      'ECS/ContainerInsights': { TaskCount: ['ClusterName'] },
+    };
+
+    it('reads on its dashboard only metrics the functions emit or AWS publishes', () => {
+      const metrics = dashboardMetrics();
+      expect(metrics.length).toBeGreaterThan(40);
+      for (const metric of metrics) {
+        const keys = Object.keys(metric.dimensions).sort();
+        if (metric.namespace === 'ExecutionRuns') {
+          const declared = RUN_METRICS[metric.name as keyof typeof RUN_METRICS];
+          expect(declared, metric.name).toBeDefined();
+          const sets = declared.dimensions.map((set) => [...set, 'service'].sort().join(','));
+          expect(sets, `${metric.name} by ${keys.join(',')}`).toContain(keys.join(','));
+        } else {
+          expect(
+            AWS_PUBLISHED[metric.namespace]?.[metric.name],
+            `${metric.namespace} ${metric.name}`,
+          ).toEqual(keys);
+        }
+      }
+    });
+
+    it('shows runs by status and exit reason, the queues, executions, every function, Fargate, the API and spend', () => {
+      const shown = new Set(
+        dashboardMetrics().map((m) => `${m.namespace} ${m.name} ${Object.keys(m.dimensions).sort()}`),
+      );
+      for (const expected of [
+        'ExecutionRuns RunsEnded Status,service',
+        'ExecutionRuns RunsEnded ExitReason,service',
+        'ExecutionRuns RunsDispatched service',
+        'ExecutionRuns QueueWait service',
+        'ExecutionRuns SpendUsd service',
+        'AWS/SQS ApproximateAgeOfOldestMessage QueueName',
+        'AWS/States ExecutionsTimedOut StateMachineArn',
+        'AWS/Usage ResourceCount Class,Resource,Service,Type',
+        'AWS/ApiGateway 5xx ApiId',
+      ]) {
+        expect(shown, expected).toContain(expected);
+      }
+      const perFunction = dashboardMetrics().filter((m) => m.namespace === 'AWS/Lambda');
+      for (const name of ['Errors', 'Throttles', 'Duration']) {
+        expect(perFunction.filter((m) => m.name === name)).toHaveLength(Object.keys(FUNCTIONS).length);
+      }
+    });
+
+    it('sends every alarm of both stacks to the alarm topic, each with what to do first', () => {
+      const topicArn = { Ref: logicalId(stateful.alarmTopic) };
+      const imported = { 'Fn::ImportValue': expect.stringContaining(logicalId(stateful.alarmTopic)) };
+      for (const [template, action] of [
+        [statefulTemplate, topicArn],
+        [statelessTemplate, imported],
+      ] as const) {
+        const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm'));
+        expect(alarms.length).toBeGreaterThan(0);
+        for (const alarm of alarms) {
+          const properties = alarm.Properties as Json;
+          expect(properties.AlarmActions).toEqual([expect.objectContaining(action)]);
+          expect(properties.AlarmDescription).toMatch(/First: /);
+        }
+      }
+    });
+
+    it('alarms on the failure rate, the spend per hour and the stream and event functions failing', () => {
+      statelessTemplate.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Metrics: Match.arrayWith([
+          Match.objectLike({ Expression: Match.stringLikeRegexp('100 \\* failed / ') }),
+        ]),
+        Threshold: 25,
+      });
+      statelessTemplate.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'ExecutionRuns',
+        MetricName: 'SpendUsd',
+        Dimensions: [{ Name: 'service', Value: 'execution-runs' }],
+        Period: 3600,
+        Threshold: 100,
+      });
+      for (const fn of ['stream', 'runFeed', 'podStopped', 'reconcile', 'sweeper'] as const) {
+        statelessTemplate.hasResourceProperties('AWS::CloudWatch::Alarm', {
+          Namespace: 'AWS/Lambda',
+          MetricName: 'Errors',
+          Dimensions: [{ Name: 'FunctionName', Value: { Ref: functionIds[fn] } }],
+        });
+      }
+    });
   });
 
   describe('schedules', () => {

@@ -1,9 +1,22 @@
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { makeHandler as makeMarkRetrying } from '../../functions/mark-retrying.js';
 import { EmfRunMetrics } from '../../shared/adapters/emf-run-metrics.js';
 import type { Run, RunStatus } from '../../shared/domain/run.js';
-import { launchFailureKind, RUN_METRICS, runMetricsOf } from '../../shared/domain/run-metrics.js';
-import { runFactory } from '../support/factories.js';
+import {
+  launchFailureKind,
+  RUN_METRICS,
+  type RunMetric,
+  type RunMetricName,
+  runMetricsOf,
+} from '../../shared/domain/run-metrics.js';
+import { lambdaContext, runFactory } from '../support/factories.js';
+import { MemoryRuns } from '../support/memory-runs.js';
+
+// The handler module builds its production composition root at import; give it what it reads.
+vi.hoisted(() => {
+  Object.assign(process.env, { TABLE_NAME: 't', LAUNCH_BACKOFF_SECONDS: '5,20', AWS_REGION: 'us-east-1' });
+});
 
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
 const at = (seconds: number) => new Date(T0 + seconds * 1000).toISOString();
@@ -97,6 +110,62 @@ describe('runMetricsOf', () => {
       const declared = RUN_METRICS[metric.name].dimensions.flat();
       expect(Object.keys(metric.dimensions ?? {}).sort()).toEqual([...declared].sort());
     }
+  });
+});
+
+describe('mark-retrying', () => {
+  it('counts a failed launch by its kind, with the run it is about', async () => {
+    const published: { run: { runId: string }; metrics: readonly RunMetric[] }[] = [];
+    const run = runFactory({ status: 'PROVISIONING' });
+    const handler = makeMarkRetrying(
+      {
+        runs: new MemoryRuns().put(run),
+        clock: { now: () => new Date(T0) },
+        metrics: { publish: (about, metrics) => published.push({ run: about, metrics }) },
+      },
+      { maxAttempts: 3, backoffSeconds: [5] },
+    );
+    await handler(
+      { runId: run.runId, launchError: { Error: 'ECS.ThrottlingException', Cause: 'Rate exceeded' } },
+      lambdaContext(),
+    );
+    expect(published).toEqual([
+      {
+        run: { runId: run.runId },
+        metrics: [{ name: 'LaunchFailures', value: 1, dimensions: { FailureKind: 'throttled' } }],
+      },
+    ]);
+  });
+});
+
+describe('the run metrics catalogue', () => {
+  it('holds only metrics the code emits: a run’s life and its failed launches emit each of them', () => {
+    const queued = runFactory();
+    const provisioning = moved(queued, 'PROVISIONING', 30);
+    const awaiting = moved(
+      moved(provisioning, 'RUNNING', 40, { taskArn: 'arn:task' }),
+      'AWAITING_APPROVAL',
+      50,
+    );
+    const used = {
+      inputTokens: 1,
+      outputTokens: 1,
+      cacheReadTokens: 0,
+      cacheWriteTokens: 0,
+      costMicroUsd: 9,
+    };
+    const ended = moved(moved(awaiting, 'RUNNING', 60), 'COMPLETED', 90, {
+      usage: { m: used },
+      cost: { tokenUsd: 9, sandboxCpuUsd: 0, sandboxMemoryUsd: 0, feeUsd: 0, totalUsd: 9 },
+    });
+    const settled = { ...ended, cost: { ...ended.cost, feeUsd: 1, totalUsd: 10 } };
+    const life = [queued, provisioning, awaiting, ended, settled];
+    const emitted = new Set<RunMetricName>([
+      ...life.flatMap((run, i) => runMetricsOf(life[i - 1], run)).map((metric) => metric.name),
+      // mark-retrying's, above
+      'LaunchFailures',
+    ]);
+    expect([...emitted].sort()).toEqual(Object.keys(RUN_METRICS).sort());
   });
 });
 
