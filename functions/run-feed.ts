@@ -1,11 +1,10 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context, DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { runChangeOf } from '../shared/adapters/dynamo-stream-records.js';
 import { readEnv } from '../shared/config.js';
 import type { RunChange } from '../shared/domain/feed.js';
 import { runMetricsOf } from '../shared/domain/run-metrics.js';
-import { logger } from '../shared/observability.js';
+import { logger, observed } from '../shared/observability.js';
 import type { RunMetricsPublisher } from '../shared/ports.js';
 import { publishChanges, type StreamDeps } from '../shared/usecases/stream.js';
 import { connectionSender, feedStore, runMetrics, streamConnections } from '../shared/wiring.js';
@@ -23,7 +22,7 @@ export const makeHandler = (
   deps: Pick<StreamDeps, 'connections' | 'sender' | 'feed'> & { metrics: RunMetricsPublisher },
 ) =>
   middy<DynamoDBStreamEvent, DynamoDBBatchResponse, Error, Context>()
-    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(observed())
     .handler(async (event) => {
       // consecutive changes of one run are fed together: a busy run catches up in larger steps
       const groups: RunChange[][] = [];

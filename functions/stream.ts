@@ -1,9 +1,8 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { readEnv } from '../shared/config.js';
 import { DomainError } from '../shared/domain/errors.js';
-import { logger } from '../shared/observability.js';
+import { observed } from '../shared/observability.js';
 import { systemClock } from '../shared/ports.js';
 import { connect, disconnect, receive, type StreamDeps } from '../shared/usecases/stream.js';
 import { connectionSender, feedStore, runStore, streamConnections } from '../shared/wiring.js';
@@ -28,7 +27,7 @@ interface WebSocketResult {
  */
 export const makeHandler = (deps: StreamDeps) =>
   middy<unknown, WebSocketResult, Error, Context>()
-    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(observed())
     .handler(async (raw) => {
       const event = webSocketEventSchema.parse(raw);
       const { routeKey, connectionId } = event.requestContext;

@@ -244,10 +244,13 @@ export interface ExecutionStatus {
 }
 
 export interface Orchestrator {
-  /** Start the run's execution; an execution that already exists counts as started. */
+  /**
+   * Start the run's execution; an execution that already exists counts as started. The input names
+   * the run and its account, which the tasks given the whole state put on their log lines.
+   */
   start(
     executionName: string,
-    input: { runId: string },
+    input: { runId: string; accountId: string },
   ): Promise<{ executionArn: string; alreadyExisted: boolean }>;
   /** How the execution stands; undefined when there is no such execution. */
   describe(executionArn: string): Promise<ExecutionStatus | undefined>;

@@ -207,6 +207,8 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
       LANG: 'en_US.UTF-8',
       TZ: ':UTC',
       PATH: '/usr/local/bin:/usr/bin/:/bin:/opt/bin',
+      // No X-Ray daemon and no trace header here: Powertools Tracer stays off rather than log the context missing.
+      POWERTOOLS_TRACE_ENABLED: 'false',
       // Lambda runs Node 22, about which the SDK has nothing to say; this Node 20 would get a warning per sandbox.
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     };

@@ -98,7 +98,10 @@ export const startRun = async (
     if (run.executionArn) await endIfExecutionClosed(deps, run, run.executionArn);
     return;
   }
-  const { executionArn, alreadyExisted } = await deps.orchestrator.start(executionName(run), { runId });
+  const { executionArn, alreadyExisted } = await deps.orchestrator.start(executionName(run), {
+    runId,
+    accountId: run.accountId,
+  });
   if (run.executionArn !== executionArn) await deps.runs.recordFacts(runId, { executionArn });
   if (alreadyExisted) await endIfExecutionClosed(deps, { ...run, executionArn }, executionArn);
 };

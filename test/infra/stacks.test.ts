@@ -140,35 +140,47 @@ describe('the CDK app', () => {
     );
     const executionRoleId = logicalId(stateless.podTaskDefinition.obtainExecutionRole());
     const stateMachineRoleId = logicalId(stateless.stateMachine.role);
+    // active tracing: each function sends its trace segments
+    const tracing = (Object.keys(FUNCTIONS) as FunctionName[]).map((name) => ({
+      roles: [logicalId(stateless.functions[name].role)],
+      actions: ['xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+    }));
+    const byRole = (a: { roles: string[] }, b: { roles: string[] }) =>
+      JSON.stringify(a).localeCompare(JSON.stringify(b));
     expect(
-      wildcards.map((statement) => ({ roles: statement.roleIds, actions: asArray(statement.Action).sort() })),
-    ).toEqual([
-      { roles: [executionRoleId], actions: ['ecr:GetAuthorizationToken'] },
-      { roles: [logicalId(stateless.functions.api.role)], actions: ['ecs:DescribeTaskDefinition'] },
-      { roles: [logicalId(stateless.functions.runFeed.role)], actions: ['dynamodb:ListStreams'] },
-      {
-        roles: [stateMachineRoleId],
-        actions: [
-          'logs:CreateLogDelivery',
-          'logs:DeleteLogDelivery',
-          'logs:DescribeLogGroups',
-          'logs:DescribeResourcePolicies',
-          'logs:GetLogDelivery',
-          'logs:ListLogDeliveries',
-          'logs:PutResourcePolicy',
-          'logs:UpdateLogDelivery',
-        ],
-      },
-      {
-        roles: [stateMachineRoleId],
-        actions: [
-          'xray:GetSamplingRules',
-          'xray:GetSamplingTargets',
-          'xray:PutTelemetryRecords',
-          'xray:PutTraceSegments',
-        ],
-      },
-    ]);
+      wildcards
+        .map((statement) => ({ roles: statement.roleIds, actions: asArray(statement.Action).sort() }))
+        .sort(byRole),
+    ).toEqual(
+      [
+        ...tracing,
+        { roles: [executionRoleId], actions: ['ecr:GetAuthorizationToken'] },
+        { roles: [logicalId(stateless.functions.api.role)], actions: ['ecs:DescribeTaskDefinition'] },
+        { roles: [logicalId(stateless.functions.runFeed.role)], actions: ['dynamodb:ListStreams'] },
+        {
+          roles: [stateMachineRoleId],
+          actions: [
+            'logs:CreateLogDelivery',
+            'logs:DeleteLogDelivery',
+            'logs:DescribeLogGroups',
+            'logs:DescribeResourcePolicies',
+            'logs:GetLogDelivery',
+            'logs:ListLogDeliveries',
+            'logs:PutResourcePolicy',
+            'logs:UpdateLogDelivery',
+          ],
+        },
+        {
+          roles: [stateMachineRoleId],
+          actions: [
+            'xray:GetSamplingRules',
+            'xray:GetSamplingTargets',
+            'xray:PutTelemetryRecords',
+            'xray:PutTraceSegments',
+          ],
+        },
+      ].sort(byRole),
+    );
     for (const statement of wildcards) {
       const policy = statement.stack.node
         .findAll()
@@ -943,6 +955,17 @@ describe('the stateless stack', () => {
       for (const name of ['Errors', 'Throttles', 'Duration']) {
         expect(perFunction.filter((m) => m.name === name)).toHaveLength(Object.keys(FUNCTIONS).length);
       }
+    });
+
+    it('traces every function and the state machine with X-Ray', () => {
+      const functions = Object.values(statelessTemplate.findResources('AWS::Lambda::Function'));
+      expect(functions).toHaveLength(Object.keys(FUNCTIONS).length);
+      for (const fn of functions) {
+        expect((fn.Properties as Json).TracingConfig).toEqual({ Mode: 'Active' });
+      }
+      statelessTemplate.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+        TracingConfiguration: { Enabled: true },
+      });
     });
 
     it('sends every alarm of both stacks to the alarm topic, each with what to do first', () => {
