@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import type { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { build } from 'esbuild';
 import type { EnvName } from '../../shared/config.js';
 import {
@@ -18,6 +19,7 @@ import type {
   SandboxData,
   SandboxMessage,
 } from './lambda-sandbox.js';
+import { LogShipper, pipeLines } from './log-shipper.js';
 
 /**
  * Runs the project's Lambda handlers as Lambda would, each function in a sandbox of its own: a worker
@@ -63,6 +65,11 @@ export interface FunctionConfiguration {
   values: Partial<Record<EnvName, string>>;
   /** the `AWS_ENDPOINT_URL_<SERVICE>` variables that point a function's SDK clients at the emulators */
   endpoints: (fn: FunctionName) => Record<string, string>;
+  /**
+   * Where each function's output goes besides this process's: its log group `/aws/lambda/<name>`, a
+   * stream per sandbox, as Lambda ships it.
+   */
+  logs?: CloudWatchLogsClient;
 }
 
 export interface FunctionStats {
@@ -89,7 +96,7 @@ export interface LambdaRuntime {
   close(): Promise<void>;
 }
 
-const FUNCTION_NAME_PREFIX = 'execution-runs-';
+export const FUNCTION_NAME_PREFIX = 'execution-runs-';
 const SANDBOX_ENTRY = fileURLToPath(new URL('./lambda-sandbox.ts', import.meta.url));
 /** what the emulators accept; Lambda hands a function its role's temporary credentials */
 const CREDENTIALS = {
@@ -122,6 +129,8 @@ interface Sandbox {
   /** the worker once init has run and loaded the handler; the init error otherwise */
   ready: Promise<Worker>;
   logStreamName: string;
+  /** its output on the way to its log stream */
+  shipper?: LogShipper;
   /** invocations in flight, by id */
   pending: Map<number, Pending>;
   /** takes no new invocations, and ends once those in flight have settled */
@@ -227,6 +236,17 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
     endIfIdle(sandbox);
   };
 
+  /** The sandbox's output, to this process's as before and, when configured, to its log stream. */
+  const shipOutput = (fn: FunctionName, sandbox: Sandbox, worker: Worker) => {
+    worker.stdout.pipe(process.stdout, { end: false });
+    worker.stderr.pipe(process.stderr, { end: false });
+    if (!configuration.logs) return;
+    const shipper = new LogShipper(configuration.logs, `/aws/lambda/${nameOf(fn)}`, sandbox.logStreamName);
+    sandbox.shipper = shipper;
+    pipeLines(worker.stdout, shipper);
+    pipeLines(worker.stderr, shipper);
+  };
+
   /** A cold start: a new sandbox with the function's environment, which loads its bundle. */
   const start = (fn: FunctionName): Sandbox => {
     const definition = functions[fn];
@@ -239,11 +259,14 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
         const worker = new Worker(sandboxScript, {
           env,
           workerData: data,
+          stdout: true,
+          stderr: true,
           // Node reads NODE_OPTIONS (--enable-source-maps: readable stack traces) as it starts, as in Lambda.
           execArgv: env.NODE_OPTIONS?.split(/\s+/).filter(Boolean) ?? [],
           resourceLimits: { maxOldGenerationSizeMb: definition.memoryMiB },
         });
         live.add(worker);
+        shipOutput(fn, sandbox, worker);
         let crash: unknown;
         worker.on('message', (message: SandboxMessage) => {
           if (message.type === 'ready') return resolve(worker);
@@ -260,6 +283,7 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
         });
         worker.on('exit', (code) => {
           live.delete(worker);
+          void sandbox.shipper?.close();
           retire(fn, sandbox);
           const error =
             crash === undefined
@@ -380,6 +404,7 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
       configuration = {
         values: { ...configuration.values, ...changes.values },
         endpoints: changes.endpoints ?? configuration.endpoints,
+        logs: changes.logs ?? configuration.logs,
       };
       for (const [fn, sandbox] of sandboxes) retire(fn, sandbox);
     },
@@ -390,6 +415,8 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
     stats: () => structuredClone(counters),
     close: async () => {
       closed = true;
+      // the Logs emulator may be gone already: what is still unsent goes nowhere
+      for (const sandbox of sandboxes.values()) sandbox.shipper?.discard();
       sandboxes.clear();
       await Promise.all([...live].map((worker) => worker.terminate()));
       await Promise.allSettled([buildSandbox, bundledTogether, ...bundles.values()]);

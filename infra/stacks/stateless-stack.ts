@@ -56,6 +56,7 @@ import {
 import { POD_SECRETS_PREFIX } from '../../shared/schemas/pod.js';
 import { ENDING_STATUSES, RunDashboard, runMetric } from '../constructs/run-dashboard.js';
 import { RunFunction } from '../constructs/run-function.js';
+import { RunStoryQuery } from '../constructs/run-story.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const aslFile = fileURLToPath(new URL('../../statemachine/run.asl.json', import.meta.url));
@@ -251,6 +252,10 @@ export class StatelessStack extends Stack {
   public readonly scheduleDeadLetterQueue: sqs.Queue;
   /** the operations dashboard: the runs, and what carries them */
   public readonly dashboard: cloudwatch.Dashboard;
+  /** every event of every execution, with its data */
+  public readonly stateMachineLogGroup: logs.LogGroup;
+  /** the saved Logs Insights query that tells one run's story */
+  public readonly runStoryQuery: logs.QueryDefinition;
 
   constructor(scope: Construct, id: string, props: StatelessStackProps) {
     super(scope, id, props);
@@ -284,7 +289,7 @@ export class StatelessStack extends Stack {
     this.functions = this.createFunctions(props);
     this.addRoutes(props);
     this.runFeedDeadLetterQueue = this.connectStream(props);
-    this.stateMachine = this.createStateMachine();
+    ({ stateMachine: this.stateMachine, logGroup: this.stateMachineLogGroup } = this.createStateMachine());
     this.grantFunctions(props);
     this.grantPodTaskDefinitions();
     this.signingSecrets = this.createSigningSecrets();
@@ -305,6 +310,13 @@ export class StatelessStack extends Stack {
       httpApi: this.httpApi,
       cluster: this.cluster,
     }).dashboard;
+    this.runStoryQuery = new RunStoryQuery(this, 'RunStory', {
+      logGroups: [
+        ...FUNCTION_NAMES.map((name) => this.functions[name].logGroup),
+        this.stateMachineLogGroup,
+        props.podLogGroup,
+      ],
+    }).queryDefinition;
 
     new CfnOutput(this, 'ApiUrl', { value: this.apiStage.url });
     new CfnOutput(this, 'StreamUrl', { value: this.streamStage.url });
@@ -619,7 +631,7 @@ export class StatelessStack extends Stack {
    * The definition comes from the ASL file, so CDK cannot derive the role's permissions: they are
    * granted here by hand, each scoped to the one resource the definition uses.
    */
-  private createStateMachine(): sfn.StateMachine {
+  private createStateMachine(): { stateMachine: sfn.StateMachine; logGroup: logs.LogGroup } {
     const functionArns = new Map<string, string>(
       STATE_MACHINE_TARGETS.map((name) => [
         aslFunctionArnName(name),
@@ -685,7 +697,7 @@ export class StatelessStack extends Stack {
       }),
     );
     this.acknowledgeStateMachineFindings(stateMachine);
-    return stateMachine;
+    return { stateMachine, logGroup };
   }
 
   private grantFunctions(props: StatelessStackProps): void {

@@ -114,11 +114,12 @@ export const runMetricsOf = (before: Run | undefined, after: Run): RunMetric[] =
   return metrics;
 };
 
-const sandboxPart = (cost: Run['cost']): number => cost.sandboxCpuUsd + cost.sandboxMemoryUsd + cost.feeUsd;
+/** The sandbox's time, which only the settlement charges (token use and its fee accrue live). */
+const sandboxPart = (cost: Run['cost']): number => cost.sandboxCpuUsd + cost.sandboxMemoryUsd;
 
 /**
  * The write after which an ended run's cost no longer changes: its settlement (the sandbox's time and
- * the fee, added once, after the end) or, for a run that never had a sandbox to settle, its end.
+ * its fees, added once, after the end) or, for a run that never had a sandbox to settle, its end.
  */
 const costIsFinal = (before: Run | undefined, after: Run): boolean => {
   if (!isTerminal(after.status)) return false;

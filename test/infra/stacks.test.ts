@@ -6,6 +6,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.js';
+import { RUN_ID_PLACEHOLDER } from '../../infra/constructs/run-story.js';
 import { DEFAULT_POD_MODELS, POD_IMAGE_EXCLUDES, podModelsFrom } from '../../infra/stacks/stateless-stack.js';
 import { type EnvName, isRequiredEnv } from '../../shared/config.js';
 import { SWEEPER } from '../../shared/domain/policy.js';
@@ -955,6 +956,23 @@ describe('the stateless stack', () => {
       for (const name of ['Errors', 'Throttles', 'Duration']) {
         expect(perFunction.filter((m) => m.name === name)).toHaveLength(Object.keys(FUNCTIONS).length);
       }
+    });
+
+    it('saves the query that tells one run’s story across its functions, its state machine and its pod', () => {
+      const groups = [
+        ...(Object.keys(FUNCTIONS) as FunctionName[]).map((name) => stateless.functions[name].logGroup),
+        stateless.stateMachineLogGroup,
+      ].map((group) => ({ Ref: logicalId(group) }));
+      statelessTemplate.hasResourceProperties('AWS::Logs::QueryDefinition', {
+        Name: 'execution-runs/run-story',
+        QueryString: Match.stringLikeRegexp(
+          `filter @message like "${RUN_ID_PLACEHOLDER}"\\n\\| sort @timestamp asc`,
+        ),
+        LogGroupNames: [
+          ...groups,
+          { 'Fn::ImportValue': Match.stringLikeRegexp(logicalId(stateful.podLogGroup)) },
+        ],
+      });
     });
 
     it('traces every function and the state machine with X-Ray', () => {

@@ -49,7 +49,7 @@ describe('runMetricsOf', () => {
         costMicroUsd: 1_500,
       },
     },
-    cost: { tokenUsd: 1_500, sandboxCpuUsd: 0, sandboxMemoryUsd: 0, feeUsd: 0, totalUsd: 1_500 },
+    cost: { tokenUsd: 1_500, sandboxCpuUsd: 0, sandboxMemoryUsd: 0, feeUsd: 15, totalUsd: 1_515 },
   });
   const settled: Run = {
     ...ended,
@@ -81,13 +81,13 @@ describe('runMetricsOf', () => {
     expect(runMetricsOf(resumed, ended)).toEqual([
       { name: 'RunsEnded', value: 1, dimensions: { Status: 'FAILED', ExitReason: 'tool_call_failed' } },
       { name: 'RunDuration', value: 370_000 },
-      { name: 'SpendUsd', value: 0.0015 },
+      { name: 'SpendUsd', value: 0.001515 },
     ]);
   });
 
   it('gives the run’s cost and tokens by model once its sandbox is settled', () => {
     expect(runMetricsOf(ended, settled)).toEqual([
-      { name: 'SpendUsd', value: 0.0015 },
+      { name: 'SpendUsd', value: 0.001485 },
       { name: 'RunCostUsd', value: 0.003 },
       { name: 'TokensUsed', value: 125, dimensions: { Model: 'claude-sonnet' } },
     ]);
@@ -158,7 +158,7 @@ describe('the run metrics catalogue', () => {
       usage: { m: used },
       cost: { tokenUsd: 9, sandboxCpuUsd: 0, sandboxMemoryUsd: 0, feeUsd: 0, totalUsd: 9 },
     });
-    const settled = { ...ended, cost: { ...ended.cost, feeUsd: 1, totalUsd: 10 } };
+    const settled = { ...ended, cost: { ...ended.cost, sandboxCpuUsd: 1, totalUsd: 10 } };
     const life = [queued, provisioning, awaiting, ended, settled];
     const emitted = new Set<RunMetricName>([
       ...life.flatMap((run, i) => runMetricsOf(life[i - 1], run)).map((metric) => metric.name),
