@@ -29,6 +29,8 @@ export const TABLE = {
     { indexName: 'queued', partitionKey: 'gQueued', sortKey: 'runId' },
     /** sparse: runs whose pull request is open carry `gOpenPr`, for the pull requests' daily sweep */
     { indexName: 'openPullRequests', partitionKey: 'gOpenPr', sortKey: 'runId' },
+    /** sparse: only runs not ended carry `gActive`, for the age of the oldest (an alarm) */
+    { indexName: 'active', partitionKey: 'gActive', sortKey: 'runId' },
   ],
   /** Attributes the list indexes carry besides their keys, for filters that never change. */
   projectedAttributes: ['podId', 'source', 'projectId', 'status'],
@@ -251,9 +253,10 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     entry: 'sweeper',
     timeoutSeconds: 60,
     memoryMiB: 256,
-    description: 'Re-enqueues QUEUED runs whose message was lost; dead-letters those that never start',
+    description:
+      'Re-enqueues QUEUED runs whose message was lost; dead-letters those that never start; measures the oldest run not ended',
     environment: ['TABLE_NAME', 'QUEUE_URL', 'SWEEPER_STALE_AFTER_SECONDS'],
-    table: { actions: ['GetItem', 'BatchGetItem', 'Query', 'UpdateItem'], indexes: ['queued'] },
+    table: { actions: ['GetItem', 'BatchGetItem', 'Query', 'UpdateItem'], indexes: ['queued', 'active'] },
   },
   requestApproval: {
     entry: 'request-approval',

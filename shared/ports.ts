@@ -158,6 +158,8 @@ export interface RunList {
   listQueuedBefore(olderThan: number, limit: number): Promise<Run[]>;
   /** COMPLETED runs whose pull request is open, oldest first */
   listOpenPullRequests(limit: number): Promise<Run[]>;
+  /** The oldest run not ended yet, whatever its account; undefined when every run has ended. */
+  oldestActive(): Promise<Run | undefined>;
 }
 
 /** The step timeline. */
@@ -448,9 +450,9 @@ export interface WebhookDeliveries {
   firstTime(deliveryId: string, keepSeconds: number): Promise<boolean>;
 }
 
-/** The run metrics (shared/domain/run-metrics.ts), published with the run they are about. */
+/** The run metrics (shared/domain/run-metrics.ts), published with the run they are about, if one. */
 export interface RunMetricsPublisher {
-  publish(run: { runId: string; accountId?: string }, metrics: readonly RunMetric[]): void;
+  publish(run: { runId: string; accountId?: string } | undefined, metrics: readonly RunMetric[]): void;
 }
 
 export interface Clock {

@@ -121,11 +121,21 @@ export class RunDashboard extends Construct {
             ],
           }),
           new cloudwatch.GraphWidget({
-            title: 'Run duration, p50 / p99',
+            title: 'Run duration p50 / p99, and the oldest run not ended',
             width: 8,
             left: [
-              runMetric('RunDuration', {}, { statistic: cloudwatch.Stats.p(50), label: 'p50' }),
-              runMetric('RunDuration', {}, { statistic: cloudwatch.Stats.p(99), label: 'p99' }),
+              runMetric('RunDuration', {}, { statistic: cloudwatch.Stats.p(50), label: 'p50 (ms)' }),
+              runMetric('RunDuration', {}, { statistic: cloudwatch.Stats.p(99), label: 'p99 (ms)' }),
+            ],
+            right: [
+              runMetric(
+                'OldestActiveRunAge',
+                {},
+                {
+                  statistic: cloudwatch.Stats.MAXIMUM,
+                  label: 'oldest run not ended (s)',
+                },
+              ),
             ],
           }),
           new cloudwatch.GraphWidget({

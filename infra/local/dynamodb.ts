@@ -203,8 +203,8 @@ export const createTableInput = (tableName: string): CreateTableCommandInput => 
 };
 
 /**
- * Creates the table unless it exists, waits until it is ACTIVE, and turns TTL and its stream on (a
- * table persisted by an earlier start may have neither).
+ * Creates the table unless it exists, waits until it is ACTIVE, and turns TTL, its stream and every
+ * index of TABLE on (a table persisted by an earlier start may lack them).
  */
 export const ensureTable = async (client: DynamoDBClient, tableName: string): Promise<void> => {
   try {
@@ -229,6 +229,25 @@ export const ensureTable = async (client: DynamoDBClient, tableName: string): Pr
     );
   }
   await ensureStream(client, tableName);
+  await ensureIndexes(client, tableName);
+};
+
+/** Adds the indexes of TABLE a table persisted by an earlier start lacks, one at a time, as DynamoDB allows. */
+const ensureIndexes = async (client: DynamoDBClient, tableName: string): Promise<void> => {
+  const table = await describeTable(client, tableName);
+  const existing = new Set((table.GlobalSecondaryIndexes ?? []).map((index) => index.IndexName));
+  const wanted = createTableInput(tableName);
+  for (const index of wanted.GlobalSecondaryIndexes ?? []) {
+    if (existing.has(index.IndexName)) continue;
+    await client.send(
+      new UpdateTableCommand({
+        TableName: tableName,
+        AttributeDefinitions: wanted.AttributeDefinitions,
+        GlobalSecondaryIndexUpdates: [{ Create: index }],
+      }),
+    );
+    await waitUntilActive(client, tableName);
+  }
 };
 
 const waitUntilActive = (client: DynamoDBClient, tableName: string) =>

@@ -35,7 +35,7 @@ import { FactName } from 'aws-cdk-lib/region-info';
 import type { Construct } from 'constructs';
 import { SIGNING_SECRETS, type SigningPurpose } from '../../shared/adapters/signing-secret.js';
 import type { EnvName } from '../../shared/config.js';
-import { LAUNCH, SWEEPER } from '../../shared/domain/policy.js';
+import { LAUNCH, LONGEST_RUN_SECONDS, SWEEPER } from '../../shared/domain/policy.js';
 import { type CpuArchitecture, loadPriceTable } from '../../shared/domain/pricing.js';
 import {
   ASL_SUBSTITUTIONS,
@@ -1203,6 +1203,19 @@ export class StatelessStack extends Stack {
       }),
       `More than ${failureRatePercent}% of the runs that ended in 15 minutes FAILED. First: on the dashboard, "Ended runs by exit reason" says which reason grew; read the story (saved query) of one such run.`,
       failureRatePercent,
+    );
+    alarm(
+      'OldestRunAlarm',
+      runMetric(
+        'OldestActiveRunAge',
+        {},
+        {
+          period: Duration.minutes(SWEEPER.rateMinutes * 2),
+          statistic: cloudwatch.Stats.MAXIMUM,
+        },
+      ),
+      `A run has not ended ${Math.round(LONGEST_RUN_SECONDS / 86_400)} days after it was created, longer than any run may last: the lifecycle lost it. First: the metric's line in the sweeper's log names the run (runId); read its story (saved query), then stop it (POST /v1/runs/{runId}/stop) or end its execution.`,
+      LONGEST_RUN_SECONDS,
     );
     const spendUsdPerHour = numberContext(this, 'spendAlarmUsdPerHour', 100);
     alarm(

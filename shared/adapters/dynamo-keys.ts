@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ValidationError } from '../domain/errors.js';
-import type { RunSource, RunStatus } from '../domain/run.js';
+import { isTerminal, type RunSource, type RunStatus } from '../domain/run.js';
 
 /** Keys and attribute mapping of the single table, shared by the run repository and the directory. */
 
@@ -102,6 +102,7 @@ export const indexKeys = {
   byAccountSource: (accountId: string, source: RunSource) => `A#${segment(accountId)}#${source}`,
   queued: 'QUEUED',
   openPullRequests: 'OPEN',
+  active: 'ACTIVE',
 } as const;
 
 export interface RunScope {
@@ -109,11 +110,15 @@ export interface RunScope {
   projectId: string;
 }
 
-/** Index attributes that depend on the status: a transition rewrites them; `gQueued` exists only while QUEUED. */
+/**
+ * Index attributes that depend on the status: a transition rewrites them; `gQueued` exists only while
+ * QUEUED, `gActive` only until the run ends.
+ */
 export const statusIndexAttributes = (scope: RunScope, status: RunStatus) => ({
   gAcctStatus: indexKeys.byAccountStatus(scope.accountId, status),
   gProjStatus: indexKeys.byProjectStatus(scope.accountId, scope.projectId, status),
   ...(status === 'QUEUED' ? { gQueued: indexKeys.queued } : {}),
+  ...(isTerminal(status) ? {} : { gActive: indexKeys.active }),
 });
 
 export const runIndexAttributes = (

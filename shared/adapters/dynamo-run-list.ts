@@ -6,7 +6,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { ServiceUnavailableError } from '../domain/errors.js';
 import { runIdLowerBound } from '../domain/ids.js';
-import type { Run } from '../domain/run.js';
+import { isTerminal, type Run } from '../domain/run.js';
 import { type IndexName, TABLE } from '../manifest.js';
 import type { RunList, RunListFilter, RunPage } from '../ports.js';
 import { backOff, Expression, indexKeys, keys, MAX_ATTEMPTS } from './dynamo-keys.js';
@@ -23,6 +23,8 @@ import { fromRunItem } from './dynamo-run-item.js';
 const BATCH_GET_KEYS = 100;
 /** Index page size when a FilterExpression may drop items after the read. */
 const FILTERED_PAGE_SIZE = 200;
+/** The oldest runs in the index read for the oldest still active: the index lags the runs that just ended. */
+const OLDEST_ACTIVE_CANDIDATES = 10;
 
 /** Reads one index partition page by page, holding the run ids not yet taken. */
 class IndexCursor {
@@ -140,6 +142,16 @@ export class DynamoRunList implements RunList {
     const runs = await this.batchGet(await takeMerged([cursor], limit, false));
     // the index lags the table: a run may have left QUEUED since
     return runs.filter((run) => run.status === 'QUEUED');
+  }
+
+  async oldestActive(): Promise<Run | undefined> {
+    const cursor = new IndexCursor(
+      this.db,
+      this.indexQuery('active', indexKeys.active, { pageSize: OLDEST_ACTIVE_CANDIDATES, oldestFirst: true }),
+    );
+    const runs = await this.batchGet(await takeMerged([cursor], OLDEST_ACTIVE_CANDIDATES, false));
+    // the index lags the table: the oldest in it may have ended since
+    return runs.find((run) => !isTerminal(run.status));
   }
 
   async listOpenPullRequests(limit: number): Promise<Run[]> {

@@ -11,15 +11,15 @@ import type { RunMetricsPublisher } from '../ports.js';
 export class EmfRunMetrics implements RunMetricsPublisher {
   constructor(private readonly metrics: Metrics) {}
 
-  publish(run: { runId: string; accountId?: string }, metrics: readonly RunMetric[]): void {
+  publish(run: { runId: string; accountId?: string } | undefined, metrics: readonly RunMetric[]): void {
     const plain = metrics.filter((metric) => !metric.dimensions);
     const lines = [
       ...(plain.length > 0 ? [plain] : []),
       ...metrics.filter((m) => m.dimensions).map((m) => [m]),
     ];
     for (const line of lines) {
-      this.metrics.addMetadata('runId', run.runId);
-      if (run.accountId) this.metrics.addMetadata('accountId', run.accountId);
+      if (run) this.metrics.addMetadata('runId', run.runId);
+      if (run?.accountId) this.metrics.addMetadata('accountId', run.accountId);
       for (const metric of line) {
         for (const set of RUN_METRICS[metric.name].dimensions) {
           if (set.length === 0) continue;

@@ -33,9 +33,11 @@ export const RUN_METRICS = {
   TokensUsed: { unit: 'Count', dimensions: [['Model']] },
   /** what runs cost since the last write (live token use, then the sandbox at settlement), in US dollars */
   SpendUsd: { unit: 'None', dimensions: [[]] },
+  /** the age of the oldest run not ended, measured by the sweeper on its schedule (0: none) */
+  OldestActiveRunAge: { unit: 'Seconds', dimensions: [[]] },
 } as const satisfies Record<string, { unit: MetricUnitName; dimensions: readonly (readonly string[])[] }>;
 
-export type MetricUnitName = 'Count' | 'Milliseconds' | 'None';
+export type MetricUnitName = 'Count' | 'Milliseconds' | 'Seconds' | 'None';
 export type RunMetricName = keyof typeof RUN_METRICS;
 
 /** One value of one metric, with the values of its dimensions (those its sets name). */

@@ -401,6 +401,15 @@ export const reconcileExecution = async (
   await reconcileRun(deps, run, endingOfExecution(detail.status, detail.error, detail.cause));
 };
 
+/** The oldest run not ended, and how long ago it was created (0 seconds when every run has ended). */
+export const oldestActiveRun = async (
+  deps: Pick<LifecycleDeps, 'list' | 'clock'>,
+): Promise<{ run: Run | undefined; ageSeconds: number }> => {
+  const run = await deps.list.oldestActive();
+  const ageMs = run ? deps.clock.now().getTime() - Date.parse(run.createdAt) : 0;
+  return { run, ageSeconds: Math.max(0, Math.floor(ageMs / 1000)) };
+};
+
 /**
  * Re-enqueue runs whose message was lost: QUEUED for longer than a message takes to be picked up. Each
  * is re-queued a bounded number of times, then dead-lettered with the reason.

@@ -9,7 +9,7 @@ import { buildApp } from '../../infra/app.js';
 import { RUN_ID_PLACEHOLDER } from '../../infra/constructs/run-story.js';
 import { DEFAULT_POD_MODELS, POD_IMAGE_EXCLUDES, podModelsFrom } from '../../infra/stacks/stateless-stack.js';
 import { type EnvName, isRequiredEnv } from '../../shared/config.js';
-import { SWEEPER } from '../../shared/domain/policy.js';
+import { LONGEST_RUN_SECONDS, SWEEPER } from '../../shared/domain/policy.js';
 import { RUN_METRICS } from '../../shared/domain/run-metrics.js';
 import {
   ASL_SUBSTITUTIONS,
@@ -745,7 +745,7 @@ describe('the stateless stack', () => {
       }
     }
     expect(FUNCTIONS.agentApi.table.actions).not.toContain('DeleteItem');
-    expect(FUNCTIONS.sweeper.table.indexes).toEqual(['queued']);
+    expect(FUNCTIONS.sweeper.table.indexes).toEqual(['queued', 'active']);
   });
 
   it('gives each signing secret only to the functions that sign with it, read through the Parameters and Secrets layer', () => {
@@ -1003,12 +1003,18 @@ describe('the stateless stack', () => {
       }
     });
 
-    it('alarms on the failure rate, the spend per hour and the stream and event functions failing', () => {
+    it('alarms on the failure rate, the oldest run not ended, the spend per hour and the stream and event functions failing', () => {
       statelessTemplate.hasResourceProperties('AWS::CloudWatch::Alarm', {
         Metrics: Match.arrayWith([
           Match.objectLike({ Expression: Match.stringLikeRegexp('100 \\* failed / ') }),
         ]),
         Threshold: 25,
+      });
+      statelessTemplate.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'ExecutionRuns',
+        MetricName: 'OldestActiveRunAge',
+        Statistic: 'Maximum',
+        Threshold: LONGEST_RUN_SECONDS,
       });
       statelessTemplate.hasResourceProperties('AWS::CloudWatch::Alarm', {
         Namespace: 'ExecutionRuns',

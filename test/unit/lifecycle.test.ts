@@ -52,6 +52,7 @@ beforeEach(() => {
       list: vi.fn(),
       listQueuedBefore: vi.fn(async () => []),
       listOpenPullRequests: vi.fn(),
+      oldestActive: vi.fn(async () => undefined),
     } as RunList,
     directory: {
       getPod: vi.fn(async () => podFactory()),

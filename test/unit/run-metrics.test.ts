@@ -1,6 +1,7 @@
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { makeHandler as makeMarkRetrying } from '../../functions/mark-retrying.js';
+import { makeHandler as makeSweeper } from '../../functions/sweeper.js';
 import { EmfRunMetrics } from '../../shared/adapters/emf-run-metrics.js';
 import type { Run, RunStatus } from '../../shared/domain/run.js';
 import {
@@ -15,7 +16,13 @@ import { MemoryRuns } from '../support/memory-runs.js';
 
 // The handler module builds its production composition root at import; give it what it reads.
 vi.hoisted(() => {
-  Object.assign(process.env, { TABLE_NAME: 't', LAUNCH_BACKOFF_SECONDS: '5,20', AWS_REGION: 'us-east-1' });
+  Object.assign(process.env, {
+    TABLE_NAME: 't',
+    QUEUE_URL: 'https://q',
+    LAUNCH_BACKOFF_SECONDS: '5,20',
+    SWEEPER_STALE_AFTER_SECONDS: '120',
+    AWS_REGION: 'us-east-1',
+  });
 });
 
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
@@ -115,7 +122,7 @@ describe('runMetricsOf', () => {
 
 describe('mark-retrying', () => {
   it('counts a failed launch by its kind, with the run it is about', async () => {
-    const published: { run: { runId: string }; metrics: readonly RunMetric[] }[] = [];
+    const published: { run?: { runId: string }; metrics: readonly RunMetric[] }[] = [];
     const run = runFactory({ status: 'PROVISIONING' });
     const handler = makeMarkRetrying(
       {
@@ -134,6 +141,42 @@ describe('mark-retrying', () => {
         run: { runId: run.runId },
         metrics: [{ name: 'LaunchFailures', value: 1, dimensions: { FailureKind: 'throttled' } }],
       },
+    ]);
+  });
+});
+
+describe('sweeper', () => {
+  const sweep = async (oldest: Run | undefined) => {
+    const published: { run?: { runId: string }; metrics: readonly RunMetric[] }[] = [];
+    const handler = makeSweeper(
+      {
+        runs: new MemoryRuns(),
+        list: {
+          list: vi.fn(),
+          listQueuedBefore: async () => [],
+          listOpenPullRequests: vi.fn(),
+          oldestActive: async () => oldest,
+        },
+        queue: { enqueue: vi.fn() },
+        clock: { now: () => new Date(T0 + 3_600_000) },
+        metrics: { publish: (about, metrics) => published.push({ run: about, metrics }) },
+      },
+      { staleAfterSeconds: 120, maxRequeues: 3 },
+    );
+    await handler({}, lambdaContext());
+    return published;
+  };
+
+  it('measures the age of the oldest run not ended, naming it', async () => {
+    const oldest = runFactory({ status: 'RUNNING' });
+    expect(await sweep(oldest)).toEqual([
+      { run: oldest, metrics: [{ name: 'OldestActiveRunAge', value: 3600 }] },
+    ]);
+  });
+
+  it('measures 0 when every run has ended, so the alarm sees a value', async () => {
+    expect(await sweep(undefined)).toEqual([
+      { run: undefined, metrics: [{ name: 'OldestActiveRunAge', value: 0 }] },
     ]);
   });
 });
@@ -162,8 +205,9 @@ describe('the run metrics catalogue', () => {
     const life = [queued, provisioning, awaiting, ended, settled];
     const emitted = new Set<RunMetricName>([
       ...life.flatMap((run, i) => runMetricsOf(life[i - 1], run)).map((metric) => metric.name),
-      // mark-retrying's, above
+      // mark-retrying's, above, and the sweeper's, below
       'LaunchFailures',
+      'OldestActiveRunAge',
     ]);
     expect([...emitted].sort()).toEqual(Object.keys(RUN_METRICS).sort());
   });
