@@ -3,6 +3,7 @@ import type { Context, DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-la
 import { runChangeOf } from '../shared/adapters/dynamo-stream-records.js';
 import { readEnv } from '../shared/config.js';
 import type { RunChange } from '../shared/domain/feed.js';
+import type { PriceTable } from '../shared/domain/pricing.js';
 import { runMetricsOf } from '../shared/domain/run-metrics.js';
 import { logger, observed } from '../shared/observability.js';
 import type { RunMetricsPublisher } from '../shared/ports.js';
@@ -20,6 +21,7 @@ import { connectionSender, feedStore, runMetrics, streamConnections } from '../s
  */
 export const makeHandler = (
   deps: Pick<StreamDeps, 'connections' | 'sender' | 'feed'> & { metrics: RunMetricsPublisher },
+  prices: PriceTable,
 ) =>
   middy<DynamoDBStreamEvent, DynamoDBBatchResponse, Error, Context>()
     .use(observed())
@@ -47,16 +49,19 @@ export const makeHandler = (
         }
         for (const change of changes) {
           if (change.kind === 'run')
-            deps.metrics.publish(change.after, runMetricsOf(change.before, change.after));
+            deps.metrics.publish(change.after, runMetricsOf(change.before, change.after, prices));
         }
       }
       return { batchItemFailures: [] };
     });
 
-const env = readEnv('TABLE_NAME', 'WEBSOCKET_CALLBACK_URL');
-export const handler = makeHandler({
-  connections: streamConnections(env.TABLE_NAME),
-  feed: feedStore(env.TABLE_NAME),
-  sender: connectionSender(env.WEBSOCKET_CALLBACK_URL),
-  metrics: runMetrics(),
-});
+const env = readEnv('TABLE_NAME', 'WEBSOCKET_CALLBACK_URL', 'PRICE_TABLE');
+export const handler = makeHandler(
+  {
+    connections: streamConnections(env.TABLE_NAME),
+    feed: feedStore(env.TABLE_NAME),
+    sender: connectionSender(env.WEBSOCKET_CALLBACK_URL),
+    metrics: runMetrics(),
+  },
+  env.PRICE_TABLE,
+);

@@ -344,8 +344,10 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     entry: 'run-feed',
     timeoutSeconds: 60,
     memoryMiB: 512,
-    description: "The table's stream of run writes -> the runs' feeds, sent to their followers",
-    environment: ['TABLE_NAME', 'WEBSOCKET_CALLBACK_URL'],
+    description:
+      "The table's stream of run writes -> the runs' feeds, sent to their followers; the run metrics",
+    // the price table's models are the run metrics' model dimension
+    environment: ['TABLE_NAME', 'WEBSOCKET_CALLBACK_URL', 'PRICE_TABLE'],
     // the feed's head and packs are put in a transaction; followers are read (Query) and their cursors
     // moved; a follow or connection that left is deleted
     table: { actions: ['GetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem'], indexes: [] },

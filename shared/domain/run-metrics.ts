@@ -1,11 +1,12 @@
+import { listedModel, type PriceTable } from './pricing.js';
 import { isTerminal, type Run, type RunStatus } from './run.js';
 
 /**
  * The run metrics: what a write of the run item says about the fleet of runs, as CloudWatch metrics
  * (one namespace, FUNCTION_DEFAULT_ENVIRONMENT's). Pure: the writes come from the table's stream and
  * the metrics go out as EMF lines through an adapter. Every dimension's values come from a closed set
- * (statuses, exit reasons, the priced models, launch failure kinds), so the number of series is
- * bounded whatever the number of runs or accounts: the account and the run travel with each line as
+ * (statuses, exit reasons, the price table's models, launch failure kinds), so the number of series
+ * is bounded whatever the runs, accounts or pods: the account and the run travel with each line as
  * properties, never as dimensions (docs/decisions/0023).
  */
 
@@ -29,7 +30,10 @@ export const RUN_METRICS = {
   ApprovalWait: { unit: 'Milliseconds', dimensions: [[]] },
   /** what an ended run cost in all (tokens, sandbox, fee), in US dollars */
   RunCostUsd: { unit: 'None', dimensions: [[]] },
-  /** the tokens an ended run used, by model (input, output, cache read and write) */
+  /**
+   * the tokens an ended run used, by model (input, output, cache read and write): the price table's
+   * model it is priced as, or `other` (a pod may report any name)
+   */
   TokensUsed: { unit: 'Count', dimensions: [['Model']] },
   /** what runs cost since the last write (live token use, then the sandbox at settlement), in US dollars */
   SpendUsd: { unit: 'None', dimensions: [[]] },
@@ -58,6 +62,8 @@ export const launchFailureKind = (reason: string): LaunchFailureKind => {
 };
 
 const MICRO = 1_000_000;
+/** The Model dimension of the tokens of models the price table does not list. */
+export const OTHER_MODEL = 'other';
 
 const millisBetween = (from: string, to: string): number => Date.parse(to) - Date.parse(from);
 
@@ -78,7 +84,7 @@ const totalTokens = (usage: Run['usage'][string]): number =>
  * write). Each status the write added counts once; an end counts only from an active status, so a
  * COMPLETED run closed as DONE later is not a second end.
  */
-export const runMetricsOf = (before: Run | undefined, after: Run): RunMetric[] => {
+export const runMetricsOf = (before: Run | undefined, after: Run, prices: PriceTable): RunMetric[] => {
   const metrics: RunMetric[] = [];
   for (const hop of newHops(before, after)) {
     const from: RunStatus | undefined = hop.previous?.status;
@@ -109,8 +115,13 @@ export const runMetricsOf = (before: Run | undefined, after: Run): RunMetric[] =
   if (spent > 0) metrics.push({ name: 'SpendUsd', value: spent / MICRO });
   if (costIsFinal(before, after)) {
     metrics.push({ name: 'RunCostUsd', value: after.cost.totalUsd / MICRO });
+    const byModel = new Map<string, number>();
     for (const [model, usage] of Object.entries(after.usage)) {
-      metrics.push({ name: 'TokensUsed', value: totalTokens(usage), dimensions: { Model: model } });
+      const label = listedModel(prices, model) ?? OTHER_MODEL;
+      byModel.set(label, (byModel.get(label) ?? 0) + totalTokens(usage));
+    }
+    for (const [model, tokens] of byModel) {
+      metrics.push({ name: 'TokensUsed', value: tokens, dimensions: { Model: model } });
     }
   }
   return metrics;

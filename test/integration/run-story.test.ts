@@ -54,7 +54,8 @@ const json = (message: string): unknown => {
 
 describe("a run's story in the local CloudWatch Logs", () => {
   it("finds with the saved query's filter the run's lines from its functions, its state machine and its pod, and its metrics", async () => {
-    const model = 'claude-demo';
+    // a model the price table lists: the Model dimension names only those (others are `other`)
+    const model = 'claude-haiku-4-5';
     const { body } = await dispatch({
       config: { demo: { steps: 2, stepDelayMs: 10, usage: [{ model, inputTokens: 100, outputTokens: 10 }] } },
     });

@@ -3,9 +3,11 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { makeHandler as makeMarkRetrying } from '../../functions/mark-retrying.js';
 import { makeHandler as makeSweeper } from '../../functions/sweeper.js';
 import { EmfRunMetrics } from '../../shared/adapters/emf-run-metrics.js';
+import { DEFAULT_PRICE_TABLE } from '../../shared/domain/pricing.js';
 import type { Run, RunStatus } from '../../shared/domain/run.js';
 import {
   launchFailureKind,
+  OTHER_MODEL,
   RUN_METRICS,
   type RunMetric,
   type RunMetricName,
@@ -26,6 +28,13 @@ vi.hoisted(() => {
 });
 
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
+/** A model's usage of `tokens` input tokens and nothing else. */
+const used = (tokens: number) => ({
+  inputTokens: tokens,
+  outputTokens: 0,
+  cacheReadTokens: 0,
+  cacheWriteTokens: 0,
+});
 const at = (seconds: number) => new Date(T0 + seconds * 1000).toISOString();
 
 /** The run after it moved to `status` at `seconds`, with `over` changed. */
@@ -37,6 +46,7 @@ const moved = (run: Run, status: RunStatus, seconds: number, over: Partial<Run> 
 });
 
 const names = (metrics: ReturnType<typeof runMetricsOf>) => metrics.map((m) => m.name);
+const metricsOf = (before: Run | undefined, after: Run) => runMetricsOf(before, after, DEFAULT_PRICE_TABLE);
 
 describe('runMetricsOf', () => {
   const queued = runFactory();
@@ -48,13 +58,15 @@ describe('runMetricsOf', () => {
     exitReason: 'tool_call_failed',
     durationMs: 370_000,
     usage: {
-      'claude-sonnet': {
+      'us.anthropic.claude-sonnet-4-5-20250929-v1:0': {
         inputTokens: 100,
         outputTokens: 20,
         cacheReadTokens: 3,
         cacheWriteTokens: 2,
-        costMicroUsd: 1_500,
+        costMicroUsd: 1_000,
       },
+      'made-up-model-1': { ...used(10), costMicroUsd: 250 },
+      'made-up-model-2': { ...used(20), costMicroUsd: 250 },
     },
     cost: { tokenUsd: 1_500, sandboxCpuUsd: 0, sandboxMemoryUsd: 0, feeUsd: 15, totalUsd: 1_515 },
   });
@@ -64,11 +76,11 @@ describe('runMetricsOf', () => {
   };
 
   it('counts a dispatch at the run’s first write', () => {
-    expect(runMetricsOf(undefined, queued)).toEqual([{ name: 'RunsDispatched', value: 1 }]);
+    expect(metricsOf(undefined, queued)).toEqual([{ name: 'RunsDispatched', value: 1 }]);
   });
 
   it('counts the start, its queue wait and the launch attempt when the run leaves the queue', () => {
-    expect(runMetricsOf(queued, provisioning)).toEqual([
+    expect(metricsOf(queued, provisioning)).toEqual([
       { name: 'LaunchAttempts', value: 1 },
       { name: 'RunsStarted', value: 1 },
       { name: 'QueueWait', value: 30_000 },
@@ -77,41 +89,42 @@ describe('runMetricsOf', () => {
 
   it('counts a relaunch as an attempt, not as a start', () => {
     const retrying = moved(provisioning, 'RETRYING', 35);
-    expect(names(runMetricsOf(retrying, moved(retrying, 'PROVISIONING', 55)))).toEqual(['LaunchAttempts']);
+    expect(names(metricsOf(retrying, moved(retrying, 'PROVISIONING', 55)))).toEqual(['LaunchAttempts']);
   });
 
   it('measures the approval wait when the checkpoint is decided', () => {
-    expect(runMetricsOf(awaiting, resumed)).toEqual([{ name: 'ApprovalWait', value: 300_000 }]);
+    expect(metricsOf(awaiting, resumed)).toEqual([{ name: 'ApprovalWait', value: 300_000 }]);
   });
 
   it('counts an end by status and exit reason with the run’s duration and what it spent so far', () => {
-    expect(runMetricsOf(resumed, ended)).toEqual([
+    expect(metricsOf(resumed, ended)).toEqual([
       { name: 'RunsEnded', value: 1, dimensions: { Status: 'FAILED', ExitReason: 'tool_call_failed' } },
       { name: 'RunDuration', value: 370_000 },
       { name: 'SpendUsd', value: 0.001515 },
     ]);
   });
 
-  it('gives the run’s cost and tokens by model once its sandbox is settled', () => {
-    expect(runMetricsOf(ended, settled)).toEqual([
+  it('gives the run’s cost and tokens by model once its sandbox is settled, models the price table does not list as other', () => {
+    expect(metricsOf(ended, settled)).toEqual([
       { name: 'SpendUsd', value: 0.001485 },
       { name: 'RunCostUsd', value: 0.003 },
-      { name: 'TokensUsed', value: 125, dimensions: { Model: 'claude-sonnet' } },
+      { name: 'TokensUsed', value: 125, dimensions: { Model: 'claude-sonnet-4-5' } },
+      { name: 'TokensUsed', value: 30, dimensions: { Model: OTHER_MODEL } },
     ]);
   });
 
   it('gives the cost at the end of a run that never had a sandbox to settle', () => {
     const cancelled = moved(queued, 'CANCELLED', 5, { exitReason: 'cancelled' });
-    expect(names(runMetricsOf(queued, cancelled))).toEqual(['RunsEnded', 'RunDuration', 'RunCostUsd']);
+    expect(names(metricsOf(queued, cancelled))).toEqual(['RunsEnded', 'RunDuration', 'RunCostUsd']);
   });
 
   it('does not count a closed run as a second end', () => {
-    expect(runMetricsOf(settled, moved(settled, 'DONE', 900))).toEqual([]);
+    expect(metricsOf(settled, moved(settled, 'DONE', 900))).toEqual([]);
   });
 
   it('names only metrics and dimensions the catalogue declares', () => {
     const all = [queued, provisioning, running, awaiting, resumed, ended, settled].flatMap((run, i, runs) =>
-      runMetricsOf(runs[i - 1], run),
+      metricsOf(runs[i - 1], run),
     );
     for (const metric of all) {
       const declared = RUN_METRICS[metric.name].dimensions.flat();
@@ -204,7 +217,7 @@ describe('the run metrics catalogue', () => {
     const settled = { ...ended, cost: { ...ended.cost, sandboxCpuUsd: 1, totalUsd: 10 } };
     const life = [queued, provisioning, awaiting, ended, settled];
     const emitted = new Set<RunMetricName>([
-      ...life.flatMap((run, i) => runMetricsOf(life[i - 1], run)).map((metric) => metric.name),
+      ...life.flatMap((run, i) => metricsOf(life[i - 1], run)).map((metric) => metric.name),
       // mark-retrying's, above, and the sweeper's, below
       'LaunchFailures',
       'OldestActiveRunAge',
