@@ -1221,7 +1221,7 @@ export class StatelessStack extends Stack {
     alarm(
       'SpendPerHourAlarm',
       runMetric('SpendUsd', {}, { period: Duration.hours(1) }),
-      `Runs spent more than ${spendUsdPerHour} USD in an hour. First: on the dashboard, "Spend per account per hour" names the accounts; GET /v1/account/spend for them, and stop their runs or lower their limits if it is not expected.`,
+      `Runs spent more than ${spendUsdPerHour} USD in an hour. First: on the dashboard, "Spend per account per hour" names the accounts; if it is not expected, stop their runs and lower their limits (PUT /v1/account/limits).`,
       spendUsdPerHour,
     );
   }
