@@ -151,6 +151,7 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
 
   const nameOf = (fn: FunctionName) => `${FUNCTION_NAME_PREFIX}${fn}`;
   const arnOf = (fn: FunctionName) => `arn:aws:lambda:${region}:${accountId}:function:${nameOf(fn)}`;
+  const logGroupOf = (fn: FunctionName) => `/aws/lambda/${nameOf(fn)}`;
   const taskRoot = (fn: FunctionName) => path.join(bundleDir, fn);
 
   // The sandbox's own code, built too: a worker thread does not inherit this process's TypeScript loader.
@@ -208,7 +209,7 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
       AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(definition.memoryMiB),
       AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
       AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
-      AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${nameOf(fn)}`,
+      AWS_LAMBDA_LOG_GROUP_NAME: logGroupOf(fn),
       AWS_LAMBDA_LOG_STREAM_NAME: stream,
       AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs22.x',
       LAMBDA_TASK_ROOT: taskRoot(fn),
@@ -236,12 +237,12 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
     endIfIdle(sandbox);
   };
 
-  /** The sandbox's output, to this process's as before and, when configured, to its log stream. */
+  /** The sandbox's output, to this process's (the terminal that started it) and, when configured, to its log stream. */
   const shipOutput = (fn: FunctionName, sandbox: Sandbox, worker: Worker) => {
     worker.stdout.pipe(process.stdout, { end: false });
     worker.stderr.pipe(process.stderr, { end: false });
     if (!configuration.logs) return;
-    const shipper = new LogShipper(configuration.logs, `/aws/lambda/${nameOf(fn)}`, sandbox.logStreamName);
+    const shipper = new LogShipper(configuration.logs, logGroupOf(fn), sandbox.logStreamName);
     sandbox.shipper = shipper;
     pipeLines(worker.stdout, shipper);
     pipeLines(worker.stderr, shipper);
@@ -316,7 +317,7 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
       invokedFunctionArn: arnOf(fn),
       memoryLimitInMB: String(definition.memoryMiB),
       awsRequestId: randomUUID(),
-      logGroupName: `/aws/lambda/${nameOf(fn)}`,
+      logGroupName: logGroupOf(fn),
       logStreamName: sandbox.logStreamName,
     };
     return new Promise((resolve, reject) => {

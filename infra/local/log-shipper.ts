@@ -16,7 +16,7 @@ const MAX_BYTES_PER_PUT = 1_048_576;
 const EVENT_OVERHEAD_BYTES = 26;
 /** awslogs splits longer lines; 3 bytes spare for a character the split would cut. */
 const MAX_EVENT_BYTES = 256 * 1024 - EVENT_OVERHEAD_BYTES - 3;
-/** Pause reading a pod's output while this much waits for PutLogEvents, so a chatty pod slows down. */
+/** Pause reading a stream while this much of it waits for PutLogEvents, so a chatty writer slows down. */
 const LOG_BACKLOG_BYTES = 8 * 1024 * 1024;
 
 /**
