@@ -39,21 +39,30 @@ const field = (value: unknown, name: string): unknown =>
   typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[name] : undefined;
 /** An execution's name is its run id, and `-r<n>` after it for a redrive (executionName). */
 const runIdOfExecution = (name: unknown): string | undefined => text(name)?.replace(/-r\d+$/, '');
+/** A Step Functions status change carries the execution's input as JSON text. */
+const executionInput = (input: unknown): unknown => {
+  try {
+    return typeof input === 'string' ? JSON.parse(input) : undefined;
+  } catch {
+    return undefined;
+  }
+};
 
 /**
  * Where each kind of event names its run: a state machine task's input (`runId`, `accountId`), an HTTP
  * route's `{runId}`, an ECS task state change (`startedBy`, the run id the launch set), a Step
- * Functions status change (the execution's name). Batches of several runs (SQS, the table's stream)
- * name no single run: their handlers name the run on each line.
+ * Functions status change (the execution's name, and its input). Batches of several runs (SQS, the
+ * table's stream) name no single run: their handlers name the run on each line.
  */
 export const runKeysOf = (event: unknown): RunKeys => {
   const detail = field(event, 'detail');
+  const input = executionInput(field(detail, 'input'));
   const runId =
     text(field(event, 'runId')) ??
     text(field(field(event, 'pathParameters'), 'runId')) ??
     text(field(detail, 'startedBy')) ??
     runIdOfExecution(field(detail, 'name'));
-  const accountId = text(field(event, 'accountId'));
+  const accountId = text(field(event, 'accountId')) ?? text(field(input, 'accountId'));
   return { ...(runId ? { runId } : {}), ...(accountId ? { accountId } : {}) };
 };
 

@@ -18,6 +18,11 @@ describe('runKeysOf', () => {
       { detail: { name: 'run_1-r2', status: 'FAILED' } },
       { runId: 'run_1' },
     ],
+    [
+      'an execution’s status change with its input',
+      { detail: { name: 'run_1', input: '{"runId":"run_1","accountId":"acct-1"}' } },
+      { runId: 'run_1', accountId: 'acct-1' },
+    ],
     ['a batch of several runs', { Records: [{ body: '{"runId":"run_1"}' }] }, {}],
   ])('finds the run of %s', (_, event, keys) => {
     expect(runKeysOf(event)).toEqual(keys);
