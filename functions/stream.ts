@@ -1,10 +1,9 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { signingSecret } from '../shared/adapters/signing-secret.js';
 import { readEnv } from '../shared/config.js';
 import { DomainError } from '../shared/domain/errors.js';
-import { logger } from '../shared/observability.js';
+import { observed } from '../shared/observability.js';
 import { systemClock } from '../shared/ports.js';
 import { connect, disconnect, receive, type StreamDeps } from '../shared/usecases/stream.js';
 import {
@@ -36,7 +35,7 @@ interface WebSocketResult {
  */
 export const makeHandler = (deps: StreamDeps) =>
   middy<unknown, WebSocketResult, Error, Context>()
-    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(observed())
     .handler(async (raw) => {
       const event = webSocketEventSchema.parse(raw);
       const { routeKey, connectionId } = event.requestContext;

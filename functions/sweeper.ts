@@ -2,12 +2,18 @@ import { readEnv } from '../shared/config.js';
 import { SWEEPER } from '../shared/domain/policy.js';
 import { validatedHandler } from '../shared/lambda.js';
 import { logger } from '../shared/observability.js';
-import { systemClock } from '../shared/ports.js';
-import { checkPausedRuns, type LifecycleDeps, sweepQueued } from '../shared/usecases/lifecycle.js';
+import { type RunMetricsPublisher, systemClock } from '../shared/ports.js';
+import {
+  checkPausedRuns,
+  type LifecycleDeps,
+  oldestActiveRun,
+  sweepQueued,
+} from '../shared/usecases/lifecycle.js';
 import {
   activeRuns,
   directoryRepository,
   runList,
+  runMetrics,
   runQueue,
   runStore,
   spendLedger,
@@ -17,13 +23,14 @@ import * as z from '../shared/zod.js';
 
 /**
  * Schedule: re-enqueue QUEUED runs whose message was lost (a failed enqueue, a purged queue), and
- * dead-letter those re-queued too often; end paused runs past their budget or their account's cap.
+ * dead-letter those re-queued too often; end paused runs past their budget or their account's cap;
+ * then measure the oldest run not ended (its metric names it).
  */
 export const makeHandler = (
   deps: Pick<
     LifecycleDeps,
     'runs' | 'list' | 'queue' | 'ledger' | 'directory' | 'pricing' | 'signals' | 'clock' | 'slots'
-  >,
+  > & { metrics: RunMetricsPublisher },
   policy: { staleAfterSeconds: number; maxRequeues: number },
 ) =>
   validatedHandler(z.unknown(), async () => {
@@ -31,6 +38,8 @@ export const makeHandler = (
     if (swept.requeued + swept.deadLettered > 0) logger.warn('swept stale queued runs', swept);
     const paused = await checkPausedRuns(deps);
     if (paused.failed > 0) logger.warn('ended paused runs over their limits', paused);
+    const oldest = await oldestActiveRun(deps);
+    deps.metrics.publish(oldest.run, [{ name: 'OldestActiveRunAge', value: oldest.ageSeconds }]);
     return { ...swept, paused };
   });
 
@@ -52,6 +61,7 @@ export const handler = makeHandler(
     signals: taskSignals(),
     slots: activeRuns(env.TABLE_NAME),
     clock: systemClock,
+    metrics: runMetrics(),
   },
   { staleAfterSeconds: env.SWEEPER_STALE_AFTER_SECONDS, maxRequeues: SWEEPER.maxRequeues },
 );

@@ -1,7 +1,6 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { logger } from './observability.js';
+import { observed } from './observability.js';
 import type * as z from './zod.js';
 
 /**
@@ -13,5 +12,5 @@ export const validatedHandler = <S extends z.ZodMiniType, R>(
   body: (input: z.infer<S>) => Promise<R>,
 ) =>
   middy<unknown, R, Error, Context>()
-    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(observed())
     .handler(async (event) => body(schema.parse(event)));

@@ -31,6 +31,8 @@ export const TABLE = {
     { indexName: 'awaitingApproval', partitionKey: 'gPaused', sortKey: 'runId' },
     /** sparse: runs whose pull request is open carry `gOpenPr`, for the pull requests' daily sweep */
     { indexName: 'openPullRequests', partitionKey: 'gOpenPr', sortKey: 'runId' },
+    /** sparse: only runs not ended carry `gActive`, for the age of the oldest (an alarm) */
+    { indexName: 'active', partitionKey: 'gActive', sortKey: 'runId' },
   ],
   /** Attributes the list indexes carry besides their keys, for filters that never change. */
   projectedAttributes: ['podId', 'source', 'projectId', 'status'],
@@ -260,11 +262,11 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     timeoutSeconds: 60,
     memoryMiB: 256,
     description:
-      'Re-enqueues QUEUED runs whose message was lost; dead-letters those that never start; ends paused runs over their limits',
+      'Re-enqueues QUEUED runs whose message was lost; dead-letters those that never start; ends paused runs over their limits; measures the oldest run not ended',
     environment: ['TABLE_NAME', 'QUEUE_URL', 'SWEEPER_STALE_AFTER_SECONDS', ...PRICING],
     table: {
       actions: ['GetItem', 'BatchGetItem', 'Query', 'UpdateItem'],
-      indexes: ['queued', 'awaitingApproval'],
+      indexes: ['queued', 'awaitingApproval', 'active'],
     },
   },
   requestApproval: {
@@ -354,8 +356,10 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     entry: 'run-feed',
     timeoutSeconds: 60,
     memoryMiB: 512,
-    description: "The table's stream of run writes -> the runs' feeds, sent to their followers",
-    environment: ['TABLE_NAME', 'WEBSOCKET_CALLBACK_URL'],
+    description:
+      "The table's stream of run writes -> the runs' feeds, sent to their followers; the run metrics",
+    // the price table's models are the run metrics' model dimension
+    environment: ['TABLE_NAME', 'WEBSOCKET_CALLBACK_URL', ...PRICING],
     // the feed's head and packs are put in a transaction; followers are read (Query) and their cursors
     // moved; a follow or connection that left is deleted
     table: { actions: ['GetItem', 'Query', 'PutItem', 'UpdateItem', 'DeleteItem'], indexes: [] },

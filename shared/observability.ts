@@ -1,8 +1,21 @@
 import { Logger } from '@aws-lambda-powertools/logger';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { Metrics } from '@aws-lambda-powertools/metrics';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
+import type { MiddlewareObj } from '@middy/core';
+
+const serviceName = process.env.POWERTOOLS_SERVICE_NAME ?? 'execution-runs';
 
 /** One logger per handler process (Powertools). */
-export const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'execution-runs' });
+export const logger = new Logger({ serviceName });
+
+/**
+ * One tracer per handler process (Powertools, X-Ray). It traces only inside Lambda with active
+ * tracing; elsewhere (tests, the local cloud, which sets POWERTOOLS_TRACE_ENABLED=false) it does
+ * nothing and sends nothing.
+ */
+export const tracer = new Tracer({ serviceName });
 
 /**
  * The metrics emitter (Powertools, EMF) of a handler that publishes metrics, created once at its
@@ -11,5 +24,61 @@ export const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_N
 export const createMetrics = () =>
   new Metrics({
     namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? 'ExecutionRuns',
-    serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'execution-runs',
+    serviceName,
   });
+
+/** The run an invocation is about, and its account, as far as its event says. */
+export interface RunKeys {
+  runId?: string;
+  accountId?: string;
+}
+
+const text = (value: unknown): string | undefined =>
+  typeof value === 'string' && value !== '' ? value : undefined;
+const field = (value: unknown, name: string): unknown =>
+  typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[name] : undefined;
+/** An execution's name is its run id, and `-r<n>` after it for a redrive (executionName). */
+const runIdOfExecution = (name: unknown): string | undefined => text(name)?.replace(/-r\d+$/, '');
+/** A Step Functions status change carries the execution's input as JSON text. */
+const executionInput = (input: unknown): unknown => {
+  try {
+    return typeof input === 'string' ? JSON.parse(input) : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
+/**
+ * Where each kind of event names its run: a state machine task's input (`runId`, `accountId`), an HTTP
+ * route's `{runId}`, an ECS task state change (`startedBy`, the run id the launch set), a Step
+ * Functions status change (the execution's name, and its input). Batches of several runs (SQS, the
+ * table's stream) name no single run: their handlers name the run on each line.
+ */
+export const runKeysOf = (event: unknown): RunKeys => {
+  const detail = field(event, 'detail');
+  const input = executionInput(field(detail, 'input'));
+  const runId =
+    text(field(event, 'runId')) ??
+    text(field(field(event, 'pathParameters'), 'runId')) ??
+    text(field(detail, 'startedBy')) ??
+    runIdOfExecution(field(detail, 'name'));
+  const accountId = text(field(event, 'accountId')) ?? text(field(input, 'accountId'));
+  return { ...(runId ? { runId } : {}), ...(accountId ? { accountId } : {}) };
+};
+
+/**
+ * What every handler starts with: the Lambda context and the run's keys on each log line (reset
+ * after each invocation), and the invocation traced with the run id as an annotation, so X-Ray can
+ * find a run's traces.
+ */
+export const observed = (): MiddlewareObj[] => [
+  injectLambdaContext(logger, { resetKeys: true }),
+  {
+    before: ({ event }) => {
+      const keys = runKeysOf(event);
+      logger.appendKeys({ ...keys });
+      if (keys.runId) tracer.putAnnotation('runId', keys.runId);
+    },
+  },
+  captureLambdaHandler(tracer, { captureResponse: false }),
+];

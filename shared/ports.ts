@@ -11,6 +11,7 @@ import type {
   RunStatus,
   Transition,
 } from './domain/run.js';
+import type { RunMetric } from './domain/run-metrics.js';
 import type { Schedule, ScheduleKey, ScheduleSettings, TickRecord } from './domain/schedule.js';
 import type { Step, StepContentRef, StepPage } from './domain/steps.js';
 import type { Account, AccountLimits, Caller, GitHubLink, Pod, Project } from './domain/tenancy.js';
@@ -164,6 +165,8 @@ export interface RunList {
   listAwaitingApproval(limit: number): Promise<Run[]>;
   /** COMPLETED runs whose pull request is open, oldest first */
   listOpenPullRequests(limit: number): Promise<Run[]>;
+  /** The oldest run not ended yet, whatever its account; undefined when every run has ended. */
+  oldestActive(): Promise<Run | undefined>;
 }
 
 /** The step timeline. */
@@ -274,10 +277,13 @@ export interface ExecutionStatus {
 }
 
 export interface Orchestrator {
-  /** Start the run's execution; an execution that already exists counts as started. */
+  /**
+   * Start the run's execution; an execution that already exists counts as started. The input names
+   * the run and its account, which the tasks given the whole state put on their log lines.
+   */
   start(
     executionName: string,
-    input: { runId: string },
+    input: { runId: string; accountId: string },
   ): Promise<{ executionArn: string; alreadyExisted: boolean }>;
   /** How the execution stands; undefined when there is no such execution. */
   describe(executionArn: string): Promise<ExecutionStatus | undefined>;
@@ -503,6 +509,11 @@ export interface ConnectionSender {
 export interface WebhookDeliveries {
   /** True the first time a delivery id is seen within `keepSeconds`; false for the same delivery again. */
   firstTime(deliveryId: string, keepSeconds: number): Promise<boolean>;
+}
+
+/** The run metrics (shared/domain/run-metrics.ts), published with the run they are about, if one. */
+export interface RunMetricsPublisher {
+  publish(run: { runId: string; accountId?: string } | undefined, metrics: readonly RunMetric[]): void;
 }
 
 export interface Clock {

@@ -1,8 +1,7 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { logger } from './observability.js';
+import { observed } from './observability.js';
 import * as z from './zod.js';
 
 const runMessageSchema = z.object({ runId: z.string().check(z.minLength(1)) });
@@ -18,6 +17,6 @@ export const runMessageHandler = (handle: (runId: string, record: SQSRecord) => 
     await handle(runId, record);
   };
   return middy<SQSEvent, SQSBatchResponse, Error, Context>()
-    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(observed())
     .handler((event, context) => processPartialResponse(event, recordHandler, processor, { context }));
 };

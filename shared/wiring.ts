@@ -21,21 +21,26 @@ import { DynamoTimeline } from './adapters/dynamo-timeline.js';
 import { DynamoWebhookDeliveries } from './adapters/dynamo-webhook-deliveries.js';
 import { EcsSandbox } from './adapters/ecs-sandbox.js';
 import { EcsPodTaskDefinitions, type PodTaskDefinitionSettings } from './adapters/ecs-task-definitions.js';
+import { EmfRunMetrics } from './adapters/emf-run-metrics.js';
 import { EventBridgeScheduler, type SchedulerTargetSettings } from './adapters/eventbridge-scheduler.js';
 import { gitHubAppKeys, OctokitGitHubApp } from './adapters/github-app.js';
 import { StepFunctionsOrchestrator, StepFunctionsTaskSignals } from './adapters/sfn-orchestrator.js';
 import { signingSecret } from './adapters/signing-secret.js';
 import { SqsRunQueue } from './adapters/sqs-run-queue.js';
+import { createMetrics, tracer } from './observability.js';
 
 /**
  * Builders for the adapters a handler's composition root needs. Each handler calls only the ones it
  * uses, at module scope, so clients are created once per container. Endpoints come from the SDK's
  * own `AWS_ENDPOINT_URL_<SERVICE>` variables, which is how the local cloud points them at emulators.
  */
+/** Each AWS call a subsegment of the invocation's trace (nothing where tracing is off). */
+const traced = <T>(client: T): T => tracer.captureAWSv3Client(client);
+
 let sharedDocumentClient: DynamoDBDocumentClient | undefined;
 /** One DynamoDB client per container, whatever number of repositories it serves: one connection pool. */
 const documentClient = () =>
-  (sharedDocumentClient ??= DynamoDBDocumentClient.from(new DynamoDBClient({}), {
+  (sharedDocumentClient ??= DynamoDBDocumentClient.from(traced(new DynamoDBClient({})), {
     marshallOptions: { removeUndefinedValues: true },
   }));
 
@@ -51,31 +56,36 @@ export const feedStore = (tableName: string) => new DynamoFeedStore(documentClie
 export const streamConnections = (tableName: string) =>
   new DynamoStreamConnections(documentClient(), tableName);
 export const connectionSender = (callbackUrl: string) =>
-  new ApiGatewayConnections(new ApiGatewayManagementApiClient({ endpoint: callbackUrl }));
+  new ApiGatewayConnections(traced(new ApiGatewayManagementApiClient({ endpoint: callbackUrl })));
 export const webhookDeliveries = (tableName: string) =>
   new DynamoWebhookDeliveries(documentClient(), tableName);
 /** Saves answer within the API's timeout: throttled calls are retried a few times, then a 503. */
 export const scheduler = (settings: SchedulerTargetSettings) =>
-  new EventBridgeScheduler(new SchedulerClient({ retryMode: 'adaptive', maxAttempts: 4 }), settings);
-export const runQueue = (queueUrl: string) => new SqsRunQueue(new SQSClient({}), queueUrl);
+  new EventBridgeScheduler(traced(new SchedulerClient({ retryMode: 'adaptive', maxAttempts: 4 })), settings);
+/** The run metrics, as EMF lines in the function's log. */
+export const runMetrics = () => new EmfRunMetrics(createMetrics());
+export const runQueue = (queueUrl: string) => new SqsRunQueue(traced(new SQSClient({})), queueUrl);
 /** Throttled Step Functions calls are retried adaptively rather than failing the batch. */
-const sfnClient = () => new SFNClient({ retryMode: 'adaptive', maxAttempts: 6 });
+const sfnClient = () => traced(new SFNClient({ retryMode: 'adaptive', maxAttempts: 6 }));
 export const orchestrator = (stateMachineArn: string) =>
   new StepFunctionsOrchestrator(sfnClient(), stateMachineArn);
 export const taskSignals = () => new StepFunctionsTaskSignals(sfnClient());
 let sharedEcsClient: ECSClient | undefined;
 /** One ECS client per container: the sandbox and the pods' task definitions share its connections. */
-const ecsClient = () => (sharedEcsClient ??= new ECSClient({ maxAttempts: 5 }));
+const ecsClient = () => (sharedEcsClient ??= traced(new ECSClient({ maxAttempts: 5 })));
 export const sandbox = (clusterArn: string) => new EcsSandbox(ecsClient(), clusterArn);
 export const podTaskDefinitions = (settings: PodTaskDefinitionSettings) =>
   new EcsPodTaskDefinitions(ecsClient(), settings);
-export const logsClient = () => new CloudWatchLogsClient({ retryMode: 'adaptive', maxAttempts: 6 });
+export const logsClient = () => traced(new CloudWatchLogsClient({ retryMode: 'adaptive', maxAttempts: 6 }));
 /**
  * Throttled reads and writes back off and retry (the client's adaptive mode) before they answer 503.
  * Reads serve API requests, which must answer within the function's timeout: fewer attempts.
  */
 export const logReader = (logGroupName: string) =>
-  new CloudWatchLogReader(new CloudWatchLogsClient({ retryMode: 'adaptive', maxAttempts: 4 }), logGroupName);
+  new CloudWatchLogReader(
+    traced(new CloudWatchLogsClient({ retryMode: 'adaptive', maxAttempts: 4 })),
+    logGroupName,
+  );
 export const stepContentStore = (logGroupName: string) =>
   new CloudWatchStepContentStore(logsClient(), logGroupName);
 /** What gitHubApp reads: `readEnv(..., ...GITHUB_APP_VARIABLES)`. */

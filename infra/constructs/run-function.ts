@@ -62,6 +62,8 @@ export class RunFunction extends Construct {
       role: this.role,
       logGroup: this.logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
+      // X-Ray: each invocation a trace (Powertools Tracer adds the AWS calls and the run id to it)
+      tracing: lambda.Tracing.ACTIVE,
       environment: { ...FUNCTION_DEFAULT_ENVIRONMENT, ...props.environment },
       bundling: {
         format: OutputFormat.ESM,
@@ -77,6 +79,11 @@ export class RunFunction extends Construct {
         // Nothing external: the AWS SDK is bundled too.
         externalModules: [],
       },
+    });
+    Validations.of(this.role).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords have no resource-level permissions.',
     });
     Validations.of(this.function).acknowledge({
       id: 'AwsSolutions-L1',

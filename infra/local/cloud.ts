@@ -63,7 +63,7 @@ import { createEventBus } from './event-bus.js';
 import { startSqsEventSource } from './event-sources.js';
 import { seedRepository, startGitServer } from './git-server.js';
 import { startGitHubServer } from './github-server.js';
-import { createLambdaRuntime, type LambdaRuntime } from './lambda-runtime.js';
+import { createLambdaRuntime, FUNCTION_NAME_PREFIX, type LambdaRuntime } from './lambda-runtime.js';
 import { startModelServer } from './model-server.js';
 import { DEMO, seedDemo } from './seed.js';
 import { startWebSocketGateway } from './websocket-gateway.js';
@@ -88,6 +88,8 @@ const NAMES = {
   cluster: 'execution-runs',
   podLogGroup: '/execution-runs/pods',
   stepLogGroup: '/execution-runs/steps',
+  /** the run state machine's execution log (on AWS: /aws/vendedlogs/states/<stateless stack>-runs) */
+  stateMachineLogGroup: '/aws/vendedlogs/states/execution-runs-runs',
   taskDefinition: 'execution-runs-pod',
   scheduleGroup: 'execution-runs',
   scheduleDlq: 'execution-runs-schedules-dlq',
@@ -179,6 +181,10 @@ export interface Endpoints {
   podLogGroup: string;
   /** where the whole text of oversized steps is kept, a stream per step */
   stepLogGroup: string;
+  /** the run state machine's execution log: every history event of every execution, with its data */
+  stateMachineLogGroup: string;
+  /** each function's log group is this and its name (`/aws/lambda/execution-runs-api`) */
+  functionLogGroupPrefix: string;
   /** the demo project's repository on the local git server: its clone URL */
   demoRepo: string;
   /** the local issuer's signing key (JWK), to sign tokens for other users */
@@ -603,6 +609,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
         runEcsTask: ecsRunTaskResource(ecsClient),
       },
       onExecutionStatusChange: (event) => void bus.putEvents([event]),
+      logs: { client: logsClient, logGroupName: NAMES.stateMachineLogGroup },
     });
     stops.push(() => sfn.close());
 
@@ -702,6 +709,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
 
     // Each function gets the variables it declares, with this deployment's values, as CDK sets them.
     runtime.configure({
+      logs: logsClient,
       values: {
         TABLE_NAME: NAMES.table,
         QUEUE_URL: queueUrl,
@@ -855,6 +863,8 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       clusterArn,
       podLogGroup: NAMES.podLogGroup,
       stepLogGroup: NAMES.stepLogGroup,
+      stateMachineLogGroup: NAMES.stateMachineLogGroup,
+      functionLogGroupPrefix: `/aws/lambda/${FUNCTION_NAME_PREFIX}`,
       demoRepo,
       devIssuerKeyPath: issuerKeyPath,
       issuer: issuerUrl,

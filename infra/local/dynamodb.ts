@@ -203,8 +203,8 @@ export const createTableInput = (tableName: string): CreateTableCommandInput => 
 };
 
 /**
- * Creates the table unless it exists, waits until it is ACTIVE, and turns TTL and its stream on (a
- * table persisted by an earlier start may have neither).
+ * Creates the table unless it exists, waits until it is ACTIVE, and turns TTL, its stream and every
+ * index of TABLE on (a table persisted by an earlier start may lack them).
  */
 export const ensureTable = async (client: DynamoDBClient, tableName: string): Promise<void> => {
   try {

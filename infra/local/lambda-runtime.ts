@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import type { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { build } from 'esbuild';
 import type { EnvName } from '../../shared/config.js';
 import {
@@ -18,6 +19,7 @@ import type {
   SandboxData,
   SandboxMessage,
 } from './lambda-sandbox.js';
+import { LogShipper, pipeLines } from './log-shipper.js';
 
 /**
  * Runs the project's Lambda handlers as Lambda would, each function in a sandbox of its own: a worker
@@ -63,6 +65,11 @@ export interface FunctionConfiguration {
   values: Partial<Record<EnvName, string>>;
   /** the `AWS_ENDPOINT_URL_<SERVICE>` variables that point a function's SDK clients at the emulators */
   endpoints: (fn: FunctionName) => Record<string, string>;
+  /**
+   * Where each function's output goes besides this process's: its log group `/aws/lambda/<name>`, a
+   * stream per sandbox, as Lambda ships it.
+   */
+  logs?: CloudWatchLogsClient;
 }
 
 export interface FunctionStats {
@@ -89,7 +96,7 @@ export interface LambdaRuntime {
   close(): Promise<void>;
 }
 
-const FUNCTION_NAME_PREFIX = 'execution-runs-';
+export const FUNCTION_NAME_PREFIX = 'execution-runs-';
 const SANDBOX_ENTRY = fileURLToPath(new URL('./lambda-sandbox.ts', import.meta.url));
 /** what the emulators accept; Lambda hands a function its role's temporary credentials */
 const CREDENTIALS = {
@@ -122,6 +129,8 @@ interface Sandbox {
   /** the worker once init has run and loaded the handler; the init error otherwise */
   ready: Promise<Worker>;
   logStreamName: string;
+  /** its output on the way to its log stream */
+  shipper?: LogShipper;
   /** invocations in flight, by id */
   pending: Map<number, Pending>;
   /** takes no new invocations, and ends once those in flight have settled */
@@ -142,6 +151,7 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
 
   const nameOf = (fn: FunctionName) => `${FUNCTION_NAME_PREFIX}${fn}`;
   const arnOf = (fn: FunctionName) => `arn:aws:lambda:${region}:${accountId}:function:${nameOf(fn)}`;
+  const logGroupOf = (fn: FunctionName) => `/aws/lambda/${nameOf(fn)}`;
   const taskRoot = (fn: FunctionName) => path.join(bundleDir, fn);
 
   // The sandbox's own code, built too: a worker thread does not inherit this process's TypeScript loader.
@@ -199,7 +209,7 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
       AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(definition.memoryMiB),
       AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
       AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
-      AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${nameOf(fn)}`,
+      AWS_LAMBDA_LOG_GROUP_NAME: logGroupOf(fn),
       AWS_LAMBDA_LOG_STREAM_NAME: stream,
       AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs22.x',
       LAMBDA_TASK_ROOT: taskRoot(fn),
@@ -207,6 +217,8 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
       LANG: 'en_US.UTF-8',
       TZ: ':UTC',
       PATH: '/usr/local/bin:/usr/bin/:/bin:/opt/bin',
+      // No X-Ray daemon and no trace header here: Powertools Tracer stays off rather than log the context missing.
+      POWERTOOLS_TRACE_ENABLED: 'false',
       // Lambda runs Node 22, about which the SDK has nothing to say; this Node 20 would get a warning per sandbox.
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     };
@@ -225,6 +237,17 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
     endIfIdle(sandbox);
   };
 
+  /** The sandbox's output, to this process's (the terminal that started it) and, when configured, to its log stream. */
+  const shipOutput = (fn: FunctionName, sandbox: Sandbox, worker: Worker) => {
+    worker.stdout.pipe(process.stdout, { end: false });
+    worker.stderr.pipe(process.stderr, { end: false });
+    if (!configuration.logs) return;
+    const shipper = new LogShipper(configuration.logs, logGroupOf(fn), sandbox.logStreamName);
+    sandbox.shipper = shipper;
+    pipeLines(worker.stdout, shipper);
+    pipeLines(worker.stderr, shipper);
+  };
+
   /** A cold start: a new sandbox with the function's environment, which loads its bundle. */
   const start = (fn: FunctionName): Sandbox => {
     const definition = functions[fn];
@@ -237,11 +260,14 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
         const worker = new Worker(sandboxScript, {
           env,
           workerData: data,
+          stdout: true,
+          stderr: true,
           // Node reads NODE_OPTIONS (--enable-source-maps: readable stack traces) as it starts, as in Lambda.
           execArgv: env.NODE_OPTIONS?.split(/\s+/).filter(Boolean) ?? [],
           resourceLimits: { maxOldGenerationSizeMb: definition.memoryMiB },
         });
         live.add(worker);
+        shipOutput(fn, sandbox, worker);
         let crash: unknown;
         worker.on('message', (message: SandboxMessage) => {
           if (message.type === 'ready') return resolve(worker);
@@ -258,6 +284,7 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
         });
         worker.on('exit', (code) => {
           live.delete(worker);
+          void sandbox.shipper?.close();
           retire(fn, sandbox);
           const error =
             crash === undefined
@@ -290,7 +317,7 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
       invokedFunctionArn: arnOf(fn),
       memoryLimitInMB: String(definition.memoryMiB),
       awsRequestId: randomUUID(),
-      logGroupName: `/aws/lambda/${nameOf(fn)}`,
+      logGroupName: logGroupOf(fn),
       logStreamName: sandbox.logStreamName,
     };
     return new Promise((resolve, reject) => {
@@ -378,6 +405,7 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
       configuration = {
         values: { ...configuration.values, ...changes.values },
         endpoints: changes.endpoints ?? configuration.endpoints,
+        logs: changes.logs ?? configuration.logs,
       };
       for (const [fn, sandbox] of sandboxes) retire(fn, sandbox);
     },
@@ -388,6 +416,8 @@ export const createLambdaRuntime = (options: LambdaRuntimeOptions): LambdaRuntim
     stats: () => structuredClone(counters),
     close: async () => {
       closed = true;
+      // the Logs emulator may be gone already: what is still unsent goes nowhere
+      for (const sandbox of sandboxes.values()) sandbox.shipper?.discard();
       sandboxes.clear();
       await Promise.all([...live].map((worker) => worker.terminate()));
       await Promise.allSettled([buildSandbox, bundledTogether, ...bundles.values()]);

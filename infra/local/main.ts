@@ -36,7 +36,24 @@ if (values.help) {
                       machine can carry hundreds of runs at once
   --model M         where Claude Code pods reach a model: local (the scripted local model, the
                     default), anthropic (the Anthropic API, with ANTHROPIC_API_KEY set) or bedrock
-                    (Amazon Bedrock, with AWS_REGION and AWS credentials set)`);
+                    (Amazon Bedrock, with AWS_REGION and AWS credentials set)
+
+Logs (CloudWatch Logs at N+5, services.logs in endpoints.json), as on AWS:
+  /aws/lambda/execution-runs-<function>     each function's output, a stream per sandbox: warnings and
+                                            errors (POWERTOOLS_LOG_LEVEL=INFO npm start for all), and
+                                            the run metrics' EMF lines in run-feed's
+  /aws/vendedlogs/states/execution-runs-runs  every event of every execution, with its data
+  /execution-runs/pods                      the pods' output, each line beginning with its run id
+
+A run's whole story, oldest first: the saved Logs Insights query execution-runs/run-story's filter
+(@message like "<runId>") as FilterLogEvents' pattern, in every log group:
+
+  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1
+  RUN=<runId>; LOGS=--endpoint-url=http://127.0.0.1:4515
+  for group in $(aws logs describe-log-groups $LOGS --query 'logGroups[].logGroupName' --output text); do
+    aws logs filter-log-events $LOGS --log-group-name "$group" --filter-pattern "\\"$RUN\\"" \\
+      --query 'events[].[timestamp,message]' --output text
+  done | sort -n`);
   process.exit(0);
 }
 

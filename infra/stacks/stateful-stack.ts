@@ -84,7 +84,7 @@ export class StatefulStack extends Stack {
 
     this.deadLetterAlarm = new cloudwatch.Alarm(this, 'DeadLetterDepthAlarm', {
       alarmDescription:
-        'Run messages reached the dead-letter queue: their runs are DEAD_LETTER and need a redrive.',
+        'Run messages reached the dead-letter queue: their runs are DEAD_LETTER. First: read the story (saved Logs Insights query) of a run the messages name, fix what kept start-run from starting it, then POST /v1/runs/{runId}/redrive.',
       metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
         period: Duration.minutes(1),
         statistic: cloudwatch.Stats.MAXIMUM,

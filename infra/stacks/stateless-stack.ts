@@ -36,7 +36,7 @@ import { FactName } from 'aws-cdk-lib/region-info';
 import type { Construct } from 'constructs';
 import { SIGNING_SECRETS, type SigningPurpose } from '../../shared/adapters/signing-secret.js';
 import type { EnvName } from '../../shared/config.js';
-import { LAUNCH, SWEEPER } from '../../shared/domain/policy.js';
+import { LAUNCH, LONGEST_RUN_SECONDS, SWEEPER } from '../../shared/domain/policy.js';
 import { type CpuArchitecture, loadPriceTable } from '../../shared/domain/pricing.js';
 import {
   ASL_SUBSTITUTIONS,
@@ -57,7 +57,9 @@ import {
 } from '../../shared/manifest.js';
 import { POD_SECRETS_PREFIX } from '../../shared/schemas/pod.js';
 import { ConsoleHosting } from '../constructs/console-hosting.js';
+import { ENDING_STATUSES, RunDashboard, runMetric } from '../constructs/run-dashboard.js';
 import { RunFunction } from '../constructs/run-function.js';
+import { RunStoryQuery } from '../constructs/run-story.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const aslFile = fileURLToPath(new URL('../../statemachine/run.asl.json', import.meta.url));
@@ -181,6 +183,20 @@ const UNAUTHORIZED_ROUTE_REASONS: Record<Exclude<RouteAuth, 'jwt'>, string> = {
 
 const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
 
+/** How long the failure rate is measured over, and how many ended runs make it mean something. */
+const FAILURE_RATE_PERIOD = Duration.minutes(15);
+const FAILURE_RATE_MIN_RUNS = 5;
+
+/** A positive number from the CDK context (or its text with -c), else the default. */
+const numberContext = (scope: Construct, key: string, fallback: number): number => {
+  const value = scope.node.tryGetContext(key);
+  if (value === undefined || value === '') return fallback;
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed <= 0)
+    throw new Error(`context "${key}" must be a positive number: ${value}`);
+  return parsed;
+};
+
 const upperFirst = (name: string): string => `${name.charAt(0).toUpperCase()}${name.slice(1)}`;
 
 /** The ASL names a function it invokes `${ChecksFunctionArn}` after the function `checks`. */
@@ -241,6 +257,12 @@ export class StatelessStack extends Stack {
   public readonly schedulerRole: iam.Role;
   /** the ticks Scheduler could not deliver */
   public readonly scheduleDeadLetterQueue: sqs.Queue;
+  /** the operations dashboard: the runs, and what carries them */
+  public readonly dashboard: cloudwatch.Dashboard;
+  /** every event of every execution, with its data */
+  public readonly stateMachineLogGroup: logs.LogGroup;
+  /** the saved Logs Insights query that tells one run's story */
+  public readonly runStoryQuery: logs.QueryDefinition;
 
   constructor(scope: Construct, id: string, props: StatelessStackProps) {
     super(scope, id, props);
@@ -291,7 +313,7 @@ export class StatelessStack extends Stack {
     this.functions = this.createFunctions(props);
     this.addRoutes(props);
     this.runFeedDeadLetterQueue = this.connectStream(props);
-    this.stateMachine = this.createStateMachine();
+    ({ stateMachine: this.stateMachine, logGroup: this.stateMachineLogGroup } = this.createStateMachine());
     this.grantFunctions(props);
     this.grantPodTaskDefinitions();
     this.signingSecrets = this.createSigningSecrets();
@@ -314,6 +336,21 @@ export class StatelessStack extends Stack {
         scopes: ['openid', 'email', 'profile'],
       },
     });
+    this.dashboard = new RunDashboard(this, 'Operations', {
+      functions: this.functions,
+      stateMachine: this.stateMachine,
+      queue: props.queue,
+      deadLetterQueue: props.deadLetterQueue,
+      httpApi: this.httpApi,
+      cluster: this.cluster,
+    }).dashboard;
+    this.runStoryQuery = new RunStoryQuery(this, 'RunStory', {
+      logGroups: [
+        ...FUNCTION_NAMES.map((name) => this.functions[name].logGroup),
+        this.stateMachineLogGroup,
+        props.podLogGroup,
+      ],
+    }).queryDefinition;
 
     new CfnOutput(this, 'ApiUrl', { value: this.apiStage.url });
     new CfnOutput(this, 'StreamUrl', { value: this.streamStage.url });
@@ -639,7 +676,7 @@ export class StatelessStack extends Stack {
    * The definition comes from the ASL file, so CDK cannot derive the role's permissions: they are
    * granted here by hand, each scoped to the one resource the definition uses.
    */
-  private createStateMachine(): sfn.StateMachine {
+  private createStateMachine(): { stateMachine: sfn.StateMachine; logGroup: logs.LogGroup } {
     const functionArns = new Map<string, string>(
       STATE_MACHINE_TARGETS.map((name) => [
         aslFunctionArnName(name),
@@ -705,7 +742,7 @@ export class StatelessStack extends Stack {
       }),
     );
     this.acknowledgeStateMachineFindings(stateMachine);
-    return stateMachine;
+    return { stateMachine, logGroup };
   }
 
   private grantFunctions(props: StatelessStackProps): void {
@@ -1118,63 +1155,144 @@ export class StatelessStack extends Stack {
     return { group, role, deadLetterQueue };
   }
 
+  /**
+   * Every alarm notifies the alarm topic, and its description says what to do first (the README's
+   * runbook says more). Thresholds from the CDK context: `failureRatePercent` (of the runs ended in
+   * 15 minutes, once at least FAILURE_RATE_MIN_RUNS ended) and `spendAlarmUsdPerHour`.
+   */
   private createAlarms(topic: sns.ITopic): void {
     const action = new cloudwatchActions.SnsAction(topic);
     const fiveMinuteSum = { period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM };
-    const anyOf = (id: string, metric: cloudwatch.IMetric, alarmDescription: string) => {
-      const alarm = new cloudwatch.Alarm(this, id, {
+    const alarm = (
+      id: string,
+      metric: cloudwatch.IMetric,
+      alarmDescription: string,
+      threshold = 1,
+    ): cloudwatch.Alarm => {
+      const created = new cloudwatch.Alarm(this, id, {
         alarmDescription,
         metric,
-        threshold: 1,
+        threshold,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         evaluationPeriods: 1,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       });
-      alarm.addAlarmAction(action);
+      created.addAlarmAction(action);
+      return created;
     };
-    anyOf(
+    const deadLetters = (queue: sqs.IQueue) =>
+      queue.metricApproximateNumberOfMessagesVisible({
+        period: Duration.minutes(1),
+        statistic: cloudwatch.Stats.MAXIMUM,
+      });
+    const functionFailing = (name: FunctionName, consequence: string, firstStep: string) =>
+      alarm(
+        `${upperFirst(name)}ErrorsAlarm`,
+        this.functions[name].function.metricErrors(fiveMinuteSum),
+        `${FUNCTIONS[name].entry} failed: ${consequence} First: ${firstStep}`,
+      );
+    const inFunctionLogs = (name: FunctionName) =>
+      `search its log group (${FUNCTIONS[name].entry}) for level ERROR and the runId on those lines.`;
+
+    alarm(
       'ExecutionsFailedAlarm',
       this.stateMachine.metricFailed(fiveMinuteSum),
-      'Run executions failed: reconcile marks their runs terminal; look for the cause in the execution history.',
+      'Run executions failed: reconcile marks their runs terminal. First: open a failed execution of the run state machine, read the failed step’s error, then the run’s story (the saved Logs Insights query) for the runId.',
     );
-    anyOf(
+    alarm(
       'ExecutionsTimedOutAlarm',
       this.stateMachine.metricTimedOut(fiveMinuteSum),
-      'Run executions timed out.',
+      'Run executions timed out: reconcile ends their runs. First: read the run’s story (saved query) for the runId, to see which wait the execution was in (a pod without heartbeats, an approval) and whether the sandbox stopped.',
     );
-    anyOf(
-      'StartRunErrorsAlarm',
-      this.functions.startRun.function.metricErrors(fiveMinuteSum),
-      'start-run failed: queued runs are not starting and will reach the dead-letter queue.',
+    functionFailing(
+      'startRun',
+      'queued runs are not starting and will reach the dead-letter queue.',
+      `${inFunctionLogs('startRun')} Look for Step Functions throttling or permission errors.`,
     );
-    anyOf(
-      'FinalizeErrorsAlarm',
-      this.functions.finalize.function.metricErrors(fiveMinuteSum),
-      'finalize failed: sandboxes may be left running and runs left non-terminal.',
+    functionFailing(
+      'finalize',
+      'sandboxes may be left running and runs left non-terminal.',
+      `${inFunctionLogs('finalize')} Stop any task of the pods cluster whose run is already terminal.`,
     );
-    anyOf(
+    functionFailing(
+      'runFeed',
+      "followers of the runs miss their changes and the run metrics lag; the stream's records are retried.",
+      inFunctionLogs('runFeed'),
+    );
+    functionFailing(
+      'stream',
+      'people following runs live (console, CLI) are disconnected or see nothing.',
+      inFunctionLogs('stream'),
+    );
+    functionFailing(
+      'podStopped',
+      'runs whose sandbox stopped may wait for their heartbeat timeout before they end.',
+      inFunctionLogs('podStopped'),
+    );
+    functionFailing(
+      'reconcile',
+      'runs whose execution failed, timed out or was aborted may stay non-terminal.',
+      inFunctionLogs('reconcile'),
+    );
+    functionFailing(
+      'sweeper',
+      'QUEUED runs whose message was lost are not re-enqueued.',
+      inFunctionLogs('sweeper'),
+    );
+    alarm(
       'RunFeedFailedAlarm',
-      this.runFeedDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
-        period: Duration.minutes(1),
-        statistic: cloudwatch.Stats.MAXIMUM,
-      }),
-      "run-feed could not take a run's change after its retries: followers miss those events (the run itself is unaffected); the message names the stream records.",
+      deadLetters(this.runFeedDeadLetterQueue),
+      "run-feed could not take a run's change after its retries: followers miss those events (the run itself is unaffected). First: read a message of the run-feed dead-letter queue; it names the stream records; then run-feed's errors for those runs.",
     );
-    anyOf(
+    alarm(
       'EventDeliveryFailedAlarm',
-      this.eventDeliveryDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
-        period: Duration.minutes(1),
-        statistic: cloudwatch.Stats.MAXIMUM,
-      }),
-      'EventBridge could not deliver a pod-stopped, reconcile or sweeper event to its function.',
+      deadLetters(this.eventDeliveryDeadLetterQueue),
+      'EventBridge could not deliver a pod-stopped, reconcile or sweeper event to its function. First: read a message of the event delivery dead-letter queue (its attributes carry the error), then check that function’s errors and throttles.',
     );
-    anyOf(
+    alarm(
       'ScheduleDeliveryFailedAlarm',
-      this.scheduleDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
-        period: Duration.minutes(1),
-        statistic: cloudwatch.Stats.MAXIMUM,
+      deadLetters(this.scheduleDeadLetterQueue),
+      'EventBridge Scheduler could not deliver a schedule’s tick to scheduled-dispatch after its retries: that tick started no run. First: read a message of the schedule dead-letter queue, then scheduled-dispatch’s errors and throttles.',
+    );
+
+    const failureRatePercent = numberContext(this, 'failureRatePercent', 25);
+    const ended = Object.fromEntries(
+      ENDING_STATUSES.map((status) => [
+        status.toLowerCase(),
+        runMetric('RunsEnded', { Status: status }, { period: FAILURE_RATE_PERIOD }),
+      ]),
+    );
+    const all = Object.keys(ended).join(' + ');
+    alarm(
+      'RunFailureRateAlarm',
+      new cloudwatch.MathExpression({
+        expression: `IF((${all}) >= ${FAILURE_RATE_MIN_RUNS}, 100 * failed / (${all}), 0)`,
+        usingMetrics: ended,
+        period: FAILURE_RATE_PERIOD,
+        label: 'FAILED runs, % of the runs ended',
       }),
-      'EventBridge Scheduler could not deliver a schedule’s tick to scheduled-dispatch after its retries: that tick started no run.',
+      `More than ${failureRatePercent}% of the runs that ended in 15 minutes FAILED. First: on the dashboard, "Ended runs by exit reason" says which reason grew; read the story (saved query) of one such run.`,
+      failureRatePercent,
+    );
+    alarm(
+      'OldestRunAlarm',
+      runMetric(
+        'OldestActiveRunAge',
+        {},
+        {
+          period: Duration.minutes(SWEEPER.rateMinutes * 2),
+          statistic: cloudwatch.Stats.MAXIMUM,
+        },
+      ),
+      `A run has not ended ${Math.round(LONGEST_RUN_SECONDS / 86_400)} days after it was created, longer than any run may last: the lifecycle lost it. First: the metric's line in the sweeper's log names the run (runId); read its story (saved query), then stop it (POST /v1/runs/{runId}/stop) or end its execution.`,
+      LONGEST_RUN_SECONDS,
+    );
+    const spendUsdPerHour = numberContext(this, 'spendAlarmUsdPerHour', 100);
+    alarm(
+      'SpendPerHourAlarm',
+      runMetric('SpendUsd', {}, { period: Duration.hours(1) }),
+      `Runs spent more than ${spendUsdPerHour} USD in an hour. First: on the dashboard, "Spend per account per hour" names the accounts; if it is not expected, stop their runs and lower their limits (PUT /v1/account/limits).`,
+      spendUsdPerHour,
     );
   }
 

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentApi, backoffMs, ownTaskArn, RetryableError } from './agent-api.js';
+import { runLines } from './run-lines.js';
 import { runPod } from './runtime.js';
 
 export interface ContainerIo {
@@ -49,8 +50,11 @@ const exchangeLaunchCode = async (
 };
 
 /** The container's program, whatever hosts it; resolves to its exit code. */
-export const runContainer = async ({ env, stdout, stderr, terminate }: ContainerIo): Promise<number> => {
+export const runContainer = async (io: ContainerIo): Promise<number> => {
+  const { env, terminate } = io;
   const { RUN_ID, AGENT_API_URL, AGENT_LAUNCH_CODE, ECS_CONTAINER_METADATA_URI_V4 } = env;
+  const stdout = RUN_ID ? runLines(io.stdout, RUN_ID) : io.stdout;
+  const stderr = RUN_ID ? runLines(io.stderr, RUN_ID) : io.stderr;
   const warn = (line: string) => void stderr.write(`${line}\n`);
   if (!RUN_ID || !AGENT_API_URL || !AGENT_LAUNCH_CODE || !ECS_CONTAINER_METADATA_URI_V4) {
     warn('pod: RUN_ID, AGENT_API_URL, AGENT_LAUNCH_CODE and ECS_CONTAINER_METADATA_URI_V4 must be set');

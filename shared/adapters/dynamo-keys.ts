@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ValidationError } from '../domain/errors.js';
-import type { RunSource, RunStatus } from '../domain/run.js';
+import { isTerminal, type RunSource, type RunStatus } from '../domain/run.js';
 
 /** Keys and attribute mapping of the single table, shared by the run repository and the directory. */
 
@@ -133,6 +133,9 @@ export const indexKeys = {
   awaitingApproval: (runId: string) => `PAUSED#${shardOf(runId, SWEEP_SHARDS)}`,
   awaitingApprovalPartitions: shards('PAUSED'),
   openPullRequests: 'OPEN',
+  /** the runs not ended, sharded as the sweepers' indexes are */
+  active: (runId: string) => `ACTIVE#${shardOf(runId, SWEEP_SHARDS)}`,
+  activePartitions: shards('ACTIVE'),
 } as const;
 
 export interface RunScope {
@@ -142,13 +145,14 @@ export interface RunScope {
 
 /**
  * Index attributes that depend on the status: a transition rewrites them; `gQueued` exists only while
- * QUEUED, `gPaused` only while AWAITING_APPROVAL.
+ * QUEUED, `gPaused` only while AWAITING_APPROVAL, `gActive` only until the run ends.
  */
 export const statusIndexAttributes = (scope: RunScope & { runId: string }, status: RunStatus) => ({
   gAcctStatus: indexKeys.byAccountStatus(scope.accountId, status),
   gProjStatus: indexKeys.byProjectStatus(scope.accountId, scope.projectId, status),
   ...(status === 'QUEUED' ? { gQueued: indexKeys.queued(scope.runId) } : {}),
   ...(status === 'AWAITING_APPROVAL' ? { gPaused: indexKeys.awaitingApproval(scope.runId) } : {}),
+  ...(isTerminal(status) ? {} : { gActive: indexKeys.active(scope.runId) }),
 });
 
 export const runIndexAttributes = (

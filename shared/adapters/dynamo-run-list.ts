@@ -6,7 +6,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { ServiceUnavailableError } from '../domain/errors.js';
 import { runIdLowerBound } from '../domain/ids.js';
-import type { Run } from '../domain/run.js';
+import { isTerminal, type Run } from '../domain/run.js';
 import { type IndexName, TABLE } from '../manifest.js';
 import type { RunList, RunListFilter, RunPage } from '../ports.js';
 import { backOff, Expression, indexKeys, keys, MAX_ATTEMPTS } from './dynamo-keys.js';
@@ -29,6 +29,8 @@ const FILTERED_PAGE_SIZE = 1000;
  * each): a rare filter answers a short page, or none, with a cursor, never a timeout.
  */
 const FILTERED_PAGE_BUDGET = 24;
+/** The oldest runs in the index read for the oldest still active: the index lags the runs that just ended. */
+const OLDEST_ACTIVE_CANDIDATES = 10;
 
 /**
  * Reads one index partition page by page, holding the run ids not yet taken. With a page budget (a
@@ -223,6 +225,19 @@ export class DynamoRunList implements RunList {
     const runs = await this.batchGet((await takeMerged(cursors, limit, false)).ids);
     // the index lags the table: a run may have gone on since
     return runs.filter((run) => run.status === 'AWAITING_APPROVAL');
+  }
+
+  async oldestActive(): Promise<Run | undefined> {
+    const cursors = indexKeys.activePartitions.map(
+      (partition) =>
+        new IndexCursor(
+          this.db,
+          this.indexQuery('active', partition, { pageSize: OLDEST_ACTIVE_CANDIDATES, oldestFirst: true }),
+        ),
+    );
+    const runs = await this.batchGet((await takeMerged(cursors, OLDEST_ACTIVE_CANDIDATES, false)).ids);
+    // the index lags the table: the oldest in it may have ended since
+    return runs.find((run) => !isTerminal(run.status));
   }
 
   async listOpenPullRequests(limit: number): Promise<Run[]> {

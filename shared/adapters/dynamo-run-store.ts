@@ -10,6 +10,7 @@ import type { BatchPlan } from '../domain/agent-batch.js';
 import type { PendingApproval } from '../domain/approval.js';
 import { ConflictError, NotFoundError, ServiceUnavailableError } from '../domain/errors.js';
 import {
+  isTerminal,
   LAUNCHED_STATUSES,
   type ModelUsage,
   type Run,
@@ -106,6 +107,7 @@ const applyMove = (update: Update, scope: RunScope & { runId: string }, t: Trans
   for (const [name, value] of Object.entries(statusIndexAttributes(scope, to))) update.set(name, value);
   if (to !== 'QUEUED') update.remove('gQueued').remove('waitingFor');
   if (to !== 'AWAITING_APPROVAL') update.remove('gPaused');
+  if (isTerminal(to)) update.remove('gActive');
   // a run's pull request is settled only while it is COMPLETED: any other move leaves nothing to sweep
   if (to !== 'COMPLETED') update.remove('gOpenPr');
   appendTo(

@@ -24,7 +24,7 @@ export class StepFunctionsOrchestrator implements Orchestrator {
     private readonly stateMachineArn: string,
   ) {}
 
-  async start(executionName: string, input: { runId: string }) {
+  async start(executionName: string, input: { runId: string; accountId: string }) {
     try {
       const out = await this.sfn.send(
         new StartExecutionCommand({

@@ -1,3 +1,5 @@
+import { CHECKPOINTS } from './tenancy.js';
+
 /**
  * The lifecycle's policy: how often and how long the system tries before it gives a run up. Pure
  * numbers, read by the use cases and handed to the deployment (CDK) and the local cloud alike.
@@ -31,3 +33,14 @@ export const SWEEPER = {
    */
   maxRequeues: 3,
 } as const;
+
+/** The most a pod may work, and the longest a checkpoint may wait for its decision (a pod's bounds). */
+export const POD_LIMITS = { maxDurationSeconds: 86_400, maxApprovalWindowSeconds: 7 * 86_400 } as const;
+
+/**
+ * The longest a run may go on while all is well: its pod's longest work, the longest wait at each
+ * checkpoint, and an hour for the queue, the launches and the end. A run not ended after this was lost
+ * by the lifecycle, which the oldest-run alarm says.
+ */
+export const LONGEST_RUN_SECONDS =
+  POD_LIMITS.maxDurationSeconds + CHECKPOINTS.length * POD_LIMITS.maxApprovalWindowSeconds + 3600;

@@ -163,17 +163,22 @@ const DATED_SNAPSHOT = /^-\d{8}$/;
 const BEDROCK_MODEL = /^(?:[a-z]{2,6}\.)?anthropic\.(.+?)-v\d+(?::\d+)?$/;
 
 /**
- * A model's rates: its own, a listed name it is a dated snapshot of, or the default. A model named as
- * Amazon Bedrock names it is priced as the Anthropic model it is.
+ * The listed model a model is priced as: itself, or a listed name it is a dated snapshot of; a model
+ * named as Amazon Bedrock names it is the Anthropic model it is. Undefined: priced at the default.
  */
-export const modelRates = (table: PriceTable, model: string): ModelRates => {
+export const listedModel = (table: PriceTable, model: string): string | undefined => {
   const name = model.match(BEDROCK_MODEL)?.[1] ?? model;
-  const exact = table.models.get(name);
-  if (exact) return exact;
-  for (const [listed, rates] of table.models) {
-    if (name.startsWith(listed) && DATED_SNAPSHOT.test(name.slice(listed.length))) return rates;
+  if (table.models.has(name)) return name;
+  for (const listed of table.models.keys()) {
+    if (name.startsWith(listed) && DATED_SNAPSHOT.test(name.slice(listed.length))) return listed;
   }
-  return table.defaultModel;
+  return undefined;
+};
+
+/** A model's rates: those of the listed model it is priced as, or the default. */
+export const modelRates = (table: PriceTable, model: string): ModelRates => {
+  const listed = listedModel(table, model);
+  return (listed && table.models.get(listed)) || table.defaultModel;
 };
 
 export interface TokenCounts {

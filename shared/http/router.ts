@@ -1,8 +1,7 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, Context } from 'aws-lambda';
 import { DomainError } from '../domain/errors.js';
-import { logger } from '../observability.js';
+import { logger, observed } from '../observability.js';
 import * as z from '../zod.js';
 import { errorBody, errorToResponse, type HttpResult, json } from './responses.js';
 
@@ -14,7 +13,7 @@ export type RouteHandler = (event: APIGatewayProxyEventV2WithJWTAuthorizer) => P
  */
 export const routeHandler = (routes: Record<string, RouteHandler>) =>
   middy<APIGatewayProxyEventV2WithJWTAuthorizer, HttpResult, Error, Context>()
-    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(observed())
     .handler(async (event) => {
       const route = routes[event.routeKey];
       if (!route) return json(404, errorBody('NotFound', `no route ${event.routeKey}`));

@@ -1,3 +1,4 @@
+import { POD_LIMITS } from '../domain/policy.js';
 import { DISPATCH_SOURCES, RUN_MODES, RUN_SOURCES, RUN_STATUSES } from '../domain/run.js';
 import { CHECKPOINTS, MAX_ACTIVE_RUNS_LIMIT, PROJECT_ROLES } from '../domain/tenancy.js';
 import * as z from '../zod.js';
@@ -114,10 +115,13 @@ export const podRequestSchema = z
     env: z._default(podEnvSchema, {}),
     secrets: z._default(podSecretsSchema, {}),
     enabled: z._default(z.boolean(), true),
-    maxDurationSeconds: z._default(z.int().check(z.gte(60), z.lte(86_400)), 3600),
+    maxDurationSeconds: z._default(z.int().check(z.gte(60), z.lte(POD_LIMITS.maxDurationSeconds)), 3600),
     // From 5 s, so tests and demos can watch a window expire; real windows are hours. Step Functions
     // enforces it as RequestApproval's timeout, whatever its length.
-    approvalWindowSeconds: z._default(z.int().check(z.gte(5), z.lte(7 * 86_400)), 86_400),
+    approvalWindowSeconds: z._default(
+      z.int().check(z.gte(5), z.lte(POD_LIMITS.maxApprovalWindowSeconds)),
+      86_400,
+    ),
     runBudgetMicroUsd: z._default(z.int().check(z.nonnegative()), 0),
   })
   // A size Fargate does not run would only fail at launch, run after run.

@@ -156,7 +156,7 @@ export const startRun = async (
   }
   if (!(await takeSlot(deps, run))) return;
   const { executionArn, alreadyExisted } = await deps.orchestrator
-    .start(executionName(run), { runId })
+    .start(executionName(run), { runId, accountId: run.accountId })
     .catch(async (err: unknown) => {
       // the message is retried and takes the slot again; a run that never starts must not keep it
       await releaseSlot(deps, run);
@@ -472,6 +472,15 @@ export const reconcileExecution = async (
   // An earlier execution of a redriven run says nothing about the current one.
   if (!run || (detail.executionArn && run.executionArn && run.executionArn !== detail.executionArn)) return;
   await reconcileRun(deps, run, endingOfExecution(detail.status, detail.error, detail.cause));
+};
+
+/** The oldest run not ended, and how long ago it was created (0 seconds when every run has ended). */
+export const oldestActiveRun = async (
+  deps: Pick<LifecycleDeps, 'list' | 'clock'>,
+): Promise<{ run: Run | undefined; ageSeconds: number }> => {
+  const run = await deps.list.oldestActive();
+  const ageMs = run ? deps.clock.now().getTime() - Date.parse(run.createdAt) : 0;
+  return { run, ageSeconds: Math.max(0, Math.floor(ageMs / 1000)) };
 };
 
 /**

@@ -2,6 +2,7 @@ import { ValidationError } from '../domain/errors.js';
 import { isTerminal, type Run } from '../domain/run.js';
 import type { Caller } from '../domain/tenancy.js';
 import type { DirectoryRepository, LogEvent, LogReader, RunStore } from '../ports.js';
+import { podLogText } from '../schemas/pod-log.js';
 import type { LogsQuery } from '../schemas/timeline.js';
 import { type CursorDeps, PageCursors } from './cursor.js';
 import { getRun } from './runs.js';
@@ -168,7 +169,7 @@ const pageBack = async (
     }
     if (calls >= MAX_CALLS_PER_PAGE || Date.now() > deadline) break;
   }
-  const items = chunks.flat();
+  const items = chunks.flat().map((event) => asShown(run, event));
   return {
     items,
     nextCursor: atStart ? null : cursors.encode('older', { s: stream, t: position ?? null }),
@@ -200,7 +201,7 @@ const follow = async (
       limit,
     });
     if (!page) return missingStream(cursors, run, stream, position);
-    items = page.events;
+    items = page.events.map((event) => asShown(run, event));
     const caughtUp = isEnd(position, page.nextForwardToken);
     if (!caughtUp) position = page.nextForwardToken;
     // new lines, or none yet: either way the follower asks again from the new position
@@ -212,6 +213,12 @@ const follow = async (
     afterCursor: cursors.encode('newer', { s: stream, t: position ?? null }),
   };
 };
+
+/** A line as the run's log shows it: without the run prefix the pod writes for searches across logs. */
+const asShown = (run: Run, event: LogEvent): LogEvent => ({
+  ...event,
+  message: podLogText(run.runId, event.message),
+});
 
 /** CloudWatch marks either end of a stream by answering with the token it was given (or none). */
 const isEnd = (given: string | undefined, answered: string | undefined): boolean =>

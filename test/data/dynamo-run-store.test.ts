@@ -661,6 +661,26 @@ describe('DynamoRunList listAwaitingApproval', () => {
   });
 });
 
+describe('DynamoRunList oldestActive', () => {
+  it('finds the oldest run not ended, whatever its account, and passes it by once it ends', async () => {
+    // Run ids from 1990, older than any other this table holds, keep this test apart from the others.
+    const t0 = Date.UTC(1990, 0, 1);
+    const seededAt = (ms: number, status: RunStatus) =>
+      seed({ accountId: uniqueId('acct'), status, runId: `run_${ulid(ms)}` }, ms);
+    await seededAt(t0, 'COMPLETED');
+    const [older, newer] = await Promise.all([
+      seededAt(t0 + 1_000, 'RUNNING'),
+      seededAt(t0 + 2_000, 'QUEUED'),
+    ]);
+
+    expect((await list.oldestActive())?.runId).toBe(older.runId);
+    await repo.apply(older, moveTo(older, 'FAILED'));
+    expect((await list.oldestActive())?.runId).toBe(newer.runId);
+    await repo.apply(newer, moveTo(newer, 'CANCELLED'));
+    expect((await list.oldestActive())?.runId).not.toBe(newer.runId);
+  });
+});
+
 describe('DynamoRunList listOpenPullRequests', () => {
   it('lists a COMPLETED run while its pull request is open, and no longer once it is settled', async () => {
     const mine = (runs: Run[]) => runs.map((r) => r.runId).filter((id) => [a.runId, b.runId].includes(id));

@@ -7,9 +7,11 @@ import type { IConstruct } from 'constructs';
 import * as esbuild from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.js';
+import { RUN_ID_PLACEHOLDER } from '../../infra/constructs/run-story.js';
 import { DEFAULT_POD_MODELS, POD_IMAGE_EXCLUDES, podModelsFrom } from '../../infra/stacks/stateless-stack.js';
 import { type EnvName, isRequiredEnv } from '../../shared/config.js';
-import { SWEEPER } from '../../shared/domain/policy.js';
+import { LONGEST_RUN_SECONDS, SWEEPER } from '../../shared/domain/policy.js';
+import { RUN_METRICS } from '../../shared/domain/run-metrics.js';
 import {
   ASL_SUBSTITUTIONS,
   DEAD_LETTER_QUEUE,
@@ -141,35 +143,47 @@ describe('the CDK app', () => {
     );
     const executionRoleId = logicalId(stateless.podTaskDefinition.obtainExecutionRole());
     const stateMachineRoleId = logicalId(stateless.stateMachine.role);
+    // active tracing: each function sends its trace segments
+    const tracing = (Object.keys(FUNCTIONS) as FunctionName[]).map((name) => ({
+      roles: [logicalId(stateless.functions[name].role)],
+      actions: ['xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+    }));
+    const byRole = (a: { roles: string[] }, b: { roles: string[] }) =>
+      JSON.stringify(a).localeCompare(JSON.stringify(b));
     expect(
-      wildcards.map((statement) => ({ roles: statement.roleIds, actions: asArray(statement.Action).sort() })),
-    ).toEqual([
-      { roles: [executionRoleId], actions: ['ecr:GetAuthorizationToken'] },
-      { roles: [logicalId(stateless.functions.api.role)], actions: ['ecs:DescribeTaskDefinition'] },
-      { roles: [logicalId(stateless.functions.runFeed.role)], actions: ['dynamodb:ListStreams'] },
-      {
-        roles: [stateMachineRoleId],
-        actions: [
-          'logs:CreateLogDelivery',
-          'logs:DeleteLogDelivery',
-          'logs:DescribeLogGroups',
-          'logs:DescribeResourcePolicies',
-          'logs:GetLogDelivery',
-          'logs:ListLogDeliveries',
-          'logs:PutResourcePolicy',
-          'logs:UpdateLogDelivery',
-        ],
-      },
-      {
-        roles: [stateMachineRoleId],
-        actions: [
-          'xray:GetSamplingRules',
-          'xray:GetSamplingTargets',
-          'xray:PutTelemetryRecords',
-          'xray:PutTraceSegments',
-        ],
-      },
-    ]);
+      wildcards
+        .map((statement) => ({ roles: statement.roleIds, actions: asArray(statement.Action).sort() }))
+        .sort(byRole),
+    ).toEqual(
+      [
+        ...tracing,
+        { roles: [executionRoleId], actions: ['ecr:GetAuthorizationToken'] },
+        { roles: [logicalId(stateless.functions.api.role)], actions: ['ecs:DescribeTaskDefinition'] },
+        { roles: [logicalId(stateless.functions.runFeed.role)], actions: ['dynamodb:ListStreams'] },
+        {
+          roles: [stateMachineRoleId],
+          actions: [
+            'logs:CreateLogDelivery',
+            'logs:DeleteLogDelivery',
+            'logs:DescribeLogGroups',
+            'logs:DescribeResourcePolicies',
+            'logs:GetLogDelivery',
+            'logs:ListLogDeliveries',
+            'logs:PutResourcePolicy',
+            'logs:UpdateLogDelivery',
+          ],
+        },
+        {
+          roles: [stateMachineRoleId],
+          actions: [
+            'xray:GetSamplingRules',
+            'xray:GetSamplingTargets',
+            'xray:PutTelemetryRecords',
+            'xray:PutTraceSegments',
+          ],
+        },
+      ].sort(byRole),
+    );
     for (const statement of wildcards) {
       const policy = statement.stack.node
         .findAll()
@@ -754,7 +768,7 @@ describe('the stateless stack', () => {
       }
     }
     expect(FUNCTIONS.agentApi.table.actions).not.toContain('DeleteItem');
-    expect(FUNCTIONS.sweeper.table.indexes).toEqual(['queued', 'awaitingApproval']);
+    expect(FUNCTIONS.sweeper.table.indexes).toEqual(['queued', 'awaitingApproval', 'active']);
   });
 
   it('gives each signing secret only to the functions that sign with it, read through the Parameters and Secrets layer', () => {
@@ -880,6 +894,170 @@ describe('the stateless stack', () => {
         AlarmActions: toTopic,
       });
     }
+  });
+
+  describe('operations', () => {
+    type DashboardMetric = { namespace: string; name: string; dimensions: Record<string, string> };
+    /** The dashboard's body with each CloudFormation reference in it read as the text TOKEN. */
+    const dashboardBody = (): { widgets: { properties: Json }[] } => {
+      const dashboards = Object.values(statelessTemplate.findResources('AWS::CloudWatch::Dashboard'));
+      expect(dashboards).toHaveLength(1);
+      const [dashboard] = dashboards as { Properties: Json }[];
+      const body = dashboard?.Properties.DashboardBody as { 'Fn::Join': [string, unknown[]] };
+      const text = body['Fn::Join'][1].map((part) => (typeof part === 'string' ? part : 'TOKEN')).join('');
+      return JSON.parse(text);
+    };
+    /** Every metric a widget reads: those it names, and those its SEARCH expressions look for. */
+    const dashboardMetrics = (): DashboardMetric[] =>
+      dashboardBody().widgets.flatMap(({ properties }) =>
+        ((properties.metrics ?? []) as unknown[][]).flatMap((row): DashboardMetric[] => {
+          const [first] = row;
+          if (typeof first === 'object' && first !== null && 'expression' in first) {
+            const search = /SEARCH\('\{([^}]*)\} MetricName="([^"]+)"/.exec(String(first.expression));
+            if (!search) return [];
+            const [namespace = '', ...keys] = (search[1] ?? '').split(',');
+            return [
+              { namespace, name: search[2] ?? '', dimensions: Object.fromEntries(keys.map((k) => [k, '*'])) },
+            ];
+          }
+          const [namespace, name, ...rest] = row.filter((part) => typeof part === 'string') as string[];
+          const dimensions: Record<string, string> = {};
+          for (let i = 0; i + 1 < rest.length; i += 2) dimensions[rest[i] as string] = rest[i + 1] as string;
+          return [{ namespace: namespace ?? '', name: name ?? '', dimensions }];
+        }),
+      );
+    /** The metrics AWS publishes that the dashboard reads, with the dimensions it publishes them under. */
+    const AWS_PUBLISHED: Record<string, Record<string, string[]>> = {
+      'AWS/Lambda': { Errors: ['FunctionName'], Throttles: ['FunctionName'], Duration: ['FunctionName'] },
+      'AWS/SQS': {
+        ApproximateNumberOfMessagesVisible: ['QueueName'],
+        ApproximateAgeOfOldestMessage: ['QueueName'],
+      },
+      'AWS/States': {
+        ExecutionsStarted: ['StateMachineArn'],
+        ExecutionsFailed: ['StateMachineArn'],
+        ExecutionsTimedOut: ['StateMachineArn'],
+      },
+      'AWS/ApiGateway': { '4xx': ['ApiId'], '5xx': ['ApiId'], Latency: ['ApiId'] },
+      'AWS/Usage': { ResourceCount: ['Class', 'Resource', 'Service', 'Type'] },
+      'ECS/ContainerInsights': { TaskCount: ['ClusterName'] },
+    };
+
+    it('reads on its dashboard only metrics the functions emit or AWS publishes', () => {
+      const metrics = dashboardMetrics();
+      expect(metrics.length).toBeGreaterThan(40);
+      for (const metric of metrics) {
+        const keys = Object.keys(metric.dimensions).sort();
+        if (metric.namespace === 'ExecutionRuns') {
+          const declared = RUN_METRICS[metric.name as keyof typeof RUN_METRICS];
+          expect(declared, metric.name).toBeDefined();
+          const sets = declared.dimensions.map((set) => [...set, 'service'].sort().join(','));
+          expect(sets, `${metric.name} by ${keys.join(',')}`).toContain(keys.join(','));
+        } else {
+          expect(
+            AWS_PUBLISHED[metric.namespace]?.[metric.name],
+            `${metric.namespace} ${metric.name}`,
+          ).toEqual(keys);
+        }
+      }
+    });
+
+    it('shows runs by status and exit reason, the queues, executions, every function, Fargate, the API and spend', () => {
+      const shown = new Set(
+        dashboardMetrics().map((m) => `${m.namespace} ${m.name} ${Object.keys(m.dimensions).sort()}`),
+      );
+      for (const expected of [
+        'ExecutionRuns RunsEnded Status,service',
+        'ExecutionRuns RunsEnded ExitReason,service',
+        'ExecutionRuns RunsDispatched service',
+        'ExecutionRuns QueueWait service',
+        'ExecutionRuns SpendUsd service',
+        'AWS/SQS ApproximateAgeOfOldestMessage QueueName',
+        'AWS/States ExecutionsTimedOut StateMachineArn',
+        'AWS/Usage ResourceCount Class,Resource,Service,Type',
+        'AWS/ApiGateway 5xx ApiId',
+      ]) {
+        expect(shown, expected).toContain(expected);
+      }
+      const perFunction = dashboardMetrics().filter((m) => m.namespace === 'AWS/Lambda');
+      for (const name of ['Errors', 'Throttles', 'Duration']) {
+        expect(perFunction.filter((m) => m.name === name)).toHaveLength(Object.keys(FUNCTIONS).length);
+      }
+    });
+
+    it('saves the query that tells one run’s story across its functions, its state machine and its pod', () => {
+      const groups = [
+        ...(Object.keys(FUNCTIONS) as FunctionName[]).map((name) => stateless.functions[name].logGroup),
+        stateless.stateMachineLogGroup,
+      ].map((group) => ({ Ref: logicalId(group) }));
+      statelessTemplate.hasResourceProperties('AWS::Logs::QueryDefinition', {
+        Name: 'execution-runs/run-story',
+        QueryString: Match.stringLikeRegexp(
+          `filter @message like "${RUN_ID_PLACEHOLDER}"\\n\\| sort @timestamp asc`,
+        ),
+        LogGroupNames: [
+          ...groups,
+          { 'Fn::ImportValue': Match.stringLikeRegexp(logicalId(stateful.podLogGroup)) },
+        ],
+      });
+    });
+
+    it('traces every function and the state machine with X-Ray', () => {
+      // the stack's own functions (CDK's custom resources, such as the console's deployment, aside)
+      const all = statelessTemplate.findResources('AWS::Lambda::Function');
+      for (const id of Object.values(functionIds)) {
+        expect((all[id]?.Properties as Json | undefined)?.TracingConfig, id).toEqual({ Mode: 'Active' });
+      }
+      statelessTemplate.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+        TracingConfiguration: { Enabled: true },
+      });
+    });
+
+    it('sends every alarm of both stacks to the alarm topic, each with what to do first', () => {
+      const topicArn = { Ref: logicalId(stateful.alarmTopic) };
+      const imported = { 'Fn::ImportValue': expect.stringContaining(logicalId(stateful.alarmTopic)) };
+      for (const [template, action] of [
+        [statefulTemplate, topicArn],
+        [statelessTemplate, imported],
+      ] as const) {
+        const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm'));
+        expect(alarms.length).toBeGreaterThan(0);
+        for (const alarm of alarms) {
+          const properties = alarm.Properties as Json;
+          expect(properties.AlarmActions).toEqual([expect.objectContaining(action)]);
+          expect(properties.AlarmDescription).toMatch(/First: /);
+        }
+      }
+    });
+
+    it('alarms on the failure rate, the oldest run not ended, the spend per hour and the stream and event functions failing', () => {
+      statelessTemplate.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Metrics: Match.arrayWith([
+          Match.objectLike({ Expression: Match.stringLikeRegexp('100 \\* failed / ') }),
+        ]),
+        Threshold: 25,
+      });
+      statelessTemplate.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'ExecutionRuns',
+        MetricName: 'OldestActiveRunAge',
+        Statistic: 'Maximum',
+        Threshold: LONGEST_RUN_SECONDS,
+      });
+      statelessTemplate.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'ExecutionRuns',
+        MetricName: 'SpendUsd',
+        Dimensions: [{ Name: 'service', Value: 'execution-runs' }],
+        Period: 3600,
+        Threshold: 100,
+      });
+      for (const fn of ['stream', 'runFeed', 'podStopped', 'reconcile', 'sweeper'] as const) {
+        statelessTemplate.hasResourceProperties('AWS::CloudWatch::Alarm', {
+          Namespace: 'AWS/Lambda',
+          MetricName: 'Errors',
+          Dimensions: [{ Name: 'FunctionName', Value: { Ref: functionIds[fn] } }],
+        });
+      }
+    });
   });
 
   describe('schedules', () => {

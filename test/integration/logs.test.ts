@@ -51,7 +51,7 @@ describe('GET /v1/runs/{runId}/logs', () => {
       .map((e) => e.message);
     expect(messages.filter(isNumbered)).toEqual(numbered(5000));
     // the agent's own lines too: the pages hold the whole stream, nothing twice, nothing missing
-    expect(messages).toEqual(await wholeStream(run.logStream as string));
+    expect(messages).toEqual(await wholeStream(run.logStream as string, run.runId));
     const oldest = pages[0];
     expect(oldest?.items.length).toBeGreaterThan(0);
     expect(oldest?.nextCursor).toBeNull();
@@ -84,7 +84,7 @@ describe('GET /v1/runs/{runId}/logs', () => {
       await new Promise((r) => setTimeout(r, 200));
     }
     expect(pollsWithNewLinesWhileRunning).toBeGreaterThanOrEqual(2);
-    expect(followed).toEqual(await wholeStream(started.logStream as string));
+    expect(followed).toEqual(await wholeStream(started.logStream as string, started.runId));
     expect(followed.filter((m) => m.startsWith('agent: step '))).toHaveLength(30);
   });
 

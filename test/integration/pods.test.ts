@@ -63,7 +63,7 @@ const stepsOf = async (runId: string): Promise<StepView[]> => {
 /** The run's whole log, once its sandbox has stopped. */
 const logOf = async (run: Run): Promise<string[]> => {
   await waitForTaskStopped(run.taskArn as string);
-  return wholeStream(run.logStream as string);
+  return wholeStream(run.logStream as string, run.runId);
 };
 
 const putPod = async (podId: string, pod: Record<string, unknown>) => {

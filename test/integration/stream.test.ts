@@ -233,7 +233,7 @@ describe('following a run’s log over the WebSocket API', () => {
     const { run: ended } = await waitForTerminal(run.runId, 90_000);
     expect(ended.status).toBe('COMPLETED');
     await waitForTaskStopped(ended.taskArn as string);
-    const whole = await wholeStream(ended.logStream as string);
+    const whole = await wholeStream(ended.logStream as string, run.runId);
     // the last lines (the runtime's, after the agent's) come with the deliveries that follow them
     await second.until((all) => before.lines.length + chainedLines(all).lines.length >= whole.length);
     await second.close();

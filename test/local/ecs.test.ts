@@ -691,7 +691,8 @@ describe('ECS emulator', () => {
         const event = await stopped;
 
         expect(event.detail.containers[0]?.exitCode).toBe(0);
-        expect(logsAtStop.get(taskArn)).toContain('pod: agent finished');
+        // each of the pod's lines names its run, for searches across the logs
+        expect(logsAtStop.get(taskArn)).toContain(`[${agentApi.runId}] pod: agent finished`);
         expect(agentApi.accepted().at(-1)).toMatchObject({ type: 'result', outcome: 'completed' });
         // the pod found its task in the task metadata ECS gave it, and spent its launch code once
         expect(agentApi.exchanges).toEqual([taskArn]);

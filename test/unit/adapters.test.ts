@@ -26,20 +26,26 @@ describe('StepFunctionsOrchestrator', () => {
   const sfn = mockClient(SFNClient);
   beforeEach(() => sfn.reset());
 
-  it('starts an execution named after the run with the run id as input', async () => {
+  it('starts an execution named after the run with the run and its account as input', async () => {
     sfn.on(StartExecutionCommand).resolves({ executionArn: `${SM}:run_1`, startDate: new Date() });
-    const out = await new StepFunctionsOrchestrator(new SFNClient({}), SM).start('run_1', { runId: 'run_1' });
+    const out = await new StepFunctionsOrchestrator(new SFNClient({}), SM).start('run_1', {
+      runId: 'run_1',
+      accountId: 'acct-1',
+    });
     expect(out).toEqual({ executionArn: `${SM}:run_1`, alreadyExisted: false });
     expect(sfn).toHaveReceivedCommandWith(StartExecutionCommand, {
       stateMachineArn: SM,
       name: 'run_1',
-      input: '{"runId":"run_1"}',
+      input: '{"runId":"run_1","accountId":"acct-1"}',
     });
   });
 
   it('treats ExecutionAlreadyExists as started, so a redelivered message is harmless', async () => {
     sfn.on(StartExecutionCommand).rejects(new ExecutionAlreadyExists({ message: 'exists', ...meta }));
-    const out = await new StepFunctionsOrchestrator(new SFNClient({}), SM).start('run_1', { runId: 'run_1' });
+    const out = await new StepFunctionsOrchestrator(new SFNClient({}), SM).start('run_1', {
+      runId: 'run_1',
+      accountId: 'acct-1',
+    });
     expect(out).toEqual({
       executionArn: 'arn:aws:states:us-east-1:123456789012:execution:runs:run_1',
       alreadyExisted: true,
@@ -49,7 +55,10 @@ describe('StepFunctionsOrchestrator', () => {
   it('lets other start errors through, so the message is retried', async () => {
     sfn.on(StartExecutionCommand).rejects(new Error('throttled'));
     await expect(
-      new StepFunctionsOrchestrator(new SFNClient({}), SM).start('run_1', { runId: 'run_1' }),
+      new StepFunctionsOrchestrator(new SFNClient({}), SM).start('run_1', {
+        runId: 'run_1',
+        accountId: 'acct-1',
+      }),
     ).rejects.toThrow('throttled');
   });
 });

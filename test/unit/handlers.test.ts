@@ -94,7 +94,7 @@ describe('start-run handler', () => {
       lambdaContext(),
     );
     expect(result).toEqual({ batchItemFailures: [{ itemIdentifier: 'm-bad' }] });
-    expect(orchestrator.start).toHaveBeenCalledWith('run_ok', { runId: 'run_ok' });
+    expect(orchestrator.start).toHaveBeenCalledWith('run_ok', { runId: 'run_ok', accountId: 'acct-1' });
     expect(runs.stored('run_ok').executionArn).toBe('arn:exec:run_ok');
     // an execution already running carries its run: nothing more to do
     expect(orchestrator.describe).toHaveBeenCalledWith('arn:exec:run_dup');

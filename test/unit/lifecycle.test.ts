@@ -55,6 +55,7 @@ beforeEach(() => {
       listQueuedBefore: vi.fn(async () => []),
       listAwaitingApproval: vi.fn(async () => []),
       listOpenPullRequests: vi.fn(),
+      oldestActive: vi.fn(async () => undefined),
     } as RunList,
     directory: {
       getPod: vi.fn(async () => podFactory()),

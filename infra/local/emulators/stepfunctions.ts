@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import type { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import {
   type ECSClient,
   ECSServiceException,
@@ -8,6 +9,7 @@ import {
 import type { EventBridgeEvent } from 'aws-lambda';
 import { ExecutionError, StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
 import { LambdaFunctionError } from '../lambda-runtime.js';
+import { LogShipper } from '../log-shipper.js';
 import { AwsError, type OperationHandler, sendJson, startJsonProtocolServer } from './json-protocol.js';
 
 /**
@@ -81,6 +83,11 @@ export interface StepFunctionsEmulatorOptions {
   resources: TaskResources;
   /** EventBridge "Step Functions Execution Status Change" events, for every status change */
   onExecutionStatusChange?: (event: ExecutionStatusChangeEvent) => void;
+  /**
+   * The executions' log (a logging configuration of level ALL with execution data): each history event
+   * as a line of this group, in the form Step Functions delivers it to CloudWatch Logs.
+   */
+  logs?: { client: CloudWatchLogsClient; logGroupName: string };
 }
 
 export interface StepFunctionsEmulator {
@@ -411,6 +418,7 @@ class StepFunctionsService {
     readonly accountId: string,
     private readonly resources: TaskResources,
     private readonly onStatusChange?: (event: ExecutionStatusChangeEvent) => void,
+    private readonly onHistoryEvent?: (execution: Execution, event: HistoryEvent) => void,
   ) {}
 
   readonly operations: Record<string, OperationHandler> = {
@@ -778,13 +786,15 @@ class StepFunctionsService {
   private append(execution: Execution, type: string, detailsKey: string, details: JsonObject): void {
     if (execution.status !== 'RUNNING' || this.closed) return;
     const id = execution.history.length + 1;
-    execution.history.push({
+    const event: HistoryEvent = {
       id,
       previousEventId: id - 1,
       timestamp: epochSeconds(),
       type,
       [detailsKey]: details,
-    });
+    };
+    execution.history.push(event);
+    this.onHistoryEvent?.(execution, event);
   }
 
   /** A Task event, after the state events the library has logged but not yet handed over. */
@@ -989,13 +999,41 @@ class StepFunctionsService {
   }
 }
 
+/** A history event as Step Functions' execution logging writes it: ids as text, the details under `details`. */
+const executionLogLine = (execution: Execution, event: HistoryEvent) => {
+  const { id, previousEventId, timestamp, type, ...rest } = event;
+  return {
+    id: String(id),
+    type,
+    details: Object.values(rest)[0] ?? {},
+    previous_event_id: String(previousEventId),
+    event_timestamp: String(Math.round(timestamp * 1000)),
+    execution_arn: execution.arn,
+    redrive_count: '0',
+  };
+};
+
 /** Starts the Step Functions emulator on loopback (port 0 picks a free port). */
 export async function startStepFunctionsEmulator(
   opts: StepFunctionsEmulatorOptions,
 ): Promise<StepFunctionsEmulator> {
   const region = opts.region ?? 'us-east-1';
   const accountId = opts.accountId ?? '000000000000';
-  const service = new StepFunctionsService(region, accountId, opts.resources, opts.onExecutionStatusChange);
+  const executionLog =
+    opts.logs &&
+    new LogShipper(
+      opts.logs.client,
+      opts.logs.logGroupName,
+      `states/local/${new Date().toISOString().slice(0, 10)}/${randomUUID()}`,
+    );
+  const service = new StepFunctionsService(
+    region,
+    accountId,
+    opts.resources,
+    opts.onExecutionStatusChange,
+    executionLog &&
+      ((execution, event) => executionLog.add(JSON.stringify(executionLogLine(execution, event)))),
+  );
   const server = await startJsonProtocolServer(
     {
       targetPrefix: 'AWSStepFunctions',
@@ -1028,7 +1066,7 @@ export async function startStepFunctionsEmulator(
       service.createStateMachine({ name, definition, roleArn }).stateMachineArn,
     close: async () => {
       service.close();
-      await server.close();
+      await Promise.all([server.close(), executionLog?.close()]);
     },
   };
 }

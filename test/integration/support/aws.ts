@@ -8,6 +8,7 @@ import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { importJWK, type JWK, SignJWT } from 'jose';
+import { podLogText } from '../../../shared/schemas/pod-log.js';
 import { endpoints } from './api.js';
 
 /** SDK clients pointed at the local cloud, the way a person inspects it with --endpoint-url. */
@@ -23,8 +24,11 @@ export const cloudwatch = () =>
     endpoint: endpoints().services.logs,
   });
 
-/** Every message of the stream, read forward from its head straight from CloudWatch Logs. */
-export const wholeStream = async (logStreamName: string): Promise<string[]> => {
+/**
+ * Every message of the run's pod log stream, read forward from its head straight from CloudWatch Logs,
+ * as the run's log page shows it (without the run id each line begins with).
+ */
+export const wholeStream = async (logStreamName: string, runId: string): Promise<string[]> => {
   const client = cloudwatch();
   const messages: string[] = [];
   let token: string | undefined;
@@ -37,7 +41,7 @@ export const wholeStream = async (logStreamName: string): Promise<string[]> => {
         nextToken: token,
       }),
     );
-    messages.push(...(page.events ?? []).map((e) => e.message ?? ''));
+    messages.push(...(page.events ?? []).map((e) => podLogText(runId, e.message ?? '')));
     if (page.nextForwardToken === token) return messages;
     token = page.nextForwardToken;
   }
