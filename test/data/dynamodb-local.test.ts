@@ -50,6 +50,7 @@ describe('createTableInput', () => {
       'gAcctPod',
       'gAcctSource',
       'gAcctStatus',
+      'gActive',
       'gOpenPr',
       'gPaused',
       'gProj',

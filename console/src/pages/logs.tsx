@@ -1,7 +1,11 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
+import type { ServerMessage } from '../../../shared/schemas/stream.js';
 import type { LogLine, LogPage } from '../../../shared/schemas/wire.js';
 import { api } from '../api.js';
 import { ErrorNote, Loading } from '../components.js';
+import { live } from '../stream.js';
+
+type LogMessage = Extract<ServerMessage, { type: 'log' }>;
 
 const PAGE_SIZE = 500;
 const TAIL_MS = 2000;
@@ -15,7 +19,8 @@ const time = (timestamp: number) => new Date(timestamp).toISOString().slice(11, 
 
 /**
  * The sandbox log: the newest page first, older pages on demand ("Load older"), and new lines as
- * they are written (a tail that asks for lines after the last page until the run has ended).
+ * they are written (followed over the WebSocket stream from the newest page's cursor, or asked for
+ * every two seconds where there is no stream).
  */
 export const LogViewer = ({ runId, ended }: { runId: string; ended: boolean }) => {
   const [lines, setLines] = useState<LogLine[] | undefined>();
@@ -41,33 +46,55 @@ export const LogViewer = ({ runId, ended }: { runId: string; ended: boolean }) =
   }, [runId]);
 
   useEffect(() => {
-    if (!tail) return;
+    if (!tail || lines === undefined) return;
     let current = true;
-    let timer: ReturnType<typeof setTimeout>;
-    const step = async () => {
-      try {
-        if (lines !== undefined && lines.length === 0 && afterCursor.current === null) await readNewest();
-        else if (afterCursor.current) {
-          const page = await api.get<LogPage>(`/v1/runs/${runId}/logs`, {
-            after: afterCursor.current,
-            limit: PAGE_SIZE,
-          });
-          if (!current) return;
-          if (page.items.length) setLines((list) => [...(list ?? []), ...page.items]);
-          afterCursor.current = page.afterCursor;
-        }
-      } catch {
-        // the next tick asks again; a lasting failure shows on Load older or a reload
-      }
-      // once the run has ended, one more read takes the last lines
-      if (current && !ended) timer = setTimeout(step, TAIL_MS);
+    /** log messages that came before the one they continue: two may cross in flight */
+    const early = new Map<string, LogMessage>();
+    const append = (more: LogLine[]) => {
+      if (current && more.length) setLines((list) => [...(list ?? []), ...more]);
     };
-    timer = setTimeout(step, ended ? 0 : TAIL_MS);
+    const readNewer = async () => {
+      if (afterCursor.current === null) return readNewest();
+      const page = await api.get<LogPage>(`/v1/runs/${runId}/logs`, {
+        after: afterCursor.current,
+        limit: PAGE_SIZE,
+      });
+      append(page.items);
+      afterCursor.current = page.afterCursor;
+    };
+    // new lines come over the stream (followLogs from the last cursor, again after a dropped
+    // connection), or by asking for the lines after it when there is no stream
+    const subscription = live({
+      message: () => ({
+        action: 'followLogs',
+        runId,
+        ...(afterCursor.current ? { after: afterCursor.current } : {}),
+      }),
+      onMessage: (message: ServerMessage) => {
+        if (message.type === 'following-logs' && message.runId === runId) {
+          afterCursor.current ??= message.cursor;
+          return;
+        }
+        if (message.type !== 'log' || message.runId !== runId) return;
+        early.set(message.from, message);
+        for (
+          let next = early.get(afterCursor.current ?? '');
+          next;
+          next = early.get(afterCursor.current ?? '')
+        ) {
+          early.delete(next.from);
+          afterCursor.current = next.cursor;
+          append(next.lines);
+        }
+      },
+      poll: readNewer,
+      pollEveryMs: TAIL_MS,
+    });
     return () => {
       current = false;
-      clearTimeout(timer);
+      subscription.close();
     };
-  }, [runId, ended, tail, lines === undefined]);
+  }, [runId, tail, lines === undefined]);
 
   const loadOlder = async () => {
     if (!olderCursor) return;
