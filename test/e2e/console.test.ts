@@ -214,6 +214,23 @@ describe('the web console', () => {
     expect(consoleErrors).toEqual([]);
   });
 
+  it('tails the log of a running run live, each line once', async () => {
+    const { body: queued } = await dispatch({
+      config: { demo: { steps: 1, logLines: 600, logLinesPerWrite: 50, logDelayMs: 250 } },
+    });
+    const { page } = await signedIn('admin');
+    await page.goto(`${endpoints().consoleUrl}/runs/${queued.runId}`);
+    const lines = page.locator('.log-line');
+    const numbered = async () =>
+      (await lines.allTextContents()).filter((line) => / line \d{6} demo agent output/.test(line));
+    // the page was opened before the last lines were written: they arrive without a reload
+    await expect.poll(numbered, { timeout: 60_000 }).toHaveLength(600);
+    const all = await numbered();
+    expect(new Set(all).size).toBe(600);
+    expect(all.at(-1)).toContain('line 000600 demo agent output');
+    expect(consoleErrors).toEqual([]);
+  });
+
   it("shows a member no Approve, Stop or Redrive, which the API refuses anyway; another account's run is not found", async () => {
     const podId = await scriptedPodPausingAt(['plan']);
     const { body: queued } = await dispatch({ podId, mode: 'supervised' });
