@@ -196,59 +196,49 @@ export class DynamoRunList implements RunList {
   }
 
   async listQueuedBefore(olderThan: number, limit: number): Promise<Run[]> {
-    if (limit <= 0) return [];
-    const cursors = indexKeys.queuedPartitions.map(
-      (partition) =>
-        new IndexCursor(
-          this.db,
-          this.indexQuery('queued', partition, {
-            before: runIdLowerBound(olderThan),
-            pageSize: limit,
-            oldestFirst: true,
-          }),
-        ),
-    );
-    const runs = await this.batchGet((await takeMerged(cursors, limit, false)).ids);
+    const runs = await this.oldestIn('queued', indexKeys.queuedPartitions, limit, runIdLowerBound(olderThan));
     // the index lags the table: a run may have left QUEUED since
     return runs.filter((run) => run.status === 'QUEUED');
   }
 
   async listAwaitingApproval(limit: number): Promise<Run[]> {
-    if (limit <= 0) return [];
-    const cursors = indexKeys.awaitingApprovalPartitions.map(
-      (partition) =>
-        new IndexCursor(
-          this.db,
-          this.indexQuery('awaitingApproval', partition, { pageSize: limit, oldestFirst: true }),
-        ),
-    );
-    const runs = await this.batchGet((await takeMerged(cursors, limit, false)).ids);
+    const runs = await this.oldestIn('awaitingApproval', indexKeys.awaitingApprovalPartitions, limit);
     // the index lags the table: a run may have gone on since
     return runs.filter((run) => run.status === 'AWAITING_APPROVAL');
   }
 
   async oldestActive(): Promise<Run | undefined> {
-    const cursors = indexKeys.activePartitions.map(
-      (partition) =>
-        new IndexCursor(
-          this.db,
-          this.indexQuery('active', partition, { pageSize: OLDEST_ACTIVE_CANDIDATES, oldestFirst: true }),
-        ),
-    );
-    const runs = await this.batchGet((await takeMerged(cursors, OLDEST_ACTIVE_CANDIDATES, false)).ids);
+    const runs = await this.oldestIn('active', indexKeys.activePartitions, OLDEST_ACTIVE_CANDIDATES);
     // the index lags the table: the oldest in it may have ended since
     return runs.find((run) => !isTerminal(run.status));
   }
 
   async listOpenPullRequests(limit: number): Promise<Run[]> {
-    if (limit <= 0) return [];
-    const cursor = new IndexCursor(
-      this.db,
-      this.indexQuery('openPullRequests', indexKeys.openPullRequests, { pageSize: limit, oldestFirst: true }),
-    );
-    const runs = await this.batchGet((await takeMerged([cursor], limit, false)).ids);
+    const runs = await this.oldestIn('openPullRequests', [indexKeys.openPullRequests], limit);
     // the index lags the table: a run may have been settled since
     return runs.filter((run) => run.status === 'COMPLETED' && run.pullRequest?.state === 'open');
+  }
+
+  /** The oldest `limit` runs of a sparse index, merged across its partitions (below `before`, if given). */
+  private async oldestIn(
+    index: IndexName,
+    partitions: readonly string[],
+    limit: number,
+    before?: string,
+  ): Promise<Run[]> {
+    if (limit <= 0) return [];
+    const cursors = partitions.map(
+      (partition) =>
+        new IndexCursor(
+          this.db,
+          this.indexQuery(index, partition, {
+            ...(before === undefined ? {} : { before }),
+            pageSize: limit,
+            oldestFirst: true,
+          }),
+        ),
+    );
+    return this.batchGet((await takeMerged(cursors, limit, false)).ids);
   }
 
   private indexQuery(
