@@ -291,6 +291,27 @@ const ensureIndexes = async (client: DynamoDBClient, tableName: string): Promise
       const now = (await describeTable(client, tableName)).GlobalSecondaryIndexes ?? [];
       if (!now.some((i) => i.IndexName === IndexName)) throw err;
     }
-    await waitUntilActive(client, tableName);
+    await waitUntilIndexesActive(client, tableName);
+  }
+};
+
+/**
+ * The table and every index ACTIVE: the table turns ACTIVE while a new index is still CREATING, and
+ * DynamoDB refuses to create another index until it is done.
+ */
+const waitUntilIndexesActive = async (client: DynamoDBClient, tableName: string): Promise<void> => {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const table = await describeTable(client, tableName);
+    const building = (table.GlobalSecondaryIndexes ?? []).filter(
+      (index) => index.IndexStatus !== undefined && index.IndexStatus !== 'ACTIVE',
+    );
+    if (table.TableStatus === 'ACTIVE' && building.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `table ${tableName}: indexes still building after 60 s: ${building.map((i) => i.IndexName)}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
   }
 };
