@@ -17,6 +17,7 @@ import type { Clock, DirectoryRepository, GitHubApp, PodTaskDefinitions } from '
 import type { accountLimitsSchema, podRequestSchema, projectRequestSchema } from '../schemas/api.js';
 import { accountSecretsPrefix } from '../schemas/pod.js';
 import type * as z from '../zod.js';
+import { viewableProject } from './runs.js';
 
 /** Pods, projects and the account: read by every member of the account, written by account admins. */
 
@@ -173,10 +174,8 @@ export const getProject = async (
   caller: Caller,
   projectId: string,
 ): Promise<Project> => {
-  const project = await deps.directory.getProject(caller.accountId, projectId);
   // a project the caller has no role in is not theirs to see, as another account's is not
-  if (!project || !canView(project, caller)) throw new NotFoundError('project', projectId);
-  return projectAsSeenBy(project, caller);
+  return projectAsSeenBy(await viewableProject(deps, caller, projectId), caller);
 };
 
 /** The projects the caller has a role in (every one for account admins), as they see them. */

@@ -169,6 +169,17 @@ export const getRun = async (
   return run;
 };
 
+/** The project, when the caller may read it; any other is not found, as another account's is. */
+export const viewableProject = async (
+  deps: Pick<RunCommandDeps, 'directory'>,
+  caller: Caller,
+  projectId: string,
+): Promise<Project> => {
+  const project = await deps.directory.getProject(caller.accountId, projectId);
+  if (!project || !canView(project, caller)) throw new NotFoundError('project', projectId);
+  return project;
+};
+
 /**
  * The projects whose runs the caller may read: undefined for account admins (all of them); for
  * anyone else, those they have a role in.
@@ -200,10 +211,7 @@ export const listRuns = async (
   query: ListQuery,
   projectId?: string,
 ): Promise<{ items: Run[]; nextCursor: string | null }> => {
-  if (projectId) {
-    const project = await deps.directory.getProject(caller.accountId, projectId);
-    if (!project || !canView(project, caller)) throw new NotFoundError('project', projectId);
-  }
+  if (projectId) await viewableProject(deps, caller, projectId);
   // the account's runs, for someone who is not its admin: those of the projects they have a role in
   const projectIds = projectId ? undefined : await viewableProjectIds(deps, caller);
   if (projectIds?.length === 0) return { items: [], nextCursor: null };

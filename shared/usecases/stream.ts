@@ -1,4 +1,4 @@
-import { DomainError, NotFoundError, UnauthorizedError } from '../domain/errors.js';
+import { DomainError, UnauthorizedError } from '../domain/errors.js';
 import {
   endsFeed,
   type FeedEvent,
@@ -8,7 +8,7 @@ import {
   type RunChange,
 } from '../domain/feed.js';
 import { randomToken } from '../domain/ids.js';
-import { type Caller, canView } from '../domain/tenancy.js';
+import type { Caller } from '../domain/tenancy.js';
 import type { FeedStore } from '../ports.js';
 import { type ClientMessage, clientMessageSchema, type ServerMessage } from '../schemas/stream.js';
 import {
@@ -20,7 +20,7 @@ import {
   later,
 } from './followers.js';
 import { hashSecret } from './lifecycle.js';
-import { getRun, viewableProjectIds } from './runs.js';
+import { getRun, viewableProject, viewableProjectIds } from './runs.js';
 import { followLogs, type LogStreamDeps } from './stream-logs.js';
 
 /**
@@ -138,10 +138,7 @@ const followRuns = async (
   connectionId: string,
   projectId: string | undefined,
 ): Promise<void> => {
-  if (projectId !== undefined) {
-    const project = await deps.directory.getProject(caller.accountId, projectId);
-    if (!project || !canView(project, caller)) throw new NotFoundError('project', projectId);
-  }
+  if (projectId !== undefined) await viewableProject(deps, caller, projectId);
   const projectIds = projectId === undefined ? await viewableProjectIds(deps, caller) : undefined;
   await deps.connections.followRuns(
     caller.accountId,
