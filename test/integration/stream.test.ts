@@ -84,7 +84,10 @@ describe('following a run over the WebSocket API', () => {
     await follower.until((all) =>
       eventsOf(all, run.runId).some((e) => e.kind === 'approval' && e.data.state === 'pending'),
     );
-    expect((await api('POST', `/v1/runs/${run.runId}/approve`)).status).toBe(200);
+    // the checkpoint is in the run before its approval request is stored: until then approving is a 409
+    await expect
+      .poll(async () => (await api('POST', `/v1/runs/${run.runId}/approve`)).status, { timeout: 30_000 })
+      .toBe(200);
     const all = eventsOf(await follower.until(ended(run.runId)), run.runId);
     await follower.close();
 
