@@ -66,9 +66,29 @@ export const runKeysOf = (event: unknown): RunKeys => {
   return { ...(runId ? { runId } : {}), ...(accountId ? { accountId } : {}) };
 };
 
+/** The run keys the current invocation's lines carry, as the logger does not give them back. */
+let invocationKeys: RunKeys | undefined;
+const endInvocation = () => {
+  invocationKeys = undefined;
+};
+
 /**
- * What every handler starts with: the Lambda context and the run's keys on each log line (reset
- * after each invocation), and the invocation traced with the run id as an annotation, so X-Ray can
+ * The account of the invocation's caller or run, once read, on its lines from then on, where its
+ * event did not say it: an HTTP request's account is a claim of its token, and a state machine task's
+ * payload names only the run (executions already started keep the input they were started with).
+ * Only the invocation's own run names its account (not one run of a batch), and only the first
+ * account known (the caller's, not that of a run the caller asked for and may not read).
+ */
+export const appendAccountOf = (owner: { accountId: string; runId?: string }): void => {
+  if (!invocationKeys || invocationKeys.accountId !== undefined) return;
+  if (owner.runId !== undefined && owner.runId !== invocationKeys.runId) return;
+  invocationKeys.accountId = owner.accountId;
+  logger.appendKeys({ accountId: owner.accountId });
+};
+
+/**
+ * What every handler starts with: the Lambda context and the run's keys on each log line (the account
+ * also once appendAccountOf learns it; reset after each invocation), and the invocation traced with the run id as an annotation, so X-Ray can
  * find a run's traces.
  */
 export const observed = (): MiddlewareObj[] => [
@@ -76,9 +96,12 @@ export const observed = (): MiddlewareObj[] => [
   {
     before: ({ event }) => {
       const keys = runKeysOf(event);
+      invocationKeys = { ...keys };
       logger.appendKeys({ ...keys });
       if (keys.runId) tracer.putAnnotation('runId', keys.runId);
     },
+    after: endInvocation,
+    onError: endInvocation,
   },
   captureLambdaHandler(tracer, { captureResponse: false }),
 ];

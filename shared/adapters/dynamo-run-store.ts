@@ -22,6 +22,7 @@ import {
   type Transition,
 } from '../domain/run.js';
 import { podFromStorage } from '../domain/tenancy.js';
+import { appendAccountOf } from '../observability.js';
 import {
   type Applied,
   type BatchWriteContext,
@@ -82,8 +83,15 @@ const fitting = (items: Record<string, unknown>[], count: number, bytes: number)
 };
 const IDEMPOTENCY_KEY_SECONDS = 24 * 3600;
 
+/** Every run the store answers with: an invocation about that run logs its account from then on. */
+const runOf = (item: Record<string, unknown>): Run => {
+  const run = fromRunItem(item);
+  appendAccountOf(run);
+  return run;
+};
+
 const runFromWire = (item: Record<string, unknown> | undefined): Run | undefined =>
-  item ? fromRunItem(unmarshall(item as Parameters<typeof unmarshall>[0])) : undefined;
+  item ? runOf(unmarshall(item as Parameters<typeof unmarshall>[0])) : undefined;
 
 const appendTo = (update: Update, attribute: string, values: unknown[]): void => {
   const list = update.name(attribute);
@@ -154,7 +162,7 @@ export class DynamoRunStore implements RunStore {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.db.send(new TransactWriteCommand({ TransactItems: puts }));
-        return { run: fromRunItem(item), created: true };
+        return { run: runOf(item), created: true };
       } catch (err) {
         const reasons = cancellationReasons(err);
         if (!reasons) throw err;
@@ -195,7 +203,7 @@ export class DynamoRunStore implements RunStore {
     const out = await this.db.send(
       new GetCommand({ TableName: this.tableName, Key: keys.run(runId), ConsistentRead: true }),
     );
-    return out.Item ? { run: fromRunItem(out.Item), secrets: secretsOf(out.Item) } : undefined;
+    return out.Item ? { run: runOf(out.Item), secrets: secretsOf(out.Item) } : undefined;
   }
 
   async getSnapshot(runId: string): Promise<RunConfigSnapshot | undefined> {
@@ -338,7 +346,7 @@ export class DynamoRunStore implements RunStore {
     const update = new Update().set('podTaskToken', token);
     try {
       const out = await this.write(runId, update, `attribute_exists(${update.name('pk')})`);
-      return { run: fromRunItem(out), secrets: secretsOf(out) };
+      return { run: runOf(out), secrets: secretsOf(out) };
     } catch (err) {
       if (isConditionFailed(err)) throw new NotFoundError('run', runId);
       throw err;
@@ -398,7 +406,7 @@ export class DynamoRunStore implements RunStore {
 
   /** Every write to the run item: bumps version and updatedAt, returns the run as stored. */
   private async updateRun(runId: string, update: Update, condition: string, at?: string): Promise<Run> {
-    return fromRunItem(await this.write(runId, update, condition, at));
+    return runOf(await this.write(runId, update, condition, at));
   }
 
   private async write(

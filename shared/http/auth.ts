@@ -1,6 +1,7 @@
 import type { APIGatewayProxyEventV2WithJWTAuthorizer } from 'aws-lambda';
 import { UnauthorizedError } from '../domain/errors.js';
 import type { Caller } from '../domain/tenancy.js';
+import { appendAccountOf } from '../observability.js';
 import { idSchema } from '../schemas/ids.js';
 
 export interface ClaimNames {
@@ -10,7 +11,7 @@ export interface ClaimNames {
 
 /**
  * The caller as API Gateway's JWT authorizer verified it: the tenant and the account role come from
- * claims; project roles come from the project record.
+ * claims; project roles come from the project record. The request's lines carry its account.
  */
 export const callerFromEvent = (
   event: APIGatewayProxyEventV2WithJWTAuthorizer,
@@ -26,6 +27,7 @@ export const callerFromEvent = (
   if (!idSchema.safeParse(accountId).success) {
     throw new UnauthorizedError('the token’s tenant claim is not an account id');
   }
+  appendAccountOf({ accountId });
   const email = typeof claims.email === 'string' ? claims.email : undefined;
   return {
     accountId,
