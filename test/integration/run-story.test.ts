@@ -87,9 +87,11 @@ describe("a run's story in the local CloudWatch Logs", () => {
     const executionLines = lines.filter((line) => line.group === stateMachineLogGroup);
     const podLines = lines.filter((line) => line.group === podLogGroup);
 
-    // the functions: each line names the run as its runId, not only somewhere in its text
+    // the functions: each line names the run as its runId, not only somewhere in its text, and its account
     expect(functionLines.length).toBeGreaterThan(0);
-    for (const line of functionLines) expect(json(line.message), line.message).toMatchObject({ runId });
+    for (const line of functionLines) {
+      expect(json(line.message), line.message).toMatchObject({ runId, accountId: run.accountId });
+    }
     // the state machine: every event of the execution, from its start to its success
     const events = executionLines.map(
       (line) => json(line.message) as { type: string; execution_arn: string },
