@@ -88,8 +88,8 @@ export const appendAccountOf = (owner: { accountId: string; runId?: string }): v
 
 /**
  * What every handler starts with: the Lambda context and the run's keys on each log line (the account
- * also once appendAccountOf learns it; reset after each invocation), and the invocation traced with the run id as an annotation, so X-Ray can
- * find a run's traces.
+ * also once appendAccountOf learns it; reset after each invocation), and the invocation traced with
+ * the run id as an annotation, so X-Ray can find a run's traces.
  */
 export const observed = (): MiddlewareObj[] => [
   injectLambdaContext(logger, { resetKeys: true }),
