@@ -15,6 +15,7 @@ import {
   ingestEvents,
   podConfig,
 } from '../shared/usecases/agent.js';
+import { tokenlessRefusals } from '../shared/usecases/throttle.js';
 import {
   activeRuns,
   directoryRepository,
@@ -31,8 +32,11 @@ const MAX_EVENTS_BODY_BYTES = 16 * MAX_BODY_BYTES;
 
 /** The Agent API: the pod's only way in, with its run-scoped token. Every answer carries control. */
 export const makeHandler = (deps: AgentDeps, settings: AgentSettings) => {
+  const refuseTokenless = tokenlessRefusals(deps.clock);
   const authenticated = (event: Parameters<RouteHandler>[0]) =>
-    authenticateAgent(deps.runs, pathParam(event, 'runId'), header(event, 'authorization'));
+    authenticateAgent(deps.runs, pathParam(event, 'runId'), header(event, 'authorization'), (unauthorized) =>
+      refuseTokenless(event.requestContext.http.sourceIp, unauthorized),
+    );
   return routeHandler({
     'POST /agent/v1/runs/{runId}/token': async (event) =>
       json(

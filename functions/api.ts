@@ -1,7 +1,7 @@
 import type { APIGatewayProxyEventV2WithJWTAuthorizer } from 'aws-lambda';
 import { signingSecret } from '../shared/adapters/signing-secret.js';
 import { readEnv } from '../shared/config.js';
-import { callerFromEvent } from '../shared/http/auth.js';
+import { admitAccount, callerFromEvent } from '../shared/http/auth.js';
 import { header, parseJsonBody, pathParam } from '../shared/http/request.js';
 import { json } from '../shared/http/responses.js';
 import { type RouteHandler, routeHandler } from '../shared/http/router.js';
@@ -23,6 +23,7 @@ import type { RunCommandDeps } from '../shared/usecases/runs.js';
 import * as runCases from '../shared/usecases/runs.js';
 import { getAccountSpend, spendQuerySchema } from '../shared/usecases/spend.js';
 import { issueTicket } from '../shared/usecases/stream.js';
+import { type AccountThrottleDeps, accountThrottle } from '../shared/usecases/throttle.js';
 import { getStepContent, listSteps, type TimelineDeps } from '../shared/usecases/timeline.js';
 import {
   directoryRepository,
@@ -30,6 +31,7 @@ import {
   gitHubApp,
   logReader,
   podTaskDefinitions,
+  requestCounter,
   runList,
   runQueue,
   runStore,
@@ -47,7 +49,8 @@ export const makeHandler = (
   deps: RunCommandDeps &
     PodDeps &
     TimelineDeps &
-    RunLogDeps & { ledger: SpendLedger; github?: GitHubApp; connections: StreamConnections },
+    RunLogDeps &
+    AccountThrottleDeps & { ledger: SpendLedger; github?: GitHubApp; connections: StreamConnections },
   settings: { tenant: string; accountRole: string; webSocketUrl: string },
 ) => {
   const claims = { tenant: settings.tenant, accountRole: settings.accountRole };
@@ -62,103 +65,111 @@ export const makeHandler = (
     async (event) =>
       json(status, await action(deps, caller(event), pathParam(event, 'runId')));
 
-  return routeHandler({
-    'POST /v1/projects/{projectId}/runs': async (event) => {
-      const c = caller(event);
-      const projectId = pathParam(event, 'projectId');
-      const request = parseJsonBody(event, dispatchRequestSchema);
-      const key = z.optional(idempotencyKeySchema).parse(header(event, 'idempotency-key'));
-      const { run, created } = await runCases.dispatchRun(deps, c, projectId, request, key);
-      return json(202, run, created ? {} : { 'idempotent-replayed': 'true' });
+  return routeHandler(
+    {
+      'POST /v1/projects/{projectId}/runs': async (event) => {
+        const c = caller(event);
+        const projectId = pathParam(event, 'projectId');
+        const request = parseJsonBody(event, dispatchRequestSchema);
+        const key = z.optional(idempotencyKeySchema).parse(header(event, 'idempotency-key'));
+        const { run, created } = await runCases.dispatchRun(deps, c, projectId, request, key);
+        return json(202, run, created ? {} : { 'idempotent-replayed': 'true' });
+      },
+      'GET /v1/projects/{projectId}/runs': async (event) =>
+        json(200, await runCases.listRuns(deps, caller(event), query(event), pathParam(event, 'projectId'))),
+      'GET /v1/runs': async (event) => json(200, await runCases.listRuns(deps, caller(event), query(event))),
+      'GET /v1/runs/{runId}': runAction(runCases.getRun),
+      'GET /v1/runs/{runId}/config': runAction(runCases.getRunConfig),
+      'GET /v1/runs/{runId}/steps': async (event) =>
+        json(
+          200,
+          await listSteps(
+            deps,
+            caller(event),
+            pathParam(event, 'runId'),
+            stepsQuerySchema.parse(event.queryStringParameters ?? {}),
+          ),
+        ),
+      'GET /v1/runs/{runId}/steps/{seq}/content': async (event) => ({
+        statusCode: 200,
+        headers: { 'content-type': 'text/plain; charset=utf-8' },
+        body: await getStepContent(deps, caller(event), pathParam(event, 'runId'), pathParam(event, 'seq')),
+      }),
+      'GET /v1/runs/{runId}/logs': async (event) =>
+        json(
+          200,
+          await readRunLogs(
+            deps,
+            caller(event),
+            pathParam(event, 'runId'),
+            logsQuerySchema.parse(event.queryStringParameters ?? {}),
+          ),
+        ),
+      'POST /v1/runs/{runId}/stop': runAction(runCases.stopRun),
+      'POST /v1/runs/{runId}/done': runAction(runCases.closeRun),
+      'POST /v1/runs/{runId}/replay': runAction(runCases.replayRun, 202),
+      'POST /v1/runs/{runId}/redrive': runAction(runCases.redriveRun, 202),
+      'GET /v1/pods': async (event) =>
+        json(200, { items: await directoryCases.listPods(deps, caller(event)) }),
+      'GET /v1/pods/{podId}': async (event) =>
+        json(200, await directoryCases.getPod(deps, caller(event), pathParam(event, 'podId'))),
+      'PUT /v1/pods/{podId}': async (event) =>
+        json(
+          200,
+          await directoryCases.putPod(
+            deps,
+            caller(event),
+            pathParam(event, 'podId'),
+            parseJsonBody(event, podRequestSchema),
+          ),
+        ),
+      'GET /v1/projects': async (event) =>
+        json(200, { items: await directoryCases.listProjects(deps, caller(event)) }),
+      'GET /v1/projects/{projectId}': async (event) =>
+        json(200, await directoryCases.getProject(deps, caller(event), pathParam(event, 'projectId'))),
+      'PUT /v1/projects/{projectId}': async (event) =>
+        json(
+          200,
+          await directoryCases.putProject(
+            deps,
+            caller(event),
+            pathParam(event, 'projectId'),
+            parseJsonBody(event, projectRequestSchema),
+          ),
+        ),
+      'GET /v1/account': async (event) => json(200, await directoryCases.getAccount(deps, caller(event))),
+      'PUT /v1/account/limits': async (event) =>
+        json(
+          200,
+          await directoryCases.setAccountLimits(
+            deps,
+            caller(event),
+            parseJsonBody(event, accountLimitsSchema),
+          ),
+        ),
+      'POST /v1/stream/tickets': async (event) =>
+        json(201, await issueTicket(deps, caller(event), { webSocketUrl: settings.webSocketUrl })),
+      'PUT /v1/account/github': async (event) =>
+        json(
+          200,
+          await directoryCases.linkGitHub(
+            deps,
+            caller(event),
+            parseJsonBody(event, gitHubLinkSchema).installationId,
+          ),
+        ),
+      'GET /v1/account/spend': async (event) =>
+        json(
+          200,
+          await getAccountSpend(
+            deps,
+            caller(event),
+            spendQuerySchema.parse(event.queryStringParameters ?? {}).window,
+          ),
+        ),
     },
-    'GET /v1/projects/{projectId}/runs': async (event) =>
-      json(200, await runCases.listRuns(deps, caller(event), query(event), pathParam(event, 'projectId'))),
-    'GET /v1/runs': async (event) => json(200, await runCases.listRuns(deps, caller(event), query(event))),
-    'GET /v1/runs/{runId}': runAction(runCases.getRun),
-    'GET /v1/runs/{runId}/config': runAction(runCases.getRunConfig),
-    'GET /v1/runs/{runId}/steps': async (event) =>
-      json(
-        200,
-        await listSteps(
-          deps,
-          caller(event),
-          pathParam(event, 'runId'),
-          stepsQuerySchema.parse(event.queryStringParameters ?? {}),
-        ),
-      ),
-    'GET /v1/runs/{runId}/steps/{seq}/content': async (event) => ({
-      statusCode: 200,
-      headers: { 'content-type': 'text/plain; charset=utf-8' },
-      body: await getStepContent(deps, caller(event), pathParam(event, 'runId'), pathParam(event, 'seq')),
-    }),
-    'GET /v1/runs/{runId}/logs': async (event) =>
-      json(
-        200,
-        await readRunLogs(
-          deps,
-          caller(event),
-          pathParam(event, 'runId'),
-          logsQuerySchema.parse(event.queryStringParameters ?? {}),
-        ),
-      ),
-    'POST /v1/runs/{runId}/stop': runAction(runCases.stopRun),
-    'POST /v1/runs/{runId}/done': runAction(runCases.closeRun),
-    'POST /v1/runs/{runId}/replay': runAction(runCases.replayRun, 202),
-    'POST /v1/runs/{runId}/redrive': runAction(runCases.redriveRun, 202),
-    'GET /v1/pods': async (event) => json(200, { items: await directoryCases.listPods(deps, caller(event)) }),
-    'GET /v1/pods/{podId}': async (event) =>
-      json(200, await directoryCases.getPod(deps, caller(event), pathParam(event, 'podId'))),
-    'PUT /v1/pods/{podId}': async (event) =>
-      json(
-        200,
-        await directoryCases.putPod(
-          deps,
-          caller(event),
-          pathParam(event, 'podId'),
-          parseJsonBody(event, podRequestSchema),
-        ),
-      ),
-    'GET /v1/projects': async (event) =>
-      json(200, { items: await directoryCases.listProjects(deps, caller(event)) }),
-    'GET /v1/projects/{projectId}': async (event) =>
-      json(200, await directoryCases.getProject(deps, caller(event), pathParam(event, 'projectId'))),
-    'PUT /v1/projects/{projectId}': async (event) =>
-      json(
-        200,
-        await directoryCases.putProject(
-          deps,
-          caller(event),
-          pathParam(event, 'projectId'),
-          parseJsonBody(event, projectRequestSchema),
-        ),
-      ),
-    'GET /v1/account': async (event) => json(200, await directoryCases.getAccount(deps, caller(event))),
-    'PUT /v1/account/limits': async (event) =>
-      json(
-        200,
-        await directoryCases.setAccountLimits(deps, caller(event), parseJsonBody(event, accountLimitsSchema)),
-      ),
-    'POST /v1/stream/tickets': async (event) =>
-      json(201, await issueTicket(deps, caller(event), { webSocketUrl: settings.webSocketUrl })),
-    'PUT /v1/account/github': async (event) =>
-      json(
-        200,
-        await directoryCases.linkGitHub(
-          deps,
-          caller(event),
-          parseJsonBody(event, gitHubLinkSchema).installationId,
-        ),
-      ),
-    'GET /v1/account/spend': async (event) =>
-      json(
-        200,
-        await getAccountSpend(
-          deps,
-          caller(event),
-          spendQuerySchema.parse(event.queryStringParameters ?? {}).window,
-        ),
-      ),
-  });
+    { admit: admitAccount(accountThrottle(deps), claims) },
+  );
 };
 
 const env = readEnv(
@@ -196,6 +207,7 @@ export const handler = makeHandler(
     stepContent: stepContentStore(env.STEP_LOG_GROUP_NAME),
     cursorKey: signingSecret('cursor'),
     connections: streamConnections(env.TABLE_NAME),
+    requests: requestCounter(env.TABLE_NAME),
   },
   { tenant: env.TENANT_CLAIM, accountRole: env.ACCOUNT_ROLE_CLAIM, webSocketUrl: env.WEBSOCKET_URL },
 );

@@ -3,7 +3,7 @@ import { type SecretSource, signingSecret } from '../shared/adapters/signing-sec
 import { readEnv } from '../shared/config.js';
 import { DomainError } from '../shared/domain/errors.js';
 import { renderApprovalPage, renderErrorPage } from '../shared/http/approval-page.js';
-import { type ClaimNames, callerFromEvent } from '../shared/http/auth.js';
+import { admitAccount, type ClaimNames, callerFromEvent } from '../shared/http/auth.js';
 import { pathParam } from '../shared/http/request.js';
 import { errorToResponse, type HttpResult, json } from '../shared/http/responses.js';
 import { type RouteHandler, routeHandler } from '../shared/http/router.js';
@@ -17,7 +17,14 @@ import {
   viewApprovalLink,
   viewCheckpoint,
 } from '../shared/usecases/approvals.js';
-import { approvalStore, directoryRepository, runStore, taskSignals } from '../shared/wiring.js';
+import { type AccountThrottleDeps, accountThrottle } from '../shared/usecases/throttle.js';
+import {
+  approvalStore,
+  directoryRepository,
+  requestCounter,
+  runStore,
+  taskSignals,
+} from '../shared/wiring.js';
 import * as z from '../shared/zod.js';
 
 type Event = APIGatewayProxyEventV2WithJWTAuthorizer;
@@ -54,7 +61,10 @@ const htmlPage =
  * Approvals: the email link's page (GET shows, never acts), its form post (the decision), and the
  * same decision through the v1 API for project admins.
  */
-export const makeHandler = (deps: ApprovalDeps, settings: { secret: SecretSource; claims: ClaimNames }) => {
+export const makeHandler = (
+  deps: ApprovalDeps & AccountThrottleDeps,
+  settings: { secret: SecretSource; claims: ClaimNames },
+) => {
   const query = (event: Event) => ({
     for: event.queryStringParameters?.for,
     sig: event.queryStringParameters?.sig,
@@ -67,31 +77,34 @@ export const makeHandler = (deps: ApprovalDeps, settings: { secret: SecretSource
         await decideByApi(deps, callerFromEvent(event, settings.claims), pathParam(event, 'runId'), action),
       );
 
-  return routeHandler({
-    'GET /approve/{approvalId}': htmlPage(async (event) => {
-      const link = query(event);
-      const view = await viewApprovalLink(
-        deps,
-        await settings.secret(),
-        pathParam(event, 'approvalId'),
-        link,
-      );
-      return renderApprovalPage(view, 'GET', { for: link.for ?? '', sig: link.sig ?? '' });
-    }),
-    'POST /approve/{approvalId}': htmlPage(async (event) => {
-      const approvalId = pathParam(event, 'approvalId');
-      const form = decisionFormSchema.parse(formBody(event));
-      const view = await decideByLink(deps, await settings.secret(), approvalId, form, form.decision);
-      return renderApprovalPage(view, 'POST', { for: form.for ?? '', sig: form.sig ?? '' });
-    }),
-    'GET /v1/runs/{runId}/checkpoint': async (event) =>
-      json(
-        200,
-        await viewCheckpoint(deps, callerFromEvent(event, settings.claims), pathParam(event, 'runId')),
-      ),
-    'POST /v1/runs/{runId}/approve': apiDecision('approve'),
-    'POST /v1/runs/{runId}/cancel': apiDecision('cancel'),
-  });
+  return routeHandler(
+    {
+      'GET /approve/{approvalId}': htmlPage(async (event) => {
+        const link = query(event);
+        const view = await viewApprovalLink(
+          deps,
+          await settings.secret(),
+          pathParam(event, 'approvalId'),
+          link,
+        );
+        return renderApprovalPage(view, 'GET', { for: link.for ?? '', sig: link.sig ?? '' });
+      }),
+      'POST /approve/{approvalId}': htmlPage(async (event) => {
+        const approvalId = pathParam(event, 'approvalId');
+        const form = decisionFormSchema.parse(formBody(event));
+        const view = await decideByLink(deps, await settings.secret(), approvalId, form, form.decision);
+        return renderApprovalPage(view, 'POST', { for: form.for ?? '', sig: form.sig ?? '' });
+      }),
+      'GET /v1/runs/{runId}/checkpoint': async (event) =>
+        json(
+          200,
+          await viewCheckpoint(deps, callerFromEvent(event, settings.claims), pathParam(event, 'runId')),
+        ),
+      'POST /v1/runs/{runId}/approve': apiDecision('approve'),
+      'POST /v1/runs/{runId}/cancel': apiDecision('cancel'),
+    },
+    { admit: admitAccount(accountThrottle(deps), settings.claims) },
+  );
 };
 
 const env = readEnv('TABLE_NAME', 'TENANT_CLAIM', 'ACCOUNT_ROLE_CLAIM');
@@ -101,6 +114,7 @@ export const handler = makeHandler(
     directory: directoryRepository(env.TABLE_NAME),
     approvals: approvalStore(env.TABLE_NAME),
     signals: taskSignals(),
+    requests: requestCounter(env.TABLE_NAME),
     clock: systemClock,
   },
   {

@@ -15,6 +15,7 @@ import type { RunMetric } from './domain/run-metrics.js';
 import type { Schedule, ScheduleKey, ScheduleSettings, TickRecord } from './domain/schedule.js';
 import type { Step, StepContentRef, StepPage } from './domain/steps.js';
 import type { Account, AccountLimits, Caller, GitHubLink, Pod, Project } from './domain/tenancy.js';
+import type { RequestWindow } from './domain/throttle.js';
 import type { AgentEvent, GitCredential } from './schemas/agent-events.js';
 
 /** Ports: what the use cases need from the outside world. Adapters in shared/adapters implement them. */
@@ -514,6 +515,12 @@ export interface WebhookDeliveries {
 /** The run metrics (shared/domain/run-metrics.ts), published with the run they are about, if one. */
 export interface RunMetricsPublisher {
   publish(run: { runId: string; accountId?: string } | undefined, metrics: readonly RunMetric[]): void;
+}
+
+/** Requests counted per caller in shared windows (shared/domain/throttle.ts), across every instance. */
+export interface RequestCounter {
+  /** Counts one request of `callerKey`; false when its window had already admitted `limit`. */
+  take(callerKey: string, limit: number, window: RequestWindow): Promise<boolean>;
 }
 
 export interface Clock {

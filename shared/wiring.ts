@@ -12,6 +12,7 @@ import { DynamoActiveRuns } from './adapters/dynamo-active-runs.js';
 import { DynamoApprovalStore } from './adapters/dynamo-approvals.js';
 import { DynamoDirectory } from './adapters/dynamo-directory.js';
 import { DynamoFeedStore } from './adapters/dynamo-feed.js';
+import { DynamoRequestCounter } from './adapters/dynamo-request-counter.js';
 import { DynamoRunList } from './adapters/dynamo-run-list.js';
 import { DynamoRunStore } from './adapters/dynamo-run-store.js';
 import { DynamoScheduleStore } from './adapters/dynamo-schedules.js';
@@ -53,6 +54,7 @@ export const directoryRepository = (tableName: string) => new DynamoDirectory(do
 export const approvalStore = (tableName: string) => new DynamoApprovalStore(documentClient(), tableName);
 export const scheduleStore = (tableName: string) => new DynamoScheduleStore(documentClient(), tableName);
 export const feedStore = (tableName: string) => new DynamoFeedStore(documentClient(), tableName);
+export const requestCounter = (tableName: string) => new DynamoRequestCounter(documentClient(), tableName);
 export const streamConnections = (tableName: string) =>
   new DynamoStreamConnections(documentClient(), tableName);
 export const connectionSender = (callbackUrl: string) =>

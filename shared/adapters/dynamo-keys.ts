@@ -69,6 +69,11 @@ export const keys = {
     sk: `C#${segment(connectionId)}`,
   }),
   account: (accountId: string): Key => ({ pk: `ACCT#${segment(accountId)}`, sk: 'ACCOUNT' }),
+  /** a caller's requests in one window (its start, epoch seconds), apart from the account's busy partition */
+  requestWindow: (callerKey: string, windowStart: number): Key => ({
+    pk: `REQS#${segment(callerKey)}`,
+    sk: `W#${windowStart}`,
+  }),
   /** the account's active-run slots and the runs waiting for one */
   activeRuns: (accountId: string): Key => ({ pk: `ACCT#${segment(accountId)}`, sk: 'ACTIVE' }),
   project: (accountId: string, projectId: string): Key => ({

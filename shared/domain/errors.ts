@@ -71,6 +71,16 @@ export class NotConfiguredError extends DomainError {
   }
 }
 
+/** Over a request limit: the caller may try again after `retryAfterSeconds`. */
+export class TooManyRequestsError extends DomainError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super('TooManyRequests', message, { retryAfterSeconds });
+  }
+}
+
 export class ServiceUnavailableError extends DomainError {
   constructor(message: string, details?: Record<string, unknown>) {
     super('ServiceUnavailable', message, details);

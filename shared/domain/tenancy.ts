@@ -118,6 +118,8 @@ export interface AccountLimits {
   monthlyCapMicroUsd: number;
   /** runs launched and not yet ended at once (0 = no limit); absent: DEFAULT_MAX_ACTIVE_RUNS */
   maxActiveRuns?: number;
+  /** public API requests a second, averaged over a window (API_REQUEST_WINDOW_SECONDS); absent: the default */
+  apiRequestsPerSecond?: number;
 }
 
 /**
@@ -130,6 +132,17 @@ export const MAX_ACTIVE_RUNS_LIMIT = 1000;
 
 export const activeRunLimit = (limits: AccountLimits): number =>
   limits.maxActiveRuns ?? DEFAULT_MAX_ACTIVE_RUNS;
+
+/** The public API's requests a second per account unless it sets its own: a busy console and CLI with room. */
+export const DEFAULT_API_REQUESTS_PER_SECOND = 50;
+/**
+ * The highest an account may set. Each request is one write to the account's counter item, and one
+ * item takes at most 1,000 writes a second; the refused ones write too, until the instance remembers.
+ */
+export const MAX_API_REQUESTS_PER_SECOND = 500;
+
+export const apiRequestRate = (limits: AccountLimits | undefined): number =>
+  limits?.apiRequestsPerSecond ?? DEFAULT_API_REQUESTS_PER_SECOND;
 
 /** Why a run waits in the queue while its account has no active-run slot free. */
 export const waitingForSlot = (limit: number): string =>

@@ -3,6 +3,7 @@ import { UnauthorizedError } from '../domain/errors.js';
 import type { Caller } from '../domain/tenancy.js';
 import { appendAccountOf } from '../observability.js';
 import { idSchema } from '../schemas/ids.js';
+import type { AccountThrottle } from '../usecases/throttle.js';
 
 export interface ClaimNames {
   tenant: string;
@@ -36,3 +37,14 @@ export const callerFromEvent = (
     accountRole: claims[names.accountRole] === 'admin' ? 'admin' : 'member',
   };
 };
+
+/**
+ * The account's request limit, before a JWT route's work. Email links and GitHub's deliveries carry no
+ * caller: only their route's throttle holds them.
+ */
+export const admitAccount =
+  (throttle: AccountThrottle, names: ClaimNames) =>
+  async (event: APIGatewayProxyEventV2WithJWTAuthorizer): Promise<void> => {
+    if (event.requestContext.authorizer?.jwt === undefined) return;
+    await throttle(callerFromEvent(event, names).accountId);
+  };

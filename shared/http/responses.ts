@@ -1,5 +1,5 @@
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
-import { DomainError } from '../domain/errors.js';
+import { DomainError, TooManyRequestsError } from '../domain/errors.js';
 import * as z from '../zod.js';
 
 export type HttpResult = APIGatewayProxyResultV2 & { statusCode: number; body: string };
@@ -27,6 +27,7 @@ const STATUS_BY_CODE: Record<string, number> = {
   TransitionRefused: 409,
   MissingRepoAccess: 409,
   PayloadTooLarge: 413,
+  TooManyRequests: 429,
   NotConfigured: 501,
   ServiceUnavailable: 503,
 };
@@ -38,7 +39,9 @@ export const errorBody = (code: string, message: string, details?: unknown) => (
 /** The one place domain errors become HTTP answers; anything unexpected is a 500 without internals. */
 export const errorToResponse = (err: unknown): HttpResult => {
   if (err instanceof DomainError) {
-    return json(STATUS_BY_CODE[err.code] ?? 400, errorBody(err.code, err.message, err.details));
+    const headers: Record<string, string> =
+      err instanceof TooManyRequestsError ? { 'retry-after': String(err.retryAfterSeconds) } : {};
+    return json(STATUS_BY_CODE[err.code] ?? 400, errorBody(err.code, err.message, err.details), headers);
   }
   if (err instanceof z.ZodError) {
     return json(

@@ -1,6 +1,11 @@
 import { POD_LIMITS } from '../domain/policy.js';
 import { DISPATCH_SOURCES, RUN_MODES, RUN_SOURCES, RUN_STATUSES } from '../domain/run.js';
-import { CHECKPOINTS, MAX_ACTIVE_RUNS_LIMIT, PROJECT_ROLES } from '../domain/tenancy.js';
+import {
+  CHECKPOINTS,
+  MAX_ACTIVE_RUNS_LIMIT,
+  MAX_API_REQUESTS_PER_SECOND,
+  PROJECT_ROLES,
+} from '../domain/tenancy.js';
 import * as z from '../zod.js';
 import { demoScriptSchema } from './demo.js';
 import { idSchema as id } from './ids.js';
@@ -181,4 +186,5 @@ export const accountLimitsSchema = z.strictObject({
   dailyCapMicroUsd: z.int().check(z.nonnegative()),
   monthlyCapMicroUsd: z.int().check(z.nonnegative()),
   maxActiveRuns: z.optional(z.int().check(z.nonnegative(), z.lte(MAX_ACTIVE_RUNS_LIMIT))),
+  apiRequestsPerSecond: z.optional(z.int().check(z.positive(), z.lte(MAX_API_REQUESTS_PER_SECOND))),
 });

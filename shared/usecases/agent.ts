@@ -71,10 +71,14 @@ const sameHash = (stored: string | undefined, secret: string): boolean =>
 export const authenticateAgent = async (
   runs: RunStore,
   runId: string,
-  authorization?: string,
+  authorization: string | undefined,
+  /** the answer to a request without the run's token, given before anything is read */
+  refuseTokenless: (unauthorized: UnauthorizedError) => Error = (unauthorized) => unauthorized,
 ): Promise<{ run: Run; secrets: RunSecrets }> => {
   const token = authorization?.startsWith('Bearer ') ? authorization.slice(7) : undefined;
-  if (!token?.startsWith(`${runId}.`)) throw new UnauthorizedError('a run-scoped bearer token is required');
+  if (!token?.startsWith(`${runId}.`)) {
+    throw refuseTokenless(new UnauthorizedError('a run-scoped bearer token is required'));
+  }
   const found = await runs.getWithSecrets(runId);
   if (!found || !sameHash(found.secrets.agentTokenHash, token)) {
     throw new UnauthorizedError('the token does not belong to this run');

@@ -57,6 +57,7 @@ export const httpEvent = (
     isBase64Encoded: false,
     requestContext: {
       routeKey,
+      http: { method: routeKey.split(' ')[0], path: routeKey.split(' ')[1], sourceIp: '198.51.100.7' },
       authorizer: {
         jwt: {
           claims: options.claims ?? {

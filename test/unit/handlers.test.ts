@@ -6,6 +6,7 @@ import { makeHandler as makeSchedules } from '../../functions/schedules.js';
 import { makeHandler as makeStartRun } from '../../functions/start-run.js';
 import { RepoAccessDeniedError } from '../../shared/domain/errors.js';
 import { DEFAULT_PRICE_TABLE } from '../../shared/domain/pricing.js';
+import { TOKENLESS_REQUESTS_PER_SECOND } from '../../shared/domain/throttle.js';
 import type {
   DirectoryRepository,
   GitCredentials,
@@ -149,6 +150,7 @@ describe('api handler: dispatch', () => {
     const runs = new MemoryRuns();
     vi.spyOn(runs, 'create');
     const directory = {
+      getAccount: vi.fn(async () => undefined),
       getProject: vi.fn(async () => projectFactory()),
       getPod: vi.fn(async (_: string, podId: string) => {
         if (podId === 'pod-1') return podFactory();
@@ -171,6 +173,7 @@ describe('api handler: dispatch', () => {
       stepContent: {} as StepContentStore,
       cursorKey: async () => 'c'.repeat(32),
       connections: {} as StreamConnections,
+      requests: { take: async () => true },
       clock,
     };
   };
@@ -277,6 +280,7 @@ describe('api handler: pods', () => {
           throw new Error('socket hang up');
         }),
       },
+      requests: { take: async () => true },
       clock,
     } as unknown as Parameters<typeof makeApi>[0];
     const claims = {
@@ -303,11 +307,13 @@ describe('schedules handler', () => {
   const deps = () =>
     ({
       directory: {
+        getAccount: vi.fn(async () => undefined),
         getProject: vi.fn(async () => projectFactory()),
         getPod: vi.fn(async () => podFactory()),
       },
       schedules: new MemorySchedules(),
       scheduler: new MemoryScheduler(),
+      requests: { take: async () => true },
       clock,
     }) as unknown as Parameters<typeof makeSchedules>[0] & { scheduler: MemoryScheduler };
   const path = { projectId: 'proj-1', scheduleId: 'nightly' };
@@ -430,6 +436,42 @@ describe('agent-api handler', () => {
   const RUN = 'run_01J0000000000000000000000A';
   const OTHER_RUN = 'run_01J0000000000000000000000B';
   const ENDED = 'run_01J0000000000000000000000C';
+  it('answers a flood without the run’s token 401, then 429, reading nothing; the run’s own token is served', async () => {
+    const RUN = 'run_01J0000000000000000000000A';
+    const runs = new MemoryRuns().put(runFactory({ runId: RUN, status: 'RUNNING' }), {
+      agentTokenHash: hashSecret(`${RUN}.right`),
+    });
+    const reads = vi.spyOn(runs, 'getWithSecrets');
+    const handler = makeAgentApi(
+      {
+        runs,
+        ledger,
+        signals: {} as TaskSignals,
+        stepContent: {} as StepContentStore,
+        directory: { getAccount: async () => undefined } as unknown as DirectoryRepository,
+        pricing: { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' },
+        slots: new MemoryActiveRuns(),
+        clock,
+      },
+      { heartbeatSeconds: 60, controlPollMs: 3000, pausedCapCheckMs: 60_000 },
+    );
+    const control = (headers: Record<string, string>) =>
+      handler(
+        httpEvent('GET /agent/v1/runs/{runId}/control', { pathParameters: { runId: RUN }, headers }),
+        lambdaContext(),
+      );
+    const flood = await Promise.all(Array.from({ length: 30 }, () => control({})));
+    const statuses = flood.map((r) => r.statusCode);
+    expect(statuses.filter((s) => s === 401)).toHaveLength(TOKENLESS_REQUESTS_PER_SECOND);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(30 - TOKENLESS_REQUESTS_PER_SECOND);
+    expect((flood.at(-1) as { headers?: Record<string, string> }).headers).toMatchObject({
+      'retry-after': '1',
+    });
+    expect(reads).not.toHaveBeenCalled();
+
+    expect((await control({ authorization: `Bearer ${RUN}.right` })).statusCode).toBe(200);
+  });
+
   it('refuses a token that is not the run’s, and any token once the run has ended', async () => {
     const runs = new MemoryRuns()
       .put(runFactory({ runId: RUN, status: 'RUNNING' }), { agentTokenHash: hashSecret(`${RUN}.right`) })
