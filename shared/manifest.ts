@@ -453,6 +453,36 @@ export const ROUTES: RouteDefinition[] = [
   { method: 'POST', path: '/webhooks/github', fn: 'githubWebhooks', auth: 'none' },
 ];
 
+/** API Gateway's throttle of a route: requests a second, and the burst its bucket holds. */
+export interface RouteThrottle {
+  rateLimit: number;
+  burstLimit: number;
+}
+
+/** A pod sends at most one event batch every 250 ms (its reporter's flush interval). */
+const POD_REQUESTS_PER_SECOND = 4;
+/** The pods each Agent API route carries at full speed, across every account. */
+export const AGENT_API_PODS = 250;
+
+/**
+ * API Gateway throttles each route with a bucket of its own, so no family of routes can use up
+ * another's: a flood of the public API leaves the pods' routes alone. The public routes' bucket is the
+ * outer bound over every account; inside it each account has its own limit (shared/domain/throttle.ts).
+ * The Agent API's are sized for pods. Email links and GitHub's deliveries need little. The region's
+ * account-level limit (10,000 a second by default) still bounds them all together.
+ */
+export const ROUTE_THROTTLES: Record<RouteAuth, RouteThrottle> = {
+  jwt: { rateLimit: 500, burstLimit: 1000 },
+  agent: {
+    rateLimit: AGENT_API_PODS * POD_REQUESTS_PER_SECOND,
+    burstLimit: 2 * AGENT_API_PODS * POD_REQUESTS_PER_SECOND,
+  },
+  none: { rateLimit: 50, burstLimit: 100 },
+};
+
+/** The throttle of the stage's routes unless a route has its own (the WebSocket API's too). */
+export const DEFAULT_ROUTE_THROTTLE = ROUTE_THROTTLES.jwt;
+
 /** The WebSocket API: its routes (all to one function) and how a message picks its route. */
 export const WEBSOCKET = {
   fn: 'stream' as FunctionName,

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Serv
 import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEventV2, APIGatewayProxyEventV2WithJWTAuthorizer } from 'aws-lambda';
 import { z } from 'zod';
-import type { FunctionName, RouteDefinition } from '../../shared/manifest.js';
+import type { FunctionName, RouteDefinition, RouteThrottle } from '../../shared/manifest.js';
 
 /**
  * The local API Gateway HTTP API: it matches routes as API Gateway does, runs the JWT authorizer on
@@ -21,6 +21,8 @@ export interface ApiGatewayOptions {
   accountId?: string;
   /** the origins a browser may call the API from, as the HTTP API's CORS configuration names them (default: any) */
   allowOrigins?: string[];
+  /** each route's throttle, as the stage's route settings give it (default: none) */
+  throttleOf?: (route: RouteDefinition) => RouteThrottle;
   logError?: (message: string, err: unknown) => void;
 }
 
@@ -211,6 +213,32 @@ const toHttpResponse = (result: unknown): HttpResponse => {
   return { statusCode, headers, body: Buffer.from(text, r.isBase64Encoded ? 'base64' : 'utf8') };
 };
 
+/**
+ * A route's token bucket, as API Gateway throttles: it holds `burstLimit` requests and refills at
+ * `rateLimit` a second; a request that finds it empty is answered 429 before anything else is done.
+ */
+export class RouteBucket {
+  private tokens: number;
+  private refilledAtMs: number;
+
+  constructor(
+    private readonly throttle: RouteThrottle,
+    nowMs: number,
+  ) {
+    this.tokens = throttle.burstLimit;
+    this.refilledAtMs = nowMs;
+  }
+
+  take(nowMs: number): boolean {
+    const refill = ((nowMs - this.refilledAtMs) / 1000) * this.throttle.rateLimit;
+    this.tokens = Math.min(this.throttle.burstLimit, this.tokens + refill);
+    this.refilledAtMs = nowMs;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
 export const startApiGateway = async (options: ApiGatewayOptions): Promise<RunningApiGateway> => {
   const { routes, invoke, verifyJwt, accountId = '000000000000', host = '127.0.0.1' } = options;
   const logError = options.logError ?? ((message, err) => console.error(message, err));
@@ -322,6 +350,7 @@ export const startApiGateway = async (options: ApiGatewayOptions): Promise<Runni
     }
   };
 
+  const buckets = new Map<string, RouteBucket>();
   const faults: DeliveryFault[] = [];
   const takeFault = (routeKey: string): DeliveryFault | undefined => {
     const fault = faults.find((f) => f.routeKey === routeKey && f.times > 0);
@@ -376,6 +405,17 @@ export const startApiGateway = async (options: ApiGatewayOptions): Promise<Runni
     // Browsers and mail scanners send HEAD to links; a GET route answers it unless a HEAD route exists.
     const match = find(method, rawSegments) ?? (method === 'HEAD' ? find('GET', rawSegments) : undefined);
     if (!match) return sendJson(res, 404, { message: 'Not Found' }, baseHeaders);
+
+    const routeKey = `${match.route.method} ${match.route.path}`;
+    if (options.throttleOf) {
+      let bucket = buckets.get(routeKey);
+      if (!bucket) {
+        bucket = new RouteBucket(options.throttleOf(match.route), now.getTime());
+        buckets.set(routeKey, bucket);
+      }
+      if (!bucket.take(now.getTime()))
+        return sendJson(res, 429, { message: 'Too Many Requests' }, baseHeaders);
+    }
 
     let event = buildEvent(req, match, body, requestId, now);
     if (match.route.auth === 'jwt') {

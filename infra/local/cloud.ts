@@ -40,6 +40,7 @@ import {
   FUNCTIONS,
   POD_CONTAINER_NAME,
   QUEUE,
+  ROUTE_THROTTLES,
   ROUTES,
   RUN_FEED_SOURCE,
   RUN_LOGS_SOURCE,
@@ -693,6 +694,7 @@ export const startLocalCloud = async (options: LocalCloudOptions): Promise<Local
       invoke: (fn, event) => runtime.invoke(fn, event),
       verifyJwt: (token) => issuer.verify(token),
       allowOrigins: [consoleServer.url],
+      throttleOf: (route) => ROUTE_THROTTLES[route.auth],
     });
     stops.push(() => api.close());
     github.setWebhookUrl(`${api.url}/webhooks/github`);

@@ -42,12 +42,14 @@ import {
   ASL_SUBSTITUTIONS,
   type AslSubstitution,
   DEAD_LETTER_QUEUE,
+  DEFAULT_ROUTE_THROTTLE,
   EVENT_RULES,
   environmentFor,
   FUNCTIONS,
   type FunctionName,
   POD_CONTAINER_NAME,
   QUEUE,
+  ROUTE_THROTTLES,
   ROUTES,
   type RouteAuth,
   RUN_FEED_SOURCE,
@@ -86,8 +88,6 @@ export const POD_IMAGE_EXCLUDES = [
   '*.md',
   '*.log',
 ];
-
-const API_THROTTLE = { rateLimit: 100, burstLimit: 200 };
 
 /** How often the open pull requests are read from GitHub, for the webhooks that never came. */
 const PULL_REQUEST_SWEEP_DAYS = 1;
@@ -489,7 +489,7 @@ export class StatelessStack extends Stack {
       httpApi: this.httpApi,
       stageName: '$default',
       autoDeploy: true,
-      throttle: API_THROTTLE,
+      throttle: DEFAULT_ROUTE_THROTTLE,
       accessLogSettings: this.accessLogs('ApiAccessLogs', {
         responseLength: '$context.responseLength',
         latencyMs: '$context.responseLatency',
@@ -566,6 +566,8 @@ export class StatelessStack extends Stack {
       jwtAudience: [props.jwtAudience],
     });
     const integrations = new Map<FunctionName, HttpLambdaIntegration>();
+    const stage = this.apiStage.node.defaultChild as apigwv2.CfnStage;
+    const routeSettings: Record<string, { ThrottlingRateLimit: number; ThrottlingBurstLimit: number }> = {};
     for (const route of ROUTES) {
       let integration = integrations.get(route.fn);
       if (!integration) {
@@ -585,7 +587,17 @@ export class StatelessStack extends Stack {
           { id: 'AwsSolutions-COG4', reason },
         );
       }
+      const throttle = ROUTE_THROTTLES[route.auth];
+      if (throttle !== DEFAULT_ROUTE_THROTTLE && httpRoute) {
+        routeSettings[`${route.method} ${route.path}`] = {
+          ThrottlingRateLimit: throttle.rateLimit,
+          ThrottlingBurstLimit: throttle.burstLimit,
+        };
+        // a stage's route settings name routes that must exist first
+        stage.node.addDependency(httpRoute);
+      }
     }
+    stage.routeSettings = routeSettings;
   }
 
   /** The WebSocket API and its stage, throttled and logged as the HTTP API is; its routes come with the functions. */
@@ -598,7 +610,7 @@ export class StatelessStack extends Stack {
       webSocketApi: api,
       stageName: WEBSOCKET.stageName,
       autoDeploy: true,
-      throttle: API_THROTTLE,
+      throttle: DEFAULT_ROUTE_THROTTLE,
       accessLogSettings: this.accessLogs('StreamAccessLogs', {
         eventType: '$context.eventType',
         connectionId: '$context.connectionId',

@@ -13,14 +13,18 @@ import { type EnvName, isRequiredEnv } from '../../shared/config.js';
 import { LONGEST_RUN_SECONDS, SWEEPER } from '../../shared/domain/policy.js';
 import { RUN_METRICS } from '../../shared/domain/run-metrics.js';
 import {
+  AGENT_API_PODS,
   ASL_SUBSTITUTIONS,
   DEAD_LETTER_QUEUE,
+  DEFAULT_ROUTE_THROTTLE,
   EVENT_RULES,
   FUNCTIONS,
   type FunctionName,
   POD_CONTAINER_NAME,
   QUEUE,
+  ROUTE_THROTTLES,
   ROUTES,
+  type RouteThrottle,
   RUN_FEED_SOURCE,
   RUN_LOGS_SOURCE,
   SCHEDULER,
@@ -838,12 +842,30 @@ describe('the stateless stack', () => {
     });
   });
 
-  it('logs and throttles the default stage', () => {
+  it('logs and throttles the default stage; the Agent API, links and webhooks get buckets of their own', () => {
+    const throttle = (t: RouteThrottle) => ({
+      ThrottlingBurstLimit: t.burstLimit,
+      ThrottlingRateLimit: t.rateLimit,
+    });
+    const own = ROUTES.filter((r) => r.auth !== 'jwt');
     statelessTemplate.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
       StageName: '$default',
       AccessLogSettings: Match.objectLike({ DestinationArn: Match.anyValue() }),
-      DefaultRouteSettings: { ThrottlingBurstLimit: Match.anyValue(), ThrottlingRateLimit: Match.anyValue() },
+      DefaultRouteSettings: throttle(DEFAULT_ROUTE_THROTTLE),
+      RouteSettings: Object.fromEntries(
+        own.map((r) => [`${r.method} ${r.path}`, throttle(ROUTE_THROTTLES[r.auth])]),
+      ),
     });
+    // sized for the pods: each sends a batch every 250 ms at most
+    expect(ROUTE_THROTTLES.agent.rateLimit).toBe(AGENT_API_PODS * 4);
+    const [stageId, stage] = Object.entries(statelessTemplate.findResources('AWS::ApiGatewayV2::Stage')).find(
+      ([, r]) => r.Properties.StageName === '$default',
+    ) as [string, { DependsOn?: string[] }];
+    const routeIds = Object.entries(statelessTemplate.findResources('AWS::ApiGatewayV2::Route'))
+      .filter(([, r]) => own.some((o) => r.Properties.RouteKey === `${o.method} ${o.path}`))
+      .map(([id]) => id);
+    expect(routeIds).toHaveLength(own.length);
+    expect(stage.DependsOn, stageId).toEqual(expect.arrayContaining(routeIds));
   });
 
   it('narrows each EventBridge rule to this stack and gives its target retries and a DLQ', () => {

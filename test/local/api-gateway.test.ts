@@ -412,6 +412,43 @@ describe('startApiGateway', () => {
   });
 });
 
+describe('route throttles', () => {
+  it('fill each route’s bucket of its own; a request that finds it empty gets 429 and reaches no function', async () => {
+    const invoked: string[] = [];
+    const throttled: RouteDefinition[] = [
+      { method: 'GET', path: '/slow', fn: 'api', auth: 'none' },
+      { method: 'GET', path: '/other', fn: 'api', auth: 'none' },
+    ];
+    const gateway = await startApiGateway({
+      routes: throttled,
+      verifyJwt: async () => ({}),
+      invoke: async (_, event) => {
+        invoked.push(event.routeKey);
+        return { statusCode: 200, body: 'ok' };
+      },
+      throttleOf: (route) =>
+        route.path === '/slow' ? { rateLimit: 5, burstLimit: 3 } : { rateLimit: 1000, burstLimit: 1000 },
+    });
+    try {
+      const get = async (path: string) => {
+        const res = await fetch(`${gateway.url}${path}`);
+        return { status: res.status, body: await res.text() };
+      };
+      const burst = [];
+      for (let i = 0; i < 4; i++) burst.push(await get('/slow'));
+      expect(burst.map((r) => r.status)).toEqual([200, 200, 200, 429]);
+      expect(JSON.parse(burst[3]?.body ?? '')).toEqual({ message: 'Too Many Requests' });
+      expect(invoked.filter((k) => k === 'GET /slow')).toHaveLength(3);
+      expect((await get('/other')).status).toBe(200);
+      // five a second: one more after 200 ms
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      expect((await get('/slow')).status).toBe(200);
+    } finally {
+      await gateway.close();
+    }
+  });
+});
+
 describe('createDevIssuer', () => {
   let dir: string;
 
