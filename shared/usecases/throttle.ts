@@ -15,30 +15,18 @@ export interface AccountThrottleDeps {
   clock: Clock;
 }
 
-/** How long an instance keeps an account's limit before reading it again: a new limit applies within this. */
-export const LIMIT_KEPT_MS = 60_000;
-
 /** Admits one request of an account, or throws TooManyRequestsError. */
 export type AccountThrottle = (accountId: string) => Promise<void>;
 
 /**
- * The public API's per-account limit, one per function instance. Each request is counted in the
- * account's window, shared by every instance. Once that window is full, this instance refuses the
- * account until the window ends without counting again, so a flood costs the table one refused write
- * per instance and window, and other accounts' windows are untouched.
+ * The public API's per-account limit, one per function instance. Each request reads the account's
+ * rate (so a new one applies within a second) and is counted in the account's window, shared by every
+ * instance. Once that window is full, this instance refuses the account until the window ends without
+ * reading or counting again, so a flood costs the table one refused write per instance and window,
+ * and other accounts' windows are untouched.
  */
 export const accountThrottle = (deps: AccountThrottleDeps): AccountThrottle => {
-  const rates = new Map<string, { rate: number; readAtMs: number }>();
-  const fullUntil = new Map<string, number>();
-
-  const rateOf = async (accountId: string, nowMs: number): Promise<number> => {
-    const kept = rates.get(accountId);
-    if (kept && nowMs - kept.readAtMs < LIMIT_KEPT_MS) return kept.rate;
-    const rate = apiRequestRate((await deps.directory.getAccount(accountId))?.limits);
-    rates.set(accountId, { rate, readAtMs: nowMs });
-    return rate;
-  };
-
+  const full = new Map<string, { untilMs: number; rate: number }>();
   return async (accountId) => {
     const nowMs = deps.clock.now().getTime();
     const window = requestWindow(nowMs, API_REQUEST_WINDOW_SECONDS);
@@ -49,14 +37,12 @@ export const accountThrottle = (deps: AccountThrottleDeps): AccountThrottle => {
         wait,
       );
     };
-    const full = fullUntil.get(accountId);
-    if (full !== undefined) {
-      if (full > nowMs) throw refusal(await rateOf(accountId, nowMs));
-      fullUntil.delete(accountId);
-    }
-    const rate = await rateOf(accountId, nowMs);
+    const known = full.get(accountId);
+    if (known && known.untilMs > nowMs) throw refusal(known.rate);
+    full.delete(accountId);
+    const rate = apiRequestRate((await deps.directory.getAccount(accountId))?.limits);
     if (await deps.requests.take(accountId, rate * API_REQUEST_WINDOW_SECONDS, window)) return;
-    fullUntil.set(accountId, window.endsAtMs);
+    full.set(accountId, { untilMs: window.endsAtMs, rate });
     throw refusal(rate);
   };
 };
