@@ -84,19 +84,6 @@ const setLaunchLimits = async (bench: BenchCloud, limits: LaunchLimits) => {
   if (!response.ok) throw new Error(`the local ECS refused launch limits: ${await response.text()}`);
 };
 
-/**
- * The burst is held to Fargate's launch limits, not to an account's: its account lifts its limit on
- * active runs (its caps stay unset).
- */
-const liftActiveRunLimit = async (bench: BenchCloud) => {
-  const response = await fetch(`${bench.cloud.endpoints.apiUrl}/v1/account/limits`, {
-    method: 'PUT',
-    headers: { authorization: `Bearer ${bench.cloud.endpoints.token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ dailyCapMicroUsd: 0, monthlyCapMicroUsd: 0, maxActiveRuns: 0 }),
-  });
-  if (!response.ok) throw new Error(`the account's limits could not be set: ${await response.text()}`);
-};
-
 const count = <T>(items: T[], key: (item: T) => string) =>
   items.reduce<Record<string, number>>((acc, item) => {
     acc[key(item)] = (acc[key(item)] ?? 0) + 1;
@@ -186,7 +173,8 @@ export const measureBurst = async (
   finishBy: number,
 ): Promise<BurstResult> => {
   await setLaunchLimits(bench, limits);
-  await liftActiveRunLimit(bench);
+  // the burst is held to Fargate's launch limits, not to an account's: no limit on active runs
+  await bench.setAccountLimits({ maxActiveRuns: 0 });
   // enough for the dispatches to finish before the first message is delivered
   const holdSeconds = Math.max(5, Math.ceil(runCount / 50));
   const before = await ecsRunTask(bench);

@@ -54,15 +54,6 @@ const measureRun = async (bench: BenchCloud, request: Dispatch) => {
 /** A daily cap far above what the bench spends: its account's caps are then checked as a capped account's are. */
 const BENCH_DAILY_CAP_MICRO_USD = 1_000_000_000;
 
-const setDailyCap = async (bench: BenchCloud, dailyCapMicroUsd: number) => {
-  const response = await fetch(`${bench.cloud.endpoints.apiUrl}/v1/account/limits`, {
-    method: 'PUT',
-    headers: { authorization: `Bearer ${bench.cloud.endpoints.token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ dailyCapMicroUsd, monthlyCapMicroUsd: 0 }),
-  });
-  if (!response.ok) throw new Error(`the account's limits could not be set: ${await response.text()}`);
-};
-
 const approveRoute = ROUTES.find((r) => r.method === 'POST' && r.path === '/v1/runs/{runId}/approve');
 
 const measureSupervised = async (
@@ -144,10 +135,10 @@ export const measureRunCost = async (
     );
   }
   bench.dynamo.setMetering(true);
-  await setDailyCap(bench, BENCH_DAILY_CAP_MICRO_USD);
+  await bench.setAccountLimits({ dailyCapMicroUsd: BENCH_DAILY_CAP_MICRO_USD });
   const supervised = await measureSupervised(bench).finally(async () => {
     bench.dynamo.setMetering(false);
-    await setDailyCap(bench, 0);
+    await bench.setAccountLimits();
   });
   return {
     demo: COST_RUN_DEMO,

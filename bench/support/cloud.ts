@@ -17,7 +17,11 @@ import type { OperationStats } from '../../infra/local/emulators/json-protocol.j
 import type { FunctionStats } from '../../infra/local/lambda-runtime.js';
 import { LAUNCH } from '../../shared/domain/policy.js';
 import { executionName, isTerminal, type Run } from '../../shared/domain/run.js';
-import type { Checkpoint } from '../../shared/domain/tenancy.js';
+import {
+  type AccountLimits,
+  type Checkpoint,
+  MAX_API_REQUESTS_PER_SECOND,
+} from '../../shared/domain/tenancy.js';
 import type { FunctionName } from '../../shared/manifest.js';
 import { type AgentMeter, type AgentTraffic, startAgentMeter } from './agent-meter.js';
 import { type CapacityTotals, type DynamoMeter, startDynamoMeter } from './dynamo-meter.js';
@@ -77,6 +81,11 @@ export interface BenchCloud {
   dispatch(request?: Dispatch): Promise<string>;
   /** GET on the public API as the demo admin */
   apiGet<T>(path: string): Promise<T>;
+  /**
+   * Sets the demo account's limits (caps unset unless given). Its requests a second are always the
+   * highest an account may have: the bench is one heavy client measuring the routes, not its limit.
+   */
+  setAccountLimits(limits?: Partial<AccountLimits>): Promise<void>;
   getRun(runId: string): Promise<Run | undefined>;
   getRuns(runIds: string[]): Promise<Run[]>;
   /** polls until `done` holds for the run, or throws after `timeoutMs` */
@@ -230,6 +239,21 @@ export const startBenchCloud = async (
     return (await response.json()) as T;
   };
 
+  const setAccountLimits = async (limits: Partial<AccountLimits> = {}) => {
+    const response = await fetch(`${endpoints.apiUrl}/v1/account/limits`, {
+      method: 'PUT',
+      headers,
+      body: JSON.stringify({
+        dailyCapMicroUsd: 0,
+        monthlyCapMicroUsd: 0,
+        ...limits,
+        apiRequestsPerSecond: MAX_API_REQUESTS_PER_SECOND,
+      }),
+    });
+    if (!response.ok) throw new Error(`the account's limits could not be set: ${await response.text()}`);
+  };
+  await setAccountLimits();
+
   const runsTable = endpoints.tableName;
   const getRun = async (runId: string) => {
     const out = await db.send(
@@ -347,6 +371,7 @@ export const startBenchCloud = async (
     counters,
     dispatch,
     apiGet,
+    setAccountLimits,
     getRun,
     getRuns,
     waitForRun,
