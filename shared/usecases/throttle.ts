@@ -20,7 +20,7 @@ export type AccountThrottle = (accountId: string) => Promise<void>;
 
 /**
  * The public API's per-account limit, one per function instance. Each request reads the account's
- * rate (so a new one applies within a second) and is counted in the account's window, shared by every
+ * rate (so a new one applies at once) and is counted in the account's window, shared by every
  * instance. Once that window is full, this instance refuses the account until the window ends without
  * reading or counting again, so a flood costs the table one refused write per instance and window,
  * and other accounts' windows are untouched.

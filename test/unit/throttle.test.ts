@@ -76,7 +76,7 @@ describe('the per-account limit', () => {
     await expect(admit('acct-1')).resolves.toBeUndefined();
   });
 
-  it('uses the account’s own rate, read on each request it counts, so a new one applies within a second', async () => {
+  it('uses the account’s own rate, read on each request it counts, so a new one applies at once', async () => {
     const requests = new MemoryRequestCounter();
     const clock = { now: vi.fn(() => new Date('2026-12-06T10:00:00Z')) };
     const accounts = directory({ apiRequestsPerSecond: 1 });
