@@ -542,6 +542,7 @@ const GATEWAY_ANSWERS: Record<number, string> = {
   401: 'Unauthorized',
   404: 'Not Found',
   413: 'Request Entity Too Large',
+  429: 'Too Many Requests',
 };
 
 const parse = (text: string): unknown => {
