@@ -130,6 +130,9 @@ const canonical = (value: unknown): unknown => {
   return value instanceof Uint8Array ? Buffer.from(value).toString('base64') : value;
 };
 
+/** the partitions of the request counts (keys.requestWindow) */
+const REQUEST_COUNTS = 'REQS#';
+
 const tableItems = async (): Promise<Map<string, string>> => {
   const client = dynamodb();
   const items = new Map<string, string>();
@@ -138,6 +141,8 @@ const tableItems = async (): Promise<Map<string, string>> => {
     { TableName: endpoints().tableName, ConsistentRead: true },
   )) {
     for (const item of (page.Items ?? []) as Record<string, AttributeValue>[]) {
+      // every request of an account counts against its limit, refused ones too: the limit's own writes
+      if (item.pk?.S?.startsWith(REQUEST_COUNTS)) continue;
       const key = `${item.pk?.S}|${item.sk?.S}`;
       items.set(
         key,
