@@ -87,6 +87,18 @@ export const appendAccountOf = (owner: { accountId: string; runId?: string }): v
 };
 
 /**
+ * An approval link's page names the approval, not its run: once the approval is read, the lines of
+ * an invocation that named no run carry the approval's run and account.
+ */
+export const appendRunOfApproval = (approval: { runId: string; accountId: string }): void => {
+  if (!invocationKeys || invocationKeys.runId !== undefined) return;
+  invocationKeys.runId = approval.runId;
+  logger.appendKeys({ runId: approval.runId });
+  tracer.putAnnotation('runId', approval.runId);
+  appendAccountOf(approval);
+};
+
+/**
  * What every handler starts with: the Lambda context and the run's keys on each log line (the account
  * also once appendAccountOf learns it; reset after each invocation), and the invocation traced with
  * the run id as an annotation, so X-Ray can find a run's traces.

@@ -1,5 +1,6 @@
 import { type DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { Approval, DecisionRecord } from '../domain/approval.js';
+import { appendRunOfApproval } from '../observability.js';
 import type { ApprovalStore } from '../ports.js';
 import { compact, conditionFailedItem, Expression, isConditionFailed, keys, Update } from './dynamo-keys.js';
 
@@ -53,7 +54,10 @@ export class DynamoApprovalStore implements ApprovalStore {
     const out = await this.db.send(
       new GetCommand({ TableName: this.tableName, Key: approvalKey(approvalId), ConsistentRead: true }),
     );
-    return out.Item ? fromItem(out.Item) : undefined;
+    if (!out.Item) return undefined;
+    const approval = fromItem(out.Item);
+    appendRunOfApproval(approval);
+    return approval;
   }
 
   async getTaskToken(approvalId: string): Promise<string | undefined> {

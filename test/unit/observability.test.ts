@@ -3,9 +3,12 @@ import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { makeHandler as makeApi } from '../../functions/api.js';
+import { makeHandler as makeApprovals } from '../../functions/approvals.js';
 import { makeHandler as makeRequestApproval } from '../../functions/request-approval.js';
+import { DynamoApprovalStore } from '../../shared/adapters/dynamo-approvals.js';
 import { toRunItem } from '../../shared/adapters/dynamo-run-item.js';
 import { DynamoRunStore } from '../../shared/adapters/dynamo-run-store.js';
+import { signApprovalLink } from '../../shared/domain/approval.js';
 import { validatedHandler } from '../../shared/lambda.js';
 import { logger, runKeysOf } from '../../shared/observability.js';
 import type { ApprovalStore, DirectoryRepository, TaskSignals } from '../../shared/ports.js';
@@ -55,6 +58,8 @@ describe('runKeysOf', () => {
     expect(runKeysOf(event)).toEqual(keys);
   });
 });
+
+const SECRET = 's'.repeat(32);
 
 describe('the handlers’ log lines', () => {
   const dynamo = mockClient(DynamoDBDocumentClient);
@@ -155,6 +160,9 @@ describe('the handlers’ log lines', () => {
             throw new Error('the table cannot be read');
           },
         },
+        directory: { getAccount: async () => undefined },
+        requests: { take: async () => true },
+        clock: { now: () => new Date() },
       } as unknown as Parameters<typeof makeApi>[0],
       { tenant: 'custom:accountId', accountRole: 'custom:accountRole', webSocketUrl: 'wss://ws.example.com' },
     );
@@ -173,6 +181,48 @@ describe('the handlers’ log lines', () => {
       expect.objectContaining({ message: 'request failed', runId, accountId: 'acct-1' }),
       expect.objectContaining({ message: 'request failed', runId, accountId: 'acct-2' }),
       expect.not.objectContaining({ accountId: expect.anything() }),
+    ]);
+  });
+
+  it('of an approval link’s page carry the approval’s run and account once it is read', async () => {
+    const approvalId = 'AbCdEfGhIjKlMnOpQrStUvWx';
+    dynamo.on(GetCommand).resolves({
+      Item: {
+        pk: `APPROVAL#${approvalId}`,
+        sk: 'APPROVAL',
+        approvalId,
+        runId: 'run_9',
+        accountId: 'acct-9',
+        projectId: 'proj-1',
+        approvalExpiresAt: '2026-01-01T01:00:00.000Z',
+      },
+    });
+    const approvals = makeApprovals(
+      {
+        approvals: new DynamoApprovalStore(DynamoDBDocumentClient.from(new DynamoDBClient({})), 'runs'),
+        directory: {
+          getProject: async () => {
+            throw new Error('the table cannot be read');
+          },
+        },
+      } as unknown as Parameters<typeof makeApprovals>[0],
+      {
+        secret: async () => SECRET,
+        claims: { tenant: 'custom:accountId', accountRole: 'custom:accountRole' },
+      },
+    );
+    const page = httpEvent('GET /approve/{approvalId}', {
+      pathParameters: { approvalId },
+      query: { for: 'alice', sig: signApprovalLink(SECRET, approvalId, 'alice') },
+    });
+    delete (page.requestContext as { authorizer?: unknown }).authorizer;
+
+    expect((await approvals(page, lambdaContext())).statusCode).toBe(500);
+    await working({}, lambdaContext());
+
+    expect(lines).toEqual([
+      expect.objectContaining({ message: 'approval page failed', runId: 'run_9', accountId: 'acct-9' }),
+      expect.not.objectContaining({ runId: expect.anything() }),
     ]);
   });
 });
