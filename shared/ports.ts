@@ -519,8 +519,8 @@ export interface RunMetricsPublisher {
 
 /** Requests counted per caller in shared windows (shared/domain/throttle.ts), across every instance. */
 export interface RequestCounter {
-  /** Counts one request of `callerKey`; false when its window had already admitted `limit`. */
-  take(callerKey: string, limit: number, window: RequestWindow): Promise<boolean>;
+  /** Counts one request of `callerKey` in `window`; answers the window's count with it. */
+  count(callerKey: string, window: RequestWindow): Promise<number>;
 }
 
 export interface Clock {

@@ -22,8 +22,8 @@ export type AccountThrottle = (accountId: string) => Promise<void>;
  * The public API's per-account limit, one per function instance. Each request reads the account's
  * rate (so a new one applies at once) and is counted in the account's window, shared by every
  * instance. Once that window is full, this instance refuses the account until the window ends without
- * reading or counting again, so a flood costs the table one refused write per instance and window,
- * and other accounts' windows are untouched.
+ * reading or counting again, so a flood costs the table one write past the limit per instance and
+ * window, and other accounts' windows are untouched.
  */
 export const accountThrottle = (deps: AccountThrottleDeps): AccountThrottle => {
   const full = new Map<string, { untilMs: number; rate: number }>();
@@ -40,8 +40,13 @@ export const accountThrottle = (deps: AccountThrottleDeps): AccountThrottle => {
     const known = full.get(accountId);
     if (known && known.untilMs > nowMs) throw refusal(known.rate);
     full.delete(accountId);
-    const rate = apiRequestRate((await deps.directory.getAccount(accountId))?.limits);
-    if (await deps.requests.take(accountId, rate * API_REQUEST_WINDOW_SECONDS, window)) return;
+    // the count goes with the read of the rate: one round trip
+    const [account, count] = await Promise.all([
+      deps.directory.getAccount(accountId),
+      deps.requests.count(accountId, window),
+    ]);
+    const rate = apiRequestRate(account?.limits);
+    if (count <= rate * API_REQUEST_WINDOW_SECONDS) return;
     full.set(accountId, { untilMs: window.endsAtMs, rate });
     throw refusal(rate);
   };

@@ -173,7 +173,7 @@ describe('api handler: dispatch', () => {
       stepContent: {} as StepContentStore,
       cursorKey: async () => 'c'.repeat(32),
       connections: {} as StreamConnections,
-      requests: { take: async () => true },
+      requests: { count: async () => 1 },
       clock,
     };
   };
@@ -280,7 +280,7 @@ describe('api handler: pods', () => {
           throw new Error('socket hang up');
         }),
       },
-      requests: { take: async () => true },
+      requests: { count: async () => 1 },
       clock,
     } as unknown as Parameters<typeof makeApi>[0];
     const claims = {
@@ -313,7 +313,7 @@ describe('schedules handler', () => {
       },
       schedules: new MemorySchedules(),
       scheduler: new MemoryScheduler(),
-      requests: { take: async () => true },
+      requests: { count: async () => 1 },
       clock,
     }) as unknown as Parameters<typeof makeSchedules>[0] & { scheduler: MemoryScheduler };
   const path = { projectId: 'proj-1', scheduleId: 'nightly' };

@@ -161,7 +161,7 @@ describe('the handlers’ log lines', () => {
           },
         },
         directory: { getAccount: async () => undefined },
-        requests: { take: async () => true },
+        requests: { count: async () => 1 },
         clock: { now: () => new Date() },
       } as unknown as Parameters<typeof makeApi>[0],
       { tenant: 'custom:accountId', accountRole: 'custom:accountRole', webSocketUrl: 'wss://ws.example.com' },

@@ -32,7 +32,7 @@ vi.hoisted(() => {
  * The account's request limit comes before anything: its counter and the read of the account's own
  * limit look up the caller's account, not the request's ids.
  */
-const ACCOUNT_LIMIT_CALLS = new Set(['requests.take', 'directory.getAccount']);
+const ACCOUNT_LIMIT_CALLS = new Set(['requests.count', 'directory.getAccount']);
 
 /** Dependencies that find nothing and record every call, so a test can tell whether a request got past the edge. */
 const emptyDeps = () => {
@@ -46,7 +46,7 @@ const emptyDeps = () => {
             const call = `${name}.${String(method)}`;
             if (!ACCOUNT_LIMIT_CALLS.has(call)) calls.push(call);
             // the limit admits every request
-            return call === 'requests.take' ? true : undefined;
+            return call === 'requests.count' ? 1 : undefined;
           }),
       },
     );

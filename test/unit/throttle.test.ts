@@ -11,17 +11,16 @@ import { errorToResponse } from '../../shared/http/responses.js';
 import type { DirectoryRepository, RequestCounter } from '../../shared/ports.js';
 import { accountThrottle, tokenlessRefusals } from '../../shared/usecases/throttle.js';
 
-/** Counts as the table does: per caller and window, the limit and no more. */
+/** Counts as the table does: per caller and window. */
 class MemoryRequestCounter implements RequestCounter {
   readonly counts = new Map<string, number>();
-  takes = 0;
-  async take(callerKey: string, limit: number, window: { start: number }): Promise<boolean> {
-    this.takes += 1;
+  calls = 0;
+  async count(callerKey: string, window: { start: number }): Promise<number> {
+    this.calls += 1;
     const key = `${callerKey}@${window.start}`;
-    const count = this.counts.get(key) ?? 0;
-    if (count >= limit) return false;
-    this.counts.set(key, count + 1);
-    return true;
+    const count = (this.counts.get(key) ?? 0) + 1;
+    this.counts.set(key, count);
+    return count;
   }
 }
 
@@ -66,9 +65,9 @@ describe('the per-account limit', () => {
     expect(refused).toBeInstanceOf(TooManyRequestsError);
     expect(refused).toMatchObject({ retryAfterSeconds: 6 });
     expect(errorToResponse(refused)).toMatchObject({ statusCode: 429, headers: { 'retry-after': '6' } });
-    const takes = requests.takes;
+    const calls = requests.calls;
     await expect(admit('acct-1')).rejects.toBeInstanceOf(TooManyRequestsError);
-    expect(requests.takes).toBe(takes);
+    expect(requests.calls).toBe(calls);
 
     // another account has its own window; the next window admits again
     await expect(admit('acct-2')).resolves.toBeUndefined();
