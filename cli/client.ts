@@ -77,7 +77,7 @@ export class ApiClient implements ApiReader {
     }
     const body = parse(text);
     if (res.ok) return { status: res.status, body: body as T, headers: res.headers };
-    throw errorOf(res.status, body, `${method} ${where}`);
+    throw errorOf(res.status, body, `${method} ${where}`, res.headers);
   }
 }
 
@@ -100,8 +100,15 @@ const reasonOf = (err: unknown): string => {
   return typeof code === 'string' && !cause.message.includes(code) ? code : cause.message;
 };
 
-const errorOf = (status: number, body: unknown, request: string): ApiError => {
+/** `Retry-After` in seconds, as the API sends it (an HTTP date is not). */
+const retryAfterMsOf = (headers: Headers): number | undefined => {
+  const seconds = Number(headers.get('retry-after') ?? Number.NaN);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined;
+};
+
+const errorOf = (status: number, body: unknown, request: string, headers: Headers): ApiError => {
   if (status === 401) return new ApiError(NOT_SIGNED_IN, status, 'Unauthorized');
+  const retryAfterMs = retryAfterMsOf(headers);
   const error = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)
     ?.error;
   if (error && typeof error.message === 'string') {
@@ -110,9 +117,13 @@ const errorOf = (status: number, body: unknown, request: string): ApiError => {
       status,
       typeof error.code === 'string' ? error.code : undefined,
       error.details,
+      retryAfterMs,
     );
   }
   const message = (body as { message?: unknown } | undefined)?.message;
-  if (typeof message === 'string') return new ApiError(`${message} (HTTP ${status} from ${request})`, status);
-  return new ApiError(`HTTP ${status} from ${request}`, status);
+  const said =
+    typeof message === 'string'
+      ? `${message} (HTTP ${status} from ${request})`
+      : `HTTP ${status} from ${request}`;
+  return new ApiError(said, status, undefined, undefined, retryAfterMs);
 };

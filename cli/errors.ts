@@ -20,6 +20,8 @@ export class ApiError extends CliError {
     readonly status: number,
     readonly code?: string,
     readonly details?: unknown,
+    /** how long the API asked to wait before asking again (`Retry-After`, with a 429 or 503) */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -58,6 +60,10 @@ export class StreamError extends CliError {
     return ['InternalError', 'ServiceUnavailable', 'Unauthorized', 'CatchUpUnfinished'].includes(this.code);
   }
 }
+
+/** The back-off, or longer where the API said how long to wait. */
+export const retryDelayMs = (err: unknown, backoffMs: number): number =>
+  Math.max(backoffMs, err instanceof ApiError ? (err.retryAfterMs ?? 0) : 0);
 
 export const isRetryable = (err: unknown): boolean =>
   err instanceof NetworkError || ((err instanceof ApiError || err instanceof StreamError) && err.retryable);

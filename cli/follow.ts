@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isTerminal, type Run, type RunStatus } from '../shared/domain/run.js';
 import type { StepPage, StepView } from '../shared/schemas/wire.js';
 import type { ApiReader } from './client.js';
-import { isRetryable } from './errors.js';
+import { isRetryable, retryDelayMs } from './errors.js';
 
 /**
  * Following a run: what happens to it, as events, whatever carries them. Rendering (watch.ts) only
@@ -99,7 +99,7 @@ export class PollingFollower implements RunFollower {
         if (ended) return run.status;
       } catch (err) {
         if (signal?.aborted || !isRetryable(err)) throw err;
-        const delayMs = backoffMs(failures, this.intervalMs, this.maxBackoffMs);
+        const delayMs = retryDelayMs(err, backoffMs(failures, this.intervalMs, this.maxBackoffMs));
         failures++;
         await onEvent({ type: 'retrying', message: (err as Error).message, delayMs });
         await this.sleep(delayMs, signal);

@@ -3,7 +3,7 @@ import WebSocket, { type RawData } from 'ws';
 import { isTerminal, type Run, type RunStatus } from '../shared/domain/run.js';
 import type { ServerMessage, StepPage, StepView, StreamTicket } from '../shared/schemas/wire.js';
 import type { ApiReader, CallOptions } from './client.js';
-import { ApiError, CliError, isRetryable, NetworkError, StreamError } from './errors.js';
+import { ApiError, CliError, isRetryable, NetworkError, retryDelayMs, StreamError } from './errors.js';
 import { backoffMs, type FollowEvent, type FollowHandler, type RunFollower } from './follow.js';
 import { firstLine } from './format.js';
 
@@ -179,7 +179,7 @@ class Following {
   }
 
   private async retry(err: unknown, failures: number): Promise<void> {
-    const delayMs = backoffMs(failures, this.intervalMs, this.maxBackoffMs);
+    const delayMs = retryDelayMs(err, backoffMs(failures, this.intervalMs, this.maxBackoffMs));
     await this.emit({ type: 'retrying', message: (err as Error).message, delayMs });
     await sleep(delayMs, undefined, { signal: this.stop.signal });
   }

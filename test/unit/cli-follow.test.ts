@@ -145,6 +145,16 @@ describe('PollingFollower', () => {
     expect(retry).toMatchObject({ message: down.message });
   });
 
+  it('waits as long as a 429’s Retry-After asks before asking again', async () => {
+    const { api } = scriptedApi([
+      { status: 'RUNNING', steps: [], fail: new ApiError('over its rate', 429, 'TooManyRequests', {}, 7000) },
+      { status: 'COMPLETED', steps: [] },
+    ]);
+    const { events, sleeps } = await follow(api);
+    expect(shown(events)).toEqual(['retry 7000', 'COMPLETED']);
+    expect(sleeps).toEqual([7000]);
+  });
+
   it('never sends a step twice, even when a page repeats steps it had', async () => {
     let polls = 0;
     const api = reader(async (path) => {
