@@ -1,6 +1,6 @@
 /**
  * Request limits per caller, counted in fixed windows: a window of `seconds` admits `limit` requests
- * and the next starts afresh. A fixed window is one counter (one conditional write where it is shared),
+ * and the next starts afresh. A fixed window is one counter (one write where it is shared),
  * at the price of letting up to twice the limit through around a window's edge.
  */
 
