@@ -29,6 +29,7 @@ import {
   directoryRepository,
   GITHUB_APP_VARIABLES,
   gitHubApp,
+  issueTeller,
   logReader,
   podTaskDefinitions,
   requestCounter,
@@ -184,8 +185,10 @@ const env = readEnv(
   'POD_TASK_FAMILY_PREFIX',
   'POD_MODELS',
   'WEBSOCKET_URL',
+  'PUBLIC_API_URL',
   ...GITHUB_APP_VARIABLES,
 );
+
 export const handler = makeHandler(
   {
     runs: runStore(env.TABLE_NAME),
@@ -202,6 +205,7 @@ export const handler = makeHandler(
     }),
     podModels: env.POD_MODELS,
     github: gitHubApp(env),
+    tellEnded: issueTeller(env),
     clock: systemClock,
     logs: logReader(env.LOG_GROUP_NAME),
     stepContent: stepContentStore(env.STEP_LOG_GROUP_NAME),

@@ -1,10 +1,10 @@
 import { readEnv } from '../shared/config.js';
 import { EXIT_REASONS } from '../shared/domain/run.js';
 import { validatedHandler } from '../shared/lambda.js';
-import { logger } from '../shared/observability.js';
+import { warnIssueUntold } from '../shared/observability.js';
 import { type GitHubApp, systemClock } from '../shared/ports.js';
 import { approvalOutcomeSchema, checkpointSignalSchema } from '../shared/schemas/approvals.js';
-import { type IssueSettings, tellIssue } from '../shared/usecases/github-issues.js';
+import { type IssueSettings, tellEnded } from '../shared/usecases/github-issues.js';
 import { finalizeRun, type LifecycleDeps } from '../shared/usecases/lifecycle.js';
 import {
   activeRuns,
@@ -63,10 +63,7 @@ export const makeHandler = (
     finalizeRun(
       {
         ...deps,
-        tellEnded: async (run) => {
-          const failed = await tellIssue(deps, settings, run);
-          if (failed) logger.warn("the run's GitHub issue could not be told how it ended", { failed });
-        },
+        tellEnded: tellEnded(deps, settings, warnIssueUntold),
       },
       state,
     ),

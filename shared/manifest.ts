@@ -157,7 +157,8 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
       'WEBSOCKET_URL',
       ...CLAIMS,
       ...CURSOR_SECRET,
-      // PUT /v1/account/github reads the installation it links
+      // PUT /v1/account/github reads the installation it links; a run stopped while queued tells its issue
+      'PUBLIC_API_URL',
       ...GITHUB,
     ],
     table: {
@@ -194,8 +195,8 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     entry: 'dead-letter',
     timeoutSeconds: 30,
     memoryMiB: 256,
-    description: 'DLQ -> DEAD_LETTER',
-    environment: ['TABLE_NAME'],
+    description: "DLQ -> DEAD_LETTER, and tells the run's GitHub issue",
+    environment: ['TABLE_NAME', 'PUBLIC_API_URL', ...GITHUB],
     table: { actions: READ_WRITE_RUN, indexes: [] },
   },
   checks: {
@@ -253,8 +254,8 @@ export const FUNCTIONS: Record<FunctionName, FunctionDefinition> = {
     entry: 'reconcile',
     timeoutSeconds: 15,
     memoryMiB: 256,
-    description: 'Execution ended abnormally -> run terminal',
-    environment: ['TABLE_NAME', 'QUEUE_URL', 'CLUSTER_ARN', ...PRICING],
+    description: "Execution ended abnormally -> run terminal, and tells the run's GitHub issue",
+    environment: ['TABLE_NAME', 'QUEUE_URL', 'CLUSTER_ARN', ...PRICING, 'PUBLIC_API_URL', ...GITHUB],
     table: { actions: SETTLE, indexes: [] },
   },
   sweeper: {

@@ -98,6 +98,10 @@ export const appendRunOfApproval = (approval: { runId: string; accountId: string
   appendAccountOf(approval);
 };
 
+/** A run's GitHub issue could not be told how it ended: the run has ended all the same. */
+export const warnIssueUntold = (failed: string): void =>
+  logger.warn("the run's GitHub issue could not be told how it ended", { failed });
+
 /**
  * What every handler starts with: the Lambda context and the run's keys on each log line (the account
  * also once appendAccountOf learns it; reset after each invocation), and the invocation traced with

@@ -28,7 +28,8 @@ import { gitHubAppKeys, OctokitGitHubApp } from './adapters/github-app.js';
 import { StepFunctionsOrchestrator, StepFunctionsTaskSignals } from './adapters/sfn-orchestrator.js';
 import { signingSecret } from './adapters/signing-secret.js';
 import { SqsRunQueue } from './adapters/sqs-run-queue.js';
-import { createMetrics, tracer } from './observability.js';
+import { createMetrics, tracer, warnIssueUntold } from './observability.js';
+import { type TellEnded, tellEnded } from './usecases/github-issues.js';
 
 /**
  * Builders for the adapters a handler's composition root needs. Each handler calls only the ones it
@@ -107,3 +108,18 @@ export const gitHubApp = (env: GitHubAppEnv): OctokitGitHubApp | undefined => {
   sharedGitHubApp ??= new OctokitGitHubApp({ appId, apiUrl, webUrl }, gitHubAppKeys(signingSecret('github')));
   return sharedGitHubApp;
 };
+
+/**
+ * How the handlers that end runs outside their finalization (a stop while queued, the dead-letter
+ * queue, a lost execution) tell the run's GitHub issue; what fails is logged, the run has ended.
+ */
+export const issueTeller = (env: GitHubAppEnv & { TABLE_NAME: string; PUBLIC_API_URL: string }): TellEnded =>
+  tellEnded(
+    {
+      runs: runStore(env.TABLE_NAME),
+      directory: directoryRepository(env.TABLE_NAME),
+      github: gitHubApp(env),
+    },
+    { publicApiUrl: env.PUBLIC_API_URL },
+    warnIssueUntold,
+  );

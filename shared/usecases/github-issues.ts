@@ -216,3 +216,17 @@ export const tellIssue = async (
     return err instanceof Error ? err.message : String(err);
   }
 };
+
+/** Tells a run's issue how it ended, from wherever it ended, handing what failed to `untold`. */
+export type TellEnded = (run: Run) => Promise<void>;
+
+export const tellEnded =
+  (
+    deps: Pick<IssueDeps, 'runs' | 'directory'> & { github?: GitHubApp },
+    settings: IssueSettings,
+    untold: (failed: string) => void,
+  ): TellEnded =>
+  async (run) => {
+    const failed = await tellIssue(deps, settings, run);
+    if (failed) untold(failed);
+  };

@@ -68,7 +68,10 @@ export const hashSecret = (secret: string): string => createHash('sha256').updat
 type EndingDeps = Pick<
   LifecycleDeps,
   'runs' | 'ledger' | 'sandbox' | 'clock' | 'pricing' | 'slots' | 'queue'
->;
+> & {
+  /** told once the run has ended and its cost is settled (the GitHub issue it was started from) */
+  tellEnded?: (run: Run) => Promise<void>;
+};
 
 /** The run waiting longest for a slot goes back on the queue, to take the one just freed. */
 const wake = async (deps: Pick<LifecycleDeps, 'queue'>, runId: string | undefined): Promise<void> => {
@@ -88,10 +91,22 @@ export const reconcileRun = async (deps: EndingDeps, run: Run, ending: Ending): 
   if (run.taskArn)
     await deps.sandbox.stop(run.taskArn, `the run's execution is over: ${ending.message ?? ''}`);
   await deps.runs.clearPodToken(run.runId);
-  const { run: ended } = await carryOut(deps.runs, run, (r) => end(r, ending, deps.clock.now()));
+  const { run: ended, changed } = await carryOut(deps.runs, run, (r) => end(r, ending, deps.clock.now()));
   await settleRun(deps, ended);
   await releaseSlot(deps, ended);
+  await tellIfFromIssue(deps, changed, ended);
   return ended;
+};
+
+/** A run from an issue that has just ended tells it, with the cost its settlement added. */
+const tellIfFromIssue = async (
+  deps: Pick<EndingDeps, 'runs' | 'tellEnded'>,
+  ended: boolean,
+  run: Run,
+): Promise<void> => {
+  if (ended && deps.tellEnded && run.gitHubIssue) {
+    await deps.tellEnded((await deps.runs.get(run.runId)) ?? run);
+  }
 };
 
 /** The execution, if it is over: a run it left open is ended as reconcile would. */
@@ -168,14 +183,16 @@ export const startRun = async (
 
 /** The queue gave up on this run's message. Only a run still waiting becomes DEAD_LETTER. */
 export const markDeadLetter = async (
-  deps: Pick<LifecycleDeps, 'runs' | 'clock'>,
+  /** `tellEnded`: no execution ends a DEAD_LETTER run, so no finalization tells its issue */
+  deps: Pick<EndingDeps, 'runs' | 'clock' | 'tellEnded'>,
   runId: string,
 ): Promise<boolean> => {
   const run = await deps.runs.get(runId);
   if (!run) return false;
-  const { changed } = await carryOut(deps.runs, run, (r) =>
+  const { changed, run: marked } = await carryOut(deps.runs, run, (r) =>
     deadLetter(r, 'the run could not be started after repeated attempts', deps.clock.now()),
   );
+  await tellIfFromIssue(deps, changed, marked);
   return changed;
 };
 
@@ -370,10 +387,7 @@ export const parkPod = async (
  * an error: the execution then fails and reconcile ends the run.
  */
 export const finalizeRun = async (
-  deps: EndingDeps & {
-    /** told once the run has ended and its cost is settled (the issue it was started from) */
-    tellEnded?: (run: Run) => Promise<void>;
-  },
+  deps: EndingDeps,
   state: ExecutionState,
 ): Promise<{ status: RunStatus | null }> => {
   const found = await deps.runs.get(state.runId);
@@ -387,8 +401,8 @@ export const finalizeRun = async (
   if (taskArn) await deps.sandbox.stop(taskArn, 'the run is finalized');
   await settleRun(deps, run);
   await releaseSlot(deps, run);
-  // read again for the cost the settlement added
-  if (deps.tellEnded && run.gitHubIssue) await deps.tellEnded((await deps.runs.get(run.runId)) ?? run);
+  // whoever ended the run, its finalization tells the issue
+  await tellIfFromIssue(deps, true, run);
   return { status: run.status };
 };
 

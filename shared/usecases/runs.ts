@@ -25,6 +25,8 @@ export interface RunCommandDeps {
   signals: TaskSignals;
   sandbox: Sandbox;
   clock: Clock;
+  /** told when a run ends without an execution to finalize it (stopped while queued) */
+  tellEnded?: (run: Run) => Promise<void>;
 }
 
 /** Runs and projects of other tenants do not exist for the caller. */
@@ -235,8 +237,12 @@ export const listRuns = async (
 export const stopRun = async (deps: RunCommandDeps, caller: Caller, runId: string): Promise<Run> => {
   const run = await ownRun(deps.runs, caller, runId);
   await projectWithRole(deps.directory, caller, run.projectId, 'admin');
-  const { run: stopped } = await carryOut(deps.runs, run, (r) => stop(r, caller.userId, deps.clock.now()));
+  const { run: stopped, changed } = await carryOut(deps.runs, run, (r) =>
+    stop(r, caller.userId, deps.clock.now()),
+  );
   await releaseSandbox(deps, stopped, 'Run.Stopped', 'the run was stopped');
+  // a run with an execution is told by its finalization
+  if (changed && !stopped.executionArn && stopped.gitHubIssue) await deps.tellEnded?.(stopped);
   return stopped;
 };
 

@@ -278,6 +278,9 @@ describe('the GitHub App (context githubAppId, githubHost)', () => {
     'checks',
     'raisePullRequest',
     'finalize',
+    // a run dead-lettered, or ended after its execution was lost, tells the issue it came from
+    'deadLetter',
+    'reconcile',
     'githubWebhooks',
     'pullRequestSweep',
   ];

@@ -1,7 +1,9 @@
 import { createHmac } from 'node:crypto';
+import { GetQueueAttributesCommand, SetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { describe, expect, it } from 'vitest';
 import type { Run } from '../../shared/domain/run.js';
 import { api, dispatch, endpoints, getRun, waitForRun, waitForTerminal } from './support/api.js';
+import { sqs } from './support/aws.js';
 
 /** The run's pull request on the GitHub stand-in, and what happens to it there. */
 
@@ -326,5 +328,55 @@ describe('runs started from GitHub issues', () => {
       itemId: `demo.demo-app.${issue.number}`,
     });
     await waitForTerminal(run.runId, 60_000);
+  });
+
+  it('stopped while queued, with no execution to finalize it, rewrites its comment to say so', async () => {
+    const QUEUE_DELAY_SECONDS = 15;
+    const e = endpoints();
+    const queue = sqs();
+    const delay = (seconds: number) =>
+      queue.send(
+        new SetQueueAttributesCommand({
+          QueueUrl: e.queueUrl,
+          Attributes: { DelaySeconds: String(seconds) },
+        }),
+      );
+    // the run's message waits on the queue, so the run stays QUEUED without an execution
+    await delay(QUEUE_DELAY_SECONDS);
+    try {
+      const issue = await openIssue('Stop me before I start');
+      await github('POST', `/repos/demo/demo-app/issues/${issue.number}/labels`, {
+        labels: [`pod:${e.scriptedPodId}`],
+      });
+      const [started] = await botComments(issue.number, (mine) => mine.length > 0);
+      const runId = runIdIn(started as IssueComment);
+      await waitForRun(runId, (r) => r.gitHubIssue?.commentId !== undefined, 15_000);
+
+      const stopped = await api<Run>('POST', `/v1/runs/${runId}/stop`);
+      expect(stopped.body).toMatchObject({ status: 'STOPPED' });
+      expect(stopped.body.executionArn).toBeUndefined();
+      const [edited, ...more] = await botComments(issue.number, (mine) =>
+        Boolean(mine[0]?.body.includes('was stopped')),
+      );
+      expect(more).toEqual([]);
+      expect(edited?.id).toBe(started?.id);
+    } finally {
+      await delay(0);
+      // the stopped run's message comes out of its delay and is dropped: the queue is left empty
+      await expect
+        .poll(
+          async () => {
+            const { Attributes = {} } = await queue.send(
+              new GetQueueAttributesCommand({ QueueUrl: e.queueUrl, AttributeNames: ['All'] }),
+            );
+            return ['', 'NotVisible', 'Delayed'].map((kind) =>
+              Number(Attributes[`ApproximateNumberOfMessages${kind}` as 'ApproximateNumberOfMessages']),
+            );
+          },
+          { timeout: (QUEUE_DELAY_SECONDS + 15) * 1000, interval: 500 },
+        )
+        .toEqual([0, 0, 0]);
+      queue.destroy();
+    }
   });
 });

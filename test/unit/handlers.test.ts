@@ -40,6 +40,7 @@ import { MemoryScheduler, MemorySchedules } from '../support/memory-schedules.js
 vi.hoisted(() => {
   Object.assign(process.env, {
     TABLE_NAME: 't',
+    PUBLIC_API_URL: 'https://api.example.com',
     WEBSOCKET_URL: 'wss://ws.example.com/live',
     WEBSOCKET_CALLBACK_URL: 'https://ws.example.com/live',
     QUEUE_URL: 'https://q',

@@ -289,6 +289,24 @@ describe('reconcileExecution', () => {
     expect(runs.secrets.get(RUN_ID)?.podTaskToken).toBeUndefined();
   });
 
+  it('tells the GitHub issue of a run it ends how it ended, once', async () => {
+    const gitHubIssue = {
+      repo: 'demo/demo-app',
+      fullName: 'demo/demo-app',
+      number: 12,
+      url: 'https://github.com/demo/demo-app/issues/12',
+      calledBy: 'octocat',
+    };
+    seed('RUNNING', { executionArn: 'arn:exec:1', gitHubIssue });
+    const tellEnded = vi.fn(async (_: Run) => undefined);
+    const failed = { status: 'FAILED', executionArn: 'arn:exec:1', input: JSON.stringify({ runId: RUN_ID }) };
+    await reconcileExecution({ ...deps, tellEnded }, failed);
+    await reconcileExecution({ ...deps, tellEnded }, failed);
+    expect(tellEnded).toHaveBeenCalledExactlyOnceWith(
+      expect.objectContaining({ status: 'FAILED', gitHubIssue }),
+    );
+  });
+
   it('ignores an earlier execution of a redriven run, and input that names no run', async () => {
     seed('RUNNING', { executionArn: 'arn:exec:1-r1' });
     await reconcileExecution(deps, {

@@ -10,6 +10,7 @@ import { httpEvent, lambdaContext } from '../support/factories.js';
 vi.hoisted(() => {
   Object.assign(process.env, {
     TABLE_NAME: 't',
+    PUBLIC_API_URL: 'https://api.example.com',
     WEBSOCKET_URL: 'wss://ws.example.com/live',
     WEBSOCKET_CALLBACK_URL: 'https://ws.example.com/live',
     QUEUE_URL: 'https://q',
