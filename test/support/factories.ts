@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { APIGatewayProxyEventV2WithJWTAuthorizer, Context, SQSEvent, SQSRecord } from 'aws-lambda';
 import { newRunId } from '../../shared/domain/ids.js';
-import { type Run, ZERO_COST } from '../../shared/domain/run.js';
+import { type GitHubIssueRef, type Run, ZERO_COST } from '../../shared/domain/run.js';
 import type { Pod, Project } from '../../shared/domain/tenancy.js';
 import type { DirectoryRepository, RunConfigSnapshot } from '../../shared/ports.js';
 
@@ -160,5 +160,15 @@ export const snapshotFactory = (overrides: Partial<RunConfigSnapshot> = {}): Run
   dispatcher: { userId: 'alice' },
   pod: podFactory(),
   request: {},
+  ...overrides,
+});
+
+/** The issue a run was started from, on the stand-in's demo repository. */
+export const gitHubIssueFactory = (overrides: Partial<GitHubIssueRef> = {}): GitHubIssueRef => ({
+  repo: 'demo/demo-app',
+  fullName: 'demo/demo-app',
+  number: 12,
+  url: 'https://github.com/demo/demo-app/issues/12',
+  calledBy: 'octocat',
   ...overrides,
 });

@@ -22,7 +22,7 @@ import {
   startRun,
   sweepQueued,
 } from '../../shared/usecases/lifecycle.js';
-import { podFactory, runFactory, snapshotFactory } from '../support/factories.js';
+import { gitHubIssueFactory, podFactory, runFactory, snapshotFactory } from '../support/factories.js';
 import { MemoryActiveRuns } from '../support/memory-active-runs.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 
@@ -290,13 +290,7 @@ describe('reconcileExecution', () => {
   });
 
   it('tells the GitHub issue of a run it ends how it ended, once', async () => {
-    const gitHubIssue = {
-      repo: 'demo/demo-app',
-      fullName: 'demo/demo-app',
-      number: 12,
-      url: 'https://github.com/demo/demo-app/issues/12',
-      calledBy: 'octocat',
-    };
+    const gitHubIssue = gitHubIssueFactory();
     seed('RUNNING', { executionArn: 'arn:exec:1', gitHubIssue });
     const tellEnded = vi.fn(async (_: Run) => undefined);
     const failed = { status: 'FAILED', executionArn: 'arn:exec:1', input: JSON.stringify({ runId: RUN_ID }) };

@@ -4,21 +4,14 @@ import type { Caller } from '../../shared/domain/tenancy.js';
 import type { DirectoryRepository, RunList, RunQueue, Sandbox, TaskSignals } from '../../shared/ports.js';
 import { markDeadLetter } from '../../shared/usecases/lifecycle.js';
 import { stopRun } from '../../shared/usecases/runs.js';
-import { projectFactory, runFactory } from '../support/factories.js';
+import { gitHubIssueFactory, projectFactory, runFactory } from '../support/factories.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 
 /** Runs that end with no execution to finalize them still tell the GitHub issue they came from. */
 
 const clock = { now: () => new Date('2026-12-06T10:00:00.000Z') };
 const admin: Caller = { accountId: 'acct-1', userId: 'root', accountRole: 'admin' };
-const gitHubIssue = {
-  repo: 'demo/demo-app',
-  fullName: 'demo/demo-app',
-  number: 12,
-  url: 'https://github.com/demo/demo-app/issues/12',
-  calledBy: 'octocat',
-  commentId: 901,
-};
+const gitHubIssue = gitHubIssueFactory({ commentId: 901 });
 
 const stopping = (run: Run) => {
   const tellEnded = vi.fn(async (_: Run) => undefined);
