@@ -2,7 +2,7 @@ import { pathToFileURL } from 'node:url';
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { StatefulStack } from './stacks/stateful-stack.js';
-import { StatelessStack } from './stacks/stateless-stack.js';
+import { type IdentityProvider, StatelessStack } from './stacks/stateless-stack.js';
 
 export interface ExecutionRunsApp {
   app: App;
@@ -10,12 +10,24 @@ export interface ExecutionRunsApp {
   stateless: StatelessStack;
 }
 
-const requiredContext = (app: App, key: string): string => {
-  const value = app.node.tryGetContext(key);
-  if (typeof value !== 'string' || value === '') {
-    throw new Error(`context "${key}" is required (cdk.json or -c ${key}=...)`);
+const IDENTITY_CONTEXT = ['jwtIssuer', 'jwtAudience', 'cognitoDomain'] as const;
+
+/**
+ * The deployer's own identity provider, when the context names one (all three of `jwtIssuer`,
+ * `jwtAudience` and `cognitoDomain`); without it the stack makes a user pool of its own.
+ */
+const identityProviderOf = (app: App): IdentityProvider | undefined => {
+  const given = IDENTITY_CONTEXT.map((key) => [key, app.node.tryGetContext(key)] as const).filter(
+    ([, value]) => value !== undefined && value !== '',
+  );
+  if (given.length === 0) return undefined;
+  const missing = IDENTITY_CONTEXT.filter((key) => !given.some(([name]) => name === key));
+  if (missing.length > 0 || given.some(([, value]) => typeof value !== 'string')) {
+    throw new Error(
+      `an identity provider of your own takes all of ${IDENTITY_CONTEXT.map((k) => `-c ${k}=...`).join(' ')} (missing: ${missing.join(', ') || 'none'}); name none of them for the stack's own user pool`,
+    );
   }
-  return value;
+  return Object.fromEntries(given) as unknown as IdentityProvider;
 };
 
 /**
@@ -38,9 +50,7 @@ export const buildApp = (context: Record<string, unknown> = {}): ExecutionRunsAp
     podLogGroup: stateful.podLogGroup,
     stepContentLogGroup: stateful.stepContentLogGroup,
     alarmTopic: stateful.alarmTopic,
-    jwtIssuer: requiredContext(app, 'jwtIssuer'),
-    jwtAudience: requiredContext(app, 'jwtAudience'),
-    cognitoDomain: requiredContext(app, 'cognitoDomain'),
+    identityProvider: identityProviderOf(app),
   });
 
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

@@ -2,6 +2,9 @@ import { LAUNCH, SWEEPER } from './domain/policy.js';
 import { CPU_ARCHITECTURES, loadPriceTable } from './domain/pricing.js';
 import * as z from './zod.js';
 
+/** The JWT claims the caller's tenant and role are read from unless TENANT_CLAIM and ACCOUNT_ROLE_CLAIM say. */
+export const DEFAULT_CLAIMS = { tenant: 'custom:accountId', accountRole: 'custom:accountRole' } as const;
+
 /** Handler configuration comes from the environment; each handler reads only what it needs. */
 const envSchema = z.object({
   TABLE_NAME: z.string().check(z.minLength(1)),
@@ -18,8 +21,8 @@ const envSchema = z.object({
   /** where the whole text of steps too large for their record is kept */
   STEP_LOG_GROUP_NAME: z.string().check(z.minLength(1)),
   /** JWT claim names: the tenant, and the caller's role in it */
-  TENANT_CLAIM: z._default(z.string(), 'custom:accountId'),
-  ACCOUNT_ROLE_CLAIM: z._default(z.string(), 'custom:accountRole'),
+  TENANT_CLAIM: z._default(z.string(), DEFAULT_CLAIMS.tenant),
+  ACCOUNT_ROLE_CLAIM: z._default(z.string(), DEFAULT_CLAIMS.accountRole),
   /** seconds between launch attempts, comma-separated, one per retry */
   LAUNCH_BACKOFF_SECONDS: z._default(z.string(), '5,20'),
   POD_HEARTBEAT_SECONDS: z._default(z.coerce.number().check(z.int(), z.positive()), LAUNCH.heartbeatSeconds),

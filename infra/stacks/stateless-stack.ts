@@ -35,7 +35,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { FactName } from 'aws-cdk-lib/region-info';
 import type { Construct } from 'constructs';
 import { SIGNING_SECRETS, type SigningPurpose } from '../../shared/adapters/signing-secret.js';
-import type { EnvName } from '../../shared/config.js';
+import { DEFAULT_CLAIMS, type EnvName } from '../../shared/config.js';
 import { LAUNCH, LONGEST_RUN_SECONDS, SWEEPER } from '../../shared/domain/policy.js';
 import { type CpuArchitecture, loadPriceTable } from '../../shared/domain/pricing.js';
 import {
@@ -59,6 +59,7 @@ import {
 } from '../../shared/manifest.js';
 import { POD_SECRETS_PREFIX } from '../../shared/schemas/pod.js';
 import { ConsoleHosting } from '../constructs/console-hosting.js';
+import { ConsoleUserPool } from '../constructs/console-user-pool.js';
 import { ENDING_STATUSES, RunDashboard, runMetric } from '../constructs/run-dashboard.js';
 import { RunFunction } from '../constructs/run-function.js';
 import { RunStoryQuery } from '../constructs/run-story.js';
@@ -217,7 +218,14 @@ export interface StatelessStackProps extends StackProps {
   podLogGroup: logs.ILogGroup;
   stepContentLogGroup: logs.ILogGroup;
   alarmTopic: sns.ITopic;
+  /** who signs people in; without one, the stack makes a Cognito user pool of its own */
+  identityProvider?: IdentityProvider;
+}
+
+/** An OIDC issuer of the deployer's own, for the API's JWT authorizer and the console's sign-in. */
+export interface IdentityProvider {
   jwtIssuer: string;
+  /** the app client the ID tokens are issued to (their `aud`) */
   jwtAudience: string;
   /** the Cognito user pool's hosted UI (https://<prefix>.auth.<region>.amazoncognito.com), where the console signs in */
   cognitoDomain: string;
@@ -232,6 +240,8 @@ export class StatelessStack extends Stack {
   public readonly httpApi: apigwv2.HttpApi;
   /** the web console: its bucket and CloudFront distribution */
   public readonly console: ConsoleHosting;
+  /** the stack's own sign-in, when no identity provider is named */
+  public userPool?: ConsoleUserPool;
   public readonly apiStage: apigwv2.HttpStage;
   /** the WebSocket API runs are followed on, and its one stage */
   public readonly streamApi: apigwv2.WebSocketApi;
@@ -289,9 +299,17 @@ export class StatelessStack extends Stack {
     // The console's CSP names the region's API Gateway endpoints rather than these APIs: their ids
     // would make a cycle (the API's CORS names the distribution, whose headers would name the API).
     const apiGatewayHost = `*.execute-api.${this.region}.${this.urlSuffix}`;
+    // the stack's own pool's sign-in page is named before the pool exists: its client names the console
+    const domainPrefix = String(
+      this.node.tryGetContext('cognitoDomainPrefix') ?? `execution-runs-${this.account}`,
+    );
+    const signInUrl =
+      props.identityProvider?.cognitoDomain ??
+      `https://${domainPrefix}.auth.${this.region}.amazoncognito.com`;
     this.console = new ConsoleHosting(this, 'Console', {
-      connectTo: [`https://${apiGatewayHost}`, `wss://${apiGatewayHost}`, props.cognitoDomain],
+      connectTo: [`https://${apiGatewayHost}`, `wss://${apiGatewayHost}`, signInUrl],
     });
+    const identity = props.identityProvider ?? this.createUserPool(domainPrefix);
     this.httpApi = new apigwv2.HttpApi(this, 'HttpApi', {
       description: 'Execution runs: the v1 API and the Agent API',
       createDefaultStage: false,
@@ -311,7 +329,7 @@ export class StatelessStack extends Stack {
     ({ api: this.streamApi, stage: this.streamStage } = this.createStreamApi());
 
     this.functions = this.createFunctions(props);
-    this.addRoutes(props);
+    this.addRoutes(identity);
     this.runFeedDeadLetterQueue = this.connectStream(props);
     ({ stateMachine: this.stateMachine, logGroup: this.stateMachineLogGroup } = this.createStateMachine());
     this.grantFunctions(props);
@@ -330,9 +348,9 @@ export class StatelessStack extends Stack {
       apiUrl: this.httpApi.apiEndpoint,
       auth: {
         kind: 'cognito',
-        domain: props.cognitoDomain,
+        domain: identity.cognitoDomain,
         // the ID token is the API's bearer token: its audience is the app client
-        clientId: props.jwtAudience,
+        clientId: identity.jwtAudience,
         scopes: ['openid', 'email', 'profile'],
       },
     });
@@ -561,9 +579,29 @@ export class StatelessStack extends Stack {
     return Object.fromEntries(entries) as Record<FunctionName, RunFunction>;
   }
 
-  private addRoutes(props: StatelessStackProps): void {
-    const jwtAuthorizer = new HttpJwtAuthorizer('JwtAuthorizer', props.jwtIssuer, {
-      jwtAudience: [props.jwtAudience],
+  /** The stack's own sign-in: a Cognito user pool, its hosted page and the console's app client. */
+  private createUserPool(domainPrefix: string): IdentityProvider {
+    const pool = new ConsoleUserPool(this, 'SignIn', {
+      consoleUrl: this.console.url,
+      domainPrefix,
+      tenantClaim: DEFAULT_CLAIMS.tenant,
+      accountRoleClaim: DEFAULT_CLAIMS.accountRole,
+    });
+    this.userPool = pool;
+    new CfnOutput(this, 'UserPoolId', {
+      value: pool.userPool.userPoolId,
+      description: 'Add people here (admin-create-user), each with custom:accountId and custom:accountRole',
+    });
+    return {
+      jwtIssuer: pool.issuer,
+      jwtAudience: pool.client.userPoolClientId,
+      cognitoDomain: pool.domainUrl,
+    };
+  }
+
+  private addRoutes(identity: IdentityProvider): void {
+    const jwtAuthorizer = new HttpJwtAuthorizer('JwtAuthorizer', identity.jwtIssuer, {
+      jwtAudience: [identity.jwtAudience],
     });
     const integrations = new Map<FunctionName, HttpLambdaIntegration>();
     const stage = this.apiStage.node.defaultChild as apigwv2.CfnStage;
@@ -958,6 +996,8 @@ export class StatelessStack extends Stack {
         ),
       ),
     );
+    // the extension once per function, however many secrets it reads (a layer listed twice is refused)
+    const withLayer = new Set<FunctionName>();
     const created = (purpose: SigningPurpose): secretsmanager.Secret => {
       const { id, description, rotation, generate } = secrets[purpose];
       const secret = new secretsmanager.Secret(this, id, { description, generateSecretString: generate });
@@ -965,7 +1005,8 @@ export class StatelessStack extends Stack {
       const variable = SIGNING_SECRETS[purpose].arn;
       for (const name of FUNCTION_NAMES.filter((fn) => FUNCTIONS[fn].environment.includes(variable))) {
         const fn = this.functions[name];
-        fn.function.addLayers(layer);
+        if (!withLayer.has(name)) fn.function.addLayers(layer);
+        withLayer.add(name);
         fn.setVariable(variable, secret.secretArn);
         // GetSecretValue alone, what the extension calls (grantRead adds DescribeSecret)
         fn.role.addToPrincipalPolicy(

@@ -33,9 +33,15 @@ import {
 } from '../../shared/manifest.js';
 import { POD_SECRETS_PREFIX } from '../../shared/schemas/pod.js';
 
-// One app for the whole file, synthesized once: the same context `cdk synth` reads, minus bundling.
+// One app for the whole file, synthesized once: the same context `cdk synth` reads, minus bundling,
+// with an identity provider of the deployer's own (the stack's own user pool has tests of its own).
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
-const context = { ...cdkJson.context, 'aws:cdk:bundling-stacks': [] };
+const IDENTITY_PROVIDER = {
+  jwtIssuer: 'https://cognito-idp.us-east-1.amazonaws.com/us-east-1_EXAMPLE',
+  jwtAudience: 'execution-runs',
+  cognitoDomain: 'https://execution-runs-example.auth.us-east-1.amazoncognito.com',
+};
+const context = { ...cdkJson.context, ...IDENTITY_PROVIDER, 'aws:cdk:bundling-stacks': [] };
 const { app, stateful, stateless } = buildApp(context);
 const nagFindings = (): string[] =>
   new AwsSolutionsChecks()
@@ -315,6 +321,8 @@ describe('the GitHub App (context githubAppId, githubHost)', () => {
           GITHUB_WEB_URL: 'https://ghes.example.com',
           GITHUB_APP_SECRET_ARN: { Ref: secretId },
         });
+        // one secrets extension, however many secrets the function reads (the API: the cursor's too)
+        expect(resources[idOf(fn.function)]?.Properties.Layers, name).toHaveLength(1);
       } else {
         expect(variables).not.toHaveProperty('GITHUB_APP_SECRET_ARN');
       }
@@ -841,7 +849,7 @@ describe('the stateless stack', () => {
     }
     statelessTemplate.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', {
       AuthorizerType: 'JWT',
-      JwtConfiguration: { Issuer: context.jwtIssuer, Audience: [context.jwtAudience] },
+      JwtConfiguration: { Issuer: IDENTITY_PROVIDER.jwtIssuer, Audience: [IDENTITY_PROVIDER.jwtAudience] },
     });
   });
 
@@ -1369,7 +1377,7 @@ describe('the web console (S3 behind CloudFront)', () => {
     expect(csp).toContain("style-src 'self'");
     expect(csp).toContain("frame-ancestors 'none'");
     expect(csp).not.toContain('unsafe');
-    expect(csp).toContain(cdkJson.context.cognitoDomain);
+    expect(csp).toContain(IDENTITY_PROVIDER.cognitoDomain);
     expect(security.StrictTransportSecurity).toMatchObject({ Override: true, IncludeSubdomains: true });
     expect(security.FrameOptions).toMatchObject({ FrameOption: 'DENY' });
     expect(security.ContentTypeOptions).toMatchObject({ Override: true });
@@ -1403,12 +1411,73 @@ describe('the web console (S3 behind CloudFront)', () => {
       apiUrl: apiMarker?.[0],
       auth: {
         kind: 'cognito',
-        domain: cdkJson.context.cognitoDomain,
-        clientId: cdkJson.context.jwtAudience,
+        domain: IDENTITY_PROVIDER.cognitoDomain,
+        clientId: IDENTITY_PROVIDER.jwtAudience,
         scopes: ['openid', 'email', 'profile'],
       },
     });
     // the marker is the HTTP API's endpoint, filled in at deploy
     expect(apiMarker?.[1]).toEqual({ 'Fn::GetAtt': [logicalId(stateless.httpApi), 'ApiEndpoint'] });
+  });
+});
+
+describe('the stack’s own user pool (no identity provider named)', () => {
+  const own = buildApp({ ...cdkJson.context, 'aws:cdk:bundling-stacks': [] });
+  const template = Template.fromStack(own.stateless);
+  const pool = own.stateless.userPool;
+
+  it('lets only an administrator add people, with the account and role the API reads, and signs in with a strong password', () => {
+    expect(pool).toBeDefined();
+    template.hasResourceProperties('AWS::Cognito::UserPool', {
+      AdminCreateUserConfig: { AllowAdminCreateUserOnly: true },
+      UsernameAttributes: ['email'],
+      Schema: Match.arrayWith([
+        Match.objectLike({ Name: 'accountId', AttributeDataType: 'String', Mutable: true }),
+        Match.objectLike({ Name: 'accountRole', AttributeDataType: 'String', Mutable: true }),
+      ]),
+      Policies: { PasswordPolicy: Match.objectLike({ MinimumLength: 12, RequireSymbols: true }) },
+      MfaConfiguration: 'OPTIONAL',
+      DeletionProtection: 'ACTIVE',
+    });
+    template.hasResource('AWS::Cognito::UserPool', { DeletionPolicy: 'Retain' });
+  });
+
+  it('gives the console a public client whose people can read their account and role but not write them', () => {
+    const client = Object.values(template.findResources('AWS::Cognito::UserPoolClient'))[0]
+      ?.Properties as Json;
+    expect(client).toMatchObject({
+      GenerateSecret: false,
+      AllowedOAuthFlows: ['code'],
+      AllowedOAuthScopes: expect.arrayContaining(['openid', 'email', 'profile']),
+      PreventUserExistenceErrors: 'ENABLED',
+    });
+    expect(client.ReadAttributes).toEqual(expect.arrayContaining(['custom:accountId', 'custom:accountRole']));
+    expect(JSON.stringify(client.WriteAttributes)).not.toContain('custom:');
+    const { console: hosting } = own.stateless;
+    expect(client.CallbackURLs).toEqual([own.stateless.resolve(`${hosting.url}/auth/callback`)]);
+    expect(client.LogoutURLs).toEqual([own.stateless.resolve(hosting.url)]);
+  });
+
+  it('is the issuer of the API’s JWT authorizer, with the console’s client as audience', () => {
+    const ids = (type: string) => Object.keys(template.findResources(type));
+    const [poolId] = ids('AWS::Cognito::UserPool');
+    const [clientId] = ids('AWS::Cognito::UserPoolClient');
+    template.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', {
+      AuthorizerType: 'JWT',
+      JwtConfiguration: {
+        Issuer: Match.objectLike({ 'Fn::GetAtt': [poolId, 'ProviderURL'] }),
+        Audience: [{ Ref: clientId }],
+      },
+    });
+    template.hasResourceProperties('AWS::Cognito::UserPoolDomain', {
+      Domain: { 'Fn::Join': ['', ['execution-runs-', { Ref: 'AWS::AccountId' }]] },
+    });
+    template.hasOutput('UserPoolId', { Value: { Ref: poolId } });
+  });
+
+  it('is not made when the context names an identity provider, which takes all three values', () => {
+    expect(stateless.userPool).toBeUndefined();
+    expect(Template.fromStack(stateless).findResources('AWS::Cognito::UserPool')).toEqual({});
+    expect(() => buildApp({ ...context, cognitoDomain: undefined })).toThrow(/missing: cognitoDomain/);
   });
 });
