@@ -19,14 +19,28 @@ export interface AccountThrottleDeps {
 export type AccountThrottle = (accountId: string) => Promise<void>;
 
 /**
- * The public API's per-account limit, one per function instance. Each request reads the account's
- * rate (so a new one applies at once) and is counted in the account's window, shared by every
- * instance. Once that window is full, this instance refuses the account until the window ends without
- * reading or counting again, so a flood costs the table one write past the limit per instance and
- * window, and other accounts' windows are untouched.
+ * How long an instance keeps an account's rate: a busy account's requests then cost one write each,
+ * not a write and a read, and a new rate applies within this long.
+ */
+export const RATE_KEPT_MS = 5_000;
+
+/**
+ * The public API's per-account limit, one per function instance. Each request is counted in the
+ * account's window, shared by every instance, against the account's rate (read with the count when
+ * this instance has not read it for RATE_KEPT_MS). Once that window is full, this instance refuses the
+ * account until the window ends without counting again, so a flood costs the table one write past
+ * the limit per instance and window, and other accounts' windows are untouched.
  */
 export const accountThrottle = (deps: AccountThrottleDeps): AccountThrottle => {
+  const rates = new Map<string, { rate: number; readAtMs: number }>();
   const full = new Map<string, { untilMs: number; rate: number }>();
+  const rateOf = async (accountId: string, nowMs: number): Promise<number> => {
+    const kept = rates.get(accountId);
+    if (kept && nowMs - kept.readAtMs < RATE_KEPT_MS) return kept.rate;
+    const rate = apiRequestRate((await deps.directory.getAccount(accountId))?.limits);
+    rates.set(accountId, { rate, readAtMs: nowMs });
+    return rate;
+  };
   return async (accountId) => {
     const nowMs = deps.clock.now().getTime();
     const window = requestWindow(nowMs, API_REQUEST_WINDOW_SECONDS);
@@ -40,12 +54,11 @@ export const accountThrottle = (deps: AccountThrottleDeps): AccountThrottle => {
     const known = full.get(accountId);
     if (known && known.untilMs > nowMs) throw refusal(known.rate);
     full.delete(accountId);
-    // the count goes with the read of the rate: one round trip
-    const [account, count] = await Promise.all([
-      deps.directory.getAccount(accountId),
+    // the count goes with the read of the rate, when there is one: one round trip
+    const [rate, count] = await Promise.all([
+      rateOf(accountId, nowMs),
       deps.requests.count(accountId, window),
     ]);
-    const rate = apiRequestRate(account?.limits);
     if (count <= rate * API_REQUEST_WINDOW_SECONDS) return;
     full.set(accountId, { untilMs: window.endsAtMs, rate });
     throw refusal(rate);

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { isTerminal, type Run } from '../../shared/domain/run.js';
 import { API_REQUEST_WINDOW_SECONDS } from '../../shared/domain/throttle.js';
 import type { RunLogPage } from '../../shared/usecases/logs.js';
+import { RATE_KEPT_MS } from '../../shared/usecases/throttle.js';
 import { api, dispatch, endpoints, getRun, waitForRun } from './support/api.js';
 import { tokenFor } from './support/aws.js';
 
@@ -68,7 +69,8 @@ describe('limits per caller', () => {
       (await api('PUT', '/v1/account/limits', { token: busy, body: { ...limits, apiRequestsPerSecond: 5 } }))
         .status,
     ).toBe(200);
-    // the new rate applies at once: 5 a second, 50 in a window
+    // a new rate applies within the seconds an instance keeps the last: then 5 a second, 50 in a window
+    await new Promise((resolve) => setTimeout(resolve, RATE_KEPT_MS));
 
     let tooMany: Awaited<ReturnType<typeof api<{ error: { code: string; message: string } }>>> | undefined;
     const statuses = await flood(

@@ -9,7 +9,7 @@ import {
 } from '../../shared/domain/throttle.js';
 import { errorToResponse } from '../../shared/http/responses.js';
 import type { DirectoryRepository, RequestCounter } from '../../shared/ports.js';
-import { accountThrottle, tokenlessRefusals } from '../../shared/usecases/throttle.js';
+import { accountThrottle, RATE_KEPT_MS, tokenlessRefusals } from '../../shared/usecases/throttle.js';
 
 /** Counts as the table does: per caller and window. */
 class MemoryRequestCounter implements RequestCounter {
@@ -75,16 +75,18 @@ describe('the per-account limit', () => {
     await expect(admit('acct-1')).resolves.toBeUndefined();
   });
 
-  it('uses the account’s own rate, read on each request it counts, so a new one applies at once', async () => {
+  it('uses the account’s own rate, kept for a few seconds, so a new one applies within them', async () => {
     const requests = new MemoryRequestCounter();
     const clock = { now: vi.fn(() => new Date('2026-12-06T10:00:00Z')) };
     const accounts = directory({ apiRequestsPerSecond: 1 });
     const admit = accountThrottle({ requests, directory: accounts, clock });
     for (let i = 0; i < 10; i++) await admit('acct-1');
     await expect(admit('acct-1')).rejects.toThrow(/over its 1 requests a second/);
-    await expect(admit('acct-1')).rejects.toThrow(/over its 1 requests a second/);
-    // the refusal remembered reads nothing
-    expect(accounts.getAccount).toHaveBeenCalledTimes(11);
+    expect(accounts.getAccount).toHaveBeenCalledTimes(1);
+
+    clock.now.mockReturnValue(new Date(Date.parse('2026-12-06T10:00:10Z') + RATE_KEPT_MS));
+    await admit('acct-1');
+    expect(accounts.getAccount).toHaveBeenCalledTimes(2);
   });
 });
 
