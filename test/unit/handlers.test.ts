@@ -37,27 +37,7 @@ import { MemoryRuns } from '../support/memory-runs.js';
 import { MemoryScheduler, MemorySchedules } from '../support/memory-schedules.js';
 
 // The handler modules build their production composition root at import; give it what it reads.
-vi.hoisted(() => {
-  Object.assign(process.env, {
-    TABLE_NAME: 't',
-    PUBLIC_API_URL: 'https://api.example.com',
-    WEBSOCKET_URL: 'wss://ws.example.com/live',
-    WEBSOCKET_CALLBACK_URL: 'https://ws.example.com/live',
-    QUEUE_URL: 'https://q',
-    STATE_MACHINE_ARN: 'arn:aws:states:us-east-1:1:stateMachine:s',
-    CLUSTER_ARN: 'arn:aws:ecs:us-east-1:1:cluster/c',
-    LOG_GROUP_NAME: '/pods',
-    STEP_LOG_GROUP_NAME: '/steps',
-    POD_TASK_DEFINITION_ARN: 'arn:aws:ecs:us-east-1:1:task-definition/pod:1',
-    POD_TASK_FAMILY_PREFIX: 'pod-',
-    AWS_REGION: 'us-east-1',
-    CURSOR_SIGNING_SECRET: 'c'.repeat(32),
-    SCHEDULE_GROUP_NAME: 'schedules',
-    SCHEDULE_TARGET_ARN: 'arn:aws:lambda:us-east-1:1:function:scheduled-dispatch',
-    SCHEDULER_ROLE_ARN: 'arn:aws:iam::1:role/scheduler',
-    SCHEDULE_DEAD_LETTER_QUEUE_ARN: 'arn:aws:sqs:us-east-1:1:schedules-dlq',
-  });
-});
+await vi.hoisted(() => import('../support/handler-environment.js'));
 
 const clock = { now: () => new Date('2026-01-01T00:00:00.000Z') };
 const pricing = { table: DEFAULT_PRICE_TABLE, architecture: 'ARM64' as const };

@@ -16,23 +16,7 @@ import * as z from '../../shared/zod.js';
 import { httpEvent, lambdaContext, projectFactory, runFactory } from '../support/factories.js';
 
 // The handler modules build their production composition root at import; give it what it reads.
-vi.hoisted(() => {
-  Object.assign(process.env, {
-    AWS_REGION: 'us-east-1',
-    TABLE_NAME: 't',
-    QUEUE_URL: 'https://q',
-    CLUSTER_ARN: 'arn:aws:ecs:us-east-1:1:cluster/c',
-    LOG_GROUP_NAME: '/pods',
-    STEP_LOG_GROUP_NAME: '/steps',
-    POD_TASK_DEFINITION_ARN: 'arn:aws:ecs:us-east-1:1:task-definition/pod:1',
-    POD_TASK_FAMILY_PREFIX: 'pod-',
-    WEBSOCKET_URL: 'wss://ws.example.com/live',
-    CURSOR_SIGNING_SECRET: 'c'.repeat(32),
-    PUBLIC_API_URL: 'https://api.example.com',
-    APPROVAL_SENDER: 'approvals@example.com',
-    APPROVAL_SIGNING_SECRET: 'a'.repeat(32),
-  });
-});
+await vi.hoisted(() => import('../support/handler-environment.js'));
 
 describe('runKeysOf', () => {
   it.each([

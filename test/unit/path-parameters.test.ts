@@ -7,27 +7,8 @@ import { ROUTES } from '../../shared/manifest.js';
 import { PATH_PARAMETERS } from '../../shared/schemas/ids.js';
 import { httpEvent, lambdaContext } from '../support/factories.js';
 
-vi.hoisted(() => {
-  Object.assign(process.env, {
-    TABLE_NAME: 't',
-    PUBLIC_API_URL: 'https://api.example.com',
-    WEBSOCKET_URL: 'wss://ws.example.com/live',
-    WEBSOCKET_CALLBACK_URL: 'https://ws.example.com/live',
-    QUEUE_URL: 'https://q',
-    CLUSTER_ARN: 'arn:aws:ecs:us-east-1:1:cluster/c',
-    LOG_GROUP_NAME: '/pods',
-    STEP_LOG_GROUP_NAME: '/steps',
-    POD_TASK_DEFINITION_ARN: 'arn:aws:ecs:us-east-1:1:task-definition/pod:1',
-    POD_TASK_FAMILY_PREFIX: 'pod-',
-    AWS_REGION: 'us-east-1',
-    CURSOR_SIGNING_SECRET: 'c'.repeat(32),
-    APPROVAL_SIGNING_SECRET: 'a'.repeat(32),
-    SCHEDULE_GROUP_NAME: 'schedules',
-    SCHEDULE_TARGET_ARN: 'arn:aws:lambda:us-east-1:1:function:scheduled-dispatch',
-    SCHEDULER_ROLE_ARN: 'arn:aws:iam::1:role/scheduler',
-    SCHEDULE_DEAD_LETTER_QUEUE_ARN: 'arn:aws:sqs:us-east-1:1:schedules-dlq',
-  });
-});
+// The handler modules build their production composition root at import; give it what it reads.
+await vi.hoisted(() => import('../support/handler-environment.js'));
 
 /**
  * The account's request limit comes before anything: its counter and the read of the account's own

@@ -10,16 +10,8 @@ import { uncoveredRepos } from '../../shared/domain/tenancy.js';
 import type { DirectoryRepository, GitHubApp, RunStore } from '../../shared/ports.js';
 import { httpEvent, lambdaContext, runFactory } from '../support/factories.js';
 
-// The handler module builds its production composition root at import; give it what it reads.
-vi.hoisted(() => {
-  Object.assign(process.env, {
-    TABLE_NAME: 't',
-    QUEUE_URL: 'https://sqs.us-east-1.amazonaws.com/123456789012/runs',
-    PUBLIC_API_URL: 'https://api.example.com',
-    AWS_REGION: 'us-east-1',
-    GITHUB_APP_SECRET: JSON.stringify({ privateKey: 'unused', webhookSecret: 'unused-webhook-secret' }),
-  });
-});
+// The handler modules build their production composition root at import; give it what it reads.
+await vi.hoisted(() => import('../support/handler-environment.js'));
 
 const NOW = new Date('2026-01-01T01:00:00.000Z');
 const RUN_ID = 'run_01J0000000000000000000000A';

@@ -16,16 +16,8 @@ import {
 import { lambdaContext, runFactory } from '../support/factories.js';
 import { MemoryRuns } from '../support/memory-runs.js';
 
-// The handler module builds its production composition root at import; give it what it reads.
-vi.hoisted(() => {
-  Object.assign(process.env, {
-    TABLE_NAME: 't',
-    QUEUE_URL: 'https://q',
-    LAUNCH_BACKOFF_SECONDS: '5,20',
-    SWEEPER_STALE_AFTER_SECONDS: '120',
-    AWS_REGION: 'us-east-1',
-  });
-});
+// The handler modules build their production composition root at import; give it what it reads.
+await vi.hoisted(() => import('../support/handler-environment.js'));
 
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
 /** A model's usage of `tokens` input tokens and nothing else. */
