@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiError, NetworkError, NOT_SIGNED_IN } from './errors.js';
 
 export interface Settings {
@@ -24,6 +25,9 @@ export interface ApiReader {
 }
 
 const TIMEOUT_MS = 30_000;
+/** Attempts of a request answered 429, and the longest wait between two (the account's window). */
+const THROTTLED_ATTEMPTS = 3;
+const MAX_THROTTLED_WAIT_MS = 10_000;
 
 /** The HTTP API over `fetch`: JSON in and out, and every failure as one error with a clear message. */
 export class ApiClient implements ApiReader {
@@ -31,6 +35,7 @@ export class ApiClient implements ApiReader {
     private readonly settings: Settings,
     private readonly fetchFn: typeof fetch = fetch,
     private readonly timeoutMs = TIMEOUT_MS,
+    private readonly throttledAttempts = THROTTLED_ATTEMPTS,
   ) {}
 
   get apiUrl(): string {
@@ -45,7 +50,24 @@ export class ApiClient implements ApiReader {
     return (await this.call<T>('POST', path, options)).body;
   }
 
+  /**
+   * A 429 was refused before any work was done (by the account's request limit or by API Gateway), so
+   * any request may be sent again: after what `Retry-After` says (a second when it says nothing), up
+   * to `throttledAttempts` in all.
+   */
   async call<T>(method: string, path: string, options: CallOptions = {}): Promise<Answer<T>> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.callOnce<T>(method, path, options);
+      } catch (err) {
+        if (!(err instanceof ApiError) || err.status !== 429 || attempt >= this.throttledAttempts) throw err;
+        const waitMs = Math.min(err.retryAfterMs ?? 1000, MAX_THROTTLED_WAIT_MS);
+        await sleep(waitMs, undefined, { signal: options.signal });
+      }
+    }
+  }
+
+  private async callOnce<T>(method: string, path: string, options: CallOptions): Promise<Answer<T>> {
     const where = `${this.settings.apiUrl}${path}`;
     const url = new URL(where);
     for (const [key, value] of Object.entries(options.query ?? {})) {
