@@ -217,7 +217,7 @@ const toHttpResponse = (result: unknown): HttpResponse => {
  * A route's token bucket, as API Gateway throttles: it holds `burstLimit` requests and refills at
  * `rateLimit` a second; a request that finds it empty is answered 429 before anything else is done.
  */
-export class RouteBucket {
+class RouteBucket {
   private tokens: number;
   private refilledAtMs: number;
 

@@ -46,11 +46,19 @@ const sandbox: Sandbox = { stop: vi.fn(async () => undefined) };
 
 describe('start-run handler', () => {
   // runs without an account to take a slot of start at once
-  const startRunDeps = () => ({
-    directory: { getAccount: async () => undefined } as unknown as DirectoryRepository,
-    slots: new MemoryActiveRuns(),
-    queue: { enqueue: vi.fn(async () => undefined) },
-  });
+  /** start-run over `runs`, starting executions with `orchestrator` */
+  const startRun = (runs: MemoryRuns, orchestrator: Orchestrator) =>
+    makeStartRun({
+      runs,
+      ledger,
+      orchestrator,
+      sandbox,
+      clock,
+      pricing,
+      directory: { getAccount: async () => undefined } as unknown as DirectoryRepository,
+      slots: new MemoryActiveRuns(),
+      queue: { enqueue: vi.fn(async () => undefined) },
+    });
   const queued = (...runIds: string[]) => {
     const runs = new MemoryRuns();
     for (const runId of runIds) runs.put(runFactory({ runId, status: 'QUEUED' }));
@@ -66,7 +74,7 @@ describe('start-run handler', () => {
       }),
       describe: vi.fn(async () => ({ status: 'RUNNING' as const })),
     };
-    const handler = makeStartRun({ runs, ledger, orchestrator, sandbox, clock, pricing, ...startRunDeps() });
+    const handler = startRun(runs, orchestrator);
     const result = await handler(
       sqsEvent(
         sqsRecordFactory({ runId: 'run_ok' }, 'm-ok'),
@@ -89,15 +97,10 @@ describe('start-run handler', () => {
       start: vi.fn(async (name: string) => ({ executionArn: `arn:exec:${name}`, alreadyExisted: true })),
       describe: vi.fn(async () => ({ status: 'FAILED' as const, error: 'States.Runtime', cause: 'boom' })),
     };
-    const result = await makeStartRun({
-      runs,
-      ledger,
-      orchestrator,
-      sandbox,
-      clock,
-      pricing,
-      ...startRunDeps(),
-    })(sqsEvent(sqsRecordFactory({ runId: 'run_closed' }, 'm-1')), lambdaContext());
+    const result = await startRun(runs, orchestrator)(
+      sqsEvent(sqsRecordFactory({ runId: 'run_closed' }, 'm-1')),
+      lambdaContext(),
+    );
     expect(result).toEqual({ batchItemFailures: [] });
     expect(runs.stored('run_closed')).toMatchObject({
       status: 'CANCELLED',
@@ -109,15 +112,7 @@ describe('start-run handler', () => {
   it('skips a run that is no longer QUEUED and reports a malformed message as failed', async () => {
     const runs = new MemoryRuns().put(runFactory({ runId: 'run_1', status: 'STOPPED' }));
     const orchestrator: Orchestrator = { start: vi.fn(), describe: vi.fn() };
-    const result = await makeStartRun({
-      runs,
-      ledger,
-      orchestrator,
-      sandbox,
-      clock,
-      pricing,
-      ...startRunDeps(),
-    })(
+    const result = await startRun(runs, orchestrator)(
       sqsEvent(sqsRecordFactory({ runId: 'run_1' }, 'm-1'), sqsRecordFactory('not json', 'm-2')),
       lambdaContext(),
     );
